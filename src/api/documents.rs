@@ -1,0 +1,210 @@
+//! `/api/v1/workspaces/{id}/documents` and `/api/v1/documents/{id}`, with optimistic
+//! concurrency: reads carry `ETag: "<version>"`, writes may send `If-Match` and get 412 when
+//! the document changed in between.
+
+use actix_web::http::header;
+use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::error::{ApiError, Problem};
+use super::extract::{checked, ApiJson, AuthUser, PageQuery, Validation};
+use super::views::{DocumentView, List};
+use super::AppState;
+use crate::domain::DocumentTitle;
+use crate::store::{Document, DocumentPatch};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDocument {
+    pub title: String,
+    /// Initial plain-text content (empty when left out).
+    pub content: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateDocument {
+    pub title: Option<String>,
+    /// Replaces the whole plain-text content.
+    pub content: Option<String>,
+}
+
+fn etag(version: i64) -> String {
+    format!("\"{version}\"")
+}
+
+fn with_etag(mut res: actix_web::HttpResponseBuilder, doc: &Document) -> HttpResponse {
+    res.insert_header((header::ETAG, etag(doc.version)))
+        .json(DocumentView::from(doc))
+}
+
+/// The version named by `If-Match`, if any (`*` matches every version).
+fn if_match(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
+    let Some(value) = req.headers().get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    text.trim_start_matches("W/")
+        .trim_matches('"')
+        .parse()
+        .map(Some)
+        .map_err(|_| {
+            ApiError::bad_request(
+                "invalid_if_match",
+                "If-Match must be the document's ETag, e.g. \"3\"",
+            )
+        })
+}
+
+/// Create a document (editors and above).
+#[utoipa::path(
+    tag = "documents",
+    params(("id" = i64, Path, description = "Workspace id")),
+    request_body = CreateDocument,
+    responses(
+        (status = 201, description = "Created", body = DocumentView, headers(("ETag" = String, description = "The version"))),
+        (status = 403, description = "Viewers cannot create documents", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such workspace, or not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/workspaces/{id}/documents")]
+pub async fn create_document(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<i64>,
+    ApiJson(body): ApiJson<CreateDocument>,
+) -> Result<HttpResponse, ApiError> {
+    let mut v = Validation::default();
+    let title = v.check("title", DocumentTitle::parse(&body.title));
+    v.finish()?;
+    let title = checked(title)?;
+    let content = body.content.unwrap_or_default();
+    let (doc, _event) = state
+        .store
+        .create_document(user.id, *id, &title, &content)
+        .await?;
+    Ok(with_etag(HttpResponse::Created(), &doc))
+}
+
+/// The documents of a workspace (without content), oldest first.
+#[utoipa::path(
+    tag = "documents",
+    params(("id" = i64, Path, description = "Workspace id"), PageQuery),
+    responses(
+        (status = 200, description = "A page of documents", body = List<DocumentView>),
+        (status = 404, description = "No such workspace, or not a member", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/workspaces/{id}/documents")]
+pub async fn list_documents(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<i64>,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let page = state
+        .store
+        .documents(user.id, *id, query.to_request()?)
+        .await?;
+    Ok(HttpResponse::Ok().json(List::from_page(page, |d| DocumentView::from(d))))
+}
+
+/// One document with its content.
+#[utoipa::path(
+    tag = "documents",
+    params(("id" = i64, Path, description = "Document id")),
+    responses(
+        (status = 200, description = "The document", body = DocumentView, headers(("ETag" = String, description = "The version"))),
+        (status = 404, description = "No such document, or not a member of its workspace", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/documents/{id}")]
+pub async fn get_document(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let (doc, _role) = state.store.document(user.id, *id).await?;
+    Ok(with_etag(HttpResponse::Ok(), &doc))
+}
+
+/// Change a document's title or content (editors and above).
+#[utoipa::path(
+    tag = "documents",
+    params(
+        ("id" = i64, Path, description = "Document id"),
+        ("If-Match" = Option<String>, Header, description = "The ETag the change is based on"),
+    ),
+    request_body = UpdateDocument,
+    responses(
+        (status = 200, description = "Updated", body = DocumentView, headers(("ETag" = String, description = "The new version"))),
+        (status = 403, description = "Viewers cannot edit", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such document, or not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The document changed since that version (`version_mismatch`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[patch("/documents/{id}")]
+pub async fn update_document(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    req: HttpRequest,
+    id: web::Path<i64>,
+    ApiJson(body): ApiJson<UpdateDocument>,
+) -> Result<HttpResponse, ApiError> {
+    let expected = if_match(&req)?;
+    let mut v = Validation::default();
+    let title = body
+        .title
+        .as_deref()
+        .map(|t| v.check("title", DocumentTitle::parse(t)));
+    if body.title.is_none() && body.content.is_none() {
+        v.fail("body", "give at least one of title, content");
+    }
+    v.finish()?;
+    let patch = DocumentPatch {
+        title: title.map(checked).transpose()?,
+        content: body.content,
+    };
+    let (doc, _event) = state
+        .store
+        .update_document(user.id, *id, &patch, expected)
+        .await?;
+    Ok(with_etag(HttpResponse::Ok(), &doc))
+}
+
+/// Delete a document and its comments (editors and above).
+#[utoipa::path(
+    tag = "documents",
+    params(
+        ("id" = i64, Path, description = "Document id"),
+        ("If-Match" = Option<String>, Header, description = "Delete only if still at this ETag"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "Viewers cannot delete", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such document, or not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The document changed (`version_mismatch`)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[delete("/documents/{id}")]
+pub async fn delete_document(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    req: HttpRequest,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let expected = if_match(&req)?;
+    state.store.delete_document(user.id, *id, expected).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

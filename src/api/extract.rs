@@ -1,0 +1,281 @@
+//! Request extractors: strict JSON bodies, the authenticated caller, page parameters and
+//! the client address. Each turns bad input into an [`ApiError`] naming what was wrong.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::domain::{FieldError, UserId};
+
+fn state(req: &HttpRequest) -> Result<&web::Data<AppState>, ApiError> {
+    req.app_data::<web::Data<AppState>>().ok_or(ApiError::Internal)
+}
+
+/// A JSON request body: `Content-Type` must be JSON, the size is capped at
+/// `http.max_body_bytes`, syntax errors are 400 and wrong or missing fields are 422 naming
+/// the field (request types deny unknown fields).
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = state(req).map(|s| s.max_body_bytes).unwrap_or(1 << 20);
+        let is_json = req
+            .mime_type()
+            .ok()
+            .flatten()
+            .is_some_and(|m| m.subtype() == "json" || m.suffix().is_some_and(|s| s == "json"));
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if declared.is_some_and(|len| len > limit) {
+                return Err(ApiError::PayloadTooLarge { limit });
+            }
+            if !is_json {
+                return Err(ApiError::UnsupportedMediaType);
+            }
+            let mut body = web::BytesMut::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|_| {
+                    ApiError::bad_request("invalid_body", "the request body could not be read")
+                })?;
+                if body.len() + chunk.len() > limit {
+                    return Err(ApiError::PayloadTooLarge { limit });
+                }
+                body.extend_from_slice(&chunk);
+            }
+            parse_json(&body).map(ApiJson)
+        })
+    }
+}
+
+fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let parsed: Result<T, _> = serde_path_to_error::deserialize(de);
+    match parsed {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            use serde_json::error::Category;
+            match inner.classify() {
+                Category::Data => {
+                    let message = strip_position(&inner.to_string());
+                    let field = if path == "." {
+                        missing_field(&message).unwrap_or_else(|| "body".to_string())
+                    } else {
+                        path
+                    };
+                    Err(ApiError::Validation(vec![FieldError::new(field, message)]))
+                }
+                _ => Err(ApiError::bad_request(
+                    "invalid_json",
+                    format!("the request body is not valid JSON: {inner}"),
+                )),
+            }
+        }
+    }
+}
+
+/// serde reports missing and unknown fields at the parent's path; name the field itself.
+fn missing_field(message: &str) -> Option<String> {
+    let rest = message
+        .strip_prefix("missing field `")
+        .or_else(|| message.strip_prefix("unknown field `"))?;
+    Some(rest.split('`').next()?.to_string())
+}
+
+fn strip_position(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// The caller, authenticated by a `Bearer` access token.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthUser {
+    pub id: UserId,
+}
+
+impl FromRequest for AuthUser {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<AuthUser, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(authenticate(req))
+    }
+}
+
+fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError> {
+    let state = state(req)?;
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("missing_token", "an access token is required"))?;
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .ok_or_else(|| {
+            ApiError::unauthorized("invalid_token", "use Authorization: Bearer <access token>")
+        })?;
+    let now = crate::domain::now_ms() / 1000;
+    match state.jwt.verify(token, now) {
+        Ok(claims) => Ok(AuthUser {
+            id: claims.user_id,
+        }),
+        Err(crate::auth::TokenError::Expired) => Err(ApiError::unauthorized(
+            "token_expired",
+            "the access token has expired; refresh it",
+        )),
+        Err(e) => Err(ApiError::unauthorized("invalid_token", e.to_string())),
+    }
+}
+
+/// `?limit=&cursor=` on every list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// Items per page, 1 to 200 (default 50).
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl PageQuery {
+    pub fn to_request(&self) -> Result<crate::store::PageRequest, ApiError> {
+        let limit = self.limit.unwrap_or(50);
+        if !(1..=200).contains(&limit) {
+            return Err(ApiError::validation("limit", "must be between 1 and 200"));
+        }
+        let after = self.cursor.as_deref().map(decode_cursor).transpose()?;
+        Ok(crate::store::PageRequest { after, limit })
+    }
+}
+
+pub fn encode_cursor(after: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("after:{after}"))
+}
+
+fn decode_cursor(cursor: &str) -> Result<i64, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix("after:").and_then(|n| n.parse().ok()))
+        .ok_or_else(|| ApiError::bad_request("invalid_cursor", "the cursor is not valid"))
+}
+
+/// The client's address, for rate limiting: the peer, or the forwarded client address when
+/// `server.trust_forwarded_for` is set.
+pub fn client_addr(req: &HttpRequest, trust_forwarded: bool) -> String {
+    if trust_forwarded {
+        if let Some(ip) = req.connection_info().realip_remote_addr() {
+            return ip.to_string();
+        }
+    }
+    req.peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Collects field errors so a request reports all of its invalid fields at once.
+#[derive(Default)]
+pub struct Validation(Vec<FieldError>);
+
+impl Validation {
+    pub fn check<T>(&mut self, field: &str, parsed: Result<T, String>) -> Option<T> {
+        match parsed {
+            Ok(v) => Some(v),
+            Err(message) => {
+                self.0.push(FieldError::new(field, message));
+                None
+            }
+        }
+    }
+
+    pub fn fail(&mut self, field: &str, message: &str) {
+        self.0.push(FieldError::new(field, message));
+    }
+
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.0))
+        }
+    }
+}
+
+/// A value [`Validation::check`] accepted; only reached after `finish()` succeeded.
+pub fn checked<T>(value: Option<T>) -> Result<T, ApiError> {
+    value.ok_or(ApiError::Internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        count: u32,
+    }
+
+    fn field_of(e: ApiError) -> String {
+        match e {
+            ApiError::Validation(errs) => errs[0].field.clone(),
+            other => panic!("expected validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn json_errors_name_the_field() {
+        assert_eq!(field_of(parse_json::<Body>(br#"{"name":"a"}"#).unwrap_err()), "count");
+        assert_eq!(field_of(parse_json::<Body>(br#"{"name":1,"count":1}"#).unwrap_err()), "name");
+        assert_eq!(
+            field_of(parse_json::<Body>(br#"{"name":"a","count":1,"x":1}"#).unwrap_err()),
+            "x"
+        );
+        assert!(matches!(
+            parse_json::<Body>(b"{not json").unwrap_err(),
+            ApiError::BadRequest { code: "invalid_json", .. }
+        ));
+        assert!(matches!(
+            parse_json::<Body>(b"").unwrap_err(),
+            ApiError::BadRequest { code: "invalid_json", .. }
+        ));
+    }
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        assert_eq!(decode_cursor(&encode_cursor(42)).unwrap(), 42);
+        assert!(decode_cursor("!!").is_err());
+        assert!(decode_cursor(&URL_SAFE_NO_PAD.encode("after:x")).is_err());
+    }
+}

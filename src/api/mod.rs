@@ -1,0 +1,213 @@
+//! The HTTP API: REST resources under `/api/v1`, operations endpoints (`/healthz`,
+//! `/readyz`, `/metrics`) and the OpenAPI document at `/api/openapi.json`, which is
+//! collected from the same handler registrations that serve the routes, so it cannot miss one.
+
+mod auth;
+mod comments;
+mod documents;
+pub mod error;
+mod events;
+mod extract;
+mod observe;
+mod views;
+mod workspaces;
+
+use std::sync::Arc;
+
+use actix_web::{get, web, HttpRequest, HttpResponse};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_actix_web::{scope, AppExt};
+
+use crate::auth::{JwtKeys, PasswordHasher, RateLimiter};
+use crate::metrics::Metrics;
+use crate::store::Store;
+use error::ApiError;
+pub use observe::{observe, REQUEST_ID};
+use views::Health;
+
+/// Everything a request handler may use, shared by all workers.
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub jwt: JwtKeys,
+    pub passwords: PasswordHasher,
+    pub login_limiter: RateLimiter,
+    pub refresh_ttl_secs: i64,
+    pub trust_forwarded_for: bool,
+    pub max_body_bytes: usize,
+    pub metrics: Metrics,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Stoa API",
+        description = "REST API of Stoa, the real-time collaboration server. Errors are \
+                       application/problem+json with a stable `code`. Lists are cursor \
+                       paginated. Authenticate with `Authorization: Bearer <access token>` \
+                       from /api/v1/auth/login."
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Accounts and tokens"),
+        (name = "workspaces", description = "Workspaces"),
+        (name = "members", description = "Workspace members and roles"),
+        (name = "documents", description = "Documents"),
+        (name = "comments", description = "Comments and threads"),
+        (name = "events", description = "The workspace event log"),
+        (name = "operations", description = "Health, readiness, metrics"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The served OpenAPI document, rendered once per worker.
+struct OpenApiJson(String);
+
+/// Liveness: the process answers.
+#[utoipa::path(
+    tag = "operations",
+    responses((status = 200, description = "Alive", body = Health))
+)]
+#[get("/healthz")]
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(Health {
+        status: "ok",
+        reason: None,
+    })
+}
+
+/// Readiness: the database answers.
+#[utoipa::path(
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Health),
+        (status = 503, description = "Database unreachable", body = Health),
+    )
+)]
+#[get("/readyz")]
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    match state.store.ping().await {
+        Ok(()) => HttpResponse::Ok().json(Health {
+            status: "ok",
+            reason: None,
+        }),
+        Err(e) => HttpResponse::ServiceUnavailable().json(Health {
+            status: "unavailable",
+            reason: Some(format!("database: {e}")),
+        }),
+    }
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(
+    tag = "operations",
+    responses((status = 200, description = "Metrics", body = String, content_type = "text/plain"))
+)]
+#[get("/metrics")]
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}
+
+/// This document.
+#[utoipa::path(
+    tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3 document", body = Object))
+)]
+#[get("/api/openapi.json")]
+async fn openapi_json(doc: web::Data<OpenApiJson>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(doc.0.clone())
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!(
+        "no route for {} {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+/// Registers every route, collecting the OpenAPI document as it goes.
+pub fn app(
+    state: web::Data<AppState>,
+) -> actix_web::App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let (app, doc) = actix_web::App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .app_data(state)
+        .app_data(
+            web::PathConfig::default().error_handler(|err, _| {
+                ApiError::bad_request("invalid_parameter", err.to_string()).into()
+            }),
+        )
+        .app_data(
+            web::QueryConfig::default().error_handler(|err, _| {
+                ApiError::bad_request("invalid_parameter", err.to_string()).into()
+            }),
+        )
+        .service(healthz)
+        .service(readyz)
+        .service(metrics)
+        .service(openapi_json)
+        .service(
+            scope::scope("/api/v1")
+                .service(auth::register)
+                .service(auth::login)
+                .service(auth::refresh)
+                .service(auth::logout)
+                .service(auth::me)
+                .service(workspaces::create_workspace)
+                .service(workspaces::list_workspaces)
+                .service(workspaces::get_workspace)
+                .service(workspaces::update_workspace)
+                .service(workspaces::delete_workspace)
+                .service(workspaces::list_members)
+                .service(workspaces::add_member)
+                .service(workspaces::get_member)
+                .service(workspaces::change_role)
+                .service(workspaces::remove_member)
+                .service(documents::create_document)
+                .service(documents::list_documents)
+                .service(documents::get_document)
+                .service(documents::update_document)
+                .service(documents::delete_document)
+                .service(comments::create_comment)
+                .service(comments::list_comments)
+                .service(comments::get_comment)
+                .service(comments::update_comment)
+                .service(comments::delete_comment)
+                .service(events::list_events),
+        )
+        .split_for_parts();
+    let json = doc.to_json().unwrap_or_else(|_| "{}".into());
+    app.app_data(web::Data::new(OpenApiJson(json)))
+        .default_service(web::to(not_found))
+}

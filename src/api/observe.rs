@@ -1,0 +1,85 @@
+//! Request middleware: request ids, access logs and HTTP metrics, for every request
+//! including those no route matched.
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{web, Error};
+use tracing::Instrument;
+
+use super::AppState;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Keeps a caller's request id when it is short and plain, so ids can be traced across
+/// services; otherwise makes a new one.
+fn request_id(req: &ServiceRequest) -> String {
+    req.headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| crate::auth::random_hex(12))
+}
+
+pub async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let id = request_id(&req);
+    let metrics = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| s.metrics.clone());
+    let method = req.method().to_string();
+    let path = req.path().to_string();
+    let span = tracing::info_span!("request", request_id = %id, method = %method, path = %path);
+    let started = Instant::now();
+    if let Some(m) = &metrics {
+        m.http_in_flight.inc();
+    }
+    let result = next.call(req).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    if let Some(m) = &metrics {
+        m.http_in_flight.dec();
+    }
+    let mut res = match result {
+        Ok(res) => res,
+        Err(e) => {
+            span.in_scope(|| tracing::error!(error = %e, "request failed"));
+            return Err(e);
+        }
+    };
+    let status = res.status().as_u16();
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_string());
+    if let Some(m) = &metrics {
+        m.http_requests
+            .with_label_values(&[&method, &route, &status.to_string()])
+            .inc();
+        m.http_duration
+            .with_label_values(&[&method, &route])
+            .observe(elapsed.as_secs_f64());
+    }
+    span.in_scope(|| {
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        if status >= 500 {
+            tracing::error!(status, route = %route, duration_ms = ms, "request");
+        } else {
+            tracing::info!(status, route = %route, duration_ms = ms, "request");
+        }
+    });
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(REQUEST_ID, value);
+    }
+    Ok(res)
+}

@@ -1,0 +1,224 @@
+//! The JSON shapes the API returns, with their OpenAPI schemas.
+
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::extract::encode_cursor;
+use crate::domain::{format_timestamp, Role};
+use crate::store::{Comment, Document, Event, Member, Page, User, Workspace};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserView {
+    pub id: i64,
+    pub email: String,
+    pub display_name: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+impl From<&User> for UserView {
+    fn from(u: &User) -> UserView {
+        UserView {
+            id: u.id,
+            email: u.email.clone(),
+            display_name: u.display_name.clone(),
+            created_at: format_timestamp(u.created_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// Short-lived JWT for `Authorization: Bearer`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// Single-use token for `POST /api/v1/auth/refresh`.
+    pub refresh_token: String,
+    pub user: UserView,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkspaceView {
+    pub id: i64,
+    pub name: String,
+    pub slug: String,
+    /// The caller's role in this workspace.
+    pub role: Role,
+    /// Offset of the newest event in the workspace's log.
+    pub last_offset: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl WorkspaceView {
+    pub fn new(w: &Workspace, role: Role) -> WorkspaceView {
+        WorkspaceView {
+            id: w.id,
+            name: w.name.clone(),
+            slug: w.slug.clone(),
+            role,
+            last_offset: w.last_offset,
+            created_at: format_timestamp(w.created_at),
+            updated_at: format_timestamp(w.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberView {
+    pub user_id: i64,
+    pub email: String,
+    pub display_name: String,
+    pub role: Role,
+    pub joined_at: String,
+    pub updated_at: String,
+}
+
+impl From<&Member> for MemberView {
+    fn from(m: &Member) -> MemberView {
+        MemberView {
+            user_id: m.user_id,
+            email: m.email.clone(),
+            display_name: m.display_name.clone(),
+            role: m.role,
+            joined_at: format_timestamp(m.joined_at),
+            updated_at: format_timestamp(m.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DocumentView {
+    pub id: i64,
+    pub workspace_id: i64,
+    pub title: String,
+    /// Plain-text content; left out of lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// Increases with every change; send it back in `If-Match` to update safely.
+    pub version: i64,
+    pub created_by: Option<i64>,
+    pub updated_by: Option<i64>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&Document> for DocumentView {
+    fn from(d: &Document) -> DocumentView {
+        DocumentView {
+            id: d.id,
+            workspace_id: d.workspace_id,
+            title: d.title.clone(),
+            content: d.content.clone(),
+            version: d.version,
+            created_by: d.created_by,
+            updated_by: d.updated_by,
+            created_at: format_timestamp(d.created_at),
+            updated_at: format_timestamp(d.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CommentView {
+    pub id: i64,
+    pub workspace_id: i64,
+    pub document_id: i64,
+    /// The comment this one replies to.
+    pub parent_id: Option<i64>,
+    pub author_id: Option<i64>,
+    pub body: String,
+    /// Members mentioned in the body (`@email`).
+    pub mentions: Vec<i64>,
+    pub resolved: bool,
+    pub resolved_at: Option<String>,
+    pub resolved_by: Option<i64>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&Comment> for CommentView {
+    fn from(c: &Comment) -> CommentView {
+        CommentView {
+            id: c.id,
+            workspace_id: c.workspace_id,
+            document_id: c.document_id,
+            parent_id: c.parent_id,
+            author_id: c.author_id,
+            body: c.body.clone(),
+            mentions: c.mentions.clone(),
+            resolved: c.resolved_at.is_some(),
+            resolved_at: c.resolved_at.map(format_timestamp),
+            resolved_by: c.resolved_by,
+            created_at: format_timestamp(c.created_at),
+            updated_at: format_timestamp(c.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EventView {
+    /// Position in the workspace's log: 1, 2, 3, … with no gaps.
+    pub offset: i64,
+    /// e.g. `document.updated`, `member.added`, `comment.created`.
+    pub kind: String,
+    /// The user who caused it.
+    pub actor: Option<i64>,
+    /// What it is about, as `type:id` (e.g. `document:12`).
+    pub subject: String,
+    #[schema(value_type = Object)]
+    pub data: Value,
+    pub at: String,
+}
+
+impl From<&Event> for EventView {
+    fn from(e: &Event) -> EventView {
+        EventView {
+            offset: e.offset,
+            kind: e.kind.clone(),
+            actor: e.actor_id,
+            subject: e.subject.clone(),
+            data: e.data.clone(),
+            at: format_timestamp(e.at),
+        }
+    }
+}
+
+/// One page of a list. Pass `next_cursor` as `cursor` to get the next page; it is null on
+/// the last page. Items are in a stable order (oldest first), so concurrent inserts never
+/// cause duplicates or gaps.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct List<T: ToSchema> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+impl<T: ToSchema> List<T> {
+    pub fn from_page<S>(page: Page<S>, view: impl Fn(&S) -> T) -> List<T> {
+        List {
+            items: page.items.iter().map(view).collect(),
+            next_cursor: page.next.map(encode_cursor),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventList {
+    pub items: Vec<EventView>,
+    /// Pass as `since` to continue after this page.
+    pub next_since: i64,
+    /// The newest offset in the log when this page was read.
+    pub latest_offset: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `unavailable` with a reason.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}

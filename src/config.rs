@@ -1,0 +1,359 @@
+//! The one `Settings` struct and how it is assembled.
+//!
+//! Layers, later ones win: `config/default.toml` (compiled in, so the binary runs from any
+//! directory), an optional file named with `--config`, then `STOA_*` environment variables.
+//! Everything that can be wrong with a configuration is reported here, naming the key, so
+//! that start-up stops before any socket or database is touched.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// Why a configuration was refused. The message always names the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+    #[error("configuration key `auth.jwt_secret`: cannot read or create {path}: {source}")]
+    Secret {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub environment: Environment,
+    pub data_dir: PathBuf,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    pub http: HttpSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub workers: usize,
+    pub shutdown_timeout_secs: u64,
+    pub trust_forwarded_for: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub max_connections: u32,
+    pub connect_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    pub jwt_secret: String,
+    pub issuer: String,
+    pub audience: String,
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_secs: u64,
+    pub login_attempts_per_minute: u32,
+    pub password_hash_memory_kib: u32,
+    pub password_hash_iterations: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    pub max_body_bytes: usize,
+    pub cors_allowed_origins: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    Sqlite,
+    Postgres,
+}
+
+impl DatabaseSettings {
+    pub fn kind(&self) -> Option<DatabaseKind> {
+        if self.url.starts_with("sqlite:") {
+            Some(DatabaseKind::Sqlite)
+        } else if self.url.starts_with("postgres://") || self.url.starts_with("postgresql://") {
+            Some(DatabaseKind::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+impl Settings {
+    /// Loads the layered configuration: defaults, then `file` if given, then `STOA_*`
+    /// variables from the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Self::load_with_env(file, std::env::vars())
+    }
+
+    /// Like [`Settings::load`] with an explicit environment (tests use this).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            DEFAULTS,
+            config::FileFormat::Toml,
+        ));
+        if let Some(path) = file {
+            builder = builder.add_source(config::File::from(path).required(true));
+        }
+        let env: config::Map<String, String> =
+            env.into_iter().filter(|(k, _)| k.starts_with("STOA_")).collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("STOA")
+                .prefix_separator("_")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("http.cors_allowed_origins")
+                .try_parsing(true)
+                .source(Some(env)),
+        );
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.database.kind().is_none() {
+            return Err(invalid(
+                "database.url",
+                "must start with sqlite: or postgres://",
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(invalid("database.max_connections", "must be at least 1"));
+        }
+        if self.environment == Environment::Production && self.auth.jwt_secret.is_empty() {
+            return Err(invalid(
+                "auth.jwt_secret",
+                "is required when environment = \"production\" (at least 32 bytes)",
+            ));
+        }
+        if !self.auth.jwt_secret.is_empty() && self.auth.jwt_secret.len() < 32 {
+            return Err(invalid("auth.jwt_secret", "must be at least 32 bytes long"));
+        }
+        if self.auth.issuer.is_empty() {
+            return Err(invalid("auth.issuer", "must not be empty"));
+        }
+        if self.auth.audience.is_empty() {
+            return Err(invalid("auth.audience", "must not be empty"));
+        }
+        if self.auth.access_token_ttl_secs == 0 {
+            return Err(invalid("auth.access_token_ttl_secs", "must be at least 1"));
+        }
+        if self.auth.refresh_token_ttl_secs < self.auth.access_token_ttl_secs {
+            return Err(invalid(
+                "auth.refresh_token_ttl_secs",
+                "must not be shorter than auth.access_token_ttl_secs",
+            ));
+        }
+        if self.auth.login_attempts_per_minute == 0 {
+            return Err(invalid("auth.login_attempts_per_minute", "must be at least 1"));
+        }
+        if self.auth.password_hash_memory_kib < 8 || self.auth.password_hash_iterations == 0 {
+            return Err(invalid(
+                "auth.password_hash_memory_kib",
+                "argon2 needs at least 8 KiB and 1 iteration",
+            ));
+        }
+        if self.http.max_body_bytes < 1024 {
+            return Err(invalid("http.max_body_bytes", "must be at least 1024"));
+        }
+        for origin in &self.http.cors_allowed_origins {
+            if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://"))
+            {
+                return Err(invalid(
+                    "http.cors_allowed_origins",
+                    format!("{origin:?} is not \"*\" or an http(s) origin"),
+                ));
+            }
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(invalid("log.level", "is not a valid log filter"));
+        }
+        Ok(())
+    }
+
+    /// The JWT signing secret: the configured one, or in development a generated one kept in
+    /// the data directory so tokens survive restarts. The bool says whether it was generated.
+    pub fn resolve_jwt_secret(&self) -> Result<(Vec<u8>, bool), ConfigError> {
+        if !self.auth.jwt_secret.is_empty() {
+            return Ok((self.auth.jwt_secret.as_bytes().to_vec(), false));
+        }
+        let path = self.data_dir.join("jwt_secret");
+        let secret_err = |source| ConfigError::Secret {
+            path: path.clone(),
+            source,
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(existing) if existing.trim().len() >= 32 => {
+                return Ok((existing.trim().as_bytes().to_vec(), true))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(secret_err(e)),
+        }
+        std::fs::create_dir_all(&self.data_dir).map_err(secret_err)?;
+        let secret = crate::auth::random_token(48);
+        write_private(&path, secret.as_bytes()).map_err(secret_err)?;
+        Ok((secret.into_bytes(), true))
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_run_with_nothing_installed() {
+        let s = Settings::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(s.server.host, "127.0.0.1");
+        assert_eq!(s.server.port, 8080);
+        assert_eq!(s.database.url, "sqlite://data/stoa.db");
+        assert_eq!(s.database.kind(), Some(DatabaseKind::Sqlite));
+        assert_eq!(s.environment, Environment::Development);
+    }
+
+    #[test]
+    fn environment_overrides_file_values() {
+        let s = Settings::load_with_env(
+            None,
+            env(&[
+                ("STOA_SERVER__PORT", "9001"),
+                ("STOA_DATABASE__URL", "postgres://u@h/db"),
+                ("STOA_HTTP__CORS_ALLOWED_ORIGINS", "https://a.example,https://b.example"),
+                ("OTHER_VAR", "ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.server.port, 9001);
+        assert_eq!(s.database.kind(), Some(DatabaseKind::Postgres));
+        assert_eq!(
+            s.http.cors_allowed_origins,
+            vec!["https://a.example", "https://b.example"]
+        );
+    }
+
+    #[test]
+    fn a_config_file_is_layered_between_defaults_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("stoa.toml");
+        std::fs::write(&file, "[server]\nport = 7000\nhost = \"0.0.0.0\"\n").unwrap();
+        let s = Settings::load_with_env(Some(&file), env(&[("STOA_SERVER__PORT", "7001")]))
+            .unwrap();
+        assert_eq!(s.server.host, "0.0.0.0");
+        assert_eq!(s.server.port, 7001);
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let err = Settings::load_with_env(None, env(&[("STOA_SERVER__PORT", "not-a-port")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.port"), "{err}");
+
+        let err = Settings::load_with_env(None, env(&[("STOA_DATABASE__URL", "mysql://x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("database.url"), "{err}");
+
+        let err = Settings::load_with_env(None, env(&[("STOA_ENVIRONMENT", "production")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth.jwt_secret"), "{err}");
+
+        let err = Settings::load_with_env(None, env(&[("STOA_AUTH__JWT_SECRET", "short")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth.jwt_secret"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = Settings::load_with_env(None, env(&[("STOA_SERVER__PROT", "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn development_secret_is_generated_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Settings::load_with_env(None, env(&[])).unwrap();
+        s.data_dir = dir.path().join("data");
+        let (first, generated) = s.resolve_jwt_secret().unwrap();
+        assert!(generated);
+        assert!(first.len() >= 32);
+        let (second, _) = s.resolve_jwt_secret().unwrap();
+        assert_eq!(first, second);
+    }
+}

@@ -1,0 +1,20 @@
+//! Domain types that parse instead of validate: once a value of one of these types exists,
+//! it is known to be well formed, so neither the store nor the API checks it again.
+//! Nothing here does I/O.
+
+mod mentions;
+mod role;
+mod text;
+mod time;
+
+pub use mentions::parse_mentions;
+pub use role::Role;
+pub use text::{
+    CommentBody, DisplayName, DocumentTitle, Email, FieldError, Password, Slug, WorkspaceName,
+};
+pub use time::{format_timestamp, now_ms};
+
+pub type UserId = i64;
+pub type WorkspaceId = i64;
+pub type DocumentId = i64;
+pub type CommentId = i64;

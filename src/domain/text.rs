@@ -1,0 +1,249 @@
+//! Text values a client supplies, each parsed once at the edge.
+
+use serde::Serialize;
+
+/// One field of a request that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    /// The field's path in the request body, e.g. `email` or `members[2].role`.
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> FieldError {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+fn bounded(value: &str, min: usize, max: usize, what: &str) -> Result<String, String> {
+    let trimmed = value.trim();
+    let len = trimmed.chars().count();
+    if len < min {
+        return Err(if min == 1 {
+            format!("{what} must not be empty")
+        } else {
+            format!("{what} must be at least {min} characters")
+        });
+    }
+    if len > max {
+        return Err(format!("{what} must be at most {max} characters"));
+    }
+    if trimmed.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(format!("{what} must not contain control characters"));
+    }
+    Ok(trimmed.to_string())
+}
+
+/// An e-mail address, kept as given, compared through its lower-case key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email {
+    display: String,
+    key: String,
+}
+
+impl Email {
+    pub fn parse(value: &str) -> Result<Email, String> {
+        let v = value.trim();
+        if v.is_empty() {
+            return Err("email must not be empty".into());
+        }
+        if v.len() > 254 {
+            return Err("email must be at most 254 bytes".into());
+        }
+        let Some((local, domain)) = v.rsplit_once('@') else {
+            return Err("email must contain @".into());
+        };
+        let ok_part = |p: &str| {
+            !p.is_empty()
+                && !p.starts_with('.')
+                && !p.ends_with('.')
+                && !p.contains("..")
+                && p.chars()
+                    .all(|c| c.is_alphanumeric() || "._%+-'".contains(c))
+        };
+        if local.len() > 64 || !ok_part(local) || !ok_part(domain) || !domain.contains('.') {
+            return Err("email is not a valid address".into());
+        }
+        Ok(Email {
+            display: v.to_string(),
+            key: v.to_lowercase(),
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.display
+    }
+
+    /// The case-insensitive identity of the address.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+macro_rules! bounded_text {
+    ($(#[$doc:meta])* $name:ident, $min:expr, $max:expr, $what:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn parse(value: &str) -> Result<$name, String> {
+                bounded(value, $min, $max, $what).map($name)
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            pub fn into_inner(self) -> String {
+                self.0
+            }
+        }
+    };
+}
+
+bounded_text!(
+    /// A user's display name: 1 to 100 characters.
+    DisplayName, 1, 100, "display name"
+);
+bounded_text!(
+    /// A workspace's name: 1 to 100 characters.
+    WorkspaceName, 1, 100, "name"
+);
+bounded_text!(
+    /// A document's title: 1 to 200 characters.
+    DocumentTitle, 1, 200, "title"
+);
+bounded_text!(
+    /// A comment's body: 1 to 10,000 characters.
+    CommentBody, 1, 10_000, "body"
+);
+
+/// A password: 8 to 256 characters. The upper bound keeps hashing cost bounded.
+pub struct Password(String);
+
+impl Password {
+    pub fn parse(value: &str) -> Result<Password, String> {
+        let len = value.chars().count();
+        if len < 8 {
+            return Err("password must be at least 8 characters".into());
+        }
+        if len > 256 {
+            return Err("password must be at most 256 characters".into());
+        }
+        Ok(Password(value.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+/// A workspace slug: lower-case letters, digits and single dashes, 2 to 64 characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slug(String);
+
+impl Slug {
+    pub fn parse(value: &str) -> Result<Slug, String> {
+        let v = value.trim();
+        let valid_chars = v
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if v.len() < 2 || v.len() > 64 {
+            return Err("slug must be 2 to 64 characters".into());
+        }
+        if !valid_chars || v.starts_with('-') || v.ends_with('-') || v.contains("--") {
+            return Err(
+                "slug may contain only a-z, 0-9 and single dashes between them".into(),
+            );
+        }
+        Ok(Slug(v.to_string()))
+    }
+
+    /// Derives a slug from a name: ASCII letters and digits kept, everything else a dash.
+    pub fn derive(name: &str) -> Slug {
+        let mut out = String::new();
+        for c in name.chars() {
+            if c.is_ascii_alphanumeric() {
+                out.push(c.to_ascii_lowercase());
+            } else if !out.ends_with('-') && !out.is_empty() {
+                out.push('-');
+            }
+            if out.len() >= 48 {
+                break;
+            }
+        }
+        let trimmed = out.trim_end_matches('-');
+        if trimmed.len() < 2 {
+            Slug("workspace".to_string())
+        } else {
+            Slug(trimmed.to_string())
+        }
+    }
+
+    /// This slug with a random suffix, for when the derived one is taken.
+    pub fn with_suffix(&self, suffix: &str) -> Slug {
+        Slug(format!("{}-{}", self.0, suffix))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_keeps_case_but_compares_lowercase() {
+        let e = Email::parse("  Alice@Example.COM ").unwrap();
+        assert_eq!(e.as_str(), "Alice@Example.COM");
+        assert_eq!(e.key(), "alice@example.com");
+    }
+
+    #[test]
+    fn email_rejects_garbage() {
+        for bad in ["", "a", "a@", "@b.c", "a@b", "a b@c.d", "a@@b.c", "a@b..c", &"x".repeat(300)] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bounded_text_is_trimmed_and_limited() {
+        assert_eq!(WorkspaceName::parse("  Acme ").unwrap().as_str(), "Acme");
+        assert!(WorkspaceName::parse("   ").is_err());
+        assert!(WorkspaceName::parse(&"x".repeat(101)).is_err());
+        assert!(DocumentTitle::parse("a\u{0}b").is_err());
+        assert!(CommentBody::parse("line one\nline two").is_ok());
+    }
+
+    #[test]
+    fn slugs() {
+        assert!(Slug::parse("acme-inc").is_ok());
+        for bad in ["A", "-a", "a-", "a--b", "Acme", "a b", "é1"] {
+            assert!(Slug::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Slug::derive("Acme, Inc.!").as_str(), "acme-inc");
+        assert_eq!(Slug::derive("日本").as_str(), "workspace");
+        assert!(Slug::parse(Slug::derive(&"Long name ".repeat(20)).as_str()).is_ok());
+    }
+
+    #[test]
+    fn passwords() {
+        assert!(Password::parse("short").is_err());
+        assert!(Password::parse("long enough").is_ok());
+        assert!(Password::parse(&"p".repeat(257)).is_err());
+        assert_eq!(format!("{:?}", Password::parse("secret-pass").unwrap()), "Password(***)");
+    }
+}

@@ -1,0 +1,13 @@
+//! Stoa: a self-hosted, actor-based real-time collaboration server.
+//!
+//! This crate is the server: configuration, the HTTP API, storage adapters and the wiring
+//! that builds them into one application ([`startup::Application`]).
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod metrics;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

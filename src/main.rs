@@ -1,0 +1,56 @@
+//! `stoa [--config FILE]`: loads the configuration, then serves until SIGTERM/SIGINT.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use stoa::config::Settings;
+use stoa::startup::Application;
+
+fn usage() -> ExitCode {
+    eprintln!("usage: stoa [--config FILE]");
+    eprintln!("configuration: config/default.toml, then FILE, then STOA_<SECTION>__<KEY> variables");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let mut config_file: Option<PathBuf> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" | "-c" => match args.next() {
+                Some(path) => config_file = Some(PathBuf::from(path)),
+                None => return usage(),
+            },
+            "--help" | "-h" => {
+                usage();
+                return ExitCode::SUCCESS;
+            }
+            _ => return usage(),
+        }
+    }
+    let settings = match Settings::load(config_file.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("stoa: {e}");
+            return ExitCode::from(78);
+        }
+    };
+    stoa::telemetry::init(&settings.log);
+    let result = actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(settings).await?;
+        app.run_until_stopped()
+            .await
+            .map_err(|e| stoa::startup::StartupError::Bind {
+                addr: "server".into(),
+                source: e,
+            })
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "stoa failed");
+            eprintln!("stoa: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

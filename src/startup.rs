@@ -1,0 +1,185 @@
+//! Builds the whole application from [`Settings`]: storage, auth material, metrics and the
+//! HTTP server bound to its port (port 0 in tests), ready to run.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_cors::Cors;
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::http::header;
+use actix_web::middleware::from_fn;
+use actix_web::{web, HttpServer};
+
+use crate::api::{self, AppState, REQUEST_ID};
+use crate::auth::{JwtKeys, PasswordHasher, PasswordParams, RateLimiter};
+use crate::config::{ConfigError, Environment, Settings};
+use crate::metrics::Metrics;
+use crate::store::{SqlStore, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("database ({url}): {source}")]
+    Store { url: String, source: StoreError },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("configuration key `auth.password_hash_memory_kib`: {0}")]
+    Password(String),
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    store: Arc<SqlStore>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        let (secret, generated) = settings.resolve_jwt_secret()?;
+        if generated {
+            tracing::warn!(
+                path = %settings.data_dir.join("jwt_secret").display(),
+                "using a generated JWT secret (development only); set auth.jwt_secret in production"
+            );
+        }
+        let store = SqlStore::connect(&settings.database)
+            .await
+            .map_err(|source| StartupError::Store {
+                url: redact(&settings.database.url),
+                source,
+            })?;
+        let store = Arc::new(store);
+        let passwords = PasswordHasher::new(PasswordParams {
+            memory_kib: settings.auth.password_hash_memory_kib,
+            iterations: settings.auth.password_hash_iterations,
+        })
+        .map_err(StartupError::Password)?;
+        let state = web::Data::new(AppState {
+            store: store.clone(),
+            jwt: JwtKeys::new(
+                secret,
+                &settings.auth.issuer,
+                &settings.auth.audience,
+                settings.auth.access_token_ttl_secs,
+            ),
+            passwords,
+            login_limiter: RateLimiter::per_minute(settings.auth.login_attempts_per_minute),
+            refresh_ttl_secs: i64::try_from(settings.auth.refresh_token_ttl_secs)
+                .unwrap_or(i64::MAX / 2000),
+            trust_forwarded_for: settings.server.trust_forwarded_for,
+            max_body_bytes: settings.http.max_body_bytes,
+            metrics: Metrics::new(),
+        });
+
+        let addr = format!("{}:{}", settings.server.host, settings.server.port);
+        let listener = TcpListener::bind(&addr).map_err(|source| StartupError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind {
+                addr: addr.clone(),
+                source,
+            })?
+            .port();
+        let cors_settings = settings.clone();
+        let mut server = HttpServer::new(move || {
+            api::app(state.clone())
+                .wrap(cors(&cors_settings))
+                .wrap(from_fn(api::observe))
+        })
+        .shutdown_timeout(settings.server.shutdown_timeout_secs)
+        .client_request_timeout(Duration::from_secs(10));
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        let server = server
+            .listen(listener)
+            .map_err(|source| StartupError::Bind {
+                addr: addr.clone(),
+                source,
+            })?
+            .run();
+        tracing::info!(%addr, port, database = ?store.kind(), "stoa listening");
+        Ok(Application {
+            port,
+            server,
+            store,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle to stop the server gracefully from elsewhere.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGTERM/SIGINT (or a stop through the handle), lets in-flight requests
+    /// finish, then closes the database pools.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.store.close().await;
+        tracing::info!("stoa stopped");
+        result
+    }
+}
+
+/// Browser apps on other origins: the configured origins, or in development with none
+/// configured, any origin. Tokens travel in headers, never cookies, so no credentials mode.
+fn cors(settings: &Settings) -> Cors {
+    let origins = &settings.http.cors_allowed_origins;
+    let any = origins.iter().any(|o| o == "*")
+        || (origins.is_empty() && settings.environment == Environment::Development);
+    let mut cors = Cors::default()
+        .allowed_methods(["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+            header::ACCEPT,
+            REQUEST_ID,
+        ])
+        .expose_headers([header::ETAG, header::RETRY_AFTER, REQUEST_ID])
+        .max_age(3600);
+    if any {
+        cors = cors.allow_any_origin();
+    } else {
+        for origin in origins {
+            cors = cors.allowed_origin(origin);
+        }
+    }
+    cors
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(super::redact("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+}

@@ -1,0 +1,317 @@
+//! The storage port: everything Stoa keeps lives behind [`Store`].
+//!
+//! Each method is one database transaction. Mutations inside a workspace take the
+//! workspace's offset counter first (which serialises writers of that workspace), check the
+//! caller's role under that lock, apply the change and append exactly one event per change,
+//! so the event log and the data can never disagree. Authorisation rules themselves live in
+//! [`crate::domain`]; the store only applies them where the data is.
+
+mod sql;
+
+pub use sql::SqlStore;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::domain::{
+    CommentBody, CommentId, DisplayName, DocumentId, DocumentTitle, Email, Role, Slug, UserId,
+    WorkspaceId, WorkspaceName,
+};
+
+/// Why a store operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The thing does not exist, or the caller may not know that it does.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The caller is a member but their role does not allow this.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// The change conflicts with the current state (`code` is machine readable).
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
+    /// `If-Match` named another version than the current one.
+    #[error("document is at version {current}")]
+    VersionMismatch { current: i64 },
+    /// A field refers to something that cannot be used (e.g. a parent comment elsewhere).
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: &'static str,
+    },
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// One page of a list in a stable order; `next` is the key to continue after.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<i64>,
+}
+
+/// Where a list starts and how long it may be.
+#[derive(Debug, Clone, Copy)]
+pub struct PageRequest {
+    pub after: Option<i64>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: UserId,
+    pub email: String,
+    pub display_name: String,
+    pub disabled: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    pub id: WorkspaceId,
+    pub name: String,
+    pub slug: String,
+    pub last_offset: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub user_id: UserId,
+    pub email: String,
+    pub display_name: String,
+    pub role: Role,
+    pub joined_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Document {
+    pub id: DocumentId,
+    pub workspace_id: WorkspaceId,
+    pub title: String,
+    /// `None` in list results, which leave the content out.
+    pub content: Option<String>,
+    pub version: i64,
+    pub created_by: Option<UserId>,
+    pub updated_by: Option<UserId>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Comment {
+    pub id: CommentId,
+    pub workspace_id: WorkspaceId,
+    pub document_id: DocumentId,
+    pub parent_id: Option<CommentId>,
+    pub author_id: Option<UserId>,
+    pub body: String,
+    pub mentions: Vec<UserId>,
+    pub resolved_at: Option<i64>,
+    pub resolved_by: Option<UserId>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One entry of a workspace's append-only log.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub workspace_id: WorkspaceId,
+    pub offset: i64,
+    pub kind: String,
+    pub actor_id: Option<UserId>,
+    /// What the event is about, as `type:id` (e.g. `document:12`).
+    pub subject: String,
+    pub data: Value,
+    pub at: i64,
+}
+
+/// The outcome of presenting a refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The token was live; it is now spent and the new one replaces it.
+    Rotated { user_id: UserId },
+    /// The token had already been spent or revoked: its whole family is now revoked.
+    Reused,
+    /// No such token, it expired, or its user is disabled.
+    Invalid,
+}
+
+/// Who a new member is.
+#[derive(Debug, Clone)]
+pub enum MemberRef {
+    Id(UserId),
+    Email(Email),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DocumentPatch {
+    pub title: Option<DocumentTitle>,
+    pub content: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CommentPatch {
+    /// New body with the mention keys parsed from it.
+    pub body: Option<(CommentBody, Vec<String>)>,
+    pub resolved: Option<bool>,
+}
+
+/// A page of the event log plus the newest offset at the time of reading.
+#[derive(Debug, Clone)]
+pub struct EventPage {
+    pub events: Vec<Event>,
+    pub latest_offset: i64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Whether the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // Users and refresh tokens.
+    async fn create_user(
+        &self,
+        email: &Email,
+        name: &DisplayName,
+        password_hash: &str,
+    ) -> StoreResult<User>;
+    async fn user(&self, id: UserId) -> StoreResult<Option<User>>;
+    /// A user and their password hash, by e-mail key.
+    async fn user_credentials(&self, email_key: &str) -> StoreResult<Option<(User, String)>>;
+    async fn insert_refresh_token(
+        &self,
+        user_id: UserId,
+        family_id: &str,
+        token_hash: &str,
+        expires_at: i64,
+    ) -> StoreResult<()>;
+    /// Spends `presented_hash` and stores `new_hash` in the same family, atomically.
+    async fn rotate_refresh_token(
+        &self,
+        presented_hash: &str,
+        new_hash: &str,
+        new_expires_at: i64,
+    ) -> StoreResult<Rotation>;
+    /// Revokes the family of a refresh token (logout). False if the token is unknown.
+    async fn revoke_refresh_family(&self, presented_hash: &str) -> StoreResult<bool>;
+
+    // Workspaces.
+    async fn create_workspace(
+        &self,
+        actor: UserId,
+        name: &WorkspaceName,
+        slug: Option<&Slug>,
+    ) -> StoreResult<(Workspace, Role, Event)>;
+    async fn workspaces_of(
+        &self,
+        user: UserId,
+        page: PageRequest,
+    ) -> StoreResult<Page<(Workspace, Role)>>;
+    /// The workspace and the caller's role in it; `NotFound` for non-members.
+    async fn workspace(&self, actor: UserId, id: WorkspaceId) -> StoreResult<(Workspace, Role)>;
+    async fn update_workspace(
+        &self,
+        actor: UserId,
+        id: WorkspaceId,
+        name: Option<&WorkspaceName>,
+        slug: Option<&Slug>,
+    ) -> StoreResult<(Workspace, Event)>;
+    /// Deletes the workspace with everything in it (owners only).
+    async fn delete_workspace(&self, actor: UserId, id: WorkspaceId) -> StoreResult<Workspace>;
+
+    // Members.
+    async fn members(
+        &self,
+        actor: UserId,
+        ws: WorkspaceId,
+        page: PageRequest,
+    ) -> StoreResult<Page<Member>>;
+    async fn member(&self, actor: UserId, ws: WorkspaceId, user: UserId) -> StoreResult<Member>;
+    async fn add_member(
+        &self,
+        actor: UserId,
+        ws: WorkspaceId,
+        who: &MemberRef,
+        role: Role,
+    ) -> StoreResult<(Member, Event)>;
+    async fn change_role(
+        &self,
+        actor: UserId,
+        ws: WorkspaceId,
+        user: UserId,
+        role: Role,
+    ) -> StoreResult<(Member, Option<Event>)>;
+    /// Removes a member; a member may always remove themselves (leave) unless last owner.
+    async fn remove_member(&self, actor: UserId, ws: WorkspaceId, user: UserId)
+        -> StoreResult<Event>;
+
+    // Documents.
+    async fn create_document(
+        &self,
+        actor: UserId,
+        ws: WorkspaceId,
+        title: &DocumentTitle,
+        content: &str,
+    ) -> StoreResult<(Document, Event)>;
+    async fn documents(
+        &self,
+        actor: UserId,
+        ws: WorkspaceId,
+        page: PageRequest,
+    ) -> StoreResult<Page<Document>>;
+    async fn document(&self, actor: UserId, id: DocumentId) -> StoreResult<(Document, Role)>;
+    async fn update_document(
+        &self,
+        actor: UserId,
+        id: DocumentId,
+        patch: &DocumentPatch,
+        expected_version: Option<i64>,
+    ) -> StoreResult<(Document, Event)>;
+    async fn delete_document(
+        &self,
+        actor: UserId,
+        id: DocumentId,
+        expected_version: Option<i64>,
+    ) -> StoreResult<Event>;
+
+    // Comments.
+    async fn create_comment(
+        &self,
+        actor: UserId,
+        doc: DocumentId,
+        parent: Option<CommentId>,
+        body: &CommentBody,
+        mention_keys: &[String],
+    ) -> StoreResult<(Comment, Event)>;
+    async fn comments(
+        &self,
+        actor: UserId,
+        doc: DocumentId,
+        resolved: Option<bool>,
+        page: PageRequest,
+    ) -> StoreResult<Page<Comment>>;
+    async fn comment(&self, actor: UserId, id: CommentId) -> StoreResult<Comment>;
+    async fn update_comment(
+        &self,
+        actor: UserId,
+        id: CommentId,
+        patch: &CommentPatch,
+    ) -> StoreResult<(Comment, Option<Event>)>;
+    async fn delete_comment(&self, actor: UserId, id: CommentId) -> StoreResult<Event>;
+
+    // The event log.
+    async fn events(
+        &self,
+        actor: UserId,
+        ws: WorkspaceId,
+        since: i64,
+        limit: u32,
+    ) -> StoreResult<EventPage>;
+}
