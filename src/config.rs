@@ -134,15 +134,15 @@ impl Settings {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Settings, ConfigError> {
-        let mut builder = config::Config::builder().add_source(config::File::from_str(
-            DEFAULTS,
-            config::FileFormat::Toml,
-        ));
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
         if let Some(path) = file {
             builder = builder.add_source(config::File::from(path).required(true));
         }
-        let env: config::Map<String, String> =
-            env.into_iter().filter(|(k, _)| k.starts_with("STOA_")).collect();
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("STOA_"))
+            .collect();
         builder = builder.add_source(
             config::Environment::with_prefix("STOA")
                 .prefix_separator("_")
@@ -192,7 +192,10 @@ impl Settings {
             ));
         }
         if self.auth.login_attempts_per_minute == 0 {
-            return Err(invalid("auth.login_attempts_per_minute", "must be at least 1"));
+            return Err(invalid(
+                "auth.login_attempts_per_minute",
+                "must be at least 1",
+            ));
         }
         if self.auth.password_hash_memory_kib < 8 || self.auth.password_hash_iterations == 0 {
             return Err(invalid(
@@ -204,8 +207,7 @@ impl Settings {
             return Err(invalid("http.max_body_bytes", "must be at least 1024"));
         }
         for origin in &self.http.cors_allowed_origins {
-            if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://"))
-            {
+            if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
                 return Err(invalid(
                     "http.cors_allowed_origins",
                     format!("{origin:?} is not \"*\" or an http(s) origin"),
@@ -290,7 +292,10 @@ mod tests {
             env(&[
                 ("STOA_SERVER__PORT", "9001"),
                 ("STOA_DATABASE__URL", "postgres://u@h/db"),
-                ("STOA_HTTP__CORS_ALLOWED_ORIGINS", "https://a.example,https://b.example"),
+                (
+                    "STOA_HTTP__CORS_ALLOWED_ORIGINS",
+                    "https://a.example,https://b.example",
+                ),
                 ("OTHER_VAR", "ignored"),
             ]),
         )
@@ -308,8 +313,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("stoa.toml");
         std::fs::write(&file, "[server]\nport = 7000\nhost = \"0.0.0.0\"\n").unwrap();
-        let s = Settings::load_with_env(Some(&file), env(&[("STOA_SERVER__PORT", "7001")]))
-            .unwrap();
+        let s =
+            Settings::load_with_env(Some(&file), env(&[("STOA_SERVER__PORT", "7001")])).unwrap();
         assert_eq!(s.server.host, "0.0.0.0");
         assert_eq!(s.server.port, 7001);
     }

@@ -8,7 +8,9 @@ use stoa::startup::Application;
 
 fn usage() -> ExitCode {
     eprintln!("usage: stoa [--config FILE]");
-    eprintln!("configuration: config/default.toml, then FILE, then STOA_<SECTION>__<KEY> variables");
+    eprintln!(
+        "configuration: config/default.toml, then FILE, then STOA_<SECTION>__<KEY> variables"
+    );
     ExitCode::from(2)
 }
 

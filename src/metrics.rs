@@ -19,10 +19,13 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let registry = Registry::new_custom(Some("stoa".into()), None)
-            .unwrap_or_else(|_| Registry::new());
+        let registry =
+            Registry::new_custom(Some("stoa".into()), None).unwrap_or_else(|_| Registry::new());
         let http_requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests by route pattern and status"),
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by route pattern and status",
+            ),
             &["method", "route", "status"],
         )
         .unwrap_or_else(|e| unreachable!("{e}"));
@@ -64,9 +67,7 @@ impl Metrics {
             Box::new(build_info),
         ] {
             // Names are unique by construction; a clash would be a programming error.
-            registry
-                .register(c)
-                .unwrap_or_else(|e| unreachable!("{e}"));
+            registry.register(c).unwrap_or_else(|e| unreachable!("{e}"));
         }
         Metrics {
             registry,

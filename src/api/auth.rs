@@ -36,7 +36,11 @@ pub struct RefreshRequest {
 
 fn limit(state: &AppState, key: String) -> Result<(), ApiError> {
     state.login_limiter.check(&key).map_err(|wait| {
-        state.metrics.rate_limited.with_label_values(&["login"]).inc();
+        state
+            .metrics
+            .rate_limited
+            .with_label_values(&["login"])
+            .inc();
         ApiError::RateLimited {
             retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
         }

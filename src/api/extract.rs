@@ -19,7 +19,8 @@ use super::AppState;
 use crate::domain::{FieldError, UserId};
 
 fn state(req: &HttpRequest) -> Result<&web::Data<AppState>, ApiError> {
-    req.app_data::<web::Data<AppState>>().ok_or(ApiError::Internal)
+    req.app_data::<web::Data<AppState>>()
+        .ok_or(ApiError::Internal)
 }
 
 /// A JSON request body: `Content-Type` must be JSON, the size is capped at
@@ -143,9 +144,7 @@ fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError> {
         })?;
     let now = crate::domain::now_ms() / 1000;
     match state.jwt.verify(token, now) {
-        Ok(claims) => Ok(AuthUser {
-            id: claims.user_id,
-        }),
+        Ok(claims) => Ok(AuthUser { id: claims.user_id }),
         Err(crate::auth::TokenError::Expired) => Err(ApiError::unauthorized(
             "token_expired",
             "the access token has expired; refresh it",
@@ -256,19 +255,31 @@ mod tests {
 
     #[test]
     fn json_errors_name_the_field() {
-        assert_eq!(field_of(parse_json::<Body>(br#"{"name":"a"}"#).unwrap_err()), "count");
-        assert_eq!(field_of(parse_json::<Body>(br#"{"name":1,"count":1}"#).unwrap_err()), "name");
+        assert_eq!(
+            field_of(parse_json::<Body>(br#"{"name":"a"}"#).unwrap_err()),
+            "count"
+        );
+        assert_eq!(
+            field_of(parse_json::<Body>(br#"{"name":1,"count":1}"#).unwrap_err()),
+            "name"
+        );
         assert_eq!(
             field_of(parse_json::<Body>(br#"{"name":"a","count":1,"x":1}"#).unwrap_err()),
             "x"
         );
         assert!(matches!(
             parse_json::<Body>(b"{not json").unwrap_err(),
-            ApiError::BadRequest { code: "invalid_json", .. }
+            ApiError::BadRequest {
+                code: "invalid_json",
+                ..
+            }
         ));
         assert!(matches!(
             parse_json::<Body>(b"").unwrap_err(),
-            ApiError::BadRequest { code: "invalid_json", .. }
+            ApiError::BadRequest {
+                code: "invalid_json",
+                ..
+            }
         ));
     }
 

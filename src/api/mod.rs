@@ -163,16 +163,12 @@ pub fn app(
         .into_utoipa_app()
         .openapi(ApiDoc::openapi())
         .app_data(state)
-        .app_data(
-            web::PathConfig::default().error_handler(|err, _| {
-                ApiError::bad_request("invalid_parameter", err.to_string()).into()
-            }),
-        )
-        .app_data(
-            web::QueryConfig::default().error_handler(|err, _| {
-                ApiError::bad_request("invalid_parameter", err.to_string()).into()
-            }),
-        )
+        .app_data(web::PathConfig::default().error_handler(|err, _| {
+            ApiError::bad_request("invalid_parameter", err.to_string()).into()
+        }))
+        .app_data(web::QueryConfig::default().error_handler(|err, _| {
+            ApiError::bad_request("invalid_parameter", err.to_string()).into()
+        }))
         .service(healthz)
         .service(readyz)
         .service(metrics)

@@ -146,7 +146,9 @@ impl JwtKeys {
         if header.alg != "HS256" {
             return Err(TokenError::Algorithm);
         }
-        let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| TokenError::Malformed)?;
+        let sig = URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| TokenError::Malformed)?;
         let mut mac = self.mac();
         mac.update(h.as_bytes());
         mac.update(b".");
@@ -162,7 +164,7 @@ impl JwtKeys {
         }
         let audience_ok = match &claims.aud {
             Audience::One(a) => *a == self.audience,
-            Audience::Many(all) => all.iter().any(|a| *a == self.audience),
+            Audience::Many(all) => all.contains(&self.audience),
         };
         if !audience_ok {
             return Err(TokenError::Audience);
@@ -173,7 +175,10 @@ impl JwtKeys {
         if claims.exp.saturating_add(LEEWAY_SECS) <= now {
             return Err(TokenError::Expired);
         }
-        if claims.nbf.is_some_and(|nbf| nbf > now.saturating_add(LEEWAY_SECS)) {
+        if claims
+            .nbf
+            .is_some_and(|nbf| nbf > now.saturating_add(LEEWAY_SECS))
+        {
             return Err(TokenError::NotYetValid);
         }
         let user_id = claims.sub.parse().map_err(|_| TokenError::Malformed)?;
@@ -191,7 +196,12 @@ mod tests {
     const NOW: i64 = 1_700_000_000;
 
     fn keys() -> JwtKeys {
-        JwtKeys::new(b"0123456789abcdef0123456789abcdef".to_vec(), "stoa", "stoa", 900)
+        JwtKeys::new(
+            b"0123456789abcdef0123456789abcdef".to_vec(),
+            "stoa",
+            "stoa",
+            900,
+        )
     }
 
     fn forge(header: &str, claims: &serde_json::Value, sig: &str) -> String {
@@ -219,12 +229,16 @@ mod tests {
     #[test]
     fn expired_tokens_are_refused() {
         let (t, _) = keys().issue(1, NOW);
-        assert_eq!(keys().verify(&t, NOW + 900 + LEEWAY_SECS), Err(TokenError::Expired));
+        assert_eq!(
+            keys().verify(&t, NOW + 900 + LEEWAY_SECS),
+            Err(TokenError::Expired)
+        );
     }
 
     #[test]
     fn alg_none_and_other_algorithms_are_refused() {
-        let claims = serde_json::json!({"sub":"1","iss":"stoa","aud":"stoa","iat":NOW,"exp":NOW+60});
+        let claims =
+            serde_json::json!({"sub":"1","iss":"stoa","aud":"stoa","iat":NOW,"exp":NOW+60});
         let none = forge(r#"{"alg":"none","typ":"JWT"}"#, &claims, "");
         assert_eq!(keys().verify(&none, NOW), Err(TokenError::Algorithm));
         let rs = forge(r#"{"alg":"RS256"}"#, &claims, "c2ln");
@@ -233,13 +247,34 @@ mod tests {
 
     #[test]
     fn other_keys_issuers_and_audiences_are_refused() {
-        let other = JwtKeys::new(b"another-secret-another-secret-xx".to_vec(), "stoa", "stoa", 900);
+        let other = JwtKeys::new(
+            b"another-secret-another-secret-xx".to_vec(),
+            "stoa",
+            "stoa",
+            900,
+        );
         let (t, _) = other.issue(1, NOW);
         assert_eq!(keys().verify(&t, NOW), Err(TokenError::Signature));
-        let iss = JwtKeys::new(b"0123456789abcdef0123456789abcdef".to_vec(), "evil", "stoa", 900);
-        assert_eq!(keys().verify(&iss.issue(1, NOW).0, NOW), Err(TokenError::Issuer));
-        let aud = JwtKeys::new(b"0123456789abcdef0123456789abcdef".to_vec(), "stoa", "other", 900);
-        assert_eq!(keys().verify(&aud.issue(1, NOW).0, NOW), Err(TokenError::Audience));
+        let iss = JwtKeys::new(
+            b"0123456789abcdef0123456789abcdef".to_vec(),
+            "evil",
+            "stoa",
+            900,
+        );
+        assert_eq!(
+            keys().verify(&iss.issue(1, NOW).0, NOW),
+            Err(TokenError::Issuer)
+        );
+        let aud = JwtKeys::new(
+            b"0123456789abcdef0123456789abcdef".to_vec(),
+            "stoa",
+            "other",
+            900,
+        );
+        assert_eq!(
+            keys().verify(&aud.issue(1, NOW).0, NOW),
+            Err(TokenError::Audience)
+        );
     }
 
     #[test]
@@ -251,8 +286,19 @@ mod tests {
                 .to_string(),
         );
         parts[1] = &evil;
-        assert_eq!(keys().verify(&parts.join("."), NOW), Err(TokenError::Signature));
-        for garbage in ["", "a", "a.b", "a.b.c.d", "....", "ü.ö.ä", &"x".repeat(10_000)] {
+        assert_eq!(
+            keys().verify(&parts.join("."), NOW),
+            Err(TokenError::Signature)
+        );
+        for garbage in [
+            "",
+            "a",
+            "a.b",
+            "a.b.c.d",
+            "....",
+            "ü.ö.ä",
+            &"x".repeat(10_000),
+        ] {
             assert!(keys().verify(garbage, NOW).is_err());
         }
     }

@@ -40,9 +40,8 @@ impl RateLimiter {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() >= SWEEP_AT {
             let (cap, rate) = (self.capacity, self.per_sec);
-            buckets.retain(|_, b| {
-                b.tokens + now.duration_since(b.updated).as_secs_f64() * rate < cap
-            });
+            buckets
+                .retain(|_, b| b.tokens + now.duration_since(b.updated).as_secs_f64() * rate < cap);
         }
         let bucket = buckets.entry(key.to_string()).or_insert(Bucket {
             tokens: self.capacity,

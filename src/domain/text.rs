@@ -32,7 +32,10 @@ fn bounded(value: &str, min: usize, max: usize, what: &str) -> Result<String, St
     if len > max {
         return Err(format!("{what} must be at most {max} characters"));
     }
-    if trimmed.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    if trimmed
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
         return Err(format!("{what} must not contain control characters"));
     }
     Ok(trimmed.to_string())
@@ -163,9 +166,7 @@ impl Slug {
             return Err("slug must be 2 to 64 characters".into());
         }
         if !valid_chars || v.starts_with('-') || v.ends_with('-') || v.contains("--") {
-            return Err(
-                "slug may contain only a-z, 0-9 and single dashes between them".into(),
-            );
+            return Err("slug may contain only a-z, 0-9 and single dashes between them".into());
         }
         Ok(Slug(v.to_string()))
     }
@@ -214,7 +215,17 @@ mod tests {
 
     #[test]
     fn email_rejects_garbage() {
-        for bad in ["", "a", "a@", "@b.c", "a@b", "a b@c.d", "a@@b.c", "a@b..c", &"x".repeat(300)] {
+        for bad in [
+            "",
+            "a",
+            "a@",
+            "@b.c",
+            "a@b",
+            "a b@c.d",
+            "a@@b.c",
+            "a@b..c",
+            &"x".repeat(300),
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
     }
@@ -244,6 +255,9 @@ mod tests {
         assert!(Password::parse("short").is_err());
         assert!(Password::parse("long enough").is_ok());
         assert!(Password::parse(&"p".repeat(257)).is_err());
-        assert_eq!(format!("{:?}", Password::parse("secret-pass").unwrap()), "Password(***)");
+        assert_eq!(
+            format!("{:?}", Password::parse("secret-pass").unwrap()),
+            "Password(***)"
+        );
     }
 }

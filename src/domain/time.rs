@@ -23,6 +23,9 @@ mod tests {
     #[test]
     fn formats_rfc3339_with_milliseconds() {
         assert_eq!(format_timestamp(0), "1970-01-01T00:00:00Z");
-        assert_eq!(format_timestamp(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(
+            format_timestamp(1_700_000_000_123),
+            "2023-11-14T22:13:20.123Z"
+        );
     }
 }

@@ -249,8 +249,12 @@ pub trait Store: Send + Sync + 'static {
         role: Role,
     ) -> StoreResult<(Member, Option<Event>)>;
     /// Removes a member; a member may always remove themselves (leave) unless last owner.
-    async fn remove_member(&self, actor: UserId, ws: WorkspaceId, user: UserId)
-        -> StoreResult<Event>;
+    async fn remove_member(
+        &self,
+        actor: UserId,
+        ws: WorkspaceId,
+        user: UserId,
+    ) -> StoreResult<Event>;
 
     // Documents.
     async fn create_document(

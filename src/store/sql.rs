@@ -34,12 +34,10 @@ impl SqlStore {
     /// needed) and applies pending migrations.
     pub async fn connect(settings: &DatabaseSettings) -> StoreResult<SqlStore> {
         sqlx::any::install_default_drivers();
-        let kind = settings
-            .kind()
-            .ok_or(StoreError::Invalid {
-                field: "database.url",
-                message: "unsupported database URL",
-            })?;
+        let kind = settings.kind().ok_or(StoreError::Invalid {
+            field: "database.url",
+            message: "unsupported database URL",
+        })?;
         let timeout = Duration::from_secs(settings.connect_timeout_secs.max(1));
         let store = match kind {
             DatabaseKind::Sqlite => {
@@ -326,7 +324,8 @@ impl MemberRow {
     }
 }
 
-const MEMBER_SELECT: &str = "SELECT m.user_id, u.email, u.display_name, m.role, m.created_at, m.updated_at \
+const MEMBER_SELECT: &str =
+    "SELECT m.user_id, u.email, u.display_name, m.role, m.created_at, m.updated_at \
      FROM memberships m JOIN users u ON u.id = m.user_id";
 
 async fn member_in(
@@ -822,7 +821,11 @@ impl Store for SqlStore {
         let (offset, role) = begin_change(&mut tx, id, actor)
             .await?
             .ok_or(StoreError::NotFound("workspace"))?;
-        require(role, Role::Admin, "only admins and owners can change workspace settings")?;
+        require(
+            role,
+            Role::Admin,
+            "only admins and owners can change workspace settings",
+        )?;
         let updated = sqlx::query(
             "UPDATE workspaces SET name = COALESCE($1, name), slug = COALESCE($2, slug), \
              updated_at = $3 WHERE id = $4",
@@ -933,9 +936,15 @@ impl Store for SqlStore {
         let (offset, actor_role) = begin_change(&mut tx, ws, actor)
             .await?
             .ok_or(StoreError::NotFound("workspace"))?;
-        require(actor_role, Role::Admin, "only admins and owners can add members")?;
+        require(
+            actor_role,
+            Role::Admin,
+            "only admins and owners can add members",
+        )?;
         if !actor_role.can_manage(role) {
-            return Err(StoreError::Forbidden("only owners can grant the owner role"));
+            return Err(StoreError::Forbidden(
+                "only owners can grant the owner role",
+            ));
         }
         let user_id: Option<i64> = match who {
             MemberRef::Id(id) => {
@@ -944,12 +953,14 @@ impl Store for SqlStore {
                     .fetch_optional(&mut *tx)
                     .await?
             }
-            MemberRef::Email(email) => sqlx::query_scalar(
-                "SELECT id FROM users WHERE email_key = $1 AND disabled_at IS NULL",
-            )
-            .bind(email.key())
-            .fetch_optional(&mut *tx)
-            .await?,
+            MemberRef::Email(email) => {
+                sqlx::query_scalar(
+                    "SELECT id FROM users WHERE email_key = $1 AND disabled_at IS NULL",
+                )
+                .bind(email.key())
+                .fetch_optional(&mut *tx)
+                .await?
+            }
         };
         let user_id = user_id.ok_or(StoreError::NotFound("user"))?;
         let inserted = sqlx::query(
@@ -1004,7 +1015,11 @@ impl Store for SqlStore {
         let (offset, actor_role) = begin_change(&mut tx, ws, actor)
             .await?
             .ok_or(StoreError::NotFound("workspace"))?;
-        require(actor_role, Role::Admin, "only admins and owners can change roles")?;
+        require(
+            actor_role,
+            Role::Admin,
+            "only admins and owners can change roles",
+        )?;
         let current = member_in(&mut tx, ws, user)
             .await?
             .ok_or(StoreError::NotFound("member"))?;
@@ -1068,7 +1083,11 @@ impl Store for SqlStore {
             .ok_or(StoreError::NotFound("member"))?;
         let leaving = actor == user;
         if !leaving {
-            require(actor_role, Role::Admin, "only admins and owners can remove members")?;
+            require(
+                actor_role,
+                Role::Admin,
+                "only admins and owners can remove members",
+            )?;
             if !actor_role.can_manage(target.role) {
                 return Err(StoreError::Forbidden("only owners can remove owners"));
             }
@@ -1076,8 +1095,9 @@ impl Store for SqlStore {
         if target.role == Role::Owner && owner_count(&mut tx, ws).await? <= 1 {
             return Err(StoreError::Conflict {
                 code: "last_owner",
-                detail: "the last owner cannot leave; make someone else owner or delete the workspace"
-                    .into(),
+                detail:
+                    "the last owner cannot leave; make someone else owner or delete the workspace"
+                        .into(),
             });
         }
         sqlx::query("DELETE FROM memberships WHERE workspace_id = $1 AND user_id = $2")
@@ -1542,7 +1562,11 @@ impl Store for SqlStore {
             .await?
             .ok_or(StoreError::NotFound("comment"))?;
         if current.author_id != Some(actor) {
-            require(role, Role::Admin, "only the author or an admin can delete a comment")?;
+            require(
+                role,
+                Role::Admin,
+                "only the author or an admin can delete a comment",
+            )?;
         } else {
             require(role, Role::Editor, "viewers cannot delete comments")?;
         }

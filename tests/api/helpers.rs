@@ -1,0 +1,322 @@
+//! Spawns the real server on port 0 against a fresh database (a SQLite file in a temporary
+//! directory, or a new PostgreSQL database dropped afterwards) and talks to it over HTTP.
+
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use awc::http::Method;
+use serde_json::{json, Value};
+use sqlx::{Connection, Executor};
+use stoa::config::Settings;
+use stoa::startup::Application;
+
+pub const JWT_SECRET: &str = "integration-test-secret-0123456789abcdef";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server tests create their databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: awc::Client,
+    handle: ServerHandle,
+    pg_database: Option<String>,
+    _dir: tempfile::TempDir,
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub body: Value,
+    pub headers: awc::http::header::HeaderMap,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or_default()
+    }
+}
+
+/// A signed-in user.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub id: i64,
+    pub email: String,
+    pub token: String,
+    pub refresh: String,
+}
+
+/// Settings for a test server; `tweak` may change them before start.
+pub async fn spawn_app_with(
+    backend: Backend,
+    tweak: impl FnOnce(&mut Settings),
+) -> Option<TestApp> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = Settings::load_with_env(None, Vec::new()).expect("default settings");
+    settings.server.port = 0;
+    settings.server.workers = 2;
+    settings.data_dir = dir.path().to_path_buf();
+    settings.auth.jwt_secret = JWT_SECRET.into();
+    // Real argon2id, at a cost suited to tests.
+    settings.auth.password_hash_memory_kib = 1024;
+    settings.auth.password_hash_iterations = 1;
+    settings.auth.login_attempts_per_minute = 1000;
+    let mut pg_database = None;
+    match backend {
+        Backend::Sqlite => {
+            settings.database.url = format!("sqlite://{}/stoa.db", dir.path().display());
+        }
+        Backend::Postgres => {
+            let admin = postgres_admin_url();
+            let mut conn = match sqlx::PgConnection::connect(&admin).await {
+                Ok(c) => c,
+                Err(e) if !ci() => {
+                    eprintln!("SKIPPED: PostgreSQL unreachable at {admin}: {e} (set CI=true to fail instead)");
+                    return None;
+                }
+                Err(e) => panic!("PostgreSQL is required under CI but unreachable at {admin}: {e}"),
+            };
+            let name = format!("stoa_test_{}", stoa::auth::random_hex(8));
+            conn.execute(format!("CREATE DATABASE {name}").as_str())
+                .await
+                .expect("create test database");
+            let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+            settings.database.url = format!("{base}/{name}");
+            settings.database.max_connections = 8;
+            pg_database = Some(name);
+        }
+    }
+    tweak(&mut settings);
+    let app = Application::build(settings).await.expect("app starts");
+    let port = app.port();
+    let handle = app.handle();
+    actix_web::rt::spawn(app.run_until_stopped());
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .finish();
+    Some(TestApp {
+        base: format!("http://127.0.0.1:{port}"),
+        client,
+        handle,
+        pg_database,
+        _dir: dir,
+    })
+}
+
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, |_| {}).await
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        actix_web::rt::spawn(async move { handle.stop(false).await });
+        if let Some(name) = self.pg_database.take() {
+            // Dropped on a thread of its own: Drop cannot await, and the test's runtime may
+            // be shutting down.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async move {
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&postgres_admin_url()).await {
+                        let _ = conn
+                            .execute(
+                                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
+                            )
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Sends a request; `body` is sent as JSON when given.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.insert_header(("authorization", format!("Bearer {t}")));
+        }
+        for (k, v) in headers {
+            req = req.insert_header((*k, *v));
+        }
+        let mut res = match body {
+            Some(b) => req.send_json(&b).await,
+            None => req.send().await,
+        }
+        .expect("request sent");
+        let bytes = res.body().limit(64 << 20).await.expect("body read");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Resp {
+            status: res.status().as_u16(),
+            body,
+            headers: res.headers().clone(),
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Resp {
+        self.call(Method::GET, path, Some(token), None, &[]).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.call(Method::POST, path, Some(token), Some(body), &[])
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.call(Method::PATCH, path, Some(token), Some(body), &[])
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Resp {
+        self.call(Method::DELETE, path, Some(token), None, &[])
+            .await
+    }
+
+    /// Registers a new account with a unique address derived from `name`.
+    pub async fn register(&self, name: &str) -> Account {
+        let email = format!("{name}.{}@example.com", stoa::auth::random_hex(4));
+        let res = self
+            .call(
+                Method::POST,
+                "/api/v1/auth/register",
+                None,
+                Some(json!({"email": email, "password": "correct horse battery", "display_name": name})),
+                &[],
+            )
+            .await;
+        assert_eq!(res.status, 201, "register {name}: {:?}", res.body);
+        Account {
+            id: res.body["user"]["id"].as_i64().expect("user id"),
+            email,
+            token: res.body["access_token"].as_str().expect("token").into(),
+            refresh: res.body["refresh_token"].as_str().expect("refresh").into(),
+        }
+    }
+
+    pub async fn create_workspace(&self, owner: &Account, name: &str) -> i64 {
+        let res = self
+            .post("/api/v1/workspaces", &owner.token, json!({"name": name}))
+            .await;
+        assert_eq!(res.status, 201, "{:?}", res.body);
+        res.body["id"].as_i64().expect("workspace id")
+    }
+
+    pub async fn add_member(&self, ws: i64, by: &Account, who: &Account, role: &str) {
+        let res = self
+            .post(
+                &format!("/api/v1/workspaces/{ws}/members"),
+                &by.token,
+                json!({"user_id": who.id, "role": role}),
+            )
+            .await;
+        assert_eq!(res.status, 201, "{:?}", res.body);
+    }
+
+    pub async fn create_document(&self, ws: i64, by: &Account, title: &str) -> i64 {
+        let res = self
+            .post(
+                &format!("/api/v1/workspaces/{ws}/documents"),
+                &by.token,
+                json!({"title": title, "content": "text"}),
+            )
+            .await;
+        assert_eq!(res.status, 201, "{:?}", res.body);
+        res.body["id"].as_i64().expect("document id")
+    }
+
+    pub async fn create_comment(&self, doc: i64, by: &Account, body: &str) -> i64 {
+        let res = self
+            .post(
+                &format!("/api/v1/documents/{doc}/comments"),
+                &by.token,
+                json!({"body": body}),
+            )
+            .await;
+        assert_eq!(res.status, 201, "{:?}", res.body);
+        res.body["id"].as_i64().expect("comment id")
+    }
+
+    /// Every event of a workspace, following `next_since`.
+    pub async fn all_events(&self, ws: i64, by: &Account) -> Vec<Value> {
+        let mut since = 0;
+        let mut out = Vec::new();
+        loop {
+            let res = self
+                .get(
+                    &format!("/api/v1/workspaces/{ws}/events?since={since}&limit=7"),
+                    &by.token,
+                )
+                .await;
+            assert_eq!(res.status, 200, "{:?}", res.body);
+            let items = res.body["items"].as_array().expect("items").clone();
+            if items.is_empty() {
+                return out;
+            }
+            since = res.body["next_since"].as_i64().expect("next_since");
+            out.extend(items);
+        }
+    }
+}
+
+/// Declares each listed `async fn name(backend: Backend)` as a test on every backend.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
