@@ -14,6 +14,29 @@ fn usage() -> ExitCode {
     ExitCode::from(2)
 }
 
+/// SIGTERM and SIGINT, registered together.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn recv(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let mut config_file: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
@@ -39,7 +62,18 @@ fn main() -> ExitCode {
     };
     stoa::telemetry::init(&settings.log);
     let result = actix_web::rt::System::new().block_on(async move {
+        // Listen for signals before the port opens, so no signal can arrive unhandled.
+        let signals = Signals::listen().map_err(|e| stoa::startup::StartupError::Bind {
+            addr: "signal handler".into(),
+            source: e,
+        })?;
         let app = Application::build(settings).await?;
+        let handle = app.handle();
+        actix_web::rt::spawn(async move {
+            let name = signals.recv().await;
+            tracing::info!(signal = name, "shutting down; finishing in-flight requests");
+            handle.stop(true).await;
+        });
         app.run_until_stopped()
             .await
             .map_err(|e| stoa::startup::StartupError::Bind {

@@ -95,6 +95,9 @@ impl Application {
                 .wrap(from_fn(api::observe))
         })
         .shutdown_timeout(settings.server.shutdown_timeout_secs)
+        // Signals are the binary's business (see main.rs), so that tests and embedders
+        // decide for themselves when the server stops.
+        .disable_signals()
         .client_request_timeout(Duration::from_secs(10));
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
@@ -123,8 +126,8 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until SIGTERM/SIGINT (or a stop through the handle), lets in-flight requests
-    /// finish, then closes the database pools.
+    /// Serves until stopped through [`Application::handle`], lets in-flight requests finish,
+    /// then closes the database pools.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
         self.store.close().await;

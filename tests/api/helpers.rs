@@ -6,34 +6,19 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use awc::http::Method;
 use serde_json::{json, Value};
-use sqlx::{Connection, Executor};
 use stoa::config::Settings;
 use stoa::startup::Application;
 
 pub const JWT_SECRET: &str = "integration-test-secret-0123456789abcdef";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// The PostgreSQL server tests create their databases on.
-pub fn postgres_admin_url() -> String {
-    std::env::var("TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
+pub use crate::common::Backend;
+use crate::common::TestDb;
 
 pub struct TestApp {
     pub base: String,
     pub client: awc::Client,
     handle: ServerHandle,
-    pg_database: Option<String>,
-    _dir: tempfile::TempDir,
+    _db: TestDb,
 }
 
 #[derive(Debug)]
@@ -70,41 +55,18 @@ pub async fn spawn_app_with(
     backend: Backend,
     tweak: impl FnOnce(&mut Settings),
 ) -> Option<TestApp> {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let db = TestDb::create(backend).await?;
     let mut settings = Settings::load_with_env(None, Vec::new()).expect("default settings");
     settings.server.port = 0;
     settings.server.workers = 2;
-    settings.data_dir = dir.path().to_path_buf();
+    settings.data_dir = db.dir.path().to_path_buf();
     settings.auth.jwt_secret = JWT_SECRET.into();
     // Real argon2id, at a cost suited to tests.
     settings.auth.password_hash_memory_kib = 1024;
     settings.auth.password_hash_iterations = 1;
     settings.auth.login_attempts_per_minute = 1000;
-    let mut pg_database = None;
-    match backend {
-        Backend::Sqlite => {
-            settings.database.url = format!("sqlite://{}/stoa.db", dir.path().display());
-        }
-        Backend::Postgres => {
-            let admin = postgres_admin_url();
-            let mut conn = match sqlx::PgConnection::connect(&admin).await {
-                Ok(c) => c,
-                Err(e) if !ci() => {
-                    eprintln!("SKIPPED: PostgreSQL unreachable at {admin}: {e} (set CI=true to fail instead)");
-                    return None;
-                }
-                Err(e) => panic!("PostgreSQL is required under CI but unreachable at {admin}: {e}"),
-            };
-            let name = format!("stoa_test_{}", stoa::auth::random_hex(8));
-            conn.execute(format!("CREATE DATABASE {name}").as_str())
-                .await
-                .expect("create test database");
-            let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-            settings.database.url = format!("{base}/{name}");
-            settings.database.max_connections = 8;
-            pg_database = Some(name);
-        }
-    }
+    settings.database.url = db.url.clone();
+    settings.database.max_connections = 8;
     tweak(&mut settings);
     let app = Application::build(settings).await.expect("app starts");
     let port = app.port();
@@ -117,8 +79,7 @@ pub async fn spawn_app_with(
         base: format!("http://127.0.0.1:{port}"),
         client,
         handle,
-        pg_database,
-        _dir: dir,
+        _db: db,
     })
 }
 
@@ -130,26 +91,6 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         let handle = self.handle.clone();
         actix_web::rt::spawn(async move { handle.stop(false).await });
-        if let Some(name) = self.pg_database.take() {
-            // Dropped on a thread of its own: Drop cannot await, and the test's runtime may
-            // be shutting down.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                rt.block_on(async move {
-                    if let Ok(mut conn) = sqlx::PgConnection::connect(&postgres_admin_url()).await {
-                        let _ = conn
-                            .execute(
-                                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
-                            )
-                            .await;
-                    }
-                });
-            })
-            .join();
-        }
     }
 }
 
@@ -296,27 +237,4 @@ impl TestApp {
             out.extend(items);
         }
     }
-}
-
-/// Declares each listed `async fn name(backend: Backend)` as a test on every backend.
-#[macro_export]
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[actix_web::test]
-                async fn $name() {
-                    super::$name($crate::helpers::Backend::Sqlite).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[actix_web::test]
-                async fn $name() {
-                    super::$name($crate::helpers::Backend::Postgres).await
-                }
-            )*
-        }
-    };
 }

@@ -1,0 +1,93 @@
+//! The `stoa` binary as an operator runs it: configuration errors stop start-up with a
+//! message naming the key, and SIGTERM shuts the server down cleanly.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+
+fn stoa() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stoa"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd
+}
+
+#[test]
+fn invalid_configuration_names_the_key_and_exits_78() {
+    let out = stoa()
+        .env("STOA_SERVER__PORT", "eighty")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("server.port"), "{err}");
+
+    let out = stoa()
+        .env("STOA_ENVIRONMENT", "production")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("auth.jwt_secret"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[database]\nurl = \"mysql://nope\"\n").unwrap();
+    let out = stoa().arg("--config").arg(&file).output().expect("runs");
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("database.url"));
+
+    let out = stoa().arg("--bogus").output().expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn serves_with_defaults_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = stoa()
+        .current_dir(dir.path())
+        .env("STOA_SERVER__PORT", "0")
+        .env("STOA_LOG__FORMAT", "json")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut port = None;
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if v["message"] == "stoa listening" {
+            port = v["port"].as_u64();
+            break;
+        }
+    }
+    let port = port.unwrap_or_else(|| panic!("no listening line in {seen:#?}"));
+    assert!(
+        seen.iter().any(|l| l.contains("generated JWT secret")),
+        "development warns about its secret"
+    );
+
+    // The default configuration created the embedded database under data/.
+    assert!(dir.path().join("data/stoa.db").exists());
+    assert!(dir.path().join("data/jwt_secret").exists());
+    // A plain HTTP exchange: the server is up and answering before it is told to stop.
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port as u16)).expect("connects");
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "exit {exit:?}; log: {rest:#?}");
+    assert!(rest.iter().any(|l| l.contains("stoa stopped")), "{rest:#?}");
+}

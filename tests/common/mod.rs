@@ -1,0 +1,116 @@
+#![allow(dead_code)] // Shared by several test binaries; each uses a part of it.
+
+//! Fresh databases for tests: a SQLite file in a temporary directory, or a new PostgreSQL
+//! database that is dropped when the test ends. Under `CI=true` an unreachable PostgreSQL
+//! fails the test; elsewhere the test says it was skipped.
+
+use sqlx::{Connection, Executor};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server tests create their databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+pub struct TestDb {
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    pg_database: Option<String>,
+}
+
+impl TestDb {
+    /// A new empty database, or `None` when PostgreSQL is unreachable outside CI.
+    pub async fn create(backend: Backend) -> Option<TestDb> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        match backend {
+            Backend::Sqlite => Some(TestDb {
+                url: format!("sqlite://{}/stoa.db", dir.path().display()),
+                dir,
+                pg_database: None,
+            }),
+            Backend::Postgres => {
+                let admin = postgres_admin_url();
+                let mut conn = match sqlx::PgConnection::connect(&admin).await {
+                    Ok(c) => c,
+                    Err(e) if !ci() => {
+                        eprintln!(
+                            "SKIPPED: PostgreSQL unreachable at {admin}: {e} (CI=true makes this a failure)"
+                        );
+                        return None;
+                    }
+                    Err(e) => {
+                        panic!("PostgreSQL is required under CI but unreachable at {admin}: {e}")
+                    }
+                };
+                let name = format!("stoa_test_{}", stoa::auth::random_hex(8));
+                conn.execute(format!("CREATE DATABASE {name}").as_str())
+                    .await
+                    .expect("create test database");
+                let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+                Some(TestDb {
+                    url: format!("{base}/{name}"),
+                    dir,
+                    pg_database: Some(name),
+                })
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(name) = self.pg_database.take() else {
+            return;
+        };
+        // On a thread of its own: Drop cannot await, and the test's runtime may be ending.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&postgres_admin_url()).await {
+                    let _ = conn
+                        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Declares each listed `async fn name(backend: Backend)` as a test on every backend.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,279 @@
+//! The storage conformance suite: the same checks through the `Store` trait on every
+//! backend, below the HTTP layer.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+
+use common::{Backend, TestDb};
+use futures_util::future::join_all;
+use stoa::config::Settings;
+use stoa::domain::{CommentBody, DisplayName, DocumentTitle, Email, Role, WorkspaceName};
+use stoa::store::{
+    DocumentPatch, MemberRef, PageRequest, Rotation, SqlStore, Store, StoreError, User,
+};
+
+on_every_backend!(
+    concurrent_refresh_of_one_token_lets_exactly_one_win,
+    refused_changes_do_not_consume_offsets,
+    data_survives_reconnecting,
+    deleting_a_workspace_removes_everything_in_it,
+    emails_are_unique_and_version_checks_hold,
+);
+
+async fn open(db: &TestDb) -> SqlStore {
+    let mut settings = Settings::load_with_env(None, Vec::new()).expect("defaults");
+    settings.database.url = db.url.clone();
+    settings.database.max_connections = 8;
+    SqlStore::connect(&settings.database)
+        .await
+        .expect("store opens")
+}
+
+async fn user(store: &dyn Store, name: &str) -> User {
+    store
+        .create_user(
+            &Email::parse(&format!("{name}@example.com")).unwrap(),
+            &DisplayName::parse(name).unwrap(),
+            "$argon2id$not-a-real-hash",
+        )
+        .await
+        .expect("user")
+}
+
+fn name(s: &str) -> WorkspaceName {
+    WorkspaceName::parse(s).unwrap()
+}
+
+async fn concurrent_refresh_of_one_token_lets_exactly_one_win(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let store: Arc<dyn Store> = Arc::new(open(&db).await);
+    let alice = user(store.as_ref(), "alice").await;
+    let far = stoa::domain::now_ms() + 3_600_000;
+    store
+        .insert_refresh_token(alice.id, "family-1", "hash-0", far)
+        .await
+        .unwrap();
+    let attempts = (0..8).map(|i| {
+        let store = store.clone();
+        async move {
+            store
+                .rotate_refresh_token("hash-0", &format!("hash-{}", i + 1), far)
+                .await
+                .unwrap()
+        }
+    });
+    let outcomes = join_all(attempts).await;
+    let wins = outcomes
+        .iter()
+        .filter(|o| matches!(o, Rotation::Rotated { .. }))
+        .count();
+    assert_eq!(wins, 1, "{outcomes:?}");
+    assert!(outcomes
+        .iter()
+        .all(|o| matches!(o, Rotation::Rotated { .. } | Rotation::Reused)));
+    // Reuse revoked the family, including the winner's new token.
+    for i in 1..=8 {
+        let again = store
+            .rotate_refresh_token(&format!("hash-{i}"), "hash-x", far)
+            .await
+            .unwrap();
+        assert_ne!(again, Rotation::Rotated { user_id: alice.id });
+    }
+    assert_eq!(
+        store
+            .rotate_refresh_token("unknown", "h", far)
+            .await
+            .unwrap(),
+        Rotation::Invalid
+    );
+    store
+        .insert_refresh_token(alice.id, "family-2", "expired", stoa::domain::now_ms() - 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .rotate_refresh_token("expired", "h2", far)
+            .await
+            .unwrap(),
+        Rotation::Invalid
+    );
+}
+
+async fn refused_changes_do_not_consume_offsets(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let store = open(&db).await;
+    let alice = user(&store, "alice").await;
+    let bob = user(&store, "bob").await;
+    let (ws, _, first) = store
+        .create_workspace(alice.id, &name("Acme"), None)
+        .await
+        .unwrap();
+    assert_eq!(first.offset, 1);
+    store
+        .add_member(alice.id, ws.id, &MemberRef::Id(bob.id), Role::Viewer)
+        .await
+        .unwrap();
+    let title = DocumentTitle::parse("Plan").unwrap();
+    let refused = store.create_document(bob.id, ws.id, &title, "").await;
+    assert!(matches!(refused, Err(StoreError::Forbidden(_))));
+    let outsider = user(&store, "carol").await;
+    let hidden = store.create_document(outsider.id, ws.id, &title, "").await;
+    assert!(matches!(hidden, Err(StoreError::NotFound(_))));
+    let (doc, ev) = store
+        .create_document(alice.id, ws.id, &title, "hi")
+        .await
+        .unwrap();
+    assert_eq!(ev.offset, 3, "the refused attempts left no hole");
+    let body = CommentBody::parse("looks good").unwrap();
+    let (_, ev) = store
+        .create_comment(alice.id, doc.id, None, &body, &[])
+        .await
+        .unwrap();
+    assert_eq!(ev.offset, 4);
+    let page = store.events(alice.id, ws.id, 0, 100).await.unwrap();
+    let offsets: Vec<i64> = page.events.iter().map(|e| e.offset).collect();
+    assert_eq!(offsets, vec![1, 2, 3, 4]);
+    assert_eq!(page.latest_offset, 4);
+}
+
+async fn data_survives_reconnecting(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let (alice_id, ws_id, doc_id) = {
+        let store = open(&db).await;
+        let alice = user(&store, "alice").await;
+        let (ws, _, _) = store
+            .create_workspace(alice.id, &name("Durable"), None)
+            .await
+            .unwrap();
+        let (doc, _) = store
+            .create_document(
+                alice.id,
+                ws.id,
+                &DocumentTitle::parse("Kept").unwrap(),
+                "body",
+            )
+            .await
+            .unwrap();
+        store.close().await;
+        (alice.id, ws.id, doc.id)
+    };
+    let store = open(&db).await;
+    let (doc, role) = store.document(alice_id, doc_id).await.unwrap();
+    assert_eq!(role, Role::Owner);
+    assert_eq!(doc.content.as_deref(), Some("body"));
+    let page = store
+        .workspaces_of(
+            alice_id,
+            PageRequest {
+                after: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].0.id, ws_id);
+    assert_eq!(page.items[0].0.last_offset, 2);
+}
+
+async fn deleting_a_workspace_removes_everything_in_it(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let store = open(&db).await;
+    let alice = user(&store, "alice").await;
+    let (ws, _, _) = store
+        .create_workspace(alice.id, &name("Temp"), None)
+        .await
+        .unwrap();
+    let (doc, _) = store
+        .create_document(alice.id, ws.id, &DocumentTitle::parse("x").unwrap(), "")
+        .await
+        .unwrap();
+    let (comment, _) = store
+        .create_comment(
+            alice.id,
+            doc.id,
+            None,
+            &CommentBody::parse("c").unwrap(),
+            &[],
+        )
+        .await
+        .unwrap();
+    store.delete_workspace(alice.id, ws.id).await.unwrap();
+    assert!(matches!(
+        store.document(alice.id, doc.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.comment(alice.id, comment.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.events(alice.id, ws.id, 0, 10).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // The same name can be used again; its slug is free once more.
+    let (again, _, _) = store
+        .create_workspace(alice.id, &name("Temp"), None)
+        .await
+        .unwrap();
+    assert_eq!(again.slug, "temp");
+}
+
+async fn emails_are_unique_and_version_checks_hold(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let store = open(&db).await;
+    let alice = user(&store, "alice").await;
+    let dup = store
+        .create_user(
+            &Email::parse("ALICE@example.com").unwrap(),
+            &DisplayName::parse("A").unwrap(),
+            "h",
+        )
+        .await;
+    assert!(matches!(
+        dup,
+        Err(StoreError::Conflict {
+            code: "email_taken",
+            ..
+        })
+    ));
+    let found = store.user_credentials("alice@example.com").await.unwrap();
+    assert_eq!(found.map(|(u, _)| u.id), Some(alice.id));
+
+    let (ws, _, _) = store
+        .create_workspace(alice.id, &name("V"), None)
+        .await
+        .unwrap();
+    let (doc, _) = store
+        .create_document(alice.id, ws.id, &DocumentTitle::parse("d").unwrap(), "1")
+        .await
+        .unwrap();
+    let patch = DocumentPatch {
+        title: None,
+        content: Some("2".into()),
+    };
+    let (v2, _) = store
+        .update_document(alice.id, doc.id, &patch, Some(1))
+        .await
+        .unwrap();
+    assert_eq!(v2.version, 2);
+    let stale = store
+        .update_document(alice.id, doc.id, &patch, Some(1))
+        .await;
+    assert!(matches!(
+        stale,
+        Err(StoreError::VersionMismatch { current: 2 })
+    ));
+}
