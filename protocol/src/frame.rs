@@ -209,7 +209,10 @@ mod tests {
             assert_eq!(Frame::decode(text, LIMIT).unwrap_err(), *err, "{text}");
         }
         let long_ref = format!(r#"["{}",null,"t","e",{{}}]"#, "1".repeat(65));
-        assert_eq!(Frame::decode(&long_ref, LIMIT).unwrap_err(), FrameError::BadRef);
+        assert_eq!(
+            Frame::decode(&long_ref, LIMIT).unwrap_err(),
+            FrameError::BadRef
+        );
     }
 
     #[test]
@@ -217,7 +220,10 @@ mod tests {
         let big = format!(r#"[null,null,"t","e",{{"x":"{}"}}]"#, "a".repeat(100));
         assert_eq!(
             Frame::decode(&big, 50).unwrap_err(),
-            FrameError::TooLarge { size: big.len(), limit: 50 }
+            FrameError::TooLarge {
+                size: big.len(),
+                limit: 50
+            }
         );
     }
 
@@ -257,7 +263,10 @@ mod tests {
             push.render(Some("12")),
             r#"["12",null,"workspace:1","event",{"offset":5}]"#
         );
-        assert_eq!(push.render(None), r#"[null,null,"workspace:1","event",{"offset":5}]"#);
+        assert_eq!(
+            push.render(None),
+            r#"[null,null,"workspace:1","event",{"offset":5}]"#
+        );
         let odd = push.render(Some("a\"b"));
         let f = Frame::decode(&odd, LIMIT).unwrap();
         assert_eq!(f.join_ref.as_deref(), Some("a\"b"));
@@ -265,7 +274,16 @@ mod tests {
 
     #[test]
     fn replies_carry_status_and_response() {
-        let r = encode_reply(Some("1"), Some("2"), "phoenix", crate::ReplyStatus::Ok, &json!({}));
-        assert_eq!(r, r#"["1","2","phoenix","phx_reply",{"status":"ok","response":{}}]"#);
+        let r = encode_reply(
+            Some("1"),
+            Some("2"),
+            "phoenix",
+            crate::ReplyStatus::Ok,
+            &json!({}),
+        );
+        assert_eq!(
+            r,
+            r#"["1","2","phoenix","phx_reply",{"status":"ok","response":{}}]"#
+        );
     }
 }

@@ -132,7 +132,10 @@ mod tests {
 
     #[test]
     fn classifies_client_messages() {
-        assert_eq!(Inbound::from_frame(&frame("phoenix", "heartbeat", json!({}))), Ok(Inbound::Heartbeat));
+        assert_eq!(
+            Inbound::from_frame(&frame("phoenix", "heartbeat", json!({}))),
+            Ok(Inbound::Heartbeat)
+        );
         assert_eq!(
             Inbound::from_frame(&frame("workspace:1", "phx_join", json!({"since": 4}))),
             Ok(Inbound::Join { since: Some(4) })
@@ -141,7 +144,10 @@ mod tests {
             Inbound::from_frame(&frame("workspace:1", "phx_join", json!({}))),
             Ok(Inbound::Join { since: None })
         );
-        assert_eq!(Inbound::from_frame(&frame("w:1", "phx_leave", json!({}))), Ok(Inbound::Leave));
+        assert_eq!(
+            Inbound::from_frame(&frame("w:1", "phx_leave", json!({}))),
+            Ok(Inbound::Leave)
+        );
         assert_eq!(
             Inbound::from_frame(&frame("w:1", "access_token", json!({"token": "t"}))),
             Ok(Inbound::AccessToken("t".into()))
@@ -189,7 +195,10 @@ mod tests {
             serde_json::to_value(&state).unwrap(),
             json!({"7": {"metas": [{"phx_ref": "F1", "cursor": 12}]}})
         );
-        let diff = PresenceDiff { joins: state.clone(), leaves: PresenceState::new() };
+        let diff = PresenceDiff {
+            joins: state.clone(),
+            leaves: PresenceState::new(),
+        };
         assert_eq!(
             serde_json::to_value(&diff).unwrap(),
             json!({"joins": {"7": {"metas": [{"phx_ref": "F1", "cursor": 12}]}}, "leaves": {}})

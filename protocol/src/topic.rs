@@ -59,7 +59,11 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        for t in [Topic::Workspace(1), Topic::Document(42), Topic::User(999_999_999)] {
+        for t in [
+            Topic::Workspace(1),
+            Topic::Document(42),
+            Topic::User(999_999_999),
+        ] {
             assert_eq!(Topic::parse(&t.to_string()), Ok(t));
         }
     }
@@ -67,9 +71,19 @@ mod tests {
     #[test]
     fn rejects_everything_else() {
         for bad in [
-            "", "workspace", "workspace:", "workspace:x", "workspace:-1", "workspace:+1",
-            "workspace:01", "room:1", "workspace:1:2", "workspace:99999999999999999999",
-            "WORKSPACE:1", "phoenix", "document: 1",
+            "",
+            "workspace",
+            "workspace:",
+            "workspace:x",
+            "workspace:-1",
+            "workspace:+1",
+            "workspace:01",
+            "room:1",
+            "workspace:1:2",
+            "workspace:99999999999999999999",
+            "WORKSPACE:1",
+            "phoenix",
+            "document: 1",
         ] {
             assert!(Topic::parse(bad).is_err(), "{bad}");
         }
