@@ -48,6 +48,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
     pub http: HttpSettings,
+    pub realtime: RealtimeSettings,
     pub log: LogSettings,
 }
 
@@ -87,6 +88,38 @@ pub struct AuthSettings {
 pub struct HttpSettings {
     pub max_body_bytes: usize,
     pub cors_allowed_origins: Vec<String>,
+}
+
+/// Limits of the WebSocket endpoint (see `config/default.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealtimeSettings {
+    pub max_frame_bytes: usize,
+    pub max_broadcast_bytes: usize,
+    pub max_topics_per_connection: usize,
+    pub messages_per_sec: u32,
+    pub message_burst: u32,
+    pub presence_updates_per_sec: u32,
+    pub outbound_queue: usize,
+    pub heartbeat_timeout_secs: u64,
+    pub max_replay_events: i64,
+}
+
+impl RealtimeSettings {
+    pub fn limits(&self) -> stoa_actors::Limits {
+        stoa_actors::Limits {
+            max_frame_bytes: self.max_frame_bytes,
+            max_broadcast_bytes: self.max_broadcast_bytes,
+            max_topics_per_connection: self.max_topics_per_connection,
+            messages_per_sec: self.messages_per_sec,
+            message_burst: self.message_burst,
+            presence_updates_per_sec: self.presence_updates_per_sec,
+            outbound_queue: self.outbound_queue,
+            heartbeat_timeout: std::time::Duration::from_secs(self.heartbeat_timeout_secs),
+            max_replay: self.max_replay_events,
+            ..stoa_actors::Limits::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -163,6 +196,37 @@ impl Settings {
                 "database.url",
                 "must start with sqlite: or postgres://",
             ));
+        }
+        let rt = &self.realtime;
+        if rt.max_frame_bytes < 1024 {
+            return Err(invalid("realtime.max_frame_bytes", "must be at least 1024"));
+        }
+        if rt.max_broadcast_bytes == 0 || rt.max_broadcast_bytes > rt.max_frame_bytes {
+            return Err(invalid(
+                "realtime.max_broadcast_bytes",
+                "must be between 1 and realtime.max_frame_bytes",
+            ));
+        }
+        for (key, value) in [
+            (
+                "realtime.max_topics_per_connection",
+                rt.max_topics_per_connection as u64,
+            ),
+            ("realtime.messages_per_sec", u64::from(rt.messages_per_sec)),
+            ("realtime.message_burst", u64::from(rt.message_burst)),
+            (
+                "realtime.presence_updates_per_sec",
+                u64::from(rt.presence_updates_per_sec),
+            ),
+            ("realtime.outbound_queue", rt.outbound_queue as u64),
+            ("realtime.heartbeat_timeout_secs", rt.heartbeat_timeout_secs),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        if rt.max_replay_events < 0 {
+            return Err(invalid("realtime.max_replay_events", "must be 0 or more"));
         }
         if self.database.max_connections == 0 {
             return Err(invalid("database.max_connections", "must be at least 1"));

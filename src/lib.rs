@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod metrics;
+pub mod realtime;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -10,6 +10,7 @@ use prometheus::{
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    realtime: std::sync::Arc<std::sync::Mutex<Option<RealtimeMetrics>>>,
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     pub http_in_flight: IntGauge,
@@ -71,6 +72,7 @@ impl Metrics {
         }
         Metrics {
             registry,
+            realtime: Default::default(),
             http_requests,
             http_duration,
             http_in_flight,
@@ -86,8 +88,59 @@ impl Metrics {
         }
     }
 
+    /// Exports the real-time core's counters (read at each scrape).
+    pub fn observe_realtime(&self, realtime: crate::realtime::Realtime) {
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).unwrap_or_else(|e| unreachable!("{e}"));
+            self.register(Box::new(g.clone()));
+            g
+        };
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).unwrap_or_else(|e| unreachable!("{e}"));
+            self.register(Box::new(c.clone()));
+            c
+        };
+        let m = RealtimeMetrics {
+            connections: gauge("ws_connections", "Open WebSocket connections"),
+            topics: gauge("ws_topics", "Topic actors alive on this node"),
+            subscriptions: gauge("ws_subscriptions", "Channel joins currently held"),
+            counters: vec![
+                counter("ws_joins_total", "Channel joins accepted"),
+                counter("ws_joins_refused_total", "Channel joins refused"),
+                counter("ws_frames_in_total", "Text frames received from clients"),
+                counter("ws_frames_out_total", "Frames queued for clients"),
+                counter(
+                    "ws_events_replayed_total",
+                    "Events replayed to joins with since",
+                ),
+                counter(
+                    "ws_rate_limited_total",
+                    "Client messages refused as rate_limited",
+                ),
+                counter(
+                    "ws_slow_consumers_total",
+                    "Connections closed as slow_consumer",
+                ),
+                counter("ws_topic_crashes_total", "Topic actors that panicked"),
+                counter(
+                    "ws_revocations_total",
+                    "Channels closed by membership revocation",
+                ),
+            ],
+            realtime,
+        };
+        if let Ok(mut slot) = self.realtime.lock() {
+            *slot = Some(m);
+        }
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        if let Ok(slot) = self.realtime.lock() {
+            if let Some(m) = slot.as_ref() {
+                m.sync();
+            }
+        }
         let mut buf = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
             tracing::error!(error = %e, "metrics encoding failed");
@@ -99,5 +152,47 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Metrics {
         Metrics::new()
+    }
+}
+
+struct RealtimeMetrics {
+    realtime: crate::realtime::Realtime,
+    connections: IntGauge,
+    topics: IntGauge,
+    subscriptions: IntGauge,
+    /// In the order of [`RealtimeMetrics::totals`].
+    counters: Vec<IntCounter>,
+}
+
+impl RealtimeMetrics {
+    fn totals(&self) -> [u64; 9] {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = self.realtime.stats();
+        [
+            s.joins.load(Relaxed),
+            s.joins_refused.load(Relaxed),
+            s.frames_in.load(Relaxed),
+            s.frames_out.load(Relaxed),
+            s.events_replayed.load(Relaxed),
+            s.rate_limited.load(Relaxed),
+            s.slow_consumers.load(Relaxed),
+            s.topic_crashes.load(Relaxed),
+            s.revocations.load(Relaxed),
+        ]
+    }
+
+    /// Brings the exported values up to the core's counters (called under the lock).
+    fn sync(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = self.realtime.stats();
+        self.connections.set(s.connections.load(Relaxed));
+        self.topics.set(s.topics.load(Relaxed));
+        self.subscriptions.set(s.subscriptions.load(Relaxed));
+        for (counter, total) in self.counters.iter().zip(self.totals()) {
+            let seen = counter.get();
+            if total > seen {
+                counter.inc_by(total - seen);
+            }
+        }
     }
 }

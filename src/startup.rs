@@ -11,10 +11,11 @@ use actix_web::http::header;
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpServer};
 
-use crate::api::{self, AppState, REQUEST_ID};
+use crate::api::{self, AppState, SocketOrigins, REQUEST_ID};
 use crate::auth::{JwtKeys, PasswordHasher, PasswordParams, RateLimiter};
 use crate::config::{ConfigError, Environment, Settings};
 use crate::metrics::Metrics;
+use crate::realtime::{Realtime, StoreAuthorizer, StoreEventLog};
 use crate::store::{SqlStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,7 @@ pub struct Application {
     port: u16,
     server: Server,
     store: Arc<SqlStore>,
+    realtime: Realtime,
 }
 
 impl Application {
@@ -59,21 +61,36 @@ impl Application {
             iterations: settings.auth.password_hash_iterations,
         })
         .map_err(StartupError::Password)?;
+        let jwt = JwtKeys::new(
+            secret,
+            &settings.auth.issuer,
+            &settings.auth.audience,
+            settings.auth.access_token_ttl_secs,
+        );
+        let realtime = Realtime::new(
+            Arc::new(StoreAuthorizer {
+                store: store.clone(),
+                jwt: jwt.clone(),
+            }),
+            Arc::new(StoreEventLog {
+                store: store.clone(),
+            }),
+            settings.realtime.limits(),
+        );
+        let metrics = Metrics::new();
+        metrics.observe_realtime(realtime.clone());
         let state = web::Data::new(AppState {
             store: store.clone(),
-            jwt: JwtKeys::new(
-                secret,
-                &settings.auth.issuer,
-                &settings.auth.audience,
-                settings.auth.access_token_ttl_secs,
-            ),
+            jwt,
             passwords,
             login_limiter: RateLimiter::per_minute(settings.auth.login_attempts_per_minute),
             refresh_ttl_secs: i64::try_from(settings.auth.refresh_token_ttl_secs)
                 .unwrap_or(i64::MAX / 2000),
             trust_forwarded_for: settings.server.trust_forwarded_for,
             max_body_bytes: settings.http.max_body_bytes,
-            metrics: Metrics::new(),
+            metrics,
+            realtime: realtime.clone(),
+            socket_origins: socket_origins(&settings),
         });
 
         let addr = format!("{}:{}", settings.server.host, settings.server.port);
@@ -114,11 +131,17 @@ impl Application {
             port,
             server,
             store,
+            realtime,
         })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The real-time core (tests inject faults and read counters through it).
+    pub fn realtime(&self) -> Realtime {
+        self.realtime.clone()
     }
 
     /// A handle to stop the server gracefully from elsewhere.
@@ -130,6 +153,7 @@ impl Application {
     /// then closes the database pools.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
+        self.realtime.shutdown();
         self.store.close().await;
         tracing::info!("stoa stopped");
         result
@@ -161,6 +185,18 @@ fn cors(settings: &Settings) -> Cors {
         }
     }
     cors
+}
+
+/// The origins the WebSocket upgrade accepts: the same rule as CORS.
+fn socket_origins(settings: &Settings) -> SocketOrigins {
+    let origins = &settings.http.cors_allowed_origins;
+    if origins.iter().any(|o| o == "*")
+        || (origins.is_empty() && settings.environment == Environment::Development)
+    {
+        SocketOrigins::Any
+    } else {
+        SocketOrigins::Only(origins.clone())
+    }
 }
 
 /// A database URL without its password, for messages.

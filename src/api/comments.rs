@@ -64,10 +64,11 @@ pub async fn create_comment(
     v.finish()?;
     let text = checked(text)?;
     let mentions = parse_mentions(text.as_str());
-    let (comment, _event) = state
+    let (comment, event) = state
         .store
         .create_comment(user.id, *id, body.parent_id, &text, &mentions)
         .await?;
+    crate::realtime::committed(&state.realtime, &*state.store, &event).await;
     Ok(HttpResponse::Created().json(CommentView::from(&comment)))
 }
 
@@ -158,7 +159,10 @@ pub async fn update_comment(
         }),
         resolved: body.resolved,
     };
-    let (comment, _event) = state.store.update_comment(user.id, *id, &patch).await?;
+    let (comment, event) = state.store.update_comment(user.id, *id, &patch).await?;
+    if let Some(event) = &event {
+        crate::realtime::committed(&state.realtime, &*state.store, event).await;
+    }
     Ok(HttpResponse::Ok().json(CommentView::from(&comment)))
 }
 
@@ -179,6 +183,7 @@ pub async fn delete_comment(
     user: AuthUser,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    state.store.delete_comment(user.id, *id).await?;
+    let event = state.store.delete_comment(user.id, *id).await?;
+    crate::realtime::committed(&state.realtime, &*state.store, &event).await;
     Ok(HttpResponse::NoContent().finish())
 }

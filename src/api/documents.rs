@@ -85,10 +85,11 @@ pub async fn create_document(
     v.finish()?;
     let title = checked(title)?;
     let content = body.content.unwrap_or_default();
-    let (doc, _event) = state
+    let (doc, event) = state
         .store
         .create_document(user.id, *id, &title, &content)
         .await?;
+    crate::realtime::committed(&state.realtime, &*state.store, &event).await;
     Ok(with_etag(HttpResponse::Created(), &doc))
 }
 
@@ -175,10 +176,11 @@ pub async fn update_document(
         title: title.map(checked).transpose()?,
         content: body.content,
     };
-    let (doc, _event) = state
+    let (doc, event) = state
         .store
         .update_document(user.id, *id, &patch, expected)
         .await?;
+    crate::realtime::committed(&state.realtime, &*state.store, &event).await;
     Ok(with_etag(HttpResponse::Ok(), &doc))
 }
 
@@ -205,6 +207,8 @@ pub async fn delete_document(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     let expected = if_match(&req)?;
-    state.store.delete_document(user.id, *id, expected).await?;
+    let event = state.store.delete_document(user.id, *id, expected).await?;
+    crate::realtime::committed(&state.realtime, &*state.store, &event).await;
+    state.realtime.close_document(*id, "document_deleted");
     Ok(HttpResponse::NoContent().finish())
 }

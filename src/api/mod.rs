@@ -8,8 +8,10 @@ mod documents;
 pub mod error;
 mod events;
 mod extract;
+mod notifications;
 mod observe;
-mod views;
+pub mod socket;
+pub mod views;
 mod workspaces;
 
 use std::sync::Arc;
@@ -36,6 +38,16 @@ pub struct AppState {
     pub trust_forwarded_for: bool,
     pub max_body_bytes: usize,
     pub metrics: Metrics,
+    pub realtime: crate::realtime::Realtime,
+    /// Origins a browser may open the socket from (`*` for any).
+    pub socket_origins: SocketOrigins,
+}
+
+/// Which `Origin` headers the WebSocket upgrade accepts (the CORS origins).
+#[derive(Debug, Clone)]
+pub enum SocketOrigins {
+    Any,
+    Only(Vec<String>),
 }
 
 #[derive(OpenApi)]
@@ -55,6 +67,7 @@ pub struct AppState {
         (name = "documents", description = "Documents"),
         (name = "comments", description = "Comments and threads"),
         (name = "events", description = "The workspace event log"),
+        (name = "notifications", description = "The caller's notifications"),
         (name = "operations", description = "Health, readiness, metrics"),
     )
 )]
@@ -200,10 +213,15 @@ pub fn app(
                 .service(comments::get_comment)
                 .service(comments::update_comment)
                 .service(comments::delete_comment)
-                .service(events::list_events),
+                .service(events::list_events)
+                .service(notifications::list_notifications)
+                .service(notifications::get_unread_count)
+                .service(notifications::mark_read)
+                .service(notifications::mark_all_read),
         )
         .split_for_parts();
     let json = doc.to_json().unwrap_or_else(|_| "{}".into());
     app.app_data(web::Data::new(OpenApiJson(json)))
+        .service(web::resource("/socket/websocket").route(web::get().to(socket::connect)))
         .default_service(web::to(not_found))
 }

@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 
 use super::extract::encode_cursor;
 use crate::domain::{format_timestamp, Role};
-use crate::store::{Comment, Document, Event, Member, Page, User, Workspace};
+use crate::store::{Comment, Document, Event, Member, Notification, Page, User, Workspace};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserView {
@@ -213,6 +213,55 @@ pub struct EventList {
     pub next_since: i64,
     /// The newest offset in the log when this page was read.
     pub latest_offset: i64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct NotificationView {
+    pub id: i64,
+    /// `mention`, `reply`, `member_added` or `role_changed`.
+    pub kind: String,
+    pub workspace_id: i64,
+    /// Offset of the event that caused it in the workspace's log.
+    pub event_offset: i64,
+    /// The user who caused it.
+    pub actor: Option<i64>,
+    /// What it is about, as `type:id` (e.g. `comment:7`).
+    pub subject: String,
+    /// The causing event's data.
+    #[schema(value_type = Object)]
+    pub data: Value,
+    pub read: bool,
+    pub created_at: String,
+    pub read_at: Option<String>,
+}
+
+impl From<&Notification> for NotificationView {
+    fn from(n: &Notification) -> NotificationView {
+        NotificationView {
+            id: n.id,
+            kind: n.kind.clone(),
+            workspace_id: n.workspace_id,
+            event_offset: n.event_offset,
+            actor: n.actor_id,
+            subject: n.subject.clone(),
+            data: n.data.clone(),
+            read: n.read_at.is_some(),
+            created_at: format_timestamp(n.created_at),
+            read_at: n.read_at.map(format_timestamp),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UnreadCount {
+    pub unread_count: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MarkedRead {
+    /// How many notifications were unread and are now read.
+    pub marked: u64,
+    pub unread_count: i64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -68,10 +68,11 @@ pub async fn create_workspace(
     v.finish()?;
     let name = checked(name)?;
     let slug = slug.map(checked).transpose()?;
-    let (ws, role, _event) = state
+    let (ws, role, event) = state
         .store
         .create_workspace(user.id, &name, slug.as_ref())
         .await?;
+    crate::realtime::committed(&state.realtime, &*state.store, &event).await;
     Ok(HttpResponse::Created().json(WorkspaceView::new(&ws, role)))
 }
 
@@ -150,10 +151,11 @@ pub async fn update_workspace(
     v.finish()?;
     let name = name.map(checked).transpose()?;
     let slug = slug.map(checked).transpose()?;
-    let (ws, _event) = state
+    let (ws, event) = state
         .store
         .update_workspace(user.id, *id, name.as_ref(), slug.as_ref())
         .await?;
+    crate::realtime::committed(&state.realtime, &*state.store, &event).await;
     let (_, role) = state.store.workspace(user.id, ws.id).await?;
     Ok(HttpResponse::Ok().json(WorkspaceView::new(&ws, role)))
 }
@@ -176,6 +178,7 @@ pub async fn delete_workspace(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     state.store.delete_workspace(user.id, *id).await?;
+    state.realtime.close_workspace(*id, "workspace_deleted");
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -235,10 +238,11 @@ pub async fn add_member(
             ))
         }
     };
-    let (member, _event) = state
+    let (member, event) = state
         .store
         .add_member(user.id, *id, &who, body.role)
         .await?;
+    crate::realtime::committed(&state.realtime, &*state.store, &event).await;
     Ok(HttpResponse::Created().json(MemberView::from(&member)))
 }
 
@@ -285,10 +289,13 @@ pub async fn change_role(
     ApiJson(body): ApiJson<ChangeRole>,
 ) -> Result<HttpResponse, ApiError> {
     let (ws, member) = path.into_inner();
-    let (member, _event) = state
+    let (member, event) = state
         .store
         .change_role(user.id, ws, member, body.role)
         .await?;
+    if let Some(event) = &event {
+        crate::realtime::committed(&state.realtime, &*state.store, event).await;
+    }
     Ok(HttpResponse::Ok().json(MemberView::from(&member)))
 }
 
@@ -311,6 +318,14 @@ pub async fn remove_member(
     path: web::Path<(i64, i64)>,
 ) -> Result<HttpResponse, ApiError> {
     let (ws, member) = path.into_inner();
-    state.store.remove_member(user.id, ws, member).await?;
+    let event = state.store.remove_member(user.id, ws, member).await?;
+    // Their channels close before the event reaches the others.
+    let reason = if member == user.id {
+        "left"
+    } else {
+        "membership_revoked"
+    };
+    state.realtime.revoke_member(ws, member, reason);
+    crate::realtime::committed(&state.realtime, &*state.store, &event).await;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -132,6 +132,23 @@ pub struct Event {
     pub at: i64,
 }
 
+/// Something a user is told about, caused by one event of a workspace's log.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    pub id: i64,
+    pub user_id: UserId,
+    pub workspace_id: WorkspaceId,
+    /// The event that caused it.
+    pub event_offset: i64,
+    /// `mention`, `reply`, `member_added` or `role_changed`.
+    pub kind: String,
+    pub actor_id: Option<UserId>,
+    pub subject: String,
+    pub data: Value,
+    pub created_at: i64,
+    pub read_at: Option<i64>,
+}
+
 /// The outcome of presenting a refresh token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rotation {
@@ -318,4 +335,37 @@ pub trait Store: Send + Sync + 'static {
         since: i64,
         limit: u32,
     ) -> StoreResult<EventPage>;
+    /// The newest offset of a workspace's log, for the server itself (no membership check).
+    async fn log_head(&self, ws: WorkspaceId) -> StoreResult<i64>;
+    /// Up to `limit` events after `since`, for the server itself (no membership check).
+    async fn log_after(&self, ws: WorkspaceId, since: i64, limit: u32) -> StoreResult<Vec<Event>>;
+    /// The caller's role in a workspace; `NotFound` for non-members.
+    async fn role(&self, actor: UserId, ws: WorkspaceId) -> StoreResult<Role>;
+    /// The workspace a document belongs to and the caller's role there; `NotFound` for
+    /// non-members and missing documents alike.
+    async fn document_role(
+        &self,
+        actor: UserId,
+        doc: DocumentId,
+    ) -> StoreResult<(WorkspaceId, Role)>;
+
+    // Notifications.
+    /// The notifications one event created (to push them once it is committed).
+    async fn notifications_of_event(
+        &self,
+        ws: WorkspaceId,
+        offset: i64,
+    ) -> StoreResult<Vec<Notification>>;
+    /// The caller's notifications, newest first.
+    async fn notifications(
+        &self,
+        user: UserId,
+        unread_only: bool,
+        page: PageRequest,
+    ) -> StoreResult<Page<Notification>>;
+    async fn unread_count(&self, user: UserId) -> StoreResult<i64>;
+    /// Marks one of the caller's notifications read; `NotFound` if it is not theirs.
+    async fn mark_read(&self, user: UserId, id: i64) -> StoreResult<Notification>;
+    /// Marks all the caller's notifications read; returns how many were unread.
+    async fn mark_all_read(&self, user: UserId) -> StoreResult<u64>;
 }

@@ -494,6 +494,108 @@ async fn record_mentions(
     Ok(ids)
 }
 
+/// Inside a write transaction: tells each recipient about an event (never its own actor).
+async fn notify(
+    conn: &mut AnyConnection,
+    ev: &Event,
+    recipients: &[(UserId, &'static str)],
+) -> StoreResult<()> {
+    for (user, kind) in recipients {
+        if Some(*user) == ev.actor_id {
+            continue;
+        }
+        sqlx::query(
+            "INSERT INTO notifications \
+             (user_id, workspace_id, event_offset, kind, actor_id, subject, payload, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(*user)
+        .bind(ev.workspace_id)
+        .bind(ev.offset)
+        .bind(*kind)
+        .bind(ev.actor_id)
+        .bind(&ev.subject)
+        .bind(ev.data.to_string())
+        .bind(ev.at)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct NotificationRow {
+    id: i64,
+    user_id: i64,
+    workspace_id: i64,
+    event_offset: i64,
+    kind: String,
+    actor_id: Option<i64>,
+    subject: String,
+    payload: String,
+    created_at: i64,
+    read_at: Option<i64>,
+}
+
+impl From<NotificationRow> for Notification {
+    fn from(r: NotificationRow) -> Notification {
+        Notification {
+            id: r.id,
+            user_id: r.user_id,
+            workspace_id: r.workspace_id,
+            event_offset: r.event_offset,
+            kind: r.kind,
+            actor_id: r.actor_id,
+            subject: r.subject,
+            data: serde_json::from_str(&r.payload).unwrap_or(Value::Null),
+            created_at: r.created_at,
+            read_at: r.read_at,
+        }
+    }
+}
+
+const NOTIFICATION_COLUMNS: &str = "id, user_id, workspace_id, event_offset, kind, actor_id, \
+     subject, payload, created_at, read_at";
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    event_offset: i64,
+    kind: String,
+    actor_id: Option<i64>,
+    subject: String,
+    payload: String,
+    created_at: i64,
+}
+
+async fn events_after(
+    conn: &mut AnyConnection,
+    ws: WorkspaceId,
+    since: i64,
+    limit: u32,
+) -> StoreResult<Vec<Event>> {
+    let rows: Vec<EventRow> = sqlx::query_as(
+        "SELECT event_offset, kind, actor_id, subject, payload, created_at FROM events \
+         WHERE workspace_id = $1 AND event_offset > $2 ORDER BY event_offset LIMIT $3",
+    )
+    .bind(ws)
+    .bind(since)
+    .bind(i64::from(limit))
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Event {
+            workspace_id: ws,
+            offset: r.event_offset,
+            kind: r.kind,
+            actor_id: r.actor_id,
+            subject: r.subject,
+            data: serde_json::from_str(&r.payload).unwrap_or(Value::Null),
+            at: r.created_at,
+        })
+        .collect())
+}
+
 fn comment_json(c: &Comment) -> Value {
     json!({
         "comment_id": c.id,
@@ -999,6 +1101,7 @@ impl Store for SqlStore {
             ),
         )
         .await?;
+        notify(&mut tx, &ev, &[(user_id, "member_added")]).await?;
         tx.commit().await?;
         Ok((member, ev))
     }
@@ -1063,6 +1166,7 @@ impl Store for SqlStore {
             ),
         )
         .await?;
+        notify(&mut tx, &ev, &[(user, "role_changed")]).await?;
         tx.commit().await?;
         Ok((member, Some(ev)))
     }
@@ -1342,17 +1446,21 @@ impl Store for SqlStore {
             .await?
             .ok_or(StoreError::NotFound("document"))?;
         require(role, Role::Editor, "viewers cannot comment")?;
+        let mut parent_author = None;
         if let Some(parent) = parent {
-            let parent_doc: Option<i64> =
-                sqlx::query_scalar("SELECT document_id FROM comments WHERE id = $1")
+            let parent_row: Option<(i64, Option<i64>)> =
+                sqlx::query_as("SELECT document_id, author_id FROM comments WHERE id = $1")
                     .bind(parent)
                     .fetch_optional(&mut *tx)
                     .await?;
-            if parent_doc != Some(doc) {
-                return Err(StoreError::Invalid {
-                    field: "parent_id",
-                    message: "no such comment on this document",
-                });
+            match parent_row {
+                Some((parent_doc, author)) if parent_doc == doc => parent_author = author,
+                _ => {
+                    return Err(StoreError::Invalid {
+                        field: "parent_id",
+                        message: "no such comment on this document",
+                    })
+                }
             }
         }
         let id: i64 = sqlx::query_scalar(
@@ -1394,6 +1502,12 @@ impl Store for SqlStore {
             ),
         )
         .await?;
+        let mut recipients: Vec<(UserId, &'static str)> =
+            comment.mentions.iter().map(|u| (*u, "mention")).collect();
+        if let Some(author) = parent_author.filter(|a| !comment.mentions.contains(a)) {
+            recipients.push((author, "reply"));
+        }
+        notify(&mut tx, &ev, &recipients).await?;
         tx.commit().await?;
         Ok((comment, ev))
     }
@@ -1608,39 +1722,135 @@ impl Store for SqlStore {
         .fetch_optional(&mut *conn)
         .await?;
         let latest_offset = latest.ok_or(StoreError::NotFound("workspace"))?;
-        #[derive(sqlx::FromRow)]
-        struct Row {
-            event_offset: i64,
-            kind: String,
-            actor_id: Option<i64>,
-            subject: String,
-            payload: String,
-            created_at: i64,
-        }
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT event_offset, kind, actor_id, subject, payload, created_at FROM events \
-             WHERE workspace_id = $1 AND event_offset > $2 ORDER BY event_offset LIMIT $3",
-        )
-        .bind(ws)
-        .bind(since)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *conn)
-        .await?;
-        let events = rows
-            .into_iter()
-            .map(|r| Event {
-                workspace_id: ws,
-                offset: r.event_offset,
-                kind: r.kind,
-                actor_id: r.actor_id,
-                subject: r.subject,
-                data: serde_json::from_str(&r.payload).unwrap_or(Value::Null),
-                at: r.created_at,
-            })
-            .collect();
+        let events = events_after(&mut conn, ws, since, limit).await?;
         Ok(EventPage {
             events,
             latest_offset,
         })
+    }
+
+    async fn log_head(&self, ws: WorkspaceId) -> StoreResult<i64> {
+        let mut conn = self.reader.acquire().await?;
+        let head: Option<i64> =
+            sqlx::query_scalar("SELECT last_offset FROM workspaces WHERE id = $1")
+                .bind(ws)
+                .fetch_optional(&mut *conn)
+                .await?;
+        head.ok_or(StoreError::NotFound("workspace"))
+    }
+
+    async fn log_after(&self, ws: WorkspaceId, since: i64, limit: u32) -> StoreResult<Vec<Event>> {
+        let mut conn = self.reader.acquire().await?;
+        events_after(&mut conn, ws, since, limit).await
+    }
+
+    async fn role(&self, actor: UserId, ws: WorkspaceId) -> StoreResult<Role> {
+        self.read_role(ws, actor).await
+    }
+
+    async fn document_role(
+        &self,
+        actor: UserId,
+        doc: DocumentId,
+    ) -> StoreResult<(WorkspaceId, Role)> {
+        let mut conn = self.reader.acquire().await?;
+        let row: Option<(i64, String)> = sqlx::query_as(
+            "SELECT d.workspace_id, m.role FROM documents d \
+             JOIN memberships m ON m.workspace_id = d.workspace_id AND m.user_id = $2 \
+             WHERE d.id = $1",
+        )
+        .bind(doc)
+        .bind(actor)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let (ws, role) = row.ok_or(StoreError::NotFound("document"))?;
+        Ok((ws, parse_role(&role)?))
+    }
+
+    async fn notifications_of_event(
+        &self,
+        ws: WorkspaceId,
+        offset: i64,
+    ) -> StoreResult<Vec<Notification>> {
+        let mut conn = self.reader.acquire().await?;
+        let rows: Vec<NotificationRow> = sqlx::query_as(&format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications \
+             WHERE workspace_id = $1 AND event_offset = $2 ORDER BY id"
+        ))
+        .bind(ws)
+        .bind(offset)
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(rows.into_iter().map(Notification::from).collect())
+    }
+
+    async fn notifications(
+        &self,
+        user: UserId,
+        unread_only: bool,
+        page: PageRequest,
+    ) -> StoreResult<Page<Notification>> {
+        let mut conn = self.reader.acquire().await?;
+        let unread = if unread_only {
+            " AND read_at IS NULL"
+        } else {
+            ""
+        };
+        let rows: Vec<NotificationRow> = sqlx::query_as(&format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications \
+             WHERE user_id = $1 AND id < $2{unread} ORDER BY id DESC LIMIT $3"
+        ))
+        .bind(user)
+        .bind(page.after.unwrap_or(i64::MAX))
+        .bind(fetch_limit(&page))
+        .fetch_all(&mut *conn)
+        .await?;
+        let items = rows.into_iter().map(Notification::from).collect();
+        Ok(page_of(items, page.limit, |n: &Notification| n.id))
+    }
+
+    async fn unread_count(&self, user: UserId) -> StoreResult<i64> {
+        let mut conn = self.reader.acquire().await?;
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL",
+        )
+        .bind(user)
+        .fetch_one(&mut *conn)
+        .await?)
+    }
+
+    async fn mark_read(&self, user: UserId, id: i64) -> StoreResult<Notification> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "UPDATE notifications SET read_at = $1 \
+             WHERE id = $2 AND user_id = $3 AND read_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+        let row: Option<NotificationRow> = sqlx::query_as(&format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE id = $1 AND user_id = $2"
+        ))
+        .bind(id)
+        .bind(user)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let row = row.ok_or(StoreError::NotFound("notification"))?;
+        tx.commit().await?;
+        Ok(row.into())
+    }
+
+    async fn mark_all_read(&self, user: UserId) -> StoreResult<u64> {
+        let mut conn = self.writer.acquire().await?;
+        let done = sqlx::query(
+            "UPDATE notifications SET read_at = $1 WHERE user_id = $2 AND read_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(user)
+        .execute(&mut *conn)
+        .await?;
+        Ok(done.rows_affected())
     }
 }

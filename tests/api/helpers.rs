@@ -17,6 +17,7 @@ use crate::common::TestDb;
 pub struct TestApp {
     pub base: String,
     pub client: awc::Client,
+    pub realtime: stoa::realtime::Realtime,
     handle: ServerHandle,
     _db: TestDb,
 }
@@ -71,6 +72,7 @@ pub async fn spawn_app_with(
     let app = Application::build(settings).await.expect("app starts");
     let port = app.port();
     let handle = app.handle();
+    let realtime = app.realtime();
     actix_web::rt::spawn(app.run_until_stopped());
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(60))
@@ -78,6 +80,7 @@ pub async fn spawn_app_with(
     Some(TestApp {
         base: format!("http://127.0.0.1:{port}"),
         client,
+        realtime,
         handle,
         _db: db,
     })
@@ -215,6 +218,19 @@ impl TestApp {
             .await;
         assert_eq!(res.status, 201, "{:?}", res.body);
         res.body["id"].as_i64().expect("comment id")
+    }
+
+    /// A metric's value from `/metrics` (0 when absent).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let res = self.call(Method::GET, "/metrics", None, None, &[]).await;
+        let text = res.body.as_str().unwrap_or_default().to_string();
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| {
+                let (k, v) = l.split_once(' ')?;
+                (k == name).then(|| v.trim().parse().ok()).flatten()
+            })
+            .unwrap_or(0.0)
     }
 
     /// Every event of a workspace, following `next_since`.

@@ -10,3 +10,6 @@ mod documents;
 mod events;
 mod http;
 mod members;
+mod notifications;
+mod realtime;
+mod ws;

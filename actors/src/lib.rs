@@ -1,0 +1,145 @@
+//! Stoa's live state, owned by actix actors.
+//!
+//! - a [`SessionActor`] per WebSocket connection: decodes frames, enforces the connection's
+//!   limits and routes each message to the topic it names;
+//! - a [`TopicActor`] per active topic on the node: subscribers, presence, fan-out, and the
+//!   gap-free hand-off from the event log to live events;
+//! - the notification hub ([`Realtime::notify_user`]): a user's `user:{id}` topic fans a
+//!   notification out to every session of that user.
+//!
+//! Live actors are found through concurrent maps ([`dashmap`]). A topic actor that panics
+//! dies alone: its subscribers receive `phx_error` and rejoin, which starts a fresh actor.
+//! What the actors need from outside (the event log, authorisation) are the traits in
+//! [`ports`]; the server implements them.
+
+mod conn;
+pub mod ports;
+mod registry;
+mod session;
+mod topic;
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+pub use conn::{Conn, Outbound, SessionNotice};
+pub use ports::{Authorizer, Denied, EventLog, Grant, Identity, LiveEvent, LogError};
+pub use registry::Realtime;
+pub use session::{CloseReason, SessionActor, WireIn};
+pub use topic::TopicActor;
+
+/// Per-connection and per-topic limits. The defaults are safe for a public server.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest text frame a client may send, in bytes.
+    pub max_frame_bytes: usize,
+    /// Largest `broadcast` payload, in bytes of frame text.
+    pub max_broadcast_bytes: usize,
+    /// Topics one connection may have joined at once.
+    pub max_topics_per_connection: usize,
+    /// Sustained client messages per second per connection (heartbeats not counted).
+    pub messages_per_sec: u32,
+    /// Messages a connection may send in a burst above the sustained rate.
+    pub message_burst: u32,
+    /// `presence:update` messages per second per connection and topic.
+    pub presence_updates_per_sec: u32,
+    /// Frames queued for one client before it counts as too slow and is disconnected.
+    pub outbound_queue: usize,
+    /// A connection silent for this long is closed.
+    pub heartbeat_timeout: Duration,
+    /// How far back (in events) a join with `since` may ask to be replayed.
+    pub max_replay: i64,
+    /// How long an out-of-order event waits for the events before it to arrive before
+    /// they are read from the log.
+    pub gap_grace: Duration,
+    /// How long a topic actor without subscribers stays alive.
+    pub topic_idle: Duration,
+    /// Threads that run topic actors.
+    pub topic_threads: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_frame_bytes: 64 * 1024,
+            max_broadcast_bytes: 16 * 1024,
+            max_topics_per_connection: 100,
+            messages_per_sec: 50,
+            message_burst: 100,
+            presence_updates_per_sec: 10,
+            outbound_queue: 1024,
+            heartbeat_timeout: Duration::from_secs(60),
+            max_replay: 10_000,
+            gap_grace: Duration::from_millis(100),
+            topic_idle: Duration::from_secs(30),
+            topic_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+/// Counters the server exports as metrics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub connections: AtomicI64,
+    pub topics: AtomicI64,
+    pub subscriptions: AtomicI64,
+    pub joins: AtomicU64,
+    pub joins_refused: AtomicU64,
+    pub frames_in: AtomicU64,
+    pub frames_out: AtomicU64,
+    pub events_replayed: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub slow_consumers: AtomicU64,
+    pub topic_crashes: AtomicU64,
+    pub revocations: AtomicU64,
+}
+
+impl Stats {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// A token bucket: `rate` per second sustained, `burst` at once.
+#[derive(Debug, Clone)]
+pub(crate) struct Bucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    pub(crate) fn new(rate: u32, burst: u32) -> Bucket {
+        let burst = f64::from(burst.max(1));
+        Bucket {
+            tokens: burst,
+            rate: f64::from(rate.max(1)),
+            burst,
+            last: Instant::now(),
+        }
+    }
+
+    pub(crate) fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Bucket;
+
+    #[test]
+    fn bucket_allows_the_burst_then_refuses() {
+        let mut b = Bucket::new(1, 5);
+        assert_eq!((0..10).filter(|_| b.take()).count(), 5);
+    }
+}

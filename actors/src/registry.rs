@@ -1,0 +1,200 @@
+//! The node's live actors, found through concurrent maps, and the handle the rest of the
+//! server uses to reach them.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use dashmap::DashMap;
+use serde_json::Value;
+use stoa_protocol::Topic;
+
+use crate::ports::{Authorizer, EventLog, Grant, LiveEvent};
+use crate::topic::{Crash, Notify, Publish, Revoke, TopicActor};
+use crate::{Limits, Stats};
+
+pub(crate) struct Shared {
+    pub(crate) authorizer: Arc<dyn Authorizer>,
+    pub(crate) log: Arc<dyn EventLog>,
+    pub(crate) limits: Limits,
+    pub(crate) stats: Stats,
+    topics: DashMap<Topic, Addr<TopicActor>>,
+    /// The threads topic actors run on, apart from the threads serving sockets, so that a
+    /// busy topic never delays a session's own work (heartbeats, overflow handling).
+    arbiters: Vec<actix::dev::ArbiterHandle>,
+    /// Workspace id → ids of its documents that have a topic actor (cleaned lazily).
+    documents: DashMap<i64, HashSet<i64>>,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn live(&self, topic: Topic) -> Option<Addr<TopicActor>> {
+        self.topics
+            .get(&topic)
+            .map(|a| a.clone())
+            .filter(|a| a.connected())
+    }
+
+    /// The topic's actor, started on the calling thread's arbiter if there is none (or the
+    /// previous one died).
+    pub(crate) fn topic_actor(self: &Arc<Self>, topic: Topic, grant: &Grant) -> Addr<TopicActor> {
+        if let Some(addr) = self.live(topic) {
+            return addr;
+        }
+        let start = || {
+            let actor = TopicActor::new(topic, grant.workspace_id, self.clone());
+            let slot = (self.next_id() as usize) % self.arbiters.len().max(1);
+            match self.arbiters.get(slot) {
+                Some(arbiter) => TopicActor::start_in_arbiter(arbiter, move |_| actor),
+                None => actor.start(),
+            }
+        };
+        let addr = {
+            let mut entry = self.topics.entry(topic).or_insert_with(start);
+            if !entry.connected() {
+                *entry = start();
+            }
+            entry.clone()
+        };
+        // Never hold a `topics` guard while taking a `documents` one: `workspace_actors`
+        // takes them in the other order.
+        if let (Topic::Document(doc), Some(ws)) = (topic, grant.workspace_id) {
+            self.documents.entry(ws).or_default().insert(doc);
+        }
+        addr
+    }
+
+    /// Forgets a stopping topic actor, unless the map already holds its successor.
+    pub(crate) fn forget(&self, topic: Topic, addr: &Addr<TopicActor>) {
+        self.topics.remove_if(&topic, |_, a| a == addr);
+    }
+
+    /// The live actors of a workspace's topic and of its documents' topics.
+    fn workspace_actors(&self, ws: i64) -> Vec<Addr<TopicActor>> {
+        let mut out: Vec<_> = self.live(Topic::Workspace(ws)).into_iter().collect();
+        if let Some(mut docs) = self.documents.get_mut(&ws) {
+            docs.retain(|doc| match self.live(Topic::Document(*doc)) {
+                Some(addr) => {
+                    out.push(addr);
+                    true
+                }
+                None => false,
+            });
+        }
+        out
+    }
+}
+
+/// The handle on the node's real-time state: cheap to clone, usable from any thread.
+#[derive(Clone)]
+pub struct Realtime {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Realtime {
+    /// Must be called inside an actix system: it starts `limits.topic_threads` arbiter
+    /// threads for topic actors.
+    pub fn new(
+        authorizer: Arc<dyn Authorizer>,
+        log: Arc<dyn EventLog>,
+        limits: Limits,
+    ) -> Realtime {
+        let arbiters = (0..limits.topic_threads)
+            .map(|_| actix::Arbiter::new().handle())
+            .collect();
+        Realtime {
+            shared: Arc::new(Shared {
+                authorizer,
+                log,
+                limits,
+                stats: Stats::default(),
+                topics: DashMap::new(),
+                arbiters,
+                documents: DashMap::new(),
+                next_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.shared.limits
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
+    }
+
+    pub fn authorizer(&self) -> &dyn Authorizer {
+        &*self.shared.authorizer
+    }
+
+    /// A committed event: pushed to the workspace's topic and, for events about a
+    /// document, to that document's topic. Each topic puts events in offset order itself,
+    /// so callers may publish from any thread in any order.
+    pub fn publish(&self, event: LiveEvent) {
+        for addr in self.shared.workspace_actors(event.workspace_id) {
+            addr.do_send(Publish(event.clone()));
+        }
+    }
+
+    /// Closes `user`'s channels on a workspace and its documents (membership removed).
+    pub fn revoke_member(&self, workspace: i64, user: i64, reason: &'static str) {
+        for addr in self.shared.workspace_actors(workspace) {
+            addr.do_send(Revoke {
+                user: Some(user),
+                reason,
+            });
+        }
+    }
+
+    /// Closes every channel on a workspace and its documents (workspace deleted).
+    pub fn close_workspace(&self, workspace: i64, reason: &'static str) {
+        for addr in self.shared.workspace_actors(workspace) {
+            addr.do_send(Revoke { user: None, reason });
+        }
+    }
+
+    /// Closes every channel on one document (document deleted).
+    pub fn close_document(&self, document: i64, reason: &'static str) {
+        if let Some(addr) = self.shared.live(Topic::Document(document)) {
+            addr.do_send(Revoke { user: None, reason });
+        }
+    }
+
+    /// The notification hub: pushes `notification` to every session of `user` joined to
+    /// `user:{id}`.
+    pub fn notify_user(&self, user: i64, payload: Value) {
+        if let Some(addr) = self.shared.live(Topic::User(user)) {
+            addr.do_send(Notify(Arc::new(payload)));
+        }
+    }
+
+    /// Stops the topic threads (at shutdown).
+    pub fn shutdown(&self) {
+        for arbiter in &self.shared.arbiters {
+            arbiter.stop();
+        }
+    }
+
+    /// Whether a topic has a live actor on this node.
+    pub fn is_active(&self, topic: Topic) -> bool {
+        self.shared.live(topic).is_some()
+    }
+
+    /// Fault injection: makes the topic's actor panic, as a bug would. Its subscribers
+    /// receive `phx_error` and rejoin; nothing else is affected. False if not active.
+    pub fn inject_panic(&self, topic: Topic) -> bool {
+        match self.shared.live(topic) {
+            Some(addr) => {
+                addr.do_send(Crash);
+                true
+            }
+            None => false,
+        }
+    }
+}

@@ -1,0 +1,738 @@
+//! One actor per active topic on the node: its subscribers, their presence, fan-out, and
+//! the hand-off from the event log to live events.
+//!
+//! # Gap-free delivery
+//!
+//! The topic keeps `head`, the offset of the last event it has put in order. Events are
+//! published after their transaction commits, from any thread, so they may arrive out of
+//! order, twice (from a log read and live), or never (the publisher died between commit and
+//! publish). Arrivals at or below `head` are dropped; arrivals above `head + 1` wait in
+//! `pending`, and if the gap is still open after `gap_grace` the missing events are read
+//! from the log. So the topic sees every offset exactly once, in order.
+//!
+//! Each subscriber has a `cursor`: the last offset it was sent. A live subscriber is sent an
+//! event only if the event is above its cursor. A join with `since` starts as *catching
+//! up*: it is skipped by live delivery while pages of the log after its cursor are read and
+//! sent; when its cursor reaches the events still held in memory (`recent`) or `head`, the
+//! rest comes from `recent` and it turns live, all inside one handler, so no event can fall
+//! between the log read and the live stream, and the cursor check drops any duplicate.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use serde_json::{json, Map, Value};
+use stoa_protocol::frame::{encode_parts, encode_reply, Push};
+use stoa_protocol::payload::PresenceEntry;
+use stoa_protocol::{PresenceDiff, PresenceMeta, PresenceState, ReplyStatus, Topic};
+
+use crate::conn::{Conn, SessionNotice};
+use crate::ports::LiveEvent;
+use crate::registry::Shared;
+use crate::{Bucket, Stats};
+
+/// Events kept in memory for joins that are catching up.
+const RECENT: usize = 512;
+/// Events read from the log per page.
+const PAGE: u32 = 500;
+
+/// Subscribe a connection (or re-subscribe it: a second join replaces the first).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Join {
+    pub conn: Conn,
+    pub join_ref: Option<String>,
+    pub msg_ref: Option<String>,
+    pub since: Option<i64>,
+    /// Whether this connection appears in the topic's presence.
+    pub track: bool,
+    /// Extra fields for the join reply (e.g. the unread count on `user:{id}`).
+    pub info: Map<String, Value>,
+}
+
+/// The client left the topic: reply ok, then `phx_close`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Leave {
+    pub session: u64,
+    pub msg_ref: Option<String>,
+}
+
+/// The connection is gone.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Disconnect {
+    pub session: u64,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Publish(pub LiveEvent);
+
+/// Relay a client's `broadcast` to the other subscribers.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Broadcast {
+    pub session: u64,
+    pub payload: Map<String, Value>,
+}
+
+/// Replace a connection's presence meta; the topic replies.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct UpdatePresence {
+    pub conn: Conn,
+    pub join_ref: Option<String>,
+    pub msg_ref: Option<String>,
+    pub fields: Map<String, Value>,
+}
+
+/// Close the channels of one user (or of everyone) with a reason.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Revoke {
+    pub user: Option<i64>,
+    pub reason: &'static str,
+}
+
+/// A notification for the user of a `user:{id}` topic.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Notify(pub Arc<Value>);
+
+/// Fault injection: panic inside the handler.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Crash;
+
+struct Sub {
+    conn: Conn,
+    join_ref: Option<String>,
+    /// Distinguishes this join from an earlier one of the same connection.
+    generation: u64,
+    cursor: i64,
+    catching_up: bool,
+    presence: Option<PresenceMeta>,
+    presence_bucket: Bucket,
+}
+
+pub struct TopicActor {
+    topic: Topic,
+    name: Arc<str>,
+    /// The workspace whose log feeds this topic.
+    workspace: Option<i64>,
+    shared: Arc<Shared>,
+    head: i64,
+    pending: BTreeMap<i64, LiveEvent>,
+    gap_fill: Option<SpawnHandle>,
+    recent: VecDeque<LiveEvent>,
+    subs: HashMap<u64, Sub>,
+    idle: Option<SpawnHandle>,
+    me: Option<Addr<TopicActor>>,
+}
+
+impl TopicActor {
+    pub(crate) fn new(topic: Topic, workspace: Option<i64>, shared: Arc<Shared>) -> TopicActor {
+        TopicActor {
+            topic,
+            name: topic.to_string().into(),
+            workspace: match topic {
+                Topic::User(_) => None,
+                _ => workspace,
+            },
+            shared,
+            head: 0,
+            pending: BTreeMap::new(),
+            gap_fill: None,
+            recent: VecDeque::new(),
+            subs: HashMap::new(),
+            idle: None,
+            me: None,
+        }
+    }
+
+    fn stats(&self) -> &Stats {
+        &self.shared.stats
+    }
+
+    fn has_presence(&self) -> bool {
+        !matches!(self.topic, Topic::User(_))
+    }
+
+    /// Whether this topic shows an event to its subscribers (all of them cursor past it).
+    fn shows(&self, ev: &LiveEvent) -> bool {
+        match self.topic {
+            Topic::Workspace(_) => true,
+            Topic::Document(doc) => ev.document_id == Some(doc),
+            Topic::User(_) => false,
+        }
+    }
+
+    fn push_to(&self, sub: &Sub, frame: String) -> bool {
+        Stats::add(&self.stats().frames_out, 1);
+        sub.conn.push(frame)
+    }
+
+    fn control(&self, join_ref: Option<&str>, event: &str, payload: &Value) -> String {
+        encode_parts(join_ref, join_ref, &self.name, event, payload)
+    }
+
+    // ---- events ---------------------------------------------------------------------
+
+    fn accept(&mut self, ev: LiveEvent, ctx: &mut Context<Self>) {
+        if ev.offset <= self.head {
+            return;
+        }
+        self.pending.entry(ev.offset).or_insert(ev);
+        while let Some(ev) = self.pending.remove(&(self.head + 1)) {
+            self.head = ev.offset;
+            self.deliver(ev);
+        }
+        if !self.pending.is_empty() && self.gap_fill.is_none() {
+            let grace = self.shared.limits.gap_grace;
+            self.gap_fill = Some(ctx.run_later(grace, |act, ctx| act.fill_gap(ctx)));
+        }
+    }
+
+    /// Reads the events between `head` and the first pending one from the log.
+    fn fill_gap(&mut self, ctx: &mut Context<Self>) {
+        let (Some(ws), Some(&first)) = (self.workspace, self.pending.keys().next()) else {
+            self.gap_fill = None;
+            return;
+        };
+        let want = u32::try_from(first - self.head - 1)
+            .unwrap_or(PAGE)
+            .min(PAGE);
+        let log = self.shared.log.clone();
+        let since = self.head;
+        let fut = async move { log.events_after(ws, since, want.max(1)).await };
+        self.gap_fill = Some(ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+            act.gap_fill = None;
+            match res {
+                Ok(events) => {
+                    for ev in events {
+                        act.accept(ev, ctx);
+                    }
+                }
+                Err(e) => tracing::warn!(topic = %act.name, error = %e, "cannot fill event gap"),
+            }
+            if !act.pending.is_empty() && act.gap_fill.is_none() {
+                let grace = act.shared.limits.gap_grace;
+                act.gap_fill = Some(ctx.run_later(grace, |act, ctx| act.fill_gap(ctx)));
+            }
+        })));
+    }
+
+    /// Sends the next in-order event to every live subscriber that has not had it.
+    fn deliver(&mut self, ev: LiveEvent) {
+        let shows = self.shows(&ev);
+        let push = shows.then(|| Push::new(&self.name, "event", &*ev.payload));
+        let mut gone = Vec::new();
+        let mut sent = 0;
+        for (id, sub) in self.subs.iter_mut() {
+            if sub.catching_up || sub.cursor >= ev.offset {
+                continue;
+            }
+            sub.cursor = ev.offset;
+            if let Some(push) = &push {
+                sent += 1;
+                if !sub.conn.push(push.render(sub.join_ref.as_deref())) {
+                    gone.push(*id);
+                }
+            }
+        }
+        Stats::add(&self.shared.stats.frames_out, sent);
+        self.recent.push_back(ev);
+        if self.recent.len() > RECENT {
+            self.recent.pop_front();
+        }
+        for id in gone {
+            self.drop_sub(id, None);
+        }
+    }
+
+    /// Reads the next page of the log for a catching-up subscriber.
+    fn catch_up(&mut self, id: u64, generation: u64, ctx: &mut Context<Self>) {
+        let (Some(ws), Some(sub)) = (self.workspace, self.subs.get(&id)) else {
+            return;
+        };
+        let log = self.shared.log.clone();
+        let since = sub.cursor;
+        let fut = async move { log.events_after(ws, since, PAGE).await };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            let current = act.subs.get(&id).map(|s| s.generation) == Some(generation);
+            if !current {
+                return;
+            }
+            match res {
+                Ok(events) => {
+                    let progressed = !events.is_empty();
+                    for ev in events {
+                        act.send_missed(id, &ev);
+                    }
+                    act.finish_catch_up(id, generation, progressed, ctx);
+                }
+                Err(e) => {
+                    tracing::warn!(topic = %act.name, error = %e, "cannot replay events");
+                    act.drop_sub(id, Some("phx_error"));
+                }
+            }
+        }));
+    }
+
+    /// Sends one replayed event to one subscriber if it is the next one it needs.
+    fn send_missed(&mut self, id: u64, ev: &LiveEvent) -> bool {
+        let shows = self.shows(ev);
+        let name = self.name.clone();
+        let Some(sub) = self.subs.get_mut(&id) else {
+            return false;
+        };
+        if ev.offset != sub.cursor + 1 {
+            return ev.offset <= sub.cursor;
+        }
+        sub.cursor = ev.offset;
+        if shows {
+            let frame = encode_parts(sub.join_ref.as_deref(), None, &name, "event", &*ev.payload);
+            Stats::add(&self.shared.stats.events_replayed, 1);
+            Stats::add(&self.shared.stats.frames_out, 1);
+            if !sub.conn.push(frame) {
+                self.drop_sub(id, None);
+                return false;
+            }
+        }
+        true
+    }
+
+    fn finish_catch_up(
+        &mut self,
+        id: u64,
+        generation: u64,
+        progressed: bool,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(cursor) = self.subs.get(&id).map(|s| s.cursor) else {
+            return;
+        };
+        let from_memory = self
+            .recent
+            .front()
+            .is_some_and(|first| first.offset <= cursor + 1);
+        if cursor < self.head && from_memory {
+            let missed: Vec<LiveEvent> = self
+                .recent
+                .iter()
+                .filter(|ev| ev.offset > cursor)
+                .cloned()
+                .collect();
+            for ev in &missed {
+                if !self.send_missed(id, ev) {
+                    return;
+                }
+            }
+        }
+        let Some(sub) = self.subs.get_mut(&id) else {
+            return;
+        };
+        if sub.cursor >= self.head || !progressed {
+            // Caught up (or the log has nothing more to give): live from here.
+            sub.cursor = sub.cursor.max(self.head);
+            sub.catching_up = false;
+        } else {
+            self.catch_up(id, generation, ctx);
+        }
+    }
+
+    // ---- subscribers and presence ---------------------------------------------------
+
+    fn presence_state(&self) -> PresenceState {
+        let mut state = PresenceState::new();
+        for sub in self.subs.values() {
+            if let Some(meta) = &sub.presence {
+                state
+                    .entry(sub.conn.user_id.to_string())
+                    .or_default()
+                    .metas
+                    .push(meta.clone());
+            }
+        }
+        state
+    }
+
+    /// Sends a presence diff to every subscriber except `except`.
+    fn broadcast_diff(&mut self, diff: &PresenceDiff, except: Option<u64>) {
+        if diff.is_empty() {
+            return;
+        }
+        let push = Push::new(&self.name, "presence_diff", diff);
+        self.fan_out(&push, except);
+    }
+
+    fn fan_out(&mut self, push: &Push, except: Option<u64>) {
+        let mut gone = Vec::new();
+        let mut sent = 0;
+        for (id, sub) in &self.subs {
+            if Some(*id) == except {
+                continue;
+            }
+            sent += 1;
+            if !sub.conn.push(push.render(sub.join_ref.as_deref())) {
+                gone.push(*id);
+            }
+        }
+        Stats::add(&self.shared.stats.frames_out, sent);
+        for id in gone {
+            self.drop_sub(id, None);
+        }
+    }
+
+    /// Removes a subscriber, tells the others its presence left, and optionally sends it a
+    /// closing control event (`phx_close` with a reason, or `phx_error`).
+    fn drop_sub(&mut self, id: u64, closing: Option<&str>) {
+        self.drop_sub_with(id, closing, None)
+    }
+
+    fn drop_sub_with(&mut self, id: u64, closing: Option<&str>, reason: Option<&str>) {
+        let Some(sub) = self.subs.remove(&id) else {
+            return;
+        };
+        self.shared
+            .stats
+            .subscriptions
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(event) = closing {
+            let payload = match reason {
+                Some(r) => json!({ "reason": r }),
+                None => json!({}),
+            };
+            sub.conn
+                .push(self.control(sub.join_ref.as_deref(), event, &payload));
+            sub.conn.notify(SessionNotice::Dropped {
+                topic: self.name.to_string(),
+                join_ref: sub.join_ref.clone(),
+            });
+        }
+        if let Some(meta) = sub.presence {
+            let mut diff = PresenceDiff::default();
+            diff.leaves.insert(
+                sub.conn.user_id.to_string(),
+                PresenceEntry { metas: vec![meta] },
+            );
+            self.broadcast_diff(&diff, None);
+        }
+    }
+
+    fn schedule_idle_stop(&mut self, ctx: &mut Context<Self>) {
+        if !self.subs.is_empty() || self.idle.is_some() {
+            return;
+        }
+        let idle = self.shared.limits.topic_idle;
+        self.idle = Some(ctx.run_later(idle, |act, ctx| {
+            act.idle = None;
+            if act.subs.is_empty() {
+                if let Some(me) = &act.me {
+                    act.shared.forget(act.topic, me);
+                }
+                ctx.stop();
+            }
+        }));
+    }
+
+    fn new_ref(&self) -> String {
+        format!("{:x}", self.shared.next_id())
+    }
+}
+
+impl Actor for TopicActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.me = Some(ctx.address());
+        self.shared
+            .stats
+            .topics
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(ws) = self.workspace {
+            // Nothing else is handled until the head is known.
+            let log = self.shared.log.clone();
+            let fut = async move { log.latest_offset(ws).await };
+            ctx.wait(fut.into_actor(self).map(|res, act, ctx| match res {
+                Ok(head) => act.head = head,
+                Err(e) => {
+                    tracing::error!(topic = %act.name, error = %e, "cannot read the log head");
+                    if let Some(me) = &act.me {
+                        act.shared.forget(act.topic, me);
+                    }
+                    ctx.stop();
+                }
+            }));
+        }
+        self.schedule_idle_stop(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.me = None;
+    }
+}
+
+impl Drop for TopicActor {
+    /// Runs when the actor stops and when a panic unwinds through it: any subscriber still
+    /// here gets `phx_error` (so its client rejoins and reaches a fresh actor).
+    fn drop(&mut self) {
+        let stats = &self.shared.stats;
+        stats
+            .topics
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        if std::thread::panicking() {
+            Stats::add(&stats.topic_crashes, 1);
+            tracing::error!(topic = %self.name, subscribers = self.subs.len(), "topic actor crashed");
+        }
+        for sub in std::mem::take(&mut self.subs).into_values() {
+            stats
+                .subscriptions
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            let jr = sub.join_ref.as_deref();
+            sub.conn
+                .push(encode_parts(jr, jr, &self.name, "phx_error", &json!({})));
+            sub.conn.notify(SessionNotice::Dropped {
+                topic: self.name.to_string(),
+                join_ref: sub.join_ref.clone(),
+            });
+        }
+    }
+}
+
+impl Handler<Join> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) {
+        let id = msg.conn.id;
+        if self.subs.contains_key(&id) {
+            self.drop_sub(id, None);
+        }
+        if let Some(h) = self.idle.take() {
+            ctx.cancel_future(h);
+        }
+        let mut response = msg.info;
+        let mut cursor = self.head;
+        let mut catching_up = false;
+        if self.workspace.is_some() {
+            if let Some(since) = msg.since {
+                let recovered =
+                    since <= self.head && self.head - since <= self.shared.limits.max_replay;
+                if recovered {
+                    cursor = since;
+                    catching_up = since < self.head;
+                }
+                response.insert("recovered".into(), json!(recovered));
+            }
+            response.insert("offset".into(), json!(self.head));
+        }
+        let generation = self.shared.next_id();
+        let presence = (msg.track && self.has_presence()).then(|| {
+            let mut fields = Map::new();
+            fields.insert("online_at".into(), json!(now_ms()));
+            PresenceMeta {
+                phx_ref: self.new_ref(),
+                phx_ref_prev: None,
+                fields,
+            }
+        });
+        let sub = Sub {
+            conn: msg.conn,
+            join_ref: msg.join_ref,
+            generation,
+            cursor,
+            catching_up,
+            presence: presence.clone(),
+            presence_bucket: Bucket::new(
+                self.shared.limits.presence_updates_per_sec,
+                self.shared.limits.presence_updates_per_sec,
+            ),
+        };
+        let reply = encode_reply(
+            sub.join_ref.as_deref(),
+            msg.msg_ref.as_deref(),
+            &self.name,
+            ReplyStatus::Ok,
+            &response,
+        );
+        if !self.push_to(&sub, reply) {
+            return;
+        }
+        Stats::add(&self.stats().joins, 1);
+        self.shared
+            .stats
+            .subscriptions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let user = sub.conn.user_id;
+        self.subs.insert(id, sub);
+        if self.has_presence() {
+            let state = Push::new(&self.name, "presence_state", &self.presence_state());
+            let ok = self
+                .subs
+                .get(&id)
+                .is_some_and(|sub| self.push_to(sub, state.render(sub.join_ref.as_deref())));
+            if !ok {
+                self.drop_sub(id, None);
+                return;
+            }
+            if let Some(meta) = presence {
+                let mut diff = PresenceDiff::default();
+                diff.joins
+                    .insert(user.to_string(), PresenceEntry { metas: vec![meta] });
+                self.broadcast_diff(&diff, Some(id));
+            }
+        }
+        if catching_up {
+            self.catch_up(id, generation, ctx);
+        }
+    }
+}
+
+impl Handler<Leave> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) {
+        if let Some(sub) = self.subs.get(&msg.session) {
+            let jr = sub.join_ref.clone();
+            let conn = sub.conn.clone();
+            self.drop_sub(msg.session, None);
+            conn.push(encode_reply(
+                jr.as_deref(),
+                msg.msg_ref.as_deref(),
+                &self.name,
+                ReplyStatus::Ok,
+                &json!({}),
+            ));
+            conn.push(self.control(jr.as_deref(), "phx_close", &json!({})));
+        }
+        self.schedule_idle_stop(ctx);
+    }
+}
+
+impl Handler<Disconnect> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Disconnect, ctx: &mut Context<Self>) {
+        self.drop_sub(msg.session, None);
+        self.schedule_idle_stop(ctx);
+    }
+}
+
+impl Handler<Publish> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Publish, ctx: &mut Context<Self>) {
+        if self.workspace == Some(msg.0.workspace_id) {
+            self.accept(msg.0, ctx);
+        }
+    }
+}
+
+impl Handler<Broadcast> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, mut msg: Broadcast, _: &mut Context<Self>) {
+        let Some(sub) = self.subs.get(&msg.session) else {
+            return;
+        };
+        // Who sent it is the server's word, never the client's.
+        msg.payload.insert("from".into(), json!(sub.conn.user_id));
+        let push = Push::new(&self.name, "broadcast", &msg.payload);
+        self.fan_out(&push, Some(msg.session));
+    }
+}
+
+impl Handler<UpdatePresence> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: UpdatePresence, _: &mut Context<Self>) {
+        let reply = |status, response: Value| {
+            encode_reply(
+                msg.join_ref.as_deref(),
+                msg.msg_ref.as_deref(),
+                &self.name,
+                status,
+                &response,
+            )
+        };
+        let new_ref = self.new_ref();
+        let Some(sub) = self.subs.get_mut(&msg.conn.id) else {
+            msg.conn
+                .push(reply(ReplyStatus::Error, json!({"reason": "not joined"})));
+            return;
+        };
+        let Some(old) = sub.presence.clone() else {
+            sub.conn.push(reply(
+                ReplyStatus::Error,
+                json!({"reason": "presence not tracked on this join"}),
+            ));
+            return;
+        };
+        if !sub.presence_bucket.take() {
+            Stats::add(&self.shared.stats.rate_limited, 1);
+            sub.conn
+                .push(reply(ReplyStatus::Error, json!({"reason": "rate_limited"})));
+            return;
+        }
+        let mut fields = msg.fields;
+        if let Some(online_at) = old.fields.get("online_at") {
+            fields.insert("online_at".into(), online_at.clone());
+        }
+        let meta = PresenceMeta {
+            phx_ref: new_ref,
+            phx_ref_prev: Some(old.phx_ref.clone()),
+            fields,
+        };
+        sub.presence = Some(meta.clone());
+        let user = sub.conn.user_id.to_string();
+        sub.conn.push(reply(ReplyStatus::Ok, json!({})));
+        let mut diff = PresenceDiff::default();
+        diff.leaves
+            .insert(user.clone(), PresenceEntry { metas: vec![old] });
+        diff.joins.insert(user, PresenceEntry { metas: vec![meta] });
+        self.broadcast_diff(&diff, None);
+    }
+}
+
+impl Handler<Revoke> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Revoke, ctx: &mut Context<Self>) {
+        let ids: Vec<u64> = self
+            .subs
+            .iter()
+            .filter(|(_, s)| msg.user.is_none_or(|u| s.conn.user_id == u))
+            .map(|(id, _)| *id)
+            .collect();
+        Stats::add(&self.shared.stats.revocations, ids.len() as u64);
+        for id in ids {
+            self.drop_sub_with(id, Some("phx_close"), Some(msg.reason));
+        }
+        self.schedule_idle_stop(ctx);
+    }
+}
+
+impl Handler<Notify> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Notify, _: &mut Context<Self>) {
+        let push = Push::new(&self.name, "notification", &*msg.0);
+        self.fan_out(&push, None);
+    }
+}
+
+impl Handler<Crash> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Crash, _: &mut Context<Self>) {
+        panic!("fault injected into topic {}", self.name);
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

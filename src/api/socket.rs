@@ -1,0 +1,186 @@
+//! `GET /socket/websocket?vsn=2.0.0&token=…`: the Phoenix Channels endpoint.
+//!
+//! The upgrade is refused (as an HTTP problem, before any WebSocket exists) for a foreign
+//! `Origin`, an unsupported `vsn`, or a missing, forged or expired token. The token comes
+//! from the `token` query parameter or, as phoenix.js's `authToken` option sends it, from
+//! `Sec-WebSocket-Protocol: phoenix, base64url.bearer.phx.<base64 token>`.
+//!
+//! After the upgrade, a [`SessionActor`] owns the connection; this module only moves
+//! frames: the socket's reader feeds the actor, and a writer task drains the session's
+//! bounded queue into the socket and closes it when the session says so.
+
+use std::time::Duration;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_ws::{AggregatedMessage, CloseCode, ProtocolError};
+use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use futures_util::StreamExt;
+use stoa_actors::{CloseReason, Outbound, SessionActor, WireIn};
+use tokio::sync::{mpsc, oneshot};
+
+use super::error::ApiError;
+use super::{AppState, SocketOrigins};
+
+const AUTH_TOKEN_PREFIX: &str = "base64url.bearer.phx.";
+
+#[derive(Debug, serde::Deserialize)]
+struct SocketQuery {
+    token: Option<String>,
+    vsn: Option<String>,
+}
+
+impl SocketOrigins {
+    fn allows(&self, origin: &str) -> bool {
+        match self {
+            SocketOrigins::Any => true,
+            SocketOrigins::Only(list) => list.iter().any(|o| o == origin),
+        }
+    }
+}
+
+/// The subprotocols the client offered, and the token among them if any.
+fn offered_protocols(req: &HttpRequest) -> (bool, Option<String>) {
+    let mut phoenix = false;
+    let mut token = None;
+    for value in req.headers().get_all(header::SEC_WEBSOCKET_PROTOCOL) {
+        let Ok(value) = value.to_str() else { continue };
+        for proto in value.split(',').map(str::trim) {
+            if proto == "phoenix" {
+                phoenix = true;
+            } else if let Some(encoded) = proto.strip_prefix(AUTH_TOKEN_PREFIX) {
+                let encoded = encoded.trim_end_matches('=');
+                token = STANDARD_NO_PAD
+                    .decode(encoded)
+                    .or_else(|_| URL_SAFE_NO_PAD.decode(encoded))
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok());
+            }
+        }
+    }
+    (phoenix, token)
+}
+
+pub async fn connect(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let allowed = origin
+            .to_str()
+            .is_ok_and(|o| state.socket_origins.allows(o));
+        if !allowed {
+            return Err(ApiError::Forbidden(
+                "this Origin may not open a socket (see http.cors_allowed_origins)".into(),
+            ));
+        }
+    }
+    let query = web::Query::<SocketQuery>::from_query(req.query_string())
+        .map_err(|e| ApiError::bad_request("invalid_parameter", e.to_string()))?
+        .into_inner();
+    if let Some(vsn) = query.vsn.as_deref() {
+        if vsn != "2.0.0" {
+            return Err(ApiError::bad_request(
+                "unsupported_vsn",
+                format!("serializer version {vsn:?} is not supported; use vsn=2.0.0"),
+            ));
+        }
+    }
+    let (offers_phoenix, header_token) = offered_protocols(&req);
+    let token = query.token.or(header_token).ok_or_else(|| {
+        ApiError::unauthorized(
+            "missing_token",
+            "pass an access token as ?token= or with the authToken option",
+        )
+    })?;
+    let identity = state
+        .realtime
+        .authorizer()
+        .verify_token(&token)
+        .map_err(|_| {
+            ApiError::unauthorized("invalid_token", "the access token is invalid or expired")
+        })?;
+
+    let (mut response, ws, stream) = actix_ws::handle(&req, body).map_err(|e| {
+        ApiError::bad_request("not_a_websocket", format!("WebSocket upgrade failed: {e}"))
+    })?;
+    if offers_phoenix {
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("phoenix"),
+        );
+    }
+    let limit = state.realtime.limits().max_frame_bytes;
+    let incoming = stream
+        .max_frame_size(limit)
+        .aggregate_continuations()
+        .max_continuation_size(limit)
+        .map(|item| match item {
+            Ok(AggregatedMessage::Text(text)) => WireIn::Text(text.to_string()),
+            Ok(AggregatedMessage::Binary(_)) => WireIn::Binary,
+            Ok(AggregatedMessage::Ping(data)) => WireIn::Ping(data.to_vec()),
+            Ok(AggregatedMessage::Pong(_)) => WireIn::Pong,
+            Ok(AggregatedMessage::Close(_)) => WireIn::Close,
+            Err(ProtocolError::Overflow) => WireIn::TooLarge,
+            Err(e) => WireIn::Broken(e.to_string()),
+        });
+    let (_session, outbound, close) = SessionActor::start(
+        &state.realtime,
+        identity.user_id,
+        identity.expires_at,
+        incoming,
+    );
+    actix_web::rt::spawn(write(ws, outbound, close));
+    Ok(response)
+}
+
+fn close_code(code: u16) -> CloseCode {
+    match code {
+        1000 => CloseCode::Normal,
+        1002 => CloseCode::Protocol,
+        1003 => CloseCode::Unsupported,
+        1008 => CloseCode::Policy,
+        1009 => CloseCode::Size,
+        other => CloseCode::Other(other),
+    }
+}
+
+/// Drains the session's queue into the socket. Every write races the session's close
+/// signal, so a client that stopped reading cannot keep this task (or its memory) alive.
+async fn write(
+    mut ws: actix_ws::Session,
+    mut outbound: mpsc::Receiver<Outbound>,
+    mut close: oneshot::Receiver<CloseReason>,
+) {
+    let reason = loop {
+        let item = tokio::select! {
+            biased;
+            reason = &mut close => break reason.ok(),
+            item = outbound.recv() => item,
+        };
+        let sent = match item {
+            None => break None,
+            Some(Outbound::Text(text)) => tokio::select! {
+                biased;
+                reason = &mut close => break reason.ok(),
+                sent = ws.text(text) => sent,
+            },
+            Some(Outbound::Pong(data)) => tokio::select! {
+                biased;
+                reason = &mut close => break reason.ok(),
+                sent = ws.pong(&data) => sent,
+            },
+        };
+        if sent.is_err() {
+            return;
+        }
+    };
+    let reason = reason.map(|r| actix_ws::CloseReason {
+        code: close_code(r.code),
+        description: Some(r.reason.to_string()),
+    });
+    // A client that does not read may never make room for the close frame.
+    let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(reason)).await;
+}
