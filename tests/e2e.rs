@@ -3,7 +3,6 @@
 //! suite is skipped with a notice, except under `CI=true`, where it fails.
 
 #[path = "common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::path::Path;

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Fan-out benchmark: N sockets join one workspace topic, one sender broadcasts timestamped
+# messages, the generator reports deliveries/s and latency percentiles, and the server's RSS
+# is read before and after the sockets join.
+#
+#   loadtest/fanout.sh CONNECTIONS COUNT RATE [SIZE]
+#
+# e.g. loadtest/fanout.sh 10000 50 5      (one broadcast at a time reaching 10,000)
+#      loadtest/fanout.sh 10000 3000 100  (sustained fan-out)
+# Builds release binaries first. Each generator process holds at most 9,000 sockets and
+# uses its own source address (127.0.0.2, 127.0.0.3, …): a process may hold 20,000 files.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-10000}; COUNT=${2:-50}; RATE=${3:-5}; SIZE=${4:-64}
+PORT=${PORT:-8090}
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stoa-target}"
+cargo build --release -q -p stoa -p stoa-loadtest
+BIN="$CARGO_TARGET_DIR/release"
+DATA=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$DATA"' EXIT
+ulimit -n 20000
+
+STOA_SERVER__PORT=$PORT STOA_DATA_DIR="$DATA" STOA_LOG__LEVEL=warn \
+STOA_REALTIME__MESSAGES_PER_SEC=1000000 STOA_REALTIME__MESSAGE_BURST=1000000 \
+STOA_AUTH__LOGIN_ATTEMPTS_PER_MINUTE=1000 \
+  "$BIN/stoa" & SERVER=$!
+API="http://127.0.0.1:$PORT"
+until curl -sf "$API/healthz" >/dev/null; do sleep 0.2; done
+eval "$("$BIN/stoa-loadtest" setup --api "$API")"
+rss() { awk '/VmRSS/ {print $2}' "/proc/$SERVER/status"; }
+BEFORE=$(rss)
+
+PER=9000; PROCS=$(( (N + PER - 1) / PER )); LEFT=$N; PIDS=()
+for i in $(seq 1 "$PROCS"); do
+  C=$(( LEFT < PER ? LEFT : PER )); LEFT=$(( LEFT - C ))
+  "$BIN/stoa-loadtest" hold --api "$API" --token "$TOKEN" --topic "$TOPIC" --connections "$C" \
+    --source "127.0.0.$((i + 1))" --expect "$COUNT" --out "$DATA/lat.$i" > "$DATA/hold.$i" 2>&1 &
+  PIDS+=($!)
+done
+for i in $(seq 1 "$PROCS"); do
+  until grep -q '^ready' "$DATA/hold.$i"; do sleep 0.2; done
+  cat "$DATA/hold.$i"
+done
+AFTER=$(rss)
+HELD=$(curl -s "$API/metrics" | awk '$1 == "stoa_ws_connections" {print $2}')
+echo "server RSS: ${BEFORE} KiB idle, ${AFTER} KiB with ${HELD} sockets joined" \
+     "= $(( (AFTER - BEFORE) * 1024 / (HELD > 0 ? HELD : 1) )) bytes per connection"
+
+"$BIN/stoa-loadtest" send --api "$API" --token "$TOKEN" --topic "$TOPIC" --count "$COUNT" --rate "$RATE" --size "$SIZE"
+for p in "${PIDS[@]}"; do wait "$p" || true; done
+for i in $(seq 1 "$PROCS"); do tail -n 2 "$DATA/hold.$i"; done
+echo "all generators:"
+"$BIN/stoa-loadtest" report "$DATA"/lat.*
+echo "server RSS after the run: $(rss) KiB; slow consumers: $(curl -s "$API/metrics" | awk '$1 == "stoa_ws_slow_consumers_total" {print $2}')"

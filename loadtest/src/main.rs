@@ -1,0 +1,481 @@
+//! `stoa-loadtest`: drives Stoa's Phoenix Channels endpoint with many clients.
+//!
+//! ```text
+//! stoa-loadtest setup --api http://127.0.0.1:8080
+//!     registers a user, creates a workspace; prints TOKEN=… and TOPIC=…
+//! stoa-loadtest hold --api URL --token T --topic workspace:1 --connections N
+//!     [--source 127.0.0.2] [--expect K] [--out FILE]
+//!     opens N sockets, joins the topic on each (without presence), prints `ready N`,
+//!     then records the latency of every broadcast it receives until each socket has K
+//!     (or 15 s pass without any); writes latencies (µs, one per line) to FILE and prints
+//!     a summary
+//! stoa-loadtest send --api URL --token T --topic workspace:1 --count K --rate R [--size B]
+//!     one socket broadcasting K timestamped messages at R per second
+//! stoa-loadtest report FILE…
+//!     merges latency files: count, p50, p99, p99.9, max
+//! ```
+//!
+//! A minimal WebSocket client is written here (HTTP upgrade, masked client frames, unmasked
+//! server frames) so that the generator stays small and fast.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpSocket, TcpStream};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+fn args() -> (String, HashMap<String, String>, Vec<String>) {
+    let mut it = std::env::args().skip(1);
+    let mode = it.next().unwrap_or_default();
+    let mut flags = HashMap::new();
+    let mut rest = Vec::new();
+    while let Some(a) = it.next() {
+        if let Some(name) = a.strip_prefix("--") {
+            flags.insert(name.to_string(), it.next().unwrap_or_default());
+        } else {
+            rest.push(a);
+        }
+    }
+    (mode, flags, rest)
+}
+
+fn flag<T: std::str::FromStr>(flags: &HashMap<String, String>, name: &str, default: T) -> T {
+    flags
+        .get(name)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let (mode, flags, rest) = args();
+    let api = flags
+        .get("api")
+        .cloned()
+        .unwrap_or_else(|| "http://127.0.0.1:8080".into());
+    match mode.as_str() {
+        "setup" => setup(&api).await,
+        "hold" => hold(&api, &flags).await,
+        "send" => send(&api, &flags).await,
+        "report" => report(&rest),
+        _ => {
+            eprintln!("usage: stoa-loadtest setup|hold|send|report (see the source header)");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// `http://host:port` → `host:port`.
+fn authority(api: &str) -> String {
+    api.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string()
+}
+
+async fn http_json(
+    api: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> Result<serde_json::Value, Error> {
+    let host = authority(api);
+    let mut stream = TcpStream::connect(&host).await?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(req.as_bytes()).await?;
+    let mut resp = Vec::new();
+    stream.read_to_end(&mut resp).await?;
+    let text = String::from_utf8_lossy(&resp);
+    let (_, body) = text.split_once("\r\n\r\n").ok_or("bad HTTP response")?;
+    Ok(serde_json::from_str(body)?)
+}
+
+async fn setup(api: &str) -> Result<(), Error> {
+    let email = format!("load.{}@example.com", now_us());
+    let user = http_json(
+        api,
+        "/api/v1/auth/register",
+        None,
+        &serde_json::json!({"email": email, "password": "load test password", "display_name": "load"}).to_string(),
+    )
+    .await?;
+    let token = user["access_token"].as_str().ok_or("no token")?.to_string();
+    let ws = http_json(
+        api,
+        "/api/v1/workspaces",
+        Some(&token),
+        r#"{"name":"Load"}"#,
+    )
+    .await?;
+    println!("TOKEN={token}");
+    println!("TOPIC=workspace:{}", ws["id"]);
+    Ok(())
+}
+
+/// A client WebSocket over one TCP connection.
+struct Ws {
+    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: Writer,
+}
+
+/// The sending half: client frames are masked.
+struct Writer {
+    half: tokio::net::tcp::OwnedWriteHalf,
+    mask_state: u32,
+}
+
+impl Ws {
+    async fn connect(api: &str, token: &str, source: Option<&str>) -> Result<Ws, Error> {
+        let host = authority(api);
+        let addr: SocketAddr = tokio::net::lookup_host(&host)
+            .await?
+            .next()
+            .ok_or("no address")?;
+        let socket = TcpSocket::new_v4()?;
+        if let Some(src) = source {
+            socket.bind(format!("{src}:0").parse()?)?;
+        }
+        let stream = socket.connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (read, mut writer) = stream.into_split();
+        let req = format!(
+            "GET /socket/websocket?vsn=2.0.0&token={token} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        writer.write_all(req.as_bytes()).await?;
+        let mut reader = BufReader::with_capacity(4096, read);
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let b = reader.read_u8().await?;
+            head.push(b);
+            if head.len() > 8192 {
+                return Err("upgrade response too long".into());
+            }
+        }
+        if !head.starts_with(b"HTTP/1.1 101") {
+            return Err(format!("upgrade refused: {}", String::from_utf8_lossy(&head)).into());
+        }
+        Ok(Ws {
+            reader,
+            writer: Writer {
+                half: writer,
+                mask_state: 0x9e37_79b9,
+            },
+        })
+    }
+
+    async fn send_text(&mut self, text: &str) -> Result<(), Error> {
+        self.writer.send_text(text).await
+    }
+}
+
+impl Writer {
+    async fn send_text(&mut self, text: &str) -> Result<(), Error> {
+        let payload = text.as_bytes();
+        let mut frame = Vec::with_capacity(payload.len() + 14);
+        frame.push(0x81);
+        match payload.len() {
+            n if n < 126 => frame.push(0x80 | n as u8),
+            n if n < 65536 => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        self.mask_state ^= self.mask_state << 13;
+        self.mask_state ^= self.mask_state >> 17;
+        self.mask_state ^= self.mask_state << 5;
+        let mask = self.mask_state.to_be_bytes();
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.half.write_all(&frame).await?;
+        Ok(())
+    }
+}
+
+impl Ws {
+    /// The next text frame's bytes (pings are answered, other control frames skipped).
+    async fn read_text(&mut self, buf: &mut Vec<u8>) -> Result<(), Error> {
+        loop {
+            let b0 = self.reader.read_u8().await?;
+            let b1 = self.reader.read_u8().await?;
+            let len = match b1 & 0x7f {
+                126 => u64::from(self.reader.read_u16().await?),
+                127 => self.reader.read_u64().await?,
+                n => u64::from(n),
+            };
+            buf.clear();
+            buf.resize(len as usize, 0);
+            self.reader.read_exact(buf).await?;
+            match b0 & 0x0f {
+                0x1 => return Ok(()),
+                0x8 => return Err("closed by server".into()),
+                0x9 => {
+                    self.writer
+                        .half
+                        .write_all(&[0x8a, 0x80, 0, 0, 0, 0])
+                        .await?;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    async fn join(&mut self, topic: &str) -> Result<(), Error> {
+        self.send_text(&format!(
+            r#"["1","1","{topic}","phx_join",{{"presence":false}}]"#
+        ))
+        .await?;
+        let mut buf = Vec::new();
+        loop {
+            self.read_text(&mut buf).await?;
+            let text = String::from_utf8_lossy(&buf);
+            if text.contains("phx_reply") {
+                return if text.contains(r#""status":"ok""#) {
+                    Ok(())
+                } else {
+                    Err(format!("join refused: {text}").into())
+                };
+            }
+        }
+    }
+}
+
+/// The `"t":<digits>` send timestamp in a broadcast frame.
+fn sent_at(frame: &[u8]) -> Option<u64> {
+    let key = b"\"t\":";
+    let at = frame.windows(key.len()).position(|w| w == key)? + key.len();
+    let digits = frame[at..].iter().take_while(|b| b.is_ascii_digit());
+    let mut n: u64 = 0;
+    for d in digits {
+        n = n * 10 + u64::from(d - b'0');
+    }
+    Some(n)
+}
+
+async fn hold(api: &str, flags: &HashMap<String, String>) -> Result<(), Error> {
+    let token: String = flag(flags, "token", String::new());
+    let topic: String = flag(flags, "topic", String::new());
+    let connections: usize = flag(flags, "connections", 1000);
+    let expect: u64 = flag(flags, "expect", 0);
+    let source = flags.get("source").cloned();
+    let out = flags.get("out").cloned();
+    let ready = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let received = Arc::new(AtomicU64::new(0));
+    let last = Arc::new(AtomicU64::new(0));
+    let first = Arc::new(AtomicU64::new(u64::MAX));
+    let latencies = Arc::new(Mutex::new(Vec::<u32>::new()));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    // Connect in waves so the server's accept queue is not flooded.
+    let gate = Arc::new(tokio::sync::Semaphore::new(256));
+    for _ in 0..connections {
+        let (api, token, topic, source) = (
+            api.to_string(),
+            token.clone(),
+            topic.clone(),
+            source.clone(),
+        );
+        let (ready, failed, received, last, first, latencies, gate) = (
+            ready.clone(),
+            failed.clone(),
+            received.clone(),
+            last.clone(),
+            first.clone(),
+            latencies.clone(),
+            gate.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let permit = gate.acquire_owned().await;
+            let mut ws = match Ws::connect(&api, &token, source.as_deref()).await {
+                Ok(ws) => ws,
+                Err(e) => {
+                    if failed.fetch_add(1, Ordering::Relaxed) < 3 {
+                        eprintln!("connect failed: {e}");
+                    }
+                    return;
+                }
+            };
+            if let Err(e) = ws.join(&topic).await {
+                if failed.fetch_add(1, Ordering::Relaxed) < 3 {
+                    eprintln!("join failed: {e}");
+                }
+                return;
+            }
+            drop(permit);
+            ready.fetch_add(1, Ordering::Relaxed);
+            let mut mine = Vec::new();
+            let mut buf = Vec::with_capacity(512);
+            let mut heartbeat = tokio::time::interval(Duration::from_secs(25));
+            heartbeat.tick().await;
+            let mut got = 0u64;
+            loop {
+                tokio::select! {
+                    r = ws.read_text(&mut buf) => {
+                        if r.is_err() { break; }
+                        if let Some(t) = sent_at(&buf) {
+                            let now = now_us();
+                            mine.push(now.saturating_sub(t).min(u64::from(u32::MAX)) as u32);
+                            received.fetch_add(1, Ordering::Relaxed);
+                            last.fetch_max(now, Ordering::Relaxed);
+                            first.fetch_min(now, Ordering::Relaxed);
+                            got += 1;
+                            if expect > 0 && got >= expect { break; }
+                        }
+                    }
+                    _ = heartbeat.tick() => {
+                        if ws.send_text(r#"[null,"hb","phoenix","heartbeat",{}]"#).await.is_err() { break; }
+                    }
+                }
+            }
+            if let Ok(mut all) = latencies.lock() {
+                all.extend(mine);
+            }
+            // Keep the socket open until the process ends so the count stays stable.
+            std::future::pending::<()>().await;
+        }));
+    }
+    // Report readiness once every socket has joined or failed.
+    loop {
+        let done = ready.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed);
+        if done >= connections {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "ready {} failed {} in {:.1}s",
+        ready.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64()
+    );
+    std::io::stdout().flush()?;
+    let joined = ready.load(Ordering::Relaxed) as u64;
+    // Wait for the broadcasts: done when every socket has `expect`, or 15 s of silence.
+    let mut seen = 0;
+    let mut quiet = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = received.load(Ordering::Relaxed);
+        if now != seen {
+            seen = now;
+            quiet = Instant::now();
+        }
+        if expect > 0 && now >= expect * joined {
+            break;
+        }
+        let limit = if expect == 0 { 3600 } else { 15 };
+        if quiet.elapsed() > Duration::from_secs(limit) {
+            break;
+        }
+    }
+    // Let the tasks push their samples.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let samples = latencies.lock().map(|v| v.clone()).unwrap_or_default();
+    let span = last
+        .load(Ordering::Relaxed)
+        .saturating_sub(first.load(Ordering::Relaxed)) as f64
+        / 1e6;
+    println!(
+        "held {joined} received {} over {:.2}s = {:.0} deliveries/s",
+        received.load(Ordering::Relaxed),
+        span,
+        received.load(Ordering::Relaxed) as f64 / span.max(1e-6)
+    );
+    print_percentiles(&mut samples.clone());
+    if let Some(path) = out {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+        for s in samples {
+            writeln!(f, "{s}")?;
+        }
+    }
+    std::process::exit(0);
+}
+
+async fn send(api: &str, flags: &HashMap<String, String>) -> Result<(), Error> {
+    let token: String = flag(flags, "token", String::new());
+    let topic: String = flag(flags, "topic", String::new());
+    let count: u64 = flag(flags, "count", 100);
+    let rate: f64 = flag(flags, "rate", 10.0);
+    let size: usize = flag(flags, "size", 64);
+    let mut ws = Ws::connect(api, &token, None).await?;
+    ws.join(&topic).await?;
+    let pad = "p".repeat(size);
+    let Ws {
+        mut reader,
+        mut writer,
+    } = ws;
+    // Drain replies in the background.
+    tokio::spawn(async move {
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = reader.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    });
+    let start = Instant::now();
+    for i in 0..count {
+        let due = start + Duration::from_secs_f64(i as f64 / rate);
+        tokio::time::sleep_until(due.into()).await;
+        let frame = format!(
+            r#"["1","{i}","{topic}","broadcast",{{"t":{},"pad":"{pad}"}}]"#,
+            now_us()
+        );
+        writer.send_text(&frame).await?;
+    }
+    println!("sent {count} in {:.2}s", start.elapsed().as_secs_f64());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(())
+}
+
+fn print_percentiles(samples: &mut [u32]) {
+    if samples.is_empty() {
+        println!("no samples");
+        return;
+    }
+    samples.sort_unstable();
+    let at = |q: f64| {
+        let i = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
+        f64::from(samples[i]) / 1000.0
+    };
+    println!(
+        "latency ms: n={} p50={:.2} p99={:.2} p99.9={:.2} max={:.2}",
+        samples.len(),
+        at(0.50),
+        at(0.99),
+        at(0.999),
+        f64::from(samples[samples.len() - 1]) / 1000.0
+    );
+}
+
+fn report(files: &[String]) -> Result<(), Error> {
+    let mut all = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f)?;
+        all.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+    }
+    print_percentiles(&mut all);
+    Ok(())
+}
