@@ -99,6 +99,14 @@ impl Stats {
     }
 }
 
+/// Wall-clock milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// A token bucket: `rate` per second sustained, `burst` at once.
 #[derive(Debug, Clone)]
 pub(crate) struct Bucket {

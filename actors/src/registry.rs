@@ -181,11 +181,6 @@ impl Realtime {
         }
     }
 
-    /// Whether a topic has a live actor on this node.
-    pub fn is_active(&self, topic: Topic) -> bool {
-        self.shared.live(topic).is_some()
-    }
-
     /// Fault injection: makes the topic's actor panic, as a bug would. Its subscribers
     /// receive `phx_error` and rejoin; nothing else is affected. False if not active.
     pub fn inject_panic(&self, topic: Topic) -> bool {

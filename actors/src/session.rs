@@ -21,7 +21,7 @@ use crate::conn::{Conn, Outbound, SessionNotice};
 use crate::ports::{Denied, Grant};
 use crate::registry::{Realtime, Shared};
 use crate::topic::{Broadcast, Disconnect, Join, Leave, TopicActor, UpdatePresence};
-use crate::{Bucket, Stats};
+use crate::{now_ms, Bucket, Stats};
 
 /// What the transport reads from the socket.
 #[derive(Debug)]
@@ -374,7 +374,7 @@ impl SessionActor {
             tracing::debug!(session = self.id, "closing a silent connection");
             return self.close_with(1000, "heartbeat_timeout", ctx);
         }
-        if unix_now() >= self.expires_at {
+        if now_ms() / 1000 >= self.expires_at {
             tracing::debug!(
                 session = self.id,
                 "closing a connection whose token expired"
@@ -470,11 +470,4 @@ fn truncate(s: &str, max: usize) -> &str {
         Some((i, _)) => &s[..i],
         None => s,
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

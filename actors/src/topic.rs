@@ -29,7 +29,7 @@ use stoa_protocol::{PresenceDiff, PresenceMeta, PresenceState, ReplyStatus, Topi
 use crate::conn::{Conn, SessionNotice};
 use crate::ports::LiveEvent;
 use crate::registry::Shared;
-use crate::{Bucket, Stats};
+use crate::{now_ms, Bucket, Stats};
 
 /// Events kept in memory for joins that are catching up.
 const RECENT: usize = 512;
@@ -728,11 +728,4 @@ impl Handler<Crash> for TopicActor {
     fn handle(&mut self, _: Crash, _: &mut Context<Self>) {
         panic!("fault injected into topic {}", self.name);
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
