@@ -7,8 +7,11 @@
 #
 # e.g. loadtest/fanout.sh 10000 50 5      (one broadcast at a time reaching 10,000)
 #      loadtest/fanout.sh 10000 3000 100  (sustained fan-out)
-# Builds release binaries first. Each generator process holds at most 9,000 sockets and
-# uses its own source address (127.0.0.2, 127.0.0.3, …): a process may hold 20,000 files.
+# Builds release binaries first. Each generator process (one thread) holds an even share of
+# at most 9,000 sockets and uses its own source address (127.0.0.2, 127.0.0.3, …): a process
+# may hold 20,000 files. PROCS=n sets the number of generator processes.
+# FLOOR=1 runs the same measurement against `stoa-loadtest floor` instead of Stoa: a plain
+# program writing each frame straight to every socket, i.e. what the machine costs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-10000}; COUNT=${2:-50}; RATE=${3:-5}; SIZE=${4:-64}
@@ -20,17 +23,26 @@ DATA=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$DATA"' EXIT
 ulimit -n 20000
 
-STOA_SERVER__PORT=$PORT STOA_DATA_DIR="$DATA" STOA_LOG__LEVEL=warn \
-STOA_REALTIME__MESSAGES_PER_SEC=1000000 STOA_REALTIME__MESSAGE_BURST=1000000 \
-STOA_AUTH__LOGIN_ATTEMPTS_PER_MINUTE=1000 \
-  "$BIN/stoa" & SERVER=$!
-API="http://127.0.0.1:$PORT"
-until curl -sf "$API/healthz" >/dev/null; do sleep 0.2; done
-eval "$("$BIN/stoa-loadtest" setup --api "$API")"
+if [ -n "${FLOOR:-}" ]; then
+  # The reference: no Stoa, a plain program writing straight to the sockets.
+  "$BIN/stoa-loadtest" floor --port "$PORT" --connections "$N" --count "$COUNT" --rate "$RATE" \
+    --size "$SIZE" > "$DATA/floor" 2>&1 & SERVER=$!
+  until grep -q listening "$DATA/floor"; do sleep 0.1; done
+  API="http://127.0.0.1:$PORT"; TOKEN=none; TOPIC=workspace:1
+else
+  STOA_SERVER__PORT=$PORT STOA_DATA_DIR="$DATA" STOA_LOG__LEVEL=warn \
+  STOA_REALTIME__MESSAGES_PER_SEC=1000000 STOA_REALTIME__MESSAGE_BURST=1000000 \
+  STOA_AUTH__LOGIN_ATTEMPTS_PER_MINUTE=1000 \
+    "$BIN/stoa" & SERVER=$!
+  API="http://127.0.0.1:$PORT"
+  until curl -sf "$API/healthz" >/dev/null; do sleep 0.2; done
+  eval "$("$BIN/stoa-loadtest" setup --api "$API")"
+fi
 rss() { awk '/VmRSS/ {print $2}' "/proc/$SERVER/status"; }
 BEFORE=$(rss)
 
-PER=9000; PROCS=$(( (N + PER - 1) / PER )); LEFT=$N; PIDS=()
+# Even shares of at most 9,000 sockets per generator process.
+PROCS=${PROCS:-$(( (N + 8999) / 9000 ))}; PER=$(( (N + PROCS - 1) / PROCS )); LEFT=$N; PIDS=()
 for i in $(seq 1 "$PROCS"); do
   C=$(( LEFT < PER ? LEFT : PER )); LEFT=$(( LEFT - C ))
   "$BIN/stoa-loadtest" hold --api "$API" --token "$TOKEN" --topic "$TOPIC" --connections "$C" \
@@ -42,13 +54,27 @@ for i in $(seq 1 "$PROCS"); do
   cat "$DATA/hold.$i"
 done
 AFTER=$(rss)
-HELD=$(curl -s "$API/metrics" | awk '$1 == "stoa_ws_connections" {print $2}')
+if [ -n "${FLOOR:-}" ]; then HELD=$N; else
+  HELD=$(curl -s "$API/metrics" | awk '$1 == "stoa_ws_connections" {print $2}'); fi
 echo "server RSS: ${BEFORE} KiB idle, ${AFTER} KiB with ${HELD} sockets joined" \
      "= $(( (AFTER - BEFORE) * 1024 / (HELD > 0 ? HELD : 1) )) bytes per connection"
 
-"$BIN/stoa-loadtest" send --api "$API" --token "$TOKEN" --topic "$TOPIC" --count "$COUNT" --rate "$RATE" --size "$SIZE"
+if [ -n "${STRACE:-}" ]; then
+  timeout -s INT 3 strace -c -f -p "$SERVER" -o "$STRACE" 2>/dev/null &
+fi
+if [ -n "${PERF:-}" ]; then
+  perf record -F 999 -g -o "$PERF" -p "$SERVER" 2>/dev/null & PERFPID=$!
+  sleep 0.5
+fi
+CPU0=$(awk '{print $14 + $15}' "/proc/$SERVER/stat")
+[ -n "${FLOOR:-}" ] ||
+  "$BIN/stoa-loadtest" send --api "$API" --token "$TOKEN" --topic "$TOPIC" --count "$COUNT" --rate "$RATE" --size "$SIZE"
 for p in "${PIDS[@]}"; do wait "$p" || true; done
-for i in $(seq 1 "$PROCS"); do tail -n 2 "$DATA/hold.$i"; done
+CPU1=$(awk '{print $14 + $15}' "/proc/$SERVER/stat")
+[ -n "${PERF:-}" ] && { kill -INT "$PERFPID"; wait "$PERFPID" || true; }
+for i in $(seq 1 "$PROCS"); do tail -n 3 "$DATA/hold.$i"; done
 echo "all generators:"
 "$BIN/stoa-loadtest" report "$DATA"/lat.*
-echo "server RSS after the run: $(rss) KiB; slow consumers: $(curl -s "$API/metrics" | awk '$1 == "stoa_ws_slow_consumers_total" {print $2}')"
+echo "server CPU during the broadcasts: $(( (CPU1 - CPU0) * 10 )) ms"
+[ -n "${FLOOR:-}" ] ||
+  echo "server RSS after the run: $(rss) KiB; slow consumers: $(curl -s "$API/metrics" | awk '$1 == "stoa_ws_slow_consumers_total" {print $2}')"

@@ -1,14 +1,165 @@
 //! A session as the topics see it: where to put frames for its client, and how to tell the
 //! session that something happened to it.
+//!
+//! Frames for one client go into its [`Outbox`], a bounded queue shared by the session and
+//! every topic it joined. The transport drains the whole queue at each wake-up and writes it
+//! to the socket as one buffer, so a busy connection costs one wake-up and one `write` per
+//! batch rather than per frame. A push shared by many subscribers is queued as two shared
+//! pieces (this subscriber's frame head and the topic's encoded tail) and only copied once,
+//! into the socket buffer.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 
 use actix::prelude::*;
-use tokio::sync::mpsc::{self, error::TrySendError};
 
-/// What a session's writer sends to the socket, in order.
+/// How the session wants the transport to close the socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseReason {
+    /// WebSocket close code (1000 normal, 1003 unsupported data, 1008 policy, 1009 too big).
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+/// What goes to the client, in order.
 #[derive(Debug)]
 pub enum Outbound {
+    /// A whole text frame.
     Text(String),
+    /// A text frame made of a subscriber's head (`[` and its join_ref) and a push's tail
+    /// shared by every subscriber of the topic.
+    Push { head: Arc<str>, tail: Arc<str> },
+    /// The answer to a client's ping.
     Pong(Vec<u8>),
+}
+
+/// Why a frame was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The queue is full: the client is not reading fast enough.
+    Full,
+    /// The connection is closing or gone.
+    Closed,
+}
+
+/// What the transport takes from an outbox.
+#[derive(Debug)]
+pub enum Take {
+    /// Frames were moved into the caller's buffer.
+    Frames,
+    /// Nothing more will come: close the socket with this reason.
+    Close(CloseReason),
+}
+
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<Outbound>,
+    waker: Option<Waker>,
+    close: Option<CloseReason>,
+    /// No more frames are accepted (closing, or the transport is gone).
+    shut: bool,
+}
+
+/// One connection's bounded outbound queue.
+pub struct Outbox {
+    queue: Mutex<Queue>,
+    capacity: usize,
+}
+
+impl Outbox {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a frame without waiting.
+    pub fn send(&self, item: Outbound) -> Result<(), Refused> {
+        let waker = {
+            let mut q = self.lock();
+            if q.shut {
+                return Err(Refused::Closed);
+            }
+            if q.items.len() >= self.capacity {
+                return Err(Refused::Full);
+            }
+            q.items.push_back(item);
+            q.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    /// Accepts no more frames and has the transport close the socket: after what is queued,
+    /// or at once (dropping the queue) when `discard`.
+    pub(crate) fn close(&self, reason: CloseReason, discard: bool) {
+        let waker = {
+            let mut q = self.lock();
+            if q.shut {
+                return;
+            }
+            q.shut = true;
+            q.close = Some(reason);
+            if discard {
+                q.items = VecDeque::new();
+            }
+            q.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().items.len()
+    }
+}
+
+/// The transport's end of an outbox. Dropping it (the socket is gone) refuses further
+/// frames and frees what was queued.
+pub struct OutboxReader(Arc<Outbox>);
+
+impl OutboxReader {
+    /// Moves every queued frame into `into` (which the caller has emptied), or says the
+    /// socket is to be closed, or registers the task to be woken when either happens.
+    pub fn poll_take(&self, cx: &mut Context<'_>, into: &mut VecDeque<Outbound>) -> Poll<Take> {
+        let mut q = self.0.lock();
+        if !q.items.is_empty() {
+            std::mem::swap(&mut q.items, into);
+            return Poll::Ready(Take::Frames);
+        }
+        if let Some(reason) = q.close.take() {
+            return Poll::Ready(Take::Close(reason));
+        }
+        if q.shut {
+            // The close was already taken; nothing will come.
+            return Poll::Pending;
+        }
+        if !q.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            q.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for OutboxReader {
+    fn drop(&mut self) {
+        let mut q = self.0.lock();
+        q.shut = true;
+        q.items = VecDeque::new();
+        q.waker = None;
+    }
+}
+
+/// A new outbox holding at most `capacity` frames, and its transport end.
+pub(crate) fn channel(capacity: usize) -> (Arc<Outbox>, OutboxReader) {
+    let outbox = Arc::new(Outbox {
+        queue: Mutex::new(Queue::default()),
+        capacity: capacity.max(1),
+    });
+    (outbox.clone(), OutboxReader(outbox))
 }
 
 /// Told to a session by the topics and the hub.
@@ -29,21 +180,21 @@ pub enum SessionNotice {
 pub struct Conn {
     pub id: u64,
     pub user_id: i64,
-    tx: mpsc::Sender<Outbound>,
+    outbox: Arc<Outbox>,
     notice: Recipient<SessionNotice>,
 }
 
 impl Conn {
-    pub fn new(
+    pub(crate) fn new(
         id: u64,
         user_id: i64,
-        tx: mpsc::Sender<Outbound>,
+        outbox: Arc<Outbox>,
         notice: Recipient<SessionNotice>,
     ) -> Conn {
         Conn {
             id,
             user_id,
-            tx,
+            outbox,
             notice,
         }
     }
@@ -52,21 +203,106 @@ impl Conn {
     /// will disconnect the client) or the connection is gone; either way the caller should
     /// forget this subscriber.
     pub fn push(&self, frame: String) -> bool {
-        match self.tx.try_send(Outbound::Text(frame)) {
+        self.send(Outbound::Text(frame))
+    }
+
+    /// Queues a topic push: this subscriber's `head`, then the shared `tail`.
+    pub fn push_shared(&self, head: &Arc<str>, tail: &Arc<str>) -> bool {
+        self.send(Outbound::Push {
+            head: head.clone(),
+            tail: tail.clone(),
+        })
+    }
+
+    fn send(&self, item: Outbound) -> bool {
+        match self.outbox.send(item) {
             Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
+            Err(Refused::Full) => {
                 self.notice.do_send(SessionNotice::Overflow);
                 false
             }
-            Err(TrySendError::Closed(_)) => false,
+            Err(Refused::Closed) => false,
         }
-    }
-
-    pub(crate) fn pong(&self, data: Vec<u8>) -> bool {
-        self.tx.try_send(Outbound::Pong(data)).is_ok()
     }
 
     pub fn notify(&self, notice: SessionNotice) {
         self.notice.do_send(notice);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn text(s: &str) -> Outbound {
+        Outbound::Text(s.into())
+    }
+
+    #[test]
+    fn drains_everything_queued_in_one_take_and_wakes_once() {
+        let (outbox, reader) = channel(8);
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut got = VecDeque::new();
+        assert!(reader.poll_take(&mut cx, &mut got).is_pending());
+        for s in ["a", "b", "c"] {
+            outbox.send(text(s)).unwrap();
+        }
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "one wake for the batch");
+        assert!(matches!(
+            reader.poll_take(&mut cx, &mut got),
+            Poll::Ready(Take::Frames)
+        ));
+        assert_eq!(got.len(), 3);
+        assert_eq!(outbox.len(), 0);
+    }
+
+    #[test]
+    fn a_full_queue_refuses_and_closing_discards_or_keeps() {
+        let (outbox, reader) = channel(2);
+        outbox.send(text("a")).unwrap();
+        outbox.send(text("b")).unwrap();
+        assert_eq!(outbox.send(text("c")), Err(Refused::Full));
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut got = VecDeque::new();
+
+        let reason = CloseReason {
+            code: 1000,
+            reason: "bye",
+        };
+        outbox.close(reason.clone(), false);
+        assert_eq!(outbox.send(text("d")), Err(Refused::Closed));
+        assert!(matches!(
+            reader.poll_take(&mut cx, &mut got),
+            Poll::Ready(Take::Frames)
+        ));
+        assert_eq!(got.len(), 2, "a graceful close sends what was queued first");
+        got.clear();
+        assert!(matches!(
+            reader.poll_take(&mut cx, &mut got),
+            Poll::Ready(Take::Close(r)) if r == reason
+        ));
+        assert!(reader.poll_take(&mut cx, &mut got).is_pending());
+
+        let (outbox, reader) = channel(2);
+        outbox.send(text("a")).unwrap();
+        outbox.close(reason.clone(), true);
+        assert!(matches!(
+            reader.poll_take(&mut cx, &mut got),
+            Poll::Ready(Take::Close(_))
+        ));
+        drop(reader);
+        assert_eq!(outbox.send(text("b")), Err(Refused::Closed));
     }
 }

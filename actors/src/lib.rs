@@ -21,10 +21,10 @@ mod topic;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-pub use conn::{Conn, Outbound, SessionNotice};
+pub use conn::{CloseReason, Conn, Outbound, Outbox, OutboxReader, Refused, SessionNotice, Take};
 pub use ports::{Authorizer, Denied, EventLog, Grant, Identity, LiveEvent, LogError};
 pub use registry::Realtime;
-pub use session::{CloseReason, SessionActor, WireIn};
+pub use session::{SessionActor, WireIn};
 pub use topic::TopicActor;
 
 /// Per-connection and per-topic limits. The defaults are safe for a public server.

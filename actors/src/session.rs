@@ -15,9 +15,10 @@ use actix::prelude::*;
 use serde_json::{json, Map, Value};
 use stoa_protocol::frame::{encode_parts, encode_reply};
 use stoa_protocol::{Frame, FrameError, Inbound, ReplyStatus, Topic, PHOENIX_TOPIC};
-use tokio::sync::{mpsc, oneshot};
 
-use crate::conn::{Conn, Outbound, SessionNotice};
+use crate::conn::{
+    self, CloseReason, Conn, Outbound, Outbox, OutboxReader, Refused, SessionNotice,
+};
 use crate::ports::{Denied, Grant};
 use crate::registry::{Realtime, Shared};
 use crate::topic::{Broadcast, Disconnect, Join, Leave, TopicActor, UpdatePresence};
@@ -38,14 +39,6 @@ pub enum WireIn {
     Broken(String),
 }
 
-/// How the session wants the transport to close the socket.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CloseReason {
-    /// WebSocket close code (1000 normal, 1003 unsupported data, 1008 policy, 1009 too big).
-    pub code: u16,
-    pub reason: &'static str,
-}
-
 struct Joined {
     join_ref: Option<String>,
     addr: Addr<TopicActor>,
@@ -56,9 +49,9 @@ pub struct SessionActor {
     id: u64,
     user_id: i64,
     expires_at: i64,
-    tx: mpsc::Sender<Outbound>,
+    outbox: Arc<Outbox>,
     conn: Option<Conn>,
-    close: Option<oneshot::Sender<CloseReason>>,
+    closing: bool,
     joined: HashMap<String, Joined>,
     /// Joins waiting for authorisation: topic name → join ref.
     joining: HashMap<String, Option<String>>,
@@ -68,25 +61,20 @@ pub struct SessionActor {
 
 impl SessionActor {
     /// Starts the session of an authenticated connection. `incoming` is the socket's read
-    /// side; frames for the client appear on the returned receiver, in order, and the
-    /// oneshot says how to close the socket when the session ends it.
+    /// side; frames for the client, and at the end how to close the socket, are taken from
+    /// the returned reader.
     pub fn start<S>(
         realtime: &Realtime,
         user_id: i64,
         expires_at: i64,
         incoming: S,
-    ) -> (
-        Addr<SessionActor>,
-        mpsc::Receiver<Outbound>,
-        oneshot::Receiver<CloseReason>,
-    )
+    ) -> (Addr<SessionActor>, OutboxReader)
     where
         S: futures_core::Stream<Item = WireIn> + 'static,
     {
         let shared = realtime.shared.clone();
         let limits = &shared.limits;
-        let (tx, rx) = mpsc::channel(limits.outbound_queue.max(1));
-        let (close_tx, close_rx) = oneshot::channel();
+        let (outbox, reader) = conn::channel(limits.outbound_queue);
         let bucket = Bucket::new(limits.messages_per_sec, limits.message_burst);
         let id = shared.next_id();
         let addr = SessionActor::create(move |ctx| {
@@ -96,27 +84,29 @@ impl SessionActor {
                 id,
                 user_id,
                 expires_at,
-                tx,
+                outbox,
                 conn: None,
-                close: Some(close_tx),
+                closing: false,
                 joined: HashMap::new(),
                 joining: HashMap::new(),
                 last_seen: Instant::now(),
                 bucket,
             }
         });
-        (addr, rx, close_rx)
-    }
-
-    fn conn(&self) -> Option<&Conn> {
-        self.conn.as_ref()
+        (addr, reader)
     }
 
     fn send(&mut self, frame: String, ctx: &mut Context<Self>) {
         Stats::add(&self.shared.stats.frames_out, 1);
-        let ok = self.conn().is_some_and(|c| c.push(frame));
-        if !ok {
-            self.overflowed(ctx);
+        self.queue(Outbound::Text(frame), ctx);
+    }
+
+    fn queue(&mut self, item: Outbound, ctx: &mut Context<Self>) {
+        match self.outbox.send(item) {
+            Ok(()) => {}
+            Err(Refused::Full) => self.overflowed(ctx),
+            // Closing already, or the socket is gone.
+            Err(Refused::Closed) => ctx.stop(),
         }
     }
 
@@ -136,7 +126,7 @@ impl SessionActor {
     }
 
     fn overflowed(&mut self, ctx: &mut Context<Self>) {
-        if self.close.is_some() {
+        if !self.closing {
             Stats::add(&self.shared.stats.slow_consumers, 1);
             tracing::info!(
                 session = self.id,
@@ -147,9 +137,13 @@ impl SessionActor {
         self.close_with(1008, "slow_consumer", ctx);
     }
 
+    /// Ends the session and has the transport close the socket with `code` and `reason`,
+    /// after what is already queued (except for a slow consumer, whose queue is dropped).
     fn close_with(&mut self, code: u16, reason: &'static str, ctx: &mut Context<Self>) {
-        if let Some(close) = self.close.take() {
-            let _ = close.send(CloseReason { code, reason });
+        if !self.closing {
+            self.closing = true;
+            let discard = reason == "slow_consumer";
+            self.outbox.close(CloseReason { code, reason }, discard);
         }
         ctx.stop();
     }
@@ -391,7 +385,7 @@ impl Actor for SessionActor {
         self.conn = Some(Conn::new(
             self.id,
             self.user_id,
-            self.tx.clone(),
+            self.outbox.clone(),
             ctx.address().recipient(),
         ));
         self.shared
@@ -411,11 +405,13 @@ impl Actor for SessionActor {
             .stats
             .connections
             .fetch_sub(1, Ordering::Relaxed);
-        if let Some(close) = self.close.take() {
-            let _ = close.send(CloseReason {
+        if !self.closing {
+            self.closing = true;
+            let reason = CloseReason {
                 code: 1000,
                 reason: "closed",
-            });
+            };
+            self.outbox.close(reason, false);
         }
     }
 }
@@ -425,11 +421,7 @@ impl StreamHandler<WireIn> for SessionActor {
         self.last_seen = Instant::now();
         match item {
             WireIn::Text(text) => self.on_text(text, ctx),
-            WireIn::Ping(data) => {
-                if !self.conn().is_some_and(|c| c.pong(data)) {
-                    self.overflowed(ctx);
-                }
-            }
+            WireIn::Ping(data) => self.queue(Outbound::Pong(data), ctx),
             WireIn::Pong => {}
             WireIn::Binary => self.close_with(1003, "binary frames are not supported", ctx),
             WireIn::TooLarge => self.close_with(1009, "frame too large", ctx),

@@ -108,6 +108,8 @@ pub(crate) struct Crash;
 struct Sub {
     conn: Conn,
     join_ref: Option<String>,
+    /// `[` and the join_ref as JSON: the start of every push to this subscriber.
+    head: Arc<str>,
     /// Distinguishes this join from an earlier one of the same connection.
     generation: u64,
     cursor: i64,
@@ -236,7 +238,7 @@ impl TopicActor {
             sub.cursor = ev.offset;
             if let Some(push) = &push {
                 sent += 1;
-                if !sub.conn.push(push.render(sub.join_ref.as_deref())) {
+                if !sub.conn.push_shared(&sub.head, push.tail()) {
                     gone.push(*id);
                 }
             }
@@ -375,7 +377,7 @@ impl TopicActor {
                 continue;
             }
             sent += 1;
-            if !sub.conn.push(push.render(sub.join_ref.as_deref())) {
+            if !sub.conn.push_shared(&sub.head, push.tail()) {
                 gone.push(*id);
             }
         }
@@ -539,6 +541,7 @@ impl Handler<Join> for TopicActor {
         });
         let sub = Sub {
             conn: msg.conn,
+            head: Push::head(msg.join_ref.as_deref()).into(),
             join_ref: msg.join_ref,
             generation,
             cursor,

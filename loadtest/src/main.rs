@@ -13,6 +13,11 @@
 //!     one socket broadcasting K timestamped messages at R per second
 //! stoa-loadtest report FILE…
 //!     merges latency files: count, p50, p99, p99.9, max
+//! stoa-loadtest floor --port P --connections N --count K --rate R [--size B] [--threads T]
+//!     a reference, not Stoa: accepts N sockets (upgrade and join answered without any
+//!     checks), then writes K timestamped frames at R per second straight to every socket
+//!     from T plain threads (blocking `write`, no framework, no queue). `hold` measures it
+//!     exactly as it measures Stoa, which shows what the machine itself costs per delivery.
 //! ```
 //!
 //! A minimal WebSocket client is written here (HTTP upgrade, masked client frames, unmasked
@@ -59,9 +64,23 @@ fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
+fn main() -> Result<(), Error> {
     let (mode, flags, rest) = args();
+    // A holding process runs on one thread: its sockets share nothing, and one thread per
+    // process keeps the generator's share of the cores predictable (run several processes).
+    let runtime = if mode == "hold" {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+    };
+    runtime.block_on(run(mode, flags, rest))
+}
+
+async fn run(mode: String, flags: HashMap<String, String>, rest: Vec<String>) -> Result<(), Error> {
     let api = flags
         .get("api")
         .cloned()
@@ -71,6 +90,7 @@ async fn main() -> Result<(), Error> {
         "hold" => hold(&api, &flags).await,
         "send" => send(&api, &flags).await,
         "report" => report(&rest),
+        "floor" => floor(&flags).await,
         _ => {
             eprintln!("usage: stoa-loadtest setup|hold|send|report (see the source header)");
             std::process::exit(2);
@@ -372,6 +392,7 @@ async fn hold(api: &str, flags: &HashMap<String, String>) -> Result<(), Error> {
     );
     std::io::stdout().flush()?;
     let joined = ready.load(Ordering::Relaxed) as u64;
+    let cpu_at_ready = cpu_ms();
     // Wait for the broadcasts: done when every socket has `expect`, or 15 s of silence.
     let mut seen = 0;
     let mut quiet = Instant::now();
@@ -404,6 +425,10 @@ async fn hold(api: &str, flags: &HashMap<String, String>) -> Result<(), Error> {
         received.load(Ordering::Relaxed) as f64 / span.max(1e-6)
     );
     print_percentiles(&mut samples.clone());
+    println!(
+        "generator CPU while receiving: {} ms",
+        cpu_ms().saturating_sub(cpu_at_ready)
+    );
     if let Some(path) = out {
         let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
         for s in samples {
@@ -448,6 +473,118 @@ async fn send(api: &str, flags: &HashMap<String, String>) -> Result<(), Error> {
     println!("sent {count} in {:.2}s", start.elapsed().as_secs_f64());
     tokio::time::sleep(Duration::from_millis(500)).await;
     Ok(())
+}
+
+/// Reads one masked client frame and discards it.
+async fn skip_frame(stream: &mut BufReader<TcpStream>) -> Result<(), Error> {
+    let _b0 = stream.read_u8().await?;
+    let b1 = stream.read_u8().await?;
+    let len = match b1 & 0x7f {
+        126 => u64::from(stream.read_u16().await?),
+        127 => stream.read_u64().await?,
+        n => u64::from(n),
+    };
+    let mut rest = vec![0u8; len as usize + 4];
+    stream.read_exact(&mut rest).await?;
+    Ok(())
+}
+
+/// An unmasked server text frame.
+fn server_frame(text: &str) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(text.len() + 4);
+    frame.push(0x81);
+    if text.len() < 126 {
+        frame.push(text.len() as u8);
+    } else {
+        frame.push(126);
+        frame.extend_from_slice(&(text.len() as u16).to_be_bytes());
+    }
+    frame.extend_from_slice(text.as_bytes());
+    frame
+}
+
+async fn floor_handshake(stream: TcpStream) -> Result<std::net::TcpStream, Error> {
+    let mut stream = BufReader::new(stream);
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(stream.read_u8().await?);
+    }
+    stream
+        .get_mut()
+        .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+        .await?;
+    skip_frame(&mut stream).await?;
+    let reply = server_frame(r#"["1","1","t","phx_reply",{"status":"ok","response":{}}]"#);
+    stream.get_mut().write_all(&reply).await?;
+    let std = stream.into_inner().into_std()?;
+    std.set_nonblocking(false)?;
+    Ok(std)
+}
+
+async fn floor(flags: &HashMap<String, String>) -> Result<(), Error> {
+    let port: u16 = flag(flags, "port", 8090);
+    let connections: usize = flag(flags, "connections", 1000);
+    let count: u64 = flag(flags, "count", 10);
+    let rate: f64 = flag(flags, "rate", 5.0);
+    let size: usize = flag(flags, "size", 64);
+    let threads: usize = flag(flags, "threads", 2);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    println!("listening");
+    std::io::stdout().flush()?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                if let Ok(s) = floor_handshake(stream).await {
+                    let _ = tx.send(s);
+                }
+            });
+        }
+    });
+    let mut sockets = Vec::with_capacity(connections);
+    while sockets.len() < connections {
+        sockets.push(rx.recv().await.ok_or("listener stopped")?);
+    }
+    println!("joined {connections}; writing from {threads} threads");
+    std::io::stdout().flush()?;
+    let pad = "p".repeat(size);
+    let per = connections.div_ceil(threads.max(1));
+    let start = Instant::now() + Duration::from_millis(500);
+    std::thread::scope(|scope| {
+        for share in sockets.chunks_mut(per) {
+            let pad = &pad;
+            scope.spawn(move || {
+                for i in 0..count {
+                    let due = start + Duration::from_secs_f64(i as f64 / rate);
+                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                    let text = format!(
+                        r#"["1",null,"t","broadcast",{{"t":{},"pad":"{pad}"}}]"#,
+                        now_us()
+                    );
+                    let frame = server_frame(&text);
+                    for s in share.iter_mut() {
+                        let _ = std::io::Write::write_all(s, &frame);
+                    }
+                }
+            });
+        }
+    });
+    println!("sent {count}");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    Ok(())
+}
+
+/// This process's CPU time (user + system) in milliseconds, from `/proc/self/stat`.
+fn cpu_ms() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields
+        .get(11..13)
+        .map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
+    ticks * 10
 }
 
 fn print_percentiles(samples: &mut [u32]) {

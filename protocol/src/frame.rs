@@ -144,12 +144,21 @@ impl Push {
         Push { tail: tail.into() }
     }
 
-    /// The frame for a subscriber joined with `join_ref`.
+    /// What precedes the tail in the frames of a subscriber joined with `join_ref`: `[` and
+    /// the ref as JSON. Computed once per join.
+    pub fn head(join_ref: Option<&str>) -> String {
+        let jr = serde_json::to_string(&join_ref).unwrap_or_else(|_| "null".into());
+        format!("[{jr}")
+    }
+
+    /// Everything after the join_ref, shared by every subscriber.
+    pub fn tail(&self) -> &std::sync::Arc<str> {
+        &self.tail
+    }
+
+    /// The whole frame for a subscriber joined with `join_ref`.
     pub fn render(&self, join_ref: Option<&str>) -> String {
-        let head = serde_json::to_string(&join_ref).unwrap_or_else(|_| "null".into());
-        let mut out = String::with_capacity(1 + head.len() + self.tail.len());
-        out.push('[');
-        out.push_str(&head);
+        let mut out = Push::head(join_ref);
         out.push_str(&self.tail);
         out
     }

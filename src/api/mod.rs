@@ -12,6 +12,7 @@ mod notifications;
 mod observe;
 pub mod socket;
 pub mod views;
+mod wire;
 mod workspaces;
 
 use std::sync::Arc;

@@ -5,22 +5,19 @@
 //! from the `token` query parameter or, as phoenix.js's `authToken` option sends it, from
 //! `Sec-WebSocket-Protocol: phoenix, base64url.bearer.phx.<base64 token>`.
 //!
-//! After the upgrade, a [`SessionActor`] owns the connection; this module only moves
-//! frames: the socket's reader feeds the actor, and a writer task drains the session's
-//! bounded queue into the socket and closes it when the session says so.
+//! After the upgrade, a [`SessionActor`] owns the connection. The socket's frames are
+//! decoded into the actor ([`Incoming`]), and the response body ([`Outgoing`]) drains the
+//! session's bounded outbox into the socket and closes it when the session says so.
 
-use std::time::Duration;
-
+use actix_web::body::{BodyStream, MessageBody};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
-use actix_ws::{AggregatedMessage, CloseCode, ProtocolError};
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use futures_util::StreamExt;
-use stoa_actors::{CloseReason, Outbound, SessionActor, WireIn};
-use tokio::sync::{mpsc, oneshot};
+use stoa_actors::SessionActor;
 
 use super::error::ApiError;
+use super::wire::{Incoming, Outgoing};
 use super::{AppState, SocketOrigins};
 
 const AUTH_TOKEN_PREFIX: &str = "base64url.bearer.phx.";
@@ -103,84 +100,26 @@ pub async fn connect(
             ApiError::unauthorized("invalid_token", "the access token is invalid or expired")
         })?;
 
-    let (mut response, ws, stream) = actix_ws::handle(&req, body).map_err(|e| {
+    let mut response = actix_http::ws::handshake(req.head()).map_err(|e| {
         ApiError::bad_request("not_a_websocket", format!("WebSocket upgrade failed: {e}"))
     })?;
     if offers_phoenix {
-        response.headers_mut().insert(
+        response.insert_header((
             header::SEC_WEBSOCKET_PROTOCOL,
             HeaderValue::from_static("phoenix"),
-        );
+        ));
     }
-    let limit = state.realtime.limits().max_frame_bytes;
-    let incoming = stream
-        .max_frame_size(limit)
-        .aggregate_continuations()
-        .max_continuation_size(limit)
-        .map(|item| match item {
-            Ok(AggregatedMessage::Text(text)) => WireIn::Text(text.to_string()),
-            Ok(AggregatedMessage::Binary(_)) => WireIn::Binary,
-            Ok(AggregatedMessage::Ping(data)) => WireIn::Ping(data.to_vec()),
-            Ok(AggregatedMessage::Pong(_)) => WireIn::Pong,
-            Ok(AggregatedMessage::Close(_)) => WireIn::Close,
-            Err(ProtocolError::Overflow) => WireIn::TooLarge,
-            Err(e) => WireIn::Broken(e.to_string()),
-        });
-    let (_session, outbound, close) = SessionActor::start(
+    let incoming = Incoming::new(body, state.realtime.limits().max_frame_bytes);
+    let (_session, outbox) = SessionActor::start(
         &state.realtime,
         identity.user_id,
         identity.expires_at,
         incoming,
     );
-    actix_web::rt::spawn(write(ws, outbound, close));
-    Ok(response)
-}
-
-fn close_code(code: u16) -> CloseCode {
-    match code {
-        1000 => CloseCode::Normal,
-        1002 => CloseCode::Protocol,
-        1003 => CloseCode::Unsupported,
-        1008 => CloseCode::Policy,
-        1009 => CloseCode::Size,
-        other => CloseCode::Other(other),
-    }
-}
-
-/// Drains the session's queue into the socket. Every write races the session's close
-/// signal, so a client that stopped reading cannot keep this task (or its memory) alive.
-async fn write(
-    mut ws: actix_ws::Session,
-    mut outbound: mpsc::Receiver<Outbound>,
-    mut close: oneshot::Receiver<CloseReason>,
-) {
-    let reason = loop {
-        let item = tokio::select! {
-            biased;
-            reason = &mut close => break reason.ok(),
-            item = outbound.recv() => item,
-        };
-        let sent = match item {
-            None => break None,
-            Some(Outbound::Text(text)) => tokio::select! {
-                biased;
-                reason = &mut close => break reason.ok(),
-                sent = ws.text(text) => sent,
-            },
-            Some(Outbound::Pong(data)) => tokio::select! {
-                biased;
-                reason = &mut close => break reason.ok(),
-                sent = ws.pong(&data) => sent,
-            },
-        };
-        if sent.is_err() {
-            return;
-        }
-    };
-    let reason = reason.map(|r| actix_ws::CloseReason {
-        code: close_code(r.code),
-        description: Some(r.reason.to_string()),
-    });
-    // A client that does not read may never make room for the close frame.
-    let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(reason)).await;
+    let body = BodyStream::new(Outgoing::new(outbox)).boxed();
+    let response = response.message_body(body).map_err(|e| {
+        tracing::error!(error = %e, "cannot build the WebSocket response");
+        ApiError::Internal
+    })?;
+    Ok(HttpResponse::from(response))
 }

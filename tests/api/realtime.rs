@@ -700,6 +700,58 @@ async fn bad_frames_get_clear_errors_and_change_nothing() {
 }
 
 #[actix_web::test]
+async fn fragmented_messages_pings_and_binary_frames() {
+    use actix_http::ws::Item;
+    use awc::ws::Message;
+    let app = spawn_app(Backend::Sqlite).await.expect("sqlite");
+    let alice = app.register("alice").await;
+    let ws_id = app.create_workspace(&alice, "Team").await;
+    let topic = format!("workspace:{ws_id}");
+    let mut s = Ws::connect(&app, &alice.token).await;
+
+    // A join sent in three fragments is one message.
+    let join = json!(["1", "1", topic, "phx_join", {}]).to_string();
+    let (a, rest) = join.split_at(5);
+    let (b, c) = rest.split_at(7);
+    s.send_raw(Message::Continuation(Item::FirstText(a.to_owned().into())))
+        .await;
+    s.send_raw(Message::Continuation(Item::Continue(b.to_owned().into())))
+        .await;
+    s.send_raw(Message::Continuation(Item::Last(c.to_owned().into())))
+        .await;
+    assert_eq!(s.reply("1").await.payload["status"], "ok");
+
+    // Pings are answered with their payload, in order with everything else.
+    s.send_raw(Message::Ping("are you there".into())).await;
+    s.sync().await;
+    assert_eq!(s.pongs, vec![b"are you there".to_vec()]);
+
+    // Text that is not UTF-8 ends the connection as a protocol error.
+    s.send_raw(Message::Continuation(Item::FirstText(
+        vec![b'[', 0xff, 0xfe].into(),
+    )))
+    .await;
+    s.send_raw(Message::Continuation(Item::Last("]".into())))
+        .await;
+    let reason = s.until_closed().await.expect("close frame");
+    assert_eq!(u16::from(reason.code), 1002);
+
+    // Binary frames are refused with 1003.
+    let mut b = Ws::connect(&app, &alice.token).await;
+    b.send_raw(Message::Binary(vec![1, 2, 3].into())).await;
+    let reason = b.until_closed().await.expect("close frame");
+    assert_eq!(u16::from(reason.code), 1003);
+    assert_eq!(
+        reason.description.as_deref(),
+        Some("binary frames are not supported")
+    );
+
+    // The server is fine.
+    let mut again = Ws::connect(&app, &alice.token).await;
+    again.join_ok(&topic, json!({})).await;
+}
+
+#[actix_web::test]
 async fn topics_per_connection_are_limited() {
     let app = spawn_app_with(Backend::Sqlite, |s| {
         s.realtime.max_topics_per_connection = 2

@@ -29,6 +29,8 @@ pub struct Ws {
     framed: Framed<BoxedSocket, Codec>,
     next_ref: u64,
     pub inbox: VecDeque<Msg>,
+    /// Payloads of the pongs received, in order.
+    pub pongs: Vec<Vec<u8>>,
     pub closed: Option<Option<CloseReason>>,
 }
 
@@ -59,6 +61,7 @@ impl Ws {
                 framed,
                 next_ref: 0,
                 inbox: VecDeque::new(),
+                pongs: Vec::new(),
                 closed: None,
             }),
             Err(awc::error::WsClientError::InvalidResponseStatus(s)) => Err(s.as_u16()),
@@ -67,10 +70,12 @@ impl Ws {
     }
 
     pub async fn send_text(&mut self, text: String) {
-        self.framed
-            .send(Message::Text(text.into()))
-            .await
-            .expect("frame sent");
+        self.send_raw(Message::Text(text.into())).await;
+    }
+
+    /// Sends any WebSocket message (fragments, pings, binary).
+    pub async fn send_raw(&mut self, msg: Message) {
+        self.framed.send(msg).await.expect("frame sent");
     }
 
     /// Sends `[join_ref, ref, topic, event, payload]`; returns the ref.
@@ -117,6 +122,7 @@ impl Ws {
                 Some(Ok(Frame::Ping(p))) => {
                     let _ = self.framed.send(Message::Pong(p)).await;
                 }
+                Some(Ok(Frame::Pong(p))) => self.pongs.push(p.to_vec()),
                 Some(Ok(_)) => {}
                 Some(Err(_)) | None => {
                     self.closed = Some(None);
