@@ -30,22 +30,32 @@ if [ -n "${FLOOR:-}" ]; then
   until grep -q listening "$DATA/floor"; do sleep 0.1; done
   API="http://127.0.0.1:$PORT"; TOKEN=none; TOPIC=workspace:1
 else
-  STOA_SERVER__PORT=$PORT STOA_DATA_DIR="$DATA" STOA_LOG__LEVEL=warn \
-  STOA_REALTIME__MESSAGES_PER_SEC=1000000 STOA_REALTIME__MESSAGE_BURST=1000000 \
-  STOA_AUTH__LOGIN_ATTEMPTS_PER_MINUTE=1000 \
-    "$BIN/stoa" & SERVER=$!
+  # NODES > 1 starts that many servers on PORT, PORT+1, … sharing one database; the
+  # sockets are spread over them (holding only: broadcasts stay on their node).
+  SERVERS=()
+  for n in $(seq 0 $(( ${NODES:-1} - 1 ))); do
+    STOA_SERVER__PORT=$((PORT + n)) STOA_DATA_DIR="$DATA" STOA_LOG__LEVEL=warn \
+    STOA_REALTIME__MESSAGES_PER_SEC=1000000 STOA_REALTIME__MESSAGE_BURST=1000000 \
+    STOA_AUTH__LOGIN_ATTEMPTS_PER_MINUTE=1000 \
+      "$BIN/stoa" & SERVERS+=($!)
+    until curl -sf "http://127.0.0.1:$((PORT + n))/healthz" >/dev/null; do sleep 0.2; done
+  done
+  SERVER=${SERVERS[0]}
   API="http://127.0.0.1:$PORT"
-  until curl -sf "$API/healthz" >/dev/null; do sleep 0.2; done
   eval "$("$BIN/stoa-loadtest" setup --api "$API")"
 fi
-rss() { awk '/VmRSS/ {print $2}' "/proc/$SERVER/status"; }
+rss() { awk '/VmRSS/ {print $2}' "/proc/${1:-$SERVER}/status"; }
 BEFORE=$(rss)
+if [ "${NODES:-1}" -gt 1 ]; then
+  for pid in "${SERVERS[@]}"; do RSS0[$pid]=$(rss "$pid"); done
+fi
 
 # Even shares of at most 9,000 sockets per generator process.
 PROCS=${PROCS:-$(( (N + 8999) / 9000 ))}; PER=$(( (N + PROCS - 1) / PROCS )); LEFT=$N; PIDS=()
 for i in $(seq 1 "$PROCS"); do
   C=$(( LEFT < PER ? LEFT : PER )); LEFT=$(( LEFT - C ))
-  "$BIN/stoa-loadtest" hold --api "$API" --token "$TOKEN" --topic "$TOPIC" --connections "$C" \
+  NODE_API="http://127.0.0.1:$(( PORT + (i - 1) % ${NODES:-1} ))"
+  "$BIN/stoa-loadtest" hold --api "$NODE_API" --token "$TOKEN" --topic "$TOPIC" --connections "$C" \
     --source "127.0.0.$((i + 1))" --expect "$COUNT" --out "$DATA/lat.$i" > "$DATA/hold.$i" 2>&1 &
   PIDS+=($!)
 done
@@ -56,6 +66,18 @@ done
 AFTER=$(rss)
 if [ -n "${FLOOR:-}" ]; then HELD=$N; else
   HELD=$(curl -s "$API/metrics" | awk '$1 == "stoa_ws_connections" {print $2}'); fi
+if [ "${NODES:-1}" -gt 1 ]; then
+  TOTAL=0
+  for n in $(seq 0 $(( NODES - 1 ))); do
+    pid=${SERVERS[$n]}; after=$(rss "$pid")
+    held=$(curl -s "http://127.0.0.1:$((PORT + n))/metrics" | awk '$1 == "stoa_ws_connections" {print $2}')
+    TOTAL=$(( TOTAL + held ))
+    echo "node $n: RSS ${RSS0[$pid]} KiB idle, ${after} KiB with ${held} sockets joined" \
+         "= $(( (after - RSS0[$pid]) * 1024 / (held > 0 ? held : 1) )) bytes per connection"
+  done
+  echo "joined sockets on all nodes: $TOTAL"
+  exit 0
+fi
 echo "server RSS: ${BEFORE} KiB idle, ${AFTER} KiB with ${HELD} sockets joined" \
      "= $(( (AFTER - BEFORE) * 1024 / (HELD > 0 ? HELD : 1) )) bytes per connection"
 
