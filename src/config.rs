@@ -103,6 +103,7 @@ pub struct RealtimeSettings {
     pub outbound_queue: usize,
     pub heartbeat_timeout_secs: u64,
     pub max_replay_events: i64,
+    pub log_check_ms: u64,
 }
 
 impl RealtimeSettings {
@@ -117,6 +118,7 @@ impl RealtimeSettings {
             outbound_queue: self.outbound_queue,
             heartbeat_timeout: std::time::Duration::from_secs(self.heartbeat_timeout_secs),
             max_replay: self.max_replay_events,
+            log_check: std::time::Duration::from_millis(self.log_check_ms.max(10)),
             ..stoa_actors::Limits::default()
         }
     }

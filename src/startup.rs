@@ -139,6 +139,12 @@ impl Application {
         self.port
     }
 
+    /// The store, bypassing the API (tests write through it to simulate a writer that
+    /// stopped between commit and live publication).
+    pub fn store(&self) -> Arc<SqlStore> {
+        self.store.clone()
+    }
+
     /// The real-time core (tests inject faults and read counters through it).
     pub fn realtime(&self) -> Realtime {
         self.realtime.clone()

@@ -51,6 +51,9 @@ pub struct Limits {
     /// How long an out-of-order event waits for the events before it to arrive before
     /// they are read from the log.
     pub gap_grace: Duration,
+    /// How often a quiet topic with subscribers reads its log for events whose live
+    /// publication was lost (a publisher stopped between commit and publish).
+    pub log_check: Duration,
     /// How long a topic actor without subscribers stays alive.
     pub topic_idle: Duration,
     /// Threads that run topic actors.
@@ -70,6 +73,7 @@ impl Default for Limits {
             heartbeat_timeout: Duration::from_secs(60),
             max_replay: 10_000,
             gap_grace: Duration::from_millis(100),
+            log_check: Duration::from_secs(5),
             topic_idle: Duration::from_secs(30),
             topic_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }

@@ -1,9 +1,10 @@
 //! The node's live actors, found through concurrent maps, and the handle the rest of the
 //! server uses to reach them.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use dashmap::DashMap;
@@ -25,8 +26,27 @@ pub(crate) struct Shared {
     arbiters: Vec<actix::dev::ArbiterHandle>,
     /// Workspace id → ids of its documents that have a topic actor (cleaned lazily).
     documents: DashMap<i64, HashSet<i64>>,
+    /// Recent revocations, oldest first: a join whose authorisation began before one of
+    /// these was checked against a membership that no longer exists.
+    revocations: Mutex<VecDeque<Revocation>>,
     next_id: AtomicU64,
 }
+
+/// What a revocation took away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Revoked {
+    /// One user's membership of a workspace, or (`None`) the whole workspace.
+    Workspace(i64, Option<i64>),
+    Document(i64),
+}
+
+struct Revocation {
+    what: Revoked,
+    at: Instant,
+}
+
+/// How long revocations are remembered: far longer than any authorisation check takes.
+const REVOCATION_MEMORY: Duration = Duration::from_secs(600);
 
 impl Shared {
     pub(crate) fn next_id(&self) -> u64 {
@@ -74,6 +94,44 @@ impl Shared {
         self.topics.remove_if(&topic, |_, a| a == addr);
     }
 
+    fn record_revocation(&self, what: Revoked) {
+        let now = Instant::now();
+        let mut list = self
+            .revocations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while list
+            .front()
+            .is_some_and(|r| now.duration_since(r.at) > REVOCATION_MEMORY)
+        {
+            list.pop_front();
+        }
+        list.push_back(Revocation { what, at: now });
+    }
+
+    /// Whether `user`'s access to `topic` (of `workspace`) was revoked after `since`.
+    pub(crate) fn revoked_since(
+        &self,
+        topic: Topic,
+        workspace: Option<i64>,
+        user: i64,
+        since: Instant,
+    ) -> bool {
+        let list = self
+            .revocations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        list.iter()
+            .rev()
+            .take_while(|r| r.at > since)
+            .any(|r| match r.what {
+                Revoked::Workspace(ws, who) => {
+                    workspace == Some(ws) && who.is_none_or(|u| u == user)
+                }
+                Revoked::Document(doc) => topic == Topic::Document(doc),
+            })
+    }
+
     /// The live actors of a workspace's topic and of its documents' topics.
     fn workspace_actors(&self, ws: i64) -> Vec<Addr<TopicActor>> {
         let mut out: Vec<_> = self.live(Topic::Workspace(ws)).into_iter().collect();
@@ -116,6 +174,7 @@ impl Realtime {
                 topics: DashMap::new(),
                 arbiters,
                 documents: DashMap::new(),
+                revocations: Mutex::new(VecDeque::new()),
                 next_id: AtomicU64::new(1),
             }),
         }
@@ -144,6 +203,8 @@ impl Realtime {
 
     /// Closes `user`'s channels on a workspace and its documents (membership removed).
     pub fn revoke_member(&self, workspace: i64, user: i64, reason: &'static str) {
+        self.shared
+            .record_revocation(Revoked::Workspace(workspace, Some(user)));
         for addr in self.shared.workspace_actors(workspace) {
             addr.do_send(Revoke {
                 user: Some(user),
@@ -154,6 +215,8 @@ impl Realtime {
 
     /// Closes every channel on a workspace and its documents (workspace deleted).
     pub fn close_workspace(&self, workspace: i64, reason: &'static str) {
+        self.shared
+            .record_revocation(Revoked::Workspace(workspace, None));
         for addr in self.shared.workspace_actors(workspace) {
             addr.do_send(Revoke { user: None, reason });
         }
@@ -161,6 +224,7 @@ impl Realtime {
 
     /// Closes every channel on one document (document deleted).
     pub fn close_document(&self, document: i64, reason: &'static str) {
+        self.shared.record_revocation(Revoked::Document(document));
         if let Some(addr) = self.shared.live(Topic::Document(document)) {
             addr.do_send(Revoke { user: None, reason });
         }

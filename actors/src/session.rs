@@ -39,6 +39,16 @@ pub enum WireIn {
     Broken(String),
 }
 
+/// An authorised join on its way to the topic.
+struct Pending {
+    topic: Topic,
+    grant: Grant,
+    frame: Frame,
+    since: Option<i64>,
+    track: bool,
+    authorized_at: Instant,
+}
+
 struct Joined {
     join_ref: Option<String>,
     addr: Addr<TopicActor>,
@@ -211,6 +221,7 @@ impl SessionActor {
             .insert(frame.topic.clone(), frame.join_ref.clone());
         let authorizer = self.shared.authorizer.clone();
         let user = self.user_id;
+        let authorized_at = Instant::now();
         let fut = async move { authorizer.authorize(user, topic).await };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             if act.joining.get(&frame.topic) != Some(&frame.join_ref) {
@@ -218,7 +229,17 @@ impl SessionActor {
             }
             act.joining.remove(&frame.topic);
             match res {
-                Ok(grant) => act.attach(topic, grant, frame, since, track, 0, ctx),
+                Ok(grant) => {
+                    let join = Pending {
+                        topic,
+                        grant,
+                        frame,
+                        since,
+                        track,
+                        authorized_at,
+                    };
+                    act.attach(join, 0, ctx)
+                }
                 Err(denied) => {
                     Stats::add(&act.shared.stats.joins_refused, 1);
                     act.error(&frame, denied.reason(), ctx);
@@ -228,21 +249,12 @@ impl SessionActor {
     }
 
     /// Subscribes to the topic's actor; retried once if the actor stopped on the way.
-    #[allow(clippy::too_many_arguments)]
-    fn attach(
-        &mut self,
-        topic: Topic,
-        grant: Grant,
-        frame: Frame,
-        since: Option<i64>,
-        track: bool,
-        attempt: u8,
-        ctx: &mut Context<Self>,
-    ) {
+    fn attach(&mut self, join: Pending, attempt: u8, ctx: &mut Context<Self>) {
         let Some(conn) = self.conn.clone() else {
             return;
         };
-        let addr = self.shared.topic_actor(topic, &grant);
+        let addr = self.shared.topic_actor(join.topic, &join.grant);
+        let frame = &join.frame;
         self.joined.insert(
             frame.topic.clone(),
             Joined {
@@ -250,18 +262,20 @@ impl SessionActor {
                 addr: addr.clone(),
             },
         );
-        let join = Join {
+        let msg = Join {
             conn,
             join_ref: frame.join_ref.clone(),
             msg_ref: frame.msg_ref.clone(),
-            since,
-            track,
-            info: grant.info.clone(),
+            since: join.since,
+            track: join.track,
+            info: join.grant.info.clone(),
+            authorized_at: join.authorized_at,
         };
-        ctx.spawn(addr.send(join).into_actor(self).map(move |res, act, ctx| {
+        ctx.spawn(addr.send(msg).into_actor(self).map(move |res, act, ctx| {
             if res.is_ok() {
                 return;
             }
+            let frame = &join.frame;
             let still_ours = act
                 .joined
                 .get(&frame.topic)
@@ -271,9 +285,9 @@ impl SessionActor {
             }
             act.joined.remove(&frame.topic);
             if attempt == 0 {
-                act.attach(topic, grant, frame, since, track, 1, ctx);
+                act.attach(join, 1, ctx);
             } else {
-                act.error(&frame, Denied::Unavailable.reason(), ctx);
+                act.error(&join.frame, Denied::Unavailable.reason(), ctx);
             }
         }));
     }

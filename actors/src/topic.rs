@@ -27,7 +27,7 @@ use stoa_protocol::payload::PresenceEntry;
 use stoa_protocol::{PresenceDiff, PresenceMeta, PresenceState, ReplyStatus, Topic};
 
 use crate::conn::{Conn, SessionNotice};
-use crate::ports::LiveEvent;
+use crate::ports::{Denied, LiveEvent};
 use crate::registry::Shared;
 use crate::{now_ms, Bucket, Stats};
 
@@ -48,6 +48,8 @@ pub(crate) struct Join {
     pub track: bool,
     /// Extra fields for the join reply (e.g. the unread count on `user:{id}`).
     pub info: Map<String, Value>,
+    /// When the authorisation check that allowed this join began.
+    pub authorized_at: std::time::Instant,
 }
 
 /// The client left the topic: reply ok, then `phx_close`.
@@ -127,6 +129,8 @@ pub struct TopicActor {
     head: i64,
     pending: BTreeMap<i64, LiveEvent>,
     gap_fill: Option<SpawnHandle>,
+    /// Whether an event arrived since the last log check.
+    heard: bool,
     recent: VecDeque<LiveEvent>,
     subs: HashMap<u64, Sub>,
     idle: Option<SpawnHandle>,
@@ -146,6 +150,7 @@ impl TopicActor {
             head: 0,
             pending: BTreeMap::new(),
             gap_fill: None,
+            heard: false,
             recent: VecDeque::new(),
             subs: HashMap::new(),
             idle: None,
@@ -182,6 +187,7 @@ impl TopicActor {
     // ---- events ---------------------------------------------------------------------
 
     fn accept(&mut self, ev: LiveEvent, ctx: &mut Context<Self>) {
+        self.heard = true;
         if ev.offset <= self.head {
             return;
         }
@@ -221,6 +227,36 @@ impl TopicActor {
             if !act.pending.is_empty() && act.gap_fill.is_none() {
                 let grace = act.shared.limits.gap_grace;
                 act.gap_fill = Some(ctx.run_later(grace, |act, ctx| act.fill_gap(ctx)));
+            }
+        })));
+    }
+
+    /// Reads the log after `head` when nothing arrived since the last check: an event whose
+    /// live publication was lost, and nothing after it, would otherwise wait for the next.
+    fn check_log(&mut self, ctx: &mut Context<Self>) {
+        let heard = std::mem::take(&mut self.heard);
+        let Some(ws) = self.workspace else {
+            return;
+        };
+        if heard || self.subs.is_empty() || self.gap_fill.is_some() {
+            return;
+        }
+        let log = self.shared.log.clone();
+        let since = self.head;
+        let fut = async move { log.events_after(ws, since, PAGE).await };
+        self.gap_fill = Some(ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+            act.gap_fill = None;
+            match res {
+                Ok(events) => {
+                    if !events.is_empty() {
+                        tracing::info!(topic = %act.name, count = events.len(), "delivered events whose publication was lost");
+                    }
+                    for ev in events {
+                        act.accept(ev, ctx);
+                    }
+                    act.heard = false;
+                }
+                Err(e) => tracing::warn!(topic = %act.name, error = %e, "cannot check the event log"),
             }
         })));
     }
@@ -467,6 +503,8 @@ impl Actor for TopicActor {
                     ctx.stop();
                 }
             }));
+            let every = self.shared.limits.log_check;
+            ctx.run_interval(every, |act, ctx| act.check_log(ctx));
         }
         self.schedule_idle_stop(ctx);
     }
@@ -510,6 +548,27 @@ impl Handler<Join> for TopicActor {
         let id = msg.conn.id;
         if self.subs.contains_key(&id) {
             self.drop_sub(id, None);
+        }
+        let user = msg.conn.user_id;
+        if self
+            .shared
+            .revoked_since(self.topic, self.workspace, user, msg.authorized_at)
+        {
+            // Allowed by a membership removed while this join was on its way.
+            Stats::add(&self.shared.stats.joins_refused, 1);
+            let reply = encode_reply(
+                msg.join_ref.as_deref(),
+                msg.msg_ref.as_deref(),
+                &self.name,
+                ReplyStatus::Error,
+                &json!({ "reason": Denied::Unauthorized.reason() }),
+            );
+            msg.conn.push(reply);
+            msg.conn.notify(SessionNotice::Dropped {
+                topic: self.name.to_string(),
+                join_ref: msg.join_ref,
+            });
+            return;
         }
         if let Some(h) = self.idle.take() {
             ctx.cancel_future(h);

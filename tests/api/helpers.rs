@@ -18,6 +18,7 @@ pub struct TestApp {
     pub base: String,
     pub client: awc::Client,
     pub realtime: stoa::realtime::Realtime,
+    pub store: std::sync::Arc<stoa::store::SqlStore>,
     handle: ServerHandle,
     _db: TestDb,
 }
@@ -73,6 +74,7 @@ pub async fn spawn_app_with(
     let port = app.port();
     let handle = app.handle();
     let realtime = app.realtime();
+    let store = app.store();
     actix_web::rt::spawn(app.run_until_stopped());
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(60))
@@ -81,6 +83,7 @@ pub async fn spawn_app_with(
         base: format!("http://127.0.0.1:{port}"),
         client,
         realtime,
+        store,
         handle,
         _db: db,
     })

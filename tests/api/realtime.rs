@@ -268,6 +268,36 @@ async fn since_recovers_every_event_once_while_writers_are_busy(backend: Backend
 }
 
 #[actix_web::test]
+async fn an_event_whose_live_push_was_lost_still_arrives() {
+    use stoa::domain::DocumentTitle;
+    use stoa::store::Store;
+    let app = spawn_app_with(Backend::Sqlite, |s| s.realtime.log_check_ms = 200)
+        .await
+        .expect("sqlite");
+    let alice = app.register("alice").await;
+    let ws_id = app.create_workspace(&alice, "Team").await;
+    let topic = format!("workspace:{ws_id}");
+    let mut s = Ws::connect(&app, &alice.token).await;
+    s.join_ok(&topic, json!({})).await;
+
+    // Committed, but never published: as if the writer stopped right after the commit.
+    let title = DocumentTitle::parse("Orphan").expect("title");
+    app.store
+        .create_document(alice.id, ws_id, &title, "")
+        .await
+        .expect("document created");
+    let ev = s.next(&topic, "event").await;
+    assert_eq!(ev.payload["offset"], 2);
+    assert_eq!(ev.payload["kind"], "document.created");
+
+    // Later events still arrive once, in order.
+    app.create_document(ws_id, &alice, "Next").await;
+    assert_eq!(s.next(&topic, "event").await.payload["offset"], 3);
+    s.sync().await;
+    assert_eq!(s.offsets(&topic), Vec::<i64>::new(), "no duplicate");
+}
+
+#[actix_web::test]
 async fn too_old_or_future_since_is_not_recovered() {
     let app = spawn_app_with(Backend::Sqlite, |s| s.realtime.max_replay_events = 3)
         .await
