@@ -60,6 +60,7 @@ pub struct ServerSettings {
     pub workers: usize,
     pub shutdown_timeout_secs: u64,
     pub trust_forwarded_for: bool,
+    pub tcp_user_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

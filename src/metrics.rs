@@ -14,6 +14,7 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     pub http_in_flight: IntGauge,
+    pub http_connections: IntGauge,
     pub rate_limited: IntCounterVec,
     pub refresh_reuse: IntCounter,
 }
@@ -43,6 +44,11 @@ impl Metrics {
         .unwrap_or_else(|e| unreachable!("{e}"));
         let http_in_flight = IntGauge::new("http_requests_in_flight", "HTTP requests being served")
             .unwrap_or_else(|e| unreachable!("{e}"));
+        let http_connections = IntGauge::new(
+            "http_connections",
+            "Open client connections (HTTP and WebSocket)",
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
         let rate_limited = IntCounterVec::new(
             Opts::new("rate_limited_total", "Requests refused by a rate limit"),
             &["limit"],
@@ -63,6 +69,7 @@ impl Metrics {
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
             Box::new(http_in_flight.clone()),
+            Box::new(http_connections.clone()),
             Box::new(rate_limited.clone()),
             Box::new(refresh_reuse.clone()),
             Box::new(build_info),
@@ -76,6 +83,7 @@ impl Metrics {
             http_requests,
             http_duration,
             http_in_flight,
+            http_connections,
             rate_limited,
             refresh_reuse,
         }

@@ -8,7 +8,7 @@ use serde_json::json;
 use stoa_protocol::Topic;
 
 use crate::helpers::{spawn_app, spawn_app_with, Backend, JWT_SECRET};
-use crate::ws::Ws;
+use crate::ws::{Ws, PATIENCE};
 
 crate::on_every_backend!(since_recovers_every_event_once_while_writers_are_busy);
 
@@ -503,6 +503,7 @@ async fn a_client_that_stops_reading_is_disconnected_and_counted() {
         s.realtime.outbound_queue = 16;
         s.realtime.messages_per_sec = 100_000;
         s.realtime.message_burst = 100_000;
+        s.server.tcp_user_timeout_secs = 1;
     })
     .await
     .expect("sqlite");
@@ -527,7 +528,19 @@ async fn a_client_that_stops_reading_is_disconnected_and_counted() {
         sent += 50;
         assert!(sent < 20_000, "the slow client was never disconnected");
     }
-    // The slow client, reading again, finds its socket closed by the server.
+    // Its session is gone at once; its TCP connection, which the server cannot even write a
+    // close frame to, is dropped once the peer has acknowledged nothing for the TCP user
+    // timeout, without the client ever reading again.
+    let open = app.metric("stoa_http_connections").await;
+    let waiting = std::time::Instant::now();
+    while app.metric("stoa_http_connections").await > open - 1.0 {
+        assert!(
+            waiting.elapsed() < PATIENCE,
+            "the stalled connection was never dropped"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Reading again, the slow client finds its socket closed by the server.
     slow.until_closed().await;
     assert!(slow.inbox.len() < sent, "it did not get everything");
     fast.sync().await;
