@@ -36,7 +36,7 @@ else
   for n in $(seq 0 $(( ${NODES:-1} - 1 ))); do
     STOA_SERVER__PORT=$((PORT + n)) STOA_DATA_DIR="$DATA" STOA_LOG__LEVEL=warn \
     STOA_REALTIME__MESSAGES_PER_SEC=1000000 STOA_REALTIME__MESSAGE_BURST=1000000 \
-    STOA_AUTH__LOGIN_ATTEMPTS_PER_MINUTE=1000 \
+    STOA_REALTIME__MAX_SOCKETS_PER_USER=1000000 STOA_AUTH__LOGIN_ATTEMPTS_PER_MINUTE=1000 \
       "$BIN/stoa" & SERVERS+=($!)
     until curl -sf "http://127.0.0.1:$((PORT + n))/healthz" >/dev/null; do sleep 0.2; done
   done

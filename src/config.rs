@@ -97,6 +97,7 @@ pub struct HttpSettings {
 pub struct RealtimeSettings {
     pub max_frame_bytes: usize,
     pub max_broadcast_bytes: usize,
+    pub max_sockets_per_user: u32,
     pub max_topics_per_connection: usize,
     pub messages_per_sec: u32,
     pub message_burst: u32,
@@ -112,6 +113,7 @@ impl RealtimeSettings {
         stoa_actors::Limits {
             max_frame_bytes: self.max_frame_bytes,
             max_broadcast_bytes: self.max_broadcast_bytes,
+            max_sockets_per_user: self.max_sockets_per_user,
             max_topics_per_connection: self.max_topics_per_connection,
             messages_per_sec: self.messages_per_sec,
             message_burst: self.message_burst,
@@ -211,6 +213,10 @@ impl Settings {
             ));
         }
         for (key, value) in [
+            (
+                "realtime.max_sockets_per_user",
+                u64::from(rt.max_sockets_per_user),
+            ),
             (
                 "realtime.max_topics_per_connection",
                 rt.max_topics_per_connection as u64,

@@ -131,6 +131,10 @@ impl Metrics {
                 ),
                 counter("ws_topic_crashes_total", "Topic actors that panicked"),
                 counter(
+                    "ws_sockets_refused_total",
+                    "Sockets refused because their user had too many open",
+                ),
+                counter(
                     "ws_revocations_total",
                     "Channels closed by membership revocation",
                 ),
@@ -173,7 +177,7 @@ struct RealtimeMetrics {
 }
 
 impl RealtimeMetrics {
-    fn totals(&self) -> [u64; 9] {
+    fn totals(&self) -> [u64; 10] {
         use std::sync::atomic::Ordering::Relaxed;
         let s = self.realtime.stats();
         [
@@ -185,6 +189,7 @@ impl RealtimeMetrics {
             s.rate_limited.load(Relaxed),
             s.slow_consumers.load(Relaxed),
             s.topic_crashes.load(Relaxed),
+            s.sockets_refused.load(Relaxed),
             s.revocations.load(Relaxed),
         ]
     }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 pub use conn::{CloseReason, Conn, Outbound, Outbox, OutboxReader, Refused, SessionNotice, Take};
 pub use ports::{Authorizer, Denied, EventLog, Grant, Identity, LiveEvent, LogError};
-pub use registry::Realtime;
+pub use registry::{Realtime, SocketPermit};
 pub use session::{SessionActor, WireIn};
 pub use topic::TopicActor;
 
@@ -34,6 +34,8 @@ pub struct Limits {
     pub max_frame_bytes: usize,
     /// Largest `broadcast` payload, in bytes of frame text.
     pub max_broadcast_bytes: usize,
+    /// Sockets one user may have open on this node at once.
+    pub max_sockets_per_user: u32,
     /// Topics one connection may have joined at once.
     pub max_topics_per_connection: usize,
     /// Sustained client messages per second per connection (heartbeats not counted).
@@ -65,6 +67,7 @@ impl Default for Limits {
         Limits {
             max_frame_bytes: 64 * 1024,
             max_broadcast_bytes: 16 * 1024,
+            max_sockets_per_user: 100,
             max_topics_per_connection: 100,
             messages_per_sec: 50,
             message_burst: 100,
@@ -87,6 +90,8 @@ pub struct Stats {
     pub topics: AtomicI64,
     pub subscriptions: AtomicI64,
     pub joins: AtomicU64,
+    /// Sockets refused because their user had too many open.
+    pub sockets_refused: AtomicU64,
     pub joins_refused: AtomicU64,
     pub frames_in: AtomicU64,
     pub frames_out: AtomicU64,
@@ -98,7 +103,7 @@ pub struct Stats {
 }
 
 impl Stats {
-    fn add(counter: &AtomicU64, n: u64) {
+    pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 }

@@ -26,6 +26,8 @@ pub(crate) struct Shared {
     arbiters: Vec<actix::dev::ArbiterHandle>,
     /// Workspace id → ids of its documents that have a topic actor (cleaned lazily).
     documents: DashMap<i64, HashSet<i64>>,
+    /// Open sockets per user.
+    sockets: DashMap<i64, u32>,
     /// Recent revocations, oldest first: a join whose authorisation began before one of
     /// these was checked against a membership that no longer exists.
     revocations: Mutex<VecDeque<Revocation>>,
@@ -148,6 +150,27 @@ impl Shared {
     }
 }
 
+/// One admitted socket of a user; the session holds it for as long as it lives.
+pub struct SocketPermit {
+    shared: Arc<Shared>,
+    user: i64,
+}
+
+impl SocketPermit {
+    pub fn user(&self) -> i64 {
+        self.user
+    }
+}
+
+impl Drop for SocketPermit {
+    fn drop(&mut self) {
+        self.shared.sockets.remove_if_mut(&self.user, |_, open| {
+            *open = open.saturating_sub(1);
+            *open == 0
+        });
+    }
+}
+
 /// The handle on the node's real-time state: cheap to clone, usable from any thread.
 #[derive(Clone)]
 pub struct Realtime {
@@ -174,6 +197,7 @@ impl Realtime {
                 topics: DashMap::new(),
                 arbiters,
                 documents: DashMap::new(),
+                sockets: DashMap::new(),
                 revocations: Mutex::new(VecDeque::new()),
                 next_id: AtomicU64::new(1),
             }),
@@ -182,6 +206,20 @@ impl Realtime {
 
     pub fn limits(&self) -> &Limits {
         &self.shared.limits
+    }
+
+    /// Counts a new socket of `user`, unless they already have
+    /// `limits.max_sockets_per_user` open; the count drops with the permit.
+    pub fn admit(&self, user: i64) -> Option<SocketPermit> {
+        let mut open = self.shared.sockets.entry(user).or_insert(0);
+        if *open >= self.shared.limits.max_sockets_per_user {
+            return None;
+        }
+        *open += 1;
+        Some(SocketPermit {
+            shared: self.shared.clone(),
+            user,
+        })
     }
 
     pub fn stats(&self) -> &Stats {

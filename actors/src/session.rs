@@ -20,7 +20,7 @@ use crate::conn::{
     self, CloseReason, Conn, Outbound, Outbox, OutboxReader, Refused, SessionNotice,
 };
 use crate::ports::{Denied, Grant};
-use crate::registry::{Realtime, Shared};
+use crate::registry::{Realtime, Shared, SocketPermit};
 use crate::topic::{Broadcast, Disconnect, Join, Leave, TopicActor, UpdatePresence};
 use crate::{now_ms, Bucket, Stats};
 
@@ -67,6 +67,8 @@ pub struct SessionActor {
     joining: HashMap<String, Option<String>>,
     last_seen: Instant,
     bucket: Bucket,
+    /// Counts this socket against its user's limit until the session ends.
+    permit: Option<SocketPermit>,
 }
 
 impl SessionActor {
@@ -75,7 +77,7 @@ impl SessionActor {
     /// the returned reader.
     pub fn start<S>(
         realtime: &Realtime,
-        user_id: i64,
+        permit: SocketPermit,
         expires_at: i64,
         incoming: S,
     ) -> (Addr<SessionActor>, OutboxReader)
@@ -83,6 +85,7 @@ impl SessionActor {
         S: futures_core::Stream<Item = WireIn> + 'static,
     {
         let shared = realtime.shared.clone();
+        let user_id = permit.user();
         let limits = &shared.limits;
         let (outbox, reader) = conn::channel(limits.outbound_queue);
         let bucket = Bucket::new(limits.messages_per_sec, limits.message_burst);
@@ -101,6 +104,7 @@ impl SessionActor {
                 joining: HashMap::new(),
                 last_seen: Instant::now(),
                 bucket,
+                permit: Some(permit),
             }
         });
         (addr, reader)
@@ -150,12 +154,24 @@ impl SessionActor {
     /// Ends the session and has the transport close the socket with `code` and `reason`,
     /// after what is already queued (except for a slow consumer, whose queue is dropped).
     fn close_with(&mut self, code: u16, reason: &'static str, ctx: &mut Context<Self>) {
+        let discard = reason == "slow_consumer";
+        self.end(CloseReason { code, reason }, discard);
+        ctx.stop();
+    }
+
+    /// Stops counting this socket, then has the transport close it: a client that sees the
+    /// close frame may open a new socket at once.
+    fn end(&mut self, reason: CloseReason, discard: bool) {
+        if self.permit.take().is_some() {
+            self.shared
+                .stats
+                .connections
+                .fetch_sub(1, Ordering::Relaxed);
+        }
         if !self.closing {
             self.closing = true;
-            let discard = reason == "slow_consumer";
-            self.outbox.close(CloseReason { code, reason }, discard);
+            self.outbox.close(reason, discard);
         }
-        ctx.stop();
     }
 
     fn on_text(&mut self, text: String, ctx: &mut Context<Self>) {
@@ -415,18 +431,11 @@ impl Actor for SessionActor {
         for joined in self.joined.values() {
             joined.addr.do_send(Disconnect { session: self.id });
         }
-        self.shared
-            .stats
-            .connections
-            .fetch_sub(1, Ordering::Relaxed);
-        if !self.closing {
-            self.closing = true;
-            let reason = CloseReason {
-                code: 1000,
-                reason: "closed",
-            };
-            self.outbox.close(reason, false);
-        }
+        let reason = CloseReason {
+            code: 1000,
+            reason: "closed",
+        };
+        self.end(reason, false);
     }
 }
 

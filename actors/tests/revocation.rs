@@ -102,7 +102,8 @@ async fn a_join_authorised_before_a_removal_does_not_land_after_it() {
     *gate.open.lock().unwrap() = Some(open_rx);
     let rt = Realtime::new(gate.clone(), Arc::new(EmptyLog), Limits::default());
     let (wire, incoming) = mpsc::unbounded_channel();
-    let (_session, reader) = SessionActor::start(&rt, 7, i64::MAX, Wire(incoming));
+    let permit = rt.admit(7).expect("under the socket limit");
+    let (_session, reader) = SessionActor::start(&rt, permit, i64::MAX, Wire(incoming));
     let mut client = Client {
         reader,
         frames: VecDeque::new(),

@@ -14,7 +14,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use stoa_actors::SessionActor;
+use stoa_actors::{SessionActor, Stats};
 
 use super::error::ApiError;
 use super::wire::{Incoming, Outgoing};
@@ -100,6 +100,12 @@ pub async fn connect(
             ApiError::unauthorized("invalid_token", "the access token is invalid or expired")
         })?;
 
+    let permit = state.realtime.admit(identity.user_id).ok_or_else(|| {
+        Stats::add(&state.realtime.stats().sockets_refused, 1);
+        ApiError::TooManySockets {
+            limit: state.realtime.limits().max_sockets_per_user,
+        }
+    })?;
     let mut response = actix_http::ws::handshake(req.head()).map_err(|e| {
         ApiError::bad_request("not_a_websocket", format!("WebSocket upgrade failed: {e}"))
     })?;
@@ -110,12 +116,8 @@ pub async fn connect(
         ));
     }
     let incoming = Incoming::new(body, state.realtime.limits().max_frame_bytes);
-    let (_session, outbox) = SessionActor::start(
-        &state.realtime,
-        identity.user_id,
-        identity.expires_at,
-        incoming,
-    );
+    let (_session, outbox) =
+        SessionActor::start(&state.realtime, permit, identity.expires_at, incoming);
     let body = BodyStream::new(Outgoing::new(outbox)).boxed();
     let response = response.message_body(body).map_err(|e| {
         tracing::error!(error = %e, "cannot build the WebSocket response");

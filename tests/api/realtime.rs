@@ -795,6 +795,28 @@ async fn fragmented_messages_pings_and_binary_frames() {
 }
 
 #[actix_web::test]
+async fn sockets_per_user_are_limited() {
+    let app = spawn_app_with(Backend::Sqlite, |s| s.realtime.max_sockets_per_user = 2)
+        .await
+        .expect("sqlite");
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let path = format!("/socket/websocket?vsn=2.0.0&token={}", alice.token);
+    let first = Ws::connect(&app, &alice.token).await;
+    let mut second = Ws::connect(&app, &alice.token).await;
+    second.sync().await;
+    assert_eq!(Ws::try_connect(&app, &path, &[]).await.err(), Some(429));
+    assert_eq!(app.metric("stoa_ws_sockets_refused_total").await, 1.0);
+    // Someone else is not affected.
+    Ws::connect(&app, &bob.token).await.sync().await;
+
+    // Once the server has answered a close, that socket no longer counts.
+    first.close_and_wait().await;
+    let mut third = Ws::try_connect(&app, &path, &[]).await.expect("room again");
+    third.sync().await;
+}
+
+#[actix_web::test]
 async fn topics_per_connection_are_limited() {
     let app = spawn_app_with(Backend::Sqlite, |s| {
         s.realtime.max_topics_per_connection = 2

@@ -212,4 +212,10 @@ impl Ws {
     pub async fn close(mut self) {
         let _ = self.framed.send(Message::Close(None)).await;
     }
+
+    /// Closes the socket and waits for the server's answering close frame.
+    pub async fn close_and_wait(mut self) {
+        let _ = self.framed.send(Message::Close(None)).await;
+        self.until_closed().await;
+    }
 }
