@@ -14,7 +14,6 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     pub http_in_flight: IntGauge,
-    pub http_connections: IntGauge,
     pub rate_limited: IntCounterVec,
     pub refresh_reuse: IntCounter,
 }
@@ -44,11 +43,6 @@ impl Metrics {
         .unwrap_or_else(|e| unreachable!("{e}"));
         let http_in_flight = IntGauge::new("http_requests_in_flight", "HTTP requests being served")
             .unwrap_or_else(|e| unreachable!("{e}"));
-        let http_connections = IntGauge::new(
-            "http_connections",
-            "Open client connections (HTTP and WebSocket)",
-        )
-        .unwrap_or_else(|e| unreachable!("{e}"));
         let rate_limited = IntCounterVec::new(
             Opts::new("rate_limited_total", "Requests refused by a rate limit"),
             &["limit"],
@@ -69,7 +63,6 @@ impl Metrics {
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
             Box::new(http_in_flight.clone()),
-            Box::new(http_connections.clone()),
             Box::new(rate_limited.clone()),
             Box::new(refresh_reuse.clone()),
             Box::new(build_info),
@@ -83,7 +76,6 @@ impl Metrics {
             http_requests,
             http_duration,
             http_in_flight,
-            http_connections,
             rate_limited,
             refresh_reuse,
         }
@@ -109,7 +101,11 @@ impl Metrics {
             c
         };
         let m = RealtimeMetrics {
-            connections: gauge("ws_connections", "Open WebSocket connections"),
+            connections: gauge("ws_connections", "WebSocket sessions alive"),
+            sockets: gauge(
+                "ws_sockets",
+                "WebSocket connections open at the TCP level (a session may have ended before its peer is disconnected)",
+            ),
             topics: gauge("ws_topics", "Topic actors alive on this node"),
             subscriptions: gauge("ws_subscriptions", "Channel joins currently held"),
             counters: vec![
@@ -170,6 +166,7 @@ impl Default for Metrics {
 struct RealtimeMetrics {
     realtime: crate::realtime::Realtime,
     connections: IntGauge,
+    sockets: IntGauge,
     topics: IntGauge,
     subscriptions: IntGauge,
     /// In the order of [`RealtimeMetrics::totals`].
@@ -199,6 +196,7 @@ impl RealtimeMetrics {
         use std::sync::atomic::Ordering::Relaxed;
         let s = self.realtime.stats();
         self.connections.set(s.connections.load(Relaxed));
+        self.sockets.set(s.sockets.load(Relaxed));
         self.topics.set(s.topics.load(Relaxed));
         self.subscriptions.set(s.subscriptions.load(Relaxed));
         for (counter, total) in self.counters.iter().zip(self.totals()) {

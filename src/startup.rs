@@ -33,15 +33,6 @@ pub enum StartupError {
     Password(String),
 }
 
-/// Counts a connection as open for as long as the connection's data lives.
-struct OpenConnection(prometheus::IntGauge);
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
 pub struct Application {
     port: u16,
     server: Server,
@@ -121,7 +112,6 @@ impl Application {
                 tracing::warn!(error = %e, "cannot set TCP_USER_TIMEOUT; using the system default");
             }
         }
-        let connections = state.metrics.http_connections.clone();
         let cors_settings = settings.clone();
         let mut server = HttpServer::new(move || {
             api::app(state.clone())
@@ -132,11 +122,7 @@ impl Application {
         // Signals are the binary's business (see main.rs), so that tests and embedders
         // decide for themselves when the server stops.
         .disable_signals()
-        .client_request_timeout(Duration::from_secs(10))
-        .on_connect(move |_, extensions| {
-            connections.inc();
-            extensions.insert(OpenConnection(connections.clone()));
-        });
+        .client_request_timeout(Duration::from_secs(10));
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }

@@ -86,7 +86,10 @@ impl Default for Limits {
 /// Counters the server exports as metrics.
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// Sessions alive.
     pub connections: AtomicI64,
+    /// Sockets open at the transport level (kept by the transport).
+    pub sockets: AtomicI64,
     pub topics: AtomicI64,
     pub subscriptions: AtomicI64,
     pub joins: AtomicU64,

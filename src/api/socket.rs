@@ -118,7 +118,7 @@ pub async fn connect(
     let incoming = Incoming::new(body, state.realtime.limits().max_frame_bytes);
     let (_session, outbox) =
         SessionActor::start(&state.realtime, permit, identity.expires_at, incoming);
-    let body = BodyStream::new(Outgoing::new(outbox)).boxed();
+    let body = BodyStream::new(Outgoing::new(state.realtime.clone(), outbox)).boxed();
     let response = response.message_body(body).map_err(|e| {
         tracing::error!(error = %e, "cannot build the WebSocket response");
         ApiError::Internal

@@ -10,13 +10,14 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use actix_codec::Decoder;
 use actix_http::ws::{Codec, Frame, Item, ProtocolError};
 use actix_web::web::{self, Bytes, BytesMut};
 use futures_util::Stream;
-use stoa_actors::{Outbound, OutboxReader, Take, WireIn};
+use stoa_actors::{Outbound, OutboxReader, Realtime, Take, WireIn};
 
 /// Bytes encoded per chunk handed to the connection before it is written.
 const CHUNK: usize = 64 * 1024;
@@ -72,8 +73,10 @@ fn encode_close(code: u16, reason: &str, buf: &mut BytesMut) {
     buf.extend_from_slice(reason);
 }
 
-/// The response body of a channel socket: the connection's outbox, framed.
+/// The response body of a channel socket: the connection's outbox, framed. It lives as long
+/// as the connection, so it also counts open sockets.
 pub struct Outgoing {
+    realtime: Realtime,
     outbox: OutboxReader,
     pending: VecDeque<Outbound>,
     buf: BytesMut,
@@ -81,8 +84,10 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
-    pub fn new(outbox: OutboxReader) -> Outgoing {
+    pub fn new(realtime: Realtime, outbox: OutboxReader) -> Outgoing {
+        realtime.stats().sockets.fetch_add(1, Ordering::Relaxed);
         Outgoing {
+            realtime,
             outbox,
             pending: VecDeque::new(),
             buf: BytesMut::new(),
@@ -96,6 +101,15 @@ impl Outgoing {
             self.buf = BytesMut::new();
         }
         chunk
+    }
+}
+
+impl Drop for Outgoing {
+    fn drop(&mut self) {
+        self.realtime
+            .stats()
+            .sockets
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 
