@@ -10,6 +10,7 @@
 # Builds release binaries first. Each generator process (one thread) holds an even share of
 # at most 9,000 sockets and uses its own source address (127.0.0.2, 127.0.0.3, …): a process
 # may hold 20,000 files. PROCS=n sets the number of generator processes.
+# PRESENCE=1 joins with presence (every join is a presence_diff to everyone joined).
 # FLOOR=1 runs the same measurement against `stoa-loadtest floor` instead of Stoa: a plain
 # program writing each frame straight to every socket, i.e. what the machine costs.
 set -euo pipefail
@@ -56,7 +57,8 @@ for i in $(seq 1 "$PROCS"); do
   C=$(( LEFT < PER ? LEFT : PER )); LEFT=$(( LEFT - C ))
   NODE_API="http://127.0.0.1:$(( PORT + (i - 1) % ${NODES:-1} ))"
   "$BIN/stoa-loadtest" hold --api "$NODE_API" --token "$TOKEN" --topic "$TOPIC" --connections "$C" \
-    --source "127.0.0.$((i + 1))" --expect "$COUNT" --out "$DATA/lat.$i" > "$DATA/hold.$i" 2>&1 &
+    --source "127.0.0.$((i + 1))" --expect "$COUNT" --out "$DATA/lat.$i" ${PRESENCE:+--presence 1} \
+    > "$DATA/hold.$i" 2>&1 &
   PIDS+=($!)
 done
 for i in $(seq 1 "$PROCS"); do
@@ -78,6 +80,8 @@ if [ "${NODES:-1}" -gt 1 ]; then
   echo "joined sockets on all nodes: $TOTAL"
   exit 0
 fi
+[ -n "${PRESENCE:-}" ] && echo "frames queued by the server so far:" \
+  "$(curl -s "$API/metrics" | awk '$1 == "stoa_ws_frames_out_total" {print $2}')"
 echo "server RSS: ${BEFORE} KiB idle, ${AFTER} KiB with ${HELD} sockets joined" \
      "= $(( (AFTER - BEFORE) * 1024 / (HELD > 0 ? HELD : 1) )) bytes per connection"
 

@@ -44,6 +44,9 @@ pub struct Limits {
     pub message_burst: u32,
     /// `presence:update` messages per second per connection and topic.
     pub presence_updates_per_sec: u32,
+    /// Presence changes within this interval go out as one `presence_diff` (zero: each at
+    /// once).
+    pub presence_batch: Duration,
     /// Frames queued for one client before it counts as too slow and is disconnected.
     pub outbound_queue: usize,
     /// A connection silent for this long is closed.
@@ -72,6 +75,7 @@ impl Default for Limits {
             messages_per_sec: 50,
             message_burst: 100,
             presence_updates_per_sec: 10,
+            presence_batch: Duration::from_millis(25),
             outbound_queue: 1024,
             heartbeat_timeout: Duration::from_secs(60),
             max_replay: 10_000,

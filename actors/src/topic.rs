@@ -23,7 +23,6 @@ use std::sync::Arc;
 use actix::prelude::*;
 use serde_json::{json, Map, Value};
 use stoa_protocol::frame::{encode_parts, encode_reply, Push};
-use stoa_protocol::payload::PresenceEntry;
 use stoa_protocol::{PresenceDiff, PresenceMeta, PresenceState, ReplyStatus, Topic};
 
 use crate::conn::{Conn, SessionNotice};
@@ -118,7 +117,22 @@ struct Sub {
     catching_up: bool,
     presence: Option<PresenceMeta>,
     presence_bucket: Bucket,
+    /// The last presence change its `presence_state` already contained.
+    presence_seen: u64,
 }
+
+/// One presence change waiting to be sent as part of a `presence_diff`.
+struct Change {
+    seq: u64,
+    key: String,
+    meta: PresenceMeta,
+    join: bool,
+}
+
+/// Send the presence changes gathered so far.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct FlushPresence;
 
 pub struct TopicActor {
     topic: Topic,
@@ -133,6 +147,10 @@ pub struct TopicActor {
     heard: bool,
     recent: VecDeque<LiveEvent>,
     subs: HashMap<u64, Sub>,
+    /// Presence changes not yet sent, in order, and the number of the last one.
+    changes: Vec<Change>,
+    change_seq: u64,
+    flush_scheduled: bool,
     idle: Option<SpawnHandle>,
     me: Option<Addr<TopicActor>>,
 }
@@ -153,6 +171,9 @@ impl TopicActor {
             heard: false,
             recent: VecDeque::new(),
             subs: HashMap::new(),
+            changes: Vec::new(),
+            change_seq: 0,
+            flush_scheduled: false,
             idle: None,
             me: None,
         }
@@ -396,13 +417,96 @@ impl TopicActor {
         state
     }
 
-    /// Sends a presence diff to every subscriber except `except`.
-    fn broadcast_diff(&mut self, diff: &PresenceDiff, except: Option<u64>) {
-        if diff.is_empty() {
-            return;
+    /// Notes a presence change. Changes are sent as one `presence_diff` per
+    /// `presence_batch` interval, so a crowd joining costs a diff per interval, not one per
+    /// join, for each subscriber.
+    fn record(&mut self, key: String, meta: PresenceMeta, join: bool) {
+        self.change_seq += 1;
+        self.changes.push(Change {
+            seq: self.change_seq,
+            key,
+            meta,
+            join,
+        });
+        let wait = self.shared.limits.presence_batch;
+        if wait.is_zero() {
+            return self.flush_presence();
         }
-        let push = Push::new(&self.name, "presence_diff", diff);
-        self.fan_out(&push, except);
+        if !self.flush_scheduled {
+            if let Some(me) = self.me.clone() {
+                self.flush_scheduled = true;
+                actix::spawn(async move {
+                    actix::clock::sleep(wait).await;
+                    me.do_send(FlushPresence);
+                });
+            }
+        }
+    }
+
+    /// The diff of the changes after `seen`: a meta that joined and left again within it
+    /// cancels out (phoenix.js applies a diff's joins before its leaves).
+    fn diff_after(&self, seen: u64) -> PresenceDiff {
+        let mut diff = PresenceDiff::default();
+        for c in self.changes.iter().filter(|c| c.seq > seen) {
+            if c.join {
+                let entry = diff.joins.entry(c.key.clone()).or_default();
+                entry.metas.push(c.meta.clone());
+                continue;
+            }
+            let joined = diff.joins.get_mut(&c.key).and_then(|e| {
+                let at = e.metas.iter().position(|m| m.phx_ref == c.meta.phx_ref)?;
+                e.metas.remove(at);
+                Some(e.metas.is_empty())
+            });
+            match joined {
+                Some(true) => {
+                    diff.joins.remove(&c.key);
+                }
+                Some(false) => {}
+                None => {
+                    let entry = diff.leaves.entry(c.key.clone()).or_default();
+                    entry.metas.push(c.meta.clone());
+                }
+            }
+        }
+        diff
+    }
+
+    /// Sends each subscriber the changes its presence state does not hold yet: one shared
+    /// diff for those that joined before the batch, their own for those that joined during it.
+    fn flush_presence(&mut self) {
+        self.flush_scheduled = false;
+        let Some(first) = self.changes.first().map(|c| c.seq) else {
+            return;
+        };
+        let all = self.diff_after(first - 1);
+        let shared = (!all.is_empty()).then(|| Push::new(&self.name, "presence_diff", &all));
+        let mut gone = Vec::new();
+        let mut sent = 0;
+        for (id, sub) in &self.subs {
+            let ok = if sub.presence_seen < first {
+                let Some(push) = &shared else { continue };
+                sub.conn.push_shared(&sub.head, push.tail())
+            } else if sub.presence_seen < self.change_seq {
+                let diff = self.diff_after(sub.presence_seen);
+                if diff.is_empty() {
+                    continue;
+                }
+                let push = Push::new(&self.name, "presence_diff", &diff);
+                sub.conn.push_shared(&sub.head, push.tail())
+            } else {
+                continue;
+            };
+            sent += 1;
+            if !ok {
+                gone.push(*id);
+            }
+        }
+        self.changes.clear();
+        Stats::add(&self.shared.stats.frames_out, sent);
+        for id in gone {
+            self.drop_sub(id, None);
+        }
     }
 
     fn fan_out(&mut self, push: &Push, except: Option<u64>) {
@@ -450,12 +554,7 @@ impl TopicActor {
             });
         }
         if let Some(meta) = sub.presence {
-            let mut diff = PresenceDiff::default();
-            diff.leaves.insert(
-                sub.conn.user_id.to_string(),
-                PresenceEntry { metas: vec![meta] },
-            );
-            self.broadcast_diff(&diff, None);
+            self.record(sub.conn.user_id.to_string(), meta, false);
         }
     }
 
@@ -610,6 +709,8 @@ impl Handler<Join> for TopicActor {
                 self.shared.limits.presence_updates_per_sec,
                 self.shared.limits.presence_updates_per_sec,
             ),
+            // Its own join (if tracked) is the next change, and its state will hold it.
+            presence_seen: self.change_seq + u64::from(presence.is_some()),
         };
         let reply = encode_reply(
             sub.join_ref.as_deref(),
@@ -629,25 +730,32 @@ impl Handler<Join> for TopicActor {
         let user = sub.conn.user_id;
         self.subs.insert(id, sub);
         if self.has_presence() {
+            if let Some(meta) = presence {
+                self.record(user.to_string(), meta, true);
+            }
+            // The state holds every change so far, this join's own included.
             let state = Push::new(&self.name, "presence_state", &self.presence_state());
             let ok = self
                 .subs
                 .get(&id)
-                .is_some_and(|sub| self.push_to(sub, state.render(sub.join_ref.as_deref())));
+                .is_some_and(|sub| sub.conn.push(state.render(sub.join_ref.as_deref())));
+            Stats::add(&self.shared.stats.frames_out, 1);
             if !ok {
                 self.drop_sub(id, None);
                 return;
-            }
-            if let Some(meta) = presence {
-                let mut diff = PresenceDiff::default();
-                diff.joins
-                    .insert(user.to_string(), PresenceEntry { metas: vec![meta] });
-                self.broadcast_diff(&diff, Some(id));
             }
         }
         if catching_up {
             self.catch_up(id, generation, ctx);
         }
+    }
+}
+
+impl Handler<FlushPresence> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, _: FlushPresence, _: &mut Context<Self>) {
+        self.flush_presence();
     }
 }
 
@@ -749,11 +857,8 @@ impl Handler<UpdatePresence> for TopicActor {
         sub.presence = Some(meta.clone());
         let user = sub.conn.user_id.to_string();
         sub.conn.push(reply(ReplyStatus::Ok, json!({})));
-        let mut diff = PresenceDiff::default();
-        diff.leaves
-            .insert(user.clone(), PresenceEntry { metas: vec![old] });
-        diff.joins.insert(user, PresenceEntry { metas: vec![meta] });
-        self.broadcast_diff(&diff, None);
+        self.record(user.clone(), old, false);
+        self.record(user, meta, true);
     }
 }
 

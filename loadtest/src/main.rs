@@ -4,8 +4,9 @@
 //! stoa-loadtest setup --api http://127.0.0.1:8080
 //!     registers a user, creates a workspace; prints TOKEN=… and TOPIC=…
 //! stoa-loadtest hold --api URL --token T --topic workspace:1 --connections N
-//!     [--source 127.0.0.2] [--expect K] [--out FILE]
-//!     opens N sockets, joins the topic on each (without presence), prints `ready N`,
+//!     [--source 127.0.0.2] [--expect K] [--out FILE] [--presence 1]
+//!     opens N sockets, joins the topic on each (without presence unless --presence),
+//!     prints `ready N`,
 //!     then records the latency of every broadcast it receives until each socket has K
 //!     (or 15 s pass without any); writes latencies (µs, one per line) to FILE and prints
 //!     a summary
@@ -261,11 +262,14 @@ impl Ws {
         }
     }
 
-    async fn join(&mut self, topic: &str) -> Result<(), Error> {
-        self.send_text(&format!(
-            r#"["1","1","{topic}","phx_join",{{"presence":false}}]"#
-        ))
-        .await?;
+    async fn join(&mut self, topic: &str, presence: bool) -> Result<(), Error> {
+        let payload = if presence {
+            "{}"
+        } else {
+            r#"{"presence":false}"#
+        };
+        self.send_text(&format!(r#"["1","1","{topic}","phx_join",{payload}]"#))
+            .await?;
         let mut buf = Vec::new();
         loop {
             self.read_text(&mut buf).await?;
@@ -300,6 +304,7 @@ async fn hold(api: &str, flags: &HashMap<String, String>) -> Result<(), Error> {
     let expect: u64 = flag(flags, "expect", 0);
     let source = flags.get("source").cloned();
     let out = flags.get("out").cloned();
+    let presence = flags.contains_key("presence");
     let ready = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
     let received = Arc::new(AtomicU64::new(0));
@@ -337,7 +342,7 @@ async fn hold(api: &str, flags: &HashMap<String, String>) -> Result<(), Error> {
                     return;
                 }
             };
-            if let Err(e) = ws.join(&topic).await {
+            if let Err(e) = ws.join(&topic, presence).await {
                 if failed.fetch_add(1, Ordering::Relaxed) < 3 {
                     eprintln!("join failed: {e}");
                 }
@@ -445,7 +450,7 @@ async fn send(api: &str, flags: &HashMap<String, String>) -> Result<(), Error> {
     let rate: f64 = flag(flags, "rate", 10.0);
     let size: usize = flag(flags, "size", 64);
     let mut ws = Ws::connect(api, &token, None).await?;
-    ws.join(&topic).await?;
+    ws.join(&topic, false).await?;
     let pad = "p".repeat(size);
     let Ws {
         mut reader,

@@ -419,6 +419,120 @@ async fn presence_state_then_diffs_across_three_clients() {
     assert_eq!(state[&a_id]["metas"].as_array().map(Vec::len), Some(3));
 }
 
+/// A client's view of a topic's presence, kept as phoenix.js keeps it: key → phx_refs.
+#[derive(Default, Debug, PartialEq)]
+struct PresenceView(std::collections::BTreeMap<String, std::collections::BTreeSet<String>>);
+
+impl PresenceView {
+    fn refs(entry: &serde_json::Value) -> Vec<String> {
+        entry["metas"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["phx_ref"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    fn from_state(state: &serde_json::Value) -> PresenceView {
+        let mut view = PresenceView::default();
+        for (key, entry) in state.as_object().into_iter().flatten() {
+            view.0
+                .insert(key.clone(), Self::refs(entry).into_iter().collect());
+        }
+        view
+    }
+
+    /// Joins first, then leaves, as phoenix.js applies a diff.
+    fn apply(&mut self, diff: &serde_json::Value) {
+        for (key, entry) in diff["joins"].as_object().into_iter().flatten() {
+            self.0
+                .entry(key.clone())
+                .or_default()
+                .extend(Self::refs(entry));
+        }
+        for (key, entry) in diff["leaves"].as_object().into_iter().flatten() {
+            let gone = Self::refs(entry);
+            if let Some(refs) = self.0.get_mut(key) {
+                refs.retain(|r| !gone.contains(r));
+                if refs.is_empty() {
+                    self.0.remove(key);
+                }
+            }
+        }
+    }
+
+    fn metas(&self) -> usize {
+        self.0.values().map(|refs| refs.len()).sum()
+    }
+}
+
+#[actix_web::test]
+async fn presence_changes_are_batched_and_converge() {
+    let app = spawn_app_with(Backend::Sqlite, |s| s.realtime.presence_batch_ms = 1000)
+        .await
+        .expect("sqlite");
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let ws_id = app.create_workspace(&alice, "Team").await;
+    app.add_member(ws_id, &alice, &bob, "viewer").await;
+    let doc = app.create_document(ws_id, &alice, "Plan").await;
+    let topic = format!("document:{doc}");
+
+    let mut observer = Ws::connect(&app, &alice.token).await;
+    observer.join_ok(&topic, json!({})).await;
+    let state = observer.next(&topic, "presence_state").await.payload;
+    let mut view = PresenceView::from_state(&state);
+    let mut diffs = 0;
+    let mut joins = 0;
+
+    // A crowd of six connections joins, and one more joins and leaves again at once.
+    let mut crowd = Vec::new();
+    for who in [&bob, &alice, &bob, &bob, &alice, &bob] {
+        let mut s = Ws::connect(&app, &who.token).await;
+        s.join_ok(&topic, json!({})).await;
+        crowd.push(s);
+    }
+    let mut brief = Ws::connect(&app, &bob.token).await;
+    brief.join_ok(&topic, json!({})).await;
+    brief.close_and_wait().await;
+    while view.metas() < 7 {
+        let diff = observer.next(&topic, "presence_diff").await.payload;
+        diffs += 1;
+        joins += diff["joins"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(_, e)| PresenceView::refs(e).len())
+            .sum::<usize>();
+        view.apply(&diff);
+    }
+    assert!(diffs < 7, "seven changes arrived in {diffs} diffs");
+    // What the crowd sees agrees with the observer, whatever window each joined in.
+    let mut last = crowd.pop().expect("crowd");
+    let mut last_view =
+        PresenceView::from_state(&last.next(&topic, "presence_state").await.payload);
+    while last_view.metas() < 7 {
+        last_view.apply(&last.next(&topic, "presence_diff").await.payload);
+    }
+
+    // Two connections leave: both views lose exactly them.
+    for s in crowd.drain(..2) {
+        s.close_and_wait().await;
+    }
+    while view.metas() > 5 {
+        view.apply(&observer.next(&topic, "presence_diff").await.payload);
+    }
+    while last_view.metas() > 5 {
+        last_view.apply(&last.next(&topic, "presence_diff").await.payload);
+    }
+    assert_eq!(view, last_view);
+    assert_eq!(view.0.len(), 2, "alice and bob: {view:?}");
+    assert_eq!(view.0[&alice.id.to_string()].len(), 2);
+    assert_eq!(view.0[&bob.id.to_string()].len(), 3);
+    // The connection that came and went within one window never showed up.
+    assert!(joins <= 6, "{joins} joins seen for six lasting connections");
+}
+
 #[actix_web::test]
 async fn broadcast_reaches_the_others_with_a_server_set_sender() {
     let app = spawn_app(Backend::Sqlite).await.expect("sqlite");
