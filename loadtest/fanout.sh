@@ -102,5 +102,7 @@ for i in $(seq 1 "$PROCS"); do tail -n 3 "$DATA/hold.$i"; done
 echo "all generators:"
 "$BIN/stoa-loadtest" report "$DATA"/lat.*
 echo "server CPU during the broadcasts: $(( (CPU1 - CPU0) * 10 )) ms"
+[ -n "${PRESENCE:-}" ] && echo "frames queued by the server in all:" \
+  "$(curl -s "$API/metrics" | awk '$1 == "stoa_ws_frames_out_total" {print $2}')"
 [ -n "${FLOOR:-}" ] ||
   echo "server RSS after the run: $(rss) KiB; slow consumers: $(curl -s "$API/metrics" | awk '$1 == "stoa_ws_slow_consumers_total" {print $2}')"
