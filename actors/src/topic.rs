@@ -143,7 +143,7 @@ pub struct TopicActor {
     head: i64,
     pending: BTreeMap<i64, LiveEvent>,
     gap_fill: Option<SpawnHandle>,
-    /// Whether an event arrived since the last log check.
+    /// Whether a publication arrived since the last log check.
     heard: bool,
     recent: VecDeque<LiveEvent>,
     subs: HashMap<u64, Sub>,
@@ -208,7 +208,6 @@ impl TopicActor {
     // ---- events ---------------------------------------------------------------------
 
     fn accept(&mut self, ev: LiveEvent, ctx: &mut Context<Self>) {
-        self.heard = true;
         if ev.offset <= self.head {
             return;
         }
@@ -225,16 +224,35 @@ impl TopicActor {
 
     /// Reads the events between `head` and the first pending one from the log.
     fn fill_gap(&mut self, ctx: &mut Context<Self>) {
-        let (Some(ws), Some(&first)) = (self.workspace, self.pending.keys().next()) else {
+        let Some(&first) = self.pending.keys().next() else {
             self.gap_fill = None;
             return;
         };
         let want = u32::try_from(first - self.head - 1)
             .unwrap_or(PAGE)
             .min(PAGE);
+        self.read_log(want.max(1), ctx);
+    }
+
+    /// Reads the log after `head` when no publication arrived since the last check: an event
+    /// whose live publication was lost, and nothing after it, would otherwise wait for the next.
+    fn check_log(&mut self, ctx: &mut Context<Self>) {
+        let heard = std::mem::take(&mut self.heard);
+        if !heard && !self.subs.is_empty() && self.gap_fill.is_none() {
+            self.read_log(PAGE, ctx);
+        }
+    }
+
+    /// Reads up to `want` events after `head` and puts them in order; a gap still open
+    /// afterwards is retried after `gap_grace`.
+    fn read_log(&mut self, want: u32, ctx: &mut Context<Self>) {
+        let Some(ws) = self.workspace else {
+            self.gap_fill = None;
+            return;
+        };
         let log = self.shared.log.clone();
         let since = self.head;
-        let fut = async move { log.events_after(ws, since, want.max(1)).await };
+        let fut = async move { log.events_after(ws, since, want).await };
         self.gap_fill = Some(ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
             act.gap_fill = None;
             match res {
@@ -243,41 +261,13 @@ impl TopicActor {
                         act.accept(ev, ctx);
                     }
                 }
-                Err(e) => tracing::warn!(topic = %act.name, error = %e, "cannot fill event gap"),
+                Err(e) => {
+                    tracing::warn!(topic = %act.name, error = %e, "cannot read the event log")
+                }
             }
             if !act.pending.is_empty() && act.gap_fill.is_none() {
                 let grace = act.shared.limits.gap_grace;
                 act.gap_fill = Some(ctx.run_later(grace, |act, ctx| act.fill_gap(ctx)));
-            }
-        })));
-    }
-
-    /// Reads the log after `head` when nothing arrived since the last check: an event whose
-    /// live publication was lost, and nothing after it, would otherwise wait for the next.
-    fn check_log(&mut self, ctx: &mut Context<Self>) {
-        let heard = std::mem::take(&mut self.heard);
-        let Some(ws) = self.workspace else {
-            return;
-        };
-        if heard || self.subs.is_empty() || self.gap_fill.is_some() {
-            return;
-        }
-        let log = self.shared.log.clone();
-        let since = self.head;
-        let fut = async move { log.events_after(ws, since, PAGE).await };
-        self.gap_fill = Some(ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
-            act.gap_fill = None;
-            match res {
-                Ok(events) => {
-                    if !events.is_empty() {
-                        tracing::info!(topic = %act.name, count = events.len(), "delivered events whose publication was lost");
-                    }
-                    for ev in events {
-                        act.accept(ev, ctx);
-                    }
-                    act.heard = false;
-                }
-                Err(e) => tracing::warn!(topic = %act.name, error = %e, "cannot check the event log"),
             }
         })));
     }
@@ -738,8 +728,7 @@ impl Handler<Join> for TopicActor {
             let ok = self
                 .subs
                 .get(&id)
-                .is_some_and(|sub| sub.conn.push(state.render(sub.join_ref.as_deref())));
-            Stats::add(&self.shared.stats.frames_out, 1);
+                .is_some_and(|sub| self.push_to(sub, state.render(sub.join_ref.as_deref())));
             if !ok {
                 self.drop_sub(id, None);
                 return;
@@ -794,6 +783,7 @@ impl Handler<Publish> for TopicActor {
 
     fn handle(&mut self, msg: Publish, ctx: &mut Context<Self>) {
         if self.workspace == Some(msg.0.workspace_id) {
+            self.heard = true;
             self.accept(msg.0, ctx);
         }
     }

@@ -239,12 +239,7 @@ impl Ws {
     async fn read_text(&mut self, buf: &mut Vec<u8>) -> Result<(), Error> {
         loop {
             let b0 = self.reader.read_u8().await?;
-            let b1 = self.reader.read_u8().await?;
-            let len = match b1 & 0x7f {
-                126 => u64::from(self.reader.read_u16().await?),
-                127 => self.reader.read_u64().await?,
-                n => u64::from(n),
-            };
+            let len = frame_len(&mut self.reader).await?;
             buf.clear();
             buf.resize(len as usize, 0);
             self.reader.read_exact(buf).await?;
@@ -480,15 +475,20 @@ async fn send(api: &str, flags: &HashMap<String, String>) -> Result<(), Error> {
     Ok(())
 }
 
+/// Reads a frame's second header byte and extended length: the payload length (not
+/// counting a mask).
+async fn frame_len<R: tokio::io::AsyncRead + Unpin>(r: &mut R) -> std::io::Result<u64> {
+    Ok(match r.read_u8().await? & 0x7f {
+        126 => u64::from(r.read_u16().await?),
+        127 => r.read_u64().await?,
+        n => u64::from(n),
+    })
+}
+
 /// Reads one masked client frame and discards it.
 async fn skip_frame(stream: &mut BufReader<TcpStream>) -> Result<(), Error> {
     let _b0 = stream.read_u8().await?;
-    let b1 = stream.read_u8().await?;
-    let len = match b1 & 0x7f {
-        126 => u64::from(stream.read_u16().await?),
-        127 => stream.read_u64().await?,
-        n => u64::from(n),
-    };
+    let len = frame_len(stream).await?;
     let mut rest = vec![0u8; len as usize + 4];
     stream.read_exact(&mut rest).await?;
     Ok(())
