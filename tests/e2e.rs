@@ -50,7 +50,15 @@ async fn stock_phoenix_client_suite() {
 
     let output = actix_web::rt::task::spawn_blocking(move || {
         Command::new("node")
-            .args(["--test", "--test-concurrency=1", "--test-reporter=spec"])
+            .args([
+                "--test",
+                "--test-concurrency=1",
+                "--test-reporter=spec",
+                // A hung test fails with its name instead of hanging the run, and a
+                // client left open by a test cannot keep the runner alive afterwards.
+                "--test-timeout=60000",
+                "--test-force-exit",
+            ])
             .current_dir(&suite)
             .env("STOA_URL", &url)
             .output()
