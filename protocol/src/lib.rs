@@ -1,5 +1,6 @@
-//! Stoa's wire formats, as pure data: the Phoenix Channels V2 JSON frame, topic names and
-//! every payload Stoa sends or accepts on a channel.
+//! Stoa's wire formats, as pure data: the Phoenix Channels V2 JSON frame, topic names,
+//! every payload Stoa sends or accepts on a channel, and the header of a client's WebSocket
+//! frame (where the size limits are applied).
 //!
 //! Decoding is strict and total: any input, however malformed or large, yields a value or
 //! an error, never a panic. Nothing here performs I/O or knows about sockets or actors.
@@ -7,6 +8,7 @@
 pub mod frame;
 pub mod payload;
 pub mod topic;
+pub mod ws;
 
 pub use frame::{Frame, FrameError};
 pub use payload::{Inbound, InboundError, PresenceDiff, PresenceMeta, PresenceState, ReplyStatus};

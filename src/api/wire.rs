@@ -2,7 +2,7 @@
 //!
 //! [`Incoming`] decodes the client's (masked) frames from the request payload into
 //! [`WireIn`] items for the session actor, joining continuation frames and refusing any
-//! frame over the size limit as soon as its header is read. [`Outgoing`] is the response
+//! frame that would take a message over the size limit as soon as its header is read. [`Outgoing`] is the response
 //! body: at each wake-up it takes everything queued in the connection's outbox and encodes
 //! it into one buffer, so the connection's dispatcher makes one `write` per batch, not per
 //! frame, and no task or channel sits between the topics and the socket.
@@ -13,11 +13,10 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
-use actix_codec::Decoder;
-use actix_http::ws::{Codec, Frame, Item, ProtocolError};
 use actix_web::web::{self, Bytes, BytesMut};
 use futures_util::Stream;
 use stoa_actors::{Outbound, OutboxReader, Realtime, Take, WireIn};
+use stoa_protocol::ws::{unmask, FrameHeader, HeaderError, Opcode};
 
 /// Bytes encoded per chunk handed to the connection before it is written.
 const CHUNK: usize = 64 * 1024;
@@ -146,10 +145,14 @@ impl Stream for Outgoing {
 }
 
 /// The client's frames, decoded from the upgraded request's payload.
+///
+/// Every frame is judged by its header ([`FrameHeader::parse`]) before its payload is read:
+/// a data frame, or the next fragment of a message, that would take the message over the
+/// size limit ends the connection (1009) at once, so no client can make the server buffer
+/// more than one frame of at most the limit.
 pub struct Incoming {
     payload: web::Payload,
     buf: BytesMut,
-    codec: Codec,
     limit: usize,
     /// A fragmented message being joined: whether it is text, and its bytes so far.
     partial: Option<(bool, BytesMut)>,
@@ -162,7 +165,6 @@ impl Incoming {
         Incoming {
             payload,
             buf: BytesMut::new(),
-            codec: Codec::new().max_size(limit),
             limit,
             partial: None,
             eof: false,
@@ -175,62 +177,71 @@ impl Incoming {
         Some(item)
     }
 
-    fn message(&mut self, text: bool, bytes: Bytes) -> Option<WireIn> {
+    fn message(&mut self, text: bool, bytes: BytesMut) -> Option<WireIn> {
         if !text {
             return Some(WireIn::Binary);
         }
-        match String::from_utf8(Vec::from(bytes)) {
+        match String::from_utf8(Vec::from(bytes.freeze())) {
             Ok(s) => Some(WireIn::Text(s)),
             Err(_) => self.fail(WireIn::Broken("text frame is not valid UTF-8".into())),
         }
     }
 
-    /// What a decoded frame means for the session; `None` while a fragmented message is
-    /// still incomplete.
-    fn frame(&mut self, frame: Frame) -> Option<WireIn> {
-        let fragmenting = self.partial.is_some();
-        match frame {
-            Frame::Text(_) | Frame::Binary(_) if fragmenting => self.fail(WireIn::Broken(
-                "data frame inside a fragmented message".into(),
-            )),
-            Frame::Text(bytes) => self.message(true, bytes),
-            Frame::Binary(bytes) => self.message(false, bytes),
-            Frame::Ping(data) => Some(WireIn::Ping(data.to_vec())),
-            Frame::Pong(_) => Some(WireIn::Pong),
-            Frame::Close(_) => Some(WireIn::Close),
-            Frame::Continuation(item) => match item {
-                Item::FirstText(_) | Item::FirstBinary(_) if fragmenting => {
-                    self.fail(WireIn::Broken("fragmented message restarted".into()))
-                }
-                Item::FirstText(b) => {
-                    self.partial = Some((true, BytesMut::from(&b[..])));
-                    None
-                }
-                Item::FirstBinary(b) => {
-                    self.partial = Some((false, BytesMut::from(&b[..])));
-                    None
-                }
-                Item::Continue(b) => self.append(b, false),
-                Item::Last(b) => self.append(b, true),
-            },
+    /// The next whole frame in the buffer, `Ok(None)` until it has arrived, or what ends
+    /// the connection. The header is checked as soon as it is complete: the payload a
+    /// frame may announce is what is left of the limit for the message it belongs to.
+    fn next_frame(&mut self) -> Result<Option<(FrameHeader, BytesMut)>, WireIn> {
+        let room = self.limit - self.partial.as_ref().map_or(0, |(_, b)| b.len());
+        let header = match FrameHeader::parse(&self.buf, room as u64) {
+            Ok(Some(h)) => h,
+            Ok(None) => return Ok(None),
+            Err(HeaderError::TooLarge { .. }) => return Err(WireIn::TooLarge),
+            Err(e) => return Err(WireIn::Broken(e.to_string())),
+        };
+        // Within the limit (or a control frame of at most 125 bytes), so this fits a usize.
+        let len = usize::try_from(header.len).map_err(|_| WireIn::TooLarge)?;
+        let total = header.header_len + len;
+        if self.buf.len() < total {
+            self.buf.reserve(total - self.buf.len());
+            return Ok(None);
         }
+        let _ = self.buf.split_to(header.header_len);
+        let mut data = self.buf.split_to(len);
+        unmask(&mut data, header.mask);
+        Ok(Some((header, data)))
     }
 
-    /// Adds a continuation to the fragmented message; the whole message when `last`.
-    fn append(&mut self, b: Bytes, last: bool) -> Option<WireIn> {
-        let Some((_, so_far)) = self.partial.as_mut() else {
-            return self.fail(WireIn::Broken("continuation without a start".into()));
-        };
-        if so_far.len() + b.len() > self.limit {
-            self.partial = None;
-            return self.fail(WireIn::TooLarge);
+    /// What a frame means for the session; `None` while a fragmented message is still
+    /// incomplete.
+    fn frame(&mut self, header: FrameHeader, data: BytesMut) -> Option<WireIn> {
+        match header.opcode {
+            Opcode::Ping => Some(WireIn::Ping(data.to_vec())),
+            Opcode::Pong => Some(WireIn::Pong),
+            Opcode::Close => Some(WireIn::Close),
+            Opcode::Text | Opcode::Binary if self.partial.is_some() => self.fail(WireIn::Broken(
+                "data frame inside a fragmented message".into(),
+            )),
+            Opcode::Text | Opcode::Binary => {
+                let text = header.opcode == Opcode::Text;
+                if header.fin {
+                    self.message(text, data)
+                } else {
+                    self.partial = Some((text, data));
+                    None
+                }
+            }
+            Opcode::Continuation => {
+                let Some((_, so_far)) = self.partial.as_mut() else {
+                    return self.fail(WireIn::Broken("continuation without a start".into()));
+                };
+                so_far.extend_from_slice(&data);
+                if !header.fin {
+                    return None;
+                }
+                let (text, bytes) = self.partial.take()?;
+                self.message(text, bytes)
+            }
         }
-        so_far.extend_from_slice(&b);
-        if !last {
-            return None;
-        }
-        let (text, bytes) = self.partial.take()?;
-        self.message(text, bytes.freeze())
     }
 }
 
@@ -243,14 +254,17 @@ impl Stream for Incoming {
             if this.failed {
                 return Poll::Ready(None);
             }
-            match this.codec.decode(&mut this.buf) {
-                Ok(Some(frame)) => match this.frame(frame) {
+            match this.next_frame() {
+                Ok(Some((header, data))) => match this.frame(header, data) {
                     Some(item) => return Poll::Ready(Some(item)),
                     None => continue,
                 },
                 Ok(None) => {}
-                Err(ProtocolError::Overflow) => return Poll::Ready(this.fail(WireIn::TooLarge)),
-                Err(e) => return Poll::Ready(this.fail(WireIn::Broken(e.to_string()))),
+                Err(item) => {
+                    this.partial = None;
+                    this.buf = BytesMut::new();
+                    return Poll::Ready(this.fail(item));
+                }
             }
             if this.eof {
                 return Poll::Ready(None);

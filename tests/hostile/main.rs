@@ -1,0 +1,9 @@
+//! The hostile-client suite: the real `stoa` binary with its default settings, attacked the
+//! way a registered user (or anyone on the network) could: malformed, oversized, truncated
+//! and flooding input on every endpoint. Each test checks what the attacker got (a clear
+//! refusal), what everyone else still gets, and that the server is healthy with its memory
+//! bounded afterwards.
+
+mod support;
+
+mod frames;

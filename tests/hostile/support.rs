@@ -1,0 +1,459 @@
+#![allow(dead_code)] // Helpers shared by the suite's files; not every file uses each.
+
+//! The server as a separate process (the `stoa` binary, default settings unless a test says
+//! otherwise) and a client that writes whatever bytes it likes: raw HTTP/1.1 and raw
+//! WebSocket frames over plain TCP, so nothing between the test and the server tidies up
+//! what the test sends. The server's memory is read from `/proc`, outside its own process.
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// Upper bound for anything a test waits for; reaching it fails the test.
+pub const PATIENCE: Duration = Duration::from_secs(15);
+
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    /// Everything the server logged (JSON lines), in order.
+    pub log: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts the binary in a fresh directory with the defaults plus `env`.
+    pub fn start(env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_stoa"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .current_dir(dir.path())
+            .env("STOA_SERVER__PORT", "0")
+            .env("STOA_LOG__FORMAT", "json")
+            .env("STOA_LOG__LEVEL", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("stoa starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if v["message"] == "stoa listening" {
+                        if let Some(tx) = tx.take() {
+                            let _ = tx.send(v["port"].as_u64().unwrap_or(0) as u16);
+                        }
+                    }
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let port = rx.recv_timeout(PATIENCE).unwrap_or_else(|_| {
+            panic!(
+                "stoa did not start; log: {:#?}",
+                log.lock().unwrap().clone()
+            )
+        });
+        Server {
+            child,
+            port,
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory of the server process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("server process alive");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("VmRSS")
+    }
+
+    /// Open file descriptors of the server process.
+    pub fn open_files(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(("127.0.0.1", self.port)).expect("connects");
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        s.set_write_timeout(Some(PATIENCE)).unwrap();
+        s.set_nodelay(true).unwrap();
+        s
+    }
+
+    /// One HTTP/1.1 request on its own connection.
+    pub fn http(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        let mut s = self.connect();
+        let mut req =
+            format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if !body.is_empty() || method != "GET" {
+            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        req.push_str("\r\n");
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body);
+        s.write_all(&bytes).expect("request sent");
+        read_response(&mut s)
+    }
+
+    pub fn json(&self, method: &str, path: &str, token: Option<&str>, body: Value) -> Resp {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("Content-Type", "application/json")];
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a));
+        }
+        self.http(method, path, &headers, body.to_string().as_bytes())
+    }
+
+    /// Registers an account; returns its id and access token.
+    pub fn register(&self, name: &str) -> (i64, String) {
+        let email = format!("{name}@example.com");
+        let r = self.json(
+            "POST",
+            "/api/v1/auth/register",
+            None,
+            json!({"email": email, "password": "correct horse battery", "display_name": name}),
+        );
+        assert_eq!(r.status, 201, "register {name}: {}", r.text());
+        let v = r.value();
+        (
+            v["user"]["id"].as_i64().expect("id"),
+            v["access_token"].as_str().expect("token").to_string(),
+        )
+    }
+
+    pub fn healthy(&self) -> bool {
+        self.http("GET", "/healthz", &[], b"").status == 200
+    }
+
+    /// Log lines at a level, e.g. `"ERROR"`.
+    pub fn log_lines(&self, level: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| {
+                serde_json::from_str::<Value>(l).is_ok_and(|v| v["level"].as_str() == Some(level))
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Opens a channel socket with `token`.
+    pub fn ws(&self, token: &str) -> RawWs {
+        RawWs::open(self, &format!("/socket/websocket?vsn=2.0.0&token={token}"))
+            .expect("upgrade accepted")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn value(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+}
+
+/// Reads one response (status line, headers, and a body by Content-Length or to the end).
+pub fn read_response(s: &mut TcpStream) -> Resp {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match s.read(&mut chunk) {
+            Ok(0) => panic!(
+                "connection closed before a response: {:?}",
+                String::from_utf8_lossy(&buf)
+            ),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => panic!("no response: {e}"),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    let mut body = buf[head_end..].to_vec();
+    let length = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<usize>().ok())
+            .flatten()
+    });
+    if status != 101 {
+        loop {
+            if length.is_some_and(|n| body.len() >= n) {
+                break;
+            }
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => body.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+    Resp { status, head, body }
+}
+
+pub const TEXT: u8 = 0x1;
+pub const BINARY: u8 = 0x2;
+pub const CONTINUATION: u8 = 0x0;
+pub const CLOSE: u8 = 0x8;
+pub const PING: u8 = 0x9;
+
+/// What the server sent on a socket.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Got {
+    Text(String),
+    Close(Option<u16>),
+    Other(u8),
+}
+
+/// A WebSocket client that sends any frame, well formed or not.
+pub struct RawWs {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+    next_ref: u64,
+}
+
+impl RawWs {
+    /// Upgrades `path`; the refusal response if the server does not switch protocols.
+    pub fn open(server: &Server, path: &str) -> Result<RawWs, Resp> {
+        let mut s = server.connect();
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).expect("upgrade sent");
+        let r = read_response(&mut s);
+        if r.status != 101 {
+            return Err(r);
+        }
+        Ok(RawWs {
+            stream: s,
+            buf: r.body,
+            next_ref: 0,
+        })
+    }
+
+    /// A masked frame header announcing `len` bytes.
+    pub fn header(fin: bool, opcode: u8, len: u64) -> Vec<u8> {
+        let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
+        match len {
+            0..=125 => out.push(0x80 | len as u8),
+            126..=0xFFFF => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            _ => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&len.to_be_bytes());
+            }
+        }
+        // A zero mask: the payload goes out as it is.
+        out.extend_from_slice(&[0, 0, 0, 0]);
+        out
+    }
+
+    pub fn send_bytes(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    pub fn send_frame(&mut self, fin: bool, opcode: u8, payload: &[u8]) -> std::io::Result<()> {
+        let mut f = Self::header(fin, opcode, payload.len() as u64);
+        f.extend_from_slice(payload);
+        self.stream.write_all(&f)
+    }
+
+    /// Sends `[join_ref, ref, topic, event, payload]`; returns the ref.
+    pub fn push(
+        &mut self,
+        join_ref: Option<&str>,
+        topic: &str,
+        event: &str,
+        payload: Value,
+    ) -> String {
+        self.next_ref += 1;
+        let r = self.next_ref.to_string();
+        let text = json!([join_ref, r, topic, event, payload]).to_string();
+        self.send_frame(true, TEXT, text.as_bytes())
+            .expect("frame sent");
+        r
+    }
+
+    /// Joins `topic`; returns the join ref once the reply is ok.
+    pub fn join(&mut self, topic: &str, payload: Value) -> String {
+        self.next_ref += 1;
+        let r = self.next_ref.to_string();
+        let text = json!([r, r, topic, "phx_join", payload]).to_string();
+        self.send_frame(true, TEXT, text.as_bytes())
+            .expect("join sent");
+        let reply = self.reply(&r);
+        assert_eq!(reply[4]["status"], "ok", "join {topic}: {reply}");
+        r
+    }
+
+    /// The next frame from the server; `None` on timeout or once the connection ended.
+    pub fn read(&mut self, wait: Duration) -> Option<Got> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some((frame, used)) = parse_server_frame(&self.buf) {
+                self.buf.drain(..used);
+                return Some(frame);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .ok()?;
+            let mut chunk = [0u8; 16384];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return None
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The next text frame as JSON, skipping nothing; panics on anything else.
+    pub fn next_json(&mut self) -> Value {
+        match self.read(PATIENCE) {
+            Some(Got::Text(t)) => serde_json::from_str(&t).expect("server sends JSON"),
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    /// Reads until the reply to `r` arrives.
+    pub fn reply(&mut self, r: &str) -> Value {
+        loop {
+            let v = self.next_json();
+            if v[3] == "phx_reply" && v[1] == r {
+                return v;
+            }
+        }
+    }
+
+    /// Reads until the server's close frame; its code (`None` if the connection ended
+    /// without one or nothing came within `PATIENCE`).
+    pub fn close_code(&mut self) -> Option<u16> {
+        loop {
+            match self.read(PATIENCE)? {
+                Got::Close(code) => return code,
+                _ => continue,
+            }
+        }
+    }
+
+    /// Whether the server ended the connection (read returns end-of-file or a reset).
+    pub fn ended(&mut self) -> bool {
+        let _ = self.stream.shutdown(Shutdown::Write);
+        let deadline = Instant::now() + PATIENCE;
+        let mut chunk = [0u8; 16384];
+        while Instant::now() < deadline {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return false
+                }
+                Err(_) => return true,
+            }
+        }
+        false
+    }
+}
+
+/// One unmasked server frame at the start of `buf`, and how many bytes it took.
+fn parse_server_frame(buf: &[u8]) -> Option<(Got, usize)> {
+    let [first, second, ..] = *buf else {
+        return None;
+    };
+    let opcode = first & 0x0F;
+    let (len, at) = match second & 0x7F {
+        126 => (u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?]) as usize, 4),
+        127 => {
+            let mut be = [0u8; 8];
+            be.copy_from_slice(buf.get(2..10)?);
+            (u64::from_be_bytes(be) as usize, 10)
+        }
+        n => (n as usize, 2),
+    };
+    let payload = buf.get(at..at + len)?;
+    let got = match opcode {
+        0x1 => Got::Text(String::from_utf8_lossy(payload).into_owned()),
+        0x8 => {
+            Got::Close((payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]])))
+        }
+        other => Got::Other(other),
+    };
+    Some((got, at + len))
+}
+
+/// Writes `total` bytes of filler in 64 KiB chunks until done, the server stops reading
+/// (a write stalls for a second) or the connection breaks; returns how much was written.
+pub fn stream_filler(stream: &mut TcpStream, total: usize) -> usize {
+    stream
+        .set_write_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut sent = 0;
+    while sent < total {
+        match stream.write(&chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => sent += n,
+        }
+    }
+    sent
+}
