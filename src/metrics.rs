@@ -127,6 +127,30 @@ impl Metrics {
                 ),
                 counter("ws_topic_crashes_total", "Topic actors that panicked"),
                 counter(
+                    "ws_topic_restarts_total",
+                    "Topic actors started again by their supervisor after a crash",
+                ),
+                counter(
+                    "ws_session_crashes_total",
+                    "Session actors that panicked (socket closed with 1011)",
+                ),
+                counter(
+                    "ws_user_rate_limited_total",
+                    "Client messages refused by their user's rate limit (all sockets)",
+                ),
+                counter(
+                    "ws_topic_rate_limited_total",
+                    "Broadcasts refused by their topic's budget",
+                ),
+                counter(
+                    "ws_topic_shed_total",
+                    "Messages refused or dropped because a topic's mailbox was full",
+                ),
+                counter(
+                    "ws_presence_untracked_total",
+                    "Joins left out of presence because the topic tracks its maximum",
+                ),
+                counter(
                     "ws_sockets_refused_total",
                     "Sockets refused because their user had too many open",
                 ),
@@ -174,7 +198,8 @@ struct RealtimeMetrics {
 }
 
 impl RealtimeMetrics {
-    fn totals(&self) -> [u64; 10] {
+    /// In the order of `counters`.
+    fn totals(&self) -> [u64; 16] {
         use std::sync::atomic::Ordering::Relaxed;
         let s = self.realtime.stats();
         [
@@ -186,6 +211,12 @@ impl RealtimeMetrics {
             s.rate_limited.load(Relaxed),
             s.slow_consumers.load(Relaxed),
             s.topic_crashes.load(Relaxed),
+            s.topic_restarts.load(Relaxed),
+            s.session_crashes.load(Relaxed),
+            s.user_rate_limited.load(Relaxed),
+            s.topic_rate_limited.load(Relaxed),
+            s.topic_shed.load(Relaxed),
+            s.presence_untracked.load(Relaxed),
             s.sockets_refused.load(Relaxed),
             s.revocations.load(Relaxed),
         ]

@@ -43,6 +43,10 @@ async fn stock_phoenix_client_suite() {
     settings.realtime.messages_per_sec = 200;
     settings.realtime.message_burst = 50;
     settings.realtime.outbound_queue = 64;
+    // The slow-consumer test fills a socket with broadcasts faster than a topic relays them
+    // by default.
+    settings.realtime.topic_broadcasts_per_sec = 100_000;
+    settings.realtime.topic_broadcast_bytes_per_sec = 1 << 30;
     let app = Application::build(settings).await.expect("server starts");
     let url = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();

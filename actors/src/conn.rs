@@ -1,8 +1,8 @@
 //! A session as the topics see it: where to put frames for its client, and how to tell the
 //! session that something happened to it.
 //!
-//! Frames for one client go into its [`Outbox`], a bounded queue shared by the session and
-//! every topic it joined. The transport drains the whole queue at each wake-up and writes it
+//! Frames for one client go into its [`Outbox`], a queue shared by the session and every
+//! topic it joined, bounded in frames and in bytes. The transport drains the whole queue at each wake-up and writes it
 //! to the socket as one buffer, so a busy connection costs one wake-up and one `write` per
 //! batch rather than per frame. A push shared by many subscribers is queued as two shared
 //! pieces (this subscriber's frame head and the topic's encoded tail) and only copied once,
@@ -34,6 +34,21 @@ pub enum Outbound {
     Pong(Vec<u8>),
 }
 
+impl Outbound {
+    /// Bytes of payload this frame puts on the wire.
+    pub fn len(&self) -> usize {
+        match self {
+            Outbound::Text(t) => t.len(),
+            Outbound::Push { head, tail } => head.len() + tail.len(),
+            Outbound::Pong(p) => p.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Why a frame was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
@@ -55,6 +70,8 @@ pub enum Take {
 #[derive(Default)]
 struct Queue {
     items: VecDeque<Outbound>,
+    /// Bytes of the frames in `items`.
+    bytes: usize,
     waker: Option<Waker>,
     close: Option<CloseReason>,
     /// No more frames are accepted (closing, or the transport is gone).
@@ -65,6 +82,7 @@ struct Queue {
 pub struct Outbox {
     queue: Mutex<Queue>,
     capacity: usize,
+    max_bytes: usize,
 }
 
 impl Outbox {
@@ -72,16 +90,21 @@ impl Outbox {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues a frame without waiting.
+    /// Queues a frame without waiting. The queue is full at `capacity` frames, or when the
+    /// frame would take it over `max_bytes` (an empty queue takes any one frame, so a frame
+    /// larger than the byte bound can still reach a client that reads).
     pub fn send(&self, item: Outbound) -> Result<(), Refused> {
         let waker = {
             let mut q = self.lock();
             if q.shut {
                 return Err(Refused::Closed);
             }
-            if q.items.len() >= self.capacity {
+            let size = item.len();
+            let over_bytes = !q.items.is_empty() && q.bytes + size > self.max_bytes;
+            if q.items.len() >= self.capacity || over_bytes {
                 return Err(Refused::Full);
             }
+            q.bytes += size;
             q.items.push_back(item);
             q.waker.take()
         };
@@ -103,6 +126,7 @@ impl Outbox {
             q.close = Some(reason);
             if discard {
                 q.items = VecDeque::new();
+                q.bytes = 0;
             }
             q.waker.take()
         };
@@ -128,6 +152,7 @@ impl OutboxReader {
         let mut q = self.0.lock();
         if !q.items.is_empty() {
             std::mem::swap(&mut q.items, into);
+            q.bytes = 0;
             return Poll::Ready(Take::Frames);
         }
         if let Some(reason) = q.close.take() {
@@ -149,15 +174,18 @@ impl Drop for OutboxReader {
         let mut q = self.0.lock();
         q.shut = true;
         q.items = VecDeque::new();
+        q.bytes = 0;
         q.waker = None;
     }
 }
 
-/// A new outbox holding at most `capacity` frames, and its transport end.
-pub(crate) fn channel(capacity: usize) -> (Arc<Outbox>, OutboxReader) {
+/// A new outbox holding at most `capacity` frames and `max_bytes` bytes, and its transport
+/// end.
+pub(crate) fn channel(capacity: usize, max_bytes: usize) -> (Arc<Outbox>, OutboxReader) {
     let outbox = Arc::new(Outbox {
         queue: Mutex::new(Queue::default()),
         capacity: capacity.max(1),
+        max_bytes,
     });
     (outbox.clone(), OutboxReader(outbox))
 }
@@ -173,6 +201,8 @@ pub enum SessionNotice {
         topic: String,
         join_ref: Option<String>,
     },
+    /// Fault injection: the session panics, as a bug would.
+    Crash,
 }
 
 /// A cheap, cloneable handle on one connection.
@@ -249,7 +279,7 @@ mod tests {
 
     #[test]
     fn drains_everything_queued_in_one_take_and_wakes_once() {
-        let (outbox, reader) = channel(8);
+        let (outbox, reader) = channel(8, 1 << 20);
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(count.clone());
         let mut cx = Context::from_waker(&waker);
@@ -269,7 +299,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_refuses_and_closing_discards_or_keeps() {
-        let (outbox, reader) = channel(2);
+        let (outbox, reader) = channel(2, 1 << 20);
         outbox.send(text("a")).unwrap();
         outbox.send(text("b")).unwrap();
         assert_eq!(outbox.send(text("c")), Err(Refused::Full));
@@ -295,7 +325,7 @@ mod tests {
         ));
         assert!(reader.poll_take(&mut cx, &mut got).is_pending());
 
-        let (outbox, reader) = channel(2);
+        let (outbox, reader) = channel(2, 1 << 20);
         outbox.send(text("a")).unwrap();
         outbox.close(reason.clone(), true);
         assert!(matches!(
@@ -304,5 +334,40 @@ mod tests {
         ));
         drop(reader);
         assert_eq!(outbox.send(text("b")), Err(Refused::Closed));
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_bytes_too() {
+        let (outbox, reader) = channel(100, 10);
+        // An empty queue takes one frame of any size.
+        outbox.send(text("a frame longer than ten bytes")).unwrap();
+        assert_eq!(outbox.send(text("x")), Err(Refused::Full));
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut got = VecDeque::new();
+        assert!(reader.poll_take(&mut cx, &mut got).is_ready());
+        for _ in 0..5 {
+            outbox.send(text("ab")).unwrap();
+        }
+        assert_eq!(
+            outbox.send(text("c")),
+            Err(Refused::Full),
+            "10 bytes queued"
+        );
+        let head: Arc<str> = "[\"1\"".into();
+        let tail: Arc<str> = ",null]".into();
+        got.clear();
+        assert!(reader.poll_take(&mut cx, &mut got).is_ready());
+        outbox
+            .send(Outbound::Push {
+                head: head.clone(),
+                tail: tail.clone(),
+            })
+            .unwrap();
+        assert_eq!(
+            outbox.send(Outbound::Push { head, tail }),
+            Err(Refused::Full),
+            "shared pieces count as what they put on the wire"
+        );
     }
 }

@@ -13,13 +13,15 @@
 //! [`ports`]; the server implements them.
 
 mod conn;
+mod env;
+mod limit;
 pub mod ports;
 mod registry;
 mod session;
 mod topic;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use conn::{CloseReason, Conn, Outbound, Outbox, OutboxReader, Refused, SessionNotice, Take};
 pub use ports::{Authorizer, Denied, EventLog, Grant, Identity, LiveEvent, LogError};
@@ -27,7 +29,7 @@ pub use registry::{Realtime, SocketPermit};
 pub use session::{SessionActor, WireIn};
 pub use topic::TopicActor;
 
-/// Per-connection and per-topic limits. The defaults are safe for a public server.
+/// Per-connection, per-user and per-topic limits. The defaults are safe for a public server.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest text frame a client may send, in bytes.
@@ -36,19 +38,37 @@ pub struct Limits {
     pub max_broadcast_bytes: usize,
     /// Sockets one user may have open on this node at once.
     pub max_sockets_per_user: u32,
-    /// Topics one connection may have joined at once.
+    /// Topics one connection may have joined (or be joining) at once.
     pub max_topics_per_connection: usize,
     /// Sustained client messages per second per connection (heartbeats not counted).
     pub messages_per_sec: u32,
     /// Messages a connection may send in a burst above the sustained rate.
     pub message_burst: u32,
+    /// Sustained messages per second of one user, all their sockets on this node together.
+    pub user_messages_per_sec: u32,
+    /// The burst allowed to one user above that rate.
+    pub user_message_burst: u32,
+    /// Broadcasts one topic relays per second (in a burst: twice as many), whoever sends them.
+    pub topic_broadcasts_per_sec: u32,
+    /// Bytes of broadcasts one topic relays per second (in a burst: one second's worth, and
+    /// never less than one broadcast of the largest size).
+    pub topic_broadcast_bytes_per_sec: u32,
     /// `presence:update` messages per second per connection and topic.
     pub presence_updates_per_sec: u32,
+    /// Largest presence meta a client may set, in bytes of JSON.
+    pub max_presence_meta_bytes: usize,
+    /// Connections one topic tracks in its presence; later joins are not tracked.
+    pub max_presence_metas: usize,
     /// Presence changes within this interval go out as one `presence_diff` (zero: each at
     /// once).
     pub presence_batch: Duration,
     /// Frames queued for one client before it counts as too slow and is disconnected.
     pub outbound_queue: usize,
+    /// Bytes queued for one client before it counts as too slow (a single frame larger than
+    /// this is still accepted into an empty queue).
+    pub outbound_queue_bytes: usize,
+    /// Messages a topic actor's mailbox holds; client messages beyond it are refused.
+    pub topic_mailbox: usize,
     /// A connection silent for this long is closed.
     pub heartbeat_timeout: Duration,
     /// How far back (in events) a join with `since` may ask to be replayed.
@@ -57,7 +77,8 @@ pub struct Limits {
     /// they are read from the log.
     pub gap_grace: Duration,
     /// How often a quiet topic with subscribers reads its log for events whose live
-    /// publication was lost (a publisher stopped between commit and publish).
+    /// publication was lost (a publisher stopped between commit and publish, or the topic
+    /// shed it while its mailbox was full).
     pub log_check: Duration,
     /// How long a topic actor without subscribers stays alive.
     pub topic_idle: Duration,
@@ -74,9 +95,17 @@ impl Default for Limits {
             max_topics_per_connection: 100,
             messages_per_sec: 50,
             message_burst: 100,
+            user_messages_per_sec: 100,
+            user_message_burst: 200,
+            topic_broadcasts_per_sec: 200,
+            topic_broadcast_bytes_per_sec: 512 * 1024,
             presence_updates_per_sec: 10,
+            max_presence_meta_bytes: 1024,
+            max_presence_metas: 1000,
             presence_batch: Duration::from_millis(25),
             outbound_queue: 1024,
+            outbound_queue_bytes: 1024 * 1024,
+            topic_mailbox: 4096,
             heartbeat_timeout: Duration::from_secs(60),
             max_replay: 10_000,
             gap_grace: Duration::from_millis(100),
@@ -103,9 +132,22 @@ pub struct Stats {
     pub frames_in: AtomicU64,
     pub frames_out: AtomicU64,
     pub events_replayed: AtomicU64,
+    /// Client messages refused by the connection's own rate limit.
     pub rate_limited: AtomicU64,
+    /// Client messages refused by their user's rate limit (all sockets together).
+    pub user_rate_limited: AtomicU64,
+    /// Broadcasts refused by their topic's budget.
+    pub topic_rate_limited: AtomicU64,
+    /// Messages refused or dropped because a topic's mailbox was full.
+    pub topic_shed: AtomicU64,
+    /// Presence joins not tracked because the topic tracks its maximum already.
+    pub presence_untracked: AtomicU64,
     pub slow_consumers: AtomicU64,
     pub topic_crashes: AtomicU64,
+    /// Topic actors started again by their supervisor after a crash.
+    pub topic_restarts: AtomicU64,
+    /// Session actors that panicked (their socket was closed with 1011).
+    pub session_crashes: AtomicU64,
     pub revocations: AtomicU64,
 }
 
@@ -121,49 +163,4 @@ pub(crate) fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
-}
-
-/// A token bucket: `rate` per second sustained, `burst` at once.
-#[derive(Debug, Clone)]
-pub(crate) struct Bucket {
-    tokens: f64,
-    rate: f64,
-    burst: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    pub(crate) fn new(rate: u32, burst: u32) -> Bucket {
-        let burst = f64::from(burst.max(1));
-        Bucket {
-            tokens: burst,
-            rate: f64::from(rate.max(1)),
-            burst,
-            last: Instant::now(),
-        }
-    }
-
-    pub(crate) fn take(&mut self) -> bool {
-        let now = Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
-        self.tokens = (self.tokens + refill).min(self.burst);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Bucket;
-
-    #[test]
-    fn bucket_allows_the_burst_then_refuses() {
-        let mut b = Bucket::new(1, 5);
-        assert_eq!((0..10).filter(|_| b.take()).count(), 5);
-    }
 }

@@ -5,8 +5,31 @@
 //! itself. Everything for the client — replies from here, pushes from topics — goes through
 //! that one queue, so a client that stops reading fills it, and the next push finds it full:
 //! the session then closes the connection with `slow_consumer` instead of buffering more.
+//!
+//! # Joins, in order
+//!
+//! As in Phoenix, every join gets exactly one reply, and the messages of one topic are
+//! handled in the order they were sent. While a join is being authorised, whatever else the
+//! client sends on that topic (a push, a leave, another join) waits behind it, and is
+//! handled once the join has its answer. A join of a topic already joined first closes the
+//! earlier join (`phx_close` to its ref), then proceeds.
+//!
+//! # Limits
+//!
+//! Every message but a heartbeat costs one from the connection's allowance and one from its
+//! user's (shared by all their sockets on this node). Messages to a topic are offered to its
+//! mailbox without waiting: a topic that is behind refuses them (`topic_busy`) rather than
+//! letting its mailbox grow.
+//!
+//! # Crashes
+//!
+//! A session stops only when it decides to, and notes that it did. Ending any other way —
+//! a panic in one of its handlers — it closes its socket with 1011 and tells the topics it
+//! joined that it is gone, so a crashed session never leaves a silent open socket behind.
+//! This happens in `stopped()` (which actix runs even while dropping a panicked actor) or,
+//! failing that, in `Drop`; neither relies on knowing whether the thread is unwinding.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,10 +42,16 @@ use stoa_protocol::{Frame, FrameError, Inbound, ReplyStatus, Topic, PHOENIX_TOPI
 use crate::conn::{
     self, CloseReason, Conn, Outbound, Outbox, OutboxReader, Refused, SessionNotice,
 };
+use crate::limit::Limiter;
 use crate::ports::{Denied, Grant};
 use crate::registry::{Realtime, Shared, SocketPermit};
-use crate::topic::{Broadcast, Disconnect, Join, Leave, TopicActor, UpdatePresence};
-use crate::{now_ms, Bucket, Stats};
+use crate::topic::{
+    Broadcast, Disconnect, Join, Leave, Ticket, TopicActor, TopicRef, UpdatePresence,
+};
+use crate::{now_ms, Stats};
+
+/// Messages that may wait behind joins in progress, over all topics of a connection.
+const MAX_WAITING: usize = 64;
 
 /// What the transport reads from the socket.
 #[derive(Debug)]
@@ -49,9 +78,23 @@ struct Pending {
     authorized_at: Instant,
 }
 
-struct Joined {
-    join_ref: Option<String>,
-    addr: Addr<TopicActor>,
+/// A client message kept for later: the frame and the size of its text.
+struct Held {
+    frame: Frame,
+    size: usize,
+}
+
+/// One topic as this connection sees it.
+enum Channel {
+    /// A join being authorised or attached; the topic's later messages wait in `queue`.
+    Joining {
+        join_ref: Option<String>,
+        queue: VecDeque<Held>,
+    },
+    Joined {
+        join_ref: Option<String>,
+        topic: TopicRef,
+    },
 }
 
 pub struct SessionActor {
@@ -61,12 +104,15 @@ pub struct SessionActor {
     expires_at: i64,
     outbox: Arc<Outbox>,
     conn: Option<Conn>,
+    /// The socket is being closed (the close reason is set).
     closing: bool,
-    joined: HashMap<String, Joined>,
-    /// Joins waiting for authorisation: topic name → join ref.
-    joining: HashMap<String, Option<String>>,
+    /// The session chose to stop; stopping without having chosen is a crash.
+    stopping: bool,
+    channels: HashMap<String, Channel>,
+    /// Messages waiting in the channels' queues.
+    waiting: usize,
     last_seen: Instant,
-    bucket: Bucket,
+    limiter: Limiter,
     /// Counts this socket against its user's limit until the session ends.
     permit: Option<SocketPermit>,
 }
@@ -86,10 +132,10 @@ impl SessionActor {
     {
         let shared = realtime.shared.clone();
         let user_id = permit.user();
-        let limits = &shared.limits;
-        let (outbox, reader) = conn::channel(limits.outbound_queue);
-        let bucket = Bucket::new(limits.messages_per_sec, limits.message_burst);
-        let id = shared.next_id();
+        let limits = shared.limits();
+        let (outbox, reader) = conn::channel(limits.outbound_queue, limits.outbound_queue_bytes);
+        let limiter = Limiter::new(limits.messages_per_sec, limits.message_burst);
+        let id = shared.env.next_id();
         let addr = SessionActor::create(move |ctx| {
             ctx.add_stream(incoming);
             SessionActor {
@@ -100,18 +146,23 @@ impl SessionActor {
                 outbox,
                 conn: None,
                 closing: false,
-                joined: HashMap::new(),
-                joining: HashMap::new(),
+                stopping: false,
+                channels: HashMap::new(),
+                waiting: 0,
                 last_seen: Instant::now(),
-                bucket,
+                limiter,
                 permit: Some(permit),
             }
         });
         (addr, reader)
     }
 
+    fn stats(&self) -> &Stats {
+        self.shared.stats()
+    }
+
     fn send(&mut self, frame: String, ctx: &mut Context<Self>) {
-        Stats::add(&self.shared.stats.frames_out, 1);
+        Stats::add(&self.stats().frames_out, 1);
         self.queue(Outbound::Text(frame), ctx);
     }
 
@@ -120,7 +171,7 @@ impl SessionActor {
             Ok(()) => {}
             Err(Refused::Full) => self.overflowed(ctx),
             // Closing already, or the socket is gone.
-            Err(Refused::Closed) => ctx.stop(),
+            Err(Refused::Closed) => self.stop(ctx),
         }
     }
 
@@ -141,7 +192,7 @@ impl SessionActor {
 
     fn overflowed(&mut self, ctx: &mut Context<Self>) {
         if !self.closing {
-            Stats::add(&self.shared.stats.slow_consumers, 1);
+            Stats::add(&self.stats().slow_consumers, 1);
             tracing::info!(
                 session = self.id,
                 user = self.user_id,
@@ -156,17 +207,39 @@ impl SessionActor {
     fn close_with(&mut self, code: u16, reason: &'static str, ctx: &mut Context<Self>) {
         let discard = reason == "slow_consumer";
         self.end(CloseReason { code, reason }, discard);
+        self.stop(ctx);
+    }
+
+    fn stop(&mut self, ctx: &mut Context<Self>) {
+        self.stopping = true;
         ctx.stop();
+    }
+
+    /// The crash path: closes the socket with 1011 (dropping what was queued) and leaves
+    /// every topic.
+    fn crashed(&mut self) {
+        if self.closing {
+            return;
+        }
+        Stats::add(&self.stats().session_crashes, 1);
+        tracing::error!(
+            session = self.id,
+            user = self.user_id,
+            "session actor crashed; closing its socket"
+        );
+        self.disconnect_all();
+        let reason = CloseReason {
+            code: 1011,
+            reason: "internal_error",
+        };
+        self.end(reason, true);
     }
 
     /// Stops counting this socket, then has the transport close it: a client that sees the
     /// close frame may open a new socket at once.
     fn end(&mut self, reason: CloseReason, discard: bool) {
         if self.permit.take().is_some() {
-            self.shared
-                .stats
-                .connections
-                .fetch_sub(1, Ordering::Relaxed);
+            self.stats().connections.fetch_sub(1, Ordering::Relaxed);
         }
         if !self.closing {
             self.closing = true;
@@ -174,28 +247,66 @@ impl SessionActor {
         }
     }
 
+    /// Tells every topic joined that this connection is gone.
+    fn disconnect_all(&mut self) {
+        for (_, channel) in self.channels.drain() {
+            if let Channel::Joined { topic, .. } = channel {
+                topic.addr.do_send(Disconnect { session: self.id });
+            }
+        }
+    }
+
     fn on_text(&mut self, text: String, ctx: &mut Context<Self>) {
-        Stats::add(&self.shared.stats.frames_in, 1);
-        let frame = match Frame::decode(&text, self.shared.limits.max_frame_bytes) {
+        Stats::add(&self.stats().frames_in, 1);
+        let frame = match Frame::decode(&text, self.shared.limits().max_frame_bytes) {
             Ok(f) => f,
             Err(e) => return self.bad_frame(&text, e, ctx),
         };
-        let inbound = Inbound::from_frame(&frame);
-        if !matches!(inbound, Ok(Inbound::Heartbeat)) && !self.bucket.take() {
-            Stats::add(&self.shared.stats.rate_limited, 1);
+        if frame.topic == PHOENIX_TOPIC && frame.event == "heartbeat" {
+            // Free: a client that keeps its socket alive is never refused for it.
+            return self.reply(&frame, ReplyStatus::Ok, json!({}), ctx);
+        }
+        if !self.limiter.take() {
+            Stats::add(&self.stats().rate_limited, 1);
             return self.error(&frame, "rate_limited", ctx);
         }
-        match inbound {
+        if !self.shared.user_allows(self.user_id) {
+            Stats::add(&self.stats().user_rate_limited, 1);
+            return self.error(&frame, "rate_limited", ctx);
+        }
+        let held = Held {
+            frame,
+            size: text.len(),
+        };
+        if let Some(Channel::Joining { queue, .. }) = self.channels.get_mut(&held.frame.topic) {
+            if self.waiting >= MAX_WAITING {
+                return self.error(&held.frame, "too many messages waiting for joins", ctx);
+            }
+            queue.push_back(held);
+            self.waiting += 1;
+            return;
+        }
+        self.dispatch(held, ctx);
+    }
+
+    /// Handles one client message whose topic has no join in progress.
+    fn dispatch(&mut self, held: Held, ctx: &mut Context<Self>) {
+        let Held { frame, size } = held;
+        match Inbound::from_frame(&frame) {
             Err(e) => self.error(&frame, &e.to_string(), ctx),
             Ok(Inbound::Heartbeat) => self.reply(&frame, ReplyStatus::Ok, json!({}), ctx),
             Ok(Inbound::Join { since }) => self.join(frame, since, ctx),
             Ok(Inbound::Leave) => self.leave(frame, ctx),
-            Ok(Inbound::Broadcast(payload)) => self.broadcast(frame, text.len(), payload, ctx),
+            Ok(Inbound::Broadcast(payload)) => self.broadcast(frame, size, payload, ctx),
             Ok(Inbound::PresenceUpdate(fields)) => self.update_presence(frame, fields, ctx),
             Ok(Inbound::AccessToken(token)) => self.refresh_token(frame, &token, ctx),
             Ok(Inbound::Unknown(event)) => {
-                let reason = format!("unknown event {:?}", truncate(&event, 64));
-                self.error(&frame, &reason, ctx)
+                if self.joined_to(&frame).is_some() {
+                    let reason = format!("unknown event {:?}", truncate(&event, 64));
+                    self.error(&frame, &reason, ctx)
+                } else {
+                    self.error(&frame, "unmatched topic", ctx)
+                }
             }
         }
     }
@@ -206,60 +317,61 @@ impl SessionActor {
         tracing::debug!(session = self.id, error = %e, len = text.len(), "bad frame");
         let payload = json!({ "reason": format!("bad frame: {e}") });
         let frame = encode_parts(None, None, PHOENIX_TOPIC, "phx_error", &payload);
-        if !self.bucket.take() {
-            Stats::add(&self.shared.stats.rate_limited, 1);
+        if !self.limiter.take() {
+            Stats::add(&self.stats().rate_limited, 1);
             return;
         }
         self.send(frame, ctx);
     }
 
     fn join(&mut self, frame: Frame, since: Option<i64>, ctx: &mut Context<Self>) {
-        if frame.topic == PHOENIX_TOPIC {
-            return self.error(&frame, "unknown topic", ctx);
-        }
         let topic = match Topic::parse(&frame.topic) {
-            Ok(t) => t,
-            Err(_) => {
-                Stats::add(&self.shared.stats.joins_refused, 1);
+            Ok(t) if frame.topic != PHOENIX_TOPIC => t,
+            _ => {
+                Stats::add(&self.stats().joins_refused, 1);
                 return self.error(&frame, "unknown topic", ctx);
             }
         };
-        // A second join of the same topic replaces the first (as Phoenix does).
-        if let Some(old) = self.joined.remove(&frame.topic) {
-            old.addr.do_send(Disconnect { session: self.id });
+        // A second join of the same topic closes the first (as Phoenix does): `phx_close`
+        // to the old join ref, queued by the topic before anything of the new join.
+        if let Some(Channel::Joined { topic, .. }) = self.channels.remove(&frame.topic) {
+            topic.addr.do_send(Leave {
+                session: self.id,
+                msg_ref: None,
+            });
         }
-        if self.joined.len() + self.joining.len() >= self.shared.limits.max_topics_per_connection {
-            Stats::add(&self.shared.stats.joins_refused, 1);
+        if self.channels.len() >= self.shared.limits().max_topics_per_connection {
+            Stats::add(&self.stats().joins_refused, 1);
             return self.error(&frame, "too_many_topics", ctx);
         }
         let track = !matches!(frame.payload.get("presence"), Some(Value::Bool(false)));
-        self.joining
-            .insert(frame.topic.clone(), frame.join_ref.clone());
+        self.channels.insert(
+            frame.topic.clone(),
+            Channel::Joining {
+                join_ref: frame.join_ref.clone(),
+                queue: VecDeque::new(),
+            },
+        );
         let authorizer = self.shared.authorizer.clone();
         let user = self.user_id;
         let authorized_at = Instant::now();
         let fut = async move { authorizer.authorize(user, topic).await };
-        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
-            if act.joining.get(&frame.topic) != Some(&frame.join_ref) {
-                return; // left, or joined again, while this one was being checked
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(grant) => {
+                let join = Pending {
+                    topic,
+                    grant,
+                    frame,
+                    since,
+                    track,
+                    authorized_at,
+                };
+                act.attach(join, 0, ctx)
             }
-            act.joining.remove(&frame.topic);
-            match res {
-                Ok(grant) => {
-                    let join = Pending {
-                        topic,
-                        grant,
-                        frame,
-                        since,
-                        track,
-                        authorized_at,
-                    };
-                    act.attach(join, 0, ctx)
-                }
-                Err(denied) => {
-                    Stats::add(&act.shared.stats.joins_refused, 1);
-                    act.error(&frame, denied.reason(), ctx);
-                }
+            Err(denied) => {
+                Stats::add(&act.stats().joins_refused, 1);
+                act.error(&frame, denied.reason(), ctx);
+                act.settle(&frame.topic, None, ctx);
             }
         }));
     }
@@ -269,70 +381,105 @@ impl SessionActor {
         let Some(conn) = self.conn.clone() else {
             return;
         };
-        let addr = self.shared.topic_actor(join.topic, &join.grant);
-        let frame = &join.frame;
-        self.joined.insert(
-            frame.topic.clone(),
-            Joined {
-                join_ref: frame.join_ref.clone(),
-                addr: addr.clone(),
-            },
-        );
+        let topic = self.shared.topic_actor(join.topic, &join.grant);
         let msg = Join {
             conn,
-            join_ref: frame.join_ref.clone(),
-            msg_ref: frame.msg_ref.clone(),
+            join_ref: join.frame.join_ref.clone(),
+            msg_ref: join.frame.msg_ref.clone(),
             since: join.since,
             track: join.track,
             info: join.grant.info.clone(),
             authorized_at: join.authorized_at,
         };
-        ctx.spawn(addr.send(msg).into_actor(self).map(move |res, act, ctx| {
-            if res.is_ok() {
-                return;
-            }
-            let frame = &join.frame;
-            let still_ours = act
-                .joined
-                .get(&frame.topic)
-                .is_some_and(|j| j.join_ref == frame.join_ref);
-            if !still_ours {
-                return;
-            }
-            act.joined.remove(&frame.topic);
-            if attempt == 0 {
-                act.attach(join, 1, ctx);
-            } else {
-                act.error(&join.frame, Denied::Unavailable.reason(), ctx);
+        let request = topic.addr.send(msg);
+        ctx.spawn(request.into_actor(self).map(move |res, act, ctx| {
+            let name = join.frame.topic.clone();
+            match res {
+                Ok(true) => act.settle(&name, Some(topic), ctx),
+                // Refused by the topic, which replied.
+                Ok(false) => act.settle(&name, None, ctx),
+                Err(_) if attempt == 0 => act.attach(join, 1, ctx),
+                Err(_) => {
+                    act.error(&join.frame, Denied::Unavailable.reason(), ctx);
+                    act.settle(&name, None, ctx);
+                }
             }
         }));
     }
 
+    /// A join has its answer: the channel is joined (to `joined`) or gone, and the messages
+    /// that waited behind it are handled in order — until one of them starts another join,
+    /// which the rest then wait behind.
+    fn settle(&mut self, topic: &str, joined: Option<TopicRef>, ctx: &mut Context<Self>) {
+        let Some(Channel::Joining { join_ref, queue }) = self.channels.remove(topic) else {
+            return;
+        };
+        if let Some(joined) = joined {
+            let channel = Channel::Joined {
+                join_ref,
+                topic: joined,
+            };
+            self.channels.insert(topic.to_string(), channel);
+        }
+        let mut queue = queue;
+        while let Some(held) = queue.pop_front() {
+            self.waiting -= 1;
+            self.dispatch(held, ctx);
+            if let Some(Channel::Joining { queue: next, .. }) = self.channels.get_mut(topic) {
+                next.append(&mut queue);
+                return;
+            }
+        }
+    }
+
     fn leave(&mut self, frame: Frame, ctx: &mut Context<Self>) {
-        if let Some(joined) = self.joined.remove(&frame.topic) {
+        if let Some(Channel::Joined { topic, .. }) = self.channels.remove(&frame.topic) {
             // The topic replies, then sends phx_close, after anything it already queued.
-            joined.addr.do_send(Leave {
+            topic.addr.do_send(Leave {
                 session: self.id,
                 msg_ref: frame.msg_ref.clone(),
             });
             return;
         }
-        self.joining.remove(&frame.topic);
+        // Nothing joined: the leave is simply acknowledged (as Phoenix does).
         self.reply(&frame, ReplyStatus::Ok, json!({}), ctx);
-        let jr = frame.join_ref.as_deref();
-        let close = encode_parts(jr, jr, &frame.topic, "phx_close", &json!({}));
-        self.send(close, ctx);
     }
 
-    fn joined_to(&mut self, frame: &Frame, ctx: &mut Context<Self>) -> Option<Addr<TopicActor>> {
-        match self.joined.get(&frame.topic) {
-            Some(j) if j.join_ref == frame.join_ref || frame.join_ref.is_none() => {
-                Some(j.addr.clone())
+    /// The topic, if this connection has joined it under the frame's join ref (or the
+    /// frame names none).
+    fn joined_to(&self, frame: &Frame) -> Option<&TopicRef> {
+        match self.channels.get(&frame.topic) {
+            Some(Channel::Joined { join_ref, topic })
+                if *join_ref == frame.join_ref || frame.join_ref.is_none() =>
+            {
+                Some(topic)
             }
-            _ => {
-                self.error(frame, "unmatched topic", ctx);
-                None
-            }
+            _ => None,
+        }
+    }
+
+    /// Offers a client message to its topic without waiting: refused (`topic_busy`) when
+    /// the topic has `topic_mailbox` messages waiting already.
+    fn offer<M>(
+        &mut self,
+        frame: &Frame,
+        msg: impl FnOnce(Conn, Ticket) -> M,
+        ctx: &mut Context<Self>,
+    ) where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        TopicActor: Handler<M>,
+    {
+        let capacity = self.shared.limits().topic_mailbox;
+        let (Some(topic), Some(conn)) = (self.joined_to(frame), self.conn.clone()) else {
+            return self.error(frame, "unmatched topic", ctx);
+        };
+        let Some(ticket) = topic.ticket(capacity) else {
+            Stats::add(&self.stats().topic_shed, 1);
+            return self.error(frame, "topic_busy", ctx);
+        };
+        if let Err(SendError::Closed(_)) = topic.addr.try_send(msg(conn, ticket)) {
+            self.error(frame, Denied::Unavailable.reason(), ctx);
         }
     }
 
@@ -343,21 +490,24 @@ impl SessionActor {
         payload: Map<String, Value>,
         ctx: &mut Context<Self>,
     ) {
-        let Some(addr) = self.joined_to(&frame, ctx) else {
-            return;
-        };
-        if size > self.shared.limits.max_broadcast_bytes {
-            let reason = format!(
-                "broadcast too large ({size} bytes, limit {})",
-                self.shared.limits.max_broadcast_bytes
-            );
+        if self.joined_to(&frame).is_none() {
+            return self.error(&frame, "unmatched topic", ctx);
+        }
+        let limit = self.shared.limits().max_broadcast_bytes;
+        if size > limit {
+            let reason = format!("broadcast too large ({size} bytes, limit {limit})");
             return self.error(&frame, &reason, ctx);
         }
-        addr.do_send(Broadcast {
-            session: self.id,
+        let (join_ref, msg_ref) = (frame.join_ref.clone(), frame.msg_ref.clone());
+        let msg = |conn, ticket| Broadcast {
+            conn,
+            join_ref,
+            msg_ref,
             payload,
-        });
-        self.reply(&frame, ReplyStatus::Ok, json!({}), ctx);
+            size,
+            ticket,
+        };
+        self.offer(&frame, msg, ctx);
     }
 
     fn update_presence(
@@ -366,18 +516,24 @@ impl SessionActor {
         fields: Map<String, Value>,
         ctx: &mut Context<Self>,
     ) {
-        let Some(addr) = self.joined_to(&frame, ctx) else {
-            return;
-        };
-        let Some(conn) = self.conn.clone() else {
-            return;
-        };
-        addr.do_send(UpdatePresence {
+        if self.joined_to(&frame).is_none() {
+            return self.error(&frame, "unmatched topic", ctx);
+        }
+        let limit = self.shared.limits().max_presence_meta_bytes;
+        let size = serde_json::to_string(&fields).map_or(usize::MAX, |s| s.len());
+        if size > limit {
+            let reason = format!("presence meta too large ({size} bytes, limit {limit})");
+            return self.error(&frame, &reason, ctx);
+        }
+        let (join_ref, msg_ref) = (frame.join_ref.clone(), frame.msg_ref.clone());
+        let msg = |conn, ticket| UpdatePresence {
             conn,
-            join_ref: frame.join_ref,
-            msg_ref: frame.msg_ref,
+            join_ref,
+            msg_ref,
             fields,
-        });
+            ticket,
+        };
+        self.offer(&frame, msg, ctx);
     }
 
     fn refresh_token(&mut self, frame: Frame, token: &str, ctx: &mut Context<Self>) {
@@ -394,7 +550,7 @@ impl SessionActor {
 
     /// Closes the connection when it has been silent too long or its token expired.
     fn check_liveness(&mut self, ctx: &mut Context<Self>) {
-        if self.last_seen.elapsed() > self.shared.limits.heartbeat_timeout {
+        if self.last_seen.elapsed() > self.shared.limits().heartbeat_timeout {
             tracing::debug!(session = self.id, "closing a silent connection");
             return self.close_with(1000, "heartbeat_timeout", ctx);
         }
@@ -418,24 +574,30 @@ impl Actor for SessionActor {
             self.outbox.clone(),
             ctx.address().recipient(),
         ));
-        self.shared
-            .stats
-            .connections
-            .fetch_add(1, Ordering::Relaxed);
-        let timeout = self.shared.limits.heartbeat_timeout;
+        self.stats().connections.fetch_add(1, Ordering::Relaxed);
+        let timeout = self.shared.limits().heartbeat_timeout;
         let every = (timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
         ctx.run_interval(every, |act, ctx| act.check_liveness(ctx));
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        for joined in self.joined.values() {
-            joined.addr.do_send(Disconnect { session: self.id });
+        if !self.stopping {
+            return self.crashed();
         }
+        self.disconnect_all();
         let reason = CloseReason {
             code: 1000,
             reason: "closed",
         };
         self.end(reason, false);
+    }
+}
+
+impl Drop for SessionActor {
+    /// Whatever ended the actor, its socket is closed by now: by the session itself, by
+    /// `stopped()`, or here if neither ran.
+    fn drop(&mut self) {
+        self.crashed();
     }
 }
 
@@ -448,7 +610,7 @@ impl StreamHandler<WireIn> for SessionActor {
             WireIn::Pong => {}
             WireIn::Binary => self.close_with(1003, "binary frames are not supported", ctx),
             WireIn::TooLarge => self.close_with(1009, "frame too large", ctx),
-            WireIn::Close => ctx.stop(),
+            WireIn::Close => self.stop(ctx),
             WireIn::Broken(e) => {
                 tracing::debug!(session = self.id, error = %e, "websocket protocol error");
                 self.close_with(1002, "protocol error", ctx);
@@ -457,7 +619,7 @@ impl StreamHandler<WireIn> for SessionActor {
     }
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
-        ctx.stop();
+        self.stop(ctx);
     }
 }
 
@@ -468,14 +630,15 @@ impl Handler<SessionNotice> for SessionActor {
         match notice {
             SessionNotice::Overflow => self.overflowed(ctx),
             SessionNotice::Dropped { topic, join_ref } => {
-                if self
-                    .joined
-                    .get(&topic)
-                    .is_some_and(|j| j.join_ref == join_ref)
-                {
-                    self.joined.remove(&topic);
+                let ours = matches!(
+                    self.channels.get(&topic),
+                    Some(Channel::Joined { join_ref: jr, .. }) if *jr == join_ref
+                );
+                if ours {
+                    self.channels.remove(&topic);
                 }
             }
+            SessionNotice::Crash => panic!("fault injected into session {}", self.id),
         }
     }
 }

@@ -18,6 +18,7 @@
 //! between the log read and the live stream, and the cursor check drops any duplicate.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -26,18 +27,63 @@ use stoa_protocol::frame::{encode_parts, encode_reply, Push};
 use stoa_protocol::{PresenceDiff, PresenceMeta, PresenceState, ReplyStatus, Topic};
 
 use crate::conn::{Conn, SessionNotice};
+use crate::env::Env;
+use crate::limit::Limiter;
 use crate::ports::{Denied, LiveEvent};
-use crate::registry::Shared;
-use crate::{now_ms, Bucket, Stats};
+use crate::{now_ms, Stats};
+
+/// A topic actor's address, with the count of client messages and live pushes waiting in
+/// its mailbox. actix bounds a mailbox per sender (each `Addr` clone may always add one
+/// more), so the bound that matters — how much one topic may have queued, from everyone —
+/// is kept here: a bounded message carries a [`Ticket`] that frees its place once the
+/// message has been handled or dropped.
+#[derive(Clone)]
+pub(crate) struct TopicRef {
+    pub(crate) addr: Addr<TopicActor>,
+    waiting: Arc<AtomicUsize>,
+}
+
+impl TopicRef {
+    pub(crate) fn new(addr: Addr<TopicActor>) -> TopicRef {
+        TopicRef {
+            addr,
+            waiting: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// A place in the mailbox, or `None` when `capacity` messages are waiting already.
+    pub(crate) fn ticket(&self, capacity: usize) -> Option<Ticket> {
+        let before = self.waiting.fetch_add(1, Ordering::AcqRel);
+        let ticket = Ticket(self.waiting.clone());
+        (before < capacity).then_some(ticket)
+    }
+}
+
+impl PartialEq for TopicRef {
+    fn eq(&self, other: &TopicRef) -> bool {
+        self.addr == other.addr
+    }
+}
+
+/// One place in a topic's mailbox, given back when dropped.
+pub(crate) struct Ticket(Arc<AtomicUsize>);
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// Events kept in memory for joins that are catching up.
 const RECENT: usize = 512;
 /// Events read from the log per page.
 const PAGE: u32 = 500;
 
-/// Subscribe a connection (or re-subscribe it: a second join replaces the first).
+/// Subscribe a connection (or re-subscribe it: a second join replaces the first). The
+/// answer says whether it joined: false when the join was refused (a revocation landed
+/// first) or its client could not take the reply.
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "bool")]
 pub(crate) struct Join {
     pub conn: Conn,
     pub join_ref: Option<String>,
@@ -51,7 +97,8 @@ pub(crate) struct Join {
     pub authorized_at: std::time::Instant,
 }
 
-/// The client left the topic: reply ok, then `phx_close`.
+/// The subscription ends: the client left (reply ok to `msg_ref`, then `phx_close`), or
+/// joined again (`msg_ref` is `None`: only `phx_close`, to the old join).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Leave {
@@ -68,14 +115,22 @@ pub(crate) struct Disconnect {
 
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct Publish(pub LiveEvent);
+pub(crate) struct Publish(pub LiveEvent, #[allow(dead_code)] pub Ticket);
 
-/// Relay a client's `broadcast` to the other subscribers.
+/// Relay a client's `broadcast` to the other subscribers, within the topic's budget; the
+/// topic replies to the sender.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Broadcast {
-    pub session: u64,
+    pub conn: Conn,
+    pub join_ref: Option<String>,
+    pub msg_ref: Option<String>,
     pub payload: Map<String, Value>,
+    /// Bytes of the client's frame, counted against the topic's byte budget.
+    pub size: usize,
+    /// Held, never read: its place in the mailbox is freed when the message is dropped.
+    #[allow(dead_code)]
+    pub ticket: Ticket,
 }
 
 /// Replace a connection's presence meta; the topic replies.
@@ -86,6 +141,8 @@ pub(crate) struct UpdatePresence {
     pub join_ref: Option<String>,
     pub msg_ref: Option<String>,
     pub fields: Map<String, Value>,
+    #[allow(dead_code)]
+    pub ticket: Ticket,
 }
 
 /// Close the channels of one user (or of everyone) with a reason.
@@ -99,12 +156,22 @@ pub(crate) struct Revoke {
 /// A notification for the user of a `user:{id}` topic.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct Notify(pub Arc<Value>);
+pub(crate) struct Notify(pub Arc<Value>, #[allow(dead_code)] pub Ticket);
 
 /// Fault injection: panic inside the handler.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Crash;
+
+/// Fault injection: the session of every subscriber panics.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct CrashSessions;
+
+/// Fault injection: the handler blocks its thread for this long.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Stall(pub std::time::Duration);
 
 struct Sub {
     conn: Conn,
@@ -116,7 +183,7 @@ struct Sub {
     cursor: i64,
     catching_up: bool,
     presence: Option<PresenceMeta>,
-    presence_bucket: Bucket,
+    presence_limiter: Limiter,
     /// The last presence change its `presence_state` already contained.
     presence_seen: u64,
 }
@@ -139,7 +206,14 @@ pub struct TopicActor {
     name: Arc<str>,
     /// The workspace whose log feeds this topic.
     workspace: Option<i64>,
-    shared: Arc<Shared>,
+    env: Arc<Env>,
+    /// Told to the supervisor when the actor stops cleanly; dropped unsent on a crash.
+    goodbye: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The topic's budget for relaying broadcasts: how many, and how many bytes.
+    broadcasts: Limiter,
+    broadcast_bytes: Limiter,
+    /// Subscribers whose connection appears in the presence.
+    tracked: usize,
     head: i64,
     pending: BTreeMap<i64, LiveEvent>,
     gap_fill: Option<SpawnHandle>,
@@ -156,15 +230,28 @@ pub struct TopicActor {
 }
 
 impl TopicActor {
-    pub(crate) fn new(topic: Topic, workspace: Option<i64>, shared: Arc<Shared>) -> TopicActor {
+    pub(crate) fn new(
+        topic: Topic,
+        workspace: Option<i64>,
+        env: Arc<Env>,
+        goodbye: tokio::sync::oneshot::Sender<()>,
+    ) -> TopicActor {
+        let limits = &env.limits;
+        let per_sec = limits.topic_broadcasts_per_sec;
+        let bytes = limits.topic_broadcast_bytes_per_sec;
+        let byte_burst = bytes.max(u32::try_from(limits.max_broadcast_bytes).unwrap_or(u32::MAX));
         TopicActor {
+            broadcasts: Limiter::new(per_sec, per_sec.saturating_mul(2)),
+            broadcast_bytes: Limiter::new(bytes, byte_burst),
+            goodbye: Some(goodbye),
+            tracked: 0,
             topic,
             name: topic.to_string().into(),
             workspace: match topic {
                 Topic::User(_) => None,
                 _ => workspace,
             },
-            shared,
+            env,
             head: 0,
             pending: BTreeMap::new(),
             gap_fill: None,
@@ -180,7 +267,7 @@ impl TopicActor {
     }
 
     fn stats(&self) -> &Stats {
-        &self.shared.stats
+        &self.env.stats
     }
 
     fn has_presence(&self) -> bool {
@@ -217,7 +304,7 @@ impl TopicActor {
             self.deliver(ev);
         }
         if !self.pending.is_empty() && self.gap_fill.is_none() {
-            let grace = self.shared.limits.gap_grace;
+            let grace = self.env.limits.gap_grace;
             self.gap_fill = Some(ctx.run_later(grace, |act, ctx| act.fill_gap(ctx)));
         }
     }
@@ -250,7 +337,7 @@ impl TopicActor {
             self.gap_fill = None;
             return;
         };
-        let log = self.shared.log.clone();
+        let log = self.env.log.clone();
         let since = self.head;
         let fut = async move { log.events_after(ws, since, want).await };
         self.gap_fill = Some(ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
@@ -266,7 +353,7 @@ impl TopicActor {
                 }
             }
             if !act.pending.is_empty() && act.gap_fill.is_none() {
-                let grace = act.shared.limits.gap_grace;
+                let grace = act.env.limits.gap_grace;
                 act.gap_fill = Some(ctx.run_later(grace, |act, ctx| act.fill_gap(ctx)));
             }
         })));
@@ -290,7 +377,7 @@ impl TopicActor {
                 }
             }
         }
-        Stats::add(&self.shared.stats.frames_out, sent);
+        Stats::add(&self.env.stats.frames_out, sent);
         self.recent.push_back(ev);
         if self.recent.len() > RECENT {
             self.recent.pop_front();
@@ -305,7 +392,7 @@ impl TopicActor {
         let (Some(ws), Some(sub)) = (self.workspace, self.subs.get(&id)) else {
             return;
         };
-        let log = self.shared.log.clone();
+        let log = self.env.log.clone();
         let since = sub.cursor;
         let fut = async move { log.events_after(ws, since, PAGE).await };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
@@ -342,8 +429,8 @@ impl TopicActor {
         sub.cursor = ev.offset;
         if shows {
             let frame = encode_parts(sub.join_ref.as_deref(), None, &name, "event", &*ev.payload);
-            Stats::add(&self.shared.stats.events_replayed, 1);
-            Stats::add(&self.shared.stats.frames_out, 1);
+            Stats::add(&self.env.stats.events_replayed, 1);
+            Stats::add(&self.env.stats.frames_out, 1);
             if !sub.conn.push(frame) {
                 self.drop_sub(id, None);
                 return false;
@@ -418,7 +505,7 @@ impl TopicActor {
             meta,
             join,
         });
-        let wait = self.shared.limits.presence_batch;
+        let wait = self.env.limits.presence_batch;
         if wait.is_zero() {
             return self.flush_presence();
         }
@@ -493,7 +580,7 @@ impl TopicActor {
             }
         }
         self.changes.clear();
-        Stats::add(&self.shared.stats.frames_out, sent);
+        Stats::add(&self.env.stats.frames_out, sent);
         for id in gone {
             self.drop_sub(id, None);
         }
@@ -511,7 +598,7 @@ impl TopicActor {
                 gone.push(*id);
             }
         }
-        Stats::add(&self.shared.stats.frames_out, sent);
+        Stats::add(&self.env.stats.frames_out, sent);
         for id in gone {
             self.drop_sub(id, None);
         }
@@ -527,7 +614,7 @@ impl TopicActor {
         let Some(sub) = self.subs.remove(&id) else {
             return;
         };
-        self.shared
+        self.env
             .stats
             .subscriptions
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -544,6 +631,7 @@ impl TopicActor {
             });
         }
         if let Some(meta) = sub.presence {
+            self.tracked -= 1;
             self.record(sub.conn.user_id.to_string(), meta, false);
         }
     }
@@ -552,20 +640,25 @@ impl TopicActor {
         if !self.subs.is_empty() || self.idle.is_some() {
             return;
         }
-        let idle = self.shared.limits.topic_idle;
+        let idle = self.env.limits.topic_idle;
         self.idle = Some(ctx.run_later(idle, |act, ctx| {
             act.idle = None;
             if act.subs.is_empty() {
-                if let Some(me) = &act.me {
-                    act.shared.forget(act.topic, me);
-                }
-                ctx.stop();
+                act.stop_cleanly(ctx);
             }
         }));
     }
 
+    /// Stops, telling the supervisor this is no crash (it then forgets this actor).
+    fn stop_cleanly(&mut self, ctx: &mut Context<Self>) {
+        if let Some(goodbye) = self.goodbye.take() {
+            let _ = goodbye.send(());
+        }
+        ctx.stop();
+    }
+
     fn new_ref(&self) -> String {
-        format!("{:x}", self.shared.next_id())
+        format!("{:x}", self.env.next_id())
     }
 }
 
@@ -574,25 +667,22 @@ impl Actor for TopicActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.me = Some(ctx.address());
-        self.shared
+        self.env
             .stats
             .topics
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Some(ws) = self.workspace {
             // Nothing else is handled until the head is known.
-            let log = self.shared.log.clone();
+            let log = self.env.log.clone();
             let fut = async move { log.latest_offset(ws).await };
             ctx.wait(fut.into_actor(self).map(|res, act, ctx| match res {
                 Ok(head) => act.head = head,
                 Err(e) => {
                     tracing::error!(topic = %act.name, error = %e, "cannot read the log head");
-                    if let Some(me) = &act.me {
-                        act.shared.forget(act.topic, me);
-                    }
-                    ctx.stop();
+                    act.stop_cleanly(ctx);
                 }
             }));
-            let every = self.shared.limits.log_check;
+            let every = self.env.limits.log_check;
             ctx.run_interval(every, |act, ctx| act.check_log(ctx));
         }
         self.schedule_idle_stop(ctx);
@@ -604,17 +694,14 @@ impl Actor for TopicActor {
 }
 
 impl Drop for TopicActor {
-    /// Runs when the actor stops and when a panic unwinds through it: any subscriber still
-    /// here gets `phx_error` (so its client rejoins and reaches a fresh actor).
+    /// Runs whenever the actor goes, stopped or crashed: any subscriber still here (only
+    /// after a crash: a clean stop happens without subscribers) gets `phx_error`, so its
+    /// client rejoins and reaches the actor the supervisor put in this one's place.
     fn drop(&mut self) {
-        let stats = &self.shared.stats;
+        let stats = &self.env.stats;
         stats
             .topics
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        if std::thread::panicking() {
-            Stats::add(&stats.topic_crashes, 1);
-            tracing::error!(topic = %self.name, subscribers = self.subs.len(), "topic actor crashed");
-        }
         for sub in std::mem::take(&mut self.subs).into_values() {
             stats
                 .subscriptions
@@ -631,20 +718,20 @@ impl Drop for TopicActor {
 }
 
 impl Handler<Join> for TopicActor {
-    type Result = ();
+    type Result = bool;
 
-    fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) -> bool {
         let id = msg.conn.id;
         if self.subs.contains_key(&id) {
             self.drop_sub(id, None);
         }
         let user = msg.conn.user_id;
         if self
-            .shared
+            .env
             .revoked_since(self.topic, self.workspace, user, msg.authorized_at)
         {
             // Allowed by a membership removed while this join was on its way.
-            Stats::add(&self.shared.stats.joins_refused, 1);
+            Stats::add(&self.env.stats.joins_refused, 1);
             let reply = encode_reply(
                 msg.join_ref.as_deref(),
                 msg.msg_ref.as_deref(),
@@ -653,11 +740,8 @@ impl Handler<Join> for TopicActor {
                 &json!({ "reason": Denied::Unauthorized.reason() }),
             );
             msg.conn.push(reply);
-            msg.conn.notify(SessionNotice::Dropped {
-                topic: self.name.to_string(),
-                join_ref: msg.join_ref,
-            });
-            return;
+            self.schedule_idle_stop(ctx);
+            return false;
         }
         if let Some(h) = self.idle.take() {
             ctx.cancel_future(h);
@@ -668,7 +752,7 @@ impl Handler<Join> for TopicActor {
         if self.workspace.is_some() {
             if let Some(since) = msg.since {
                 let recovered =
-                    since <= self.head && self.head - since <= self.shared.limits.max_replay;
+                    since <= self.head && self.head - since <= self.env.limits.max_replay;
                 if recovered {
                     cursor = since;
                     catching_up = since < self.head;
@@ -677,8 +761,15 @@ impl Handler<Join> for TopicActor {
             }
             response.insert("offset".into(), json!(self.head));
         }
-        let generation = self.shared.next_id();
-        let presence = (msg.track && self.has_presence()).then(|| {
+        let generation = self.env.next_id();
+        let wants_presence = msg.track && self.has_presence();
+        let room = self.tracked < self.env.limits.max_presence_metas;
+        if wants_presence && !room {
+            // The topic tracks as many as it may: this one joins without presence.
+            Stats::add(&self.env.stats.presence_untracked, 1);
+            response.insert("presence".into(), json!(false));
+        }
+        let presence = (wants_presence && room).then(|| {
             let mut fields = Map::new();
             fields.insert("online_at".into(), json!(now_ms()));
             PresenceMeta {
@@ -687,6 +778,7 @@ impl Handler<Join> for TopicActor {
                 fields,
             }
         });
+        let per_sec = self.env.limits.presence_updates_per_sec;
         let sub = Sub {
             conn: msg.conn,
             head: Push::head(msg.join_ref.as_deref()).into(),
@@ -695,10 +787,7 @@ impl Handler<Join> for TopicActor {
             cursor,
             catching_up,
             presence: presence.clone(),
-            presence_bucket: Bucket::new(
-                self.shared.limits.presence_updates_per_sec,
-                self.shared.limits.presence_updates_per_sec,
-            ),
+            presence_limiter: Limiter::new(per_sec, per_sec),
             // Its own join (if tracked) is the next change, and its state will hold it.
             presence_seen: self.change_seq + u64::from(presence.is_some()),
         };
@@ -710,10 +799,11 @@ impl Handler<Join> for TopicActor {
             &response,
         );
         if !self.push_to(&sub, reply) {
-            return;
+            self.schedule_idle_stop(ctx);
+            return false;
         }
         Stats::add(&self.stats().joins, 1);
-        self.shared
+        self.env
             .stats
             .subscriptions
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -721,6 +811,7 @@ impl Handler<Join> for TopicActor {
         self.subs.insert(id, sub);
         if self.has_presence() {
             if let Some(meta) = presence {
+                self.tracked += 1;
                 self.record(user.to_string(), meta, true);
             }
             // The state holds every change so far, this join's own included.
@@ -731,12 +822,14 @@ impl Handler<Join> for TopicActor {
                 .is_some_and(|sub| self.push_to(sub, state.render(sub.join_ref.as_deref())));
             if !ok {
                 self.drop_sub(id, None);
-                return;
+                self.schedule_idle_stop(ctx);
+                return false;
             }
         }
         if catching_up {
             self.catch_up(id, generation, ctx);
         }
+        true
     }
 }
 
@@ -756,13 +849,15 @@ impl Handler<Leave> for TopicActor {
             let jr = sub.join_ref.clone();
             let conn = sub.conn.clone();
             self.drop_sub(msg.session, None);
-            conn.push(encode_reply(
-                jr.as_deref(),
-                msg.msg_ref.as_deref(),
-                &self.name,
-                ReplyStatus::Ok,
-                &json!({}),
-            ));
+            if msg.msg_ref.is_some() {
+                conn.push(encode_reply(
+                    jr.as_deref(),
+                    msg.msg_ref.as_deref(),
+                    &self.name,
+                    ReplyStatus::Ok,
+                    &json!({}),
+                ));
+            }
             conn.push(self.control(jr.as_deref(), "phx_close", &json!({})));
         }
         self.schedule_idle_stop(ctx);
@@ -793,13 +888,37 @@ impl Handler<Broadcast> for TopicActor {
     type Result = ();
 
     fn handle(&mut self, mut msg: Broadcast, _: &mut Context<Self>) {
-        let Some(sub) = self.subs.get(&msg.session) else {
-            return;
+        let reply = |status, response: Value| {
+            encode_reply(
+                msg.join_ref.as_deref(),
+                msg.msg_ref.as_deref(),
+                &self.name,
+                status,
+                &response,
+            )
         };
+        let id = msg.conn.id;
+        if !self.subs.contains_key(&id) {
+            msg.conn.push(reply(
+                ReplyStatus::Error,
+                json!({"reason": "unmatched topic"}),
+            ));
+            return;
+        }
+        // The topic's budget, shared by every sender: whoever floods, the subscribers
+        // receive at most this much.
+        let size = u32::try_from(msg.size).unwrap_or(u32::MAX);
+        if !self.broadcasts.take() || !self.broadcast_bytes.take_n(size) {
+            Stats::add(&self.env.stats.topic_rate_limited, 1);
+            msg.conn
+                .push(reply(ReplyStatus::Error, json!({"reason": "rate_limited"})));
+            return;
+        }
+        msg.conn.push(reply(ReplyStatus::Ok, json!({})));
         // Who sent it is the server's word, never the client's.
-        msg.payload.insert("from".into(), json!(sub.conn.user_id));
+        msg.payload.insert("from".into(), json!(msg.conn.user_id));
         let push = Push::new(&self.name, "broadcast", &msg.payload);
-        self.fan_out(&push, Some(msg.session));
+        self.fan_out(&push, Some(id));
     }
 }
 
@@ -829,8 +948,8 @@ impl Handler<UpdatePresence> for TopicActor {
             ));
             return;
         };
-        if !sub.presence_bucket.take() {
-            Stats::add(&self.shared.stats.rate_limited, 1);
+        if !sub.presence_limiter.take() {
+            Stats::add(&self.env.stats.rate_limited, 1);
             sub.conn
                 .push(reply(ReplyStatus::Error, json!({"reason": "rate_limited"})));
             return;
@@ -862,7 +981,7 @@ impl Handler<Revoke> for TopicActor {
             .filter(|(_, s)| msg.user.is_none_or(|u| s.conn.user_id == u))
             .map(|(id, _)| *id)
             .collect();
-        Stats::add(&self.shared.stats.revocations, ids.len() as u64);
+        Stats::add(&self.env.stats.revocations, ids.len() as u64);
         for id in ids {
             self.drop_sub_with(id, Some("phx_close"), Some(msg.reason));
         }
@@ -884,5 +1003,23 @@ impl Handler<Crash> for TopicActor {
 
     fn handle(&mut self, _: Crash, _: &mut Context<Self>) {
         panic!("fault injected into topic {}", self.name);
+    }
+}
+
+impl Handler<CrashSessions> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, _: CrashSessions, _: &mut Context<Self>) {
+        for sub in self.subs.values() {
+            sub.conn.notify(SessionNotice::Crash);
+        }
+    }
+}
+
+impl Handler<Stall> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Stall, _: &mut Context<Self>) {
+        std::thread::sleep(msg.0);
     }
 }

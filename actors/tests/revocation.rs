@@ -2,96 +2,16 @@
 //! the removal. The authoriser here is a gate the test holds shut while it revokes, so the
 //! interleaving is exact rather than left to timing.
 
+mod common;
+
 use std::collections::VecDeque;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-use std::time::Duration;
+use std::sync::Arc;
 
-use async_trait::async_trait;
-use serde_json::{json, Map, Value};
-use stoa_actors::ports::{Authorizer, Denied, EventLog, Grant, Identity, LiveEvent, LogError};
-use stoa_actors::{Limits, Outbound, OutboxReader, Realtime, SessionActor, Take, WireIn};
-use stoa_protocol::Topic;
+use common::{Client, EmptyLog, Gate, Wire};
+use serde_json::json;
+use stoa_actors::ports::LiveEvent;
+use stoa_actors::{Limits, Realtime, SessionActor, WireIn};
 use tokio::sync::{mpsc, oneshot};
-
-/// Lets authorisations through, except one the test holds at the gate.
-#[derive(Default)]
-struct Gate {
-    entered: Mutex<Option<oneshot::Sender<()>>>,
-    open: Mutex<Option<oneshot::Receiver<()>>>,
-}
-
-#[async_trait]
-impl Authorizer for Gate {
-    async fn authorize(&self, _user: i64, _topic: Topic) -> Result<Grant, Denied> {
-        let entered = self.entered.lock().unwrap().take();
-        let open = self.open.lock().unwrap().take();
-        if let Some(tx) = entered {
-            let _ = tx.send(());
-        }
-        if let Some(rx) = open {
-            let _ = rx.await;
-        }
-        Ok(Grant {
-            workspace_id: Some(1),
-            info: Map::new(),
-        })
-    }
-
-    fn verify_token(&self, _token: &str) -> Result<Identity, Denied> {
-        Err(Denied::InvalidToken)
-    }
-}
-
-struct EmptyLog;
-
-#[async_trait]
-impl EventLog for EmptyLog {
-    async fn latest_offset(&self, _workspace: i64) -> Result<i64, LogError> {
-        Ok(0)
-    }
-
-    async fn events_after(&self, _: i64, _: i64, _: u32) -> Result<Vec<LiveEvent>, LogError> {
-        Ok(Vec::new())
-    }
-}
-
-/// The socket's read side, fed by the test.
-struct Wire(mpsc::UnboundedReceiver<WireIn>);
-
-impl futures_core::Stream for Wire {
-    type Item = WireIn;
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<WireIn>> {
-        self.0.poll_recv(cx)
-    }
-}
-
-/// The socket's write side, read by the test.
-struct Client {
-    reader: OutboxReader,
-    frames: VecDeque<Outbound>,
-}
-
-impl Client {
-    async fn next(&mut self) -> Value {
-        loop {
-            if let Some(item) = self.frames.pop_front() {
-                let text = match item {
-                    Outbound::Text(t) => t,
-                    Outbound::Push { head, tail } => format!("{head}{tail}"),
-                    Outbound::Pong(_) => continue,
-                };
-                return serde_json::from_str(&text).expect("JSON frame");
-            }
-            let take = std::future::poll_fn(|cx| self.reader.poll_take(cx, &mut self.frames));
-            let taken = actix::clock::timeout(Duration::from_secs(10), take)
-                .await
-                .expect("a frame within 10 s");
-            assert!(matches!(taken, Take::Frames), "socket closed");
-        }
-    }
-}
 
 #[actix::test]
 async fn a_join_authorised_before_a_removal_does_not_land_after_it() {

@@ -4,6 +4,7 @@
 mod common;
 mod helpers;
 
+mod abuse;
 mod auth;
 mod authorization;
 mod documents;

@@ -617,6 +617,10 @@ async fn a_client_that_stops_reading_is_disconnected_and_counted() {
         s.realtime.outbound_queue = 16;
         s.realtime.messages_per_sec = 100_000;
         s.realtime.message_burst = 100_000;
+        s.realtime.user_messages_per_sec = 100_000;
+        s.realtime.user_message_burst = 100_000;
+        s.realtime.topic_broadcasts_per_sec = 100_000;
+        s.realtime.topic_broadcast_bytes_per_sec = 1 << 30;
         s.server.tcp_user_timeout_secs = 1;
     })
     .await
@@ -691,6 +695,8 @@ async fn a_panicking_topic_actor_restarts_alone() {
     app.create_document(ws_id, &alice, "After").await;
     assert_eq!(s.next(&wt, "event").await.payload["offset"], 4);
     assert_eq!(app.metric("stoa_ws_topic_crashes_total").await, 1.0);
+    // Its supervisor started a fresh actor in its place at once.
+    assert_eq!(app.metric("stoa_ws_topic_restarts_total").await, 1.0);
 }
 
 #[actix_web::test]

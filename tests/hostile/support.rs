@@ -457,3 +457,49 @@ pub fn stream_filler(stream: &mut TcpStream, total: usize) -> usize {
     }
     sent
 }
+
+impl RawWs {
+    /// Reads and discards everything the server sends on this socket, on a thread of its
+    /// own, until the connection ends.
+    pub fn discard_incoming(&self) -> std::thread::JoinHandle<()> {
+        let mut reader = self.stream.try_clone().expect("clone socket");
+        reader.set_read_timeout(None).unwrap();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 65536];
+            while matches!(reader.read(&mut chunk), Ok(n) if n > 0) {}
+        })
+    }
+}
+
+impl Server {
+    /// A workspace owned by `owner` with the others added in the given roles; its id.
+    pub fn workspace_with(&self, owner: &str, members: &[(i64, &str)]) -> i64 {
+        let r = self.json(
+            "POST",
+            "/api/v1/workspaces",
+            Some(owner),
+            json!({"name": "Team"}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        let ws = r.value()["id"].as_i64().expect("id");
+        for (user, role) in members {
+            let r = self.json(
+                "POST",
+                &format!("/api/v1/workspaces/{ws}/members"),
+                Some(owner),
+                json!({"user_id": user, "role": role}),
+            );
+            assert_eq!(r.status, 201, "{}", r.text());
+        }
+        ws
+    }
+
+    /// A metric's value (0 when absent).
+    pub fn metric(&self, name: &str) -> f64 {
+        self.http("GET", "/metrics", &[], b"")
+            .text()
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+}

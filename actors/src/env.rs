@@ -1,0 +1,94 @@
+//! What every live actor may use, and nothing more: the event log, the limits, the counters,
+//! unique ids and the record of recent revocations. Topics receive this and never the
+//! registry, so a topic cannot reach other topics or start actors; the registry supervises
+//! topics from outside.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use stoa_protocol::Topic;
+
+use crate::ports::EventLog;
+use crate::{Limits, Stats};
+
+pub(crate) struct Env {
+    pub(crate) log: Arc<dyn EventLog>,
+    pub(crate) limits: Limits,
+    pub(crate) stats: Stats,
+    next_id: AtomicU64,
+    /// Recent revocations, oldest first: a join whose authorisation began before one of
+    /// these was checked against a membership that no longer exists.
+    revocations: Mutex<VecDeque<Revocation>>,
+}
+
+/// What a revocation took away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Revoked {
+    /// One user's membership of a workspace, or (`None`) the whole workspace.
+    Workspace(i64, Option<i64>),
+    Document(i64),
+}
+
+struct Revocation {
+    what: Revoked,
+    at: Instant,
+}
+
+/// How long revocations are remembered: far longer than any authorisation check takes.
+const REVOCATION_MEMORY: Duration = Duration::from_secs(600);
+
+impl Env {
+    pub(crate) fn new(log: Arc<dyn EventLog>, limits: Limits) -> Env {
+        Env {
+            log,
+            limits,
+            stats: Stats::default(),
+            next_id: AtomicU64::new(1),
+            revocations: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn record_revocation(&self, what: Revoked) {
+        let now = Instant::now();
+        let mut list = self
+            .revocations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while list
+            .front()
+            .is_some_and(|r| now.duration_since(r.at) > REVOCATION_MEMORY)
+        {
+            list.pop_front();
+        }
+        list.push_back(Revocation { what, at: now });
+    }
+
+    /// Whether `user`'s access to `topic` (of `workspace`) was revoked after `since`.
+    pub(crate) fn revoked_since(
+        &self,
+        topic: Topic,
+        workspace: Option<i64>,
+        user: i64,
+        since: Instant,
+    ) -> bool {
+        let list = self
+            .revocations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        list.iter()
+            .rev()
+            .take_while(|r| r.at > since)
+            .any(|r| match r.what {
+                Revoked::Workspace(ws, who) => {
+                    workspace == Some(ws) && who.is_none_or(|u| u == user)
+                }
+                Revoked::Document(doc) => topic == Topic::Document(doc),
+            })
+    }
+}

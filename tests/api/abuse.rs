@@ -1,0 +1,221 @@
+//! Limits beyond one connection: a user's sockets together, a topic's broadcast budget, a
+//! topic too busy to take more, presence bounds, and actors that crash.
+
+use serde_json::json;
+use stoa_protocol::Topic;
+
+use crate::helpers::{spawn_app, spawn_app_with, Backend};
+use crate::ws::Ws;
+
+/// Sends `n` broadcasts on `topic`; returns how many were accepted and the refusal reasons.
+async fn broadcast_n(ws: &mut Ws, jr: &str, topic: &str, n: usize) -> (usize, Vec<String>) {
+    let mut refs = Vec::new();
+    for i in 0..n {
+        refs.push(ws.push(Some(jr), topic, "broadcast", json!({"i": i})).await);
+    }
+    let mut ok = 0;
+    let mut refused = Vec::new();
+    for r in refs {
+        let reply = ws.reply(&r).await.payload;
+        if reply["status"] == "ok" {
+            ok += 1;
+        } else {
+            refused.push(reply["response"]["reason"].as_str().unwrap_or("?").into());
+        }
+    }
+    (ok, refused)
+}
+
+#[actix_web::test]
+async fn a_user_is_limited_across_all_their_sockets() {
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.realtime.user_messages_per_sec = 5;
+        s.realtime.user_message_burst = 20;
+    })
+    .await
+    .expect("sqlite");
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let ws_id = app.create_workspace(&alice, "Team").await;
+    app.add_member(ws_id, &alice, &bob, "viewer").await;
+    let topic = format!("workspace:{ws_id}");
+
+    // Five sockets, each well under its own limit (burst 100), 40 messages together.
+    let mut sockets = Vec::new();
+    for _ in 0..5 {
+        let mut s = Ws::connect(&app, &alice.token).await;
+        let (jr, _) = s.join_ok(&topic, json!({"presence": false})).await;
+        sockets.push((s, jr));
+    }
+    let mut ok = 0;
+    let mut refused = Vec::new();
+    for (s, jr) in sockets.iter_mut() {
+        let (o, r) = broadcast_n(s, jr, &topic, 7).await;
+        ok += o;
+        refused.extend(r);
+    }
+    assert!(ok <= 20, "{ok} of 35 accepted beyond the user's burst");
+    assert!(refused.iter().all(|r| r == "rate_limited"), "{refused:?}");
+    assert!(app.metric("stoa_ws_user_rate_limited_total").await >= 15.0);
+
+    // Another user has an allowance of their own; heartbeats stay free for everyone.
+    let mut b = Ws::connect(&app, &bob.token).await;
+    let (jr, _) = b.join_ok(&topic, json!({})).await;
+    let (ok, _) = broadcast_n(&mut b, &jr, &topic, 3).await;
+    assert_eq!(ok, 3);
+    sockets[0].0.sync().await;
+}
+
+#[actix_web::test]
+async fn a_topic_relays_no_more_than_its_budget_whoever_sends() {
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.realtime.topic_broadcasts_per_sec = 5;
+    })
+    .await
+    .expect("sqlite");
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let ws_id = app.create_workspace(&alice, "Team").await;
+    app.add_member(ws_id, &alice, &bob, "viewer").await;
+    let topic = format!("workspace:{ws_id}");
+    let mut listener = Ws::connect(&app, &bob.token).await;
+    listener.join_ok(&topic, json!({"presence": false})).await;
+
+    let mut a1 = Ws::connect(&app, &alice.token).await;
+    let (jr1, _) = a1.join_ok(&topic, json!({"presence": false})).await;
+    let mut a2 = Ws::connect(&app, &alice.token).await;
+    let (jr2, _) = a2.join_ok(&topic, json!({"presence": false})).await;
+    let (ok1, refused1) = broadcast_n(&mut a1, &jr1, &topic, 15).await;
+    let (ok2, refused2) = broadcast_n(&mut a2, &jr2, &topic, 15).await;
+    let ok = ok1 + ok2;
+    // A burst of twice the rate, and what the rate refills meanwhile.
+    assert!((10..=14).contains(&ok), "{ok} of 30 relayed");
+    assert!(refused1
+        .iter()
+        .chain(&refused2)
+        .all(|r| r == "rate_limited"));
+
+    // The listener received exactly the accepted ones: from each sender, its own.
+    listener.sync().await;
+    let mut got = 0;
+    while let Some(i) = listener.inbox.iter().position(|m| m.event == "broadcast") {
+        listener.inbox.remove(i);
+        got += 1;
+    }
+    assert_eq!(got, ok);
+    assert!(app.metric("stoa_ws_topic_rate_limited_total").await >= 16.0);
+}
+
+#[actix_web::test]
+async fn a_busy_topic_refuses_client_messages_instead_of_queueing_them() {
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.realtime.topic_mailbox = 4;
+    })
+    .await
+    .expect("sqlite");
+    let alice = app.register("alice").await;
+    let ws_id = app.create_workspace(&alice, "Team").await;
+    let topic = format!("workspace:{ws_id}");
+    let mut a = Ws::connect(&app, &alice.token).await;
+    let (jr, _) = a.join_ok(&topic, json!({})).await;
+
+    // The topic's thread is blocked; its mailbox takes four messages, then refuses.
+    assert!(app.realtime.inject_stall(
+        Topic::Workspace(ws_id),
+        std::time::Duration::from_millis(500)
+    ));
+    let (ok, refused) = broadcast_n(&mut a, &jr, &topic, 20).await;
+    assert!(ok <= 5, "{ok} accepted by a stalled topic");
+    assert!(refused.iter().all(|r| r == "topic_busy"), "{refused:?}");
+    assert!(app.metric("stoa_ws_topic_shed_total").await >= 15.0);
+    // Once it has caught up, it serves again.
+    let (ok, _) = broadcast_n(&mut a, &jr, &topic, 2).await;
+    assert_eq!(ok, 2);
+}
+
+#[actix_web::test]
+async fn presence_metas_are_small_and_a_topic_tracks_a_bounded_number() {
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.realtime.max_presence_metas = 2;
+    })
+    .await
+    .expect("sqlite");
+    let alice = app.register("alice").await;
+    let ws_id = app.create_workspace(&alice, "Team").await;
+    let topic = format!("workspace:{ws_id}");
+    let id = alice.id.to_string();
+
+    let mut a = Ws::connect(&app, &alice.token).await;
+    let (jr, _) = a.join_ok(&topic, json!({})).await;
+    // The default cap is 1 KiB of JSON per meta.
+    let r = a
+        .push(
+            Some(&jr),
+            &topic,
+            "presence:update",
+            json!({"note": "x".repeat(2000)}),
+        )
+        .await;
+    let reply = a.reply(&r).await.payload;
+    assert_eq!(reply["status"], "error");
+    assert!(
+        reply["response"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("presence meta too large"),
+        "{reply}"
+    );
+    let r = a
+        .push(Some(&jr), &topic, "presence:update", json!({"cursor": 3}))
+        .await;
+    assert_eq!(a.reply(&r).await.payload["status"], "ok");
+
+    let mut b = Ws::connect(&app, &alice.token).await;
+    b.join_ok(&topic, json!({})).await;
+    // The third connection is past the cap: it joins, without presence.
+    let mut c = Ws::connect(&app, &alice.token).await;
+    let (_, response) = c.join_ok(&topic, json!({})).await;
+    assert_eq!(response["presence"], false);
+    let state = c.next(&topic, "presence_state").await.payload;
+    assert_eq!(state[&id]["metas"].as_array().map(Vec::len), Some(2));
+    // A tracked connection leaving makes room again.
+    b.close_and_wait().await;
+    let mut d = Ws::connect(&app, &alice.token).await;
+    let (_, response) = d.join_ok(&topic, json!({})).await;
+    assert!(response.get("presence").is_none(), "{response}");
+    assert!(app.metric("stoa_ws_presence_untracked_total").await >= 1.0);
+}
+
+#[actix_web::test]
+async fn a_panicking_session_closes_its_socket_and_leaves_its_topics() {
+    let app = spawn_app(Backend::Sqlite).await.expect("sqlite");
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let ws_id = app.create_workspace(&alice, "Team").await;
+    app.add_member(ws_id, &alice, &bob, "viewer").await;
+    let doc = app.create_document(ws_id, &alice, "Plan").await;
+    let wt = format!("workspace:{ws_id}");
+    let dt = format!("document:{doc}");
+
+    let mut a = Ws::connect(&app, &alice.token).await;
+    a.join_ok(&wt, json!({})).await;
+    a.join_ok(&dt, json!({})).await;
+    let mut b = Ws::connect(&app, &bob.token).await;
+    b.join_ok(&wt, json!({})).await;
+    b.next(&wt, "presence_state").await;
+
+    // Only alice's session is subscribed to the document: it panics.
+    assert!(app.realtime.inject_session_panics(Topic::Document(doc)));
+    let reason = a.until_closed().await.expect("a close frame");
+    assert_eq!(u16::from(reason.code), 1011);
+    // Bob sees her presence leave, and the node serves on.
+    let diff = b.next(&wt, "presence_diff").await.payload;
+    assert!(diff["leaves"].get(alice.id.to_string()).is_some(), "{diff}");
+    app.create_document(ws_id, &alice, "After").await;
+    assert_eq!(
+        b.next(&wt, "event").await.payload["kind"],
+        "document.created"
+    );
+    assert_eq!(app.metric("stoa_ws_session_crashes_total").await, 1.0);
+    assert_eq!(app.metric("stoa_ws_connections").await, 1.0);
+}
