@@ -59,8 +59,26 @@ pub struct ServerSettings {
     pub port: u16,
     pub workers: usize,
     pub shutdown_timeout_secs: u64,
-    pub trust_forwarded_for: bool,
+    /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
     pub tcp_user_timeout_secs: u64,
+}
+
+impl ServerSettings {
+    /// The trusted proxies as networks (validated at load, so none is dropped here).
+    pub fn trusted_networks(&self) -> Vec<ipnet::IpNet> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|p| parse_network(p))
+            .collect()
+    }
+}
+
+/// `10.0.0.0/8`, `2001:db8::/32`, or a single address.
+fn parse_network(s: &str) -> Option<ipnet::IpNet> {
+    s.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -80,8 +98,13 @@ pub struct AuthSettings {
     pub access_token_ttl_secs: u64,
     pub refresh_token_ttl_secs: u64,
     pub login_attempts_per_minute: u32,
+    pub token_requests_per_minute: u32,
+    pub refresh_reuse_interval_secs: u64,
+    pub spent_refresh_token_retention_secs: u64,
     pub password_hash_memory_kib: u32,
     pub password_hash_iterations: u32,
+    pub password_hash_concurrency: usize,
+    pub password_hash_queue: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -205,6 +228,7 @@ impl Settings {
                 .separator("__")
                 .list_separator(",")
                 .with_list_parse_key("http.cors_allowed_origins")
+                .with_list_parse_key("server.trusted_proxies")
                 .try_parsing(true)
                 .source(Some(env)),
         );
@@ -312,6 +336,20 @@ impl Settings {
                 "auth.login_attempts_per_minute",
                 "must be at least 1",
             ));
+        }
+        if self.auth.token_requests_per_minute == 0 {
+            return Err(invalid(
+                "auth.token_requests_per_minute",
+                "must be at least 1",
+            ));
+        }
+        for proxy in &self.server.trusted_proxies {
+            if parse_network(proxy).is_none() {
+                return Err(invalid(
+                    "server.trusted_proxies",
+                    format!("{proxy:?} is not an IP address or a CIDR block"),
+                ));
+            }
         }
         if self.auth.password_hash_memory_kib < 8 || self.auth.password_hash_iterations == 0 {
             return Err(invalid(

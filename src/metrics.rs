@@ -16,6 +16,9 @@ pub struct Metrics {
     pub http_in_flight: IntGauge,
     pub rate_limited: IntCounterVec,
     pub refresh_reuse: IntCounter,
+    pub refresh_tokens_pruned: IntCounter,
+    pub auth_limiter_keys: IntGauge,
+    pub password_busy: IntCounter,
 }
 
 impl Metrics {
@@ -53,6 +56,21 @@ impl Metrics {
             "Spent refresh tokens presented again (token family revoked)",
         )
         .unwrap_or_else(|e| unreachable!("{e}"));
+        let refresh_tokens_pruned = IntCounter::new(
+            "refresh_tokens_pruned_total",
+            "Expired or long-spent refresh tokens deleted",
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        let auth_limiter_keys = IntGauge::new(
+            "auth_rate_limit_keys",
+            "Addresses and accounts the authentication rate limits currently track",
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        let password_busy = IntCounter::new(
+            "password_hash_busy_total",
+            "Logins and registrations refused because every password-hashing slot was busy",
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
         let build_info = IntGauge::with_opts(
             Opts::new("build_info", "Always 1; labels say which build is running")
                 .const_label("version", env!("CARGO_PKG_VERSION")),
@@ -65,6 +83,9 @@ impl Metrics {
             Box::new(http_in_flight.clone()),
             Box::new(rate_limited.clone()),
             Box::new(refresh_reuse.clone()),
+            Box::new(refresh_tokens_pruned.clone()),
+            Box::new(auth_limiter_keys.clone()),
+            Box::new(password_busy.clone()),
             Box::new(build_info),
         ] {
             // Names are unique by construction; a clash would be a programming error.
@@ -78,6 +99,9 @@ impl Metrics {
             http_in_flight,
             rate_limited,
             refresh_reuse,
+            refresh_tokens_pruned,
+            auth_limiter_keys,
+            password_busy,
         }
     }
 

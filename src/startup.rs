@@ -12,7 +12,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, HttpServer};
 
 use crate::api::{self, AppState, SocketOrigins, REQUEST_ID};
-use crate::auth::{JwtKeys, PasswordHasher, PasswordParams, RateLimiter};
+use crate::auth::{AuthLimits, JwtKeys, PasswordHasher, PasswordParams, PasswordWork};
 use crate::config::{ConfigError, Environment, Settings};
 use crate::metrics::Metrics;
 use crate::realtime::{Realtime, StoreAuthorizer, StoreEventLog};
@@ -38,6 +38,7 @@ pub struct Application {
     server: Server,
     store: Arc<SqlStore>,
     realtime: Realtime,
+    upkeep: actix_web::rt::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -61,6 +62,12 @@ impl Application {
             iterations: settings.auth.password_hash_iterations,
         })
         .map_err(StartupError::Password)?;
+        let hash_slots = match settings.auth.password_hash_concurrency {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let passwords = PasswordWork::new(passwords, hash_slots, settings.auth.password_hash_queue);
+        let refresh_key = secret.clone();
         let jwt = JwtKeys::new(
             secret,
             &settings.auth.issuer,
@@ -83,10 +90,17 @@ impl Application {
             store: store.clone(),
             jwt,
             passwords,
-            login_limiter: RateLimiter::per_minute(settings.auth.login_attempts_per_minute),
+            auth_limits: AuthLimits::new(
+                settings.auth.login_attempts_per_minute,
+                settings.auth.token_requests_per_minute,
+            ),
             refresh_ttl_secs: i64::try_from(settings.auth.refresh_token_ttl_secs)
                 .unwrap_or(i64::MAX / 2000),
-            trust_forwarded_for: settings.server.trust_forwarded_for,
+            refresh_reuse_ms: i64::try_from(settings.auth.refresh_reuse_interval_secs)
+                .unwrap_or(i64::MAX / 2000)
+                .saturating_mul(1000),
+            refresh_key,
+            trusted_proxies: settings.server.trusted_networks(),
             max_body_bytes: settings.http.max_body_bytes,
             metrics,
             realtime: realtime.clone(),
@@ -112,6 +126,10 @@ impl Application {
                 tracing::warn!(error = %e, "cannot set TCP_USER_TIMEOUT; using the system default");
             }
         }
+        let retention_ms = i64::try_from(settings.auth.spent_refresh_token_retention_secs)
+            .unwrap_or(i64::MAX / 2000)
+            .saturating_mul(1000);
+        let upkeep = actix_web::rt::spawn(upkeep(state.clone(), retention_ms));
         let cors_settings = settings.clone();
         let mut server = HttpServer::new(move || {
             api::app(state.clone())
@@ -139,6 +157,7 @@ impl Application {
             server,
             store,
             realtime,
+            upkeep,
         })
     }
 
@@ -166,10 +185,40 @@ impl Application {
     /// then closes the database pools.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
+        self.upkeep.abort();
         self.realtime.shutdown();
         self.store.close().await;
         tracing::info!("stoa stopped");
         result
+    }
+}
+
+/// Periodic housekeeping: rate-limit keys whose allowance is whole again are forgotten
+/// every minute; expired and long-spent refresh tokens are deleted every hour (and at start).
+async fn upkeep(state: web::Data<AppState>, retention_ms: i64) {
+    let mut tick = actix_web::rt::time::interval(Duration::from_secs(60));
+    for minute in 0u64.. {
+        tick.tick().await;
+        state.auth_limits.sweep();
+        let keys = i64::try_from(state.auth_limits.keys()).unwrap_or(i64::MAX);
+        state.metrics.auth_limiter_keys.set(keys);
+        if minute % 60 != 0 {
+            continue;
+        }
+        let now = crate::domain::now_ms();
+        match state
+            .store
+            .prune_refresh_tokens(now, now.saturating_sub(retention_ms))
+            .await
+        {
+            Ok(n) => {
+                state.metrics.refresh_tokens_pruned.inc_by(n);
+                if n > 0 {
+                    tracing::info!(deleted = n, "pruned expired and spent refresh tokens");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot prune refresh tokens"),
+        }
     }
 }
 

@@ -42,7 +42,6 @@ async fn stock_phoenix_client_suite() {
     settings.auth.login_attempts_per_minute = 10_000;
     settings.realtime.messages_per_sec = 200;
     settings.realtime.message_burst = 50;
-    settings.realtime.outbound_queue = 64;
     // The slow-consumer test fills a socket with broadcasts faster than a topic relays them
     // by default.
     settings.realtime.topic_broadcasts_per_sec = 100_000;

@@ -5,10 +5,12 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, Problem};
-use super::extract::{checked, client_addr, ApiJson, AuthUser, Validation};
+use super::extract::{checked, client_ip, ApiJson, AuthUser, Validation};
 use super::views::{TokenResponse, UserView};
 use super::AppState;
-use crate::auth::{random_token, token_digest};
+use crate::auth::{
+    address_key, random_token, successor_token, token_digest, KeyedLimiter, PasswordError,
+};
 use crate::domain::{now_ms, DisplayName, Email, Password};
 use crate::store::{Rotation, User};
 
@@ -34,17 +36,39 @@ pub struct RefreshRequest {
     pub refresh_token: String,
 }
 
-fn limit(state: &AppState, key: String) -> Result<(), ApiError> {
-    state.login_limiter.check(&key).map_err(|wait| {
-        state
-            .metrics
-            .rate_limited
-            .with_label_values(&["login"])
-            .inc();
+/// Takes one attempt from `limiter` for `key`, or refuses with 429 and `Retry-After`.
+fn limit<K: std::hash::Hash + Eq + Clone>(
+    state: &AppState,
+    limiter: &KeyedLimiter<K>,
+    key: &K,
+    name: &'static str,
+) -> Result<(), ApiError> {
+    limiter.check(key).map_err(|wait| {
+        state.metrics.rate_limited.with_label_values(&[name]).inc();
         ApiError::RateLimited {
             retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
         }
     })
+}
+
+/// The rate-limit key of the request's client address.
+fn address(state: &AppState, req: &HttpRequest) -> std::net::IpAddr {
+    address_key(client_ip(req, &state.trusted_proxies))
+}
+
+fn hashing_failed(state: &AppState, e: PasswordError) -> ApiError {
+    match e {
+        PasswordError::Busy => {
+            state.metrics.password_busy.inc();
+            ApiError::Busy {
+                retry_after_secs: 1,
+            }
+        }
+        PasswordError::Failed(e) => {
+            tracing::error!(error = %e, "password hashing failed");
+            ApiError::Internal
+        }
+    }
 }
 
 /// Issues an access token and a refresh token; a new login starts a new token family.
@@ -81,13 +105,6 @@ async fn issue_tokens(
     })
 }
 
-/// Runs argon2 off the request threads.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    web::block(f).await.map_err(|_| ApiError::Internal)
-}
-
 /// Create an account and sign in.
 #[utoipa::path(
     tag = "auth",
@@ -105,9 +122,12 @@ pub async fn register(
     req: HttpRequest,
     ApiJson(body): ApiJson<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let client = address(&state, &req);
     limit(
         &state,
-        format!("register:{}", client_addr(&req, state.trust_forwarded_for)),
+        &state.auth_limits.register_by_address,
+        &client,
+        "register",
     )?;
     let mut v = Validation::default();
     let email = v.check("email", Email::parse(&body.email));
@@ -115,13 +135,11 @@ pub async fn register(
     let name = v.check("display_name", DisplayName::parse(&body.display_name));
     v.finish()?;
     let (email, password, name) = (checked(email)?, checked(password)?, checked(name)?);
-    let hasher = state.passwords.clone();
-    let hash = blocking(move || hasher.hash(password.as_str()))
-        .await?
-        .map_err(|e| {
-            tracing::error!(error = %e, "password hashing failed");
-            ApiError::Internal
-        })?;
+    let hash = state
+        .passwords
+        .hash(password.as_str().to_string())
+        .await
+        .map_err(|e| hashing_failed(&state, e))?;
     let user = state.store.create_user(&email, &name, &hash).await?;
     tracing::info!(user_id = user.id, "account created");
     let tokens = issue_tokens(&state, &user, None).await?;
@@ -137,6 +155,7 @@ pub async fn register(
         (status = 401, description = "Wrong email or password (`invalid_credentials`)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The account is disabled (`account_disabled`)", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many attempts; see `Retry-After`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Password checks are busy (`busy`); see `Retry-After`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/auth/login")]
@@ -145,25 +164,29 @@ pub async fn login(
     req: HttpRequest,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let client = address(&state, &req);
     limit(
         &state,
-        format!("ip:{}", client_addr(&req, state.trust_forwarded_for)),
+        &state.auth_limits.login_by_address,
+        &client,
+        "login",
     )?;
-    let key = body.email.trim().to_lowercase();
-    limit(&state, format!("account:{key}"))?;
+    let wrong = || ApiError::unauthorized("invalid_credentials", "wrong email or password");
+    // No account has an address that does not parse; only parsed, bounded keys are ever
+    // stored by the per-account limiter.
+    let email = Email::parse(&body.email).map_err(|_| wrong())?;
+    let key = email.key().to_string();
+    limit(&state, &state.auth_limits.login_by_account, &key, "login")?;
     let found = state.store.user_credentials(&key).await?;
-    let hasher = state.passwords.clone();
     let hash = found.as_ref().map(|(_, h)| h.clone());
-    let password = body.password;
-    let ok = blocking(move || hasher.verify(&password, hash.as_deref())).await?;
+    let ok = state
+        .passwords
+        .verify(body.password, hash)
+        .await
+        .map_err(|e| hashing_failed(&state, e))?;
     let user = match found {
         Some((user, _)) if ok => user,
-        _ => {
-            return Err(ApiError::unauthorized(
-                "invalid_credentials",
-                "wrong email or password",
-            ))
-        }
+        _ => return Err(wrong()),
     };
     if user.disabled {
         return Err(ApiError::Forbidden("this account is disabled".into()));
@@ -186,9 +209,19 @@ pub async fn login(
 #[post("/auth/refresh")]
 pub async fn refresh(
     state: web::Data<AppState>,
+    req: HttpRequest,
     ApiJson(body): ApiJson<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let new_token = random_token(32);
+    let client = address(&state, &req);
+    limit(
+        &state,
+        &state.auth_limits.tokens_by_address,
+        &client,
+        "token",
+    )?;
+    // The successor is derived from the token it replaces, so a second presentation within
+    // the reuse interval asks for (and gets) the same one.
+    let new_token = successor_token(&state.refresh_key, &body.refresh_token);
     let expires = now_ms() + state.refresh_ttl_secs * 1000;
     let outcome = state
         .store
@@ -196,6 +229,7 @@ pub async fn refresh(
             &token_digest(&body.refresh_token),
             &token_digest(&new_token),
             expires,
+            state.refresh_reuse_ms,
         )
         .await?;
     match outcome {
@@ -216,7 +250,7 @@ pub async fn refresh(
         }
         Rotation::Invalid => Err(ApiError::unauthorized(
             "invalid_refresh_token",
-            "the refresh token is unknown or expired",
+            "the refresh token is unknown, expired or revoked",
         )),
     }
 }
@@ -225,13 +259,24 @@ pub async fn refresh(
 #[utoipa::path(
     tag = "auth",
     request_body = RefreshRequest,
-    responses((status = 204, description = "Signed out (also for unknown tokens)"))
+    responses(
+        (status = 204, description = "Signed out (also for unknown tokens)"),
+        (status = 429, description = "Too many requests from this address; see `Retry-After`", body = Problem, content_type = "application/problem+json"),
+    )
 )]
 #[post("/auth/logout")]
 pub async fn logout(
     state: web::Data<AppState>,
+    req: HttpRequest,
     ApiJson(body): ApiJson<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let client = address(&state, &req);
+    limit(
+        &state,
+        &state.auth_limits.tokens_by_address,
+        &client,
+        "token",
+    )?;
     state
         .store
         .revoke_refresh_family(&token_digest(&body.refresh_token))

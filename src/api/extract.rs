@@ -2,6 +2,7 @@
 //! the client address. Each turns bad input into an [`ApiError`] naming what was wrong.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
@@ -10,6 +11,7 @@ use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use futures_util::StreamExt;
+use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -188,17 +190,52 @@ fn decode_cursor(cursor: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| ApiError::bad_request("invalid_cursor", "the cursor is not valid"))
 }
 
-/// The client's address, for rate limiting: the peer, or the forwarded client address when
-/// `server.trust_forwarded_for` is set.
-pub fn client_addr(req: &HttpRequest, trust_forwarded: bool) -> String {
-    if trust_forwarded {
-        if let Some(ip) = req.connection_info().realip_remote_addr() {
-            return ip.to_string();
+/// The client's address, for rate limits and logs: the peer's, unless the peer is one of
+/// `server.trusted_proxies`. Then `X-Forwarded-For` is read from the right — the entry the
+/// nearest proxy appended first — skipping entries that are themselves trusted proxies;
+/// the first address that is not is the client. Entries further left were written by the
+/// client (or proxies nobody vouches for) and are never believed.
+pub fn client_ip(req: &HttpRequest, trusted: &[IpNet]) -> IpAddr {
+    let peer = req
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
+    let chain = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok());
+    forwarded_client(peer, chain, trusted)
+}
+
+fn forwarded_client<'a>(
+    peer: IpAddr,
+    headers: impl Iterator<Item = &'a str>,
+    trusted: &[IpNet],
+) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    // Several headers are one list, in order.
+    let entries: Vec<&str> = headers.flat_map(|h| h.split(',')).collect();
+    let mut client = peer;
+    for entry in entries.iter().rev().take(32) {
+        let Some(ip) = parse_forwarded_ip(entry.trim()) else {
+            break;
+        };
+        client = ip;
+        if !is_trusted(&ip) {
+            break;
         }
     }
-    req.peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|| "unknown".into())
+    client
+}
+
+/// An address as proxies write it: `1.2.3.4`, `1.2.3.4:5678`, `::1` or `[::1]:80`.
+fn parse_forwarded_ip(s: &str) -> Option<IpAddr> {
+    s.parse::<IpAddr>()
+        .ok()
+        .or_else(|| s.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
 }
 
 /// Collects field errors so a request reports all of its invalid fields at once.
@@ -288,5 +325,37 @@ mod tests {
         assert_eq!(decode_cursor(&encode_cursor(42)).unwrap(), 42);
         assert!(decode_cursor("!!").is_err());
         assert!(decode_cursor(&URL_SAFE_NO_PAD.encode("after:x")).is_err());
+    }
+
+    #[test]
+    fn the_forwarded_client_is_read_from_the_right_past_trusted_proxies() {
+        let trusted: Vec<IpNet> = ["10.0.0.0/8", "192.168.1.1/32"]
+            .iter()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let client = |peer: &str, headers: &[&str]| {
+            forwarded_client(ip(peer), headers.iter().copied(), &trusted)
+        };
+        // An untrusted peer is the client, whatever it writes.
+        assert_eq!(client("203.0.113.9", &["1.1.1.1"]), ip("203.0.113.9"));
+        // Behind one trusted proxy, the rightmost entry; the client-written left part
+        // (a forged 127.0.0.1) is ignored.
+        assert_eq!(
+            client("10.0.0.5", &["127.0.0.1, 198.51.100.7"]),
+            ip("198.51.100.7")
+        );
+        // Two trusted hops, over two headers.
+        assert_eq!(
+            client("10.0.0.5", &["6.6.6.6, 198.51.100.7", "192.168.1.1"]),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            client("10.0.0.5", &["[2001:db8::1]:443, 10.1.1.1:80"]),
+            ip("2001:db8::1")
+        );
+        // Garbage stops the walk at the last address known good.
+        assert_eq!(client("10.0.0.5", &["junk, 10.2.2.2"]), ip("10.2.2.2"));
+        assert_eq!(client("10.0.0.5", &[]), ip("10.0.0.5"));
     }
 }

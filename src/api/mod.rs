@@ -22,7 +22,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::{scope, AppExt};
 
-use crate::auth::{JwtKeys, PasswordHasher, RateLimiter};
+use crate::auth::{AuthLimits, JwtKeys, PasswordWork};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use error::ApiError;
@@ -33,10 +33,14 @@ use views::Health;
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub jwt: JwtKeys,
-    pub passwords: PasswordHasher,
-    pub login_limiter: RateLimiter,
+    pub passwords: PasswordWork,
+    pub auth_limits: AuthLimits,
     pub refresh_ttl_secs: i64,
-    pub trust_forwarded_for: bool,
+    /// How long a spent refresh token still gets its successor again (milliseconds).
+    pub refresh_reuse_ms: i64,
+    /// Derives each refresh token's successor (see [`crate::auth::successor_token`]).
+    pub refresh_key: Vec<u8>,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub max_body_bytes: usize,
     pub metrics: Metrics,
     pub realtime: crate::realtime::Realtime,
@@ -136,6 +140,8 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 )]
 #[get("/metrics")]
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let keys = i64::try_from(state.auth_limits.keys()).unwrap_or(i64::MAX);
+    state.metrics.auth_limiter_keys.set(keys);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render())

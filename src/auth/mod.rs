@@ -6,8 +6,8 @@ mod password;
 mod rate_limit;
 
 pub use jwt::{AccessClaims, JwtKeys, TokenError};
-pub use password::{PasswordHasher, PasswordParams};
-pub use rate_limit::RateLimiter;
+pub use password::{PasswordError, PasswordHasher, PasswordParams, PasswordWork};
+pub use rate_limit::{address_key, AuthLimits, KeyedLimiter};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -34,6 +34,19 @@ pub fn token_digest(token: &str) -> String {
     URL_SAFE_NO_PAD.encode(digest)
 }
 
+/// The refresh token that replaces `presented`: derived from it under the server's key, so
+/// that presenting the same token twice within the reuse interval (two tabs, a retry after a
+/// lost response) yields the same successor without the server keeping any token in clear.
+/// Without the key, a successor cannot be computed from the token it replaces.
+pub fn successor_token(key: &[u8], presented: &str) -> String {
+    use hmac::{Hmac, Mac};
+    // HMAC takes keys of any length.
+    let mut mac = <Hmac<Sha256>>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+    mac.update(b"stoa refresh token successor\0");
+    mac.update(presented.as_bytes());
+    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,5 +58,10 @@ mod tests {
         assert_eq!(random_hex(3).len(), 6);
         assert_eq!(token_digest("a"), token_digest("a"));
         assert_ne!(token_digest("a"), token_digest("b"));
+        let next = successor_token(b"key", "token");
+        assert_eq!(next, successor_token(b"key", "token"), "deterministic");
+        assert_ne!(next, successor_token(b"other key", "token"));
+        assert_ne!(next, successor_token(b"key", "other token"));
+        assert_eq!(next.len(), 43);
     }
 }

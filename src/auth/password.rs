@@ -1,6 +1,14 @@
-//! argon2id password hashing. Hashing is deliberately slow, so callers run it on a blocking
-//! thread; verification of an unknown account still costs one hash so that response times
-//! do not reveal which e-mail addresses have accounts.
+//! argon2id password hashing. Hashing is deliberately slow and memory-hungry (19 MiB each
+//! by default), so it runs on blocking threads behind [`PasswordWork`], which allows about
+//! one hash per core at a time and a bounded line of waiting requests; past that, callers
+//! are told to come back ([`PasswordError::Busy`]) instead of queueing without end.
+//! Verification of an unknown account still costs one hash so that response times do not
+//! reveal which e-mail addresses have accounts.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -58,6 +66,78 @@ impl PasswordHasher {
     }
 }
 
+/// Why a hash was not computed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordError {
+    /// Every slot is busy and the line of waiting requests is full.
+    #[error("password hashing is busy")]
+    Busy,
+    #[error("password hashing failed: {0}")]
+    Failed(String),
+}
+
+/// Runs hashes on blocking threads, `slots` at a time, with at most `max_waiting` more
+/// requests waiting for a slot.
+pub struct PasswordWork {
+    hasher: PasswordHasher,
+    slots: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    max_waiting: usize,
+}
+
+impl PasswordWork {
+    pub fn new(hasher: PasswordHasher, slots: usize, max_waiting: usize) -> PasswordWork {
+        PasswordWork {
+            hasher,
+            slots: Arc::new(Semaphore::new(slots.max(1))),
+            waiting: AtomicUsize::new(0),
+            max_waiting,
+        }
+    }
+
+    pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
+        let hasher = self.hasher.clone();
+        self.run(move || hasher.hash(&password))
+            .await?
+            .map_err(PasswordError::Failed)
+    }
+
+    /// Whether `password` matches `phc` (`None`: checks a decoy and answers false).
+    pub async fn verify(
+        &self,
+        password: String,
+        phc: Option<String>,
+    ) -> Result<bool, PasswordError> {
+        let hasher = self.hasher.clone();
+        self.run(move || hasher.verify(&password, phc.as_deref()))
+            .await
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, PasswordError> {
+        let permit = match self.slots.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
+                    self.waiting.fetch_sub(1, Ordering::AcqRel);
+                    return Err(PasswordError::Busy);
+                }
+                let permit = self.slots.clone().acquire_owned().await;
+                self.waiting.fetch_sub(1, Ordering::AcqRel);
+                permit.map_err(|_| PasswordError::Busy)?
+            }
+        };
+        actix_web::web::block(move || {
+            let _slot = permit;
+            work()
+        })
+        .await
+        .map_err(|e| PasswordError::Failed(e.to_string()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +161,34 @@ mod tests {
         assert!(!h.verify("wrong horse", Some(&a)));
         assert!(!h.verify("correct horse", None));
         assert!(!h.verify("x", Some("not a hash")));
+    }
+
+    #[actix_web::test]
+    async fn a_full_line_is_refused_not_queued() {
+        let work = Arc::new(PasswordWork::new(
+            PasswordHasher::new(PasswordParams {
+                memory_kib: 8 * 1024,
+                iterations: 2,
+            })
+            .unwrap(),
+            1,
+            2,
+        ));
+        let attempts = (0..12).map(|_| {
+            let work = work.clone();
+            async move { work.hash("correct horse".into()).await }
+        });
+        let outcomes = futures_util::future::join_all(attempts).await;
+        let busy = outcomes
+            .iter()
+            .filter(|o| **o == Err(PasswordError::Busy))
+            .count();
+        let done = outcomes.iter().filter(|o| o.is_ok()).count();
+        assert_eq!(busy + done, 12);
+        assert!(
+            done >= 3,
+            "one running and two waiting always complete: {done}"
+        );
+        assert!(busy >= 1, "the rest are refused: {busy}");
     }
 }

@@ -156,7 +156,8 @@ pub enum Rotation {
     Rotated { user_id: UserId },
     /// The token had already been spent or revoked: its whole family is now revoked.
     Reused,
-    /// No such token, it expired, or its user is disabled.
+    /// No such token, it expired, its login was revoked (logout, or reuse detected
+    /// earlier), or its user is disabled.
     Invalid,
 }
 
@@ -209,15 +210,22 @@ pub trait Store: Send + Sync + 'static {
         token_hash: &str,
         expires_at: i64,
     ) -> StoreResult<()>;
-    /// Spends `presented_hash` and stores `new_hash` in the same family, atomically.
+    /// Spends `presented_hash` and stores `new_hash` in the same family, atomically. A
+    /// token spent within the last `reuse_interval_ms` and presented again with the same
+    /// `new_hash` is answered as rotated again (its successor, unused, stays the current
+    /// token); any other presentation of a spent token revokes the family.
     async fn rotate_refresh_token(
         &self,
         presented_hash: &str,
         new_hash: &str,
         new_expires_at: i64,
+        reuse_interval_ms: i64,
     ) -> StoreResult<Rotation>;
     /// Revokes the family of a refresh token (logout). False if the token is unknown.
     async fn revoke_refresh_family(&self, presented_hash: &str) -> StoreResult<bool>;
+    /// Deletes refresh tokens that expired by `now` or were spent (or revoked) before
+    /// `spent_before`, and families left without tokens; returns the tokens deleted.
+    async fn prune_refresh_tokens(&self, now: i64, spent_before: i64) -> StoreResult<u64>;
 
     // Workspaces.
     async fn create_workspace(

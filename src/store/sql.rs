@@ -699,6 +699,17 @@ impl Store for SqlStore {
         token_hash: &str,
         expires_at: i64,
     ) -> StoreResult<()> {
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO refresh_families (id, user_id, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(family_id)
+        .bind(user_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO refresh_tokens (user_id, family_id, token_hash, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -706,10 +717,11 @@ impl Store for SqlStore {
         .bind(user_id)
         .bind(family_id)
         .bind(token_hash)
-        .bind(now_ms())
+        .bind(now)
         .bind(expires_at)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -718,21 +730,69 @@ impl Store for SqlStore {
         presented_hash: &str,
         new_hash: &str,
         new_expires_at: i64,
+        reuse_interval_ms: i64,
     ) -> StoreResult<Rotation> {
         let now = now_ms();
+        // Looked up on a reader first: a token that is unknown, expired or of a revoked
+        // login never takes the (on SQLite, single) writer, so a flood of made-up tokens
+        // cannot hold up anyone's writes.
+        let found: Option<(String, i64, Option<i64>, Option<i64>)> = sqlx::query_as(
+            "SELECT t.family_id, t.expires_at, t.used_at, f.revoked_at \
+             FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id \
+             WHERE t.token_hash = $1",
+        )
+        .bind(presented_hash)
+        .fetch_optional(&self.reader)
+        .await?;
+        let Some((family_id, expires_at, used_at, revoked)) = found else {
+            return Ok(Rotation::Invalid);
+        };
+        if expires_at <= now {
+            return Ok(Rotation::Invalid);
+        }
+        if revoked.is_some() {
+            // A spent token of a revoked login is still a replay (nothing left to revoke).
+            return Ok(match used_at {
+                Some(_) => Rotation::Reused,
+                None => Rotation::Invalid,
+            });
+        }
         let mut tx = self.writer.begin().await?;
+        // Lock the family for the rest of the transaction (a no-op update takes the row
+        // lock on PostgreSQL; SQLite's single writer serialises anyway). A revocation that
+        // got there first leaves nothing to lock.
+        let live: Option<i64> = sqlx::query_scalar(
+            "UPDATE refresh_families SET revoked_at = revoked_at \
+             WHERE id = $1 AND revoked_at IS NULL RETURNING user_id",
+        )
+        .bind(&family_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if live.is_none() {
+            // Revoked since the lookup: a replay if the token was spent meanwhile.
+            let spent: Option<Option<i64>> =
+                sqlx::query_scalar("SELECT used_at FROM refresh_tokens WHERE token_hash = $1")
+                    .bind(presented_hash)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            return Ok(match spent {
+                Some(Some(_)) => Rotation::Reused,
+                _ => Rotation::Invalid,
+            });
+        }
         // Spending is a single conditional UPDATE, so two concurrent presentations of the
-        // same token cannot both succeed: the loser sees a spent token, which is reuse.
-        let spent: Option<(i64, String)> = sqlx::query_as(
-            "UPDATE refresh_tokens SET used_at = $1 \
-             WHERE token_hash = $2 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $1 \
-             RETURNING user_id, family_id",
+        // same token cannot both spend it.
+        let spent: Option<i64> = sqlx::query_scalar(
+            "UPDATE refresh_tokens SET used_at = $1, successor_hash = $3 \
+             WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 \
+             RETURNING user_id",
         )
         .bind(now)
         .bind(presented_hash)
+        .bind(new_hash)
         .fetch_optional(&mut *tx)
         .await?;
-        if let Some((user_id, family_id)) = spent {
+        if let Some(user_id) = spent {
             let disabled: Option<Option<i64>> =
                 sqlx::query_scalar("SELECT disabled_at FROM users WHERE id = $1")
                     .bind(user_id)
@@ -756,48 +816,87 @@ impl Store for SqlStore {
             tx.commit().await?;
             return Ok(Rotation::Rotated { user_id });
         }
-        let known: Option<(String, Option<i64>, Option<i64>)> = sqlx::query_as(
-            "SELECT family_id, used_at, revoked_at FROM refresh_tokens WHERE token_hash = $1",
+        // Spent already. Within the reuse interval, the same spent token asking for the
+        // same successor (the caller derives it from the token) gets it again, as long as
+        // that successor has not been used itself: the honest race of two tabs, or a retry
+        // after a lost response. Anything else is a replay: the whole login is revoked.
+        let previous: Option<(i64, Option<i64>, Option<String>)> = sqlx::query_as(
+            "SELECT user_id, used_at, successor_hash FROM refresh_tokens WHERE token_hash = $1",
         )
         .bind(presented_hash)
         .fetch_optional(&mut *tx)
         .await?;
-        match known {
-            Some((family_id, used, revoked)) if used.is_some() || revoked.is_some() => {
-                sqlx::query(
-                    "UPDATE refresh_tokens SET revoked_at = $1 \
-                     WHERE family_id = $2 AND revoked_at IS NULL",
+        if let Some((user_id, Some(used_at), Some(successor))) = previous {
+            if now - used_at < reuse_interval_ms && successor == new_hash {
+                let successor_live: Option<i64> = sqlx::query_scalar(
+                    "SELECT id FROM refresh_tokens \
+                     WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
                 )
+                .bind(new_hash)
                 .bind(now)
-                .bind(&family_id)
-                .execute(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?;
-                tx.commit().await?;
-                Ok(Rotation::Reused)
+                if successor_live.is_some() {
+                    tx.commit().await?;
+                    return Ok(Rotation::Rotated { user_id });
+                }
             }
-            _ => Ok(Rotation::Invalid),
         }
+        sqlx::query("UPDATE refresh_families SET revoked_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(&family_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Rotation::Reused)
     }
 
     async fn revoke_refresh_family(&self, presented_hash: &str) -> StoreResult<bool> {
-        let mut tx = self.writer.begin().await?;
-        let family: Option<String> =
-            sqlx::query_scalar("SELECT family_id FROM refresh_tokens WHERE token_hash = $1")
-                .bind(presented_hash)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some(family) = family else {
-            return Ok(false);
-        };
-        sqlx::query(
-            "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",
+        // Read first, so that unknown tokens never take the writer.
+        let family: Option<(String, Option<i64>)> = sqlx::query_as(
+            "SELECT t.family_id, f.revoked_at \
+             FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id \
+             WHERE t.token_hash = $1",
         )
-        .bind(now_ms())
-        .bind(&family)
+        .bind(presented_hash)
+        .fetch_optional(&self.reader)
+        .await?;
+        match family {
+            None => Ok(false),
+            Some((_, Some(_))) => Ok(true),
+            Some((family, None)) => {
+                sqlx::query(
+                    "UPDATE refresh_families SET revoked_at = $1 \
+                     WHERE id = $2 AND revoked_at IS NULL",
+                )
+                .bind(now_ms())
+                .bind(&family)
+                .execute(&self.writer)
+                .await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn prune_refresh_tokens(&self, now: i64, spent_before: i64) -> StoreResult<u64> {
+        let mut tx = self.writer.begin().await?;
+        let tokens = sqlx::query(
+            "DELETE FROM refresh_tokens WHERE expires_at <= $1 OR used_at < $2 \
+             OR family_id IN (SELECT id FROM refresh_families WHERE revoked_at < $2)",
+        )
+        .bind(now)
+        .bind(spent_before)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query(
+            "DELETE FROM refresh_families WHERE NOT EXISTS \
+             (SELECT 1 FROM refresh_tokens t WHERE t.family_id = refresh_families.id)",
+        )
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(tokens)
     }
 
     async fn create_workspace(

@@ -16,6 +16,8 @@ crate::on_every_backend!(
     login_is_rate_limited_with_retry_after,
     refresh_rotates_and_reuse_revokes_the_family,
     logout_revokes_the_refresh_token,
+    two_tabs_refreshing_at_once_both_get_the_same_successor,
+    refresh_and_logout_are_rate_limited_per_address,
     forged_expired_and_foreign_tokens_are_refused,
     registration_validates_every_field,
 );
@@ -125,7 +127,9 @@ async fn login_is_rate_limited_with_retry_after(backend: Backend) {
 }
 
 async fn refresh_rotates_and_reuse_revokes_the_family(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
+    // No grace: any second presentation of a spent token is a replay.
+    let Some(app) = spawn_app_with(backend, |s| s.auth.refresh_reuse_interval_secs = 0).await
+    else {
         return;
     };
     let alice = app.register("alice").await;
@@ -170,6 +174,59 @@ async fn logout_revokes_the_refresh_token(backend: Backend) {
         .await;
     assert_eq!(res.status, 204);
     assert_eq!(refresh(&app, &alice.refresh).await.status, 401);
+}
+
+async fn two_tabs_refreshing_at_once_both_get_the_same_successor(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let alice = app.register("alice").await;
+    let (a, b) =
+        futures_util::future::join(refresh(&app, &alice.refresh), refresh(&app, &alice.refresh))
+            .await;
+    assert_eq!(
+        (a.status, b.status),
+        (200, 200),
+        "{:?} {:?}",
+        a.body,
+        b.body
+    );
+    let next = a.body["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(b.body["refresh_token"], next.as_str());
+    // A retry after a lost response gets it too; the login lives on.
+    assert_eq!(
+        refresh(&app, &alice.refresh).await.body["refresh_token"],
+        next.as_str()
+    );
+    let after = refresh(&app, &next).await;
+    assert_eq!(after.status, 200, "{:?}", after.body);
+    // Once the successor has been used, the first token is a replay after all.
+    let replay = refresh(&app, &alice.refresh).await;
+    assert_eq!(replay.code(), "refresh_token_reused");
+    let latest = after.body["refresh_token"].as_str().unwrap();
+    assert_eq!(refresh(&app, latest).await.status, 401);
+}
+
+async fn refresh_and_logout_are_rate_limited_per_address(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, |s| s.auth.token_requests_per_minute = 3).await else {
+        return;
+    };
+    let logout = |token: &str| {
+        app.call(
+            Method::POST,
+            "/api/v1/auth/logout",
+            None,
+            Some(json!({"refresh_token": token})),
+            &[],
+        )
+    };
+    assert_eq!(refresh(&app, "made-up-1").await.status, 401);
+    assert_eq!(refresh(&app, "made-up-2").await.status, 401);
+    assert_eq!(logout("made-up-3").await.status, 204);
+    for limited in [refresh(&app, "made-up-4").await, logout("made-up-5").await] {
+        assert_eq!(limited.status, 429, "{:?}", limited.body);
+        assert!(limited.header("retry-after").is_some());
+    }
 }
 
 fn forge(header: serde_json::Value, claims: serde_json::Value, sig: &str) -> String {

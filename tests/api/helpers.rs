@@ -19,6 +19,8 @@ pub struct TestApp {
     pub client: awc::Client,
     pub realtime: stoa::realtime::Realtime,
     pub store: std::sync::Arc<stoa::store::SqlStore>,
+    /// The database the server uses.
+    pub db_url: String,
     handle: ServerHandle,
     _db: TestDb,
 }
@@ -84,6 +86,7 @@ pub async fn spawn_app_with(
         client,
         realtime,
         store,
+        db_url: db.url.clone(),
         handle,
         _db: db,
     })

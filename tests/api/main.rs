@@ -6,6 +6,7 @@ mod helpers;
 
 mod abuse;
 mod auth;
+mod auth_limits;
 mod authorization;
 mod documents;
 mod events;

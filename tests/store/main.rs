@@ -16,6 +16,9 @@ use stoa::store::{
 
 on_every_backend!(
     concurrent_refresh_of_one_token_lets_exactly_one_win,
+    a_spent_token_presented_again_soon_gets_the_same_successor,
+    a_replay_racing_a_rotation_leaves_no_live_token,
+    expired_and_long_spent_refresh_tokens_are_pruned,
     refused_changes_do_not_consume_offsets,
     data_survives_reconnecting,
     deleting_a_workspace_removes_everything_in_it,
@@ -61,7 +64,7 @@ async fn concurrent_refresh_of_one_token_lets_exactly_one_win(backend: Backend) 
         let store = store.clone();
         async move {
             store
-                .rotate_refresh_token("hash-0", &format!("hash-{}", i + 1), far)
+                .rotate_refresh_token("hash-0", &format!("hash-{}", i + 1), far, 0)
                 .await
                 .unwrap()
         }
@@ -78,14 +81,14 @@ async fn concurrent_refresh_of_one_token_lets_exactly_one_win(backend: Backend) 
     // Reuse revoked the family, including the winner's new token.
     for i in 1..=8 {
         let again = store
-            .rotate_refresh_token(&format!("hash-{i}"), "hash-x", far)
+            .rotate_refresh_token(&format!("hash-{i}"), "hash-x", far, 0)
             .await
             .unwrap();
         assert_ne!(again, Rotation::Rotated { user_id: alice.id });
     }
     assert_eq!(
         store
-            .rotate_refresh_token("unknown", "h", far)
+            .rotate_refresh_token("unknown", "h", far, 0)
             .await
             .unwrap(),
         Rotation::Invalid
@@ -96,9 +99,177 @@ async fn concurrent_refresh_of_one_token_lets_exactly_one_win(backend: Backend) 
         .unwrap();
     assert_eq!(
         store
-            .rotate_refresh_token("expired", "h2", far)
+            .rotate_refresh_token("expired", "h2", far, 0)
             .await
             .unwrap(),
+        Rotation::Invalid
+    );
+}
+
+const GRACE: i64 = 10_000;
+
+async fn a_spent_token_presented_again_soon_gets_the_same_successor(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let store = open(&db).await;
+    let alice = user(&store, "alice").await;
+    let far = stoa::domain::now_ms() + 3_600_000;
+    store
+        .insert_refresh_token(alice.id, "fam", "t0", far)
+        .await
+        .unwrap();
+    let rotated = Rotation::Rotated { user_id: alice.id };
+    assert_eq!(
+        store
+            .rotate_refresh_token("t0", "t1", far, GRACE)
+            .await
+            .unwrap(),
+        rotated
+    );
+    // Two tabs, or a retry after a lost response: the same successor, nothing revoked.
+    assert_eq!(
+        store
+            .rotate_refresh_token("t0", "t1", far, GRACE)
+            .await
+            .unwrap(),
+        rotated
+    );
+    // Asking for a different successor is not the honest race: the login is revoked.
+    assert_eq!(
+        store
+            .rotate_refresh_token("t0", "t9", far, GRACE)
+            .await
+            .unwrap(),
+        Rotation::Reused
+    );
+    assert_eq!(
+        store
+            .rotate_refresh_token("t1", "t2", far, GRACE)
+            .await
+            .unwrap(),
+        Rotation::Invalid
+    );
+
+    // Once the successor itself was used, the old token is a replay.
+    store
+        .insert_refresh_token(alice.id, "fam2", "u0", far)
+        .await
+        .unwrap();
+    store
+        .rotate_refresh_token("u0", "u1", far, GRACE)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .rotate_refresh_token("u1", "u2", far, GRACE)
+            .await
+            .unwrap(),
+        rotated
+    );
+    assert_eq!(
+        store
+            .rotate_refresh_token("u0", "u1", far, GRACE)
+            .await
+            .unwrap(),
+        Rotation::Reused
+    );
+    assert_eq!(
+        store
+            .rotate_refresh_token("u2", "u3", far, GRACE)
+            .await
+            .unwrap(),
+        Rotation::Invalid
+    );
+
+    // With no interval, presenting a spent token again is always a replay.
+    store
+        .insert_refresh_token(alice.id, "fam3", "v0", far)
+        .await
+        .unwrap();
+    store
+        .rotate_refresh_token("v0", "v1", far, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .rotate_refresh_token("v0", "v1", far, 0)
+            .await
+            .unwrap(),
+        Rotation::Reused
+    );
+}
+
+async fn a_replay_racing_a_rotation_leaves_no_live_token(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let store: Arc<dyn Store> = Arc::new(open(&db).await);
+    let alice = user(store.as_ref(), "alice").await;
+    let far = stoa::domain::now_ms() + 3_600_000;
+    for round in 0..30 {
+        let fam = format!("race-{round}");
+        let (t0, t1, t2) = (format!("{fam}-0"), format!("{fam}-1"), format!("{fam}-2"));
+        store
+            .insert_refresh_token(alice.id, &fam, &t0, far)
+            .await
+            .unwrap();
+        store.rotate_refresh_token(&t0, &t1, far, 0).await.unwrap();
+        // The holder of t1 rotates while a thief replays t0.
+        let (a, b) = tokio::join!(
+            store.rotate_refresh_token(&t1, &t2, far, 0),
+            store.rotate_refresh_token(&t0, "thief", far, 0)
+        );
+        assert_eq!(b.unwrap(), Rotation::Reused, "round {round}");
+        let _ = a.unwrap();
+        // Whichever committed first, the login is over: t2 (if it was issued) is dead.
+        let after = store
+            .rotate_refresh_token(&t2, &format!("{fam}-3"), far, 0)
+            .await
+            .unwrap();
+        assert_eq!(
+            after,
+            Rotation::Invalid,
+            "round {round}: t2 survived the replay"
+        );
+    }
+}
+
+async fn expired_and_long_spent_refresh_tokens_are_pruned(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let store = open(&db).await;
+    let alice = user(&store, "alice").await;
+    let now = stoa::domain::now_ms();
+    let far = now + 3_600_000;
+    store
+        .insert_refresh_token(alice.id, "old", "expired", now - 1)
+        .await
+        .unwrap();
+    store
+        .insert_refresh_token(alice.id, "live", "a", far)
+        .await
+        .unwrap();
+    store.rotate_refresh_token("a", "b", far, 0).await.unwrap();
+    // Nothing spent before an hour ago: only the expired token goes.
+    assert_eq!(
+        store
+            .prune_refresh_tokens(now, now - 3_600_000)
+            .await
+            .unwrap(),
+        1
+    );
+    // Spent before a moment from now: the spent one goes too; the live one stays.
+    let later = stoa::domain::now_ms() + 1;
+    assert_eq!(store.prune_refresh_tokens(later, later).await.unwrap(), 1);
+    assert_eq!(
+        store.rotate_refresh_token("b", "c", far, 0).await.unwrap(),
+        Rotation::Rotated { user_id: alice.id }
+    );
+    // A pruned spent token is simply unknown now.
+    assert_eq!(
+        store.rotate_refresh_token("a", "x", far, 0).await.unwrap(),
         Rotation::Invalid
     );
 }
