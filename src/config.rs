@@ -310,11 +310,12 @@ impl Settings {
         if self.environment == Environment::Production && self.auth.jwt_secret.is_empty() {
             return Err(invalid(
                 "auth.jwt_secret",
-                "is required when environment = \"production\" (at least 32 bytes)",
+                "is required when environment = \"production\" (32 random bytes: base64:$(openssl rand -base64 32))",
             ));
         }
-        if !self.auth.jwt_secret.is_empty() && self.auth.jwt_secret.len() < 32 {
-            return Err(invalid("auth.jwt_secret", "must be at least 32 bytes long"));
+        if !self.auth.jwt_secret.is_empty() {
+            crate::auth::secret_key(&self.auth.jwt_secret)
+                .map_err(|e| invalid("auth.jwt_secret", e))?;
         }
         if self.auth.issuer.is_empty() {
             return Err(invalid("auth.issuer", "must not be empty"));
@@ -378,7 +379,9 @@ impl Settings {
     /// the data directory so tokens survive restarts. The bool says whether it was generated.
     pub fn resolve_jwt_secret(&self) -> Result<(Vec<u8>, bool), ConfigError> {
         if !self.auth.jwt_secret.is_empty() {
-            return Ok((self.auth.jwt_secret.as_bytes().to_vec(), false));
+            let key = crate::auth::secret_key(&self.auth.jwt_secret)
+                .map_err(|e| invalid("auth.jwt_secret", e))?;
+            return Ok((key, false));
         }
         let path = self.data_dir.join("jwt_secret");
         let secret_err = |source| ConfigError::Secret {
@@ -386,7 +389,7 @@ impl Settings {
             source,
         };
         match std::fs::read_to_string(&path) {
-            Ok(existing) if existing.trim().len() >= 32 => {
+            Ok(existing) if crate::auth::secret_key(existing.trim()).is_ok() => {
                 return Ok((existing.trim().as_bytes().to_vec(), true))
             }
             Ok(_) => {}

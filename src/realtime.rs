@@ -71,7 +71,10 @@ impl Authorizer for StoreAuthorizer {
                 user_id: c.user_id,
                 expires_at: c.expires_at,
             })
-            .map_err(|_| Denied::InvalidToken)
+            .map_err(|e| match e {
+                crate::auth::TokenError::Expired => Denied::TokenExpired,
+                _ => Denied::InvalidToken,
+            })
     }
 }
 

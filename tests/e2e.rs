@@ -36,7 +36,7 @@ async fn stock_phoenix_client_suite() {
     settings.server.workers = 2;
     settings.data_dir = db.dir.path().to_path_buf();
     settings.database.url = db.url.clone();
-    settings.auth.jwt_secret = "e2e-test-secret-0123456789abcdef0123".into();
+    settings.auth.jwt_secret = "e2e-test-secret-0123456789abcdef-GHIJKLMNOPQRSTUV".into();
     settings.auth.password_hash_memory_kib = 1024;
     settings.auth.password_hash_iterations = 1;
     settings.auth.login_attempts_per_minute = 10_000;

@@ -35,9 +35,12 @@ pub enum Denied {
     /// Not a member, not that user, or no such thing: the client may not know which.
     #[error("unauthorized")]
     Unauthorized,
-    /// The token is malformed, forged or expired.
+    /// The token is malformed or forged.
     #[error("invalid_token")]
     InvalidToken,
+    /// The token was valid and has expired.
+    #[error("token_expired")]
+    TokenExpired,
     /// The check itself failed (database down); the client should retry.
     #[error("unavailable")]
     Unavailable,
@@ -48,6 +51,7 @@ impl Denied {
         match self {
             Denied::Unauthorized => "unauthorized",
             Denied::InvalidToken => "invalid_token",
+            Denied::TokenExpired => "token_expired",
             Denied::Unavailable => "unavailable",
         }
     }

@@ -30,7 +30,7 @@ case "$backend" in
 esac
 
 STOA_SERVER__PORT="$port" STOA_DATABASE__URL="$url" STOA_DATA_DIR="$work" \
-STOA_AUTH__JWT_SECRET="benchmark-secret-benchmark-secret-0123" \
+STOA_AUTH__JWT_SECRET="benchmark-secret-0123456789abcdef-GHIJKLMNOPQRSTUV" \
 STOA_AUTH__LOGIN_ATTEMPTS_PER_MINUTE=1000000000 STOA_LOG__LEVEL=warn \
   "$bin" >"$work/server.log" 2>&1 &
 server=$!

@@ -14,7 +14,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use stoa_actors::{SessionActor, Stats};
+use stoa_actors::{Denied, SessionActor, Stats};
 
 use super::error::ApiError;
 use super::wire::{Incoming, Outgoing};
@@ -96,8 +96,11 @@ pub async fn connect(
         .realtime
         .authorizer()
         .verify_token(&token)
-        .map_err(|_| {
-            ApiError::unauthorized("invalid_token", "the access token is invalid or expired")
+        .map_err(|e| match e {
+            Denied::TokenExpired => {
+                ApiError::unauthorized("token_expired", "the access token has expired; refresh it")
+            }
+            _ => ApiError::unauthorized("invalid_token", "the access token is invalid"),
         })?;
 
     let permit = state.realtime.admit(identity.user_id).ok_or_else(|| {

@@ -1,19 +1,25 @@
-//! HS256 access tokens. The algorithm is pinned: a token whose header names anything but
-//! HS256 (including `none`) is refused before its signature is even looked at, and issuer,
-//! audience, expiry and not-before are always checked.
+//! HS256 access tokens on `jsonwebtoken`. The algorithm is pinned twice: the validation
+//! accepts HS256 only (a header naming anything else, `none` included, is refused), and the
+//! crypto provider installed for the process can sign and verify HS256 and nothing else.
+//! Issuer, audience and the presence of `sub`, `iss`, `aud`, `exp`, `nbf`, `iat` and `typ`
+//! are checked by the crate; expiry, not-before and issued-at are checked here against the
+//! caller's clock (the crate reads the system clock itself), with 5 s of leeway.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use hmac::{Hmac, Mac};
+use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::signature::{Error as SignatureError, Signer, Verifier};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
 use crate::domain::UserId;
 
-type HmacSha256 = Hmac<Sha256>;
-
 /// Clock difference tolerated between the node that issued a token and the one checking it.
 const LEEWAY_SECS: i64 = 5;
+
+/// The only kind of token this key signs.
+const ACCESS: &str = "access";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -47,10 +53,8 @@ struct Claims {
     aud: Audience,
     iat: i64,
     exp: i64,
-    #[serde(default)]
-    nbf: Option<i64>,
-    #[serde(default)]
-    typ: Option<String>,
+    nbf: i64,
+    typ: String,
     #[serde(default)]
     jti: Option<String>,
 }
@@ -63,16 +67,74 @@ pub struct AccessClaims {
     pub expires_at: i64,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Header {
-    alg: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    typ: Option<String>,
+/// HMAC-SHA256, the one algorithm the process can sign or verify with.
+struct Hs256(hmac::Hmac<sha2::Sha256>);
+
+impl Hs256 {
+    fn new(key: &[u8]) -> Hs256 {
+        use hmac::Mac;
+        // HMAC accepts keys of any length; this cannot fail.
+        Hs256(hmac::Hmac::new_from_slice(key).unwrap_or_else(|_| unreachable!()))
+    }
+}
+
+impl Signer<Vec<u8>> for Hs256 {
+    fn try_sign(&self, msg: &[u8]) -> Result<Vec<u8>, SignatureError> {
+        use hmac::Mac;
+        let mut mac = self.0.clone();
+        mac.update(msg);
+        Ok(mac.finalize().into_bytes().to_vec())
+    }
+}
+
+impl Verifier<Vec<u8>> for Hs256 {
+    fn verify(&self, msg: &[u8], signature: &Vec<u8>) -> Result<(), SignatureError> {
+        use hmac::Mac;
+        let mut mac = self.0.clone();
+        mac.update(msg);
+        // Constant-time comparison.
+        mac.verify_slice(signature)
+            .map_err(SignatureError::from_source)
+    }
+}
+
+impl JwtSigner for Hs256 {
+    fn algorithm(&self) -> Algorithm {
+        Algorithm::HS256
+    }
+}
+
+impl JwtVerifier for Hs256 {
+    fn algorithm(&self) -> Algorithm {
+        Algorithm::HS256
+    }
+}
+
+static HS256_ONLY: CryptoProvider = CryptoProvider {
+    signer_factory: |alg, key| match alg {
+        Algorithm::HS256 => Ok(Box::new(Hs256::new(key.as_bytes()))),
+        _ => Err(ErrorKind::InvalidAlgorithm.into()),
+    },
+    verifier_factory: |alg, key| match alg {
+        Algorithm::HS256 => Ok(Box::new(Hs256::new(key.try_get_as_bytes()?))),
+        _ => Err(ErrorKind::InvalidAlgorithm.into()),
+    },
+    key_utils: KeyUtils::new_unimplemented(),
+};
+
+/// Installs the HS256-only provider for the process (once; later calls are no-ops).
+fn install_provider() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let _ = HS256_ONLY.install_default();
+    });
 }
 
 #[derive(Clone)]
 pub struct JwtKeys {
-    secret: Vec<u8>,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
     issuer: String,
     audience: String,
     ttl_secs: i64,
@@ -80,8 +142,19 @@ pub struct JwtKeys {
 
 impl JwtKeys {
     pub fn new(secret: Vec<u8>, issuer: &str, audience: &str, ttl_secs: u64) -> JwtKeys {
+        install_provider();
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["sub", "iss", "aud", "exp", "nbf"]);
+        validation.leeway = LEEWAY_SECS as u64;
+        // Checked below against the caller's clock, not the system's.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         JwtKeys {
-            secret,
+            encoding: EncodingKey::from_secret(&secret),
+            decoding: DecodingKey::from_secret(&secret),
+            validation,
             issuer: issuer.to_string(),
             audience: audience.to_string(),
             ttl_secs: i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2),
@@ -90,11 +163,6 @@ impl JwtKeys {
 
     pub fn ttl_secs(&self) -> i64 {
         self.ttl_secs
-    }
-
-    fn mac(&self) -> HmacSha256 {
-        // HMAC accepts keys of any length; this cannot fail.
-        HmacSha256::new_from_slice(&self.secret).unwrap_or_else(|_| unreachable!())
     }
 
     /// Signs an access token for `user`, valid from `now` for the configured lifetime.
@@ -106,79 +174,45 @@ impl JwtKeys {
             aud: Audience::One(self.audience.clone()),
             iat: now,
             exp,
-            nbf: Some(now),
-            typ: Some("access".into()),
+            nbf: now,
+            typ: ACCESS.into(),
             jti: Some(super::random_hex(8)),
         };
-        (self.sign(&claims), exp)
+        // Serialising these claims and HMAC signing cannot fail.
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .unwrap_or_default();
+        (token, exp)
     }
 
-    fn sign(&self, claims: &Claims) -> String {
-        let header = Header {
-            alg: "HS256".into(),
-            typ: Some("JWT".into()),
-        };
-        let h = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap_or_default());
-        let p = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());
-        let signing_input = format!("{h}.{p}");
-        let mut mac = self.mac();
-        mac.update(signing_input.as_bytes());
-        let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-        format!("{signing_input}.{sig}")
-    }
-
-    /// Checks a token's algorithm, signature, issuer, audience and validity window.
+    /// Checks a token's algorithm, signature, issuer, audience, kind and validity window.
     pub fn verify(&self, token: &str, now: i64) -> Result<AccessClaims, TokenError> {
         if token.len() > 8192 {
             return Err(TokenError::Malformed);
         }
-        let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(TokenError::Malformed);
-        };
-        let header: Header = URL_SAFE_NO_PAD
-            .decode(h)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or(TokenError::Malformed)?;
-        if header.alg != "HS256" {
-            return Err(TokenError::Algorithm);
-        }
-        let sig = URL_SAFE_NO_PAD
-            .decode(s)
-            .map_err(|_| TokenError::Malformed)?;
-        let mut mac = self.mac();
-        mac.update(h.as_bytes());
-        mac.update(b".");
-        mac.update(p.as_bytes());
-        mac.verify_slice(&sig).map_err(|_| TokenError::Signature)?;
-        let claims: Claims = URL_SAFE_NO_PAD
-            .decode(p)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or(TokenError::Malformed)?;
-        if claims.iss != self.issuer {
-            return Err(TokenError::Issuer);
-        }
-        let audience_ok = match &claims.aud {
-            Audience::One(a) => *a == self.audience,
-            Audience::Many(all) => all.contains(&self.audience),
-        };
-        if !audience_ok {
-            return Err(TokenError::Audience);
-        }
-        if claims.typ.as_deref().is_some_and(|t| t != "access") {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                    TokenError::Algorithm
+                }
+                ErrorKind::InvalidSignature => TokenError::Signature,
+                ErrorKind::InvalidIssuer => TokenError::Issuer,
+                ErrorKind::InvalidAudience => TokenError::Audience,
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+                // A header that names no algorithm this crate knows (`none`, say) fails to
+                // parse: refused for its algorithm all the same.
+                ErrorKind::Json(_) if names_other_algorithm(token) => TokenError::Algorithm,
+                _ => TokenError::Malformed,
+            })?;
+        let claims = data.claims;
+        if claims.typ != ACCESS {
             return Err(TokenError::Malformed);
         }
         if claims.exp.saturating_add(LEEWAY_SECS) <= now {
             return Err(TokenError::Expired);
         }
-        if claims
-            .nbf
-            .is_some_and(|nbf| nbf > now.saturating_add(LEEWAY_SECS))
-        {
+        let future = now.saturating_add(LEEWAY_SECS);
+        if claims.nbf > future || claims.iat > future {
             return Err(TokenError::NotYetValid);
         }
         let user_id = claims.sub.parse().map_err(|_| TokenError::Malformed)?;
@@ -187,6 +221,21 @@ impl JwtKeys {
             expires_at: claims.exp,
         })
     }
+}
+
+/// Whether the token's header names an algorithm other than HS256 (for the error only:
+/// such a token is refused either way).
+fn names_other_algorithm(token: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Alg {
+        alg: String,
+    }
+    token
+        .split('.')
+        .next()
+        .and_then(|h| URL_SAFE_NO_PAD.decode(h).ok())
+        .and_then(|b| serde_json::from_slice::<Alg>(&b).ok())
+        .is_some_and(|h| h.alg != "HS256")
 }
 
 #[cfg(test)]
@@ -300,6 +349,34 @@ mod tests {
             &"x".repeat(10_000),
         ] {
             assert!(keys().verify(garbage, NOW).is_err());
+        }
+    }
+
+    #[test]
+    fn the_kind_and_the_issue_time_are_required_and_checked() {
+        let k = keys();
+        let sign = |claims: serde_json::Value| {
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &k.encoding).unwrap()
+        };
+        let base = serde_json::json!({"sub":"1","iss":"stoa","aud":"stoa","iat":NOW,"nbf":NOW,"exp":NOW+60,"typ":"access"});
+        assert!(k.verify(&sign(base.clone()), NOW).is_ok());
+        for (field, value) in [
+            ("typ", serde_json::Value::Null),
+            ("typ", serde_json::json!("refresh")),
+            ("iat", serde_json::Value::Null),
+            ("iat", serde_json::json!(NOW + 3600)),
+            ("nbf", serde_json::Value::Null),
+            ("exp", serde_json::Value::Null),
+            ("sub", serde_json::json!("not-a-number")),
+        ] {
+            let mut claims = base.clone();
+            match value.clone() {
+                serde_json::Value::Null => {
+                    claims.as_object_mut().unwrap().remove(field);
+                }
+                v => claims[field] = v,
+            }
+            assert!(k.verify(&sign(claims), NOW).is_err(), "{field} = {value:?}");
         }
     }
 }

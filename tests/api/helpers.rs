@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use stoa::config::Settings;
 use stoa::startup::Application;
 
-pub const JWT_SECRET: &str = "integration-test-secret-0123456789abcdef";
+pub const JWT_SECRET: &str = "integration-test-secret-0123456789abcdef-GHIJKLMNOP";
 
 pub use crate::common::Backend;
 use crate::common::TestDb;

@@ -33,6 +33,20 @@ async fn the_upgrade_checks_token_version_and_origin() {
         Ws::try_connect(&app, &path(&forged), &[]).await.err(),
         Some(401)
     );
+    // The refusal says why, in the same words as REST: expired is not forged.
+    let keys = stoa::auth::JwtKeys::new(JWT_SECRET.as_bytes().to_vec(), "stoa", "stoa", 60);
+    let (expired, _) = keys.issue(alice.id, stoa::domain::now_ms() / 1000 - 3600);
+    for (token, code) in [
+        (expired.as_str(), "token_expired"),
+        (forged.as_str(), "invalid_token"),
+    ] {
+        let res = app
+            .call(awc::http::Method::GET, &path(token), None, None, &[])
+            .await;
+        assert_eq!((res.status, res.code()), (401, code));
+        let rest = app.get("/api/v1/me", token).await;
+        assert_eq!(rest.code(), code, "REST and the socket agree");
+    }
     assert_eq!(
         Ws::try_connect(
             &app,
