@@ -50,6 +50,91 @@ pub struct Settings {
     pub http: HttpSettings,
     pub realtime: RealtimeSettings,
     pub log: LogSettings,
+    /// `STOA_*` variables that name no setting: ignored, and reported at start-up.
+    #[serde(skip)]
+    pub ignored_variables: Vec<IgnoredVariable>,
+}
+
+/// An environment variable with the `STOA_` prefix that configures nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IgnoredVariable {
+    pub name: String,
+    /// The variable of the setting whose name is nearest, e.g. `STOA_SERVER__PORT` for
+    /// `STOA_SERVER_PORT`.
+    pub nearest: String,
+}
+
+impl std::fmt::Display for IgnoredVariable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} names no setting and is ignored; did you mean {}?",
+            self.name, self.nearest
+        )
+    }
+}
+
+/// Every setting's dotted path (`server.port`, `environment`), from the compiled-in
+/// defaults, which name each of them.
+fn setting_paths() -> Vec<String> {
+    fn walk(prefix: &str, table: &config::Map<String, config::Value>, out: &mut Vec<String>) {
+        for (key, value) in table {
+            let path = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            match value.clone().into_table() {
+                Ok(inner) => walk(&path, &inner, out),
+                Err(_) => out.push(path),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let defaults = config::Config::builder()
+        .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+        .build()
+        .and_then(|c| c.try_deserialize::<config::Map<String, config::Value>>());
+    if let Ok(table) = defaults {
+        walk("", &table, &mut out);
+    }
+    out
+}
+
+/// The variable that sets a dotted path: `server.port` → `STOA_SERVER__PORT`.
+fn variable_of(path: &str) -> String {
+    format!("STOA_{}", path.to_uppercase().replace('.', "__"))
+}
+
+/// Splits the `STOA_*` variables into those that name a setting and those that do not.
+/// Orchestrators set variables of their own under an application's prefix (Kubernetes
+/// gives every pod `STOA_PORT=tcp://…` and `STOA_SERVICE_HOST` for a Service named
+/// `stoa`), so a name that matches no setting is reported, not fatal; a configuration file,
+/// which only an operator writes, still may not name an unknown key.
+fn known_variables(
+    env: impl IntoIterator<Item = (String, String)>,
+) -> (config::Map<String, String>, Vec<IgnoredVariable>) {
+    let paths = setting_paths();
+    let names: Vec<String> = paths.iter().map(|p| variable_of(p)).collect();
+    let mut known = config::Map::new();
+    let mut ignored = Vec::new();
+    for (name, value) in env {
+        if !name.starts_with("STOA_") {
+            continue;
+        }
+        if names.iter().any(|n| *n == name) {
+            known.insert(name, value);
+            continue;
+        }
+        let nearest = names
+            .iter()
+            .min_by_key(|n| strsim::levenshtein(n, &name))
+            .cloned()
+            .unwrap_or_default();
+        ignored.push(IgnoredVariable { name, nearest });
+    }
+    ignored.sort_by(|a, b| a.name.cmp(&b.name));
+    (known, ignored)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -218,10 +303,7 @@ impl Settings {
         if let Some(path) = file {
             builder = builder.add_source(config::File::from(path).required(true));
         }
-        let env: config::Map<String, String> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("STOA_"))
-            .collect();
+        let (env, ignored) = known_variables(env);
         builder = builder.add_source(
             config::Environment::with_prefix("STOA")
                 .prefix_separator("_")
@@ -232,8 +314,9 @@ impl Settings {
                 .try_parsing(true)
                 .source(Some(env)),
         );
-        let settings: Settings = builder.build()?.try_deserialize()?;
+        let mut settings: Settings = builder.build()?.try_deserialize()?;
         settings.validate()?;
+        settings.ignored_variables = ignored;
         Ok(settings)
     }
 
@@ -500,11 +583,53 @@ mod tests {
     }
 
     #[test]
-    fn unknown_keys_are_refused() {
-        let err = Settings::load_with_env(None, env(&[("STOA_SERVER__PROT", "1")]))
+    fn unknown_variables_are_ignored_with_the_nearest_setting_named() {
+        let s = Settings::load_with_env(
+            None,
+            env(&[
+                ("STOA_SERVER_PORT", "9000"),
+                ("STOA_SERVER__PROT", "1"),
+                ("STOA_PORT", "tcp://10.0.0.1:8080"),
+                ("STOA_SERVICE_HOST", "10.0.0.1"),
+                ("STOA_PORT_8080_TCP_ADDR", "10.0.0.1"),
+                ("STOA_SERVER__HOST", "0.0.0.0"),
+                ("STOA_DATA_DIR", "/var/lib/stoa"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.server.host, "0.0.0.0");
+        assert_eq!(s.server.port, 8080, "a typo configures nothing");
+        assert_eq!(s.data_dir, PathBuf::from("/var/lib/stoa"));
+        let ignored: Vec<(&str, &str)> = s
+            .ignored_variables
+            .iter()
+            .map(|v| (v.name.as_str(), v.nearest.as_str()))
+            .collect();
+        assert_eq!(ignored.len(), 5, "{ignored:?}");
+        assert!(ignored.contains(&("STOA_SERVER_PORT", "STOA_SERVER__PORT")));
+        assert!(ignored.contains(&("STOA_SERVER__PROT", "STOA_SERVER__PORT")));
+        let shown = s.ignored_variables[0].to_string();
+        assert!(shown.contains("did you mean STOA_"), "{shown}");
+    }
+
+    #[test]
+    fn unknown_keys_in_a_file_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("stoa.toml");
+        std::fs::write(&file, "[server]\nprot = 1\n").unwrap();
+        let err = Settings::load_with_env(Some(&file), env(&[]))
             .unwrap_err()
             .to_string();
         assert!(err.contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn every_setting_has_a_variable() {
+        let paths = setting_paths();
+        assert!(paths.contains(&"environment".to_string()));
+        assert!(paths.contains(&"realtime.max_frame_bytes".to_string()));
+        assert_eq!(variable_of("server.port"), "STOA_SERVER__PORT");
+        assert_eq!(variable_of("data_dir"), "STOA_DATA_DIR");
     }
 
     #[test]

@@ -43,6 +43,13 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        for ignored in &settings.ignored_variables {
+            tracing::warn!(
+                variable = %ignored.name,
+                nearest = %ignored.nearest,
+                "{ignored}"
+            );
+        }
         let (secret, generated) = settings.resolve_jwt_secret()?;
         if generated {
             tracing::warn!(

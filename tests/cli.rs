@@ -91,3 +91,64 @@ fn serves_with_defaults_and_stops_cleanly_on_sigterm() {
     assert!(exit.success(), "exit {exit:?}; log: {rest:#?}");
     assert!(rest.iter().any(|l| l.contains("stoa stopped")), "{rest:#?}");
 }
+
+#[test]
+fn a_kubernetes_style_environment_starts_and_names_what_it_ignores() {
+    let dir = tempfile::tempdir().unwrap();
+    // What Kubernetes injects into every pod for a Service named `stoa`, plus a typo.
+    let mut child = stoa()
+        .current_dir(dir.path())
+        .env("STOA_SERVER__PORT", "0")
+        .env("STOA_LOG__FORMAT", "json")
+        .env("STOA_PORT", "tcp://10.0.0.1:8080")
+        .env("STOA_PORT_8080_TCP", "tcp://10.0.0.1:8080")
+        .env("STOA_PORT_8080_TCP_ADDR", "10.0.0.1")
+        .env("STOA_PORT_8080_TCP_PORT", "8080")
+        .env("STOA_PORT_8080_TCP_PROTO", "tcp")
+        .env("STOA_SERVICE_HOST", "10.0.0.1")
+        .env("STOA_SERVICE_PORT", "8080")
+        .env("STOA_SERVER_PORT", "9999")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let stderr = child.stderr.take().unwrap();
+    let mut warned = Vec::new();
+    let mut listening = false;
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if v["level"] == "WARN" {
+            if let Some(var) = v["variable"].as_str() {
+                warned.push((
+                    var.to_string(),
+                    v["message"].as_str().unwrap_or("").to_string(),
+                ));
+            }
+        }
+        if v["message"] == "stoa listening" {
+            listening = true;
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(listening, "the server did not start; warnings: {warned:#?}");
+    assert_eq!(warned.len(), 8, "{warned:#?}");
+    let typo = warned
+        .iter()
+        .find(|(var, _)| var == "STOA_SERVER_PORT")
+        .expect("the typo is named");
+    assert!(
+        typo.1.contains("did you mean STOA_SERVER__PORT"),
+        "{}",
+        typo.1
+    );
+
+    // A configuration file is written by an operator: an unknown key there still stops.
+    let file = dir.path().join("stoa.toml");
+    std::fs::write(&file, "[server]\nprot = 8080\n").unwrap();
+    let out = stoa().arg("--config").arg(&file).output().expect("runs");
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("prot"));
+}
