@@ -122,7 +122,7 @@ fn known_variables(
         if !name.starts_with("STOA_") {
             continue;
         }
-        if names.iter().any(|n| *n == name) {
+        if names.contains(&name) {
             known.insert(name, value);
             continue;
         }
