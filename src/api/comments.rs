@@ -17,6 +17,7 @@ pub struct CreateComment {
     /// Text; `@name@example.com` mentions a member.
     pub body: String,
     /// Reply to this comment (same document).
+    #[serde(default, deserialize_with = "super::extract::integral")]
     pub parent_id: Option<i64>,
 }
 
@@ -31,11 +32,14 @@ pub struct UpdateComment {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
 pub struct CommentQuery {
     /// Only resolved (`true`) or only open (`false`) comments.
     pub resolved: Option<bool>,
+    /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
+    /// `next_cursor` of the previous page; empty is the same as none.
+    #[param(pattern = "^([0-9]{1,18})?$")]
     pub cursor: Option<String>,
 }
 
@@ -48,7 +52,8 @@ pub struct CommentQuery {
         (status = 201, description = "Created", body = CommentView),
         (status = 403, description = "Viewers cannot comment", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such document, or not a member", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (also a `parent_id` from another document)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`parent_id` names no comment of this document (`invalid_parent`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -67,7 +72,19 @@ pub async fn create_comment(
     let (comment, event) = state
         .store
         .create_comment(user.id, *id, body.parent_id, &text, &mentions)
-        .await?;
+        .await
+        .map_err(|e| match e {
+            // A well-formed id that names no comment of this document: the request is
+            // valid, the state does not allow it.
+            crate::store::StoreError::Invalid {
+                field: "parent_id",
+                message,
+            } => ApiError::Conflict {
+                code: "invalid_parent",
+                detail: format!("parent_id: {message}"),
+            },
+            e => e.into(),
+        })?;
     crate::realtime::committed(&state.realtime, &*state.store, &event).await;
     Ok(HttpResponse::Created().json(CommentView::from(&comment)))
 }

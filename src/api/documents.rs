@@ -39,25 +39,44 @@ fn with_etag(mut res: actix_web::HttpResponseBuilder, doc: &Document) -> HttpRes
         .json(DocumentView::from(doc))
 }
 
+/// Content is any text but NUL, which PostgreSQL cannot store.
+fn check_content(v: &mut Validation, content: Option<&str>) {
+    if content.is_some_and(|c| c.contains('\0')) {
+        v.fail("content", "content must not contain NUL characters");
+    }
+}
+
+/// The pattern an `If-Match` value must have: `*`, an ETag such as `"3"` (weak or not), or
+/// nothing (the same as no header).
+pub const IF_MATCH_PATTERN: &str = "^(\\*|(W/)?\"[0-9]{1,18}\")?$";
+
 /// The version named by `If-Match`, if any (`*` matches every version).
 fn if_match(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
-    let Some(value) = req.headers().get(header::IF_MATCH) else {
+    // An empty header is the same as none.
+    let Some(value) = req
+        .headers()
+        .get(header::IF_MATCH)
+        .filter(|v| !v.is_empty())
+    else {
         return Ok(None);
     };
-    let text = value.to_str().unwrap_or_default().trim();
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_if_match",
+            "If-Match must be * or the document's ETag, e.g. \"3\"",
+        )
+    };
+    let text = value.to_str().map_err(|_| invalid())?;
     if text == "*" {
         return Ok(None);
     }
-    text.trim_start_matches("W/")
-        .trim_matches('"')
-        .parse()
-        .map(Some)
-        .map_err(|_| {
-            ApiError::bad_request(
-                "invalid_if_match",
-                "If-Match must be the document's ETag, e.g. \"3\"",
-            )
-        })
+    let quoted = text.strip_prefix("W/").unwrap_or(text);
+    let digits = quoted
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .filter(|d| (1..=18).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(invalid)?;
+    digits.parse().map(Some).map_err(|_| invalid())
 }
 
 /// Create a document (editors and above).
@@ -82,6 +101,7 @@ pub async fn create_document(
 ) -> Result<HttpResponse, ApiError> {
     let mut v = Validation::default();
     let title = v.check("title", DocumentTitle::parse(&body.title));
+    check_content(&mut v, body.content.as_deref());
     v.finish()?;
     let title = checked(title)?;
     let content = body.content.unwrap_or_default();
@@ -168,6 +188,7 @@ pub async fn update_document(
         .title
         .as_deref()
         .map(|t| v.check("title", DocumentTitle::parse(t)));
+    check_content(&mut v, body.content.as_deref());
     if body.title.is_none() && body.content.is_none() {
         v.fail("body", "give at least one of title, content");
     }

@@ -44,6 +44,8 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{method} is not allowed here; allowed: {allow}")]
+    MethodNotAllowed { method: String, allow: String },
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },
     #[error("the document has changed: it is at version {current}")]
@@ -91,6 +93,7 @@ impl ApiError {
             | ApiError::Conflict { code, .. } => code,
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::PreconditionFailed { .. } => "version_mismatch",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
@@ -140,6 +143,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -158,6 +162,9 @@ impl ResponseError for ApiError {
         match self {
             ApiError::RateLimited { retry_after_secs } | ApiError::Busy { retry_after_secs } => {
                 res.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            }
+            ApiError::MethodNotAllowed { allow, .. } => {
+                res.insert_header((header::ALLOW, allow.as_str()));
             }
             ApiError::Unauthorized { code, .. } => {
                 let value = if *code == "missing_token" {

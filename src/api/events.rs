@@ -11,11 +11,12 @@ use super::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
 pub struct EventQuery {
     /// Return events with an offset greater than this (default 0: from the start).
+    #[param(minimum = 0)]
     pub since: Option<i64>,
     /// At most this many events, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 

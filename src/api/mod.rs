@@ -10,6 +10,7 @@ mod events;
 mod extract;
 mod notifications;
 mod observe;
+pub mod openapi;
 pub mod socket;
 pub mod views;
 mod wire;
@@ -159,7 +160,17 @@ async fn openapi_json(doc: web::Data<OpenApiJson>) -> HttpResponse {
         .body(doc.0.clone())
 }
 
-async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+/// No route: 405 with `Allow` when the path exists under other methods, else 404.
+async fn not_found(
+    req: HttpRequest,
+    routes: web::Data<openapi::Routes>,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(allow) = routes.allowed(req.path()) {
+        return Err(ApiError::MethodNotAllowed {
+            method: req.method().to_string(),
+            allow,
+        });
+    }
     Err(ApiError::NotFound(format!(
         "no route for {} {}",
         req.method(),
@@ -227,8 +238,10 @@ pub fn app(
                 .service(notifications::mark_all_read),
         )
         .split_for_parts();
-    let json = doc.to_json().unwrap_or_else(|_| "{}".into());
-    app.app_data(web::Data::new(OpenApiJson(json)))
+    let doc = openapi::finish(&doc);
+    let routes = openapi::Routes::from_document(&doc, &[("/socket/websocket", "get")]);
+    app.app_data(web::Data::new(OpenApiJson(doc.to_string())))
+        .app_data(web::Data::new(routes))
         .service(web::resource("/socket/websocket").route(web::get().to(socket::connect)))
         .default_service(web::to(not_found))
 }

@@ -11,13 +11,14 @@ use super::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
 pub struct NotificationQuery {
     /// Only unread notifications.
     pub unread: Option<bool>,
     /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page; empty is the same as none.
+    #[param(pattern = "^([0-9]{1,18})?$")]
     pub cursor: Option<String>,
 }
 

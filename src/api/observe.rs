@@ -72,8 +72,12 @@ pub async fn observe(
     }
     span.in_scope(|| {
         let ms = elapsed.as_secs_f64() * 1000.0;
-        if status >= 500 {
+        // 503 is the server saying "not now" (database away, hashing busy), which a client
+        // can bring about: a warning, not an error.
+        if status >= 500 && status != 503 {
             tracing::error!(status, route = %route, duration_ms = ms, "request");
+        } else if status == 503 {
+            tracing::warn!(status, route = %route, duration_ms = ms, "request");
         } else {
             tracing::info!(status, route = %route, duration_ms = ms, "request");
         }

@@ -30,6 +30,7 @@ pub struct UpdateWorkspace {
 #[serde(deny_unknown_fields)]
 pub struct AddMember {
     /// The user to add, by id…
+    #[serde(default, deserialize_with = "super::extract::integral")]
     pub user_id: Option<i64>,
     /// …or by email (exactly one of the two).
     pub email: Option<String>,
@@ -214,8 +215,8 @@ pub async fn list_members(
     responses(
         (status = 201, description = "Added", body = MemberView),
         (status = 403, description = "Role too low", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such workspace or user", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already a member (`already_member`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such workspace, or not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already a member (`already_member`), or no such user (`unknown_user`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -241,7 +242,15 @@ pub async fn add_member(
     let (member, event) = state
         .store
         .add_member(user.id, *id, &who, body.role)
-        .await?;
+        .await
+        .map_err(|e| match e {
+            // The workspace exists (else "workspace not found"); the user to add does not.
+            crate::store::StoreError::NotFound("user") => ApiError::Conflict {
+                code: "unknown_user",
+                detail: "no active account has that id or email".into(),
+            },
+            e => e.into(),
+        })?;
     crate::realtime::committed(&state.realtime, &*state.store, &event).await;
     Ok(HttpResponse::Created().json(MemberView::from(&member)))
 }

@@ -62,6 +62,8 @@ mod tests {
     #[test]
     fn survives_arbitrary_unicode() {
         assert!(parse_mentions("é@ü @ @@ @é@ü.ß 🎉@").len() <= 1);
-        assert_eq!(parse_mentions("(@dé@exä.com)"), vec!["dé@exä.com"]);
+        // Accounts have ASCII addresses, so only those can be mentioned.
+        assert!(parse_mentions("(@dé@exä.com)").is_empty());
+        assert_eq!(parse_mentions("(@de@exa.com)"), vec!["de@exa.com"]);
     }
 }

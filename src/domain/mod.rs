@@ -11,6 +11,7 @@ pub use mentions::parse_mentions;
 pub use role::Role;
 pub use text::{
     CommentBody, DisplayName, DocumentTitle, Email, FieldError, Password, Slug, WorkspaceName,
+    BOUNDED_TEXT_PATTERN, EMAIL_MAX, EMAIL_PATTERN, SLUG_PATTERN,
 };
 pub use time::{format_timestamp, now_ms};
 

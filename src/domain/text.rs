@@ -19,29 +19,46 @@ impl FieldError {
     }
 }
 
-fn bounded(value: &str, min: usize, max: usize, what: &str) -> Result<String, String> {
-    let trimmed = value.trim();
-    let len = trimmed.chars().count();
-    if len < min {
-        return Err(if min == 1 {
-            format!("{what} must not be empty")
-        } else {
-            format!("{what} must be at least {min} characters")
-        });
-    }
-    if len > max {
+/// Characters a text field may not contain: control characters, except newline and tab.
+fn forbidden(c: char) -> bool {
+    c.is_control() && c != '\n' && c != '\t'
+}
+
+/// Text of at most `max` characters as sent, with at least one that is not whitespace and no
+/// control characters (but newline and tab), kept without its surrounding whitespace. These
+/// are exactly the rules `BOUNDED_TEXT_PATTERN` and `maxLength` state in the OpenAPI
+/// document, so a request the document calls valid is never refused, and the reverse.
+fn bounded(value: &str, max: usize, what: &str) -> Result<String, String> {
+    if value.chars().count() > max {
         return Err(format!("{what} must be at most {max} characters"));
     }
-    if trimmed
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
+    if value.chars().any(forbidden) {
         return Err(format!("{what} must not contain control characters"));
+    }
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(format!("{what} must not be empty"));
     }
     Ok(trimmed.to_string())
 }
 
-/// An e-mail address, kept as given, compared through its lower-case key.
+/// The JSON Schema pattern of [`bounded`] text: no control characters but newline and
+/// tab, and at least one character that is not whitespace.
+pub const BOUNDED_TEXT_PATTERN: &str = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$";
+
+/// The JSON Schema pattern of an [`Email`] (see there).
+pub const EMAIL_PATTERN: &str = "^[ \\t\\r\\n]*[A-Za-z0-9%+'_-]+(\\.[A-Za-z0-9%+'_-]+)*@[A-Za-z0-9%+'_-]+(\\.[A-Za-z0-9%+'_-]+)+[ \\t\\r\\n]*$";
+
+/// The JSON Schema pattern of a [`Slug`].
+pub const SLUG_PATTERN: &str = "^[a-z0-9]+(-[a-z0-9]+)*$";
+
+/// Longest e-mail address, in characters as sent.
+pub const EMAIL_MAX: usize = 254;
+
+/// An e-mail address, kept as given (without surrounding spaces), compared through its
+/// lower-case key. At most 254 characters; a local part and a domain of ASCII letters,
+/// digits and `%+'_-`, in dot-separated runs, the domain with at least one dot. Internal
+/// spaces, quoted local parts and address literals are refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email {
     display: String,
@@ -50,25 +67,23 @@ pub struct Email {
 
 impl Email {
     pub fn parse(value: &str) -> Result<Email, String> {
-        let v = value.trim();
+        if value.chars().count() > EMAIL_MAX {
+            return Err(format!("email must be at most {EMAIL_MAX} characters"));
+        }
+        let v = value.trim_matches([' ', '\t', '\r', '\n']);
         if v.is_empty() {
             return Err("email must not be empty".into());
         }
-        if v.len() > 254 {
-            return Err("email must be at most 254 bytes".into());
-        }
-        let Some((local, domain)) = v.rsplit_once('@') else {
+        let Some((local, domain)) = v.split_once('@') else {
             return Err("email must contain @".into());
         };
-        let ok_part = |p: &str| {
+        let atom = |c: char| c.is_ascii_alphanumeric() || "%+'_-".contains(c);
+        let dotted = |p: &str| {
             !p.is_empty()
-                && !p.starts_with('.')
-                && !p.ends_with('.')
-                && !p.contains("..")
-                && p.chars()
-                    .all(|c| c.is_alphanumeric() || "._%+-'".contains(c))
+                && p.split('.')
+                    .all(|run| !run.is_empty() && run.chars().all(atom))
         };
-        if local.len() > 64 || !ok_part(local) || !ok_part(domain) || !domain.contains('.') {
+        if !dotted(local) || !dotted(domain) || !domain.contains('.') {
             return Err("email is not a valid address".into());
         }
         Ok(Email {
@@ -88,15 +103,18 @@ impl Email {
 }
 
 macro_rules! bounded_text {
-    ($(#[$doc:meta])* $name:ident, $min:expr, $max:expr, $what:expr) => {
+    ($(#[$doc:meta])* $name:ident, $max:expr, $what:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq)]
         pub struct $name(String);
 
         impl $name {
             pub fn parse(value: &str) -> Result<$name, String> {
-                bounded(value, $min, $max, $what).map($name)
+                bounded(value, $max, $what).map($name)
             }
+
+            /// Longest value, in characters as sent.
+            pub const MAX: usize = $max;
 
             pub fn as_str(&self) -> &str {
                 &self.0
@@ -111,19 +129,19 @@ macro_rules! bounded_text {
 
 bounded_text!(
     /// A user's display name: 1 to 100 characters.
-    DisplayName, 1, 100, "display name"
+    DisplayName, 100, "display name"
 );
 bounded_text!(
     /// A workspace's name: 1 to 100 characters.
-    WorkspaceName, 1, 100, "name"
+    WorkspaceName, 100, "name"
 );
 bounded_text!(
     /// A document's title: 1 to 200 characters.
-    DocumentTitle, 1, 200, "title"
+    DocumentTitle, 200, "title"
 );
 bounded_text!(
     /// A comment's body: 1 to 10,000 characters.
-    CommentBody, 1, 10_000, "body"
+    CommentBody, 10_000, "body"
 );
 
 /// A password: 8 to 256 characters. The upper bound keeps hashing cost bounded.
@@ -158,7 +176,7 @@ pub struct Slug(String);
 
 impl Slug {
     pub fn parse(value: &str) -> Result<Slug, String> {
-        let v = value.trim();
+        let v = value;
         let valid_chars = v
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
@@ -208,7 +226,7 @@ mod tests {
 
     #[test]
     fn email_keeps_case_but_compares_lowercase() {
-        let e = Email::parse("  Alice@Example.COM ").unwrap();
+        let e = Email::parse(" \tAlice@Example.COM\n").unwrap();
         assert_eq!(e.as_str(), "Alice@Example.COM");
         assert_eq!(e.key(), "alice@example.com");
     }
@@ -216,6 +234,10 @@ mod tests {
     #[test]
     fn email_rejects_garbage() {
         for bad in [
+            "a!b@c.de",
+            "a@b.c d",
+            "\"q\"@b.cd",
+            &format!("{}@example.com", "x".repeat(250)),
             "",
             "a",
             "a@",
@@ -237,6 +259,9 @@ mod tests {
         assert!(WorkspaceName::parse(&"x".repeat(101)).is_err());
         assert!(DocumentTitle::parse("a\u{0}b").is_err());
         assert!(CommentBody::parse("line one\nline two").is_ok());
+        // Length counts what was sent; control characters are refused even at the edges.
+        assert!(WorkspaceName::parse(&format!("a{}", " ".repeat(100))).is_err());
+        assert!(WorkspaceName::parse("Acme\r").is_err());
     }
 
     #[test]

@@ -319,8 +319,8 @@ async fn other_workspaces_are_invisible(backend: Backend) {
             json!({"body": "reply", "parent_id": comment_b}),
         )
         .await;
-    assert_eq!(res.status, 422);
-    assert_eq!(res.body["errors"][0]["field"], "parent_id");
+    assert_eq!(res.status, 409);
+    assert_eq!(res.code(), "invalid_parent");
     // Bob's data is untouched, and Alice's list shows only her workspace.
     let doc = app
         .get(&format!("/api/v1/documents/{doc_b}"), &bob.token)

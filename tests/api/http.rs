@@ -161,7 +161,8 @@ async fn bad_input_gets_problem_json_and_changes_nothing(backend: Backend) {
         .unwrap()
         .starts_with("urn:stoa:problem:"));
 
-    let (status, _) = raw(
+    // A method the path does not have: 405, saying which it has.
+    let (status, body) = raw(
         &app,
         Method::PUT,
         &docs,
@@ -170,7 +171,19 @@ async fn bad_input_gets_problem_json_and_changes_nothing(backend: Backend) {
         b"{}".to_vec(),
     )
     .await;
-    assert_eq!(status, 404);
+    assert_eq!(status, 405);
+    assert_eq!(body["code"], "method_not_allowed");
+    let res = app.call(Method::PUT, &docs, Some(t), None, &[]).await;
+    assert_eq!(res.header("allow").as_deref(), Some("GET, POST"));
+    let res = app.call(Method::TRACE, "/healthz", None, None, &[]).await;
+    assert_eq!(
+        (res.status, res.header("allow").as_deref()),
+        (405, Some("GET"))
+    );
+    let res = app
+        .call(Method::PUT, "/no/such/path", None, None, &[])
+        .await;
+    assert_eq!(res.status, 404);
 
     // Nothing above created anything.
     let list = app.get(&docs, t).await;

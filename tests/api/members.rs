@@ -69,7 +69,9 @@ async fn members_can_leave_and_be_listed(backend: Backend) {
             json!({"email": "ghost@example.com", "role": "editor"}),
         )
         .await;
-    assert_eq!(nobody.status, 404);
+    // The workspace exists; the user does not.
+    assert_eq!(nobody.status, 409);
+    assert_eq!(nobody.code(), "unknown_user");
     let both = app
         .post(
             &format!("/api/v1/workspaces/{ws}/members"),
