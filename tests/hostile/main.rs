@@ -8,3 +8,4 @@ mod support;
 
 mod flood;
 mod frames;
+mod rest;
