@@ -11,6 +11,9 @@
 # at most 9,000 sockets and uses its own source address (127.0.0.2, 127.0.0.3, …): a process
 # may hold 20,000 files. PROCS=n sets the number of generator processes.
 # PRESENCE=1 joins with presence (every join is a presence_diff to everyone joined).
+# The generator is one user broadcasting as fast as asked on one topic, so the server runs
+# with the per-user, per-topic and presence limits lifted (the defaults would refuse it:
+# that is what they are for).
 # FLOOR=1 runs the same measurement against `stoa-loadtest floor` instead of Stoa: a plain
 # program writing each frame straight to every socket, i.e. what the machine costs.
 set -euo pipefail
@@ -37,6 +40,10 @@ else
   for n in $(seq 0 $(( ${NODES:-1} - 1 ))); do
     STOA_SERVER__PORT=$((PORT + n)) STOA_DATA_DIR="$DATA" STOA_LOG__LEVEL=warn \
     STOA_REALTIME__MESSAGES_PER_SEC=1000000 STOA_REALTIME__MESSAGE_BURST=1000000 \
+    STOA_REALTIME__USER_MESSAGES_PER_SEC=1000000 STOA_REALTIME__USER_MESSAGE_BURST=1000000 \
+    STOA_REALTIME__TOPIC_BROADCASTS_PER_SEC=1000000 \
+    STOA_REALTIME__TOPIC_BROADCAST_BYTES_PER_SEC=1000000000 \
+    STOA_REALTIME__MAX_PRESENCE_METAS=1000000 \
     STOA_REALTIME__MAX_SOCKETS_PER_USER=1000000 STOA_AUTH__LOGIN_ATTEMPTS_PER_MINUTE=1000 \
       "$BIN/stoa" & SERVERS+=($!)
     until curl -sf "http://127.0.0.1:$((PORT + n))/healthz" >/dev/null; do sleep 0.2; done

@@ -8,7 +8,11 @@
 //!   notification out to every session of that user.
 //!
 //! Live actors are found through concurrent maps ([`dashmap`]). A topic actor that panics
-//! dies alone: its subscribers receive `phx_error` and rejoin, which starts a fresh actor.
+//! dies alone: its supervisor puts a fresh actor in its place, and its subscribers receive
+//! `phx_error` and rejoin. A session that panics closes its socket (1011) and leaves its
+//! topics. Every queue is bounded: outboxes in frames and bytes, topic mailboxes by the
+//! tickets client messages take, and client messages by rates per connection, per user and
+//! per topic.
 //! What the actors need from outside (the event log, authorisation) are the traits in
 //! [`ports`]; the server implements them.
 
