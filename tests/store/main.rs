@@ -10,9 +10,8 @@ use common::{Backend, TestDb};
 use futures_util::future::join_all;
 use stoa::config::Settings;
 use stoa::domain::{CommentBody, DisplayName, DocumentTitle, Email, Role, WorkspaceName};
-use stoa::store::{
-    DocumentPatch, MemberRef, PageRequest, Rotation, SqlStore, Store, StoreError, User,
-};
+use stoa::store::prelude::*;
+use stoa::store::{DocumentPatch, MemberRef, PageRequest, Rotation, SqlStore, StoreError, User};
 
 on_every_backend!(
     concurrent_refresh_of_one_token_lets_exactly_one_win,

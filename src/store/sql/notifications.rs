@@ -1,0 +1,165 @@
+//! Notifications: written by `notify` inside the transaction of the event that causes them,
+//! then listed, counted and marked read by their user.
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::AnyConnection;
+
+use super::{fetch_limit, page_of, SqlStore};
+use crate::domain::{now_ms, UserId, WorkspaceId};
+use crate::store::{
+    Event, Notification, Notifications, Page, PageRequest, StoreError, StoreResult,
+};
+
+/// Inside a write transaction: tells each recipient about an event (never its own actor).
+pub(super) async fn notify(
+    conn: &mut AnyConnection,
+    ev: &Event,
+    recipients: &[(UserId, &'static str)],
+) -> StoreResult<()> {
+    for (user, kind) in recipients {
+        if Some(*user) == ev.actor_id {
+            continue;
+        }
+        sqlx::query(
+            "INSERT INTO notifications \
+             (user_id, workspace_id, event_offset, kind, actor_id, subject, payload, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(*user)
+        .bind(ev.workspace_id)
+        .bind(ev.offset)
+        .bind(*kind)
+        .bind(ev.actor_id)
+        .bind(&ev.subject)
+        .bind(ev.data.to_string())
+        .bind(ev.at)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct NotificationRow {
+    id: i64,
+    user_id: i64,
+    workspace_id: i64,
+    event_offset: i64,
+    kind: String,
+    actor_id: Option<i64>,
+    subject: String,
+    payload: String,
+    created_at: i64,
+    read_at: Option<i64>,
+}
+
+impl From<NotificationRow> for Notification {
+    fn from(r: NotificationRow) -> Notification {
+        Notification {
+            id: r.id,
+            user_id: r.user_id,
+            workspace_id: r.workspace_id,
+            event_offset: r.event_offset,
+            kind: r.kind,
+            actor_id: r.actor_id,
+            subject: r.subject,
+            data: serde_json::from_str(&r.payload).unwrap_or(Value::Null),
+            created_at: r.created_at,
+            read_at: r.read_at,
+        }
+    }
+}
+
+const NOTIFICATION_COLUMNS: &str = "id, user_id, workspace_id, event_offset, kind, actor_id, \
+     subject, payload, created_at, read_at";
+
+#[async_trait]
+impl Notifications for SqlStore {
+    async fn notifications_of_event(
+        &self,
+        ws: WorkspaceId,
+        offset: i64,
+    ) -> StoreResult<Vec<Notification>> {
+        let mut conn = self.reader.acquire().await?;
+        let rows: Vec<NotificationRow> = sqlx::query_as(&format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications \
+             WHERE workspace_id = $1 AND event_offset = $2 ORDER BY id"
+        ))
+        .bind(ws)
+        .bind(offset)
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(rows.into_iter().map(Notification::from).collect())
+    }
+
+    async fn notifications(
+        &self,
+        user: UserId,
+        unread_only: bool,
+        page: PageRequest,
+    ) -> StoreResult<Page<Notification>> {
+        let mut conn = self.reader.acquire().await?;
+        let unread = if unread_only {
+            " AND read_at IS NULL"
+        } else {
+            ""
+        };
+        let rows: Vec<NotificationRow> = sqlx::query_as(&format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications \
+             WHERE user_id = $1 AND id < $2{unread} ORDER BY id DESC LIMIT $3"
+        ))
+        .bind(user)
+        .bind(page.after.unwrap_or(i64::MAX))
+        .bind(fetch_limit(&page))
+        .fetch_all(&mut *conn)
+        .await?;
+        let items = rows.into_iter().map(Notification::from).collect();
+        Ok(page_of(items, page.limit, |n: &Notification| n.id))
+    }
+
+    async fn unread_count(&self, user: UserId) -> StoreResult<i64> {
+        let mut conn = self.reader.acquire().await?;
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL",
+        )
+        .bind(user)
+        .fetch_one(&mut *conn)
+        .await?)
+    }
+
+    async fn mark_read(&self, user: UserId, id: i64) -> StoreResult<Notification> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "UPDATE notifications SET read_at = $1 \
+             WHERE id = $2 AND user_id = $3 AND read_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+        let row: Option<NotificationRow> = sqlx::query_as(&format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE id = $1 AND user_id = $2"
+        ))
+        .bind(id)
+        .bind(user)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let row = row.ok_or(StoreError::NotFound("notification"))?;
+        tx.commit().await?;
+        Ok(row.into())
+    }
+
+    async fn mark_all_read(&self, user: UserId) -> StoreResult<u64> {
+        let mut conn = self.writer.acquire().await?;
+        let done = sqlx::query(
+            "UPDATE notifications SET read_at = $1 WHERE user_id = $2 AND read_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(user)
+        .execute(&mut *conn)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
