@@ -11,7 +11,9 @@ use futures_util::future::join_all;
 use stoa::config::Settings;
 use stoa::domain::{CommentBody, DisplayName, DocumentTitle, Email, Role, WorkspaceName};
 use stoa::store::prelude::*;
-use stoa::store::{DocumentPatch, MemberRef, PageRequest, Rotation, SqlStore, StoreError, User};
+use stoa::store::{
+    CommentPatch, DocumentPatch, MemberRef, PageRequest, Rotation, SqlStore, StoreError, User,
+};
 
 on_every_backend!(
     concurrent_refresh_of_one_token_lets_exactly_one_win,
@@ -22,6 +24,7 @@ on_every_backend!(
     data_survives_reconnecting,
     deleting_a_workspace_removes_everything_in_it,
     emails_are_unique_and_version_checks_hold,
+    a_comment_mentioning_many_members_notifies_each_member_once,
 );
 
 async fn open(db: &TestDb) -> SqlStore {
@@ -446,4 +449,165 @@ async fn emails_are_unique_and_version_checks_hold(backend: Backend) {
         stale,
         Err(StoreError::VersionMismatch { current: 2 })
     ));
+}
+
+fn key(u: &User) -> String {
+    Email::parse(&u.email).unwrap().key().to_string()
+}
+
+fn kinds_by_user(notifications: &[stoa::store::Notification]) -> Vec<(i64, String)> {
+    let mut kinds: Vec<(i64, String)> = notifications
+        .iter()
+        .map(|n| (n.user_id, n.kind.clone()))
+        .collect();
+    kinds.sort();
+    kinds
+}
+
+async fn a_comment_mentioning_many_members_notifies_each_member_once(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let store = open(&db).await;
+    let alice = user(&store, "alice").await;
+    let (ws, _, _) = store
+        .create_workspace(alice.id, &name("Many"), None)
+        .await
+        .unwrap();
+    let mut members = Vec::new();
+    for i in 0..60 {
+        let m = user(&store, &format!("member{i:02}")).await;
+        store
+            .add_member(alice.id, ws.id, &MemberRef::Id(m.id), Role::Editor)
+            .await
+            .unwrap();
+        members.push(m);
+    }
+    let mut outsiders = Vec::new();
+    for i in 0..5 {
+        outsiders.push(user(&store, &format!("outsider{i}")).await);
+    }
+    let (doc, _) = store
+        .create_document(alice.id, ws.id, &DocumentTitle::parse("d").unwrap(), "")
+        .await
+        .unwrap();
+
+    // Thirty members, the author herself, non-members, a repeat and an unknown address.
+    let mut keys = vec![key(&alice)];
+    keys.extend(outsiders.iter().map(key));
+    keys.extend(members[..30].iter().map(key));
+    keys.push(key(&members[0]));
+    keys.push("nobody@example.com".into());
+    let body = CommentBody::parse("hello all").unwrap();
+    let (comment, ev) = store
+        .create_comment(alice.id, doc.id, None, &body, &keys)
+        .await
+        .unwrap();
+    // The author is a member, so she is mentioned; she is not notified of her own comment.
+    let mut expected: Vec<i64> = members[..30].iter().map(|m| m.id).collect();
+    expected.push(alice.id);
+    expected.sort_unstable();
+    assert_eq!(comment.mentions, expected);
+    assert_eq!(
+        store.comment(alice.id, comment.id).await.unwrap().mentions,
+        expected
+    );
+    assert_eq!(ev.data["mentions"], serde_json::json!(expected));
+    let notified = store
+        .notifications_of_event(ws.id, ev.offset)
+        .await
+        .unwrap();
+    let expected_kinds: Vec<(i64, String)> = members[..30]
+        .iter()
+        .map(|m| (m.id, "mention".to_string()))
+        .collect();
+    assert_eq!(kinds_by_user(&notified), expected_kinds);
+    assert!(notified.iter().all(|n| n.event_offset == ev.offset
+        && n.subject == format!("comment:{}", comment.id)
+        && n.actor_id == Some(alice.id)
+        && n.data["body"] == "hello all"
+        && n.read_at.is_none()));
+    for outsider in &outsiders {
+        assert_eq!(store.unread_count(outsider.id).await.unwrap(), 0);
+    }
+
+    // A reply notifies the parent's author once: as a reply, or as a mention if named.
+    let m0 = &members[0];
+    let (_, ev) = store
+        .create_comment(m0.id, doc.id, Some(comment.id), &body, &[key(&members[1])])
+        .await
+        .unwrap();
+    let notified = store
+        .notifications_of_event(ws.id, ev.offset)
+        .await
+        .unwrap();
+    let mut expected_kinds = vec![
+        (alice.id, "reply".to_string()),
+        (members[1].id, "mention".to_string()),
+    ];
+    expected_kinds.sort();
+    assert_eq!(kinds_by_user(&notified), expected_kinds);
+    let (_, ev) = store
+        .create_comment(m0.id, doc.id, Some(comment.id), &body, &[key(&alice)])
+        .await
+        .unwrap();
+    let notified = store
+        .notifications_of_event(ws.id, ev.offset)
+        .await
+        .unwrap();
+    assert_eq!(
+        kinds_by_user(&notified),
+        vec![(alice.id, "mention".to_string())]
+    );
+
+    // Sixty members named: only the first fifty names count.
+    let keys: Vec<String> = members.iter().map(key).collect();
+    let (many, ev) = store
+        .create_comment(alice.id, doc.id, None, &body, &keys)
+        .await
+        .unwrap();
+    let first_fifty: Vec<i64> = members[..50].iter().map(|m| m.id).collect();
+    assert_eq!(many.mentions, first_fifty);
+    let notified = store
+        .notifications_of_event(ws.id, ev.offset)
+        .await
+        .unwrap();
+    assert_eq!(
+        notified.iter().map(|n| n.user_id).collect::<Vec<_>>(),
+        first_fifty,
+        "one notification per mentioned member, in member order"
+    );
+
+    // Editing the body replaces the mentions with the new ones.
+    let patch = CommentPatch {
+        body: Some((
+            CommentBody::parse("just you two").unwrap(),
+            vec![key(&members[59]), key(&outsiders[0]), key(&members[58])],
+        )),
+        resolved: None,
+    };
+    let (edited, _) = store
+        .update_comment(alice.id, many.id, &patch)
+        .await
+        .unwrap();
+    assert_eq!(edited.mentions, vec![members[58].id, members[59].id]);
+    assert_eq!(
+        store.comment(alice.id, many.id).await.unwrap().mentions,
+        vec![members[58].id, members[59].id]
+    );
+    let patch = CommentPatch {
+        body: Some((CommentBody::parse("nobody").unwrap(), Vec::new())),
+        resolved: None,
+    };
+    let (edited, _) = store
+        .update_comment(alice.id, many.id, &patch)
+        .await
+        .unwrap();
+    assert!(edited.mentions.is_empty());
+    assert!(store
+        .comment(alice.id, many.id)
+        .await
+        .unwrap()
+        .mentions
+        .is_empty());
 }

@@ -7,7 +7,9 @@ use sqlx::AnyConnection;
 
 use super::documents::workspace_of_document;
 use super::notifications::notify;
-use super::{append, begin_change, event, fetch_limit, page_of, require, role_in, SqlStore};
+use super::{
+    append, begin_change, event, fetch_limit, page_of, placeholders, require, role_in, SqlStore,
+};
 use crate::domain::{now_ms, CommentBody, CommentId, DocumentId, Role, UserId, WorkspaceId};
 use crate::store::{
     Comment, CommentPatch, Comments, Event, Page, PageRequest, StoreError, StoreResult,
@@ -65,7 +67,11 @@ async fn comment_in(conn: &mut AnyConnection, id: CommentId) -> StoreResult<Opti
     Ok(Some(row.into_comment(mentions)))
 }
 
-/// Resolves mentioned e-mail keys to members of the workspace and records them.
+/// How many mention keys of one comment are looked at; the rest are ignored.
+const MAX_MENTIONS: usize = 50;
+
+/// Resolves mentioned e-mail keys to members of the workspace and records them, replacing
+/// the comment's previous mentions: one statement resolves and inserts them all.
 async fn record_mentions(
     conn: &mut AnyConnection,
     ws: WorkspaceId,
@@ -76,27 +82,27 @@ async fn record_mentions(
         .bind(comment)
         .execute(&mut *conn)
         .await?;
-    let mut ids = Vec::new();
-    for key in keys.iter().take(50) {
-        let id: Option<i64> = sqlx::query_scalar(
-            "SELECT u.id FROM users u JOIN memberships m ON m.user_id = u.id \
-             WHERE m.workspace_id = $1 AND u.email_key = $2",
-        )
-        .bind(ws)
-        .bind(key.as_str())
-        .fetch_optional(&mut *conn)
-        .await?;
-        if let Some(id) = id {
-            if !ids.contains(&id) {
-                sqlx::query("INSERT INTO comment_mentions (comment_id, user_id) VALUES ($1, $2)")
-                    .bind(comment)
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await?;
-                ids.push(id);
-            }
+    let mut wanted: Vec<&str> = Vec::new();
+    for key in keys.iter().take(MAX_MENTIONS) {
+        if !wanted.contains(&key.as_str()) {
+            wanted.push(key);
         }
     }
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    // email_key is unique, so each member is inserted once however often they are named.
+    let sql = format!(
+        "INSERT INTO comment_mentions (comment_id, user_id) \
+         SELECT $1, u.id FROM users u JOIN memberships m ON m.user_id = u.id \
+         WHERE m.workspace_id = $2 AND u.email_key IN ({}) RETURNING user_id",
+        placeholders(3, wanted.len())
+    );
+    let mut insert = sqlx::query_scalar(&sql).bind(comment).bind(ws);
+    for key in wanted {
+        insert = insert.bind(key);
+    }
+    let mut ids: Vec<i64> = insert.fetch_all(&mut *conn).await?;
     ids.sort_unstable();
     Ok(ids)
 }

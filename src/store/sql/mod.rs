@@ -276,6 +276,18 @@ fn fetch_limit(page: &PageRequest) -> i64 {
     i64::from(page.limit) + 1
 }
 
+/// At most this many rows (or list items) per set-based statement, which keeps the number
+/// of bound values far below both databases' limits (32766 on SQLite, 65535 on PostgreSQL).
+const ROWS_PER_STATEMENT: usize = 1000;
+
+/// `$first, $first+1, …`: `count` numbered placeholders, for an `IN (…)` list.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[async_trait]
 impl Store for SqlStore {
     async fn ping(&self) -> StoreResult<()> {

@@ -5,37 +5,51 @@ use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::AnyConnection;
 
-use super::{fetch_limit, page_of, SqlStore};
+use super::{fetch_limit, page_of, SqlStore, ROWS_PER_STATEMENT};
 use crate::domain::{now_ms, UserId, WorkspaceId};
 use crate::store::{
     Event, Notification, Notifications, Page, PageRequest, StoreError, StoreResult,
 };
 
-/// Inside a write transaction: tells each recipient about an event (never its own actor).
+/// Inside a write transaction: tells each recipient about an event (never its own actor),
+/// with one multi-row INSERT (per thousand recipients; an event has at most 51).
 pub(super) async fn notify(
     conn: &mut AnyConnection,
     ev: &Event,
     recipients: &[(UserId, &'static str)],
 ) -> StoreResult<()> {
-    for (user, kind) in recipients {
-        if Some(*user) == ev.actor_id {
-            continue;
-        }
-        sqlx::query(
+    let recipients: Vec<(UserId, &'static str)> = recipients
+        .iter()
+        .copied()
+        .filter(|(user, _)| Some(*user) != ev.actor_id)
+        .collect();
+    let payload = ev.data.to_string();
+    for chunk in recipients.chunks(ROWS_PER_STATEMENT) {
+        // $1 to $6 are the event's, shared by every row; each row adds its user and kind.
+        let rows = (0..chunk.len())
+            .map(|i| {
+                let user = 7 + 2 * i;
+                let kind = user + 1;
+                format!("(${user}, $1, $2, ${kind}, $3, $4, $5, $6)")
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
             "INSERT INTO notifications \
              (user_id, workspace_id, event_offset, kind, actor_id, subject, payload, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(*user)
-        .bind(ev.workspace_id)
-        .bind(ev.offset)
-        .bind(*kind)
-        .bind(ev.actor_id)
-        .bind(&ev.subject)
-        .bind(ev.data.to_string())
-        .bind(ev.at)
-        .execute(&mut *conn)
-        .await?;
+             VALUES {rows}"
+        );
+        let mut insert = sqlx::query(&sql)
+            .bind(ev.workspace_id)
+            .bind(ev.offset)
+            .bind(ev.actor_id)
+            .bind(&ev.subject)
+            .bind(&payload)
+            .bind(ev.at);
+        for (user, kind) in chunk {
+            insert = insert.bind(*user).bind(*kind);
+        }
+        insert.execute(&mut *conn).await?;
     }
     Ok(())
 }
