@@ -15,6 +15,8 @@ mod sql;
 
 pub use sql::SqlStore;
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use serde_json::Value;
 
@@ -405,6 +407,9 @@ pub trait Notifications: Send + Sync {
         page: PageRequest,
     ) -> StoreResult<Page<Notification>>;
     async fn unread_count(&self, user: UserId) -> StoreResult<i64>;
+    /// The unread counts of several users at once (every user asked about is in the map,
+    /// with 0 if they have nothing unread).
+    async fn unread_counts(&self, users: &[UserId]) -> StoreResult<HashMap<UserId, i64>>;
     /// Marks one of the caller's notifications read; `NotFound` if it is not theirs.
     async fn mark_read(&self, user: UserId, id: i64) -> StoreResult<Notification>;
     /// Marks all the caller's notifications read; returns how many were unread.

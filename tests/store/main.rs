@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use common::{Backend, TestDb};
@@ -25,6 +26,7 @@ on_every_backend!(
     deleting_a_workspace_removes_everything_in_it,
     emails_are_unique_and_version_checks_hold,
     a_comment_mentioning_many_members_notifies_each_member_once,
+    unread_counts_of_several_users_come_in_one_call,
 );
 
 async fn open(db: &TestDb) -> SqlStore {
@@ -610,4 +612,65 @@ async fn a_comment_mentioning_many_members_notifies_each_member_once(backend: Ba
         .unwrap()
         .mentions
         .is_empty());
+}
+
+async fn unread_counts_of_several_users_come_in_one_call(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let store = open(&db).await;
+    let alice = user(&store, "alice").await;
+    let bob = user(&store, "bob").await;
+    let carol = user(&store, "carol").await;
+    let dave = user(&store, "dave").await;
+    let (ws, _, _) = store
+        .create_workspace(alice.id, &name("Counts"), None)
+        .await
+        .unwrap();
+    for m in [&bob, &carol] {
+        // Each addition notifies the new member (member_added).
+        store
+            .add_member(alice.id, ws.id, &MemberRef::Id(m.id), Role::Editor)
+            .await
+            .unwrap();
+    }
+    let (doc, _) = store
+        .create_document(alice.id, ws.id, &DocumentTitle::parse("d").unwrap(), "")
+        .await
+        .unwrap();
+    let body = CommentBody::parse("ping").unwrap();
+    for mentioned in [vec![key(&bob), key(&carol)], vec![key(&bob)]] {
+        store
+            .create_comment(alice.id, doc.id, None, &body, &mentioned)
+            .await
+            .unwrap();
+    }
+
+    // Dave has none (and is asked about twice); Alice caused everything, so has none either.
+    let users = [bob.id, carol.id, dave.id, alice.id, dave.id];
+    let counts = store.unread_counts(&users).await.unwrap();
+    let expected: HashMap<i64, i64> =
+        HashMap::from([(bob.id, 3), (carol.id, 2), (dave.id, 0), (alice.id, 0)]);
+    assert_eq!(counts, expected);
+    for (user, count) in &counts {
+        assert_eq!(store.unread_count(*user).await.unwrap(), *count);
+    }
+
+    // Read notifications no longer count.
+    let bobs = store
+        .notifications(
+            bob.id,
+            true,
+            PageRequest {
+                after: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    store.mark_read(bob.id, bobs.items[0].id).await.unwrap();
+    store.mark_all_read(carol.id).await.unwrap();
+    let counts = store.unread_counts(&[bob.id, carol.id]).await.unwrap();
+    assert_eq!(counts, HashMap::from([(bob.id, 2), (carol.id, 0)]));
+    assert!(store.unread_counts(&[]).await.unwrap().is_empty());
 }

@@ -1,11 +1,13 @@
 //! Notifications: written by `notify` inside the transaction of the event that causes them,
 //! then listed, counted and marked read by their user.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::AnyConnection;
 
-use super::{fetch_limit, page_of, SqlStore, ROWS_PER_STATEMENT};
+use super::{fetch_limit, page_of, placeholders, SqlStore, ROWS_PER_STATEMENT};
 use crate::domain::{now_ms, UserId, WorkspaceId};
 use crate::store::{
     Event, Notification, Notifications, Page, PageRequest, StoreError, StoreResult,
@@ -140,6 +142,30 @@ impl Notifications for SqlStore {
         .bind(user)
         .fetch_one(&mut *conn)
         .await?)
+    }
+
+    async fn unread_counts(&self, users: &[UserId]) -> StoreResult<HashMap<UserId, i64>> {
+        let mut counts: HashMap<UserId, i64> = users.iter().map(|u| (*u, 0)).collect();
+        let users: Vec<UserId> = counts.keys().copied().collect();
+        if users.is_empty() {
+            return Ok(counts);
+        }
+        let mut conn = self.reader.acquire().await?;
+        for chunk in users.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT user_id, COUNT(*) FROM notifications \
+                 WHERE user_id IN ({}) AND read_at IS NULL GROUP BY user_id",
+                placeholders(1, chunk.len())
+            );
+            let mut select = sqlx::query_as::<_, (i64, i64)>(&sql);
+            for user in chunk {
+                select = select.bind(*user);
+            }
+            for (user, count) in select.fetch_all(&mut *conn).await? {
+                counts.insert(user, count);
+            }
+        }
+        Ok(counts)
     }
 
     async fn mark_read(&self, user: UserId, id: i64) -> StoreResult<Notification> {
