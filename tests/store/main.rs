@@ -27,6 +27,7 @@ on_every_backend!(
     emails_are_unique_and_version_checks_hold,
     a_comment_mentioning_many_members_notifies_each_member_once,
     unread_counts_of_several_users_come_in_one_call,
+    an_event_page_never_disagrees_with_its_latest_offset,
 );
 
 async fn open(db: &TestDb) -> SqlStore {
@@ -673,4 +674,75 @@ async fn unread_counts_of_several_users_come_in_one_call(backend: Backend) {
     let counts = store.unread_counts(&[bob.id, carol.id]).await.unwrap();
     assert_eq!(counts, HashMap::from([(bob.id, 2), (carol.id, 0)]));
     assert!(store.unread_counts(&[]).await.unwrap().is_empty());
+}
+
+async fn an_event_page_never_disagrees_with_its_latest_offset(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let store: Arc<dyn Store> = Arc::new(open(&db).await);
+    let alice = user(store.as_ref(), "alice").await;
+    let outsider = user(store.as_ref(), "outsider").await;
+    let (ws, _, _) = store
+        .create_workspace(alice.id, &name("Busy"), None)
+        .await
+        .unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let writer = async {
+        let title = DocumentTitle::parse("d").unwrap();
+        for _ in 0..150 {
+            store
+                .create_document(alice.id, ws.id, &title, "")
+                .await
+                .unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    // While a writer appends, every page read is the log up to its latest_offset exactly:
+    // nothing past it, and (the page not being full) nothing missing before it.
+    let reader = async {
+        let mut reads = 0;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) || reads == 0 {
+            let page = store.events(alice.id, ws.id, 0, 1000).await.unwrap();
+            let offsets: Vec<i64> = page.events.iter().map(|e| e.offset).collect();
+            assert_eq!(
+                offsets,
+                (1..=page.latest_offset).collect::<Vec<_>>(),
+                "a page of the log must end at the latest offset read with it"
+            );
+            let since = (page.latest_offset - 3).max(0);
+            let tail = store.events(alice.id, ws.id, since, 2).await.unwrap();
+            assert!(tail.events.len() <= 2);
+            let tail_offsets: Vec<i64> = tail.events.iter().map(|e| e.offset).collect();
+            assert!(
+                tail_offsets
+                    .iter()
+                    .enumerate()
+                    .all(|(i, o)| *o == since + 1 + i as i64 && *o <= tail.latest_offset),
+                "since {since}: {tail_offsets:?} with latest offset {}",
+                tail.latest_offset
+            );
+            reads += 1;
+        }
+    };
+    tokio::join!(writer, reader);
+
+    // The final page, a page past the end and a non-member's read.
+    let page = store.events(alice.id, ws.id, 0, 1000).await.unwrap();
+    assert_eq!(page.latest_offset, 151);
+    assert_eq!(page.events.len(), 151);
+    let empty = store.events(alice.id, ws.id, 151, 10).await.unwrap();
+    assert!(empty.events.is_empty());
+    assert_eq!(empty.latest_offset, 151);
+    let page = store.events(alice.id, ws.id, 149, 1).await.unwrap();
+    assert_eq!(
+        page.events.iter().map(|e| e.offset).collect::<Vec<_>>(),
+        [150]
+    );
+    assert_eq!(page.events[0].kind, "document.created");
+    assert_eq!(page.latest_offset, 151);
+    assert!(matches!(
+        store.events(outsider.id, ws.id, 0, 10).await,
+        Err(StoreError::NotFound(_))
+    ));
 }
