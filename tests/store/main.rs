@@ -28,6 +28,7 @@ on_every_backend!(
     a_comment_mentioning_many_members_notifies_each_member_once,
     unread_counts_of_several_users_come_in_one_call,
     an_event_page_never_disagrees_with_its_latest_offset,
+    every_foreign_key_column_is_indexed,
 );
 
 async fn open(db: &TestDb) -> SqlStore {
@@ -745,4 +746,66 @@ async fn an_event_page_never_disagrees_with_its_latest_offset(backend: Backend) 
         store.events(outsider.id, ws.id, 0, 10).await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+/// Every foreign-key column is the first column of some index, so deleting a referenced
+/// row (a workspace, a user) never scans the referencing table.
+async fn every_foreign_key_column_is_indexed(backend: Backend) {
+    use sqlx::Connection;
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    open(&db).await.close().await;
+    // (table, column) pairs: the first column of each foreign key and of each index.
+    type Columns = Vec<(String, String)>;
+    let (foreign_keys, indexed): (Columns, Columns) = match backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+            let fks = sqlx::query_as(
+                "SELECT m.name, f.\"from\" FROM sqlite_master m \
+                 JOIN pragma_foreign_key_list(m.name) f WHERE m.type = 'table'",
+            )
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            let idx = sqlx::query_as(
+                "SELECT m.name, i.name FROM sqlite_master m \
+                 JOIN pragma_index_list(m.name) l JOIN pragma_index_info(l.name) i \
+                 WHERE m.type = 'table' AND l.partial = 0 AND i.seqno = 0",
+            )
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            (fks, idx)
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            let fks = sqlx::query_as(
+                "SELECT c.conrelid::regclass::text, a.attname::text FROM pg_constraint c \
+                 JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] \
+                 WHERE c.contype = 'f'",
+            )
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            let idx = sqlx::query_as(
+                "SELECT i.indrelid::regclass::text, a.attname::text FROM pg_index i \
+                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+                 WHERE i.indpred IS NULL",
+            )
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            (fks, idx)
+        }
+    };
+    assert!(foreign_keys.len() >= 18, "{foreign_keys:?}");
+    let missing: Vec<_> = foreign_keys
+        .iter()
+        .filter(|fk| !indexed.contains(fk))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "foreign keys without an index: {missing:?}"
+    );
 }
