@@ -145,8 +145,16 @@ pub async fn committed(realtime: &Realtime, store: &dyn Store, event: &Event) {
             return;
         }
     };
+    let users: Vec<i64> = notifications.iter().map(|n| n.user_id).collect();
+    let unread = match store.unread_counts(&users).await {
+        Ok(counts) => counts,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot count unread notifications to push");
+            Default::default()
+        }
+    };
     for n in notifications {
-        let unread = store.unread_count(n.user_id).await.unwrap_or_default();
+        let unread = unread.get(&n.user_id).copied().unwrap_or_default();
         let mut payload = serde_json::to_value(NotificationView::from(&n)).unwrap_or(Value::Null);
         if let Value::Object(map) = &mut payload {
             map.insert("unread_count".into(), json!(unread));

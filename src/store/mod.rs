@@ -5,10 +5,17 @@
 //! caller's role under that lock, apply the change and append exactly one event per change,
 //! so the event log and the data can never disagree. Authorisation rules themselves live in
 //! [`crate::domain`]; the store only applies them where the data is.
+//!
+//! The methods are declared in one trait per aggregate ([`Accounts`], [`Workspaces`],
+//! [`Documents`], [`Comments`], [`Events`], [`Notifications`]); [`Store`] is all of them
+//! together, so `Arc<dyn Store>` is the one handle callers hold. Code that calls them on a
+//! concrete store imports [`prelude`].
 
 mod sql;
 
 pub use sql::SqlStore;
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -188,12 +195,25 @@ pub struct EventPage {
     pub latest_offset: i64,
 }
 
+/// Everything the server keeps, as one object: `Arc<dyn Store>` is what the API, the
+/// real-time core and the tests hold. The methods live in one trait per aggregate below;
+/// bring them into scope with `use crate::store::prelude::*`.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store:
+    Accounts + Workspaces + Documents + Comments + Events + Notifications + Send + Sync + 'static
+{
     /// Whether the database answers.
     async fn ping(&self) -> StoreResult<()>;
+}
 
-    // Users and refresh tokens.
+/// The aggregate traits, for `use crate::store::prelude::*` wherever store methods are called.
+pub mod prelude {
+    pub use super::{Accounts, Comments, Documents, Events, Notifications, Store, Workspaces};
+}
+
+/// Users and their refresh tokens.
+#[async_trait]
+pub trait Accounts: Send + Sync {
     async fn create_user(
         &self,
         email: &Email,
@@ -226,8 +246,11 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes refresh tokens that expired by `now` or were spent (or revoked) before
     /// `spent_before`, and families left without tokens; returns the tokens deleted.
     async fn prune_refresh_tokens(&self, now: i64, spent_before: i64) -> StoreResult<u64>;
+}
 
-    // Workspaces.
+/// Workspaces and their members.
+#[async_trait]
+pub trait Workspaces: Send + Sync {
     async fn create_workspace(
         &self,
         actor: UserId,
@@ -251,7 +274,6 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes the workspace with everything in it (owners only).
     async fn delete_workspace(&self, actor: UserId, id: WorkspaceId) -> StoreResult<Workspace>;
 
-    // Members.
     async fn members(
         &self,
         actor: UserId,
@@ -280,8 +302,13 @@ pub trait Store: Send + Sync + 'static {
         ws: WorkspaceId,
         user: UserId,
     ) -> StoreResult<Event>;
+    /// The caller's role in a workspace; `NotFound` for non-members.
+    async fn role(&self, actor: UserId, ws: WorkspaceId) -> StoreResult<Role>;
+}
 
-    // Documents.
+/// Documents.
+#[async_trait]
+pub trait Documents: Send + Sync {
     async fn create_document(
         &self,
         actor: UserId,
@@ -309,8 +336,18 @@ pub trait Store: Send + Sync + 'static {
         id: DocumentId,
         expected_version: Option<i64>,
     ) -> StoreResult<Event>;
+    /// The workspace a document belongs to and the caller's role there; `NotFound` for
+    /// non-members and missing documents alike.
+    async fn document_role(
+        &self,
+        actor: UserId,
+        doc: DocumentId,
+    ) -> StoreResult<(WorkspaceId, Role)>;
+}
 
-    // Comments.
+/// Comments on documents and the members they mention.
+#[async_trait]
+pub trait Comments: Send + Sync {
     async fn create_comment(
         &self,
         actor: UserId,
@@ -334,8 +371,12 @@ pub trait Store: Send + Sync + 'static {
         patch: &CommentPatch,
     ) -> StoreResult<(Comment, Option<Event>)>;
     async fn delete_comment(&self, actor: UserId, id: CommentId) -> StoreResult<Event>;
+}
 
-    // The event log.
+/// Reading a workspace's event log (the log is written by the other aggregates, one event
+/// per change, in the change's transaction).
+#[async_trait]
+pub trait Events: Send + Sync {
     async fn events(
         &self,
         actor: UserId,
@@ -347,17 +388,11 @@ pub trait Store: Send + Sync + 'static {
     async fn log_head(&self, ws: WorkspaceId) -> StoreResult<i64>;
     /// Up to `limit` events after `since`, for the server itself (no membership check).
     async fn log_after(&self, ws: WorkspaceId, since: i64, limit: u32) -> StoreResult<Vec<Event>>;
-    /// The caller's role in a workspace; `NotFound` for non-members.
-    async fn role(&self, actor: UserId, ws: WorkspaceId) -> StoreResult<Role>;
-    /// The workspace a document belongs to and the caller's role there; `NotFound` for
-    /// non-members and missing documents alike.
-    async fn document_role(
-        &self,
-        actor: UserId,
-        doc: DocumentId,
-    ) -> StoreResult<(WorkspaceId, Role)>;
+}
 
-    // Notifications.
+/// Notifications (written with the events that cause them) and their read state.
+#[async_trait]
+pub trait Notifications: Send + Sync {
     /// The notifications one event created (to push them once it is committed).
     async fn notifications_of_event(
         &self,
@@ -372,6 +407,9 @@ pub trait Store: Send + Sync + 'static {
         page: PageRequest,
     ) -> StoreResult<Page<Notification>>;
     async fn unread_count(&self, user: UserId) -> StoreResult<i64>;
+    /// The unread counts of several users at once (every user asked about is in the map,
+    /// with 0 if they have nothing unread).
+    async fn unread_counts(&self, users: &[UserId]) -> StoreResult<HashMap<UserId, i64>>;
     /// Marks one of the caller's notifications read; `NotFound` if it is not theirs.
     async fn mark_read(&self, user: UserId, id: i64) -> StoreResult<Notification>;
     /// Marks all the caller's notifications read; returns how many were unread.

@@ -284,7 +284,7 @@ async fn since_recovers_every_event_once_while_writers_are_busy(backend: Backend
 #[actix_web::test]
 async fn an_event_whose_live_push_was_lost_still_arrives() {
     use stoa::domain::DocumentTitle;
-    use stoa::store::Store;
+    use stoa::store::prelude::*;
     let app = spawn_app_with(Backend::Sqlite, |s| s.realtime.log_check_ms = 200)
         .await
         .expect("sqlite");

@@ -4,14 +4,16 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use common::{Backend, TestDb};
 use futures_util::future::join_all;
 use stoa::config::Settings;
 use stoa::domain::{CommentBody, DisplayName, DocumentTitle, Email, Role, WorkspaceName};
+use stoa::store::prelude::*;
 use stoa::store::{
-    DocumentPatch, MemberRef, PageRequest, Rotation, SqlStore, Store, StoreError, User,
+    CommentPatch, DocumentPatch, MemberRef, PageRequest, Rotation, SqlStore, StoreError, User,
 };
 
 on_every_backend!(
@@ -23,6 +25,10 @@ on_every_backend!(
     data_survives_reconnecting,
     deleting_a_workspace_removes_everything_in_it,
     emails_are_unique_and_version_checks_hold,
+    a_comment_mentioning_many_members_notifies_each_member_once,
+    unread_counts_of_several_users_come_in_one_call,
+    an_event_page_never_disagrees_with_its_latest_offset,
+    every_foreign_key_column_is_indexed,
 );
 
 async fn open(db: &TestDb) -> SqlStore {
@@ -447,4 +453,359 @@ async fn emails_are_unique_and_version_checks_hold(backend: Backend) {
         stale,
         Err(StoreError::VersionMismatch { current: 2 })
     ));
+}
+
+fn key(u: &User) -> String {
+    Email::parse(&u.email).unwrap().key().to_string()
+}
+
+fn kinds_by_user(notifications: &[stoa::store::Notification]) -> Vec<(i64, String)> {
+    let mut kinds: Vec<(i64, String)> = notifications
+        .iter()
+        .map(|n| (n.user_id, n.kind.clone()))
+        .collect();
+    kinds.sort();
+    kinds
+}
+
+async fn a_comment_mentioning_many_members_notifies_each_member_once(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let store = open(&db).await;
+    let alice = user(&store, "alice").await;
+    let (ws, _, _) = store
+        .create_workspace(alice.id, &name("Many"), None)
+        .await
+        .unwrap();
+    let mut members = Vec::new();
+    for i in 0..60 {
+        let m = user(&store, &format!("member{i:02}")).await;
+        store
+            .add_member(alice.id, ws.id, &MemberRef::Id(m.id), Role::Editor)
+            .await
+            .unwrap();
+        members.push(m);
+    }
+    let mut outsiders = Vec::new();
+    for i in 0..5 {
+        outsiders.push(user(&store, &format!("outsider{i}")).await);
+    }
+    let (doc, _) = store
+        .create_document(alice.id, ws.id, &DocumentTitle::parse("d").unwrap(), "")
+        .await
+        .unwrap();
+
+    // Thirty members, the author herself, non-members, a repeat and an unknown address.
+    let mut keys = vec![key(&alice)];
+    keys.extend(outsiders.iter().map(key));
+    keys.extend(members[..30].iter().map(key));
+    keys.push(key(&members[0]));
+    keys.push("nobody@example.com".into());
+    let body = CommentBody::parse("hello all").unwrap();
+    let (comment, ev) = store
+        .create_comment(alice.id, doc.id, None, &body, &keys)
+        .await
+        .unwrap();
+    // The author is a member, so she is mentioned; she is not notified of her own comment.
+    let mut expected: Vec<i64> = members[..30].iter().map(|m| m.id).collect();
+    expected.push(alice.id);
+    expected.sort_unstable();
+    assert_eq!(comment.mentions, expected);
+    assert_eq!(
+        store.comment(alice.id, comment.id).await.unwrap().mentions,
+        expected
+    );
+    assert_eq!(ev.data["mentions"], serde_json::json!(expected));
+    let notified = store
+        .notifications_of_event(ws.id, ev.offset)
+        .await
+        .unwrap();
+    let expected_kinds: Vec<(i64, String)> = members[..30]
+        .iter()
+        .map(|m| (m.id, "mention".to_string()))
+        .collect();
+    assert_eq!(kinds_by_user(&notified), expected_kinds);
+    assert!(notified.iter().all(|n| n.event_offset == ev.offset
+        && n.subject == format!("comment:{}", comment.id)
+        && n.actor_id == Some(alice.id)
+        && n.data["body"] == "hello all"
+        && n.read_at.is_none()));
+    for outsider in &outsiders {
+        assert_eq!(store.unread_count(outsider.id).await.unwrap(), 0);
+    }
+
+    // A reply notifies the parent's author once: as a reply, or as a mention if named.
+    let m0 = &members[0];
+    let (_, ev) = store
+        .create_comment(m0.id, doc.id, Some(comment.id), &body, &[key(&members[1])])
+        .await
+        .unwrap();
+    let notified = store
+        .notifications_of_event(ws.id, ev.offset)
+        .await
+        .unwrap();
+    let mut expected_kinds = vec![
+        (alice.id, "reply".to_string()),
+        (members[1].id, "mention".to_string()),
+    ];
+    expected_kinds.sort();
+    assert_eq!(kinds_by_user(&notified), expected_kinds);
+    let (_, ev) = store
+        .create_comment(m0.id, doc.id, Some(comment.id), &body, &[key(&alice)])
+        .await
+        .unwrap();
+    let notified = store
+        .notifications_of_event(ws.id, ev.offset)
+        .await
+        .unwrap();
+    assert_eq!(
+        kinds_by_user(&notified),
+        vec![(alice.id, "mention".to_string())]
+    );
+
+    // Sixty members named: only the first fifty names count.
+    let keys: Vec<String> = members.iter().map(key).collect();
+    let (many, ev) = store
+        .create_comment(alice.id, doc.id, None, &body, &keys)
+        .await
+        .unwrap();
+    let first_fifty: Vec<i64> = members[..50].iter().map(|m| m.id).collect();
+    assert_eq!(many.mentions, first_fifty);
+    let notified = store
+        .notifications_of_event(ws.id, ev.offset)
+        .await
+        .unwrap();
+    assert_eq!(
+        notified.iter().map(|n| n.user_id).collect::<Vec<_>>(),
+        first_fifty,
+        "one notification per mentioned member, in member order"
+    );
+
+    // Editing the body replaces the mentions with the new ones.
+    let patch = CommentPatch {
+        body: Some((
+            CommentBody::parse("just you two").unwrap(),
+            vec![key(&members[59]), key(&outsiders[0]), key(&members[58])],
+        )),
+        resolved: None,
+    };
+    let (edited, _) = store
+        .update_comment(alice.id, many.id, &patch)
+        .await
+        .unwrap();
+    assert_eq!(edited.mentions, vec![members[58].id, members[59].id]);
+    assert_eq!(
+        store.comment(alice.id, many.id).await.unwrap().mentions,
+        vec![members[58].id, members[59].id]
+    );
+    let patch = CommentPatch {
+        body: Some((CommentBody::parse("nobody").unwrap(), Vec::new())),
+        resolved: None,
+    };
+    let (edited, _) = store
+        .update_comment(alice.id, many.id, &patch)
+        .await
+        .unwrap();
+    assert!(edited.mentions.is_empty());
+    assert!(store
+        .comment(alice.id, many.id)
+        .await
+        .unwrap()
+        .mentions
+        .is_empty());
+}
+
+async fn unread_counts_of_several_users_come_in_one_call(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let store = open(&db).await;
+    let alice = user(&store, "alice").await;
+    let bob = user(&store, "bob").await;
+    let carol = user(&store, "carol").await;
+    let dave = user(&store, "dave").await;
+    let (ws, _, _) = store
+        .create_workspace(alice.id, &name("Counts"), None)
+        .await
+        .unwrap();
+    for m in [&bob, &carol] {
+        // Each addition notifies the new member (member_added).
+        store
+            .add_member(alice.id, ws.id, &MemberRef::Id(m.id), Role::Editor)
+            .await
+            .unwrap();
+    }
+    let (doc, _) = store
+        .create_document(alice.id, ws.id, &DocumentTitle::parse("d").unwrap(), "")
+        .await
+        .unwrap();
+    let body = CommentBody::parse("ping").unwrap();
+    for mentioned in [vec![key(&bob), key(&carol)], vec![key(&bob)]] {
+        store
+            .create_comment(alice.id, doc.id, None, &body, &mentioned)
+            .await
+            .unwrap();
+    }
+
+    // Dave has none (and is asked about twice); Alice caused everything, so has none either.
+    let users = [bob.id, carol.id, dave.id, alice.id, dave.id];
+    let counts = store.unread_counts(&users).await.unwrap();
+    let expected: HashMap<i64, i64> =
+        HashMap::from([(bob.id, 3), (carol.id, 2), (dave.id, 0), (alice.id, 0)]);
+    assert_eq!(counts, expected);
+    for (user, count) in &counts {
+        assert_eq!(store.unread_count(*user).await.unwrap(), *count);
+    }
+
+    // Read notifications no longer count.
+    let bobs = store
+        .notifications(
+            bob.id,
+            true,
+            PageRequest {
+                after: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    store.mark_read(bob.id, bobs.items[0].id).await.unwrap();
+    store.mark_all_read(carol.id).await.unwrap();
+    let counts = store.unread_counts(&[bob.id, carol.id]).await.unwrap();
+    assert_eq!(counts, HashMap::from([(bob.id, 2), (carol.id, 0)]));
+    assert!(store.unread_counts(&[]).await.unwrap().is_empty());
+}
+
+async fn an_event_page_never_disagrees_with_its_latest_offset(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let store: Arc<dyn Store> = Arc::new(open(&db).await);
+    let alice = user(store.as_ref(), "alice").await;
+    let outsider = user(store.as_ref(), "outsider").await;
+    let (ws, _, _) = store
+        .create_workspace(alice.id, &name("Busy"), None)
+        .await
+        .unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let writer = async {
+        let title = DocumentTitle::parse("d").unwrap();
+        for _ in 0..150 {
+            store
+                .create_document(alice.id, ws.id, &title, "")
+                .await
+                .unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    // While a writer appends, every page read is the log up to its latest_offset exactly:
+    // nothing past it, and (the page not being full) nothing missing before it.
+    let reader = async {
+        let mut reads = 0;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) || reads == 0 {
+            let page = store.events(alice.id, ws.id, 0, 1000).await.unwrap();
+            let offsets: Vec<i64> = page.events.iter().map(|e| e.offset).collect();
+            assert_eq!(
+                offsets,
+                (1..=page.latest_offset).collect::<Vec<_>>(),
+                "a page of the log must end at the latest offset read with it"
+            );
+            let since = (page.latest_offset - 3).max(0);
+            let tail = store.events(alice.id, ws.id, since, 2).await.unwrap();
+            assert!(tail.events.len() <= 2);
+            let tail_offsets: Vec<i64> = tail.events.iter().map(|e| e.offset).collect();
+            assert!(
+                tail_offsets
+                    .iter()
+                    .enumerate()
+                    .all(|(i, o)| *o == since + 1 + i as i64 && *o <= tail.latest_offset),
+                "since {since}: {tail_offsets:?} with latest offset {}",
+                tail.latest_offset
+            );
+            reads += 1;
+        }
+    };
+    tokio::join!(writer, reader);
+
+    // The final page, a page past the end and a non-member's read.
+    let page = store.events(alice.id, ws.id, 0, 1000).await.unwrap();
+    assert_eq!(page.latest_offset, 151);
+    assert_eq!(page.events.len(), 151);
+    let empty = store.events(alice.id, ws.id, 151, 10).await.unwrap();
+    assert!(empty.events.is_empty());
+    assert_eq!(empty.latest_offset, 151);
+    let page = store.events(alice.id, ws.id, 149, 1).await.unwrap();
+    assert_eq!(
+        page.events.iter().map(|e| e.offset).collect::<Vec<_>>(),
+        [150]
+    );
+    assert_eq!(page.events[0].kind, "document.created");
+    assert_eq!(page.latest_offset, 151);
+    assert!(matches!(
+        store.events(outsider.id, ws.id, 0, 10).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+/// Every foreign-key column is the first column of some index, so deleting a referenced
+/// row (a workspace, a user) never scans the referencing table.
+async fn every_foreign_key_column_is_indexed(backend: Backend) {
+    use sqlx::Connection;
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    open(&db).await.close().await;
+    // (table, column) pairs: the first column of each foreign key and of each index.
+    type Columns = Vec<(String, String)>;
+    let (foreign_keys, indexed): (Columns, Columns) = match backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+            let fks = sqlx::query_as(
+                "SELECT m.name, f.\"from\" FROM sqlite_master m \
+                 JOIN pragma_foreign_key_list(m.name) f WHERE m.type = 'table'",
+            )
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            let idx = sqlx::query_as(
+                "SELECT m.name, i.name FROM sqlite_master m \
+                 JOIN pragma_index_list(m.name) l JOIN pragma_index_info(l.name) i \
+                 WHERE m.type = 'table' AND l.partial = 0 AND i.seqno = 0",
+            )
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            (fks, idx)
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            let fks = sqlx::query_as(
+                "SELECT c.conrelid::regclass::text, a.attname::text FROM pg_constraint c \
+                 JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] \
+                 WHERE c.contype = 'f'",
+            )
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            let idx = sqlx::query_as(
+                "SELECT i.indrelid::regclass::text, a.attname::text FROM pg_index i \
+                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+                 WHERE i.indpred IS NULL",
+            )
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            (fks, idx)
+        }
+    };
+    assert!(foreign_keys.len() >= 18, "{foreign_keys:?}");
+    let missing: Vec<_> = foreign_keys
+        .iter()
+        .filter(|fk| !indexed.contains(fk))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "foreign keys without an index: {missing:?}"
+    );
 }

@@ -1,0 +1,298 @@
+//! [`Store`] on SQLite or PostgreSQL through sqlx's `Any` driver.
+//!
+//! The SQL is written once in the dialect both databases share (`$n` placeholders,
+//! `RETURNING`, BIGINT millisecond timestamps, TEXT JSON), so there is one implementation to
+//! reason about and the conformance suite checks it on both. Each backend keeps its own
+//! migrations. SQLite allows one writer at a time, so on SQLite writes go through a pool of
+//! one connection (no `SQLITE_BUSY` between our own writers) while reads use the rest, in WAL
+//! mode so readers never wait for the writer. On PostgreSQL both pools are the same.
+//!
+//! This module owns the connection, the pools and the migrations, and the helpers every
+//! aggregate's writes share: the workspace lock and offset (`begin_change`), the role check,
+//! appending to the event log and paging. Each aggregate's queries live in a module of their
+//! own.
+
+mod accounts;
+mod comments;
+mod documents;
+mod events;
+mod notifications;
+mod workspaces;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyConnection, AnyPool, ConnectOptions, Executor};
+
+use super::{Event, Page, PageRequest, Store, StoreError, StoreResult};
+use crate::config::{DatabaseKind, DatabaseSettings};
+use crate::domain::{Role, UserId, WorkspaceId};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Clone)]
+pub struct SqlStore {
+    reader: AnyPool,
+    writer: AnyPool,
+    kind: DatabaseKind,
+}
+
+impl SqlStore {
+    /// Connects to the configured database (creating a SQLite file and its directory if
+    /// needed) and applies pending migrations.
+    pub async fn connect(settings: &DatabaseSettings) -> StoreResult<SqlStore> {
+        sqlx::any::install_default_drivers();
+        let kind = settings.kind().ok_or(StoreError::Invalid {
+            field: "database.url",
+            message: "unsupported database URL",
+        })?;
+        let timeout = Duration::from_secs(settings.connect_timeout_secs.max(1));
+        let store = match kind {
+            DatabaseKind::Sqlite => {
+                let url = sqlite_url(&settings.url)?;
+                let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
+                let pool = |max: u32| {
+                    AnyPoolOptions::new()
+                        .max_connections(max)
+                        .acquire_timeout(timeout.max(Duration::from_secs(30)))
+                        .after_connect(|conn, _| {
+                            Box::pin(async move {
+                                conn.execute(
+                                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                                )
+                                .await?;
+                                Ok(())
+                            })
+                        })
+                };
+                let writer = pool(1).connect_with(options.clone()).await?;
+                let reader = pool(settings.max_connections.max(1))
+                    .connect_with(options)
+                    .await?;
+                SqlStore {
+                    reader,
+                    writer,
+                    kind,
+                }
+            }
+            DatabaseKind::Postgres => {
+                let options =
+                    AnyConnectOptions::from_str(&settings.url)?.disable_statement_logging();
+                let pool = AnyPoolOptions::new()
+                    .max_connections(settings.max_connections)
+                    .acquire_timeout(timeout.max(Duration::from_secs(30)))
+                    .connect_with(options)
+                    .await?;
+                SqlStore {
+                    reader: pool.clone(),
+                    writer: pool,
+                    kind,
+                }
+            }
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        let migrator = match self.kind {
+            DatabaseKind::Sqlite => &SQLITE_MIGRATIONS,
+            DatabaseKind::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&self.writer).await?;
+        Ok(())
+    }
+
+    pub fn kind(&self) -> DatabaseKind {
+        self.kind
+    }
+
+    /// Closes both pools, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+
+    /// The caller's role in a workspace, read outside any write transaction.
+    async fn read_role(&self, ws: WorkspaceId, user: UserId) -> StoreResult<Role> {
+        let mut conn = self.reader.acquire().await?;
+        role_in(&mut conn, ws, user)
+            .await?
+            .ok_or(StoreError::NotFound("workspace"))
+    }
+}
+
+/// `sqlite://path` with the directory created and `mode=rwc` so the file is too.
+fn sqlite_url(url: &str) -> StoreResult<String> {
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Err(StoreError::Invalid {
+            field: "database.url",
+            message: "SQLite needs a file path (sqlite://data/stoa.db)",
+        });
+    }
+    if let Some(dir) = std::path::Path::new(path).parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(e.into()))?;
+        }
+    }
+    Ok(if url.contains("mode=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    })
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+fn parse_role(s: &str) -> StoreResult<Role> {
+    Role::parse(s).ok_or_else(|| {
+        StoreError::Database(sqlx::Error::Decode(
+            format!("unknown role {s:?} in database").into(),
+        ))
+    })
+}
+
+fn require(role: Role, needed: Role, what: &'static str) -> StoreResult<()> {
+    if role >= needed {
+        Ok(())
+    } else {
+        Err(StoreError::Forbidden(what))
+    }
+}
+
+/// Inside a write transaction: takes the workspace's next offset (locking the workspace row
+/// until commit) and the actor's role. Non-members and missing workspaces are both `None`.
+async fn begin_change(
+    conn: &mut AnyConnection,
+    ws: WorkspaceId,
+    actor: UserId,
+) -> StoreResult<Option<(i64, Role)>> {
+    let offset: Option<i64> = sqlx::query_scalar(
+        "UPDATE workspaces SET last_offset = last_offset + 1 WHERE id = $1 RETURNING last_offset",
+    )
+    .bind(ws)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(offset) = offset else {
+        return Ok(None);
+    };
+    Ok(role_in(conn, ws, actor).await?.map(|role| (offset, role)))
+}
+
+async fn role_in(
+    conn: &mut AnyConnection,
+    ws: WorkspaceId,
+    user: UserId,
+) -> StoreResult<Option<Role>> {
+    let role: Option<String> =
+        sqlx::query_scalar("SELECT role FROM memberships WHERE workspace_id = $1 AND user_id = $2")
+            .bind(ws)
+            .bind(user)
+            .fetch_optional(&mut *conn)
+            .await?;
+    role.as_deref().map(parse_role).transpose()
+}
+
+struct NewEvent {
+    ws: WorkspaceId,
+    offset: i64,
+    kind: &'static str,
+    actor: UserId,
+    subject: String,
+    data: Value,
+    at: i64,
+}
+
+fn event(
+    ws: WorkspaceId,
+    offset: i64,
+    kind: &'static str,
+    actor: UserId,
+    subject: String,
+    data: Value,
+    at: i64,
+) -> NewEvent {
+    NewEvent {
+        ws,
+        offset,
+        kind,
+        actor,
+        subject,
+        data,
+        at,
+    }
+}
+
+async fn append(conn: &mut AnyConnection, e: NewEvent) -> StoreResult<Event> {
+    sqlx::query(
+        "INSERT INTO events (workspace_id, event_offset, kind, actor_id, subject, payload, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(e.ws)
+    .bind(e.offset)
+    .bind(e.kind)
+    .bind(e.actor)
+    .bind(&e.subject)
+    .bind(e.data.to_string())
+    .bind(e.at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(Event {
+        workspace_id: e.ws,
+        offset: e.offset,
+        kind: e.kind.to_string(),
+        actor_id: Some(e.actor),
+        subject: e.subject,
+        data: e.data,
+        at: e.at,
+    })
+}
+
+fn page_of<T>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> i64) -> Page<T> {
+    let limit = limit as usize;
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(key)
+    } else {
+        None
+    };
+    Page { items, next }
+}
+
+fn fetch_limit(page: &PageRequest) -> i64 {
+    i64::from(page.limit) + 1
+}
+
+/// At most this many rows (or list items) per set-based statement, which keeps the number
+/// of bound values far below both databases' limits (32766 on SQLite, 65535 on PostgreSQL).
+const ROWS_PER_STATEMENT: usize = 1000;
+
+/// `$first, $first+1, …`: `count` numbered placeholders, for an `IN (…)` list.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn ping(&self) -> StoreResult<()> {
+        let mut conn = self.reader.acquire().await?;
+        sqlx::query("SELECT 1").execute(&mut *conn).await?;
+        Ok(())
+    }
+}

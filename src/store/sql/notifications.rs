@@ -1,0 +1,205 @@
+//! Notifications: written by `notify` inside the transaction of the event that causes them,
+//! then listed, counted and marked read by their user.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::AnyConnection;
+
+use super::{fetch_limit, page_of, placeholders, SqlStore, ROWS_PER_STATEMENT};
+use crate::domain::{now_ms, UserId, WorkspaceId};
+use crate::store::{
+    Event, Notification, Notifications, Page, PageRequest, StoreError, StoreResult,
+};
+
+/// Inside a write transaction: tells each recipient about an event (never its own actor),
+/// with one multi-row INSERT (per thousand recipients; an event has at most 51).
+pub(super) async fn notify(
+    conn: &mut AnyConnection,
+    ev: &Event,
+    recipients: &[(UserId, &'static str)],
+) -> StoreResult<()> {
+    let recipients: Vec<(UserId, &'static str)> = recipients
+        .iter()
+        .copied()
+        .filter(|(user, _)| Some(*user) != ev.actor_id)
+        .collect();
+    let payload = ev.data.to_string();
+    for chunk in recipients.chunks(ROWS_PER_STATEMENT) {
+        // $1 to $6 are the event's, shared by every row; each row adds its user and kind.
+        let rows = (0..chunk.len())
+            .map(|i| {
+                let user = 7 + 2 * i;
+                let kind = user + 1;
+                format!("(${user}, $1, $2, ${kind}, $3, $4, $5, $6)")
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO notifications \
+             (user_id, workspace_id, event_offset, kind, actor_id, subject, payload, created_at) \
+             VALUES {rows}"
+        );
+        let mut insert = sqlx::query(&sql)
+            .bind(ev.workspace_id)
+            .bind(ev.offset)
+            .bind(ev.actor_id)
+            .bind(&ev.subject)
+            .bind(&payload)
+            .bind(ev.at);
+        for (user, kind) in chunk {
+            insert = insert.bind(*user).bind(*kind);
+        }
+        insert.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct NotificationRow {
+    id: i64,
+    user_id: i64,
+    workspace_id: i64,
+    event_offset: i64,
+    kind: String,
+    actor_id: Option<i64>,
+    subject: String,
+    payload: String,
+    created_at: i64,
+    read_at: Option<i64>,
+}
+
+impl From<NotificationRow> for Notification {
+    fn from(r: NotificationRow) -> Notification {
+        Notification {
+            id: r.id,
+            user_id: r.user_id,
+            workspace_id: r.workspace_id,
+            event_offset: r.event_offset,
+            kind: r.kind,
+            actor_id: r.actor_id,
+            subject: r.subject,
+            data: serde_json::from_str(&r.payload).unwrap_or(Value::Null),
+            created_at: r.created_at,
+            read_at: r.read_at,
+        }
+    }
+}
+
+const NOTIFICATION_COLUMNS: &str = "id, user_id, workspace_id, event_offset, kind, actor_id, \
+     subject, payload, created_at, read_at";
+
+#[async_trait]
+impl Notifications for SqlStore {
+    async fn notifications_of_event(
+        &self,
+        ws: WorkspaceId,
+        offset: i64,
+    ) -> StoreResult<Vec<Notification>> {
+        let mut conn = self.reader.acquire().await?;
+        let rows: Vec<NotificationRow> = sqlx::query_as(&format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications \
+             WHERE workspace_id = $1 AND event_offset = $2 ORDER BY id"
+        ))
+        .bind(ws)
+        .bind(offset)
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(rows.into_iter().map(Notification::from).collect())
+    }
+
+    async fn notifications(
+        &self,
+        user: UserId,
+        unread_only: bool,
+        page: PageRequest,
+    ) -> StoreResult<Page<Notification>> {
+        let mut conn = self.reader.acquire().await?;
+        let unread = if unread_only {
+            " AND read_at IS NULL"
+        } else {
+            ""
+        };
+        let rows: Vec<NotificationRow> = sqlx::query_as(&format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications \
+             WHERE user_id = $1 AND id < $2{unread} ORDER BY id DESC LIMIT $3"
+        ))
+        .bind(user)
+        .bind(page.after.unwrap_or(i64::MAX))
+        .bind(fetch_limit(&page))
+        .fetch_all(&mut *conn)
+        .await?;
+        let items = rows.into_iter().map(Notification::from).collect();
+        Ok(page_of(items, page.limit, |n: &Notification| n.id))
+    }
+
+    async fn unread_count(&self, user: UserId) -> StoreResult<i64> {
+        let mut conn = self.reader.acquire().await?;
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL",
+        )
+        .bind(user)
+        .fetch_one(&mut *conn)
+        .await?)
+    }
+
+    async fn unread_counts(&self, users: &[UserId]) -> StoreResult<HashMap<UserId, i64>> {
+        let mut counts: HashMap<UserId, i64> = users.iter().map(|u| (*u, 0)).collect();
+        let users: Vec<UserId> = counts.keys().copied().collect();
+        if users.is_empty() {
+            return Ok(counts);
+        }
+        let mut conn = self.reader.acquire().await?;
+        for chunk in users.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT user_id, COUNT(*) FROM notifications \
+                 WHERE user_id IN ({}) AND read_at IS NULL GROUP BY user_id",
+                placeholders(1, chunk.len())
+            );
+            let mut select = sqlx::query_as::<_, (i64, i64)>(&sql);
+            for user in chunk {
+                select = select.bind(*user);
+            }
+            for (user, count) in select.fetch_all(&mut *conn).await? {
+                counts.insert(user, count);
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn mark_read(&self, user: UserId, id: i64) -> StoreResult<Notification> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "UPDATE notifications SET read_at = $1 \
+             WHERE id = $2 AND user_id = $3 AND read_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+        let row: Option<NotificationRow> = sqlx::query_as(&format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE id = $1 AND user_id = $2"
+        ))
+        .bind(id)
+        .bind(user)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let row = row.ok_or(StoreError::NotFound("notification"))?;
+        tx.commit().await?;
+        Ok(row.into())
+    }
+
+    async fn mark_all_read(&self, user: UserId) -> StoreResult<u64> {
+        let mut conn = self.writer.acquire().await?;
+        let done = sqlx::query(
+            "UPDATE notifications SET read_at = $1 WHERE user_id = $2 AND read_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(user)
+        .execute(&mut *conn)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
