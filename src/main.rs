@@ -69,9 +69,11 @@ fn main() -> ExitCode {
         })?;
         let app = Application::build(settings).await?;
         let handle = app.handle();
+        let realtime = app.realtime();
         actix_web::rt::spawn(async move {
             let name = signals.recv().await;
             tracing::info!(signal = name, "shutting down; finishing in-flight requests");
+            realtime.begin_shutdown();
             handle.stop(true).await;
         });
         app.run_until_stopped()

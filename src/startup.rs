@@ -193,6 +193,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
         self.upkeep.abort();
+        self.realtime.begin_shutdown();
         self.realtime.shutdown();
         self.store.close().await;
         tracing::info!("stoa stopped");

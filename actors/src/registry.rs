@@ -75,6 +75,8 @@ pub(crate) struct Shared {
     /// Per user with a socket open on this node: how many, and the rate of messages they
     /// may send over all of them together.
     users: DashMap<i64, UserSlot>,
+    /// The node is shutting down: actors stopped now are not crashing.
+    shutting_down: std::sync::atomic::AtomicBool,
 }
 
 struct UserSlot {
@@ -170,7 +172,7 @@ impl Shared {
         clean: bool,
         restarts: Restarts,
     ) {
-        if clean {
+        if clean || self.shutting_down() {
             self.topics.remove_if(&topic, |_, a| a == dead);
             return;
         }
@@ -187,6 +189,11 @@ impl Shared {
                 Stats::add(&self.stats().topic_restarts, 1);
             }
         }
+    }
+
+    pub(crate) fn shutting_down(&self) -> bool {
+        self.shutting_down
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Takes one message from `user`'s allowance (all their sockets together).
@@ -272,6 +279,7 @@ impl Realtime {
                 arbiters,
                 documents: DashMap::new(),
                 users: DashMap::new(),
+                shutting_down: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -359,6 +367,14 @@ impl Realtime {
             let payload = Arc::new(payload);
             self.shared.offer(&topic, |ticket| Notify(payload, ticket));
         }
+    }
+
+    /// Marks the node as shutting down: sessions and topics stopped from now on are told
+    /// `going_away` (close 1001), not treated as crashes.
+    pub fn begin_shutdown(&self) {
+        self.shared
+            .shutting_down
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Stops the topic threads (at shutdown).

@@ -581,6 +581,14 @@ impl Actor for SessionActor {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
+        if !self.stopping && self.shared.shutting_down() {
+            self.disconnect_all();
+            let reason = CloseReason {
+                code: 1001,
+                reason: "going_away",
+            };
+            return self.end(reason, false);
+        }
         if !self.stopping {
             return self.crashed();
         }

@@ -49,14 +49,23 @@ async fn a_user_is_limited_across_all_their_sockets() {
     }
     let mut ok = 0;
     let mut refused = Vec::new();
+    let started = std::time::Instant::now();
     for (s, jr) in sockets.iter_mut() {
         let (o, r) = broadcast_n(s, jr, &topic, 7).await;
         ok += o;
         refused.extend(r);
     }
-    assert!(ok <= 20, "{ok} of 35 accepted beyond the user's burst");
+    // The burst, and what 5/s refilled while the test ran (the machine may be slow).
+    let refill = (started.elapsed().as_secs_f64() * 5.0).ceil() as usize;
+    assert!(
+        ok <= 20 + refill,
+        "{ok} of 35 accepted beyond the user's burst"
+    );
     assert!(refused.iter().all(|r| r == "rate_limited"), "{refused:?}");
-    assert!(app.metric("stoa_ws_user_rate_limited_total").await >= 15.0);
+    assert_eq!(
+        app.metric("stoa_ws_user_rate_limited_total").await,
+        (35 - ok) as f64
+    );
 
     // Another user has an allowance of their own; heartbeats stay free for everyone.
     let mut b = Ws::connect(&app, &bob.token).await;
@@ -85,11 +94,13 @@ async fn a_topic_relays_no_more_than_its_budget_whoever_sends() {
     let (jr1, _) = a1.join_ok(&topic, json!({"presence": false})).await;
     let mut a2 = Ws::connect(&app, &alice.token).await;
     let (jr2, _) = a2.join_ok(&topic, json!({"presence": false})).await;
+    let started = std::time::Instant::now();
     let (ok1, refused1) = broadcast_n(&mut a1, &jr1, &topic, 15).await;
     let (ok2, refused2) = broadcast_n(&mut a2, &jr2, &topic, 15).await;
     let ok = ok1 + ok2;
     // A burst of twice the rate, and what the rate refills meanwhile.
-    assert!((10..=14).contains(&ok), "{ok} of 30 relayed");
+    let refill = (started.elapsed().as_secs_f64() * 5.0).ceil() as usize;
+    assert!(ok >= 10 && ok <= 10 + refill, "{ok} of 30 relayed");
     assert!(refused1
         .iter()
         .chain(&refused2)
@@ -103,7 +114,10 @@ async fn a_topic_relays_no_more_than_its_budget_whoever_sends() {
         got += 1;
     }
     assert_eq!(got, ok);
-    assert!(app.metric("stoa_ws_topic_rate_limited_total").await >= 16.0);
+    assert_eq!(
+        app.metric("stoa_ws_topic_rate_limited_total").await,
+        (30 - ok) as f64
+    );
 }
 
 #[actix_web::test]
@@ -119,11 +133,11 @@ async fn a_busy_topic_refuses_client_messages_instead_of_queueing_them() {
     let mut a = Ws::connect(&app, &alice.token).await;
     let (jr, _) = a.join_ok(&topic, json!({})).await;
 
-    // The topic's thread is blocked; its mailbox takes four messages, then refuses.
-    assert!(app.realtime.inject_stall(
-        Topic::Workspace(ws_id),
-        std::time::Duration::from_millis(500)
-    ));
+    // The topic's thread is blocked (long enough for the twenty to arrive meanwhile, even
+    // on a loaded machine); its mailbox takes four messages, then refuses.
+    assert!(app
+        .realtime
+        .inject_stall(Topic::Workspace(ws_id), std::time::Duration::from_secs(2)));
     let (ok, refused) = broadcast_n(&mut a, &jr, &topic, 20).await;
     assert!(ok <= 5, "{ok} accepted by a stalled topic");
     assert!(refused.iter().all(|r| r == "topic_busy"), "{refused:?}");

@@ -98,6 +98,7 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        self.realtime.begin_shutdown();
         let handle = self.handle.clone();
         actix_web::rt::spawn(async move { handle.stop(false).await });
     }
