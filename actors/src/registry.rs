@@ -145,7 +145,7 @@ impl Shared {
                 actor
             }),
         };
-        let topic_ref = TopicRef::new(addr);
+        let topic_ref = TopicRef::new(addr, self.limits());
         let shared = self.clone();
         let watched = topic_ref.clone();
         let watcher = async move {

@@ -459,28 +459,33 @@ impl SessionActor {
     }
 
     /// Offers a client message to its topic without waiting: refused (`topic_busy`) when
-    /// the topic has `topic_mailbox` messages waiting already.
+    /// the topic has `topic_mailbox` messages waiting already. True when it was queued.
     fn offer<M>(
         &mut self,
         frame: &Frame,
         msg: impl FnOnce(Conn, Ticket) -> M,
         ctx: &mut Context<Self>,
-    ) where
+    ) -> bool
+    where
         M: Message + Send + 'static,
         M::Result: Send,
         TopicActor: Handler<M>,
     {
         let capacity = self.shared.limits().topic_mailbox;
         let (Some(topic), Some(conn)) = (self.joined_to(frame), self.conn.clone()) else {
-            return self.error(frame, "unmatched topic", ctx);
+            self.error(frame, "unmatched topic", ctx);
+            return false;
         };
         let Some(ticket) = topic.ticket(capacity) else {
             Stats::add(&self.stats().topic_shed, 1);
-            return self.error(frame, "topic_busy", ctx);
+            self.error(frame, "topic_busy", ctx);
+            return false;
         };
         if let Err(SendError::Closed(_)) = topic.addr.try_send(msg(conn, ticket)) {
             self.error(frame, Denied::Unavailable.reason(), ctx);
+            return false;
         }
+        true
     }
 
     fn broadcast(
@@ -490,24 +495,31 @@ impl SessionActor {
         payload: Map<String, Value>,
         ctx: &mut Context<Self>,
     ) {
-        if self.joined_to(&frame).is_none() {
+        let Some(topic) = self.joined_to(&frame) else {
             return self.error(&frame, "unmatched topic", ctx);
-        }
+        };
         let limit = self.shared.limits().max_broadcast_bytes;
         if size > limit {
             let reason = format!("broadcast too large ({size} bytes, limit {limit})");
             return self.error(&frame, &reason, ctx);
         }
-        let (join_ref, msg_ref) = (frame.join_ref.clone(), frame.msg_ref.clone());
-        let msg = |conn, ticket| Broadcast {
-            conn,
-            join_ref,
-            msg_ref,
+        // The topic's budget, shared by every sender: whoever floods, the subscribers
+        // receive at most this much. Checked here, so a refused broadcast never reaches
+        // the topic's mailbox.
+        if !topic.admit_broadcast(size) {
+            Stats::add(&self.stats().topic_rate_limited, 1);
+            return self.error(&frame, "rate_limited", ctx);
+        }
+        let (session, user_id) = (self.id, self.user_id);
+        let msg = |_conn, ticket| Broadcast {
+            session,
+            user_id,
             payload,
-            size,
             ticket,
         };
-        self.offer(&frame, msg, ctx);
+        if self.offer(&frame, msg, ctx) {
+            self.reply(&frame, ReplyStatus::Ok, json!({}), ctx);
+        }
     }
 
     fn update_presence(
@@ -533,6 +545,7 @@ impl SessionActor {
             fields,
             ticket,
         };
+        // The topic answers (it knows whether presence is tracked on this join).
         self.offer(&frame, msg, ctx);
     }
 

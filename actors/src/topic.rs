@@ -32,30 +32,53 @@ use crate::limit::Limiter;
 use crate::ports::{Denied, LiveEvent};
 use crate::{now_ms, Stats};
 
-/// A topic actor's address, with the count of client messages and live pushes waiting in
-/// its mailbox. actix bounds a mailbox per sender (each `Addr` clone may always add one
-/// more), so the bound that matters — how much one topic may have queued, from everyone —
-/// is kept here: a bounded message carries a [`Ticket`] that frees its place once the
-/// message has been handled or dropped.
+/// A topic actor's address, with what its senders share: the count of client messages and
+/// live pushes waiting in its mailbox, and its broadcast budget.
+///
+/// actix bounds a mailbox per sender (each `Addr` clone may always add one more), so the
+/// bound that matters — how much one topic may have queued, from everyone — is kept here: a
+/// bounded message carries a [`Ticket`] that frees its place once the message has been
+/// handled or dropped. The budget is checked by the sending session before the message is
+/// queued at all, so a broadcast over it costs the topic nothing.
 #[derive(Clone)]
 pub(crate) struct TopicRef {
     pub(crate) addr: Addr<TopicActor>,
-    waiting: Arc<AtomicUsize>,
+    gate: Arc<Gate>,
+}
+
+struct Gate {
+    waiting: AtomicUsize,
+    /// Broadcasts relayed, and their bytes (GCRA, shared by every sender).
+    broadcasts: Limiter,
+    broadcast_bytes: Limiter,
 }
 
 impl TopicRef {
-    pub(crate) fn new(addr: Addr<TopicActor>) -> TopicRef {
+    pub(crate) fn new(addr: Addr<TopicActor>, limits: &crate::Limits) -> TopicRef {
+        let per_sec = limits.topic_broadcasts_per_sec;
+        let bytes = limits.topic_broadcast_bytes_per_sec;
+        let byte_burst = bytes.max(u32::try_from(limits.max_broadcast_bytes).unwrap_or(u32::MAX));
         TopicRef {
             addr,
-            waiting: Arc::new(AtomicUsize::new(0)),
+            gate: Arc::new(Gate {
+                waiting: AtomicUsize::new(0),
+                broadcasts: Limiter::new(per_sec, per_sec.saturating_mul(2)),
+                broadcast_bytes: Limiter::new(bytes, byte_burst),
+            }),
         }
     }
 
     /// A place in the mailbox, or `None` when `capacity` messages are waiting already.
     pub(crate) fn ticket(&self, capacity: usize) -> Option<Ticket> {
-        let before = self.waiting.fetch_add(1, Ordering::AcqRel);
-        let ticket = Ticket(self.waiting.clone());
+        let before = self.gate.waiting.fetch_add(1, Ordering::AcqRel);
+        let ticket = Ticket(self.gate.clone());
         (before < capacity).then_some(ticket)
+    }
+
+    /// Takes one broadcast of `size` bytes from the topic's budget; false when over it.
+    pub(crate) fn admit_broadcast(&self, size: usize) -> bool {
+        let size = u32::try_from(size).unwrap_or(u32::MAX);
+        self.gate.broadcasts.take() && self.gate.broadcast_bytes.take_n(size)
     }
 }
 
@@ -66,11 +89,11 @@ impl PartialEq for TopicRef {
 }
 
 /// One place in a topic's mailbox, given back when dropped.
-pub(crate) struct Ticket(Arc<AtomicUsize>);
+pub(crate) struct Ticket(Arc<Gate>);
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -117,17 +140,14 @@ pub(crate) struct Disconnect {
 #[rtype(result = "()")]
 pub(crate) struct Publish(pub LiveEvent, #[allow(dead_code)] pub Ticket);
 
-/// Relay a client's `broadcast` to the other subscribers, within the topic's budget; the
-/// topic replies to the sender.
+/// Relay a client's `broadcast` to the other subscribers (the sending session checked the
+/// topic's budget and answered the client).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Broadcast {
-    pub conn: Conn,
-    pub join_ref: Option<String>,
-    pub msg_ref: Option<String>,
+    pub session: u64,
+    pub user_id: i64,
     pub payload: Map<String, Value>,
-    /// Bytes of the client's frame, counted against the topic's byte budget.
-    pub size: usize,
     /// Held, never read: its place in the mailbox is freed when the message is dropped.
     #[allow(dead_code)]
     pub ticket: Ticket,
@@ -209,9 +229,6 @@ pub struct TopicActor {
     env: Arc<Env>,
     /// Told to the supervisor when the actor stops cleanly; dropped unsent on a crash.
     goodbye: Option<tokio::sync::oneshot::Sender<()>>,
-    /// The topic's budget for relaying broadcasts: how many, and how many bytes.
-    broadcasts: Limiter,
-    broadcast_bytes: Limiter,
     /// Subscribers whose connection appears in the presence.
     tracked: usize,
     head: i64,
@@ -236,13 +253,7 @@ impl TopicActor {
         env: Arc<Env>,
         goodbye: tokio::sync::oneshot::Sender<()>,
     ) -> TopicActor {
-        let limits = &env.limits;
-        let per_sec = limits.topic_broadcasts_per_sec;
-        let bytes = limits.topic_broadcast_bytes_per_sec;
-        let byte_burst = bytes.max(u32::try_from(limits.max_broadcast_bytes).unwrap_or(u32::MAX));
         TopicActor {
-            broadcasts: Limiter::new(per_sec, per_sec.saturating_mul(2)),
-            broadcast_bytes: Limiter::new(bytes, byte_burst),
             goodbye: Some(goodbye),
             tracked: 0,
             topic,
@@ -888,37 +899,13 @@ impl Handler<Broadcast> for TopicActor {
     type Result = ();
 
     fn handle(&mut self, mut msg: Broadcast, _: &mut Context<Self>) {
-        let reply = |status, response: Value| {
-            encode_reply(
-                msg.join_ref.as_deref(),
-                msg.msg_ref.as_deref(),
-                &self.name,
-                status,
-                &response,
-            )
-        };
-        let id = msg.conn.id;
-        if !self.subs.contains_key(&id) {
-            msg.conn.push(reply(
-                ReplyStatus::Error,
-                json!({"reason": "unmatched topic"}),
-            ));
-            return;
+        if !self.subs.contains_key(&msg.session) {
+            return; // left meanwhile
         }
-        // The topic's budget, shared by every sender: whoever floods, the subscribers
-        // receive at most this much.
-        let size = u32::try_from(msg.size).unwrap_or(u32::MAX);
-        if !self.broadcasts.take() || !self.broadcast_bytes.take_n(size) {
-            Stats::add(&self.env.stats.topic_rate_limited, 1);
-            msg.conn
-                .push(reply(ReplyStatus::Error, json!({"reason": "rate_limited"})));
-            return;
-        }
-        msg.conn.push(reply(ReplyStatus::Ok, json!({})));
         // Who sent it is the server's word, never the client's.
-        msg.payload.insert("from".into(), json!(msg.conn.user_id));
+        msg.payload.insert("from".into(), json!(msg.user_id));
         let push = Push::new(&self.name, "broadcast", &msg.payload);
-        self.fan_out(&push, Some(id));
+        self.fan_out(&push, Some(msg.session));
     }
 }
 
