@@ -9,3 +9,4 @@ mod support;
 mod flood;
 mod frames;
 mod rest;
+mod shutdown;
