@@ -384,6 +384,22 @@ impl Settings {
                 return Err(invalid(key, "must be at least 1"));
             }
         }
+        // A join's presence_state must fit an empty outbox with room to spare, or every
+        // joiner of a full topic would be closed as a slow consumer.
+        let state = rt
+            .max_presence_metas
+            .saturating_mul(rt.max_presence_meta_bytes + stoa_actors::PRESENCE_META_OVERHEAD);
+        if state.saturating_add(65_536) > rt.outbound_queue_bytes {
+            return Err(invalid(
+                "realtime.max_presence_metas",
+                format!(
+                    "max_presence_metas × (max_presence_meta_bytes + {}) = {state} bytes of \
+                     presence_state must fit realtime.outbound_queue_bytes ({}) less 64 KiB",
+                    stoa_actors::PRESENCE_META_OVERHEAD,
+                    rt.outbound_queue_bytes
+                ),
+            ));
+        }
         if rt.max_replay_events < 0 {
             return Err(invalid("realtime.max_replay_events", "must be 0 or more"));
         }
@@ -621,6 +637,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn a_full_presence_state_must_fit_the_outbox() {
+        let err =
+            Settings::load_with_env(None, env(&[("STOA_REALTIME__MAX_PRESENCE_METAS", "1000")]))
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("realtime.max_presence_metas"), "{err}");
+        assert!(Settings::load_with_env(
+            None,
+            env(&[
+                ("STOA_REALTIME__MAX_PRESENCE_METAS", "1000"),
+                ("STOA_REALTIME__OUTBOUND_QUEUE_BYTES", "2097152"),
+            ]),
+        )
+        .is_ok());
     }
 
     #[test]

@@ -208,6 +208,7 @@ async fn upkeep(state: web::Data<AppState>, retention_ms: i64) {
     for minute in 0u64.. {
         tick.tick().await;
         state.auth_limits.sweep();
+        state.realtime.sweep();
         let keys = i64::try_from(state.auth_limits.keys()).unwrap_or(i64::MAX);
         state.metrics.auth_limiter_keys.set(keys);
         if minute % 60 != 0 {

@@ -146,13 +146,36 @@ impl Outbox {
 pub struct OutboxReader(Arc<Outbox>);
 
 impl OutboxReader {
-    /// Moves every queued frame into `into` (which the caller has emptied), or says the
-    /// socket is to be closed, or registers the task to be woken when either happens.
-    pub fn poll_take(&self, cx: &mut Context<'_>, into: &mut VecDeque<Outbound>) -> Poll<Take> {
+    /// Moves queued frames into `into` (which the caller has emptied) — as many as fit in
+    /// `max_bytes`, at least one — or says the socket is to be closed, or registers the
+    /// task to be woken when either happens. What is not taken stays counted against the
+    /// outbox's bounds, so frames waiting for a stalled socket cannot exceed them.
+    pub fn poll_take(
+        &self,
+        cx: &mut Context<'_>,
+        into: &mut VecDeque<Outbound>,
+        max_bytes: usize,
+    ) -> Poll<Take> {
         let mut q = self.0.lock();
         if !q.items.is_empty() {
-            std::mem::swap(&mut q.items, into);
-            q.bytes = 0;
+            if q.bytes <= max_bytes {
+                std::mem::swap(&mut q.items, into);
+                q.bytes = 0;
+                return Poll::Ready(Take::Frames);
+            }
+            let mut taken = 0;
+            while let Some(item) = q.items.pop_front() {
+                let size = item.len();
+                taken += size;
+                into.push_back(item);
+                if q.items
+                    .front()
+                    .is_none_or(|next| taken + next.len() > max_bytes)
+                {
+                    break;
+                }
+            }
+            q.bytes -= taken;
             return Poll::Ready(Take::Frames);
         }
         if let Some(reason) = q.close.take() {
@@ -284,13 +307,13 @@ mod tests {
         let waker = Waker::from(count.clone());
         let mut cx = Context::from_waker(&waker);
         let mut got = VecDeque::new();
-        assert!(reader.poll_take(&mut cx, &mut got).is_pending());
+        assert!(reader.poll_take(&mut cx, &mut got, usize::MAX).is_pending());
         for s in ["a", "b", "c"] {
             outbox.send(text(s)).unwrap();
         }
         assert_eq!(count.0.load(Ordering::SeqCst), 1, "one wake for the batch");
         assert!(matches!(
-            reader.poll_take(&mut cx, &mut got),
+            reader.poll_take(&mut cx, &mut got, usize::MAX),
             Poll::Ready(Take::Frames)
         ));
         assert_eq!(got.len(), 3);
@@ -314,22 +337,22 @@ mod tests {
         outbox.close(reason.clone(), false);
         assert_eq!(outbox.send(text("d")), Err(Refused::Closed));
         assert!(matches!(
-            reader.poll_take(&mut cx, &mut got),
+            reader.poll_take(&mut cx, &mut got, usize::MAX),
             Poll::Ready(Take::Frames)
         ));
         assert_eq!(got.len(), 2, "a graceful close sends what was queued first");
         got.clear();
         assert!(matches!(
-            reader.poll_take(&mut cx, &mut got),
+            reader.poll_take(&mut cx, &mut got, usize::MAX),
             Poll::Ready(Take::Close(r)) if r == reason
         ));
-        assert!(reader.poll_take(&mut cx, &mut got).is_pending());
+        assert!(reader.poll_take(&mut cx, &mut got, usize::MAX).is_pending());
 
         let (outbox, reader) = channel(2, 1 << 20);
         outbox.send(text("a")).unwrap();
         outbox.close(reason.clone(), true);
         assert!(matches!(
-            reader.poll_take(&mut cx, &mut got),
+            reader.poll_take(&mut cx, &mut got, usize::MAX),
             Poll::Ready(Take::Close(_))
         ));
         drop(reader);
@@ -345,7 +368,7 @@ mod tests {
         let waker = Waker::noop();
         let mut cx = Context::from_waker(waker);
         let mut got = VecDeque::new();
-        assert!(reader.poll_take(&mut cx, &mut got).is_ready());
+        assert!(reader.poll_take(&mut cx, &mut got, usize::MAX).is_ready());
         for _ in 0..5 {
             outbox.send(text("ab")).unwrap();
         }
@@ -357,7 +380,7 @@ mod tests {
         let head: Arc<str> = "[\"1\"".into();
         let tail: Arc<str> = ",null]".into();
         got.clear();
-        assert!(reader.poll_take(&mut cx, &mut got).is_ready());
+        assert!(reader.poll_take(&mut cx, &mut got, usize::MAX).is_ready());
         outbox
             .send(Outbound::Push {
                 head: head.clone(),
@@ -369,5 +392,28 @@ mod tests {
             Err(Refused::Full),
             "shared pieces count as what they put on the wire"
         );
+    }
+
+    #[test]
+    fn a_take_is_at_most_a_chunk_and_the_rest_stays_counted() {
+        let (outbox, reader) = channel(100, 100);
+        for _ in 0..10 {
+            outbox.send(text("0123456789")).unwrap();
+        }
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut got = VecDeque::new();
+        assert!(reader.poll_take(&mut cx, &mut got, 35).is_ready());
+        assert_eq!(got.len(), 3, "30 bytes fit in 35");
+        // 70 bytes still count: 30 more fit, 31 do not.
+        outbox.send(text(&"x".repeat(30))).unwrap();
+        assert_eq!(outbox.send(text("y")), Err(Refused::Full));
+        got.clear();
+        // A frame larger than the chunk is still taken, alone.
+        let (outbox, reader) = channel(100, 1000);
+        outbox.send(text(&"z".repeat(50))).unwrap();
+        outbox.send(text("a")).unwrap();
+        assert!(reader.poll_take(&mut cx, &mut got, 10).is_ready());
+        assert_eq!(got.len(), 1);
     }
 }

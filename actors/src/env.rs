@@ -55,11 +55,13 @@ impl Env {
     }
 
     pub(crate) fn record_revocation(&self, what: Revoked) {
-        let now = Instant::now();
         let mut list = self
             .revocations
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        // Read under the lock, so the list stays in time order (`revoked_since` stops at
+        // the first entry older than what it asks about).
+        let now = Instant::now();
         while list
             .front()
             .is_some_and(|r| now.duration_since(r.at) > REVOCATION_MEMORY)

@@ -29,8 +29,8 @@ use std::time::Duration;
 
 pub use conn::{CloseReason, Conn, Outbound, Outbox, OutboxReader, Refused, SessionNotice, Take};
 pub use ports::{Authorizer, Denied, EventLog, Grant, Identity, LiveEvent, LogError};
-pub use registry::{Realtime, SocketPermit};
-pub use session::{SessionActor, WireIn};
+pub use registry::{Realtime, Refusal, SocketPermit};
+pub use session::{SessionActor, WireIn, PRESENCE_META_OVERHEAD};
 pub use topic::TopicActor;
 
 /// Per-connection, per-user and per-topic limits. The defaults are safe for a public server.
@@ -105,7 +105,7 @@ impl Default for Limits {
             topic_broadcast_bytes_per_sec: 512 * 1024,
             presence_updates_per_sec: 10,
             max_presence_meta_bytes: 1024,
-            max_presence_metas: 1000,
+            max_presence_metas: 500,
             presence_batch: Duration::from_millis(25),
             outbound_queue: 1024,
             outbound_queue_bytes: 1024 * 1024,

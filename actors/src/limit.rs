@@ -38,6 +38,40 @@ impl Limiter {
     }
 }
 
+/// `rate` per second sustained, `burst` at once, per user id; users whose allowance is whole
+/// again are dropped by [`UserLimiter::sweep`].
+pub(crate) struct UserLimiter(
+    governor::RateLimiter<
+        i64,
+        governor::state::keyed::DashMapStateStore<i64>,
+        MonotonicClock,
+        NoOpMiddleware<<MonotonicClock as governor::clock::Clock>::Instant>,
+    >,
+);
+
+impl UserLimiter {
+    pub(crate) fn new(rate: u32, burst: u32) -> UserLimiter {
+        let quota = Quota::per_second(nonzero(rate)).allow_burst(nonzero(burst));
+        UserLimiter(governor::RateLimiter::dashmap_with_clock(
+            quota,
+            MonotonicClock,
+        ))
+    }
+
+    pub(crate) fn take(&self, user: i64) -> bool {
+        self.0.check_key(&user).is_ok()
+    }
+
+    pub(crate) fn sweep(&self) {
+        self.0.retain_recent();
+        self.0.shrink_to_fit();
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
 impl std::fmt::Debug for Limiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Limiter")

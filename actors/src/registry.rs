@@ -25,7 +25,7 @@ use serde_json::Value;
 use stoa_protocol::Topic;
 
 use crate::env::{Env, Revoked};
-use crate::limit::Limiter;
+use crate::limit::UserLimiter;
 use crate::ports::{Authorizer, EventLog, Grant, LiveEvent};
 use crate::topic::{
     Crash, CrashSessions, Notify, Publish, Revoke, Stall, Ticket, TopicActor, TopicRef,
@@ -72,16 +72,14 @@ pub(crate) struct Shared {
     arbiters: Vec<actix::dev::ArbiterHandle>,
     /// Workspace id → ids of its documents that have a topic actor (cleaned lazily).
     documents: DashMap<i64, HashSet<i64>>,
-    /// Per user with a socket open on this node: how many, and the rate of messages they
-    /// may send over all of them together.
-    users: DashMap<i64, UserSlot>,
+    /// Sockets open on this node, per user.
+    users: DashMap<i64, u32>,
+    /// The messages each user may send, over all their sockets together. Kept apart from
+    /// the socket count, so that closing every socket and opening a new one does not give
+    /// a fresh allowance; opening a socket costs one message too.
+    user_messages: UserLimiter,
     /// The node is shutting down: actors stopped now are not crashing.
     shutting_down: std::sync::atomic::AtomicBool,
-}
-
-struct UserSlot {
-    sockets: u32,
-    messages: Limiter,
 }
 
 impl Shared {
@@ -101,26 +99,53 @@ impl Shared {
     }
 
     /// The topic's actor, started if there is none (or the previous one died).
+    ///
+    /// A document topic is entered in `documents` (its workspace's index) and in `topics`
+    /// together, under the workspace's index entry, and leaves both together (`topic_ended`):
+    /// a revocation or publication for the workspace, which reads the index first, finds
+    /// every document topic that exists, including one being started or restarted. Lock
+    /// order, everywhere: a `documents` guard, then `topics`, never the reverse.
     pub(crate) fn topic_actor(self: &Arc<Self>, topic: Topic, grant: &Grant) -> TopicRef {
-        if let Some(addr) = self.live(topic) {
-            return addr;
+        if let Some(live) = self.live(topic) {
+            return live;
         }
-        let addr = {
-            let mut entry = self
-                .topics
-                .entry(topic)
-                .or_insert_with(|| self.start_topic(topic, grant.workspace_id, Restarts::none()));
-            if !entry.addr.connected() {
-                *entry = self.start_topic(topic, grant.workspace_id, Restarts::none());
+        match (topic, grant.workspace_id) {
+            (Topic::Document(doc), Some(ws)) => {
+                let mut docs = self.documents.entry(ws).or_default();
+                docs.insert(doc);
+                self.entry(topic, Some(ws))
             }
-            entry.clone()
-        };
-        // Never hold a `topics` guard while taking a `documents` one: `workspace_actors`
-        // takes them in the other order.
-        if let (Topic::Document(doc), Some(ws)) = (topic, grant.workspace_id) {
-            self.documents.entry(ws).or_default().insert(doc);
+            (_, workspace) => self.entry(topic, workspace),
         }
-        addr
+    }
+
+    /// The live actor in `topics`, started (or restarted) if needed.
+    fn entry(self: &Arc<Self>, topic: Topic, workspace: Option<i64>) -> TopicRef {
+        let mut entry = self
+            .topics
+            .entry(topic)
+            .or_insert_with(|| self.start_topic(topic, workspace, Restarts::none()));
+        if !entry.addr.connected() {
+            *entry = self.start_topic(topic, workspace, Restarts::none());
+        }
+        entry.clone()
+    }
+
+    /// Removes a topic that ended from `topics`, and a document topic from its workspace's
+    /// index with it (see [`Shared::topic_actor`]).
+    fn forget(&self, topic: Topic, workspace: Option<i64>, dead: &TopicRef) {
+        match (topic, workspace) {
+            (Topic::Document(doc), Some(ws)) => {
+                if let Some(mut docs) = self.documents.get_mut(&ws) {
+                    if self.topics.remove_if(&topic, |_, a| a == dead).is_some() {
+                        docs.remove(&doc);
+                    }
+                }
+            }
+            _ => {
+                self.topics.remove_if(&topic, |_, a| a == dead);
+            }
+        }
     }
 
     /// Starts a topic actor on one of the topic threads, with its watcher beside it.
@@ -173,14 +198,12 @@ impl Shared {
         restarts: Restarts,
     ) {
         if clean || self.shutting_down() {
-            self.topics.remove_if(&topic, |_, a| a == dead);
-            return;
+            return self.forget(topic, workspace, dead);
         }
         Stats::add(&self.stats().topic_crashes, 1);
         let Some(restarts) = restarts.one_more() else {
             tracing::error!(%topic, "topic actor crashed again; not restarted until joined");
-            self.topics.remove_if(&topic, |_, a| a == dead);
-            return;
+            return self.forget(topic, workspace, dead);
         };
         tracing::error!(%topic, "topic actor crashed; starting a fresh one");
         if let Some(mut entry) = self.topics.get_mut(&topic) {
@@ -198,22 +221,19 @@ impl Shared {
 
     /// Takes one message from `user`'s allowance (all their sockets together).
     pub(crate) fn user_allows(&self, user: i64) -> bool {
-        self.users
-            .get(&user)
-            .is_none_or(|slot| slot.messages.take())
+        self.user_messages.take(user)
     }
 
     /// The live actors of a workspace's topic and of its documents' topics.
+    /// (The index keeps a document whose actor is between a crash and its restart: the
+    /// supervisor, not liveness, decides when a document leaves it.)
     fn workspace_actors(&self, ws: i64) -> Vec<TopicRef> {
         let mut out: Vec<_> = self.live(Topic::Workspace(ws)).into_iter().collect();
-        if let Some(mut docs) = self.documents.get_mut(&ws) {
-            docs.retain(|doc| match self.live(Topic::Document(*doc)) {
-                Some(addr) => {
-                    out.push(addr);
-                    true
-                }
-                None => false,
-            });
+        if let Some(docs) = self.documents.get(&ws) {
+            out.extend(
+                docs.iter()
+                    .filter_map(|doc| self.live(Topic::Document(*doc))),
+            );
         }
         out
     }
@@ -233,6 +253,15 @@ impl Shared {
     }
 }
 
+/// Why a socket was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The user has `max_sockets_per_user` open on this node.
+    TooManySockets,
+    /// The user is over their message rate.
+    RateLimited,
+}
+
 /// One admitted socket of a user; the session holds it for as long as it lives.
 pub struct SocketPermit {
     shared: Arc<Shared>,
@@ -247,9 +276,9 @@ impl SocketPermit {
 
 impl Drop for SocketPermit {
     fn drop(&mut self) {
-        self.shared.users.remove_if_mut(&self.user, |_, slot| {
-            slot.sockets = slot.sockets.saturating_sub(1);
-            slot.sockets == 0
+        self.shared.users.remove_if_mut(&self.user, |_, open| {
+            *open = open.saturating_sub(1);
+            *open == 0
         });
     }
 }
@@ -271,6 +300,8 @@ impl Realtime {
         let arbiters = (0..limits.topic_threads)
             .map(|_| actix::Arbiter::new().handle())
             .collect();
+        let user_messages =
+            UserLimiter::new(limits.user_messages_per_sec, limits.user_message_burst);
         Realtime {
             shared: Arc::new(Shared {
                 env: Arc::new(Env::new(log, limits)),
@@ -279,6 +310,7 @@ impl Realtime {
                 arbiters,
                 documents: DashMap::new(),
                 users: DashMap::new(),
+                user_messages,
                 shutting_down: std::sync::atomic::AtomicBool::new(false),
             }),
         }
@@ -289,21 +321,29 @@ impl Realtime {
     }
 
     /// Counts a new socket of `user`, unless they already have
-    /// `limits.max_sockets_per_user` open; the count drops with the permit.
-    pub fn admit(&self, user: i64) -> Option<SocketPermit> {
+    /// `limits.max_sockets_per_user` open or are over their message rate (opening a socket
+    /// costs one message); the count drops with the permit.
+    pub fn admit(&self, user: i64) -> Result<SocketPermit, Refusal> {
         let limits = self.limits();
-        let mut slot = self.shared.users.entry(user).or_insert_with(|| UserSlot {
-            sockets: 0,
-            messages: Limiter::new(limits.user_messages_per_sec, limits.user_message_burst),
-        });
-        if slot.sockets >= limits.max_sockets_per_user {
-            return None;
+        let mut open = self.shared.users.entry(user).or_insert(0);
+        if *open >= limits.max_sockets_per_user {
+            return Err(Refusal::TooManySockets);
         }
-        slot.sockets += 1;
-        Some(SocketPermit {
+        if !self.shared.user_messages.take(user) {
+            return Err(Refusal::RateLimited);
+        }
+        *open += 1;
+        Ok(SocketPermit {
             shared: self.shared.clone(),
             user,
         })
+    }
+
+    /// Forgets the message allowances of users whose allowance is whole again (call it
+    /// every minute or so); returns how many users are still tracked.
+    pub fn sweep(&self) -> usize {
+        self.shared.user_messages.sweep();
+        self.shared.user_messages.len()
     }
 
     pub fn stats(&self) -> &Stats {

@@ -53,6 +53,10 @@ use crate::{now_ms, Stats};
 /// Messages that may wait behind joins in progress, over all topics of a connection.
 const MAX_WAITING: usize = 64;
 
+/// What the server adds to a presence meta as it is sent (`phx_ref`, `phx_ref_prev`,
+/// `online_at`, the key and punctuation), at most.
+pub const PRESENCE_META_OVERHEAD: usize = 128;
+
 /// What the transport reads from the socket.
 #[derive(Debug)]
 pub enum WireIn {
@@ -87,9 +91,12 @@ struct Held {
 /// One topic as this connection sees it.
 enum Channel {
     /// A join being authorised or attached; the topic's later messages wait in `queue`.
+    /// `sent` is the topic the join went to, once it has gone (so that a session ending
+    /// before the answer still tells the topic it is gone).
     Joining {
         join_ref: Option<String>,
         queue: VecDeque<Held>,
+        sent: Option<TopicRef>,
     },
     Joined {
         join_ref: Option<String>,
@@ -250,7 +257,11 @@ impl SessionActor {
     /// Tells every topic joined that this connection is gone.
     fn disconnect_all(&mut self) {
         for (_, channel) in self.channels.drain() {
-            if let Channel::Joined { topic, .. } = channel {
+            let topic = match channel {
+                Channel::Joined { topic, .. } => Some(topic),
+                Channel::Joining { sent, .. } => sent,
+            };
+            if let Some(topic) = topic {
                 topic.addr.do_send(Disconnect { session: self.id });
             }
         }
@@ -350,6 +361,7 @@ impl SessionActor {
             Channel::Joining {
                 join_ref: frame.join_ref.clone(),
                 queue: VecDeque::new(),
+                sent: None,
             },
         );
         let authorizer = self.shared.authorizer.clone();
@@ -391,6 +403,9 @@ impl SessionActor {
             info: join.grant.info.clone(),
             authorized_at: join.authorized_at,
         };
+        if let Some(Channel::Joining { sent, .. }) = self.channels.get_mut(&join.frame.topic) {
+            *sent = Some(topic.clone());
+        }
         let request = topic.addr.send(msg);
         ctx.spawn(request.into_actor(self).map(move |res, act, ctx| {
             let name = join.frame.topic.clone();
@@ -411,7 +426,10 @@ impl SessionActor {
     /// that waited behind it are handled in order — until one of them starts another join,
     /// which the rest then wait behind.
     fn settle(&mut self, topic: &str, joined: Option<TopicRef>, ctx: &mut Context<Self>) {
-        let Some(Channel::Joining { join_ref, queue }) = self.channels.remove(topic) else {
+        let Some(Channel::Joining {
+            join_ref, queue, ..
+        }) = self.channels.remove(topic)
+        else {
             return;
         };
         if let Some(joined) = joined {
@@ -481,11 +499,14 @@ impl SessionActor {
             self.error(frame, "topic_busy", ctx);
             return false;
         };
-        if let Err(SendError::Closed(_)) = topic.addr.try_send(msg(conn, ticket)) {
-            self.error(frame, Denied::Unavailable.reason(), ctx);
-            return false;
+        // The ticket is the bound (actix's own `try_send` parks a sender and then refuses
+        // it however empty the mailbox is).
+        if topic.addr.connected() {
+            topic.addr.do_send(msg(conn, ticket));
+            return true;
         }
-        true
+        self.error(frame, Denied::Unavailable.reason(), ctx);
+        false
     }
 
     fn broadcast(
@@ -506,7 +527,7 @@ impl SessionActor {
         // The topic's budget, shared by every sender: whoever floods, the subscribers
         // receive at most this much. Checked here, so a refused broadcast never reaches
         // the topic's mailbox.
-        if !topic.admit_broadcast(size) {
+        if !topic.admit_relay(size) {
             Stats::add(&self.stats().topic_rate_limited, 1);
             return self.error(&frame, "rate_limited", ctx);
         }
@@ -536,6 +557,16 @@ impl SessionActor {
         if size > limit {
             let reason = format!("presence meta too large ({size} bytes, limit {limit})");
             return self.error(&frame, &reason, ctx);
+        }
+        // Every subscriber receives the old meta leaving and the new one joining: the
+        // update draws on the same relay budget as broadcasts.
+        let relayed = 2 * (size + PRESENCE_META_OVERHEAD);
+        let within = self
+            .joined_to(&frame)
+            .is_some_and(|topic| topic.admit_relay(relayed));
+        if !within {
+            Stats::add(&self.stats().topic_rate_limited, 1);
+            return self.error(&frame, "rate_limited", ctx);
         }
         let (join_ref, msg_ref) = (frame.join_ref.clone(), frame.msg_ref.clone());
         let msg = |conn, ticket| UpdatePresence {

@@ -75,8 +75,9 @@ impl TopicRef {
         (before < capacity).then_some(ticket)
     }
 
-    /// Takes one broadcast of `size` bytes from the topic's budget; false when over it.
-    pub(crate) fn admit_broadcast(&self, size: usize) -> bool {
+    /// Takes one message of `size` bytes from the topic's relay budget (broadcasts and
+    /// presence updates share it); false when over it.
+    pub(crate) fn admit_relay(&self, size: usize) -> bool {
         let size = u32::try_from(size).unwrap_or(u32::MAX);
         self.gate.broadcasts.take() && self.gate.broadcast_bytes.take_n(size)
     }

@@ -22,7 +22,7 @@ async fn a_join_authorised_before_a_removal_does_not_land_after_it() {
     *gate.open.lock().unwrap() = Some(open_rx);
     let rt = Realtime::new(gate.clone(), Arc::new(EmptyLog), Limits::default());
     let (wire, incoming) = mpsc::unbounded_channel();
-    let permit = rt.admit(7).expect("under the socket limit");
+    let permit = rt.admit(7).expect("admitted");
     let (_session, reader) = SessionActor::start(&rt, permit, i64::MAX, Wire(incoming));
     let mut client = Client {
         reader,

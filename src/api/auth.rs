@@ -105,6 +105,14 @@ async fn issue_tokens(
     })
 }
 
+/// How addresses were keyed before they had to be ASCII: trimmed and lower-cased.
+fn legacy_key(email: &str) -> Option<String> {
+    let v = email.trim();
+    let plausible = v.contains('@') && v.chars().count() <= crate::domain::EMAIL_MAX;
+    let clean = !v.chars().any(|c| c.is_control() || c.is_whitespace());
+    (plausible && clean).then(|| v.to_lowercase())
+}
+
 /// Create an account and sign in.
 #[utoipa::path(
     tag = "auth",
@@ -172,10 +180,14 @@ pub async fn login(
         "login",
     )?;
     let wrong = || ApiError::unauthorized("invalid_credentials", "wrong email or password");
-    // No account has an address that does not parse; only parsed, bounded keys are ever
-    // stored by the per-account limiter.
-    let email = Email::parse(&body.email).map_err(|_| wrong())?;
-    let key = email.key().to_string();
+    // The account key: a parsed address's, or — for accounts created when addresses were
+    // allowed beyond ASCII — the address as older versions kept it, if it could be one
+    // (254 characters at most, an @ in it). Only such bounded keys are ever stored by the
+    // per-account limiter.
+    let key = match Email::parse(&body.email) {
+        Ok(email) => email.key().to_string(),
+        Err(_) => legacy_key(&body.email).ok_or_else(wrong)?,
+    };
     limit(&state, &state.auth_limits.login_by_account, &key, "login")?;
     let found = state.store.user_credentials(&key).await?;
     let hash = found.as_ref().map(|(_, h)| h.clone());
@@ -234,9 +246,17 @@ pub async fn refresh(
         .await?;
     match outcome {
         Rotation::Rotated { user_id } => {
-            let user = state.store.user(user_id).await?.ok_or_else(|| {
-                ApiError::unauthorized("invalid_refresh_token", "the account no longer exists")
-            })?;
+            let user = state
+                .store
+                .user(user_id)
+                .await?
+                .filter(|u| !u.disabled)
+                .ok_or_else(|| {
+                    ApiError::unauthorized(
+                        "invalid_refresh_token",
+                        "the account no longer exists or is disabled",
+                    )
+                })?;
             let tokens = issue_tokens(&state, &user, Some(new_token)).await?;
             Ok(HttpResponse::Ok().json(tokens))
         }
@@ -301,5 +321,24 @@ pub async fn me(state: web::Data<AppState>, user: AuthUser) -> Result<HttpRespon
             "invalid_token",
             "the account no longer exists or is disabled",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn accounts_from_before_ascii_addresses_keep_their_key() {
+        assert_eq!(
+            super::legacy_key(" Dé@Exä.com ").as_deref(),
+            Some("dé@exä.com")
+        );
+        for bad in [
+            "no at",
+            "a b@c.d",
+            "a@b\u{0}",
+            &format!("{}@x.io", "y".repeat(260)),
+        ] {
+            assert_eq!(super::legacy_key(bad), None, "{bad:?}");
+        }
     }
 }

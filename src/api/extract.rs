@@ -227,13 +227,15 @@ pub fn client_ip(req: &HttpRequest, trusted: &[IpNet]) -> IpAddr {
     let chain = req
         .headers()
         .get_all("x-forwarded-for")
-        .filter_map(|v| v.to_str().ok());
+        .map(|v| v.as_bytes());
     forwarded_client(peer, chain, trusted)
 }
 
+/// Works on the header's bytes: a client may put anything left of what the proxies append
+/// (bytes that are not text included), and that must not hide the entries to its right.
 fn forwarded_client<'a>(
     peer: IpAddr,
-    headers: impl Iterator<Item = &'a str>,
+    headers: impl Iterator<Item = &'a [u8]>,
     trusted: &[IpNet],
 ) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
@@ -241,10 +243,11 @@ fn forwarded_client<'a>(
         return peer;
     }
     // Several headers are one list, in order.
-    let entries: Vec<&str> = headers.flat_map(|h| h.split(',')).collect();
+    let entries: Vec<&[u8]> = headers.flat_map(|h| h.split(|b| *b == b',')).collect();
     let mut client = peer;
     for entry in entries.iter().rev().take(32) {
-        let Some(ip) = parse_forwarded_ip(entry.trim()) else {
+        let text = std::str::from_utf8(entry).unwrap_or("");
+        let Some(ip) = parse_forwarded_ip(text.trim()) else {
             break;
         };
         client = ip;
@@ -361,7 +364,7 @@ mod tests {
             .collect();
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let client = |peer: &str, headers: &[&str]| {
-            forwarded_client(ip(peer), headers.iter().copied(), &trusted)
+            forwarded_client(ip(peer), headers.iter().map(|h| h.as_bytes()), &trusted)
         };
         // An untrusted peer is the client, whatever it writes.
         assert_eq!(client("203.0.113.9", &["1.1.1.1"]), ip("203.0.113.9"));
@@ -383,5 +386,11 @@ mod tests {
         // Garbage stops the walk at the last address known good.
         assert_eq!(client("10.0.0.5", &["junk, 10.2.2.2"]), ip("10.2.2.2"));
         assert_eq!(client("10.0.0.5", &[]), ip("10.0.0.5"));
+        // Bytes that are not text, left of the proxy's entry, change nothing.
+        let raw: &[&[u8]] = &[b"\xc3\xa9\xff, 198.51.100.7"];
+        assert_eq!(
+            forwarded_client(ip("10.0.0.5"), raw.iter().copied(), &trusted),
+            ip("198.51.100.7")
+        );
     }
 }

@@ -14,7 +14,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use stoa_actors::{Denied, SessionActor, Stats};
+use stoa_actors::{Denied, Refusal, SessionActor, Stats};
 
 use super::error::ApiError;
 use super::wire::{Incoming, Outgoing};
@@ -103,12 +103,23 @@ pub async fn connect(
             _ => ApiError::unauthorized("invalid_token", "the access token is invalid"),
         })?;
 
-    let permit = state.realtime.admit(identity.user_id).ok_or_else(|| {
-        Stats::add(&state.realtime.stats().sockets_refused, 1);
-        ApiError::TooManySockets {
-            limit: state.realtime.limits().max_sockets_per_user,
-        }
-    })?;
+    let permit = state
+        .realtime
+        .admit(identity.user_id)
+        .map_err(|refusal| match refusal {
+            Refusal::TooManySockets => {
+                Stats::add(&state.realtime.stats().sockets_refused, 1);
+                ApiError::TooManySockets {
+                    limit: state.realtime.limits().max_sockets_per_user,
+                }
+            }
+            Refusal::RateLimited => {
+                Stats::add(&state.realtime.stats().user_rate_limited, 1);
+                ApiError::RateLimited {
+                    retry_after_secs: 1,
+                }
+            }
+        })?;
     let mut response = actix_http::ws::handshake(req.head()).map_err(|e| {
         ApiError::bad_request("not_a_websocket", format!("WebSocket upgrade failed: {e}"))
     })?;

@@ -124,7 +124,7 @@ impl Stream for Outgoing {
             if this.pending.capacity() > 256 {
                 this.pending = VecDeque::new();
             }
-            match this.outbox.poll_take(cx, &mut this.pending) {
+            match this.outbox.poll_take(cx, &mut this.pending, CHUNK) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Take::Frames) => {}
                 Poll::Ready(Take::Close(reason)) => {

@@ -120,12 +120,12 @@ impl PasswordWork {
         let permit = match self.slots.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
-                    self.waiting.fetch_sub(1, Ordering::AcqRel);
-                    return Err(PasswordError::Busy);
-                }
+                // A place in line, given back however the wait ends: with a slot, or with
+                // the request dropped (its client went away) while waiting.
+                let place =
+                    InLine::join(&self.waiting, self.max_waiting).ok_or(PasswordError::Busy)?;
                 let permit = self.slots.clone().acquire_owned().await;
-                self.waiting.fetch_sub(1, Ordering::AcqRel);
+                drop(place);
                 permit.map_err(|_| PasswordError::Busy)?
             }
         };
@@ -135,6 +135,22 @@ impl PasswordWork {
         })
         .await
         .map_err(|e| PasswordError::Failed(e.to_string()))
+    }
+}
+
+/// One request waiting for a hashing slot.
+struct InLine<'a>(&'a AtomicUsize);
+
+impl<'a> InLine<'a> {
+    fn join(waiting: &'a AtomicUsize, max: usize) -> Option<InLine<'a>> {
+        let place = InLine(waiting);
+        (waiting.fetch_add(1, Ordering::AcqRel) < max).then_some(place)
+    }
+}
+
+impl Drop for InLine<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -190,5 +206,42 @@ mod tests {
             "one running and two waiting always complete: {done}"
         );
         assert!(busy >= 1, "the rest are refused: {busy}");
+    }
+
+    #[actix_web::test]
+    async fn a_request_that_goes_away_while_waiting_gives_its_place_back() {
+        let work = Arc::new(PasswordWork::new(
+            PasswordHasher::new(PasswordParams {
+                memory_kib: 8 * 1024,
+                iterations: 4,
+            })
+            .unwrap(),
+            1,
+            1,
+        ));
+        let running = actix_web::rt::spawn({
+            let work = work.clone();
+            async move { work.hash("one".into()).await }
+        });
+        // Let it take the slot, then queue a second request and abandon it.
+        while work.slots.available_permits() > 0 {
+            actix_web::rt::task::yield_now().await;
+        }
+        let waiting = actix_web::rt::spawn({
+            let work = work.clone();
+            async move { work.hash("two".into()).await }
+        });
+        while work.waiting.load(Ordering::Acquire) == 0 {
+            actix_web::rt::task::yield_now().await;
+        }
+        waiting.abort();
+        let _ = waiting.await;
+        assert_eq!(
+            work.waiting.load(Ordering::Acquire),
+            0,
+            "the place was given back"
+        );
+        assert!(running.await.unwrap().is_ok());
+        assert!(work.hash("three".into()).await.is_ok());
     }
 }

@@ -242,3 +242,110 @@ async fn a_panicking_session_closes_its_socket_and_leaves_its_topics() {
     assert_eq!(app.metric("stoa_ws_session_crashes_total").await, 1.0);
     assert_eq!(app.metric("stoa_ws_connections").await, 1.0);
 }
+
+#[actix_web::test]
+async fn a_restarted_document_topic_still_hears_revocations() {
+    let app = spawn_app(Backend::Sqlite).await.expect("sqlite");
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let ws_id = app.create_workspace(&alice, "Team").await;
+    app.add_member(ws_id, &alice, &bob, "editor").await;
+    let doc = app.create_document(ws_id, &alice, "Plan").await;
+    let topic = format!("document:{doc}");
+    let mut b = Ws::connect(&app, &bob.token).await;
+    b.join_ok(&topic, json!({})).await;
+
+    // The topic crashes; a publication for the workspace lands while it is being replaced.
+    assert!(app.realtime.inject_panic(Topic::Document(doc)));
+    b.next(&topic, "phx_error").await;
+    app.create_comment(doc, &alice, "meanwhile").await;
+    // Bob rejoins (as phoenix.js does) the actor the supervisor put in its place …
+    b.join_ok(&topic, json!({})).await;
+    // … and removing him from the workspace still closes that channel at once.
+    let res = app
+        .delete(
+            &format!("/api/v1/workspaces/{ws_id}/members/{}", bob.id),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(res.status, 204, "{:?}", res.body);
+    let close = b.next(&topic, "phx_close").await;
+    assert_eq!(close.payload["reason"], "membership_revoked");
+}
+
+#[actix_web::test]
+async fn closing_every_socket_gives_no_fresh_allowance() {
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.realtime.user_messages_per_sec = 1;
+        s.realtime.user_message_burst = 10;
+    })
+    .await
+    .expect("sqlite");
+    let alice = app.register("alice").await;
+    let ws_id = app.create_workspace(&alice, "Team").await;
+    let topic = format!("workspace:{ws_id}");
+    // Opening (1) and joining (1) and eight broadcasts spend the burst of ten.
+    let mut a = Ws::connect(&app, &alice.token).await;
+    let (jr, _) = a.join_ok(&topic, json!({"presence": false})).await;
+    let (ok, _) = broadcast_n(&mut a, &jr, &topic, 12).await;
+    assert!(ok <= 9, "{ok}");
+    a.close_and_wait().await;
+    // A new socket is not a new allowance: the upgrade itself is refused.
+    let path = format!("/socket/websocket?vsn=2.0.0&token={}", alice.token);
+    assert_eq!(Ws::try_connect(&app, &path, &[]).await.err(), Some(429));
+}
+
+#[actix_web::test]
+async fn presence_updates_draw_on_the_topic_budget() {
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.realtime.topic_broadcasts_per_sec = 2;
+    })
+    .await
+    .expect("sqlite");
+    let alice = app.register("alice").await;
+    let ws_id = app.create_workspace(&alice, "Team").await;
+    let topic = format!("workspace:{ws_id}");
+    let mut a = Ws::connect(&app, &alice.token).await;
+    let (jr, _) = a.join_ok(&topic, json!({})).await;
+    let mut refs = Vec::new();
+    for i in 0..8 {
+        refs.push(
+            a.push(Some(&jr), &topic, "presence:update", json!({"cursor": i}))
+                .await,
+        );
+    }
+    let mut limited = 0;
+    for r in refs {
+        if a.reply(&r).await.payload["response"]["reason"] == "rate_limited" {
+            limited += 1;
+        }
+    }
+    // A burst of four, whatever the per-connection presence limit (ten) would allow.
+    assert!(limited >= 3, "{limited} of 8 refused");
+}
+
+#[actix_web::test]
+async fn sockets_that_close_right_after_joining_leave_no_subscription() {
+    let app = spawn_app(Backend::Sqlite).await.expect("sqlite");
+    let alice = app.register("alice").await;
+    let ws_id = app.create_workspace(&alice, "Team").await;
+    let topic = format!("workspace:{ws_id}");
+    let mut keep = Ws::connect(&app, &alice.token).await;
+    keep.join_ok(&topic, json!({})).await;
+    for _ in 0..30 {
+        let mut s = Ws::connect(&app, &alice.token).await;
+        s.push(Some("1"), &topic, "phx_join", json!({})).await;
+        s.close().await;
+    }
+    // Every one of them is forgotten by the topic: one subscription is left, and the
+    // observer's presence ends with only itself.
+    let deadline = std::time::Instant::now() + crate::ws::PATIENCE;
+    while app.metric("stoa_ws_subscriptions").await > 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "subscriptions left behind"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.metric("stoa_ws_connections").await, 1.0);
+}

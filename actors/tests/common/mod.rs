@@ -85,7 +85,8 @@ impl Client {
                 };
                 return serde_json::from_str(&text).expect("JSON frame");
             }
-            let take = std::future::poll_fn(|cx| self.reader.poll_take(cx, &mut self.frames));
+            let take =
+                std::future::poll_fn(|cx| self.reader.poll_take(cx, &mut self.frames, usize::MAX));
             let taken = actix::clock::timeout(Duration::from_secs(10), take)
                 .await
                 .expect("a frame within 10 s");
@@ -124,7 +125,7 @@ impl Harness {
     /// Another session of user 7 on the same node.
     pub fn start_on(rt: Realtime, gate: Arc<Gate>) -> Harness {
         let (wire, incoming) = mpsc::unbounded_channel();
-        let permit = rt.admit(7).expect("under the socket limit");
+        let permit = rt.admit(7).expect("admitted");
         let (_session, reader) = SessionActor::start(&rt, permit, i64::MAX, Wire(incoming));
         Harness {
             rt,
