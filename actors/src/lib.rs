@@ -16,6 +16,7 @@
 //! What the actors need from outside (the event log, authorisation) are the traits in
 //! [`ports`]; the server implements them.
 
+pub mod bus;
 mod conn;
 mod env;
 mod limit;
@@ -27,6 +28,7 @@ mod topic;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
+pub use bus::{Bus, BusInbox, Cluster, LocalBus, LocalHub};
 pub use conn::{CloseReason, Conn, Outbound, Outbox, OutboxReader, Refused, SessionNotice, Take};
 pub use ports::{Authorizer, Denied, EventLog, Grant, Identity, LiveEvent, LogError};
 pub use registry::{Realtime, Refusal, SocketPermit};
@@ -153,6 +155,11 @@ pub struct Stats {
     /// Session actors that panicked (their socket was closed with 1011).
     pub session_crashes: AtomicU64,
     pub revocations: AtomicU64,
+    /// Messages sent to, and heard from, other nodes over the bus.
+    pub bus_out: AtomicU64,
+    pub bus_in: AtomicU64,
+    /// Bus messages that could not be read (another format, or garbage).
+    pub bus_undecodable: AtomicU64,
 }
 
 impl Stats {

@@ -15,20 +15,23 @@
 //! A topic restarted `MAX_RESTARTS` times within `RESTART_WINDOW` is not restarted again, so
 //! a crash that recurs at once cannot loop; the next join starts it afresh.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use dashmap::DashMap;
 use serde_json::Value;
+use stoa_protocol::bus::{self as wire, Body, Envelope, Revocation};
 use stoa_protocol::Topic;
 
+use crate::bus::{Bus, BusInbox, Cluster};
 use crate::env::{Env, Revoked};
 use crate::limit::UserLimiter;
 use crate::ports::{Authorizer, EventLog, Grant, LiveEvent};
 use crate::topic::{
-    Crash, CrashSessions, Notify, Publish, Revoke, Stall, Ticket, TopicActor, TopicRef,
+    CheckLog, Crash, CrashSessions, Notify, Publish, RemoteBroadcast, Revoke, Stall, Ticket,
+    TopicActor, TopicRef,
 };
 use crate::{Limits, Stats};
 
@@ -80,6 +83,31 @@ pub(crate) struct Shared {
     user_messages: UserLimiter,
     /// The node is shutting down: actors stopped now are not crashing.
     shutting_down: std::sync::atomic::AtomicBool,
+    pub(crate) cluster: Cluster,
+    /// The bus to the other nodes, once connected (none: a node on its own).
+    bus: OnceLock<Arc<dyn Bus>>,
+    /// Channels this node hears, with how many topic actors need each.
+    interest: Mutex<HashMap<String, usize>>,
+}
+
+/// The bus channels a topic's actor needs while it lives.
+fn channels_of(topic: Topic, workspace: Option<i64>) -> Vec<String> {
+    let mut out = vec![wire::topic_channel(topic)];
+    if let (Topic::Workspace(_) | Topic::Document(_), Some(ws)) = (topic, workspace) {
+        out.push(wire::event_channel(ws));
+    }
+    out
+}
+
+/// A reason from another node, as one of ours (the client reads it).
+fn known_reason(reason: &str) -> &'static str {
+    match reason {
+        "membership_revoked" => "membership_revoked",
+        "left" => "left",
+        "workspace_deleted" => "workspace_deleted",
+        "document_deleted" => "document_deleted",
+        _ => "revoked",
+    }
 }
 
 impl Shared {
@@ -146,6 +174,7 @@ impl Shared {
                 self.topics.remove_if(&topic, |_, a| a == dead);
             }
         }
+        self.interest(&channels_of(topic, workspace), false);
     }
 
     /// Starts a topic actor on one of the topic threads, with its watcher beside it.
@@ -171,6 +200,10 @@ impl Shared {
             }),
         };
         let topic_ref = TopicRef::new(addr, self.limits());
+        if restarts.count == 0 {
+            // A successor after a crash inherits its predecessor's interest.
+            self.interest(&channels_of(topic, workspace), true);
+        }
         let shared = self.clone();
         let watched = topic_ref.clone();
         let watcher = async move {
@@ -217,6 +250,132 @@ impl Shared {
     pub(crate) fn shutting_down(&self) -> bool {
         self.shutting_down
             .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Sends a message to the other nodes (nothing without a bus).
+    pub(crate) fn bus_send(&self, channel: &str, body: Body) {
+        if let Some(bus) = self.bus.get() {
+            let message = Envelope::new(&self.cluster.node_id, body).encode();
+            Stats::add(&self.stats().bus_out, 1);
+            bus.publish(channel, message);
+        }
+    }
+
+    pub(crate) fn has_bus(&self) -> bool {
+        self.bus.get().is_some()
+    }
+
+    /// Counts interest in channels; the bus hears a channel while some topic needs it.
+    fn interest(&self, channels: &[String], more: bool) {
+        let mut interest = self.interest.lock().unwrap_or_else(PoisonError::into_inner);
+        for channel in channels {
+            let count = interest.entry(channel.clone()).or_insert(0);
+            let before = *count;
+            *count = if more {
+                before + 1
+            } else {
+                before.saturating_sub(1)
+            };
+            let now = *count;
+            if now == 0 {
+                interest.remove(channel);
+            }
+            if let Some(bus) = self.bus.get() {
+                if before == 0 && now == 1 {
+                    bus.subscribe(channel);
+                } else if before >= 1 && now == 0 {
+                    bus.unsubscribe(channel);
+                }
+            }
+        }
+    }
+
+    /// A message another node sent.
+    pub(crate) fn heard(&self, _channel: &str, message: &[u8]) {
+        let Some(envelope) = Envelope::decode(message) else {
+            Stats::add(&self.stats().bus_undecodable, 1);
+            return;
+        };
+        if envelope.node == self.cluster.node_id {
+            return; // our own, back from the bus
+        }
+        Stats::add(&self.stats().bus_in, 1);
+        match envelope.body {
+            Body::Event {
+                workspace,
+                offset,
+                document,
+                payload,
+            } => self.publish_local(LiveEvent {
+                workspace_id: workspace,
+                offset,
+                document_id: document,
+                payload: Arc::new(payload),
+            }),
+            Body::Broadcast { topic, payload } => {
+                let Some(topic) = Topic::parse(&topic).ok().and_then(|t| self.live(t)) else {
+                    return;
+                };
+                self.offer(&topic, |ticket| RemoteBroadcast(payload, ticket));
+            }
+            Body::Notify { user, payload } => self.notify_local(user, payload),
+            Body::Revoke { what, reason } => self.revoke_local(what, known_reason(&reason)),
+            _ => {}
+        }
+    }
+
+    /// The bus is back after an outage: every topic reads its log now rather than at its
+    /// next check (events published meanwhile were lost on the bus).
+    pub(crate) fn bus_reconnected(&self) {
+        let topics: Vec<TopicRef> = self.topics.iter().map(|t| t.clone()).collect();
+        for topic in topics {
+            topic.addr.do_send(CheckLog);
+        }
+    }
+
+    /// Delivers an event to this node's topics of its workspace.
+    fn publish_local(&self, event: LiveEvent) {
+        for topic in self.workspace_actors(event.workspace_id) {
+            self.offer(&topic, |ticket| Publish(event.clone(), ticket));
+        }
+    }
+
+    fn notify_local(&self, user: i64, payload: Value) {
+        if let Some(topic) = self.live(Topic::User(user)) {
+            let payload = Arc::new(payload);
+            self.offer(&topic, |ticket| Notify(payload, ticket));
+        }
+    }
+
+    /// Closes the channels a revocation covers on this node, and remembers it for joins
+    /// still being authorised.
+    fn revoke_local(&self, what: Revocation, reason: &'static str) {
+        match what {
+            Revocation::Member { workspace, user } => {
+                self.env
+                    .record_revocation(Revoked::Workspace(workspace, Some(user)));
+                for topic in self.workspace_actors(workspace) {
+                    // Never dropped: access must end even when the topic is busy.
+                    topic.addr.do_send(Revoke {
+                        user: Some(user),
+                        reason,
+                    });
+                }
+            }
+            Revocation::Workspace { workspace } => {
+                self.env
+                    .record_revocation(Revoked::Workspace(workspace, None));
+                for topic in self.workspace_actors(workspace) {
+                    topic.addr.do_send(Revoke { user: None, reason });
+                }
+            }
+            Revocation::Document { document } => {
+                self.env.record_revocation(Revoked::Document(document));
+                if let Some(topic) = self.live(Topic::Document(document)) {
+                    topic.addr.do_send(Revoke { user: None, reason });
+                }
+            }
+        }
     }
 
     /// Takes one message from `user`'s allowance (all their sockets together).
@@ -297,6 +456,17 @@ impl Realtime {
         log: Arc<dyn EventLog>,
         limits: Limits,
     ) -> Realtime {
+        Realtime::in_cluster(authorizer, log, limits, Cluster::default())
+    }
+
+    /// Like [`Realtime::new`], for a node of a cluster: connect its bus with
+    /// [`Realtime::connect_bus`].
+    pub fn in_cluster(
+        authorizer: Arc<dyn Authorizer>,
+        log: Arc<dyn EventLog>,
+        limits: Limits,
+        cluster: Cluster,
+    ) -> Realtime {
         let arbiters = (0..limits.topic_threads)
             .map(|_| actix::Arbiter::new().handle())
             .collect();
@@ -312,8 +482,37 @@ impl Realtime {
                 users: DashMap::new(),
                 user_messages,
                 shutting_down: std::sync::atomic::AtomicBool::new(false),
+                cluster,
+                bus: OnceLock::new(),
+                interest: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// Where a bus delivers what it hears for this node.
+    pub fn inbox(&self) -> BusInbox {
+        BusInbox(Arc::downgrade(&self.shared))
+    }
+
+    /// Joins the node to the others through `bus` (once; later calls are ignored). The node
+    /// hears the control channel from now on, and every channel its live topics need.
+    pub fn connect_bus(&self, bus: Arc<dyn Bus>) {
+        if self.shared.bus.set(bus.clone()).is_err() {
+            return;
+        }
+        bus.subscribe(wire::CONTROL_CHANNEL);
+        let interest = self
+            .shared
+            .interest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for channel in interest.keys() {
+            bus.subscribe(channel);
+        }
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.shared.cluster.node_id
     }
 
     pub fn limits(&self) -> &Limits {
@@ -355,58 +554,65 @@ impl Realtime {
     }
 
     /// A committed event: pushed to the workspace's topic and, for events about a
-    /// document, to that document's topic. Each topic puts events in offset order itself,
-    /// so callers may publish from any thread in any order. A topic whose mailbox is full
-    /// drops it and reads it from the log instead (its gap fill or log check).
+    /// document, to that document's topic, here and (once, on the workspace's event
+    /// channel) on every other node. Each topic puts events in offset order itself, so
+    /// callers may publish from any thread in any order. A topic whose mailbox is full, or
+    /// a node the bus lost the message for, reads it from the log instead (gap fill, log
+    /// check).
     pub fn publish(&self, event: LiveEvent) {
-        for topic in self.shared.workspace_actors(event.workspace_id) {
+        if self.shared.has_bus() {
+            let body = Body::Event {
+                workspace: event.workspace_id,
+                offset: event.offset,
+                document: event.document_id,
+                payload: (*event.payload).clone(),
+            };
             self.shared
-                .offer(&topic, |ticket| Publish(event.clone(), ticket));
+                .bus_send(&wire::event_channel(event.workspace_id), body);
         }
+        self.shared.publish_local(event);
     }
 
-    /// Closes `user`'s channels on a workspace and its documents (membership removed).
+    /// Closes `user`'s channels on a workspace and its documents (membership removed), on
+    /// every node.
     pub fn revoke_member(&self, workspace: i64, user: i64, reason: &'static str) {
-        self.shared
-            .env
-            .record_revocation(Revoked::Workspace(workspace, Some(user)));
-        for topic in self.shared.workspace_actors(workspace) {
-            // Never dropped: access must end even when the topic is busy.
-            topic.addr.do_send(Revoke {
-                user: Some(user),
-                reason,
-            });
-        }
+        self.revoke(Revocation::Member { workspace, user }, reason);
     }
 
     /// Closes every channel on a workspace and its documents (workspace deleted).
     pub fn close_workspace(&self, workspace: i64, reason: &'static str) {
-        self.shared
-            .env
-            .record_revocation(Revoked::Workspace(workspace, None));
-        for topic in self.shared.workspace_actors(workspace) {
-            topic.addr.do_send(Revoke { user: None, reason });
-        }
+        self.revoke(Revocation::Workspace { workspace }, reason);
     }
 
     /// Closes every channel on one document (document deleted).
     pub fn close_document(&self, document: i64, reason: &'static str) {
-        self.shared
-            .env
-            .record_revocation(Revoked::Document(document));
-        if let Some(topic) = self.shared.live(Topic::Document(document)) {
-            topic.addr.do_send(Revoke { user: None, reason });
-        }
+        self.revoke(Revocation::Document { document }, reason);
+    }
+
+    fn revoke(&self, what: Revocation, reason: &'static str) {
+        self.shared.revoke_local(what, reason);
+        self.shared.bus_send(
+            wire::CONTROL_CHANNEL,
+            Body::Revoke {
+                what,
+                reason: reason.to_string(),
+            },
+        );
     }
 
     /// The notification hub: pushes `notification` to every session of `user` joined to
-    /// `user:{id}` (dropped if that topic is overloaded: the notification is stored, and
-    /// the client's next unread count or list shows it).
+    /// `user:{id}`, on every node (dropped where that topic is overloaded: the notification
+    /// is stored, and the client's next unread count or list shows it).
     pub fn notify_user(&self, user: i64, payload: Value) {
-        if let Some(topic) = self.shared.live(Topic::User(user)) {
-            let payload = Arc::new(payload);
-            self.shared.offer(&topic, |ticket| Notify(payload, ticket));
+        if self.shared.has_bus() {
+            let body = Body::Notify {
+                user,
+                payload: payload.clone(),
+            };
+            self.shared
+                .bus_send(&wire::topic_channel(Topic::User(user)), body);
         }
+        self.shared.notify_local(user, payload);
     }
 
     /// Marks the node as shutting down: sessions and topics stopped from now on are told

@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use serde_json::{json, Map, Value};
+use stoa_protocol::bus::{topic_channel, Body};
 use stoa_protocol::frame::{encode_parts, encode_reply};
 use stoa_protocol::{Frame, FrameError, Inbound, ReplyStatus, Topic, PHOENIX_TOPIC};
 
@@ -532,6 +533,12 @@ impl SessionActor {
             return self.error(&frame, "rate_limited", ctx);
         }
         let (session, user_id) = (self.id, self.user_id);
+        // The other nodes' subscribers get it over the bus, with the sender set here.
+        let remote = self.shared.has_bus().then(|| {
+            let mut remote = payload.clone();
+            remote.insert("from".into(), json!(user_id));
+            remote
+        });
         let msg = |_conn, ticket| Broadcast {
             session,
             user_id,
@@ -540,6 +547,17 @@ impl SessionActor {
         };
         if self.offer(&frame, msg, ctx) {
             self.reply(&frame, ReplyStatus::Ok, json!({}), ctx);
+            if let Some(payload) = remote {
+                let body = Body::Broadcast {
+                    topic: frame.topic.clone(),
+                    payload,
+                };
+                let channel = match Topic::parse(&frame.topic) {
+                    Ok(topic) => topic_channel(topic),
+                    Err(_) => return,
+                };
+                self.shared.bus_send(&channel, body);
+            }
         }
     }
 

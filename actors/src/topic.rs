@@ -179,6 +179,16 @@ pub(crate) struct Revoke {
 #[rtype(result = "()")]
 pub(crate) struct Notify(pub Arc<Value>, #[allow(dead_code)] pub Ticket);
 
+/// A broadcast relayed from another node: to every subscriber here.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct RemoteBroadcast(pub Map<String, Value>, #[allow(dead_code)] pub Ticket);
+
+/// Read the log now (the bus was away: publications may have been lost).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct CheckLog;
+
 /// Fault injection: panic inside the handler.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -1009,5 +1019,25 @@ impl Handler<Stall> for TopicActor {
 
     fn handle(&mut self, msg: Stall, _: &mut Context<Self>) {
         std::thread::sleep(msg.0);
+    }
+}
+
+impl Handler<RemoteBroadcast> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RemoteBroadcast, _: &mut Context<Self>) {
+        // The sending node set `from`; its sender is not here, so everyone receives it.
+        let push = Push::new(&self.name, "broadcast", &msg.0);
+        self.fan_out(&push, None);
+    }
+}
+
+impl Handler<CheckLog> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, _: CheckLog, ctx: &mut Context<Self>) {
+        if !self.subs.is_empty() && self.gap_fill.is_none() {
+            self.read_log(PAGE, ctx);
+        }
     }
 }

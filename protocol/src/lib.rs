@@ -5,6 +5,7 @@
 //! Decoding is strict and total: any input, however malformed or large, yields a value or
 //! an error, never a panic. Nothing here performs I/O or knows about sockets or actors.
 
+pub mod bus;
 pub mod frame;
 pub mod payload;
 pub mod topic;

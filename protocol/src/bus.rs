@@ -1,0 +1,193 @@
+//! What nodes of a cluster tell each other over the bus, and how it is written.
+//!
+//! Every message is one JSON object: `{"v":1,"node":"<sender>","k":"<kind>",…}`. `v` is the
+//! format: it changes only if a message could no longer be read the old way, and a node
+//! drops messages of another `v`. Within a format, new kinds and new fields may be added: a
+//! node ignores kinds it does not know (`Body::Unknown`) and fields it does not know, so a
+//! node of the next release and one of this release can share a cluster.
+//!
+//! Channels (the bus carries a channel name with each message):
+//! - `stoa:e:{workspace}` — the workspace's events (all its topics need them, for offsets);
+//! - `stoa:t:{topic}` — one topic's broadcasts and presence;
+//! - `stoa:ctl` — nodes' heartbeats and departures, and revocations (rare, and they must
+//!   reach every topic of a workspace on every node).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::payload::PresenceMeta;
+use crate::Topic;
+
+/// The format this release writes and reads.
+pub const VERSION: u32 = 1;
+
+/// The channel every node always listens on.
+pub const CONTROL_CHANNEL: &str = "stoa:ctl";
+
+/// The channel of a workspace's events.
+pub fn event_channel(workspace: i64) -> String {
+    format!("stoa:e:{workspace}")
+}
+
+/// The channel of one topic's broadcasts and presence.
+pub fn topic_channel(topic: Topic) -> String {
+    format!("stoa:t:{topic}")
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub v: u32,
+    /// The sending node.
+    pub node: String,
+    #[serde(flatten)]
+    pub body: Body,
+}
+
+/// One presence meta held by some node, under its presence key (the user id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyedMeta {
+    pub key: String,
+    pub meta: PresenceMeta,
+}
+
+/// What a revocation takes away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "scope", rename_all = "snake_case")]
+pub enum Revocation {
+    /// One user's membership of a workspace.
+    Member { workspace: i64, user: i64 },
+    /// A whole workspace (deleted).
+    Workspace { workspace: i64 },
+    /// A document (deleted).
+    Document { document: i64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "k", rename_all = "snake_case")]
+pub enum Body {
+    /// A committed event of a workspace's log.
+    Event {
+        workspace: i64,
+        offset: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        document: Option<i64>,
+        payload: Value,
+    },
+    /// A client's broadcast on a topic (to every subscriber on the receiving node).
+    Broadcast {
+        topic: String,
+        payload: Map<String, Value>,
+    },
+    /// Presence changes of the sender's connections on a topic.
+    Presence {
+        topic: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        joins: Vec<KeyedMeta>,
+        /// `phx_ref`s of metas that left.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        leaves: Vec<String>,
+    },
+    /// Every meta the sender holds on a topic: replaces what others know of it.
+    PresenceSnapshot {
+        topic: String,
+        metas: Vec<KeyedMeta>,
+    },
+    /// Asks every node holding the topic for its snapshot (a node just started hearing it).
+    PresenceRequest {
+        topic: String,
+    },
+    /// A notification for a user's `user:{id}` topic.
+    Notify {
+        user: i64,
+        payload: Value,
+    },
+    Revoke {
+        what: Revocation,
+        reason: String,
+    },
+    /// The sender is alive; `expiry_ms` is how long the others should wait for the next.
+    Heartbeat {
+        expiry_ms: u64,
+    },
+    /// The sender is shutting down: its presences leave now.
+    Leaving,
+    /// A kind this release does not know (from a newer node): ignored.
+    #[serde(other)]
+    Unknown,
+}
+
+impl Envelope {
+    pub fn new(node: &str, body: Body) -> Envelope {
+        Envelope {
+            v: VERSION,
+            node: node.to_string(),
+            body,
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// A message of this format, or `None` (another format, or not one at all).
+    pub fn decode(bytes: &[u8]) -> Option<Envelope> {
+        #[derive(Deserialize)]
+        struct Version {
+            v: u32,
+        }
+        let version: Version = serde_json::from_slice(bytes).ok()?;
+        if version.v != VERSION {
+            return None;
+        }
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn messages_round_trip_compactly() {
+        let m = Envelope::new(
+            "n1",
+            Body::Event {
+                workspace: 4,
+                offset: 9,
+                document: None,
+                payload: json!({"offset": 9}),
+            },
+        );
+        let bytes = m.encode();
+        assert_eq!(
+            String::from_utf8(bytes.clone()).unwrap(),
+            r#"{"v":1,"node":"n1","k":"event","workspace":4,"offset":9,"payload":{"offset":9}}"#
+        );
+        assert_eq!(Envelope::decode(&bytes), Some(m));
+        let revoke = Envelope::new(
+            "n2",
+            Body::Revoke {
+                what: Revocation::Member {
+                    workspace: 1,
+                    user: 2,
+                },
+                reason: "membership_revoked".into(),
+            },
+        );
+        assert_eq!(Envelope::decode(&revoke.encode()), Some(revoke));
+    }
+
+    #[test]
+    fn a_newer_node_is_understood_as_far_as_this_one_can() {
+        // A kind this release does not know, and a field it does not know.
+        let newer = br#"{"v":1,"node":"n9","k":"teleport","to":"mars"}"#;
+        assert_eq!(Envelope::decode(newer).unwrap().body, Body::Unknown);
+        let extra = br#"{"v":1,"node":"n9","k":"leaving","why":"upgrade"}"#;
+        assert_eq!(Envelope::decode(extra).unwrap().body, Body::Leaving);
+        // Another format, or garbage, is dropped.
+        assert!(Envelope::decode(br#"{"v":2,"node":"n9","k":"leaving"}"#).is_none());
+        assert!(Envelope::decode(b"\xff\x00").is_none());
+        assert!(Envelope::decode(br#"{"v":1,"node":"n9","k":"event"}"#).is_none());
+    }
+}
