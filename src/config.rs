@@ -49,6 +49,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub http: HttpSettings,
     pub realtime: RealtimeSettings,
+    pub redis: RedisSettings,
+    pub cluster: ClusterSettings,
     pub log: LogSettings,
     /// `STOA_*` variables that name no setting: ignored, and reported at start-up.
     #[serde(skip)]
@@ -253,6 +255,37 @@ impl RealtimeSettings {
     }
 }
 
+/// The bus between nodes; without a URL the node runs alone (in-process bus).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// This node's id among the others; generated when empty.
+    pub node_id: String,
+    pub heartbeat_ms: u64,
+    pub node_expiry_ms: u64,
+}
+
+impl ClusterSettings {
+    pub fn cluster(&self) -> stoa_actors::Cluster {
+        let node_id = if self.node_id.is_empty() {
+            stoa_actors::Cluster::random_node_id()
+        } else {
+            self.node_id.clone()
+        };
+        stoa_actors::Cluster {
+            node_id,
+            heartbeat: std::time::Duration::from_millis(self.heartbeat_ms),
+            node_expiry: std::time::Duration::from_millis(self.node_expiry_ms),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -398,6 +431,31 @@ impl Settings {
                     stoa_actors::PRESENCE_META_OVERHEAD,
                     rt.outbound_queue_bytes
                 ),
+            ));
+        }
+        let url = &self.redis.url;
+        if !(url.is_empty() || url.starts_with("redis://") || url.starts_with("rediss://")) {
+            return Err(invalid(
+                "redis.url",
+                "must start with redis:// (or be empty)",
+            ));
+        }
+        let c = &self.cluster;
+        if c.node_id.len() > 64
+            || !c
+                .node_id
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+        {
+            return Err(invalid(
+                "cluster.node_id",
+                "up to 64 letters, digits, - and _ (or empty to generate one)",
+            ));
+        }
+        if c.heartbeat_ms < 100 || c.node_expiry_ms < 2 * c.heartbeat_ms {
+            return Err(invalid(
+                "cluster.node_expiry_ms",
+                "heartbeat_ms must be at least 100 and node_expiry_ms at least twice it",
             ));
         }
         if rt.max_replay_events < 0 {

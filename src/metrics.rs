@@ -11,6 +11,7 @@ use prometheus::{
 pub struct Metrics {
     registry: Registry,
     realtime: std::sync::Arc<std::sync::Mutex<Option<RealtimeMetrics>>>,
+    bus: std::sync::Arc<std::sync::Mutex<Option<BusMetrics>>>,
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     pub http_in_flight: IntGauge,
@@ -94,6 +95,7 @@ impl Metrics {
         Metrics {
             registry,
             realtime: Default::default(),
+            bus: Default::default(),
             http_requests,
             http_duration,
             http_in_flight,
@@ -182,6 +184,18 @@ impl Metrics {
                     "ws_revocations_total",
                     "Channels closed by membership revocation",
                 ),
+                counter(
+                    "bus_messages_out_total",
+                    "Messages this node sent to the other nodes over the bus",
+                ),
+                counter(
+                    "bus_messages_in_total",
+                    "Messages this node heard from the other nodes over the bus",
+                ),
+                counter(
+                    "bus_messages_undecodable_total",
+                    "Bus messages this node could not read (another format, or garbage)",
+                ),
             ],
             realtime,
         };
@@ -190,9 +204,44 @@ impl Metrics {
         }
     }
 
+    /// Exports the Redis bus's state (read at each scrape).
+    pub fn observe_bus(&self, health: std::sync::Arc<crate::bus::BusHealth>) {
+        let connected = IntGauge::new(
+            "bus_connected",
+            "1 while this node's subscription connection to the bus is up",
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        let counters = [
+            ("bus_reconnects_total", "Times the bus connection came back after a loss"),
+            ("bus_published_total", "Messages written to Redis"),
+            (
+                "bus_dropped_total",
+                "Messages not sent because Redis was away or the queue was full (the log heals them)",
+            ),
+        ]
+        .map(|(name, help)| {
+            let c = IntCounter::new(name, help).unwrap_or_else(|e| unreachable!("{e}"));
+            self.register(Box::new(c.clone()));
+            c
+        });
+        self.register(Box::new(connected.clone()));
+        if let Ok(mut slot) = self.bus.lock() {
+            *slot = Some(BusMetrics {
+                health,
+                connected,
+                counters,
+            });
+        }
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         if let Ok(slot) = self.realtime.lock() {
+            if let Some(m) = slot.as_ref() {
+                m.sync();
+            }
+        }
+        if let Ok(slot) = self.bus.lock() {
             if let Some(m) = slot.as_ref() {
                 m.sync();
             }
@@ -223,7 +272,7 @@ struct RealtimeMetrics {
 
 impl RealtimeMetrics {
     /// In the order of `counters`.
-    fn totals(&self) -> [u64; 16] {
+    fn totals(&self) -> [u64; 19] {
         use std::sync::atomic::Ordering::Relaxed;
         let s = self.realtime.stats();
         [
@@ -243,6 +292,9 @@ impl RealtimeMetrics {
             s.presence_untracked.load(Relaxed),
             s.sockets_refused.load(Relaxed),
             s.revocations.load(Relaxed),
+            s.bus_out.load(Relaxed),
+            s.bus_in.load(Relaxed),
+            s.bus_undecodable.load(Relaxed),
         ]
     }
 
@@ -255,6 +307,30 @@ impl RealtimeMetrics {
         self.topics.set(s.topics.load(Relaxed));
         self.subscriptions.set(s.subscriptions.load(Relaxed));
         for (counter, total) in self.counters.iter().zip(self.totals()) {
+            let seen = counter.get();
+            if total > seen {
+                counter.inc_by(total - seen);
+            }
+        }
+    }
+}
+
+struct BusMetrics {
+    health: std::sync::Arc<crate::bus::BusHealth>,
+    connected: IntGauge,
+    counters: [IntCounter; 3],
+}
+
+impl BusMetrics {
+    fn sync(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.connected.set(i64::from(self.health.connected()));
+        let totals = [
+            self.health.reconnects.load(Relaxed),
+            self.health.published.load(Relaxed),
+            self.health.dropped.load(Relaxed),
+        ];
+        for (counter, total) in self.counters.iter().zip(totals) {
             let seen = counter.get();
             if total > seen {
                 counter.inc_by(total - seen);

@@ -13,6 +13,7 @@ use actix_web::{web, HttpServer};
 
 use crate::api::{self, AppState, SocketOrigins, REQUEST_ID};
 use crate::auth::{AuthLimits, JwtKeys, PasswordHasher, PasswordParams, PasswordWork};
+use crate::bus::RedisBus;
 use crate::config::{ConfigError, Environment, Settings};
 use crate::metrics::Metrics;
 use crate::realtime::{Realtime, StoreAuthorizer, StoreEventLog};
@@ -81,7 +82,7 @@ impl Application {
             &settings.auth.audience,
             settings.auth.access_token_ttl_secs,
         );
-        let realtime = Realtime::new(
+        let realtime = Realtime::in_cluster(
             Arc::new(StoreAuthorizer {
                 store: store.clone(),
                 jwt: jwt.clone(),
@@ -90,9 +91,30 @@ impl Application {
                 store: store.clone(),
             }),
             settings.realtime.limits(),
+            settings.cluster.cluster(),
         );
+        let bus = if settings.redis.url.is_empty() {
+            None
+        } else {
+            let bus = RedisBus::start(&settings.redis.url, realtime.inbox()).map_err(|e| {
+                StartupError::Config(ConfigError::Invalid {
+                    key: "redis.url",
+                    message: e.to_string(),
+                })
+            })?;
+            let health = bus.health.clone();
+            realtime.connect_bus(Arc::new(bus));
+            tracing::info!(
+                node = realtime.node_id(),
+                "joined the cluster through Redis"
+            );
+            Some(health)
+        };
         let metrics = Metrics::new();
         metrics.observe_realtime(realtime.clone());
+        if let Some(health) = &bus {
+            metrics.observe_bus(health.clone());
+        }
         let state = web::Data::new(AppState {
             store: store.clone(),
             jwt,
@@ -112,6 +134,7 @@ impl Application {
             metrics,
             realtime: realtime.clone(),
             socket_origins: socket_origins(&settings),
+            bus,
         });
 
         let addr = format!("{}:{}", settings.server.host, settings.server.port);

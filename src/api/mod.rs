@@ -47,6 +47,8 @@ pub struct AppState {
     pub realtime: crate::realtime::Realtime,
     /// Origins a browser may open the socket from (`*` for any).
     pub socket_origins: SocketOrigins,
+    /// The Redis bus's health, when the node is in a cluster.
+    pub bus: Option<Arc<crate::bus::BusHealth>>,
 }
 
 /// Which `Origin` headers the WebSocket upgrade accepts (the CORS origins).
@@ -116,17 +118,24 @@ async fn healthz() -> HttpResponse {
 #[utoipa::path(
     tag = "operations",
     responses(
-        (status = 200, description = "Ready", body = Health),
+        (status = 200, description = "Ready (`ok`), or ready for local work with the bus to the other nodes away (`degraded`, with a reason)", body = Health),
         (status = 503, description = "Database unreachable", body = Health),
     )
 )]
 #[get("/readyz")]
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     match state.store.ping().await {
-        Ok(()) => HttpResponse::Ok().json(Health {
-            status: "ok",
-            reason: None,
-        }),
+        // Without the bus the node still serves its own clients: ready, but degraded.
+        Ok(()) => match state.bus.as_ref().and_then(|b| b.reason()) {
+            Some(reason) => HttpResponse::Ok().json(Health {
+                status: "degraded",
+                reason: Some(format!("bus: {reason}")),
+            }),
+            None => HttpResponse::Ok().json(Health {
+                status: "ok",
+                reason: None,
+            }),
+        },
         Err(e) => HttpResponse::ServiceUnavailable().json(Health {
             status: "unavailable",
             reason: Some(format!("database: {e}")),

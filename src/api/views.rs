@@ -266,7 +266,8 @@ pub struct MarkedRead {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
-    /// `ok`, or `unavailable` with a reason.
+    /// `ok`; `degraded` (ready for local work, the bus to the other nodes away) or
+    /// `unavailable` (the database), with a reason.
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

@@ -1,0 +1,96 @@
+//! What crosses nodes: events, broadcasts, notifications, revocations.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::harness::{drain, until, Cluster};
+
+#[actix_web::test]
+async fn writes_broadcasts_notifications_and_revocations_reach_every_node() {
+    let Some(c) = Cluster::start(3, &[]).await else {
+        return;
+    };
+    let (a, b, n3) = (&c.nodes[0], &c.nodes[1], &c.nodes[2]);
+    let (_, alice) = a.register("alice");
+    let (bob_id, bob) = b.register("bob");
+    let ws = a.workspace_with(&alice, &[(bob_id, "editor")]);
+    let topic = format!("workspace:{ws}");
+    let mut socks: Vec<_> = c
+        .nodes
+        .iter()
+        .map(|n| {
+            let mut s = n.ws(&bob);
+            s.join(&topic, json!({"presence": false}));
+            s
+        })
+        .collect();
+
+    // A write through node b reaches bob on every node, once, by the bus (the log check is
+    // set far beyond the test).
+    let started = Instant::now();
+    let r = b.json(
+        "POST",
+        &format!("/api/v1/workspaces/{ws}/documents"),
+        Some(&alice),
+        json!({"title": "Plan", "content": ""}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let mut offsets = Vec::new();
+    for s in &mut socks {
+        let ev = until(s, "the event", |v| v[3] == "event");
+        assert_eq!(ev[4]["kind"], "document.created");
+        offsets.push(ev[4]["offset"].as_i64().unwrap());
+    }
+    eprintln!("event on all three nodes after {:?}", started.elapsed());
+    assert!(offsets.windows(2).all(|w| w[0] == w[1]));
+    for s in &mut socks {
+        let again = drain(s, Duration::from_millis(200));
+        assert!(
+            again.iter().all(|v| v[3] != "event"),
+            "an event came twice: {again:?}"
+        );
+    }
+
+    // A broadcast on b reaches the sockets on the other nodes (a sender never hears its
+    // own, and bob's socket on b is the sender).
+    let r = socks[1].push(Some("1"), &topic, "broadcast", json!({"type": "typing"}));
+    assert_eq!(socks[1].reply(&r)[4]["status"], "ok");
+    for i in [0, 2] {
+        let heard = until(&mut socks[i], "the broadcast", |v| v[3] == "broadcast");
+        assert_eq!(heard[4]["type"], "typing");
+        assert_eq!(heard[4]["from"], bob_id);
+    }
+
+    // A mention written through the third node notifies bob on the first.
+    let mut inbox = a.ws(&bob);
+    inbox.join(&format!("user:{bob_id}"), json!({}));
+    let docs = n3.http(
+        "GET",
+        &format!("/api/v1/workspaces/{ws}/documents"),
+        &[("Authorization", &format!("Bearer {alice}"))],
+        b"",
+    );
+    let doc_id = docs.value()["items"][0]["id"].as_i64().expect("document");
+    let bob_email = "bob@example.com";
+    let r = n3.json(
+        "POST",
+        &format!("/api/v1/documents/{doc_id}/comments"),
+        Some(&alice),
+        json!({"body": format!("@{bob_email} have a look")}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let note = until(&mut inbox, "the notification", |v| v[3] == "notification");
+    assert_eq!(note[4]["kind"], "mention");
+
+    // Removing bob through the first node closes his channel on the third at once.
+    let r = a.http(
+        "DELETE",
+        &format!("/api/v1/workspaces/{ws}/members/{bob_id}"),
+        &[("Authorization", &format!("Bearer {alice}"))],
+        b"",
+    );
+    assert_eq!(r.status, 204, "{}", r.text());
+    let close = until(&mut socks[2], "the close", |v| v[3] == "phx_close");
+    assert_eq!(close[4]["reason"], "membership_revoked");
+}

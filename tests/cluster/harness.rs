@@ -1,0 +1,173 @@
+//! Nodes, a private Redis, and waiting for things to arrive.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{Backend, TestDb};
+use crate::support::{Got, RawWs, Server, PATIENCE};
+
+pub const SECRET: &str = "cluster-test-secret-0123456789abcdef-GHIJKLMNOPQRSTUV";
+
+fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+fn missing(what: &str) -> bool {
+    if ci() {
+        panic!("the cluster tests need {what} under CI");
+    }
+    eprintln!("SKIPPED: the cluster tests need {what}");
+    false
+}
+
+/// A `redis-server` of the test's own, on a port nobody else uses.
+pub struct PrivateRedis {
+    pub port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl PrivateRedis {
+    pub fn start() -> Option<PrivateRedis> {
+        if Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            missing("redis-server");
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let mut redis = PrivateRedis {
+            port,
+            child: None,
+            dir: tempfile::tempdir().ok()?,
+        };
+        redis.resume();
+        Some(redis)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Starts it (again) on its port, and waits until it answers.
+    pub fn resume(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .current_dir(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + PATIENCE;
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills it (as an outage would).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A database, a Redis and `n` nodes sharing them.
+pub struct Cluster {
+    pub nodes: Vec<Server>,
+    pub redis: PrivateRedis,
+    pub db: TestDb,
+}
+
+impl Cluster {
+    pub async fn start(n: usize, extra: &[(&str, &str)]) -> Option<Cluster> {
+        let redis = PrivateRedis::start()?;
+        // Without PostgreSQL, `create` has already said SKIPPED (or failed under CI).
+        let db = TestDb::create(Backend::Postgres).await?;
+        let mut cluster = Cluster {
+            nodes: Vec::new(),
+            redis,
+            db,
+        };
+        for i in 0..n {
+            let node = cluster.node(&format!("node{i}"), extra);
+            cluster.nodes.push(node);
+        }
+        Some(cluster)
+    }
+
+    /// Starts a node (not added to `nodes`).
+    pub fn node(&self, id: &str, extra: &[(&str, &str)]) -> Server {
+        let redis = self.redis.url();
+        let mut env: Vec<(&str, &str)> = vec![
+            ("STOA_DATABASE__URL", &self.db.url),
+            ("STOA_REDIS__URL", &redis),
+            ("STOA_CLUSTER__NODE_ID", id),
+            ("STOA_AUTH__JWT_SECRET", SECRET),
+            ("STOA_AUTH__LOGIN_ATTEMPTS_PER_MINUTE", "1000"),
+            // Only the bus can bring another node's events in time: the log check, which
+            // would also deliver them, is set far beyond any test.
+            ("STOA_REALTIME__LOG_CHECK_MS", "600000"),
+        ];
+        env.extend_from_slice(extra);
+        let server = Server::start(&env);
+        // The node has joined the bus before the test uses it.
+        let deadline = Instant::now() + PATIENCE;
+        while server.http("GET", "/readyz", &[], b"").value()["status"] != "ok" {
+            assert!(Instant::now() < deadline, "{id} never reached the bus");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+}
+
+/// Reads `ws` until a text frame satisfies `pred`; returns it and what came before.
+pub fn until(
+    ws: &mut RawWs,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "waited too long for {what}");
+        match ws.read(left) {
+            Some(Got::Text(t)) => {
+                let v: serde_json::Value = serde_json::from_str(&t).expect("JSON");
+                if pred(&v) {
+                    return v;
+                }
+            }
+            Some(_) => {}
+            None => panic!("socket ended while waiting for {what}"),
+        }
+    }
+}
+
+/// Every text frame that arrives within `quiet` of the previous one.
+pub fn drain(ws: &mut RawWs, quiet: Duration) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    while let Some(got) = ws.read(quiet) {
+        if let Got::Text(t) = got {
+            out.push(serde_json::from_str(&t).expect("JSON"));
+        }
+    }
+    out
+}

@@ -1,0 +1,16 @@
+//! A cluster of real nodes: three processes of the `stoa` binary on loopback, one
+//! PostgreSQL database, and a private `redis-server` on a free port (the shared Redis is
+//! never touched). What a client on one node sees of what happens on the others.
+//!
+//! Needs `redis-server` on the PATH and PostgreSQL (`TEST_POSTGRES_URL` or the default);
+//! without them the tests are skipped with a notice, except under `CI=true`, where they
+//! fail.
+
+#[path = "../common/mod.rs"]
+mod common;
+#[path = "../hostile/support.rs"]
+mod support;
+
+mod harness;
+
+mod across;
