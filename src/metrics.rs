@@ -134,6 +134,10 @@ impl Metrics {
             ),
             topics: gauge("ws_topics", "Topic actors alive on this node"),
             subscriptions: gauge("ws_subscriptions", "Channel joins currently held"),
+            nodes: gauge(
+                "cluster_nodes",
+                "Live nodes of the cluster as this node sees them, itself included",
+            ),
             counters: vec![
                 counter("ws_joins_total", "Channel joins accepted"),
                 counter("ws_joins_refused_total", "Channel joins refused"),
@@ -195,6 +199,10 @@ impl Metrics {
                 counter(
                     "bus_messages_undecodable_total",
                     "Bus messages this node could not read (another format, or garbage)",
+                ),
+                counter(
+                    "cluster_nodes_expired_total",
+                    "Nodes taken for dead after their heartbeats stopped",
                 ),
             ],
             realtime,
@@ -266,13 +274,14 @@ struct RealtimeMetrics {
     sockets: IntGauge,
     topics: IntGauge,
     subscriptions: IntGauge,
+    nodes: IntGauge,
     /// In the order of [`RealtimeMetrics::totals`].
     counters: Vec<IntCounter>,
 }
 
 impl RealtimeMetrics {
     /// In the order of `counters`.
-    fn totals(&self) -> [u64; 19] {
+    fn totals(&self) -> [u64; 20] {
         use std::sync::atomic::Ordering::Relaxed;
         let s = self.realtime.stats();
         [
@@ -295,6 +304,7 @@ impl RealtimeMetrics {
             s.bus_out.load(Relaxed),
             s.bus_in.load(Relaxed),
             s.bus_undecodable.load(Relaxed),
+            s.nodes_expired.load(Relaxed),
         ]
     }
 
@@ -306,6 +316,8 @@ impl RealtimeMetrics {
         self.sockets.set(s.sockets.load(Relaxed));
         self.topics.set(s.topics.load(Relaxed));
         self.subscriptions.set(s.subscriptions.load(Relaxed));
+        let others = i64::try_from(self.realtime.nodes().len()).unwrap_or(i64::MAX);
+        self.nodes.set(others.saturating_add(1));
         for (counter, total) in self.counters.iter().zip(self.totals()) {
             let seen = counter.get();
             if total > seen {

@@ -5,11 +5,13 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+use stoa_protocol::bus::{Body, Envelope};
 use stoa_protocol::Topic;
 
+use crate::bus::Bus;
 use crate::ports::EventLog;
 use crate::{Limits, Stats};
 
@@ -17,6 +19,10 @@ pub(crate) struct Env {
     pub(crate) log: Arc<dyn EventLog>,
     pub(crate) limits: Limits,
     pub(crate) stats: Stats,
+    /// This node's id in the cluster.
+    pub(crate) node_id: String,
+    /// The bus to the other nodes, once connected (none: a node on its own).
+    pub(crate) bus: OnceLock<Arc<dyn Bus>>,
     next_id: AtomicU64,
     /// Recent revocations, oldest first: a join whose authorisation began before one of
     /// these was checked against a membership that no longer exists.
@@ -40,14 +46,29 @@ struct Revocation {
 const REVOCATION_MEMORY: Duration = Duration::from_secs(600);
 
 impl Env {
-    pub(crate) fn new(log: Arc<dyn EventLog>, limits: Limits) -> Env {
+    pub(crate) fn new(log: Arc<dyn EventLog>, limits: Limits, node_id: String) -> Env {
         Env {
             log,
             limits,
             stats: Stats::default(),
+            node_id,
+            bus: OnceLock::new(),
             next_id: AtomicU64::new(1),
             revocations: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// Sends a message to the other nodes (nothing without a bus).
+    pub(crate) fn bus_send(&self, channel: &str, body: Body) {
+        if let Some(bus) = self.bus.get() {
+            let message = Envelope::new(&self.node_id, body).encode();
+            Stats::add(&self.stats.bus_out, 1);
+            bus.publish(channel, message);
+        }
+    }
+
+    pub(crate) fn has_bus(&self) -> bool {
+        self.bus.get().is_some()
     }
 
     pub(crate) fn next_id(&self) -> u64 {

@@ -160,6 +160,8 @@ pub struct Stats {
     pub bus_in: AtomicU64,
     /// Bus messages that could not be read (another format, or garbage).
     pub bus_undecodable: AtomicU64,
+    /// Nodes taken for dead after their heartbeats stopped.
+    pub nodes_expired: AtomicU64,
 }
 
 impl Stats {

@@ -16,7 +16,7 @@
 //! a crash that recurs at once cannot loop; the next join starts it afresh.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -30,8 +30,8 @@ use crate::env::{Env, Revoked};
 use crate::limit::UserLimiter;
 use crate::ports::{Authorizer, EventLog, Grant, LiveEvent};
 use crate::topic::{
-    CheckLog, Crash, CrashSessions, Notify, Publish, RemoteBroadcast, Revoke, Stall, Ticket,
-    TopicActor, TopicRef,
+    CheckLog, Crash, CrashSessions, ForgetNode, Notify, Publish, RemoteBroadcast, RemotePresence,
+    RemoteSnapshot, Resync, Revoke, SendSnapshot, Stall, Ticket, TopicActor, TopicRef,
 };
 use crate::{Limits, Stats};
 
@@ -84,10 +84,10 @@ pub(crate) struct Shared {
     /// The node is shutting down: actors stopped now are not crashing.
     shutting_down: std::sync::atomic::AtomicBool,
     pub(crate) cluster: Cluster,
-    /// The bus to the other nodes, once connected (none: a node on its own).
-    bus: OnceLock<Arc<dyn Bus>>,
     /// Channels this node hears, with how many topic actors need each.
     interest: Mutex<HashMap<String, usize>>,
+    /// The other nodes heard from: when last, and how long they said to wait for the next.
+    nodes: DashMap<String, (Instant, Duration)>,
 }
 
 /// The bus channels a topic's actor needs while it lives.
@@ -254,15 +254,11 @@ impl Shared {
 
     /// Sends a message to the other nodes (nothing without a bus).
     pub(crate) fn bus_send(&self, channel: &str, body: Body) {
-        if let Some(bus) = self.bus.get() {
-            let message = Envelope::new(&self.cluster.node_id, body).encode();
-            Stats::add(&self.stats().bus_out, 1);
-            bus.publish(channel, message);
-        }
+        self.env.bus_send(channel, body);
     }
 
     pub(crate) fn has_bus(&self) -> bool {
-        self.bus.get().is_some()
+        self.env.has_bus()
     }
 
     /// Counts interest in channels; the bus hears a channel while some topic needs it.
@@ -280,7 +276,7 @@ impl Shared {
             if now == 0 {
                 interest.remove(channel);
             }
-            if let Some(bus) = self.bus.get() {
+            if let Some(bus) = self.env.bus.get() {
                 if before == 0 && now == 1 {
                     bus.subscribe(channel);
                 } else if before >= 1 && now == 0 {
@@ -300,6 +296,7 @@ impl Shared {
             return; // our own, back from the bus
         }
         Stats::add(&self.stats().bus_in, 1);
+        let node = envelope.node;
         match envelope.body {
             Body::Event {
                 workspace,
@@ -320,7 +317,76 @@ impl Shared {
             }
             Body::Notify { user, payload } => self.notify_local(user, payload),
             Body::Revoke { what, reason } => self.revoke_local(what, known_reason(&reason)),
-            _ => {}
+            Body::Presence {
+                topic,
+                joins,
+                leaves,
+            } => {
+                if let Some(topic) = Topic::parse(&topic).ok().and_then(|t| self.live(t)) {
+                    topic.addr.do_send(RemotePresence {
+                        node,
+                        joins,
+                        leaves,
+                    });
+                }
+            }
+            Body::PresenceSnapshot { topic, metas } => {
+                if let Some(topic) = Topic::parse(&topic).ok().and_then(|t| self.live(t)) {
+                    topic.addr.do_send(RemoteSnapshot { node, metas });
+                }
+            }
+            Body::PresenceRequest { topic } => {
+                if let Some(topic) = Topic::parse(&topic).ok().and_then(|t| self.live(t)) {
+                    topic.addr.do_send(SendSnapshot);
+                }
+            }
+            Body::Heartbeat { expiry_ms } => {
+                let expiry = Duration::from_millis(expiry_ms.clamp(100, 3_600_000));
+                if self
+                    .nodes
+                    .insert(node.clone(), (Instant::now(), expiry))
+                    .is_none()
+                {
+                    tracing::info!(%node, "a node joined the cluster");
+                }
+            }
+            Body::Leaving => {
+                tracing::info!(%node, "a node left the cluster");
+                self.nodes.remove(&node);
+                self.forget_node(&node);
+            }
+            Body::Unknown => {}
+        }
+    }
+
+    /// Every presence a node held leaves this node's topics.
+    fn forget_node(&self, node: &str) {
+        let topics: Vec<TopicRef> = self.topics.iter().map(|t| t.clone()).collect();
+        for topic in topics {
+            topic.addr.do_send(ForgetNode(node.to_string()));
+        }
+    }
+
+    /// Says this node is alive, and forgets nodes that stopped saying so.
+    fn heartbeat(&self) {
+        let expiry_ms = u64::try_from(self.cluster.node_expiry.as_millis()).unwrap_or(u64::MAX);
+        self.bus_send(wire::CONTROL_CHANNEL, Body::Heartbeat { expiry_ms });
+        let dead: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|n| n.value().0.elapsed() > n.value().1)
+            .map(|n| n.key().clone())
+            .collect();
+        for node in dead {
+            if self
+                .nodes
+                .remove_if(&node, |_, (seen, expiry)| seen.elapsed() > *expiry)
+                .is_some()
+            {
+                tracing::warn!(%node, "a node stopped answering; its presences leave");
+                Stats::add(&self.stats().nodes_expired, 1);
+                self.forget_node(&node);
+            }
         }
     }
 
@@ -330,6 +396,7 @@ impl Shared {
         let topics: Vec<TopicRef> = self.topics.iter().map(|t| t.clone()).collect();
         for topic in topics {
             topic.addr.do_send(CheckLog);
+            topic.addr.do_send(Resync);
         }
     }
 
@@ -474,7 +541,7 @@ impl Realtime {
             UserLimiter::new(limits.user_messages_per_sec, limits.user_message_burst);
         Realtime {
             shared: Arc::new(Shared {
-                env: Arc::new(Env::new(log, limits)),
+                env: Arc::new(Env::new(log, limits, cluster.node_id.clone())),
                 authorizer,
                 topics: DashMap::new(),
                 arbiters,
@@ -483,8 +550,8 @@ impl Realtime {
                 user_messages,
                 shutting_down: std::sync::atomic::AtomicBool::new(false),
                 cluster,
-                bus: OnceLock::new(),
                 interest: Mutex::new(HashMap::new()),
+                nodes: DashMap::new(),
             }),
         }
     }
@@ -497,10 +564,29 @@ impl Realtime {
     /// Joins the node to the others through `bus` (once; later calls are ignored). The node
     /// hears the control channel from now on, and every channel its live topics need.
     pub fn connect_bus(&self, bus: Arc<dyn Bus>) {
-        if self.shared.bus.set(bus.clone()).is_err() {
+        if self.shared.env.bus.set(bus.clone()).is_err() {
             return;
         }
         bus.subscribe(wire::CONTROL_CHANNEL);
+        // Heartbeats, and expiry of the nodes that stop sending them.
+        let weak = Arc::downgrade(&self.shared);
+        let every = self.shared.cluster.heartbeat;
+        let beat = async move {
+            loop {
+                let Some(shared) = weak.upgrade() else { return };
+                shared.heartbeat();
+                drop(shared);
+                actix::clock::sleep(every).await;
+            }
+        };
+        match self.shared.arbiters.first() {
+            Some(arbiter) => {
+                arbiter.spawn(beat);
+            }
+            None => {
+                actix::spawn(beat);
+            }
+        }
         let interest = self
             .shared
             .interest
@@ -513,6 +599,22 @@ impl Realtime {
 
     pub fn node_id(&self) -> &str {
         &self.shared.cluster.node_id
+    }
+
+    /// The other live nodes this node has heard from, with the time since each was last
+    /// heard, in milliseconds.
+    pub fn nodes(&self) -> Vec<(String, u64)> {
+        let mut nodes: Vec<(String, u64)> = self
+            .shared
+            .nodes
+            .iter()
+            .map(|n| {
+                let ago = u64::try_from(n.value().0.elapsed().as_millis()).unwrap_or(u64::MAX);
+                (n.key().clone(), ago)
+            })
+            .collect();
+        nodes.sort();
+        nodes
     }
 
     pub fn limits(&self) -> &Limits {
@@ -618,9 +720,14 @@ impl Realtime {
     /// Marks the node as shutting down: sessions and topics stopped from now on are told
     /// `going_away` (close 1001), not treated as crashes.
     pub fn begin_shutdown(&self) {
-        self.shared
+        let first = !self
+            .shared
             .shutting_down
-            .store(true, std::sync::atomic::Ordering::Release);
+            .swap(true, std::sync::atomic::Ordering::AcqRel);
+        if first {
+            // The others drop this node's presences now, not after its heartbeats stop.
+            self.shared.bus_send(wire::CONTROL_CHANNEL, Body::Leaving);
+        }
     }
 
     /// Stops the topic threads (at shutdown).

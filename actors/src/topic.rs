@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use serde_json::{json, Map, Value};
+use stoa_protocol::bus::{topic_channel, Body, KeyedMeta, CONTROL_CHANNEL};
 use stoa_protocol::frame::{encode_parts, encode_reply, Push};
 use stoa_protocol::{PresenceDiff, PresenceMeta, PresenceState, ReplyStatus, Topic};
 
@@ -184,6 +185,38 @@ pub(crate) struct Notify(pub Arc<Value>, #[allow(dead_code)] pub Ticket);
 #[rtype(result = "()")]
 pub(crate) struct RemoteBroadcast(pub Map<String, Value>, #[allow(dead_code)] pub Ticket);
 
+/// Presence changes another node made on this topic.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct RemotePresence {
+    pub node: String,
+    pub joins: Vec<KeyedMeta>,
+    pub leaves: Vec<String>,
+}
+
+/// Everything another node holds on this topic.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct RemoteSnapshot {
+    pub node: String,
+    pub metas: Vec<KeyedMeta>,
+}
+
+/// Another node asks what this node holds on the topic.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct SendSnapshot;
+
+/// The bus is back: tell the others what this node holds, and ask what they hold.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Resync;
+
+/// A node is gone: every presence it held leaves.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct ForgetNode(pub String);
+
 /// Read the log now (the bus was away: publications may have been lost).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -242,6 +275,11 @@ pub struct TopicActor {
     goodbye: Option<tokio::sync::oneshot::Sender<()>>,
     /// Subscribers whose connection appears in the presence.
     tracked: usize,
+    /// Presences other nodes hold on this topic: node → `phx_ref` → meta.
+    remote: HashMap<String, HashMap<String, KeyedMeta>>,
+    /// This node's presence changes not yet sent to the other nodes.
+    bus_joins: Vec<KeyedMeta>,
+    bus_leaves: Vec<String>,
     head: i64,
     pending: BTreeMap<i64, LiveEvent>,
     gap_fill: Option<SpawnHandle>,
@@ -267,6 +305,9 @@ impl TopicActor {
         TopicActor {
             goodbye: Some(goodbye),
             tracked: 0,
+            remote: HashMap::new(),
+            bus_joins: Vec::new(),
+            bus_leaves: Vec::new(),
             topic,
             name: topic.to_string().into(),
             workspace: match topic {
@@ -502,6 +543,7 @@ impl TopicActor {
 
     // ---- subscribers and presence ---------------------------------------------------
 
+    /// Every meta of the topic: this node's connections', then those other nodes hold.
     fn presence_state(&self) -> PresenceState {
         let mut state = PresenceState::new();
         for sub in self.subs.values() {
@@ -513,13 +555,99 @@ impl TopicActor {
                     .push(meta.clone());
             }
         }
+        for held in self.remote.values() {
+            for km in held.values() {
+                state
+                    .entry(km.key.clone())
+                    .or_default()
+                    .metas
+                    .push(km.meta.clone());
+            }
+        }
         state
+    }
+
+    /// The metas of this node's connections, as the other nodes are told them.
+    fn local_metas(&self) -> Vec<KeyedMeta> {
+        self.subs
+            .values()
+            .filter_map(|sub| {
+                sub.presence.as_ref().map(|meta| KeyedMeta {
+                    key: sub.conn.user_id.to_string(),
+                    meta: meta.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Notes a change of one of this node's presences: for the local subscribers (see
+    /// [`TopicActor::record_change`]) and, with the next flush, for the other nodes.
+    fn record(&mut self, key: String, meta: PresenceMeta, join: bool) {
+        if self.env.has_bus() {
+            if join {
+                self.bus_joins.push(KeyedMeta {
+                    key: key.clone(),
+                    meta: meta.clone(),
+                });
+            } else {
+                self.bus_leaves.push(meta.phx_ref.clone());
+            }
+        }
+        self.record_change(key, meta, join);
+    }
+
+    /// Applies what another node says about the presences it holds. `snapshot`: the metas
+    /// given are all it holds (the rest of what was known of it leaves).
+    fn apply_remote(
+        &mut self,
+        node: String,
+        joins: Vec<KeyedMeta>,
+        leaves: Vec<String>,
+        snapshot: bool,
+    ) {
+        let held = self.remote.entry(node.clone()).or_default();
+        let mut changes = Vec::new();
+        if snapshot {
+            let fresh: HashMap<String, KeyedMeta> = joins
+                .into_iter()
+                .map(|km| (km.meta.phx_ref.clone(), km))
+                .collect();
+            let old = std::mem::take(held);
+            for (r, km) in &old {
+                if !fresh.contains_key(r) {
+                    changes.push((km.clone(), false));
+                }
+            }
+            for (r, km) in &fresh {
+                if !old.contains_key(r) {
+                    changes.push((km.clone(), true));
+                }
+            }
+            *held = fresh;
+        } else {
+            for km in joins {
+                if held.insert(km.meta.phx_ref.clone(), km.clone()).is_none() {
+                    changes.push((km, true));
+                }
+            }
+            for r in leaves {
+                if let Some(km) = held.remove(&r) {
+                    changes.push((km, false));
+                }
+            }
+        }
+        if self.remote.get(&node).is_some_and(HashMap::is_empty) {
+            self.remote.remove(&node);
+        }
+        for (km, join) in changes {
+            self.record_change(km.key, km.meta, join);
+        }
     }
 
     /// Notes a presence change. Changes are sent as one `presence_diff` per
     /// `presence_batch` interval, so a crowd joining costs a diff per interval, not one per
     /// join, for each subscriber.
-    fn record(&mut self, key: String, meta: PresenceMeta, join: bool) {
+    fn record_change(&mut self, key: String, meta: PresenceMeta, join: bool) {
         self.change_seq += 1;
         self.changes.push(Change {
             seq: self.change_seq,
@@ -606,6 +734,30 @@ impl TopicActor {
         for id in gone {
             self.drop_sub(id, None);
         }
+        // This node's own changes of the window, to the other nodes, in one message.
+        if !self.bus_joins.is_empty() || !self.bus_leaves.is_empty() {
+            let body = Body::Presence {
+                topic: self.name.to_string(),
+                joins: std::mem::take(&mut self.bus_joins),
+                leaves: std::mem::take(&mut self.bus_leaves),
+            };
+            self.env.bus_send(&topic_channel(self.topic), body);
+        }
+    }
+
+    fn send_snapshot(&self) {
+        let body = Body::PresenceSnapshot {
+            topic: self.name.to_string(),
+            metas: self.local_metas(),
+        };
+        self.env.bus_send(CONTROL_CHANNEL, body);
+    }
+
+    fn request_snapshots(&self) {
+        let body = Body::PresenceRequest {
+            topic: self.name.to_string(),
+        };
+        self.env.bus_send(CONTROL_CHANNEL, body);
     }
 
     fn fan_out(&mut self, push: &Push, except: Option<u64>) {
@@ -679,8 +831,9 @@ impl TopicActor {
         ctx.stop();
     }
 
+    /// A `phx_ref` unique in the cluster: this node's id, then a number of its own.
     fn new_ref(&self) -> String {
-        format!("{:x}", self.env.next_id())
+        format!("{}-{:x}", self.env.node_id, self.env.next_id())
     }
 }
 
@@ -706,6 +859,13 @@ impl Actor for TopicActor {
             }));
             let every = self.env.limits.log_check;
             ctx.run_interval(every, |act, ctx| act.check_log(ctx));
+        }
+        if self.has_presence() && self.env.has_bus() {
+            // Ask the other nodes what they hold here, once this node hears the topic's
+            // channel (the subscription is made as the actor starts; give it a moment).
+            ctx.run_later(std::time::Duration::from_millis(250), |act, _| {
+                act.request_snapshots();
+            });
         }
         self.schedule_idle_stop(ctx);
     }
@@ -1038,6 +1198,57 @@ impl Handler<CheckLog> for TopicActor {
     fn handle(&mut self, _: CheckLog, ctx: &mut Context<Self>) {
         if !self.subs.is_empty() && self.gap_fill.is_none() {
             self.read_log(PAGE, ctx);
+        }
+    }
+}
+
+impl Handler<RemotePresence> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RemotePresence, _: &mut Context<Self>) {
+        if self.has_presence() {
+            self.apply_remote(msg.node, msg.joins, msg.leaves, false);
+        }
+    }
+}
+
+impl Handler<RemoteSnapshot> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RemoteSnapshot, _: &mut Context<Self>) {
+        if self.has_presence() {
+            self.apply_remote(msg.node, msg.metas, Vec::new(), true);
+        }
+    }
+}
+
+impl Handler<SendSnapshot> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, _: SendSnapshot, _: &mut Context<Self>) {
+        if self.has_presence() {
+            self.send_snapshot();
+        }
+    }
+}
+
+impl Handler<Resync> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Resync, _: &mut Context<Self>) {
+        if self.has_presence() {
+            self.send_snapshot();
+            self.request_snapshots();
+        }
+    }
+}
+
+impl Handler<ForgetNode> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ForgetNode, _: &mut Context<Self>) {
+        if self.has_presence() && self.remote.contains_key(&msg.0) {
+            self.apply_remote(msg.0, Vec::new(), Vec::new(), true);
         }
     }
 }

@@ -3,6 +3,7 @@
 //! collected from the same handler registrations that serve the routes, so it cannot miss one.
 
 mod auth;
+mod cluster;
 mod comments;
 mod documents;
 pub mod error;
@@ -244,7 +245,8 @@ pub fn app(
                 .service(notifications::list_notifications)
                 .service(notifications::get_unread_count)
                 .service(notifications::mark_read)
-                .service(notifications::mark_all_read),
+                .service(notifications::mark_all_read)
+                .service(cluster::cluster),
         )
         .split_for_parts();
     let doc = openapi::finish(&doc);

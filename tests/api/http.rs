@@ -343,6 +343,7 @@ async fn openapi_document_covers_every_route() {
         ("get", "/api/v1/notifications/unread-count"),
         ("post", "/api/v1/notifications/{id}/read"),
         ("post", "/api/v1/notifications/read-all"),
+        ("get", "/api/v1/cluster"),
         ("get", "/healthz"),
         ("get", "/readyz"),
         ("get", "/metrics"),

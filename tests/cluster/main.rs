@@ -14,3 +14,4 @@ mod support;
 mod harness;
 
 mod across;
+mod failure;

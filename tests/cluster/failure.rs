@@ -1,0 +1,196 @@
+//! Nodes and Redis failing: a killed node's presences leave the others in time; a Redis
+//! outage loses no event and leaves presence consistent.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::harness::{until, Cluster};
+use crate::support::{RawWs, PATIENCE};
+
+const HEARTBEAT_MS: &str = "300";
+const EXPIRY_MS: &str = "1500";
+
+/// A client's view of a topic's presence: phx_refs, from presence_state and diffs.
+#[derive(Default)]
+struct View(HashMap<String, BTreeSet<String>>);
+
+impl View {
+    fn apply(&mut self, frame: &Value) {
+        let refs = |e: &Value| -> Vec<String> {
+            e["metas"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["phx_ref"].as_str().map(str::to_string))
+                .collect()
+        };
+        match frame[3].as_str() {
+            Some("presence_state") => {
+                self.0.clear();
+                for (k, e) in frame[4].as_object().into_iter().flatten() {
+                    self.0.insert(k.clone(), refs(e).into_iter().collect());
+                }
+            }
+            Some("presence_diff") => {
+                for (k, e) in frame[4]["joins"].as_object().into_iter().flatten() {
+                    self.0.entry(k.clone()).or_default().extend(refs(e));
+                }
+                for (k, e) in frame[4]["leaves"].as_object().into_iter().flatten() {
+                    if let Some(set) = self.0.get_mut(k) {
+                        for r in refs(e) {
+                            set.remove(&r);
+                        }
+                    }
+                }
+                self.0.retain(|_, s| !s.is_empty());
+            }
+            _ => {}
+        }
+    }
+
+    fn refs(&self) -> BTreeSet<String> {
+        self.0.values().flatten().cloned().collect()
+    }
+
+    /// Reads `ws` until the view holds exactly refs starting with each of `nodes`, once
+    /// each (per the multiplicity given).
+    fn until(&mut self, ws: &mut RawWs, want: &[&str]) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let mut have: Vec<String> = self
+                .refs()
+                .iter()
+                .map(|r| r.split('-').next().unwrap_or("").to_string())
+                .collect();
+            have.sort();
+            let mut wanted: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+            wanted.sort();
+            if have == wanted {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "presence never became {want:?}: {:?}",
+                self.0
+            );
+            let frame = until(ws, "presence", |v| {
+                v[3] == "presence_state" || v[3] == "presence_diff"
+            });
+            self.apply(&frame);
+        }
+    }
+}
+
+#[actix_web::test]
+async fn presence_crosses_nodes_and_a_killed_node_leaves_within_the_expiry() {
+    let env = [
+        ("STOA_CLUSTER__HEARTBEAT_MS", HEARTBEAT_MS),
+        ("STOA_CLUSTER__NODE_EXPIRY_MS", EXPIRY_MS),
+    ];
+    let Some(mut c) = Cluster::start(3, &env).await else {
+        return;
+    };
+    let (_, alice) = c.nodes[0].register("alice");
+    let ws = c.nodes[0].workspace_with(&alice, &[]);
+    let topic = format!("workspace:{ws}");
+    let mut on_a = c.nodes[0].ws(&alice);
+    on_a.join(&topic, json!({}));
+    let mut view = View::default();
+    view.until(&mut on_a, &["node0"]);
+    // Joined on the third node: it appears on the first.
+    let mut on_c = c.nodes[2].ws(&alice);
+    on_c.join(&topic, json!({}));
+    view.until(&mut on_a, &["node0", "node2"]);
+    let mut view_c = View::default();
+    view_c.until(&mut on_c, &["node0", "node2"]);
+    assert_eq!(view.refs(), view_c.refs(), "one view on both nodes");
+
+    // kill -9 the third node: its presence leaves the first within the expiry.
+    let killed = Instant::now();
+    drop(c.nodes.remove(2));
+    view.until(&mut on_a, &["node0"]);
+    let took = killed.elapsed();
+    eprintln!("a killed node's presence left after {took:?}");
+    let bound = Duration::from_millis(1500 + 2 * 300 + 1000);
+    assert!(took < bound, "took {took:?}, bound {bound:?}");
+    // And the cluster view says so.
+    let r = c.nodes[0].http(
+        "GET",
+        "/api/v1/cluster",
+        &[("Authorization", &format!("Bearer {alice}"))],
+        b"",
+    );
+    let body = r.value();
+    let nodes: Vec<&str> = body["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, vec!["node1"], "{}", r.text());
+    assert!(c.nodes[0].metric("stoa_cluster_nodes_expired_total") >= 1.0);
+}
+
+#[actix_web::test]
+async fn a_redis_outage_loses_no_event_and_presence_reconciles() {
+    let Some(mut c) = Cluster::start(3, &[]).await else {
+        return;
+    };
+    let (_, alice) = c.nodes[0].register("alice");
+    let ws = c.nodes[0].workspace_with(&alice, &[]);
+    let topic = format!("workspace:{ws}");
+    let mut socks: Vec<RawWs> = c
+        .nodes
+        .iter()
+        .map(|n| {
+            let mut s = n.ws(&alice);
+            s.join(&topic, json!({}));
+            s
+        })
+        .collect();
+    let mut view = View::default();
+    view.until(&mut socks[0], &["node0", "node1", "node2"]);
+
+    c.redis.stop();
+    for n in &c.nodes {
+        let deadline = Instant::now() + PATIENCE;
+        while n.http("GET", "/readyz", &[], b"").value()["status"] != "degraded" {
+            assert!(Instant::now() < deadline, "the bus never reported degraded");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // During the outage: three writes through each node, the third node's socket goes
+    // away, and a new one joins on the second.
+    for n in &c.nodes {
+        for i in 0..3 {
+            let r = n.json(
+                "POST",
+                &format!("/api/v1/workspaces/{ws}/documents"),
+                Some(&alice),
+                json!({"title": format!("During {i}"), "content": ""}),
+            );
+            assert_eq!(r.status, 201, "{}", r.text());
+        }
+    }
+    let gone = socks.pop().unwrap();
+    drop(gone);
+    let mut late = c.nodes[1].ws(&alice);
+    late.join(&topic, json!({}));
+    c.redis.resume();
+
+    // Every client gets every event, in order, once.
+    let head = 1 + 9; // workspace.created, then nine documents
+    for (i, s) in socks.iter_mut().enumerate() {
+        let mut seen = Vec::new();
+        while seen.len() < 9 {
+            let ev = until(s, "the outage's events", |v| v[3] == "event");
+            seen.push(ev[4]["offset"].as_i64().unwrap());
+        }
+        let expected: Vec<i64> = (2..=head).collect();
+        assert_eq!(seen, expected, "socket {i}");
+    }
+    // Presence is reconciled: the socket that went away is gone, the new one is there.
+    view.until(&mut socks[0], &["node0", "node1", "node1"]);
+}
