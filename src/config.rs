@@ -146,6 +146,7 @@ pub struct ServerSettings {
     pub port: u16,
     pub workers: usize,
     pub shutdown_timeout_secs: u64,
+    pub drain_secs: u64,
     /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<String>,
     pub tcp_user_timeout_secs: u64,

@@ -61,6 +61,7 @@ fn main() -> ExitCode {
         }
     };
     stoa::telemetry::init(&settings.log);
+    let drain_secs = settings.server.drain_secs;
     let result = actix_web::rt::System::new().block_on(async move {
         // Listen for signals before the port opens, so no signal can arrive unhandled.
         let signals = Signals::listen().map_err(|e| stoa::startup::StartupError::Bind {
@@ -70,10 +71,12 @@ fn main() -> ExitCode {
         let app = Application::build(settings).await?;
         let handle = app.handle();
         let realtime = app.realtime();
+        let drain = std::time::Duration::from_secs(drain_secs);
         actix_web::rt::spawn(async move {
             let name = signals.recv().await;
             tracing::info!(signal = name, "shutting down; finishing in-flight requests");
             realtime.begin_shutdown();
+            realtime.drain(drain).await;
             handle.stop(true).await;
         });
         app.run_until_stopped()

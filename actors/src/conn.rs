@@ -226,6 +226,9 @@ pub enum SessionNotice {
     },
     /// Fault injection: the session panics, as a bug would.
     Crash,
+    /// The node is shutting down: close the socket with 1001, so the client reconnects
+    /// (to another node, or to this one once it is back).
+    GoAway,
 }
 
 /// A cheap, cloneable handle on one connection.

@@ -88,6 +88,8 @@ pub(crate) struct Shared {
     interest: Mutex<HashMap<String, usize>>,
     /// The other nodes heard from: when last, and how long they said to wait for the next.
     nodes: DashMap<String, (Instant, Duration)>,
+    /// Every session of this node, to send away when it shuts down.
+    pub(crate) sessions: DashMap<u64, Recipient<crate::conn::SessionNotice>>,
 }
 
 /// The bus channels a topic's actor needs while it lives.
@@ -552,6 +554,7 @@ impl Realtime {
                 cluster,
                 interest: Mutex::new(HashMap::new()),
                 nodes: DashMap::new(),
+                sessions: DashMap::new(),
             }),
         }
     }
@@ -727,6 +730,43 @@ impl Realtime {
         if first {
             // The others drop this node's presences now, not after its heartbeats stop.
             self.shared.bus_send(wire::CONTROL_CHANNEL, Body::Leaving);
+        }
+    }
+
+    /// Whether the node is shutting down (new sockets are refused then).
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.shutting_down()
+    }
+
+    /// Closes every socket with 1001 (going away), spread evenly over `over`, so that the
+    /// clients reconnect elsewhere a few at a time rather than all at once. Call after
+    /// [`Realtime::begin_shutdown`]; returns when the last has been told.
+    pub async fn drain(&self, over: Duration) {
+        let sessions: Vec<Recipient<crate::conn::SessionNotice>> = self
+            .shared
+            .sessions
+            .iter()
+            .map(|s| s.value().clone())
+            .collect();
+        if sessions.is_empty() {
+            return;
+        }
+        tracing::info!(
+            sockets = sessions.len(),
+            seconds = over.as_secs_f64(),
+            "draining: closing sockets with 1001"
+        );
+        // In steps of at least 20 ms, each closing its share.
+        let steps = (over.as_millis() / 20).clamp(1, sessions.len() as u128) as usize;
+        let per_step = sessions.len().div_ceil(steps);
+        let pause = over / steps as u32;
+        for (i, batch) in sessions.chunks(per_step).enumerate() {
+            if i > 0 {
+                actix::clock::sleep(pause).await;
+            }
+            for session in batch {
+                session.do_send(crate::conn::SessionNotice::GoAway);
+            }
         }
     }
 

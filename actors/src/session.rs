@@ -246,6 +246,7 @@ impl SessionActor {
     /// Stops counting this socket, then has the transport close it: a client that sees the
     /// close frame may open a new socket at once.
     fn end(&mut self, reason: CloseReason, discard: bool) {
+        self.shared.sessions.remove(&self.id);
         if self.permit.take().is_some() {
             self.stats().connections.fetch_sub(1, Ordering::Relaxed);
         }
@@ -637,6 +638,9 @@ impl Actor for SessionActor {
             ctx.address().recipient(),
         ));
         self.stats().connections.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .sessions
+            .insert(self.id, ctx.address().recipient());
         let timeout = self.shared.limits().heartbeat_timeout;
         let every = (timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
         ctx.run_interval(every, |act, ctx| act.check_liveness(ctx));
@@ -709,6 +713,7 @@ impl Handler<SessionNotice> for SessionActor {
                 }
             }
             SessionNotice::Crash => panic!("fault injected into session {}", self.id),
+            SessionNotice::GoAway => self.close_with(1001, "going_away", ctx),
         }
     }
 }

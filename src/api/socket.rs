@@ -64,6 +64,11 @@ pub async fn connect(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    if state.realtime.is_shutting_down() {
+        return Err(ApiError::Busy {
+            retry_after_secs: 1,
+        });
+    }
     if let Some(origin) = req.headers().get(header::ORIGIN) {
         let allowed = origin
             .to_str()

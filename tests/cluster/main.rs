@@ -15,3 +15,4 @@ mod harness;
 
 mod across;
 mod failure;
+mod phoenix;

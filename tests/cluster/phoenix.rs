@@ -1,0 +1,65 @@
+//! The cluster suite of the stock phoenix client (`e2e/cluster/suite.mjs`): cross-node
+//! events, broadcasts and presence, and a rolling restart of every node.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::common::{Backend, TestDb};
+use crate::harness::PrivateRedis;
+
+#[actix_web::test]
+async fn the_stock_phoenix_client_across_nodes_and_a_rolling_restart() {
+    let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e");
+    if !e2e.join("node_modules/phoenix").is_dir() {
+        let msg = "the cluster e2e suite needs e2e/node_modules (npm ci --prefix e2e)";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{msg}");
+        }
+        eprintln!("SKIPPED: {msg}");
+        return;
+    }
+    let Some(redis) = PrivateRedis::start() else {
+        return;
+    };
+    let Some(db) = TestDb::create(Backend::Postgres).await else {
+        return;
+    };
+    let ports: Vec<String> = (0..3)
+        .map(|_| {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+            l.local_addr().expect("port").port().to_string()
+        })
+        .collect();
+    // A scratch data directory for the nodes (the database is PostgreSQL).
+    let data = tempfile::tempdir().expect("temp dir");
+    let output = actix_web::rt::task::spawn_blocking({
+        let redis = redis.url();
+        let db = db.url.clone();
+        let data = data.path().display().to_string();
+        move || {
+            Command::new("node")
+                .args([
+                    "--test",
+                    "--test-concurrency=1",
+                    "--test-reporter=spec",
+                    "--test-timeout=120000",
+                    "--test-force-exit",
+                    "cluster/suite.mjs",
+                ])
+                .current_dir(&e2e)
+                .env("STOA_BIN", env!("CARGO_BIN_EXE_stoa"))
+                .env("STOA_PORTS", ports.join(","))
+                .env("STOA_DATABASE_URL", db)
+                .env("STOA_REDIS_URL", redis)
+                .env("STOA_DATA_DIR", data)
+                .output()
+        }
+    })
+    .await
+    .expect("node runs")
+    .expect("node starts");
+    println!("{}", String::from_utf8_lossy(&output.stdout));
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "the cluster e2e suite failed");
+    drop(redis);
+}
