@@ -210,6 +210,22 @@ impl Metrics {
         if let Ok(mut slot) = self.realtime.lock() {
             *slot = Some(m);
         }
+        let lag = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "bus_lag_seconds",
+                "Time from a message's sending on another node to its arrival here (by the sender's clock)",
+            )
+            .buckets(vec![
+                0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+            ]),
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        self.register(Box::new(lag.clone()));
+        if let Ok(slot) = self.realtime.lock() {
+            if let Some(m) = slot.as_ref() {
+                m.realtime.on_bus_lag(move |d| lag.observe(d.as_secs_f64()));
+            }
+        }
     }
 
     /// Exports the Redis bus's state (read at each scrape).

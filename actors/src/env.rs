@@ -61,7 +61,9 @@ impl Env {
     /// Sends a message to the other nodes (nothing without a bus).
     pub(crate) fn bus_send(&self, channel: &str, body: Body) {
         if let Some(bus) = self.bus.get() {
-            let message = Envelope::new(&self.node_id, body).encode();
+            let message = Envelope::new(&self.node_id, body)
+                .at(crate::now_us())
+                .encode();
             Stats::add(&self.stats.bus_out, 1);
             bus.publish(channel, message);
         }

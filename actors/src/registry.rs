@@ -88,6 +88,8 @@ pub(crate) struct Shared {
     interest: Mutex<HashMap<String, usize>>,
     /// The other nodes heard from: when last, and how long they said to wait for the next.
     nodes: DashMap<String, (Instant, Duration)>,
+    /// Told how long each message took over the bus (for the metrics).
+    lag_observer: std::sync::OnceLock<Box<dyn Fn(Duration) + Send + Sync>>,
     /// Every session of this node, to send away when it shuts down.
     pub(crate) sessions: DashMap<u64, Recipient<crate::conn::SessionNotice>>,
 }
@@ -298,6 +300,9 @@ impl Shared {
             return; // our own, back from the bus
         }
         Stats::add(&self.stats().bus_in, 1);
+        if let (Some(at), Some(observe)) = (envelope.at, self.lag_observer.get()) {
+            observe(Duration::from_micros(crate::now_us().saturating_sub(at)));
+        }
         let node = envelope.node;
         match envelope.body {
             Body::Event {
@@ -555,6 +560,7 @@ impl Realtime {
                 interest: Mutex::new(HashMap::new()),
                 nodes: DashMap::new(),
                 sessions: DashMap::new(),
+                lag_observer: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -598,6 +604,12 @@ impl Realtime {
         for channel in interest.keys() {
             bus.subscribe(channel);
         }
+    }
+
+    /// Calls `observe` with how long each message heard from another node took, by the
+    /// sender's clock (once; later calls are ignored).
+    pub fn on_bus_lag(&self, observe: impl Fn(Duration) + Send + Sync + 'static) {
+        let _ = self.shared.lag_observer.set(Box::new(observe));
     }
 
     pub fn node_id(&self) -> &str {

@@ -1,6 +1,6 @@
 //! Two nodes in one process, joined by the in-process bus: what a client on one node sees
-//! of what happens on the other. The Redis bus passes the same checks between processes
-//! (tests/cluster in the server crate).
+//! of what happens on the other. The conformance run here is the same suite the Redis bus
+//! passes (tests/cluster/conformance.rs in the server crate).
 
 mod common;
 
@@ -153,4 +153,10 @@ async fn presence_is_one_view_across_nodes_and_a_leaving_node_takes_its_metas_al
     // Node b shuts down: its meta leaves a's view at once.
     b.begin_shutdown();
     presence_until(&mut on_a.client, &mut view_a, &[("7", 1)]).await;
+}
+
+#[actix::test]
+async fn the_in_process_bus_passes_the_conformance_suite() {
+    let hub = LocalHub::new();
+    common::conformance::run(|rt| Arc::new(hub.endpoint(rt.inbox()))).await;
 }

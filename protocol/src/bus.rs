@@ -39,6 +39,10 @@ pub struct Envelope {
     pub v: u32,
     /// The sending node.
     pub node: String,
+    /// When it was sent, in microseconds since the Unix epoch (for the bus lag metric;
+    /// meaningful as far as the nodes' clocks agree).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<u64>,
     #[serde(flatten)]
     pub body: Body,
 }
@@ -121,8 +125,15 @@ impl Envelope {
         Envelope {
             v: VERSION,
             node: node.to_string(),
+            at: None,
             body,
         }
+    }
+
+    /// The same, stamped with its sending time.
+    pub fn at(mut self, micros: u64) -> Envelope {
+        self.at = Some(micros);
+        self
     }
 
     pub fn encode(&self) -> Vec<u8> {

@@ -6,6 +6,9 @@
 //! without them the tests are skipped with a notice, except under `CI=true`, where they
 //! fail.
 
+/// The actors' test harness and bus conformance suite, shared with this crate.
+#[path = "../../actors/tests/common/mod.rs"]
+mod actors_common;
 #[path = "../common/mod.rs"]
 mod common;
 #[path = "../hostile/support.rs"]
@@ -14,5 +17,6 @@ mod support;
 mod harness;
 
 mod across;
+mod conformance;
 mod failure;
 mod phoenix;

@@ -3,6 +3,8 @@
 //! A session driven without a network: the test feeds its socket's read side and reads
 //! what the session queues for the client, against an authoriser the test can hold shut.
 
+pub mod conformance;
+
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
