@@ -34,9 +34,17 @@ if [ -n "${FLOOR:-}" ]; then
   until grep -q listening "$DATA/floor"; do sleep 0.1; done
   API="http://127.0.0.1:$PORT"; TOKEN=none; TOPIC=workspace:1
 else
-  # NODES > 1 starts that many servers on PORT, PORT+1, … sharing one database; the
-  # sockets are spread over them (holding only: broadcasts stay on their node).
+  # NODES > 1 starts that many servers on PORT, PORT+1, … sharing one database and a
+  # private redis-server (on PORT+1000) as their bus; the sockets are spread over them and
+  # the sender's broadcasts reach the other nodes through Redis.
   SERVERS=()
+  if [ "${NODES:-1}" -gt 1 ]; then
+    RPORT=$((PORT + 1000))
+    redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no \
+      --dir "$DATA" >/dev/null 2>&1 &
+    until redis-cli -p "$RPORT" ping >/dev/null 2>&1; do sleep 0.1; done
+    export STOA_REDIS__URL="redis://127.0.0.1:$RPORT/"
+  fi
   for n in $(seq 0 $(( ${NODES:-1} - 1 ))); do
     STOA_SERVER__PORT=$((PORT + n)) STOA_DATA_DIR="$DATA" STOA_LOG__LEVEL=warn \
     STOA_REALTIME__MESSAGES_PER_SEC=1000000 STOA_REALTIME__MESSAGE_BURST=1000000 \
@@ -47,7 +55,7 @@ else
     STOA_REALTIME__OUTBOUND_QUEUE_BYTES=8388608 \
     STOA_REALTIME__MAX_SOCKETS_PER_USER=1000000 STOA_AUTH__LOGIN_ATTEMPTS_PER_MINUTE=1000 \
       "$BIN/stoa" & SERVERS+=($!)
-    until curl -sf "http://127.0.0.1:$((PORT + n))/healthz" >/dev/null; do sleep 0.2; done
+    until curl -sf "http://127.0.0.1:$((PORT + n))/readyz" | grep -q '"ok"'; do sleep 0.2; done
   done
   SERVER=${SERVERS[0]}
   API="http://127.0.0.1:$PORT"
@@ -86,7 +94,6 @@ if [ "${NODES:-1}" -gt 1 ]; then
          "= $(( (after - RSS0[$pid]) * 1024 / (held > 0 ? held : 1) )) bytes per connection"
   done
   echo "joined sockets on all nodes: $TOTAL"
-  exit 0
 fi
 [ -n "${PRESENCE:-}" ] && echo "frames queued by the server so far:" \
   "$(curl -s "$API/metrics" | awk '$1 == "stoa_ws_frames_out_total" {print $2}')"
@@ -100,16 +107,26 @@ if [ -n "${PERF:-}" ]; then
   perf record -F 999 -g -o "$PERF" -p "$SERVER" 2>/dev/null & PERFPID=$!
   sleep 0.5
 fi
-CPU0=$(awk '{print $14 + $15}' "/proc/$SERVER/stat")
+cpu() { if [ "${NODES:-1}" -gt 1 ]; then for pid in "${SERVERS[@]}"; do awk '{print $14 + $15}' "/proc/$pid/stat"; done | awk '{s += $1} END {print s}'; else awk '{print $14 + $15}' "/proc/$SERVER/stat"; fi; }
+CPU0=$(cpu)
 [ -n "${FLOOR:-}" ] ||
   "$BIN/stoa-loadtest" send --api "$API" --token "$TOKEN" --topic "$TOPIC" --count "$COUNT" --rate "$RATE" --size "$SIZE"
 for p in "${PIDS[@]}"; do wait "$p" || true; done
-CPU1=$(awk '{print $14 + $15}' "/proc/$SERVER/stat")
+CPU1=$(cpu)
 [ -n "${PERF:-}" ] && { kill -INT "$PERFPID"; wait "$PERFPID" || true; }
 for i in $(seq 1 "$PROCS"); do tail -n 3 "$DATA/hold.$i"; done
 echo "all generators:"
 "$BIN/stoa-loadtest" report "$DATA"/lat.*
-echo "server CPU during the broadcasts: $(( (CPU1 - CPU0) * 10 )) ms"
+echo "server CPU during the broadcasts: $(( (CPU1 - CPU0) * 10 )) ms${NODES:+ (all nodes)}"
+if [ "${NODES:-1}" -gt 1 ]; then
+  for n in $(seq 0 $(( NODES - 1 ))); do
+    m=$(curl -s "http://127.0.0.1:$((PORT + n))/metrics")
+    echo "node $n: bus messages out $(echo "$m" | awk '$1 == "stoa_bus_messages_out_total" {print $2}')," \
+         "in $(echo "$m" | awk '$1 == "stoa_bus_messages_in_total" {print $2}');" \
+         "lag: $(echo "$m" | awk '$1 == "stoa_bus_lag_seconds_sum" {s = $2} $1 == "stoa_bus_lag_seconds_count" {c = $2}
+           /^stoa_bus_lag_seconds_bucket/ {print}' | tr '\n' ' ' | sed 's/stoa_bus_lag_seconds_bucket//g')"
+  done
+fi
 [ -n "${PRESENCE:-}" ] && echo "frames queued by the server in all:" \
   "$(curl -s "$API/metrics" | awk '$1 == "stoa_ws_frames_out_total" {print $2}')"
 [ -n "${FLOOR:-}" ] ||
