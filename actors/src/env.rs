@@ -24,6 +24,9 @@ pub(crate) struct Env {
     /// The bus to the other nodes, once connected (none: a node on its own).
     pub(crate) bus: OnceLock<Arc<dyn Bus>>,
     next_id: AtomicU64,
+    /// This start of this node (its start time in microseconds): ids made here, such as
+    /// `phx_ref`s, carry it so that a restart under the same node id never repeats one.
+    pub(crate) incarnation: u64,
     /// Recent revocations, oldest first: a join whose authorisation began before one of
     /// these was checked against a membership that no longer exists.
     revocations: Mutex<VecDeque<Revocation>>,
@@ -54,6 +57,7 @@ impl Env {
             node_id,
             bus: OnceLock::new(),
             next_id: AtomicU64::new(1),
+            incarnation: crate::now_us(),
             revocations: Mutex::new(VecDeque::new()),
         }
     }

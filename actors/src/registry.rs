@@ -86,8 +86,9 @@ pub(crate) struct Shared {
     pub(crate) cluster: Cluster,
     /// Channels this node hears, with how many topic actors need each.
     interest: Mutex<HashMap<String, usize>>,
-    /// The other nodes heard from: when last, and how long they said to wait for the next.
-    nodes: DashMap<String, (Instant, Duration)>,
+    /// The other nodes heard from: when last, how long they said to wait for the next,
+    /// and which start of theirs.
+    nodes: DashMap<String, (Instant, Duration, u64)>,
     /// Told how long each message took over the bus (for the metrics).
     lag_observer: std::sync::OnceLock<Box<dyn Fn(Duration) + Send + Sync>>,
     /// Every session of this node, to send away when it shuts down.
@@ -347,14 +348,21 @@ impl Shared {
                     topic.addr.do_send(SendSnapshot);
                 }
             }
-            Body::Heartbeat { expiry_ms } => {
+            Body::Heartbeat {
+                expiry_ms,
+                incarnation,
+            } => {
                 let expiry = Duration::from_millis(expiry_ms.clamp(100, 3_600_000));
-                if self
+                match self
                     .nodes
-                    .insert(node.clone(), (Instant::now(), expiry))
-                    .is_none()
+                    .insert(node.clone(), (Instant::now(), expiry, incarnation))
                 {
-                    tracing::info!(%node, "a node joined the cluster");
+                    None => tracing::info!(%node, "a node joined the cluster"),
+                    Some((_, _, before)) if before != incarnation => {
+                        tracing::warn!(%node, "a node restarted; its earlier presences leave");
+                        self.forget_node(&node);
+                    }
+                    Some(_) => {}
                 }
             }
             Body::Leaving => {
@@ -377,7 +385,13 @@ impl Shared {
     /// Says this node is alive, and forgets nodes that stopped saying so.
     fn heartbeat(&self) {
         let expiry_ms = u64::try_from(self.cluster.node_expiry.as_millis()).unwrap_or(u64::MAX);
-        self.bus_send(wire::CONTROL_CHANNEL, Body::Heartbeat { expiry_ms });
+        self.bus_send(
+            wire::CONTROL_CHANNEL,
+            Body::Heartbeat {
+                expiry_ms,
+                incarnation: self.env.incarnation,
+            },
+        );
         let dead: Vec<String> = self
             .nodes
             .iter()
@@ -387,7 +401,7 @@ impl Shared {
         for node in dead {
             if self
                 .nodes
-                .remove_if(&node, |_, (seen, expiry)| seen.elapsed() > *expiry)
+                .remove_if(&node, |_, (seen, expiry, _)| seen.elapsed() > *expiry)
                 .is_some()
             {
                 tracing::warn!(%node, "a node stopped answering; its presences leave");

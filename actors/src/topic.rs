@@ -831,9 +831,15 @@ impl TopicActor {
         ctx.stop();
     }
 
-    /// A `phx_ref` unique in the cluster: this node's id, then a number of its own.
+    /// A `phx_ref` unique in the cluster and over restarts: this node's id, this start of
+    /// it, then a number of its own.
     fn new_ref(&self) -> String {
-        format!("{}-{:x}", self.env.node_id, self.env.next_id())
+        format!(
+            "{}-{:x}.{:x}",
+            self.env.node_id,
+            self.env.incarnation,
+            self.env.next_id()
+        )
     }
 }
 

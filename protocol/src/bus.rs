@@ -112,6 +112,10 @@ pub enum Body {
     /// The sender is alive; `expiry_ms` is how long the others should wait for the next.
     Heartbeat {
         expiry_ms: u64,
+        /// Changes each time the node starts: a node restarted under the same id before
+        /// it expired has its earlier presences forgotten.
+        #[serde(default)]
+        incarnation: u64,
     },
     /// The sender is shutting down: its presences leave now.
     Leaving,

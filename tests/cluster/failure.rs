@@ -134,6 +134,47 @@ async fn presence_crosses_nodes_and_a_killed_node_leaves_within_the_expiry() {
 }
 
 #[actix_web::test]
+async fn a_node_restarted_under_its_id_before_expiry_drops_its_earlier_presences() {
+    // Expiry far beyond the test: only the restart can make the old presence leave.
+    let env = [
+        ("STOA_CLUSTER__HEARTBEAT_MS", HEARTBEAT_MS),
+        ("STOA_CLUSTER__NODE_EXPIRY_MS", "600000"),
+    ];
+    let Some(mut c) = Cluster::start(2, &env).await else {
+        return;
+    };
+    let (_, alice) = c.nodes[0].register("alice");
+    let ws = c.nodes[0].workspace_with(&alice, &[]);
+    let topic = format!("workspace:{ws}");
+    let mut on_a = c.nodes[0].ws(&alice);
+    on_a.join(&topic, json!({}));
+    let mut view = View::default();
+    let mut on_b = c.nodes[1].ws(&alice);
+    on_b.join(&topic, json!({}));
+    view.until(&mut on_a, &["node0", "node1"]);
+    let before = view.refs();
+
+    // kill -9 the second node and start it again at once, under the same id. Nobody
+    // joins the topic there: only its first heartbeat can tell the first node that the
+    // presence it held is gone.
+    drop(c.nodes.remove(1));
+    let again = c.node("node1", &env);
+    view.until(&mut on_a, &["node0"]);
+    // Joined there again: the new presence shows on both nodes, the dead one nowhere.
+    let mut on_b = again.ws(&alice);
+    on_b.join(&topic, json!({}));
+    view.until(&mut on_a, &["node0", "node1"]);
+    let after = view.refs();
+    assert!(
+        before.intersection(&after).count() == 1,
+        "{before:?} {after:?}"
+    );
+    let mut view_b = View::default();
+    view_b.until(&mut on_b, &["node0", "node1"]);
+    assert_eq!(view_b.refs(), after);
+}
+
+#[actix_web::test]
 async fn a_redis_outage_loses_no_event_and_presence_reconciles() {
     let Some(mut c) = Cluster::start(3, &[]).await else {
         return;
