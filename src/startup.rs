@@ -170,6 +170,9 @@ impl Application {
         // Signals are the binary's business (see main.rs), so that tests and embedders
         // decide for themselves when the server stops.
         .disable_signals()
+        // A frame goes out when it is written: with Nagle's algorithm an event sent
+        // shortly after another frame waits for the client's delayed ACK (40 ms on Linux).
+        .tcp_nodelay(true)
         .client_request_timeout(Duration::from_secs(10));
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);

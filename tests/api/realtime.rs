@@ -204,6 +204,40 @@ async fn rest_changes_arrive_as_events_on_workspace_and_document_topics() {
     );
 }
 
+/// An event goes out as soon as it is written, even right after other frames: with
+/// Nagle's algorithm on the server's sockets it would wait for the client's delayed ACK
+/// (40 ms on Linux).
+#[actix_web::test]
+async fn an_event_arrives_at_once_after_other_frames() {
+    let app = spawn_app(Backend::Sqlite).await.expect("sqlite");
+    let alice = app.register("alice").await;
+    let ws_id = app.create_workspace(&alice, "Team").await;
+    let wt = format!("workspace:{ws_id}");
+    let mut slowest = std::time::Duration::ZERO;
+    for round in 0..5 {
+        let mut s = Ws::connect(&app, &alice.token).await;
+        // The join's reply and presence frames are still unacknowledged when the event
+        // is written.
+        s.join_ok(&wt, json!({})).await;
+        let res = app
+            .post(
+                &format!("/api/v1/workspaces/{ws_id}/documents"),
+                &alice.token,
+                json!({"title": format!("Doc {round}"), "content": ""}),
+            )
+            .await;
+        assert_eq!(res.status, 201);
+        let answered = std::time::Instant::now();
+        s.next(&wt, "event").await;
+        slowest = slowest.max(answered.elapsed());
+        s.close().await;
+    }
+    assert!(
+        slowest < std::time::Duration::from_millis(25),
+        "an event came {slowest:?} after the write's answer"
+    );
+}
+
 async fn since_recovers_every_event_once_while_writers_are_busy(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
