@@ -641,6 +641,11 @@ impl Actor for SessionActor {
         self.shared
             .sessions
             .insert(self.id, ctx.address().recipient());
+        // A socket accepted just as the node began to drain is not in the drain's list
+        // (taken after the flag was set): it goes away at once.
+        if self.shared.shutting_down() {
+            ctx.address().do_send(crate::conn::SessionNotice::GoAway);
+        }
         let timeout = self.shared.limits().heartbeat_timeout;
         let every = (timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
         ctx.run_interval(every, |act, ctx| act.check_liveness(ctx));
