@@ -23,7 +23,7 @@ async fn a_session_that_starts_after_the_drain_began_goes_away_with_1001() {
     rt.drain(Duration::from_millis(10)).await;
     let (_wire, incoming) = mpsc::unbounded_channel();
     let permit = rt.admit(7).expect("admitted");
-    let (_session, mut reader) = SessionActor::start(&rt, permit, i64::MAX, Wire(incoming));
+    let (_session, reader) = SessionActor::start(&rt, permit, i64::MAX, Wire(incoming));
     let mut frames = VecDeque::new();
     let closed = actix::clock::timeout(Duration::from_secs(5), async {
         loop {
