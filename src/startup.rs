@@ -6,12 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_cors::Cors;
-use actix_web::dev::{Server, ServerHandle};
+use actix_http::HttpService;
+use actix_server::{Server, ServerHandle};
+use actix_service::{map_config, IntoServiceFactory};
+use actix_web::dev::AppConfig;
 use actix_web::http::header;
 use actix_web::middleware::from_fn;
-use actix_web::{web, HttpServer};
+use actix_web::web;
 
-use crate::api::{self, AppState, SocketOrigins, REQUEST_ID};
+use crate::api::{self, upgrade, AppState, SocketOrigins, REQUEST_ID};
 use crate::auth::{AuthLimits, JwtKeys, PasswordHasher, PasswordParams, PasswordWork};
 use crate::bus::RedisBus;
 use crate::config::{ConfigError, Environment, Settings};
@@ -161,24 +164,38 @@ impl Application {
             .saturating_mul(1000);
         let upkeep = actix_web::rt::spawn(upkeep(state.clone(), retention_ms));
         let cors_settings = settings.clone();
-        let mut server = HttpServer::new(move || {
-            api::app(state.clone())
-                .wrap(cors(&cors_settings))
-                .wrap(from_fn(api::observe))
-        })
-        .shutdown_timeout(settings.server.shutdown_timeout_secs)
-        // Signals are the binary's business (see main.rs), so that tests and embedders
-        // decide for themselves when the server stops.
-        .disable_signals()
-        // A frame goes out when it is written: with Nagle's algorithm an event sent
-        // shortly after another frame waits for the client's delayed ACK (40 ms on Linux).
-        .tcp_nodelay(true)
-        .client_request_timeout(Duration::from_secs(10));
+        let realtime_for_upgrades = realtime.clone();
+        let app = move || {
+            upgrade::boxed(map_config(
+                api::app(state.clone())
+                    .wrap(cors(&cors_settings))
+                    .wrap(from_fn(api::observe))
+                    .into_factory(),
+                |_| AppConfig::default(),
+            ))
+        };
+        let mut server = Server::build()
+            .shutdown_timeout(settings.server.shutdown_timeout_secs)
+            // Signals are the binary's business (see main.rs), so that tests and embedders
+            // decide for themselves when the server stops.
+            .disable_signals();
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
         let server = server
-            .listen(listener)
+            .listen("stoa", listener, move || {
+                HttpService::build()
+                    // A frame goes out when it is written: with Nagle's algorithm an event
+                    // sent shortly after another frame waits for the client's delayed ACK
+                    // (40 ms on Linux).
+                    .tcp_nodelay(true)
+                    .client_request_timeout(Duration::from_secs(10))
+                    .client_disconnect_timeout(Duration::from_secs(1))
+                    // WebSocket upgrades are answered by the app, then the socket is Stoa's.
+                    .upgrade(upgrade::service(app(), realtime_for_upgrades.clone()))
+                    .finish(app())
+                    .tcp()
+            })
             .map_err(|source| StartupError::Bind {
                 addr: addr.clone(),
                 source,

@@ -14,6 +14,7 @@ mod observe;
 pub mod openapi;
 pub mod socket;
 pub mod views;
+pub mod upgrade;
 mod wire;
 mod workspaces;
 

@@ -5,20 +5,26 @@
 //! from the `token` query parameter or, as phoenix.js's `authToken` option sends it, from
 //! `Sec-WebSocket-Protocol: phoenix, base64url.bearer.phx.<base64 token>`.
 //!
-//! After the upgrade, a [`SessionActor`] owns the connection. The socket's frames are
-//! decoded into the actor ([`Incoming`]), and the response body ([`Outgoing`]) drains the
-//! session's bounded outbox into the socket and closes it when the session says so.
+//! This handler only decides: its 101 answer carries an [`Accepted`] for the upgrade
+//! service ([`super::upgrade`]), which writes the answer, takes the connection over and
+//! starts a [`stoa_actors::SessionActor`] on it.
 
-use actix_web::body::{BodyStream, MessageBody};
+use actix_web::body::{BoxBody, MessageBody};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use stoa_actors::{Denied, Refusal, SessionActor, Stats};
+use stoa_actors::{Denied, Refusal, SocketPermit, Stats};
 
 use super::error::ApiError;
-use super::wire::{Incoming, Outgoing};
 use super::{AppState, SocketOrigins};
+
+/// What an accepted upgrade hands the transport, in its 101 answer's extensions: the
+/// user's socket slot and when their token expires.
+pub struct Accepted {
+    pub permit: SocketPermit,
+    pub expires_at: i64,
+}
 
 const AUTH_TOKEN_PREFIX: &str = "base64url.bearer.phx.";
 
@@ -61,7 +67,6 @@ fn offered_protocols(req: &HttpRequest) -> (bool, Option<String>) {
 
 pub async fn connect(
     req: HttpRequest,
-    body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     if state.realtime.is_shutting_down() {
@@ -134,13 +139,14 @@ pub async fn connect(
             HeaderValue::from_static("phoenix"),
         ));
     }
-    let incoming = Incoming::new(body, state.realtime.limits().max_frame_bytes);
-    let (_session, outbox) =
-        SessionActor::start(&state.realtime, permit, identity.expires_at, incoming);
-    let body = BodyStream::new(Outgoing::new(state.realtime.clone(), outbox)).boxed();
-    let response = response.message_body(body).map_err(|e| {
+    let response = response.message_body(().boxed()).map_err(|e| {
         tracing::error!(error = %e, "cannot build the WebSocket response");
         ApiError::Internal
     })?;
-    Ok(HttpResponse::from(response))
+    let mut response: HttpResponse<BoxBody> = HttpResponse::from(response);
+    response.extensions_mut().insert(Accepted {
+        permit,
+        expires_at: identity.expires_at,
+    });
+    Ok(response)
 }

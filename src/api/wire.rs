@@ -1,109 +1,246 @@
-//! WebSocket framing for the channel endpoint, straight on the HTTP connection's streams.
+//! WebSocket framing for the channel endpoint, on the TCP connection Stoa owns once the
+//! upgrade is answered (see [`super::upgrade`]).
 //!
-//! [`Incoming`] decodes the client's (masked) frames from the request payload into
-//! [`WireIn`] items for the session actor, joining continuation frames and refusing any
-//! frame that would take a message over the size limit as soon as its header is read. [`Outgoing`] is the response
-//! body: at each wake-up it takes everything queued in the connection's outbox and encodes
-//! it into one buffer, so the connection's dispatcher makes one `write` per batch, not per
-//! frame, and no task or channel sits between the topics and the socket.
+//! [`Incoming`] reads the client's (masked) frames for the session actor, joining
+//! continuation frames and refusing any frame that would take a message over the size limit
+//! as soon as its header is read. It holds no buffer while the socket is quiet: one is made
+//! for what a read brings, grows only while a large frame arrives, and is let go once every
+//! frame in it has been handed over.
+//!
+//! [`Writer`] drains the session's outbox straight into the socket: at each wake-up it
+//! takes what is queued and writes it with vectored writes, each frame as its header and
+//! its shared pieces (a subscriber's head and the topic's encoded tail), so a push is never
+//! copied in user space and an idle socket keeps no write buffer.
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
-use actix_web::web::{self, Bytes, BytesMut};
+use actix_web::rt::net::TcpStream;
+use actix_web::web::BytesMut;
 use futures_util::Stream;
 use stoa_actors::{Outbound, OutboxReader, Realtime, Take, WireIn};
 use stoa_protocol::ws::{unmask, FrameHeader, HeaderError, Opcode};
 
-/// Bytes encoded per chunk handed to the connection before it is written.
+/// Bytes taken from the outbox per batch.
 const CHUNK: usize = 64 * 1024;
-/// Buffers larger than this are released once empty, so an idle connection keeps little.
-const RETAIN: usize = 16 * 1024;
+/// Bytes read from the socket at a time (on the stack; only what arrived is kept).
+const READ: usize = 4096;
+/// Slices per vectored write (Linux takes up to 1024).
+const MAX_IOV: usize = 256;
+/// How long a closed socket waits for the client's end before it is dropped.
+const LINGER: Duration = Duration::from_secs(2);
 
 const OP_TEXT: u8 = 0x1;
 const OP_CLOSE: u8 = 0x8;
 const OP_PONG: u8 = 0xA;
 
-/// Appends a server (unmasked, final) frame header.
-fn header(buf: &mut BytesMut, opcode: u8, len: usize) {
-    match len {
-        0..=125 => buf.extend_from_slice(&[0x80 | opcode, len as u8]),
-        126..=0xFFFF => {
-            buf.extend_from_slice(&[0x80 | opcode, 126]);
-            buf.extend_from_slice(&(len as u16).to_be_bytes());
+/// A server frame's header: unmasked, final, in the shortest length form.
+#[derive(Clone, Copy)]
+struct Head {
+    bytes: [u8; 10],
+    len: u8,
+}
+
+impl Head {
+    fn new(opcode: u8, len: usize) -> Head {
+        let mut bytes = [0u8; 10];
+        bytes[0] = 0x80 | opcode;
+        let n = match len {
+            0..=125 => {
+                bytes[1] = len as u8;
+                2
+            }
+            126..=0xFFFF => {
+                bytes[1] = 126;
+                bytes[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+                4
+            }
+            _ => {
+                bytes[1] = 127;
+                bytes[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+                10
+            }
+        };
+        Head { bytes, len: n }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+/// A frame to write: its header and up to two pieces of payload.
+struct Frame {
+    head: Head,
+    item: Outbound,
+}
+
+impl Frame {
+    fn new(item: Outbound) -> Frame {
+        let head = match &item {
+            Outbound::Text(_) | Outbound::Push { .. } => Head::new(OP_TEXT, item.len()),
+            // Control frames carry at most 125 bytes (the session keeps pings within it).
+            Outbound::Pong(_) => Head::new(OP_PONG, item.len().min(125)),
+        };
+        Frame { head, item }
+    }
+
+    /// A close frame: the code, then as much of the reason as fits 125 bytes.
+    fn close(code: u16, reason: &str) -> Frame {
+        let mut payload = code.to_be_bytes().to_vec();
+        payload.extend_from_slice(&reason.as_bytes()[..reason.len().min(123)]);
+        Frame {
+            head: Head::new(OP_CLOSE, payload.len()),
+            item: Outbound::Pong(payload),
         }
-        _ => {
-            buf.extend_from_slice(&[0x80 | opcode, 127]);
-            buf.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+
+    /// The frame's bytes, in order: header, then payload pieces.
+    fn pieces(&self) -> [&[u8]; 3] {
+        match &self.item {
+            Outbound::Text(t) => [self.head.as_slice(), t.as_bytes(), &[]],
+            Outbound::Push { head, tail } => {
+                [self.head.as_slice(), head.as_bytes(), tail.as_bytes()]
+            }
+            Outbound::Pong(p) => [self.head.as_slice(), &p[..p.len().min(125)], &[]],
         }
     }
 }
 
-fn encode(item: &Outbound, buf: &mut BytesMut) {
-    match item {
-        Outbound::Text(text) => {
-            buf.reserve(text.len() + 10);
-            header(buf, OP_TEXT, text.len());
-            buf.extend_from_slice(text.as_bytes());
-        }
-        Outbound::Push { head, tail } => {
-            let len = head.len() + tail.len();
-            buf.reserve(len + 10);
-            header(buf, OP_TEXT, len);
-            buf.extend_from_slice(head.as_bytes());
-            buf.extend_from_slice(tail.as_bytes());
-        }
-        Outbound::Pong(data) => {
-            // Control frames carry at most 125 bytes.
-            let data = &data[..data.len().min(125)];
-            header(buf, OP_PONG, data.len());
-            buf.extend_from_slice(data);
-        }
-    }
-}
-
-fn encode_close(code: u16, reason: &str, buf: &mut BytesMut) {
-    let reason = &reason.as_bytes()[..reason.len().min(123)];
-    header(buf, OP_CLOSE, 2 + reason.len());
-    buf.extend_from_slice(&code.to_be_bytes());
-    buf.extend_from_slice(reason);
-}
-
-/// The response body of a channel socket: the connection's outbox, framed. It lives as long
-/// as the connection, so it also counts open sockets.
-pub struct Outgoing {
+/// The write side of a channel socket: the session's outbox, framed onto the socket. It
+/// lives as long as the connection, so it also counts open sockets.
+pub struct Writer {
+    io: Rc<TcpStream>,
     realtime: Realtime,
     outbox: OutboxReader,
-    pending: VecDeque<Outbound>,
-    buf: BytesMut,
-    done: bool,
+    taken: VecDeque<Outbound>,
+    frames: VecDeque<Frame>,
+    /// Bytes of the first frame already written.
+    written: usize,
+    /// The close frame has been queued: once it is out, the socket is closed.
+    closing: bool,
 }
 
-impl Outgoing {
-    pub fn new(realtime: Realtime, outbox: OutboxReader) -> Outgoing {
+impl Writer {
+    pub fn new(io: Rc<TcpStream>, realtime: Realtime, outbox: OutboxReader) -> Writer {
         realtime.stats().sockets.fetch_add(1, Ordering::Relaxed);
-        Outgoing {
+        Writer {
+            io,
             realtime,
             outbox,
-            pending: VecDeque::new(),
-            buf: BytesMut::new(),
-            done: false,
+            taken: VecDeque::new(),
+            frames: VecDeque::new(),
+            written: 0,
+            closing: false,
         }
     }
 
-    fn chunk(&mut self) -> Bytes {
-        let chunk = self.buf.split().freeze();
-        if self.buf.capacity() > RETAIN {
-            self.buf = BytesMut::new();
+    /// Writes the queued frames; ready when all are out (or the socket failed).
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.frames.is_empty() {
+            ready!(self.io.poll_write_ready(cx))?;
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let mut n = 0;
+            let mut skip = self.written;
+            'fill: for frame in &self.frames {
+                for piece in frame.pieces() {
+                    if skip >= piece.len() {
+                        skip -= piece.len();
+                        continue;
+                    }
+                    slices[n] = IoSlice::new(&piece[skip..]);
+                    skip = 0;
+                    n += 1;
+                    if n == MAX_IOV {
+                        break 'fill;
+                    }
+                }
+            }
+            match self.io.try_write_vectored(&slices[..n]) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(mut done) => {
+                    // Drop the frames written whole; remember how far into the next.
+                    done += self.written;
+                    while let Some(front) = self.frames.front() {
+                        let len = front.pieces().iter().map(|p| p.len()).sum::<usize>();
+                        if done < len {
+                            break;
+                        }
+                        done -= len;
+                        self.frames.pop_front();
+                    }
+                    self.written = done;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
         }
-        chunk
+        self.written = 0;
+        if self.frames.capacity() > 256 {
+            self.frames = VecDeque::new();
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Closes the write side, then waits (a little) for the client to close its side, so
+    /// that the close frame is read before the connection goes.
+    async fn linger(io: Rc<TcpStream>) {
+        let _ = socket2::SockRef::from(&*io).shutdown(std::net::Shutdown::Write);
+        let drain = async {
+            let mut scratch = [0u8; 512];
+            loop {
+                if io.readable().await.is_err() {
+                    return;
+                }
+                match io.try_read(&mut scratch) {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
+                }
+            }
+        };
+        let _ = actix_web::rt::time::timeout(LINGER, drain).await;
+    }
+
+    /// Runs until the session closes the socket or the socket fails.
+    pub async fn run(mut self) {
+        let finished = std::future::poll_fn(|cx| self.poll_run(cx)).await;
+        if finished {
+            Self::linger(self.io.clone()).await;
+        }
+    }
+
+    /// Ready(true) once the close frame is written, Ready(false) if the socket failed.
+    fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        loop {
+            if let Err(e) = ready!(self.poll_flush(cx)) {
+                tracing::debug!(error = %e, "socket write failed");
+                return Poll::Ready(false);
+            }
+            if self.closing {
+                return Poll::Ready(true);
+            }
+            if self.taken.capacity() > 256 {
+                self.taken = VecDeque::new();
+            }
+            match ready!(self.outbox.poll_take(cx, &mut self.taken, CHUNK)) {
+                Take::Frames => self.frames.extend(self.taken.drain(..).map(Frame::new)),
+                Take::Close(reason) => {
+                    self.frames.push_back(Frame::close(reason.code, reason.reason));
+                    self.closing = true;
+                }
+            }
+        }
     }
 }
 
-impl Drop for Outgoing {
+impl Drop for Writer {
     fn drop(&mut self) {
         self.realtime
             .stats()
@@ -112,46 +249,14 @@ impl Drop for Outgoing {
     }
 }
 
-impl Stream for Outgoing {
-    type Item = Result<Bytes, Infallible>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        if this.done {
-            return Poll::Ready(None);
-        }
-        if this.pending.is_empty() {
-            if this.pending.capacity() > 256 {
-                this.pending = VecDeque::new();
-            }
-            match this.outbox.poll_take(cx, &mut this.pending, CHUNK) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Take::Frames) => {}
-                Poll::Ready(Take::Close(reason)) => {
-                    encode_close(reason.code, reason.reason, &mut this.buf);
-                    this.done = true;
-                    return Poll::Ready(Some(Ok(this.chunk())));
-                }
-            }
-        }
-        while this.buf.len() < CHUNK {
-            let Some(item) = this.pending.pop_front() else {
-                break;
-            };
-            encode(&item, &mut this.buf);
-        }
-        Poll::Ready(Some(Ok(this.chunk())))
-    }
-}
-
-/// The client's frames, decoded from the upgraded request's payload.
+/// The client's frames, read from the socket.
 ///
 /// Every frame is judged by its header ([`FrameHeader::parse`]) before its payload is read:
 /// a data frame, or the next fragment of a message, that would take the message over the
 /// size limit ends the connection (1009) at once, so no client can make the server buffer
 /// more than one frame of at most the limit.
 pub struct Incoming {
-    payload: web::Payload,
+    io: Rc<TcpStream>,
     buf: BytesMut,
     limit: usize,
     /// A fragmented message being joined: whether it is text, and its bytes so far.
@@ -161,10 +266,11 @@ pub struct Incoming {
 }
 
 impl Incoming {
-    pub fn new(payload: web::Payload, limit: usize) -> Incoming {
+    /// `early`: bytes the client sent right behind its upgrade request.
+    pub fn new(io: Rc<TcpStream>, early: BytesMut, limit: usize) -> Incoming {
         Incoming {
-            payload,
-            buf: BytesMut::new(),
+            io,
+            buf: early,
             limit,
             partial: None,
             eof: false,
@@ -202,6 +308,7 @@ impl Incoming {
         let len = usize::try_from(header.len).map_err(|_| WireIn::TooLarge)?;
         let total = header.header_len + len;
         if self.buf.len() < total {
+            // Room for the rest of this frame, and no more.
             self.buf.reserve(total - self.buf.len());
             return Ok(None);
         }
@@ -243,6 +350,31 @@ impl Incoming {
             }
         }
     }
+
+    /// Reads what the socket has: `Ready(Ok(true))` with bytes added, `Ready(Ok(false))`
+    /// at the end of the stream.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        loop {
+            ready!(self.io.poll_read_ready(cx))?;
+            // Straight into the buffer when it has room for the frame being read (see
+            // `next_frame`), otherwise through the stack, keeping only what arrived.
+            let spare = self.buf.capacity() - self.buf.len();
+            let result = if spare >= READ {
+                self.io.try_read_buf(&mut self.buf)
+            } else {
+                let mut chunk = [0u8; READ];
+                self.io
+                    .try_read(&mut chunk)
+                    .inspect(|&n| self.buf.extend_from_slice(&chunk[..n]))
+            };
+            match result {
+                Ok(0) => return Poll::Ready(Ok(false)),
+                Ok(_) => return Poll::Ready(Ok(true)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
 }
 
 impl Stream for Incoming {
@@ -269,15 +401,14 @@ impl Stream for Incoming {
             if this.eof {
                 return Poll::Ready(None);
             }
-            if this.buf.is_empty() && this.buf.capacity() > RETAIN {
+            if this.buf.is_empty() && this.buf.capacity() > 0 {
+                // Everything read has been handed over: a quiet socket holds no buffer.
                 this.buf = BytesMut::new();
             }
-            match Pin::new(&mut this.payload).poll_next(cx) {
-                Poll::Ready(Some(Ok(bytes))) => this.buf.extend_from_slice(&bytes),
-                Poll::Ready(Some(Err(e))) => {
-                    return Poll::Ready(this.fail(WireIn::Broken(e.to_string())))
-                }
-                Poll::Ready(None) => this.eof = true,
+            match this.poll_read(cx) {
+                Poll::Ready(Ok(true)) => {}
+                Poll::Ready(Ok(false)) => this.eof = true,
+                Poll::Ready(Err(e)) => return Poll::Ready(this.fail(WireIn::Broken(e.to_string()))),
                 Poll::Pending => return Poll::Pending,
             }
         }
@@ -291,18 +422,17 @@ mod tests {
     #[test]
     fn headers_use_the_shortest_length_form() {
         for (len, expect) in [(5, 2), (125, 2), (126, 4), (65_535, 4), (65_536, 10)] {
-            let mut buf = BytesMut::new();
-            header(&mut buf, OP_TEXT, len);
-            assert_eq!(buf.len(), expect, "length {len}");
-            assert_eq!(buf[0], 0x81);
+            let head = Head::new(OP_TEXT, len);
+            assert_eq!(head.as_slice().len(), expect, "length {len}");
+            assert_eq!(head.as_slice()[0], 0x81);
         }
     }
 
     #[test]
     fn a_close_frame_carries_code_and_reason() {
-        let mut buf = BytesMut::new();
-        encode_close(1008, "slow_consumer", &mut buf);
-        assert_eq!(&buf[..4], &[0x88, 15, 0x03, 0xF0]);
-        assert_eq!(&buf[4..], b"slow_consumer");
+        let frame = Frame::close(1008, "slow_consumer");
+        let bytes: Vec<u8> = frame.pieces().concat();
+        assert_eq!(&bytes[..4], &[0x88, 15, 0x03, 0xF0]);
+        assert_eq!(&bytes[4..], b"slow_consumer");
     }
 }
