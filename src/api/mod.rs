@@ -13,8 +13,8 @@ mod notifications;
 mod observe;
 pub mod openapi;
 pub mod socket;
-pub mod views;
 pub mod upgrade;
+pub mod views;
 mod wire;
 mod workspaces;
 

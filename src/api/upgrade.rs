@@ -26,7 +26,8 @@ use super::socket::Accepted;
 use super::wire::{Incoming, Writer};
 
 type AppService = BoxService<Request, ServiceResponse<BoxBody>, actix_web::Error>;
-pub type AppFactory = BoxServiceFactory<(), Request, ServiceResponse<BoxBody>, actix_web::Error, ()>;
+pub type AppFactory =
+    BoxServiceFactory<(), Request, ServiceResponse<BoxBody>, actix_web::Error, ()>;
 type Conn = Framed<TcpStream, h1::Codec>;
 
 /// The upgrade service of one worker, answering through its own instance of the app.

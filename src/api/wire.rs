@@ -232,7 +232,8 @@ impl Writer {
             match ready!(self.outbox.poll_take(cx, &mut self.taken, CHUNK)) {
                 Take::Frames => self.frames.extend(self.taken.drain(..).map(Frame::new)),
                 Take::Close(reason) => {
-                    self.frames.push_back(Frame::close(reason.code, reason.reason));
+                    self.frames
+                        .push_back(Frame::close(reason.code, reason.reason));
                     self.closing = true;
                 }
             }
@@ -408,7 +409,9 @@ impl Stream for Incoming {
             match this.poll_read(cx) {
                 Poll::Ready(Ok(true)) => {}
                 Poll::Ready(Ok(false)) => this.eof = true,
-                Poll::Ready(Err(e)) => return Poll::Ready(this.fail(WireIn::Broken(e.to_string()))),
+                Poll::Ready(Err(e)) => {
+                    return Poll::Ready(this.fail(WireIn::Broken(e.to_string())))
+                }
                 Poll::Pending => return Poll::Pending,
             }
         }
