@@ -71,6 +71,8 @@ pub enum WireIn {
     TooLarge,
     /// Anything the WebSocket layer could not read.
     Broken(String),
+    /// A text message or close reason that is not UTF-8.
+    Invalid(String),
 }
 
 /// An authorised join on its way to the topic.
@@ -693,6 +695,10 @@ impl StreamHandler<WireIn> for SessionActor {
             WireIn::Broken(e) => {
                 tracing::debug!(session = self.id, error = %e, "websocket protocol error");
                 self.close_with(1002, "protocol error", ctx);
+            }
+            WireIn::Invalid(e) => {
+                tracing::debug!(session = self.id, error = %e, "websocket payload invalid");
+                self.close_with(1007, "invalid payload data", ctx);
             }
         }
     }

@@ -12,6 +12,11 @@
 //!     a summary
 //! stoa-loadtest send --api URL --token T --topic workspace:1 --count K --rate R [--size B]
 //!     one socket broadcasting K timestamped messages at R per second
+//!
+//! `hold` and `send` take `--protocol socketio` to drive a Socket.IO 4 server instead
+//! (Engine.IO 4 over a plain WebSocket: `/socket.io/?EIO=4&transport=websocket`, the
+//! namespace connect `40`, events as `42["broadcast",{…}]`, pings `2` answered with `3`);
+//! see `loadtest/compare.sh`.
 //! stoa-loadtest report FILE…
 //!     merges latency files: count, p50, p99, p99.9, max
 //! stoa-loadtest floor --port P --connections N --count K --rate R [--size B] [--threads T]
@@ -155,6 +160,12 @@ async fn setup(api: &str) -> Result<(), Error> {
 struct Ws {
     reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
     writer: Writer,
+    socketio: bool,
+}
+
+/// Which protocol `hold` and `send` speak: Phoenix Channels unless `--protocol socketio`.
+fn socketio(flags: &HashMap<String, String>) -> bool {
+    flags.get("protocol").map(String::as_str) == Some("socketio")
 }
 
 /// The sending half: client frames are masked.
@@ -164,7 +175,12 @@ struct Writer {
 }
 
 impl Ws {
-    async fn connect(api: &str, token: &str, source: Option<&str>) -> Result<Ws, Error> {
+    async fn connect(
+        api: &str,
+        token: &str,
+        source: Option<&str>,
+        socketio: bool,
+    ) -> Result<Ws, Error> {
         let host = authority(api);
         let addr: SocketAddr = tokio::net::lookup_host(&host)
             .await?
@@ -177,8 +193,13 @@ impl Ws {
         let stream = socket.connect(addr).await?;
         stream.set_nodelay(true)?;
         let (read, mut writer) = stream.into_split();
+        let path = if socketio {
+            "/socket.io/?EIO=4&transport=websocket".to_string()
+        } else {
+            format!("/socket/websocket?vsn=2.0.0&token={token}")
+        };
         let req = format!(
-            "GET /socket/websocket?vsn=2.0.0&token={token} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         );
         writer.write_all(req.as_bytes()).await?;
         let mut reader = BufReader::with_capacity(4096, read);
@@ -199,6 +220,7 @@ impl Ws {
                 half: writer,
                 mask_state: 0x9e37_79b9,
             },
+            socketio,
         })
     }
 
@@ -244,6 +266,8 @@ impl Ws {
             buf.resize(len as usize, 0);
             self.reader.read_exact(buf).await?;
             match b0 & 0x0f {
+                // Engine.IO's ping, answered with its pong.
+                0x1 if self.socketio && buf[..] == b"2"[..] => self.send_text("3").await?,
                 0x1 => return Ok(()),
                 0x8 => return Err("closed by server".into()),
                 0x9 => {
@@ -258,6 +282,24 @@ impl Ws {
     }
 
     async fn join(&mut self, topic: &str, presence: bool) -> Result<(), Error> {
+        if self.socketio {
+            // The open packet, then connect to the default namespace.
+            let mut buf = Vec::new();
+            self.read_text(&mut buf).await?;
+            if !buf.starts_with(b"0") {
+                return Err("no Engine.IO open packet".into());
+            }
+            self.send_text("40").await?;
+            loop {
+                self.read_text(&mut buf).await?;
+                if buf.starts_with(b"40") {
+                    return Ok(());
+                }
+                if buf.starts_with(b"44") {
+                    return Err(format!("refused: {}", String::from_utf8_lossy(&buf)).into());
+                }
+            }
+        }
         let payload = if presence {
             "{}"
         } else {
@@ -300,6 +342,7 @@ async fn hold(api: &str, flags: &HashMap<String, String>) -> Result<(), Error> {
     let source = flags.get("source").cloned();
     let out = flags.get("out").cloned();
     let presence = flags.contains_key("presence");
+    let socketio = socketio(flags);
     let ready = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
     let received = Arc::new(AtomicU64::new(0));
@@ -328,7 +371,7 @@ async fn hold(api: &str, flags: &HashMap<String, String>) -> Result<(), Error> {
         );
         tasks.push(tokio::spawn(async move {
             let permit = gate.acquire_owned().await;
-            let mut ws = match Ws::connect(&api, &token, source.as_deref()).await {
+            let mut ws = match Ws::connect(&api, &token, source.as_deref(), socketio).await {
                 Ok(ws) => ws,
                 Err(e) => {
                     if failed.fetch_add(1, Ordering::Relaxed) < 3 {
@@ -364,7 +407,8 @@ async fn hold(api: &str, flags: &HashMap<String, String>) -> Result<(), Error> {
                             if expect > 0 && got >= expect { break; }
                         }
                     }
-                    _ = heartbeat.tick() => {
+                    // Socket.IO's heartbeat is the server's ping, answered in `read_text`.
+                    _ = heartbeat.tick(), if !socketio => {
                         if ws.send_text(r#"[null,"hb","phoenix","heartbeat",{}]"#).await.is_err() { break; }
                     }
                 }
@@ -444,12 +488,14 @@ async fn send(api: &str, flags: &HashMap<String, String>) -> Result<(), Error> {
     let count: u64 = flag(flags, "count", 100);
     let rate: f64 = flag(flags, "rate", 10.0);
     let size: usize = flag(flags, "size", 64);
-    let mut ws = Ws::connect(api, &token, None).await?;
+    let socketio = socketio(flags);
+    let mut ws = Ws::connect(api, &token, None, socketio).await?;
     ws.join(&topic, false).await?;
     let pad = "p".repeat(size);
     let Ws {
         mut reader,
         mut writer,
+        ..
     } = ws;
     // Drain replies in the background.
     tokio::spawn(async move {
@@ -464,10 +510,14 @@ async fn send(api: &str, flags: &HashMap<String, String>) -> Result<(), Error> {
     for i in 0..count {
         let due = start + Duration::from_secs_f64(i as f64 / rate);
         tokio::time::sleep_until(due.into()).await;
-        let frame = format!(
-            r#"["1","{i}","{topic}","broadcast",{{"t":{},"pad":"{pad}"}}]"#,
-            now_us()
-        );
+        let frame = if socketio {
+            format!(r#"42["broadcast",{{"t":{},"pad":"{pad}"}}]"#, now_us())
+        } else {
+            format!(
+                r#"["1","{i}","{topic}","broadcast",{{"t":{},"pad":"{pad}"}}]"#,
+                now_us()
+            )
+        };
         writer.send_text(&frame).await?;
     }
     println!("sent {count} in {:.2}s", start.elapsed().as_secs_f64());

@@ -147,8 +147,65 @@ pub fn unmask(payload: &mut [u8], mask: [u8; 4]) {
     }
 }
 
+/// Why a client's close frame is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CloseError {
+    #[error("close frame with a one-byte payload")]
+    Truncated,
+    #[error("close code {0} may not be sent")]
+    Code(u16),
+    #[error("close reason is not valid UTF-8")]
+    Reason,
+}
+
+impl CloseError {
+    /// 1007 for a reason that is not UTF-8, 1002 (protocol error) for the rest.
+    pub fn close_code(self) -> u16 {
+        match self {
+            CloseError::Reason => 1007,
+            _ => 1002,
+        }
+    }
+}
+
+/// The status code of a client's close frame (RFC 6455 §5.5.1, §7.4): none for an empty
+/// payload, otherwise a code an endpoint may send followed by a UTF-8 reason.
+pub fn close_code(payload: &[u8]) -> Result<Option<u16>, CloseError> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(CloseError::Truncated),
+        [hi, lo, reason @ ..] => {
+            let code = u16::from_be_bytes([*hi, *lo]);
+            // 1004-1006 and 1015 are reserved or only reported locally; 1016-2999 are
+            // for future revisions of the protocol, 5000 and up do not exist.
+            if !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) {
+                return Err(CloseError::Code(code));
+            }
+            std::str::from_utf8(reason).map_err(|_| CloseError::Reason)?;
+            Ok(Some(code))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn close_payloads_are_checked() {
+        assert_eq!(close_code(&[]), Ok(None));
+        assert_eq!(close_code(&[0x03]), Err(CloseError::Truncated));
+        assert_eq!(close_code(&[0x03, 0xE8]), Ok(Some(1000)));
+        assert_eq!(close_code(b"\x0f\xa0bye"), Ok(Some(4000)));
+        for bad in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
+            let [hi, lo] = bad.to_be_bytes();
+            assert_eq!(close_code(&[hi, lo]), Err(CloseError::Code(bad)), "{bad}");
+        }
+        assert_eq!(
+            close_code(&[0x03, 0xE8, 0xC3, 0x28]),
+            Err(CloseError::Reason)
+        );
+        assert_eq!(CloseError::Reason.close_code(), 1007);
+    }
+
     use super::*;
 
     const MASK: [u8; 4] = [1, 2, 3, 4];

@@ -24,7 +24,7 @@ use actix_web::rt::net::TcpStream;
 use actix_web::web::BytesMut;
 use futures_util::Stream;
 use stoa_actors::{Outbound, OutboxReader, Realtime, Take, WireIn};
-use stoa_protocol::ws::{unmask, FrameHeader, HeaderError, Opcode};
+use stoa_protocol::ws::{close_code, unmask, FrameHeader, HeaderError, Opcode};
 
 /// Bytes taken from the outbox per batch.
 const CHUNK: usize = 64 * 1024;
@@ -290,7 +290,7 @@ impl Incoming {
         }
         match String::from_utf8(Vec::from(bytes.freeze())) {
             Ok(s) => Some(WireIn::Text(s)),
-            Err(_) => self.fail(WireIn::Broken("text frame is not valid UTF-8".into())),
+            Err(_) => self.fail(WireIn::Invalid("text message is not valid UTF-8".into())),
         }
     }
 
@@ -325,7 +325,11 @@ impl Incoming {
         match header.opcode {
             Opcode::Ping => Some(WireIn::Ping(data.to_vec())),
             Opcode::Pong => Some(WireIn::Pong),
-            Opcode::Close => Some(WireIn::Close),
+            Opcode::Close => match close_code(&data) {
+                Ok(_) => Some(WireIn::Close),
+                Err(e) if e.close_code() == 1007 => self.fail(WireIn::Invalid(e.to_string())),
+                Err(e) => self.fail(WireIn::Broken(e.to_string())),
+            },
             Opcode::Text | Opcode::Binary if self.partial.is_some() => self.fail(WireIn::Broken(
                 "data frame inside a fragmented message".into(),
             )),

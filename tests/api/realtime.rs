@@ -938,7 +938,7 @@ async fn fragmented_messages_pings_and_binary_frames() {
     s.sync().await;
     assert_eq!(s.pongs, vec![b"are you there".to_vec()]);
 
-    // Text that is not UTF-8 ends the connection as a protocol error.
+    // Text that is not UTF-8 ends the connection with 1007 (invalid payload data).
     s.send_raw(Message::Continuation(Item::FirstText(
         vec![b'[', 0xff, 0xfe].into(),
     )))
@@ -946,7 +946,7 @@ async fn fragmented_messages_pings_and_binary_frames() {
     s.send_raw(Message::Continuation(Item::Last("]".into())))
         .await;
     let reason = s.until_closed().await.expect("close frame");
-    assert_eq!(u16::from(reason.code), 1002);
+    assert_eq!(u16::from(reason.code), 1007);
 
     // Binary frames are refused with 1003.
     let mut b = Ws::connect(&app, &alice.token).await;

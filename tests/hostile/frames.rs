@@ -112,9 +112,14 @@ fn protocol_violations_close_with_1002_and_change_nothing() {
             h.extend_from_slice(b"{}");
             h
         }),
-        ("text that is not UTF-8", {
-            let mut h = RawWs::header(true, TEXT, 3);
-            h.extend_from_slice(&[0xC3, 0x28, 0xFF]);
+        ("a close frame of one byte", {
+            let mut h = RawWs::header(true, CLOSE, 1);
+            h.push(0x03);
+            h
+        }),
+        ("a close code no endpoint may send", {
+            let mut h = RawWs::header(true, CLOSE, 2);
+            h.extend_from_slice(&1005u16.to_be_bytes());
             h
         }),
     ];
@@ -122,6 +127,31 @@ fn protocol_violations_close_with_1002_and_change_nothing() {
         let mut ws = live_socket(&server, &token);
         ws.send_bytes(&bytes).unwrap();
         assert_eq!(ws.close_code(), Some(1002), "{what}");
+    }
+    // Text that is not UTF-8, in a message or a close reason: 1007.
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("text that is not UTF-8", {
+            let mut h = RawWs::header(true, TEXT, 3);
+            h.extend_from_slice(&[0xC3, 0x28, 0xFF]);
+            h
+        }),
+        ("a message whose fragments split a character", {
+            let mut h = RawWs::header(false, TEXT, 1);
+            h.push(0xC3);
+            h.extend_from_slice(&RawWs::header(true, CONTINUATION, 1));
+            h.push(b'(');
+            h
+        }),
+        ("a close reason that is not UTF-8", {
+            let mut h = RawWs::header(true, CLOSE, 4);
+            h.extend_from_slice(&[0x03, 0xE8, 0xC3, 0x28]);
+            h
+        }),
+    ];
+    for (what, bytes) in cases {
+        let mut ws = live_socket(&server, &token);
+        ws.send_bytes(&bytes).unwrap();
+        assert_eq!(ws.close_code(), Some(1007), "{what}");
     }
     // Binary frames are not part of this protocol: 1003.
     let mut ws = live_socket(&server, &token);

@@ -10,3 +10,4 @@ mod flood;
 mod frames;
 mod rest;
 mod shutdown;
+mod transport;

@@ -250,12 +250,14 @@ pub const BINARY: u8 = 0x2;
 pub const CONTINUATION: u8 = 0x0;
 pub const CLOSE: u8 = 0x8;
 pub const PING: u8 = 0x9;
+pub const PONG: u8 = 0xA;
 
 /// What the server sent on a socket.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Got {
     Text(String),
     Close(Option<u16>),
+    Pong(Vec<u8>),
     Other(u8),
 }
 
@@ -436,6 +438,7 @@ fn parse_server_frame(buf: &[u8]) -> Option<(Got, usize)> {
         0x8 => {
             Got::Close((payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]])))
         }
+        0xA => Got::Pong(payload.to_vec()),
         other => Got::Other(other),
     };
     Some((got, at + len))
