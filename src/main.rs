@@ -77,6 +77,11 @@ fn main() -> ExitCode {
             tracing::info!(signal = name, "shutting down; finishing in-flight requests");
             realtime.begin_shutdown();
             realtime.drain(drain).await;
+            // The sockets are not the HTTP server's connections: let their close frames
+            // go out before the workers stop.
+            realtime
+                .sockets_closed(std::time::Duration::from_secs(3))
+                .await;
             handle.stop(true).await;
         });
         app.run_until_stopped()

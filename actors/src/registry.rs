@@ -796,6 +796,20 @@ impl Realtime {
         }
     }
 
+    /// Waits (at most `limit`) until no socket is open on this node.
+    pub async fn sockets_closed(&self, limit: Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        while self
+            .stats()
+            .sockets
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+            && std::time::Instant::now() < deadline
+        {
+            actix::clock::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Stops the topic threads (at shutdown).
     pub fn shutdown(&self) {
         for arbiter in &self.shared.arbiters {

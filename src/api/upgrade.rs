@@ -80,7 +80,9 @@ async fn upgrade(
             } = conn.into_parts();
             let early = BytesMut::from(&read_buf[..]);
             drop((codec, read_buf, write_buf));
-            serve(io, early, accepted, realtime).await;
+            // A task of its own: the HTTP connection's task (the dispatcher and this
+            // handler, some 4 KB) ends here instead of living as long as the socket.
+            actix_web::rt::spawn(serve(io, early, accepted, realtime));
         }
         _ => {
             let body = actix_web::body::to_bytes(body).await.unwrap_or_default();

@@ -181,9 +181,9 @@ impl Writer {
             }
         }
         self.written = 0;
-        if self.frames.capacity() > 256 {
-            self.frames = VecDeque::new();
-        }
+        // All written: a socket between bursts keeps no queue (an allocation per burst
+        // costs far less than the write it comes with).
+        self.frames = VecDeque::new();
         Poll::Ready(Ok(()))
     }
 
@@ -226,10 +226,11 @@ impl Writer {
             if self.closing {
                 return Poll::Ready(true);
             }
-            if self.taken.capacity() > 256 {
+            let taken = self.outbox.poll_take(cx, &mut self.taken, CHUNK);
+            if taken.is_pending() {
                 self.taken = VecDeque::new();
             }
-            match ready!(self.outbox.poll_take(cx, &mut self.taken, CHUNK)) {
+            match ready!(taken) {
                 Take::Frames => self.frames.extend(self.taken.drain(..).map(Frame::new)),
                 Take::Close(reason) => {
                     self.frames
