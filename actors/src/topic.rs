@@ -252,6 +252,11 @@ struct Sub {
     presence_seen: u64,
 }
 
+/// How much a topic's presence batching window grows per subscriber (500 ms at 5,000), and
+/// the longest it gets.
+const PRESENCE_WINDOW_PER_SUBSCRIBER: std::time::Duration = std::time::Duration::from_micros(100);
+const PRESENCE_WINDOW_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// One presence change waiting to be sent as part of a `presence_diff`.
 struct Change {
     seq: u64,
@@ -290,6 +295,9 @@ pub struct TopicActor {
     /// Presence changes not yet sent, in order, and the number of the last one.
     changes: Vec<Change>,
     change_seq: u64,
+    /// Subscribers (id, generation) that joined since the last flush and wait for their
+    /// `presence_state`: the window's joiners share one encoding of it.
+    state_waiting: Vec<(u64, u64)>,
     flush_scheduled: bool,
     idle: Option<SpawnHandle>,
     me: Option<Addr<TopicActor>>,
@@ -323,6 +331,7 @@ impl TopicActor {
             subs: HashMap::new(),
             changes: Vec::new(),
             change_seq: 0,
+            state_waiting: Vec::new(),
             flush_scheduled: false,
             idle: None,
             me: None,
@@ -646,7 +655,7 @@ impl TopicActor {
 
     /// Notes a presence change. Changes are sent as one `presence_diff` per
     /// `presence_batch` interval, so a crowd joining costs a diff per interval, not one per
-    /// join, for each subscriber.
+    /// join, for each subscriber (the window grows with the topic: see `schedule_flush`).
     fn record_change(&mut self, key: String, meta: PresenceMeta, join: bool) {
         self.change_seq += 1;
         self.changes.push(Change {
@@ -655,10 +664,22 @@ impl TopicActor {
             meta,
             join,
         });
+        self.schedule_flush();
+    }
+
+    /// Has the presence changes and waiting states go out at the end of the batching
+    /// window (at once if there is none).
+    fn schedule_flush(&mut self) {
         let wait = self.env.limits.presence_batch;
         if wait.is_zero() {
             return self.flush_presence();
         }
+        // A window's diff is a frame to every subscriber: a large topic batches longer, so
+        // that a crowd joining costs its subscribers a bounded number of frames per second
+        // (1 / PRESENCE_WINDOW_PER_SUBSCRIBER in all), not one per subscriber per window.
+        let wait = wait
+            .max(PRESENCE_WINDOW_PER_SUBSCRIBER * self.subs.len() as u32)
+            .min(PRESENCE_WINDOW_MAX);
         if !self.flush_scheduled {
             if let Some(me) = self.me.clone() {
                 self.flush_scheduled = true;
@@ -703,6 +724,7 @@ impl TopicActor {
     /// diff for those that joined before the batch, their own for those that joined during it.
     fn flush_presence(&mut self) {
         self.flush_scheduled = false;
+        self.send_waiting_states();
         let Some(first) = self.changes.first().map(|c| c.seq) else {
             return;
         };
@@ -742,6 +764,37 @@ impl TopicActor {
                 leaves: std::mem::take(&mut self.bus_leaves),
             };
             self.env.bus_send(&topic_channel(self.topic), body);
+        }
+    }
+
+    /// The window's joiners get the state as it is now, encoded once and shared (a crowd
+    /// joining costs one encoding per window, and the bytes are held once however many
+    /// outboxes queue them). It holds every change so far, so the window's diff is not
+    /// theirs.
+    fn send_waiting_states(&mut self) {
+        if self.state_waiting.is_empty() {
+            return;
+        }
+        let waiting = std::mem::take(&mut self.state_waiting);
+        let state = Push::new(&self.name, "presence_state", &self.presence_state());
+        let mut gone = Vec::new();
+        let mut sent = 0;
+        for (id, generation) in waiting {
+            let Some(sub) = self.subs.get_mut(&id) else {
+                continue;
+            };
+            if sub.generation != generation {
+                continue;
+            }
+            sub.presence_seen = self.change_seq;
+            sent += 1;
+            if !sub.conn.push_shared(&sub.head, state.tail()) {
+                gone.push(id);
+            }
+        }
+        Stats::add(&self.env.stats.frames_out, sent);
+        for id in gone {
+            self.drop_sub(id, None);
         }
     }
 
@@ -1002,17 +1055,9 @@ impl Handler<Join> for TopicActor {
                 self.tracked += 1;
                 self.record(user.to_string(), meta, true);
             }
-            // The state holds every change so far, this join's own included.
-            let state = Push::new(&self.name, "presence_state", &self.presence_state());
-            let ok = self
-                .subs
-                .get(&id)
-                .is_some_and(|sub| self.push_to(sub, state.render(sub.join_ref.as_deref())));
-            if !ok {
-                self.drop_sub(id, None);
-                self.schedule_idle_stop(ctx);
-                return false;
-            }
+            // Its state goes out with the window's changes (and holds this join's own).
+            self.state_waiting.push((id, generation));
+            self.schedule_flush();
         }
         if catching_up {
             self.catch_up(id, generation, ctx);
