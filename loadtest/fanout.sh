@@ -16,6 +16,9 @@
 # that is what they are for).
 # FLOOR=1 runs the same measurement against `stoa-loadtest floor` instead of Stoa: a plain
 # program writing each frame straight to every socket, i.e. what the machine costs.
+# PEER=ws or PEER=socketio runs it against a Node reference server (loadtest/node: the `ws`
+# package, or Socket.IO 4 with the generator speaking Engine.IO), installed with npm ci.
+# The last line, `result …`, is what loadtest/compare.sh tabulates.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-10000}; COUNT=${2:-50}; RATE=${3:-5}; SIZE=${4:-64}
@@ -33,6 +36,12 @@ if [ -n "${FLOOR:-}" ]; then
     --size "$SIZE" > "$DATA/floor" 2>&1 & SERVER=$!
   until grep -q listening "$DATA/floor"; do sleep 0.1; done
   API="http://127.0.0.1:$PORT"; TOKEN=none; TOPIC=workspace:1
+elif [ -n "${PEER:-}" ]; then
+  [ -d loadtest/node/node_modules ] || (cd loadtest/node && npm ci --silent --no-audit --no-fund)
+  node "loadtest/node/$PEER-server.mjs" "$PORT" > "$DATA/peer" 2>&1 & SERVER=$!
+  until grep -q listening "$DATA/peer"; do sleep 0.1; done
+  API="http://127.0.0.1:$PORT"; TOKEN=none; TOPIC=workspace:1
+  [ "$PEER" = socketio ] && PROTOCOL=(--protocol socketio)
 else
   # NODES > 1 starts that many servers on PORT, PORT+1, … sharing one database and a
   # private redis-server (on PORT+1000) as their bus; the sockets are spread over them and
@@ -74,6 +83,7 @@ for i in $(seq 1 "$PROCS"); do
   NODE_API="http://127.0.0.1:$(( PORT + (i - 1) % ${NODES:-1} ))"
   "$BIN/stoa-loadtest" hold --api "$NODE_API" --token "$TOKEN" --topic "$TOPIC" --connections "$C" \
     --source "127.0.0.$((i + 1))" --expect "$COUNT" --out "$DATA/lat.$i" ${PRESENCE:+--presence 1} \
+    ${PROTOCOL[@]+"${PROTOCOL[@]}"} \
     > "$DATA/hold.$i" 2>&1 &
   PIDS+=($!)
 done
@@ -82,7 +92,8 @@ for i in $(seq 1 "$PROCS"); do
   cat "$DATA/hold.$i"
 done
 AFTER=$(rss)
-if [ -n "${FLOOR:-}" ]; then HELD=$N; else
+if [ -n "${FLOOR:-}${PEER:-}" ]; then
+  HELD=$(cat "$DATA"/hold.* | awk '/^ready/ {s += $2} END {print s}'); else
   HELD=$(curl -s "$API/metrics" | awk '$1 == "stoa_ws_connections" {print $2}'); fi
 if [ "${NODES:-1}" -gt 1 ]; then
   TOTAL=0
@@ -110,13 +121,14 @@ fi
 cpu() { if [ "${NODES:-1}" -gt 1 ]; then for pid in "${SERVERS[@]}"; do awk '{print $14 + $15}' "/proc/$pid/stat"; done | awk '{s += $1} END {print s}'; else awk '{print $14 + $15}' "/proc/$SERVER/stat"; fi; }
 CPU0=$(cpu)
 [ -n "${FLOOR:-}" ] ||
-  "$BIN/stoa-loadtest" send --api "$API" --token "$TOKEN" --topic "$TOPIC" --count "$COUNT" --rate "$RATE" --size "$SIZE"
+  "$BIN/stoa-loadtest" send --api "$API" --token "$TOKEN" --topic "$TOPIC" --count "$COUNT" --rate "$RATE" --size "$SIZE" \
+    ${PROTOCOL[@]+"${PROTOCOL[@]}"}
 for p in "${PIDS[@]}"; do wait "$p" || true; done
 CPU1=$(cpu)
 [ -n "${PERF:-}" ] && { kill -INT "$PERFPID"; wait "$PERFPID" || true; }
 for i in $(seq 1 "$PROCS"); do tail -n 3 "$DATA/hold.$i"; done
 echo "all generators:"
-"$BIN/stoa-loadtest" report "$DATA"/lat.*
+"$BIN/stoa-loadtest" report "$DATA"/lat.* | tee "$DATA/report"
 echo "server CPU during the broadcasts: $(( (CPU1 - CPU0) * 10 )) ms${NODES:+ (all nodes)}"
 if [ "${NODES:-1}" -gt 1 ]; then
   for n in $(seq 0 $(( NODES - 1 ))); do
@@ -129,5 +141,15 @@ if [ "${NODES:-1}" -gt 1 ]; then
 fi
 [ -n "${PRESENCE:-}" ] && echo "frames queued by the server in all:" \
   "$(curl -s "$API/metrics" | awk '$1 == "stoa_ws_frames_out_total" {print $2}')"
-[ -n "${FLOOR:-}" ] ||
-  echo "server RSS after the run: $(rss) KiB; slow consumers: $(curl -s "$API/metrics" | awk '$1 == "stoa_ws_slow_consumers_total" {print $2}')"
+[ -n "${FLOOR:-}${PEER:-}" ] ||
+  echo "server RSS after the run: $(rss) KiB, peak $(awk '/VmHWM/ {print $2}' "/proc/$SERVER/status") KiB; slow consumers: $(curl -s "$API/metrics" | awk '$1 == "stoa_ws_slow_consumers_total" {print $2}')"
+# One line for loadtest/compare.sh: deliveries/s (all generators), p50 and p99 (ms), server
+# RSS per joined socket (bytes), server CPU per delivery (µs).
+TARGET=${PEER:-$([ -n "${FLOOR:-}" ] && echo floor || echo stoa)}
+cat "$DATA"/hold.* | awk -v t="$TARGET" -v rss="$(( (AFTER - BEFORE) * 1024 / (HELD > 0 ? HELD : 1) ))" \
+  -v cpu="$(( (CPU1 - CPU0) * 10 ))" -v lat="$(cat "$DATA/report")" '
+  /^held/ {got += $4; rate += $(NF - 1)}
+  END {
+    split(lat, f, /[ =]/); for (i in f) { if (f[i] == "p50") p50 = f[i + 1]; if (f[i] == "p99") p99 = f[i + 1] }
+    printf "result %s %.0f %s %s %d %.2f\n", t, rate, p50, p99, rss, (got > 0 ? cpu * 1000 / got : 0)
+  }'

@@ -156,6 +156,9 @@ async fn setup(api: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Text frames longer than this are read and dropped, not returned (see `read_text`).
+const LARGE: u64 = 65536;
+
 /// A client WebSocket over one TCP connection.
 struct Ws {
     reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
@@ -257,12 +260,25 @@ impl Writer {
 }
 
 impl Ws {
-    /// The next text frame's bytes (pings are answered, other control frames skipped).
+    /// The next text frame's bytes (pings are answered, other control frames skipped;
+    /// a text frame over `LARGE` comes back empty).
     async fn read_text(&mut self, buf: &mut Vec<u8>) -> Result<(), Error> {
         loop {
             let b0 = self.reader.read_u8().await?;
             let len = frame_len(&mut self.reader).await?;
             buf.clear();
+            if len > LARGE && b0 & 0x0f == 0x1 {
+                // A large text frame (a presence_state) is read through and not kept: the
+                // generator measures broadcasts, which are small.
+                let mut left = len;
+                let mut scratch = [0u8; 16384];
+                while left > 0 {
+                    let n = left.min(scratch.len() as u64) as usize;
+                    self.reader.read_exact(&mut scratch[..n]).await?;
+                    left -= n as u64;
+                }
+                return Ok(());
+            }
             buf.resize(len as usize, 0);
             self.reader.read_exact(buf).await?;
             match b0 & 0x0f {
