@@ -18,6 +18,7 @@ fn live_socket(server: &Server, token: &str) -> RawWs {
 
 #[test]
 fn a_frame_announcing_a_terabyte_is_refused_from_its_header() {
+    let _heavy = heavy();
     let server = Server::start(&[]);
     let (_, token) = server.register("mallory");
 

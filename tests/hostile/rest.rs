@@ -151,6 +151,7 @@ fn bad_bodies_get_clear_errors_and_store_nothing() {
 
 #[test]
 fn a_flood_of_made_up_tokens_and_logins_leaves_writes_working() {
+    let _heavy = heavy();
     let server = Server::start(&[]);
     let (_, token) = server.register("alice");
     let ws = server.workspace_with(&token, &[]);

@@ -523,3 +523,13 @@ impl Server {
         }
     }
 }
+
+/// Held by the tests that load the machine (floods, megabytes queued, thousands of sockets)
+/// or that depend on a client keeping pace, so that no two of them share the two cores.
+static HEAVY: Mutex<()> = Mutex::new(());
+
+pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
