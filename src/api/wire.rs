@@ -265,7 +265,12 @@ pub struct Incoming {
     partial: Option<(bool, BytesMut)>,
     eof: bool,
     failed: bool,
+    /// Messages handed over since the task last waited.
+    streak: u8,
 }
+
+/// Messages a socket hands over before its task yields to the others on the thread.
+const STREAK: u8 = 4;
 
 impl Incoming {
     /// `early`: bytes the client sent right behind its upgrade request.
@@ -277,6 +282,7 @@ impl Incoming {
             partial: None,
             eof: false,
             failed: false,
+            streak: 0,
         }
     }
 
@@ -388,13 +394,24 @@ impl Stream for Incoming {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<WireIn>> {
         let this = self.get_mut();
+        if this.streak >= STREAK {
+            // A client that keeps the socket full is served a few messages at a time, so
+            // that the tasks woken from other threads (the writers, whom topics wake) get
+            // their turn on this thread.
+            this.streak = 0;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         loop {
             if this.failed {
                 return Poll::Ready(None);
             }
             match this.next_frame() {
                 Ok(Some((header, data))) => match this.frame(header, data) {
-                    Some(item) => return Poll::Ready(Some(item)),
+                    Some(item) => {
+                        this.streak += 1;
+                        return Poll::Ready(Some(item));
+                    }
                     None => continue,
                 },
                 Ok(None) => {}
@@ -417,7 +434,10 @@ impl Stream for Incoming {
                 Poll::Ready(Err(e)) => {
                     return Poll::Ready(this.fail(WireIn::Broken(e.to_string())))
                 }
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    this.streak = 0;
+                    return Poll::Pending;
+                }
             }
         }
     }
