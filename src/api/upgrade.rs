@@ -59,8 +59,7 @@ async fn upgrade(
     req: Request,
     mut conn: Conn,
 ) -> Result<(), actix_web::Error> {
-    // Boxed: the app's future is large, and the connection's task (which goes on to serve
-    // the socket) would otherwise keep room for it for the socket's whole life.
+    // Boxed: the app's future is large and is only needed for the handshake.
     let mut answer = match Box::pin(app.call(req)).await {
         Ok(res) => res.into_parts().1,
         Err(e) => e.error_response(),
@@ -82,7 +81,9 @@ async fn upgrade(
             } = conn.into_parts();
             let early = BytesMut::from(&read_buf[..]);
             drop((codec, read_buf, write_buf));
-            serve(io, early, accepted, realtime).await;
+            // A task of its own: the HTTP connection's task (the dispatcher, about 2.7 KB)
+            // ends here instead of living as long as the socket.
+            actix_web::rt::spawn(serve(io, early, accepted, realtime));
         }
         _ => {
             let body = actix_web::body::to_bytes(body).await.unwrap_or_default();
