@@ -8,14 +8,6 @@ use crate::support::*;
 /// The default `realtime.max_frame_bytes`.
 const LIMIT: u64 = 64 * 1024;
 
-/// A socket whose session is up: a heartbeat has been answered.
-fn live_socket(server: &Server, token: &str) -> RawWs {
-    let mut ws = server.ws(token);
-    let r = ws.push(None, "phoenix", "heartbeat", json!({}));
-    assert_eq!(ws.reply(&r)[4]["status"], "ok");
-    ws
-}
-
 #[test]
 fn a_frame_announcing_a_terabyte_is_refused_from_its_header() {
     let _heavy = heavy();

@@ -398,12 +398,21 @@ impl RawWs {
         }
     }
 
-    /// Whether the server ended the connection (read returns end-of-file or a reset).
+    /// Whether the server ended the connection (read returns end-of-file or a reset) once
+    /// the client has closed its side.
     pub fn ended(&mut self) -> bool {
         let _ = self.stream.shutdown(Shutdown::Write);
-        let deadline = Instant::now() + PATIENCE;
+        self.hangs_up_within(PATIENCE)
+    }
+
+    /// Whether the server ends the connection within `wait`, whatever the client does.
+    pub fn hangs_up_within(&mut self, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
         let mut chunk = [0u8; 16384];
-        while Instant::now() < deadline {
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            if self.stream.set_read_timeout(Some(left)).is_err() {
+                return true;
+            }
             match self.stream.read(&mut chunk) {
                 Ok(0) => return true,
                 Ok(_) => continue,
@@ -459,6 +468,14 @@ pub fn stream_filler(stream: &mut TcpStream, total: usize) -> usize {
         }
     }
     sent
+}
+
+/// A socket whose session is up: a heartbeat has been answered.
+pub fn live_socket(server: &Server, token: &str) -> RawWs {
+    let mut ws = server.ws(token);
+    let r = ws.push(None, "phoenix", "heartbeat", json!({}));
+    assert_eq!(ws.reply(&r)[4]["status"], "ok");
+    ws
 }
 
 impl RawWs {

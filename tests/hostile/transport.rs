@@ -3,7 +3,7 @@
 //! between, both directions of the close handshake, and a client that stops reading for a
 //! while and then gets every frame intact and in order.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -26,13 +26,6 @@ fn heartbeat(r: &str, pad: usize) -> Vec<u8> {
         .into_bytes()
 }
 
-fn live_socket(server: &Server, token: &str) -> RawWs {
-    let mut ws = server.ws(token);
-    let r = ws.push(None, "phoenix", "heartbeat", json!({}));
-    assert_eq!(ws.reply(&r)[4]["status"], "ok");
-    ws
-}
-
 /// The next frame must be the ok reply to `r`.
 fn expect_reply(ws: &mut RawWs, r: &str) {
     let v = ws.next_json();
@@ -45,25 +38,6 @@ fn expect_reply(ws: &mut RawWs, r: &str) {
 fn expect_silence(ws: &mut RawWs, what: &str) {
     let got = ws.read(Duration::from_millis(3));
     assert!(got.is_none(), "{what}: answered early with {got:?}");
-}
-
-/// Whether the server ends the connection (end of file) within `wait`, without the client
-/// closing its side first.
-fn server_hangs_up_within(ws: &mut RawWs, wait: Duration) -> bool {
-    let deadline = Instant::now() + wait;
-    let mut chunk = [0u8; 4096];
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        ws.stream.set_read_timeout(Some(left)).unwrap();
-        match ws.stream.read(&mut chunk) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return false
-            }
-            Err(_) => return true,
-        }
-    }
-    false
 }
 
 /// Waits until the server counts no open socket.
@@ -187,7 +161,7 @@ fn control_frames_between_fragments_are_answered_at_once() {
     ws.send_bytes(&masked(true, CLOSE, &1000u16.to_be_bytes()))
         .unwrap();
     assert_eq!(ws.read(PATIENCE), Some(Got::Close(Some(1000))));
-    assert!(server_hangs_up_within(&mut ws, PATIENCE));
+    assert!(ws.hangs_up_within(PATIENCE));
     assert!(server.healthy());
 }
 
@@ -205,7 +179,7 @@ fn close_handshakes_in_both_directions() {
         bytes.extend(masked(true, TEXT, &heartbeat("after", 0)));
         ws.send_bytes(&bytes).unwrap();
         assert_eq!(ws.read(PATIENCE), Some(Got::Close(Some(1000))));
-        assert!(server_hangs_up_within(&mut ws, PATIENCE), "{payload:?}");
+        assert!(ws.hangs_up_within(PATIENCE), "{payload:?}");
     }
     sockets_drop_to_zero(&server);
 
@@ -216,7 +190,7 @@ fn close_handshakes_in_both_directions() {
     assert_eq!(ws.read(PATIENCE), Some(Got::Close(Some(1003))));
     ws.send_bytes(&masked(true, CLOSE, &1003u16.to_be_bytes()))
         .unwrap();
-    assert!(server_hangs_up_within(&mut ws, PATIENCE));
+    assert!(ws.hangs_up_within(PATIENCE));
     ws.stream.shutdown(std::net::Shutdown::Both).unwrap();
     sockets_drop_to_zero(&server);
 
