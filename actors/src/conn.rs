@@ -2,11 +2,18 @@
 //! session that something happened to it.
 //!
 //! Frames for one client go into its [`Outbox`], a queue shared by the session and every
-//! topic it joined, bounded in frames and in bytes. The transport drains the whole queue at each wake-up and writes it
-//! to the socket as one buffer, so a busy connection costs one wake-up and one `write` per
-//! batch rather than per frame. A push shared by many subscribers is queued as two shared
-//! pieces (this subscriber's frame head and the topic's encoded tail) and only copied once,
-//! into the socket buffer.
+//! topic it joined, bounded in frames and in bytes. Whoever drains it takes everything queued
+//! and writes it to the socket in one call, so a busy connection costs one write per batch
+//! rather than per frame. A push shared by many subscribers is queued as two shared pieces
+//! (this subscriber's frame head and the topic's encoded tail) and only copied once, into
+//! the socket buffer.
+//!
+//! Two parties drain an outbox. A transport thread's [`FlushList`] is the usual one: an
+//! outbox whose queue was empty is listed there by the frame that arrives, so a topic that
+//! reaches ten thousand idle sockets lists each of them and wakes each transport thread
+//! once, and the thread writes them one after the other, rather than waking ten thousand
+//! writer tasks. The socket's own writer task takes over when a write cannot finish (the
+//! socket's buffer is full), and for the close; it hands the queue back once it is empty.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -61,10 +68,26 @@ pub enum Refused {
 /// What the transport takes from an outbox.
 #[derive(Debug)]
 pub enum Take {
-    /// Frames were moved into the caller's buffer.
-    Frames,
+    /// Frames were moved into the caller's buffer; the first `resume` bytes of the first
+    /// one are already on the wire (a write the flush list began and could not finish).
+    Frames { resume: usize },
     /// Nothing more will come: close the socket with this reason.
     Close(CloseReason),
+}
+
+/// Who drains an outbox into its socket.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Drain {
+    /// The socket's writer task, woken when frames arrive: while a write is unfinished, for
+    /// the close, and always for an outbox no flush list serves.
+    #[default]
+    Writer,
+    /// Nothing queued and nothing being written: the next frame lists the outbox.
+    Parked,
+    /// On the flush list, waiting for its thread.
+    Listed,
+    /// Being written by the flush list's thread.
+    Flushing,
 }
 
 #[derive(Default)]
@@ -76,6 +99,38 @@ struct Queue {
     close: Option<CloseReason>,
     /// No more frames are accepted (closing, or the transport is gone).
     shut: bool,
+    drain: Drain,
+    /// The flush list serving this outbox and the socket's slot there.
+    flush: Option<(Arc<FlushList>, u32)>,
+    /// Frames the flush list took and could not write whole, and the bytes of the first
+    /// already written: the writer task resumes there.
+    handoff: Option<(VecDeque<Outbound>, usize)>,
+}
+
+impl Queue {
+    /// Moves queued frames into `into` (empty): all of them when they fit `max_bytes`, else
+    /// as many as fit and at least one.
+    fn take(&mut self, into: &mut VecDeque<Outbound>, max_bytes: usize) {
+        if self.bytes <= max_bytes {
+            // The queue is left without a buffer: an idle socket keeps none.
+            *into = std::mem::take(&mut self.items);
+            self.bytes = 0;
+            return;
+        }
+        let mut taken = 0;
+        while let Some(item) = self.items.pop_front() {
+            taken += item.len();
+            into.push_back(item);
+            if self
+                .items
+                .front()
+                .is_none_or(|next| taken + next.len() > max_bytes)
+            {
+                break;
+            }
+        }
+        self.bytes -= taken;
+    }
 }
 
 /// One connection's bounded outbound queue.
@@ -93,7 +148,17 @@ impl Outbox {
     /// Queues a frame without waiting. The queue is full at `capacity` frames, or when the
     /// frame would take it over `max_bytes` (an empty queue takes any one frame, so a frame
     /// larger than the byte bound can still reach a client that reads).
-    pub fn send(&self, item: Outbound) -> Result<(), Refused> {
+    pub fn send(self: &Arc<Self>, item: Outbound) -> Result<(), Refused> {
+        self.send_with(item, None)
+    }
+
+    /// [`Outbox::send`], listing the outbox in `batch` (when it is to be listed) rather than
+    /// on its flush list at once: one lock and one wake-up per batch for a topic's fan-out.
+    pub fn send_with(
+        self: &Arc<Self>,
+        item: Outbound,
+        batch: Option<&mut FlushBatch>,
+    ) -> Result<(), Refused> {
         let waker = {
             let mut q = self.lock();
             if q.shut {
@@ -106,12 +171,84 @@ impl Outbox {
             }
             q.bytes += size;
             q.items.push_back(item);
-            q.waker.take()
+            match (q.drain, &q.flush) {
+                (Drain::Parked, Some((list, _))) => {
+                    let waker = match batch {
+                        Some(batch) => batch.add(list, self.clone()),
+                        None => list.push(self.clone()),
+                    };
+                    q.drain = Drain::Listed;
+                    waker
+                }
+                (Drain::Listed | Drain::Flushing, _) => None,
+                _ => q.waker.take(),
+            }
         };
         if let Some(w) = waker {
             w.wake();
         }
         Ok(())
+    }
+
+    /// For the flush list's thread: takes what is queued (at most `max_bytes`, at least one
+    /// frame) and names the socket's slot to write it to. `None` when there is nothing for
+    /// the list to write: the outbox is closing or gone, and its writer task is told.
+    pub fn flush_take(&self, into: &mut VecDeque<Outbound>, max_bytes: usize) -> Option<u32> {
+        let waker = {
+            let mut q = self.lock();
+            if q.drain != Drain::Listed {
+                return None;
+            }
+            match q.flush.as_ref().map(|(_, slot)| *slot) {
+                Some(slot) if !q.shut && !q.items.is_empty() => {
+                    q.take(into, max_bytes);
+                    q.drain = Drain::Flushing;
+                    return Some(slot);
+                }
+                // The rest, and the close frame, are the writer's.
+                _ => {
+                    q.drain = Drain::Writer;
+                    q.waker.take()
+                }
+            }
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        None
+    }
+
+    /// For the flush list's thread, after writing what [`Outbox::flush_take`] gave it:
+    /// `unwritten` is what the socket did not take (the frames, and the bytes of the first
+    /// already written), which the writer task then finishes. True when more frames arrived
+    /// meanwhile and the outbox is to be listed again.
+    pub fn flush_done(self: &Arc<Self>, unwritten: Option<(VecDeque<Outbound>, usize)>) -> bool {
+        let waker = {
+            let mut q = self.lock();
+            if q.drain != Drain::Flushing {
+                return false;
+            }
+            if q.flush.is_none() {
+                // The socket is gone.
+                q.drain = Drain::Writer;
+                return false;
+            }
+            if unwritten.is_some() || q.shut {
+                q.handoff = unwritten;
+                q.drain = Drain::Writer;
+                q.waker.take()
+            } else if !q.items.is_empty() {
+                q.drain = Drain::Listed;
+                return true;
+            } else {
+                q.drain = Drain::Parked;
+                None
+            }
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        false
     }
 
     /// Accepts no more frames and has the transport close the socket: after what is queued,
@@ -128,7 +265,14 @@ impl Outbox {
                 q.items = VecDeque::new();
                 q.bytes = 0;
             }
-            q.waker.take()
+            match q.drain {
+                // The flush list finds it closing and hands it to the writer.
+                Drain::Listed | Drain::Flushing => None,
+                Drain::Parked | Drain::Writer => {
+                    q.drain = Drain::Writer;
+                    q.waker.take()
+                }
+            }
         };
         if let Some(w) = waker {
             w.wake();
@@ -146,10 +290,19 @@ impl Outbox {
 pub struct OutboxReader(Arc<Outbox>);
 
 impl OutboxReader {
+    /// Has a flush list write this outbox's frames from now on, through the socket in
+    /// `slot` of that list's thread; the writer task is woken only to finish what a write
+    /// left, and for the close.
+    pub fn attach(&self, list: &Arc<FlushList>, slot: u32) {
+        let mut q = self.0.lock();
+        q.flush = Some((list.clone(), slot));
+    }
+
     /// Moves queued frames into `into` (which the caller has emptied) — as many as fit in
     /// `max_bytes`, at least one — or says the socket is to be closed, or registers the
     /// task to be woken when either happens. What is not taken stays counted against the
-    /// outbox's bounds, so frames waiting for a stalled socket cannot exceed them.
+    /// outbox's bounds, so frames waiting for a stalled socket cannot exceed them. With a
+    /// flush list attached, an empty queue is handed back to it.
     pub fn poll_take(
         &self,
         cx: &mut Context<'_>,
@@ -157,36 +310,30 @@ impl OutboxReader {
         max_bytes: usize,
     ) -> Poll<Take> {
         let mut q = self.0.lock();
-        if !q.items.is_empty() {
-            if q.bytes <= max_bytes {
-                std::mem::swap(&mut q.items, into);
-                q.bytes = 0;
-                return Poll::Ready(Take::Frames);
-            }
-            let mut taken = 0;
-            while let Some(item) = q.items.pop_front() {
-                let size = item.len();
-                taken += size;
-                into.push_back(item);
-                if q.items
-                    .front()
-                    .is_none_or(|next| taken + next.len() > max_bytes)
-                {
-                    break;
-                }
-            }
-            q.bytes -= taken;
-            return Poll::Ready(Take::Frames);
+        if let Some((items, resume)) = q.handoff.take() {
+            *into = items;
+            return Poll::Ready(Take::Frames { resume });
         }
-        if let Some(reason) = q.close.take() {
-            return Poll::Ready(Take::Close(reason));
+        let writer = matches!(q.drain, Drain::Writer | Drain::Parked);
+        if writer && !q.items.is_empty() {
+            q.take(into, max_bytes);
+            q.drain = Drain::Writer;
+            return Poll::Ready(Take::Frames { resume: 0 });
         }
-        if q.shut {
+        if writer {
+            if let Some(reason) = q.close.take() {
+                return Poll::Ready(Take::Close(reason));
+            }
+        }
+        if q.shut && writer {
             // The close was already taken; nothing will come.
             return Poll::Pending;
         }
         if !q.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             q.waker = Some(cx.waker().clone());
+        }
+        if q.drain == Drain::Writer && q.flush.is_some() {
+            q.drain = Drain::Parked;
         }
         Poll::Pending
     }
@@ -199,6 +346,118 @@ impl Drop for OutboxReader {
         q.items = VecDeque::new();
         q.bytes = 0;
         q.waker = None;
+        q.flush = None;
+        q.handoff = None;
+    }
+}
+
+/// Outboxes listed during one fan-out, put on their flush lists together: the lists are
+/// few (one per transport thread), the outboxes many. Whatever is still held is put on its
+/// list when the batch is dropped.
+#[derive(Default)]
+pub struct FlushBatch {
+    lists: Vec<(Arc<FlushList>, Vec<Arc<Outbox>>)>,
+}
+
+/// Outboxes a batch holds for one list before it hands them over.
+const BATCH: usize = 256;
+
+impl FlushBatch {
+    fn add(&mut self, list: &Arc<FlushList>, outbox: Arc<Outbox>) -> Option<Waker> {
+        let i = match self.lists.iter().position(|(l, _)| Arc::ptr_eq(l, list)) {
+            Some(i) => i,
+            None => {
+                self.lists.push((list.clone(), Vec::with_capacity(BATCH)));
+                self.lists.len() - 1
+            }
+        };
+        let (list, held) = &mut self.lists[i];
+        held.push(outbox);
+        if held.len() < BATCH {
+            return None;
+        }
+        list.push_all(held)
+    }
+
+    /// Puts every held outbox on its list now.
+    pub fn flush(&mut self) {
+        for (list, held) in &mut self.lists {
+            if let Some(w) = list.push_all(held) {
+                w.wake();
+            }
+        }
+    }
+}
+
+impl Drop for FlushBatch {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// The outboxes a transport thread is to write: listed by the frame that finds an outbox
+/// idle, taken by the thread's flush task in one go.
+#[derive(Default)]
+pub struct FlushList {
+    inner: Mutex<Listed>,
+}
+
+#[derive(Default)]
+struct Listed {
+    ready: Vec<Arc<Outbox>>,
+    waker: Option<Waker>,
+}
+
+impl FlushList {
+    pub fn new() -> Arc<FlushList> {
+        Arc::default()
+    }
+
+    /// Lists an outbox; the flush task's waker when it is to be woken (the list was empty).
+    fn push(&self, outbox: Arc<Outbox>) -> Option<Waker> {
+        let mut l = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        l.ready.push(outbox);
+        if l.ready.len() == 1 {
+            l.waker.take()
+        } else {
+            None
+        }
+    }
+
+    /// Lists every outbox in `held` (emptied); the waker as for [`FlushList::push`].
+    fn push_all(&self, held: &mut Vec<Arc<Outbox>>) -> Option<Waker> {
+        if held.is_empty() {
+            return None;
+        }
+        let mut l = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let was_empty = l.ready.is_empty();
+        l.ready.append(held);
+        if was_empty {
+            l.waker.take()
+        } else {
+            None
+        }
+    }
+
+    /// Lists an outbox again (more frames came while it was being written).
+    pub fn relist(&self, outbox: Arc<Outbox>) {
+        if let Some(w) = self.push(outbox) {
+            w.wake();
+        }
+    }
+
+    /// Moves the listed outboxes into `into` (empty), or registers the task to be woken
+    /// when one is listed.
+    pub fn poll_ready(&self, cx: &mut Context<'_>, into: &mut Vec<Arc<Outbox>>) -> Poll<()> {
+        let mut l = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if l.ready.is_empty() {
+            if !l.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                l.waker = Some(cx.waker().clone());
+            }
+            return Poll::Pending;
+        }
+        std::mem::swap(&mut l.ready, into);
+        Poll::Ready(())
     }
 }
 
@@ -270,8 +529,23 @@ impl Conn {
         })
     }
 
+    /// [`Conn::push_shared`] within a fan-out's [`FlushBatch`].
+    pub fn push_shared_in(&self, head: &Arc<str>, tail: &Arc<str>, batch: &mut FlushBatch) -> bool {
+        self.send_with(
+            Outbound::Push {
+                head: head.clone(),
+                tail: tail.clone(),
+            },
+            Some(batch),
+        )
+    }
+
     fn send(&self, item: Outbound) -> bool {
-        match self.outbox.send(item) {
+        self.send_with(item, None)
+    }
+
+    fn send_with(&self, item: Outbound, batch: Option<&mut FlushBatch>) -> bool {
+        match self.outbox.send_with(item, batch) {
             Ok(()) => true,
             Err(Refused::Full) => {
                 self.notice.do_send(SessionNotice::Overflow);
@@ -317,7 +591,7 @@ mod tests {
         assert_eq!(count.0.load(Ordering::SeqCst), 1, "one wake for the batch");
         assert!(matches!(
             reader.poll_take(&mut cx, &mut got, usize::MAX),
-            Poll::Ready(Take::Frames)
+            Poll::Ready(Take::Frames { .. })
         ));
         assert_eq!(got.len(), 3);
         assert_eq!(outbox.len(), 0);
@@ -341,7 +615,7 @@ mod tests {
         assert_eq!(outbox.send(text("d")), Err(Refused::Closed));
         assert!(matches!(
             reader.poll_take(&mut cx, &mut got, usize::MAX),
-            Poll::Ready(Take::Frames)
+            Poll::Ready(Take::Frames { .. })
         ));
         assert_eq!(got.len(), 2, "a graceful close sends what was queued first");
         got.clear();
@@ -418,5 +692,159 @@ mod tests {
         outbox.send(text("a")).unwrap();
         assert!(reader.poll_take(&mut cx, &mut got, 10).is_ready());
         assert_eq!(got.len(), 1);
+    }
+
+    fn push(s: &str) -> Outbound {
+        Outbound::Push {
+            head: "[\"1\"".into(),
+            tail: s.into(),
+        }
+    }
+
+    fn ready(list: &FlushList) -> Vec<Arc<Outbox>> {
+        let mut got = Vec::new();
+        let waker = Waker::noop();
+        let _ = list.poll_ready(&mut Context::from_waker(waker), &mut got);
+        got
+    }
+
+    #[test]
+    fn an_idle_outbox_is_listed_once_and_its_frames_written_by_the_list() {
+        let list = FlushList::new();
+        let (outbox, reader) = channel(8, 1 << 20);
+        reader.attach(&list, 7);
+        let writer = Arc::new(Count(AtomicUsize::new(0)));
+        let writer_waker = Waker::from(writer.clone());
+        let mut cx = Context::from_waker(&writer_waker);
+        let mut got = VecDeque::new();
+        // The writer finds nothing and parks the outbox with the list.
+        assert!(reader.poll_take(&mut cx, &mut got, usize::MAX).is_pending());
+
+        let flusher = Arc::new(Count(AtomicUsize::new(0)));
+        let flusher_waker = Waker::from(flusher.clone());
+        let mut fcx = Context::from_waker(&flusher_waker);
+        let mut listed = Vec::new();
+        assert!(list.poll_ready(&mut fcx, &mut listed).is_pending());
+        let mut batch = FlushBatch::default();
+        for s in ["a", "b", "c"] {
+            outbox.send_with(push(s), Some(&mut batch)).unwrap();
+        }
+        assert_eq!(flusher.0.load(Ordering::SeqCst), 0, "held in the batch");
+        batch.flush();
+        assert_eq!(
+            flusher.0.load(Ordering::SeqCst),
+            1,
+            "one wake for the batch"
+        );
+        assert_eq!(
+            writer.0.load(Ordering::SeqCst),
+            0,
+            "the writer is not woken"
+        );
+        let listed = ready(&list);
+        assert_eq!(listed.len(), 1, "listed once for three frames");
+
+        let mut taken = VecDeque::new();
+        assert_eq!(listed[0].flush_take(&mut taken, usize::MAX), Some(7));
+        assert_eq!(taken.len(), 3);
+        // A frame that comes while the list writes waits for the next pass.
+        outbox.send(push("d")).unwrap();
+        assert!(ready(&list).is_empty());
+        assert!(listed[0].flush_done(None), "to be listed again");
+        list.relist(listed[0].clone());
+        let again = ready(&list);
+        taken.clear();
+        assert_eq!(again[0].flush_take(&mut taken, usize::MAX), Some(7));
+        assert_eq!(taken.len(), 1);
+        assert!(!again[0].flush_done(None));
+        // Parked again: the next frame lists it again.
+        outbox.send(push("e")).unwrap();
+        assert_eq!(ready(&list).len(), 1);
+        assert_eq!(writer.0.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn an_unfinished_write_is_handed_to_the_writer_and_resumed_in_order() {
+        let list = FlushList::new();
+        let (outbox, reader) = channel(8, 1 << 20);
+        reader.attach(&list, 0);
+        let writer = Arc::new(Count(AtomicUsize::new(0)));
+        let writer_waker = Waker::from(writer.clone());
+        let mut cx = Context::from_waker(&writer_waker);
+        let mut got = VecDeque::new();
+        assert!(reader.poll_take(&mut cx, &mut got, usize::MAX).is_pending());
+        outbox.send(push("a")).unwrap();
+        outbox.send(push("b")).unwrap();
+        let listed = ready(&list);
+        let mut taken = VecDeque::new();
+        assert!(listed[0].flush_take(&mut taken, usize::MAX).is_some());
+        outbox.send(push("c")).unwrap();
+        // The socket took 3 bytes.
+        assert!(!listed[0].flush_done(Some((std::mem::take(&mut taken), 3))));
+        assert_eq!(writer.0.load(Ordering::SeqCst), 1, "the writer is woken");
+        assert!(matches!(
+            reader.poll_take(&mut cx, &mut got, usize::MAX),
+            Poll::Ready(Take::Frames { resume: 3 })
+        ));
+        assert_eq!(got.len(), 2, "the unfinished frames first");
+        got.clear();
+        assert!(matches!(
+            reader.poll_take(&mut cx, &mut got, usize::MAX),
+            Poll::Ready(Take::Frames { resume: 0 })
+        ));
+        assert!(matches!(&got[0], Outbound::Push { tail, .. } if &**tail == "c"));
+        got.clear();
+        // Written out, the writer parks the outbox with the list again.
+        assert!(reader.poll_take(&mut cx, &mut got, usize::MAX).is_pending());
+        outbox.send(push("d")).unwrap();
+        assert_eq!(ready(&list).len(), 1);
+        assert_eq!(writer.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_close_while_listed_goes_to_the_writer_after_the_frames() {
+        let list = FlushList::new();
+        let (outbox, reader) = channel(8, 1 << 20);
+        reader.attach(&list, 0);
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut got = VecDeque::new();
+        assert!(reader.poll_take(&mut cx, &mut got, usize::MAX).is_pending());
+        outbox.send(push("a")).unwrap();
+        let reason = CloseReason {
+            code: 1000,
+            reason: "bye",
+        };
+        outbox.close(reason.clone(), false);
+        let listed = ready(&list);
+        let mut taken = VecDeque::new();
+        assert_eq!(listed[0].flush_take(&mut taken, usize::MAX), None);
+        assert!(matches!(
+            reader.poll_take(&mut cx, &mut got, usize::MAX),
+            Poll::Ready(Take::Frames { resume: 0 })
+        ));
+        got.clear();
+        assert!(matches!(
+            reader.poll_take(&mut cx, &mut got, usize::MAX),
+            Poll::Ready(Take::Close(r)) if r == reason
+        ));
+    }
+
+    #[test]
+    fn a_listed_outbox_whose_socket_went_is_skipped() {
+        let list = FlushList::new();
+        let (outbox, reader) = channel(8, 1 << 20);
+        reader.attach(&list, 0);
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut got = VecDeque::new();
+        assert!(reader.poll_take(&mut cx, &mut got, usize::MAX).is_pending());
+        outbox.send(push("a")).unwrap();
+        drop(reader);
+        let listed = ready(&list);
+        let mut taken = VecDeque::new();
+        assert_eq!(listed[0].flush_take(&mut taken, usize::MAX), None);
+        assert!(taken.is_empty());
+        assert_eq!(outbox.send(push("b")), Err(Refused::Closed));
     }
 }

@@ -29,7 +29,10 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use bus::{Bus, BusInbox, Cluster, LocalBus, LocalHub};
-pub use conn::{CloseReason, Conn, Outbound, Outbox, OutboxReader, Refused, SessionNotice, Take};
+pub use conn::{
+    CloseReason, Conn, FlushBatch, FlushList, Outbound, Outbox, OutboxReader, Refused,
+    SessionNotice, Take,
+};
 pub use ports::{Authorizer, Denied, EventLog, Grant, Identity, LiveEvent, LogError};
 pub use registry::{Realtime, Refusal, SocketPermit};
 pub use session::{SessionActor, WireIn, PRESENCE_META_OVERHEAD};

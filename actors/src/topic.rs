@@ -27,7 +27,7 @@ use stoa_protocol::bus::{topic_channel, Body, KeyedMeta, CONTROL_CHANNEL};
 use stoa_protocol::frame::{encode_parts, encode_reply, Push};
 use stoa_protocol::{PresenceDiff, PresenceMeta, PresenceState, ReplyStatus, Topic};
 
-use crate::conn::{Conn, SessionNotice};
+use crate::conn::{Conn, FlushBatch, SessionNotice};
 use crate::env::Env;
 use crate::limit::Limiter;
 use crate::ports::{Denied, LiveEvent};
@@ -437,6 +437,7 @@ impl TopicActor {
         let push = shows.then(|| Push::new(&self.name, "event", &*ev.payload));
         let mut gone = Vec::new();
         let mut sent = 0;
+        let mut batch = FlushBatch::default();
         for (id, sub) in self.subs.iter_mut() {
             if sub.catching_up || sub.cursor >= ev.offset {
                 continue;
@@ -444,11 +445,12 @@ impl TopicActor {
             sub.cursor = ev.offset;
             if let Some(push) = &push {
                 sent += 1;
-                if !sub.conn.push_shared(&sub.head, push.tail()) {
+                if !sub.conn.push_shared_in(&sub.head, push.tail(), &mut batch) {
                     gone.push(*id);
                 }
             }
         }
+        batch.flush();
         Stats::add(&self.env.stats.frames_out, sent);
         self.recent.push_back(ev);
         if self.recent.len() > RECENT {
@@ -816,15 +818,17 @@ impl TopicActor {
     fn fan_out(&mut self, push: &Push, except: Option<u64>) {
         let mut gone = Vec::new();
         let mut sent = 0;
+        let mut batch = FlushBatch::default();
         for (id, sub) in &self.subs {
             if Some(*id) == except {
                 continue;
             }
             sent += 1;
-            if !sub.conn.push_shared(&sub.head, push.tail()) {
+            if !sub.conn.push_shared_in(&sub.head, push.tail(), &mut batch) {
                 gone.push(*id);
             }
         }
+        batch.flush();
         Stats::add(&self.env.stats.frames_out, sent);
         for id in gone {
             self.drop_sub(id, None);

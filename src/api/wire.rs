@@ -7,24 +7,31 @@
 //! for what a read brings, grows only while a large frame arrives, and is let go once every
 //! frame in it has been handed over.
 //!
-//! [`Writer`] drains the session's outbox straight into the socket: at each wake-up it
-//! takes what is queued and writes it with vectored writes, each frame as its header and
-//! its shared pieces (a subscriber's head and the topic's encoded tail), so a push is never
-//! copied in user space and an idle socket keeps no write buffer.
+//! Frames leave through each worker thread's flush task ([`flush`]): an outbox that was
+//! idle is listed on its thread's [`FlushList`] by the frame that arrives, and the task
+//! writes every listed outbox in turn, one `send` each (a frame of a few hundred bytes is
+//! copied onto the stack, larger batches go out as vectored sends of their pieces). A topic
+//! reaching thousands of sockets thus wakes each worker once, not a task per socket.
+//! [`Writer`], the socket's own task, finishes what a send could not (the socket's buffer
+//! was full), resuming mid-frame, and writes the close frame; it keeps no write buffer
+//! between bursts.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use actix_web::rt::net::TcpStream;
 use actix_web::web::BytesMut;
 use futures_util::Stream;
-use stoa_actors::{Outbound, OutboxReader, Realtime, Take, WireIn};
+use stoa_actors::{FlushList, Outbound, Outbox, OutboxReader, Realtime, Take, WireIn};
 use stoa_protocol::ws::{close_code, unmask, FrameHeader, HeaderError, Opcode};
+use tokio::io::Interest;
 
 /// Bytes taken from the outbox per batch.
 const CHUNK: usize = 64 * 1024;
@@ -32,6 +39,11 @@ const CHUNK: usize = 64 * 1024;
 const READ: usize = 4096;
 /// Slices per vectored write (Linux takes up to 1024).
 const MAX_IOV: usize = 256;
+/// A batch up to this size is copied onto the stack and sent as one piece (cheaper in the
+/// kernel than a vectored send of its pieces).
+const SMALL: usize = 2048;
+/// Outboxes a flush task writes before it lets the thread's other tasks run.
+const FLUSH_TURN: usize = 128;
 /// How long a closed socket waits for the client's end before it is dropped.
 const LINGER: Duration = Duration::from_secs(2);
 
@@ -82,12 +94,30 @@ struct Frame {
 
 impl Frame {
     fn new(item: Outbound) -> Frame {
-        let head = match &item {
-            Outbound::Text(_) | Outbound::Push { .. } => Head::new(OP_TEXT, item.len()),
-            // Control frames carry at most 125 bytes (the session keeps pings within it).
-            Outbound::Pong(_) => Head::new(OP_PONG, item.len().min(125)),
-        };
-        Frame { head, item }
+        Frame {
+            head: Frame::head_of(&item),
+            item,
+        }
+    }
+
+    /// The header of the frame that carries `item`.
+    fn head_of(item: &Outbound) -> Head {
+        Head::new(
+            match item {
+                Outbound::Text(_) | Outbound::Push { .. } => OP_TEXT,
+                Outbound::Pong(_) => OP_PONG,
+            },
+            Frame::payload_len(item),
+        )
+    }
+
+    /// Bytes of payload the frame carries: control frames carry at most 125 (the session
+    /// keeps pings within it).
+    fn payload_len(item: &Outbound) -> usize {
+        match item {
+            Outbound::Pong(p) => p.len().min(125),
+            _ => item.len(),
+        }
     }
 
     /// A close frame: the code, then as much of the reason as fits 125 bytes.
@@ -102,12 +132,16 @@ impl Frame {
 
     /// The frame's bytes, in order: header, then payload pieces.
     fn pieces(&self) -> [&[u8]; 3] {
-        match &self.item {
-            Outbound::Text(t) => [self.head.as_slice(), t.as_bytes(), &[]],
+        Frame::pieces_of(&self.head, &self.item)
+    }
+
+    fn pieces_of<'a>(frame_head: &'a Head, item: &'a Outbound) -> [&'a [u8]; 3] {
+        match item {
+            Outbound::Text(t) => [frame_head.as_slice(), t.as_bytes(), &[]],
             Outbound::Push { head, tail } => {
-                [self.head.as_slice(), head.as_bytes(), tail.as_bytes()]
+                [frame_head.as_slice(), head.as_bytes(), tail.as_bytes()]
             }
-            Outbound::Pong(p) => [self.head.as_slice(), &p[..p.len().min(125)], &[]],
+            Outbound::Pong(p) => [frame_head.as_slice(), &p[..p.len().min(125)], &[]],
         }
     }
 }
@@ -118,6 +152,8 @@ pub struct Writer {
     io: Rc<TcpStream>,
     realtime: Realtime,
     outbox: OutboxReader,
+    /// The socket's slot on its thread's flush list.
+    slot: u32,
     taken: VecDeque<Outbound>,
     frames: VecDeque<Frame>,
     /// Bytes of the first frame already written.
@@ -129,10 +165,16 @@ pub struct Writer {
 impl Writer {
     pub fn new(io: Rc<TcpStream>, realtime: Realtime, outbox: OutboxReader) -> Writer {
         realtime.stats().sockets.fetch_add(1, Ordering::Relaxed);
+        let slot = WORKER.with(|w| {
+            let slot = w.sockets.borrow_mut().insert(io.clone());
+            outbox.attach(&w.list, slot);
+            slot
+        });
         Writer {
             io,
             realtime,
             outbox,
+            slot,
             taken: VecDeque::new(),
             frames: VecDeque::new(),
             written: 0,
@@ -161,7 +203,7 @@ impl Writer {
                     }
                 }
             }
-            match self.io.try_write_vectored(&slices[..n]) {
+            match send(&self.io, &slices[..n]) {
                 Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Ok(mut done) => {
                     // Drop the frames written whole; remember how far into the next.
@@ -231,7 +273,10 @@ impl Writer {
                 self.taken = VecDeque::new();
             }
             match ready!(taken) {
-                Take::Frames => self.frames.extend(self.taken.drain(..).map(Frame::new)),
+                Take::Frames { resume } => {
+                    self.written = resume;
+                    self.frames.extend(self.taken.drain(..).map(Frame::new));
+                }
                 Take::Close(reason) => {
                     self.frames
                         .push_back(Frame::close(reason.code, reason.reason));
@@ -244,10 +289,154 @@ impl Writer {
 
 impl Drop for Writer {
     fn drop(&mut self) {
+        // The outbox is detached from the flush list as `outbox` drops, right after; on
+        // this thread nothing runs in between, and the list's task checks it first.
+        let _ = WORKER.try_with(|w| w.sockets.borrow_mut().remove(self.slot));
         self.realtime
             .stats()
             .sockets
             .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Sends `slices` as one `sendmsg`, or `WouldBlock` while the socket is not writable
+/// (the reactor then waits for it to become writable).
+fn send(io: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    io.try_io(Interest::WRITABLE, || {
+        socket2::SockRef::from(io).send_vectored(slices)
+    })
+}
+
+/// [`send`] without asking the reactor first, for the flush task: a socket is writable
+/// nearly always, and a `WouldBlock` here hands the frames to the writer, whose own send
+/// then tells the reactor to wait.
+fn send_now(io: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    socket2::SockRef::from(io).send_vectored(slices)
+}
+
+/// A worker thread's sockets, by slot, for its flush task.
+#[derive(Default)]
+struct Slots {
+    io: Vec<Option<Rc<TcpStream>>>,
+    free: Vec<u32>,
+}
+
+impl Slots {
+    fn insert(&mut self, io: Rc<TcpStream>) -> u32 {
+        match self.free.pop() {
+            Some(slot) => {
+                self.io[slot as usize] = Some(io);
+                slot
+            }
+            None => {
+                self.io.push(Some(io));
+                u32::try_from(self.io.len() - 1).expect("fewer than 2^32 sockets per thread")
+            }
+        }
+    }
+
+    fn remove(&mut self, slot: u32) {
+        if let Some(entry) = self.io.get_mut(slot as usize) {
+            if entry.take().is_some() {
+                self.free.push(slot);
+            }
+        }
+    }
+
+    fn get(&self, slot: u32) -> Option<Rc<TcpStream>> {
+        self.io.get(slot as usize).and_then(Clone::clone)
+    }
+}
+
+/// What one worker thread shares between its sockets' writers and its flush task.
+struct Worker {
+    list: Arc<FlushList>,
+    sockets: RefCell<Slots>,
+}
+
+thread_local! {
+    /// Made by the first socket a worker thread serves, which also starts its flush task.
+    static WORKER: Rc<Worker> = {
+        let worker = Rc::new(Worker {
+            list: FlushList::new(),
+            sockets: RefCell::default(),
+        });
+        actix_web::rt::spawn(flush(worker.clone()));
+        worker
+    };
+}
+
+/// A worker thread's flush task: writes every outbox listed on the thread's flush list,
+/// each with one send of everything it holds (up to a chunk).
+async fn flush(worker: Rc<Worker>) {
+    let mut ready: Vec<Arc<Outbox>> = Vec::new();
+    let mut taken = VecDeque::new();
+    let mut buf = Vec::with_capacity(SMALL);
+    loop {
+        std::future::poll_fn(|cx| worker.list.poll_ready(cx, &mut ready)).await;
+        for (i, outbox) in ready.drain(..).enumerate() {
+            if i > 0 && i % FLUSH_TURN == 0 {
+                // Readers on this thread get their turn in a long pass.
+                actix_web::rt::task::yield_now().await;
+            }
+            let Some(slot) = outbox.flush_take(&mut taken, CHUNK) else {
+                continue;
+            };
+            let io = worker.sockets.borrow().get(slot);
+            let unwritten = match io {
+                Some(io) => flush_one(&io, &mut taken, &mut buf),
+                None => Some((std::mem::take(&mut taken), 0)),
+            };
+            if outbox.flush_done(unwritten) {
+                worker.list.relist(outbox);
+            }
+            taken.clear();
+        }
+    }
+}
+
+/// Writes `taken` to the socket with one send; what it did not take (the frames, and the
+/// bytes of the first already written) is for the socket's writer to finish.
+fn flush_one(
+    io: &TcpStream,
+    taken: &mut VecDeque<Outbound>,
+    buf: &mut Vec<u8>,
+) -> Option<(VecDeque<Outbound>, usize)> {
+    let total: usize = taken
+        .iter()
+        .map(|item| usize::from(Frame::head_of(item).len) + Frame::payload_len(item))
+        .sum();
+    let sent = if total <= SMALL {
+        buf.clear();
+        for item in taken.iter() {
+            for piece in Frame::pieces_of(&Frame::head_of(item), item) {
+                buf.extend_from_slice(piece);
+            }
+        }
+        send_now(io, &[IoSlice::new(buf)])
+    } else {
+        let heads: Vec<Head> = taken.iter().map(Frame::head_of).collect();
+        let mut slices = [IoSlice::new(&[]); MAX_IOV];
+        let mut n = 0;
+        'fill: for (head, item) in heads.iter().zip(taken.iter()) {
+            for piece in Frame::pieces_of(head, item) {
+                if piece.is_empty() {
+                    continue;
+                }
+                slices[n] = IoSlice::new(piece);
+                n += 1;
+                if n == MAX_IOV {
+                    break 'fill;
+                }
+            }
+        }
+        send_now(io, &slices[..n])
+    };
+    match sent {
+        Ok(n) if n == total => None,
+        Ok(n) => Some((std::mem::take(taken), n)),
+        // Not writable (or failing): the writer waits for the socket, or meets the error.
+        Err(_) => Some((std::mem::take(taken), 0)),
     }
 }
 

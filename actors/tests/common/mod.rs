@@ -92,7 +92,7 @@ impl Client {
             let taken = actix::clock::timeout(Duration::from_secs(10), take)
                 .await
                 .expect("a frame within 10 s");
-            assert!(matches!(taken, Take::Frames), "socket closed");
+            assert!(matches!(taken, Take::Frames { .. }), "socket closed");
         }
     }
 }
