@@ -585,8 +585,8 @@ impl Stream for Incoming {
         let this = self.get_mut();
         if this.streak >= STREAK {
             // A client that keeps the socket full is served a few messages at a time, so
-            // that the tasks woken from other threads (the writers, whom topics wake) get
-            // their turn on this thread.
+            // that the tasks woken from other threads (the flush task and the writers,
+            // whom topics wake) get their turn on this thread.
             this.streak = 0;
             cx.waker().wake_by_ref();
             return Poll::Pending;
