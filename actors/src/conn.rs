@@ -29,6 +29,61 @@ pub struct CloseReason {
     pub reason: &'static str,
 }
 
+/// A subscriber's frame head (`[` and its join_ref): kept inline when short, as every
+/// join_ref phoenix.js makes is, so queueing a push copies it rather than touching a
+/// shared count that lives elsewhere.
+#[derive(Clone)]
+pub enum PushHead {
+    Inline { len: u8, bytes: [u8; INLINE_HEAD] },
+    Shared(Arc<str>),
+}
+
+/// Bytes a [`PushHead`] holds inline.
+const INLINE_HEAD: usize = 22;
+
+impl PushHead {
+    pub fn new(head: &str) -> PushHead {
+        if head.len() <= INLINE_HEAD {
+            let mut bytes = [0u8; INLINE_HEAD];
+            bytes[..head.len()].copy_from_slice(head.as_bytes());
+            PushHead::Inline {
+                len: head.len() as u8,
+                bytes,
+            }
+        } else {
+            PushHead::Shared(head.into())
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            PushHead::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            PushHead::Shared(s) => s.as_bytes(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl std::fmt::Display for PushHead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Made from a `&str`, cut nowhere.
+        f.write_str(std::str::from_utf8(self.as_bytes()).unwrap_or_default())
+    }
+}
+
+impl std::fmt::Debug for PushHead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.to_string())
+    }
+}
+
 /// What goes to the client, in order.
 #[derive(Debug)]
 pub enum Outbound {
@@ -36,7 +91,7 @@ pub enum Outbound {
     Text(String),
     /// A text frame made of a subscriber's head (`[` and its join_ref) and a push's tail
     /// shared by every subscriber of the topic.
-    Push { head: Arc<str>, tail: Arc<str> },
+    Push { head: PushHead, tail: Arc<str> },
     /// The answer to a client's ping.
     Pong(Vec<u8>),
 }
@@ -90,9 +145,59 @@ enum Drain {
     Flushing,
 }
 
+/// The frames of a queue, in order: the first in place, the rest in a deque, so a socket
+/// that is sent one frame at a time (most are) never allocates for its queue, and an idle
+/// one holds no buffer.
+#[derive(Default)]
+struct Frames {
+    first: Option<Outbound>,
+    rest: VecDeque<Outbound>,
+}
+
+impl Frames {
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    fn push_back(&mut self, item: Outbound) {
+        if self.first.is_none() {
+            self.first = Some(item);
+        } else {
+            self.rest.push_back(item);
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Outbound> {
+        let item = self.first.take()?;
+        self.first = self.rest.pop_front();
+        Some(item)
+    }
+
+    fn front(&self) -> Option<&Outbound> {
+        self.first.as_ref()
+    }
+
+    /// Moves every frame to the end of `into`; the deque's buffer goes with them.
+    fn drain_into(&mut self, into: &mut VecDeque<Outbound>) {
+        if let Some(first) = self.first.take() {
+            into.push_back(first);
+        }
+        let rest = std::mem::take(&mut self.rest);
+        if into.is_empty() {
+            *into = rest;
+        } else {
+            into.extend(rest);
+        }
+    }
+}
+
 #[derive(Default)]
 struct Queue {
-    items: VecDeque<Outbound>,
+    items: Frames,
     /// Bytes of the frames in `items`.
     bytes: usize,
     waker: Option<Waker>,
@@ -113,7 +218,7 @@ impl Queue {
     fn take(&mut self, into: &mut VecDeque<Outbound>, max_bytes: usize) {
         if self.bytes <= max_bytes {
             // The queue is left without a buffer: an idle socket keeps none.
-            *into = std::mem::take(&mut self.items);
+            self.items.drain_into(into);
             self.bytes = 0;
             return;
         }
@@ -262,7 +367,7 @@ impl Outbox {
             q.shut = true;
             q.close = Some(reason);
             if discard {
-                q.items = VecDeque::new();
+                q.items = Frames::default();
                 q.bytes = 0;
             }
             match q.drain {
@@ -343,7 +448,7 @@ impl Drop for OutboxReader {
     fn drop(&mut self) {
         let mut q = self.0.lock();
         q.shut = true;
-        q.items = VecDeque::new();
+        q.items = Frames::default();
         q.bytes = 0;
         q.waker = None;
         q.flush = None;
@@ -522,7 +627,7 @@ impl Conn {
     }
 
     /// Queues a topic push: this subscriber's `head`, then the shared `tail`.
-    pub fn push_shared(&self, head: &Arc<str>, tail: &Arc<str>) -> bool {
+    pub fn push_shared(&self, head: &PushHead, tail: &Arc<str>) -> bool {
         self.send(Outbound::Push {
             head: head.clone(),
             tail: tail.clone(),
@@ -530,7 +635,7 @@ impl Conn {
     }
 
     /// [`Conn::push_shared`] within a fan-out's [`FlushBatch`].
-    pub fn push_shared_in(&self, head: &Arc<str>, tail: &Arc<str>, batch: &mut FlushBatch) -> bool {
+    pub fn push_shared_in(&self, head: &PushHead, tail: &Arc<str>, batch: &mut FlushBatch) -> bool {
         self.send_with(
             Outbound::Push {
                 head: head.clone(),
@@ -654,7 +759,7 @@ mod tests {
             Err(Refused::Full),
             "10 bytes queued"
         );
-        let head: Arc<str> = "[\"1\"".into();
+        let head = PushHead::new("[\"1\"");
         let tail: Arc<str> = ",null]".into();
         got.clear();
         assert!(reader.poll_take(&mut cx, &mut got, usize::MAX).is_ready());
@@ -696,7 +801,7 @@ mod tests {
 
     fn push(s: &str) -> Outbound {
         Outbound::Push {
-            head: "[\"1\"".into(),
+            head: PushHead::new("[\"1\""),
             tail: s.into(),
         }
     }

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 pub use bus::{Bus, BusInbox, Cluster, LocalBus, LocalHub};
 pub use conn::{
-    CloseReason, Conn, FlushBatch, FlushList, Outbound, Outbox, OutboxReader, Refused,
+    CloseReason, Conn, FlushBatch, FlushList, Outbound, Outbox, OutboxReader, PushHead, Refused,
     SessionNotice, Take,
 };
 pub use ports::{Authorizer, Denied, EventLog, Grant, Identity, LiveEvent, LogError};

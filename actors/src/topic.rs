@@ -27,7 +27,7 @@ use stoa_protocol::bus::{topic_channel, Body, KeyedMeta, CONTROL_CHANNEL};
 use stoa_protocol::frame::{encode_parts, encode_reply, Push};
 use stoa_protocol::{PresenceDiff, PresenceMeta, PresenceState, ReplyStatus, Topic};
 
-use crate::conn::{Conn, FlushBatch, SessionNotice};
+use crate::conn::{Conn, FlushBatch, PushHead, SessionNotice};
 use crate::env::Env;
 use crate::limit::Limiter;
 use crate::ports::{Denied, LiveEvent};
@@ -241,7 +241,7 @@ struct Sub {
     conn: Conn,
     join_ref: Option<String>,
     /// `[` and the join_ref as JSON: the start of every push to this subscriber.
-    head: Arc<str>,
+    head: PushHead,
     /// Distinguishes this join from an earlier one of the same connection.
     generation: u64,
     cursor: i64,
@@ -1026,7 +1026,7 @@ impl Handler<Join> for TopicActor {
         let per_sec = self.env.limits.presence_updates_per_sec;
         let sub = Sub {
             conn: msg.conn,
-            head: Push::head(msg.join_ref.as_deref()).into(),
+            head: PushHead::new(&Push::head(msg.join_ref.as_deref())),
             join_ref: msg.join_ref,
             generation,
             cursor,

@@ -343,8 +343,8 @@ impl Slots {
         }
     }
 
-    fn get(&self, slot: u32) -> Option<Rc<TcpStream>> {
-        self.io.get(slot as usize).and_then(Clone::clone)
+    fn get(&self, slot: u32) -> Option<&TcpStream> {
+        self.io.get(slot as usize)?.as_deref()
     }
 }
 
@@ -382,9 +382,8 @@ async fn flush(worker: Rc<Worker>) {
             let Some(slot) = outbox.flush_take(&mut taken, CHUNK) else {
                 continue;
             };
-            let io = worker.sockets.borrow().get(slot);
-            let unwritten = match io {
-                Some(io) => flush_one(&io, &mut taken, &mut buf),
+            let unwritten = match worker.sockets.borrow().get(slot) {
+                Some(io) => flush_one(io, &mut taken, &mut buf),
                 None => Some((std::mem::take(&mut taken), 0)),
             };
             if outbox.flush_done(unwritten) {
@@ -413,7 +412,8 @@ fn flush_one(
                 buf.extend_from_slice(piece);
             }
         }
-        send_now(io, &[IoSlice::new(buf)])
+        // One piece: `send`, which costs the kernel less than a `sendmsg`.
+        socket2::SockRef::from(io).send(buf)
     } else {
         let heads: Vec<Head> = taken.iter().map(Frame::head_of).collect();
         let mut slices = [IoSlice::new(&[]); MAX_IOV];
