@@ -82,6 +82,10 @@ fn main() -> ExitCode {
             realtime
                 .sockets_closed(std::time::Duration::from_secs(3))
                 .await;
+            // Every Yjs update applied is written before the process ends.
+            realtime
+                .documents_written(std::time::Duration::from_secs(5))
+                .await;
             handle.stop(true).await;
         });
         app.run_until_stopped()

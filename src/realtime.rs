@@ -5,11 +5,15 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
-use stoa_actors::{Authorizer, Denied, EventLog, Grant, Identity, LiveEvent, LogError};
+use stoa_actors::{
+    Authorizer, Denied, DocAccess, DocStore, EventLog, Grant, Identity, LiveEvent, LogError,
+    StoredDoc,
+};
 use stoa_protocol::Topic;
 
 use crate::api::views::{EventView, NotificationView};
 use crate::auth::JwtKeys;
+use crate::domain::Role;
 use crate::store::{Event, Store, StoreError};
 
 pub use stoa_actors::{Limits, Realtime};
@@ -63,6 +67,18 @@ impl Authorizer for StoreAuthorizer {
         }
     }
 
+    async fn document_access(&self, user: i64, document: i64) -> Result<DocAccess, Denied> {
+        let (ws, role) = self
+            .store
+            .document_role(user, document)
+            .await
+            .map_err(unavailable)?;
+        Ok(DocAccess {
+            workspace_id: ws,
+            writable: role >= Role::Editor,
+        })
+    }
+
     fn verify_token(&self, token: &str) -> Result<Identity, Denied> {
         let now = crate::domain::now_ms() / 1000;
         self.jwt
@@ -75,6 +91,37 @@ impl Authorizer for StoreAuthorizer {
                 crate::auth::TokenError::Expired => Denied::TokenExpired,
                 _ => Denied::InvalidToken,
             })
+    }
+}
+
+/// Documents' Yjs updates, kept by the store.
+pub struct StoreDocs {
+    pub store: Arc<dyn Store>,
+}
+
+#[async_trait]
+impl DocStore for StoreDocs {
+    async fn load(&self, document: i64) -> Result<StoredDoc, LogError> {
+        let (updates, last_seq) = self
+            .store
+            .document_updates(document)
+            .await
+            .map_err(|e| LogError(e.to_string()))?;
+        Ok(StoredDoc { updates, last_seq })
+    }
+
+    async fn append(&self, document: i64, updates: &[Vec<u8>]) -> Result<i64, LogError> {
+        self.store
+            .append_document_updates(document, updates)
+            .await
+            .map_err(|e| LogError(e.to_string()))
+    }
+
+    async fn compact(&self, document: i64, snapshot: &[u8], through: i64) -> Result<(), LogError> {
+        self.store
+            .compact_document_updates(document, snapshot, through)
+            .await
+            .map_err(|e| LogError(e.to_string()))
     }
 }
 

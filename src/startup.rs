@@ -19,7 +19,7 @@ use crate::auth::{AuthLimits, JwtKeys, PasswordHasher, PasswordParams, PasswordW
 use crate::bus::RedisBus;
 use crate::config::{ConfigError, Environment, Settings};
 use crate::metrics::Metrics;
-use crate::realtime::{Realtime, StoreAuthorizer, StoreEventLog};
+use crate::realtime::{Realtime, StoreAuthorizer, StoreDocs, StoreEventLog};
 use crate::store::{SqlStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +96,9 @@ impl Application {
             settings.realtime.limits(),
             settings.cluster.cluster(),
         );
+        realtime.set_doc_store(Arc::new(StoreDocs {
+            store: store.clone(),
+        }));
         let bus = if settings.redis.url.is_empty() {
             None
         } else {

@@ -94,6 +94,8 @@ pub enum Outbound {
     Push { head: PushHead, tail: Arc<str> },
     /// The answer to a client's ping.
     Pong(Vec<u8>),
+    /// A binary frame, its bytes shared by every connection it goes to (Yjs).
+    Binary(Arc<[u8]>),
 }
 
 impl Outbound {
@@ -103,6 +105,7 @@ impl Outbound {
             Outbound::Text(t) => t.len(),
             Outbound::Push { head, tail } => head.len() + tail.len(),
             Outbound::Pong(p) => p.len(),
+            Outbound::Binary(b) => b.len(),
         }
     }
 
@@ -632,6 +635,11 @@ impl Conn {
             head: head.clone(),
             tail: tail.clone(),
         })
+    }
+
+    /// Queues a binary frame whose bytes other connections may share.
+    pub fn push_binary(&self, bytes: &Arc<[u8]>) -> bool {
+        self.send(Outbound::Binary(bytes.clone()))
     }
 
     /// [`Conn::push_shared`] within a fan-out's [`FlushBatch`].

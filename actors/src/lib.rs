@@ -24,6 +24,7 @@ pub mod ports;
 mod registry;
 mod session;
 mod topic;
+mod yjs;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
@@ -33,10 +34,11 @@ pub use conn::{
     CloseReason, Conn, FlushBatch, FlushList, Outbound, Outbox, OutboxReader, PushHead, Refused,
     SessionNotice, Take,
 };
-pub use ports::{Authorizer, Denied, EventLog, Grant, Identity, LiveEvent, LogError};
+pub use ports::{Authorizer, Denied, DocAccess, EventLog, Grant, Identity, LiveEvent, LogError};
 pub use registry::{Realtime, Refusal, SocketPermit};
 pub use session::{SessionActor, WireIn, PRESENCE_META_OVERHEAD};
 pub use topic::TopicActor;
+pub use yjs::{DocStore, StoredDoc, YjsSession};
 
 /// Per-connection, per-user and per-topic limits. The defaults are safe for a public server.
 #[derive(Debug, Clone)]
@@ -93,6 +95,8 @@ pub struct Limits {
     pub topic_idle: Duration,
     /// Threads that run topic actors.
     pub topic_threads: usize,
+    /// How long a document stays loaded after its last Yjs connection has gone.
+    pub doc_idle: Duration,
 }
 
 impl Default for Limits {
@@ -121,6 +125,7 @@ impl Default for Limits {
             log_check: Duration::from_secs(5),
             topic_idle: Duration::from_secs(30),
             topic_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            doc_idle: Duration::from_secs(10),
         }
     }
 }
@@ -140,6 +145,16 @@ pub struct Stats {
     pub joins_refused: AtomicU64,
     pub frames_in: AtomicU64,
     pub frames_out: AtomicU64,
+    /// Yjs connections open.
+    pub yjs_connections: AtomicI64,
+    /// Documents loaded by their actor.
+    pub yjs_documents: AtomicI64,
+    /// Yjs updates applied.
+    pub yjs_updates: AtomicU64,
+    /// Yjs updates refused (sent by viewers).
+    pub yjs_updates_refused: AtomicU64,
+    /// Yjs updates written to the store.
+    pub yjs_updates_written: AtomicU64,
     pub events_replayed: AtomicU64,
     /// Client messages refused by the connection's own rate limit.
     pub rate_limited: AtomicU64,

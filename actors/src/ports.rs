@@ -73,6 +73,20 @@ pub trait Authorizer: Send + Sync + 'static {
 
     /// Verifies an access token (the socket's, or one sent later with `access_token`).
     fn verify_token(&self, token: &str) -> Result<Identity, Denied>;
+
+    /// Whether `user` may open `document` live, and edit it: members of its workspace may
+    /// read it, editors and above may write.
+    async fn document_access(&self, user: i64, document: i64) -> Result<DocAccess, Denied> {
+        let _ = (user, document);
+        Err(Denied::Unauthorized)
+    }
+}
+
+/// What a user may do with a document they opened live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocAccess {
+    pub workspace_id: i64,
+    pub writable: bool,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]

@@ -93,6 +93,8 @@ pub(crate) struct Shared {
     lag_observer: std::sync::OnceLock<Box<dyn Fn(Duration) + Send + Sync>>,
     /// Every session of this node, to send away when it shuts down.
     pub(crate) sessions: DashMap<u64, Recipient<crate::conn::SessionNotice>>,
+    /// The Yjs documents open on this node.
+    pub(crate) docs: crate::yjs::Docs,
 }
 
 /// The bus channels a topic's actor needs while it lives.
@@ -122,6 +124,12 @@ impl Shared {
 
     pub(crate) fn stats(&self) -> &Stats {
         &self.env.stats
+    }
+
+    /// The topic thread for something numbered `n` (none in tests without threads).
+    pub(crate) fn arbiter(&self, n: u64) -> Option<actix::dev::ArbiterHandle> {
+        let slots = self.arbiters.len();
+        (slots > 0).then(|| self.arbiters[(n as usize) % slots].clone())
     }
 
     fn live(&self, topic: Topic) -> Option<TopicRef> {
@@ -449,6 +457,7 @@ impl Shared {
                         reason,
                     });
                 }
+                self.docs.revoke(Some(workspace), None, Some(user), reason);
             }
             Revocation::Workspace { workspace } => {
                 self.env
@@ -456,12 +465,14 @@ impl Shared {
                 for topic in self.workspace_actors(workspace) {
                     topic.addr.do_send(Revoke { user: None, reason });
                 }
+                self.docs.revoke(Some(workspace), None, None, reason);
             }
             Revocation::Document { document } => {
                 self.env.record_revocation(Revoked::Document(document));
                 if let Some(topic) = self.live(Topic::Document(document)) {
                     topic.addr.do_send(Revoke { user: None, reason });
                 }
+                self.docs.revoke(None, Some(document), None, reason);
             }
         }
     }
@@ -575,6 +586,7 @@ impl Realtime {
                 nodes: DashMap::new(),
                 sessions: DashMap::new(),
                 lag_observer: std::sync::OnceLock::new(),
+                docs: crate::yjs::Docs::default(),
             }),
         }
     }
@@ -808,6 +820,17 @@ impl Realtime {
         {
             actix::clock::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Has Yjs documents kept in `store` (the `/yjs` endpoint needs one).
+    pub fn set_doc_store(&self, store: Arc<dyn crate::DocStore>) {
+        self.shared.docs.set_store(store);
+    }
+
+    /// Waits (at most `limit`) until every open document has written every update it
+    /// applied (at shutdown, after the sockets have closed).
+    pub async fn documents_written(&self, limit: Duration) {
+        self.shared.flush_docs(limit).await;
     }
 
     /// Stops the topic threads (at shutdown).

@@ -62,7 +62,7 @@ pub const PRESENCE_META_OVERHEAD: usize = 128;
 #[derive(Debug)]
 pub enum WireIn {
     Text(String),
-    Binary,
+    Binary(Vec<u8>),
     Ping(Vec<u8>),
     Pong,
     /// The client closed the connection.
@@ -689,7 +689,7 @@ impl StreamHandler<WireIn> for SessionActor {
             WireIn::Text(text) => self.on_text(text, ctx),
             WireIn::Ping(data) => self.queue(Outbound::Pong(data), ctx),
             WireIn::Pong => {}
-            WireIn::Binary => self.close_with(1003, "binary frames are not supported", ctx),
+            WireIn::Binary(_) => self.close_with(1003, "binary frames are not supported", ctx),
             WireIn::TooLarge => self.close_with(1009, "frame too large", ctx),
             WireIn::Close => self.stop(ctx),
             WireIn::Broken(e) => {

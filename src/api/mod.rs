@@ -17,6 +17,7 @@ pub mod upgrade;
 pub mod views;
 mod wire;
 mod workspaces;
+mod yjs;
 
 use std::sync::Arc;
 
@@ -251,9 +252,13 @@ pub fn app(
         )
         .split_for_parts();
     let doc = openapi::finish(&doc);
-    let routes = openapi::Routes::from_document(&doc, &[("/socket/websocket", "get")]);
+    let routes = openapi::Routes::from_document(
+        &doc,
+        &[("/socket/websocket", "get"), ("/yjs/{document_id}", "get")],
+    );
     app.app_data(web::Data::new(OpenApiJson(doc.to_string())))
         .app_data(web::Data::new(routes))
         .service(web::resource("/socket/websocket").route(web::get().to(socket::connect)))
+        .service(web::resource("/yjs/{document_id}").route(web::get().to(yjs::connect)))
         .default_service(web::to(not_found))
 }

@@ -20,10 +20,23 @@ use super::error::ApiError;
 use super::{AppState, SocketOrigins};
 
 /// What an accepted upgrade hands the transport, in its 101 answer's extensions: the
-/// user's socket slot and when their token expires.
+/// user's socket slot, when their token expires, and what the socket speaks.
 pub struct Accepted {
     pub permit: SocketPermit,
     pub expires_at: i64,
+    pub kind: SocketKind,
+}
+
+/// The protocol of an accepted socket.
+pub enum SocketKind {
+    /// Phoenix Channels (`/socket/websocket`).
+    Channels,
+    /// y-websocket on one document (`/yjs/{document_id}`); `writable` is false for viewers.
+    Yjs {
+        document: i64,
+        workspace: i64,
+        writable: bool,
+    },
 }
 
 const AUTH_TOKEN_PREFIX: &str = "base64url.bearer.phx.";
@@ -65,10 +78,8 @@ fn offered_protocols(req: &HttpRequest) -> (bool, Option<String>) {
     (phoenix, token)
 }
 
-pub async fn connect(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+/// Refuses a socket while the node drains, or from a foreign `Origin`.
+pub(super) fn check_origin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     if state.realtime.is_shutting_down() {
         return Err(ApiError::Busy {
             retry_after_secs: 1,
@@ -84,6 +95,70 @@ pub async fn connect(
             ));
         }
     }
+    Ok(())
+}
+
+/// The user of a socket's access token.
+pub(super) fn verify(state: &AppState, token: &str) -> Result<stoa_actors::Identity, ApiError> {
+    state
+        .realtime
+        .authorizer()
+        .verify_token(token)
+        .map_err(|e| match e {
+            Denied::TokenExpired => {
+                ApiError::unauthorized("token_expired", "the access token has expired; refresh it")
+            }
+            _ => ApiError::unauthorized("invalid_token", "the access token is invalid"),
+        })
+}
+
+/// A socket slot for `user` (their socket count and message allowance).
+pub(super) fn admit(state: &AppState, user: i64) -> Result<SocketPermit, ApiError> {
+    state.realtime.admit(user).map_err(|refusal| match refusal {
+        Refusal::TooManySockets => {
+            Stats::add(&state.realtime.stats().sockets_refused, 1);
+            ApiError::TooManySockets {
+                limit: state.realtime.limits().max_sockets_per_user,
+            }
+        }
+        Refusal::RateLimited => {
+            Stats::add(&state.realtime.stats().user_rate_limited, 1);
+            ApiError::RateLimited {
+                retry_after_secs: 1,
+            }
+        }
+    })
+}
+
+/// The 101 answer that hands the connection to the transport with `accepted`.
+pub(super) fn switch(
+    req: &HttpRequest,
+    protocol: Option<&'static str>,
+    accepted: Accepted,
+) -> Result<HttpResponse, ApiError> {
+    let mut response = actix_http::ws::handshake(req.head()).map_err(|e| {
+        ApiError::bad_request("not_a_websocket", format!("WebSocket upgrade failed: {e}"))
+    })?;
+    if let Some(protocol) = protocol {
+        response.insert_header((
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(protocol),
+        ));
+    }
+    let response = response.message_body(().boxed()).map_err(|e| {
+        tracing::error!(error = %e, "cannot build the WebSocket response");
+        ApiError::Internal
+    })?;
+    let mut response: HttpResponse<BoxBody> = HttpResponse::from(response);
+    response.extensions_mut().insert(accepted);
+    Ok(response)
+}
+
+pub async fn connect(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    check_origin(&req, &state)?;
     let query = web::Query::<SocketQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::bad_request("invalid_parameter", e.to_string()))?
         .into_inner();
@@ -102,51 +177,15 @@ pub async fn connect(
             "pass an access token as ?token= or with the authToken option",
         )
     })?;
-    let identity = state
-        .realtime
-        .authorizer()
-        .verify_token(&token)
-        .map_err(|e| match e {
-            Denied::TokenExpired => {
-                ApiError::unauthorized("token_expired", "the access token has expired; refresh it")
-            }
-            _ => ApiError::unauthorized("invalid_token", "the access token is invalid"),
-        })?;
-
-    let permit = state
-        .realtime
-        .admit(identity.user_id)
-        .map_err(|refusal| match refusal {
-            Refusal::TooManySockets => {
-                Stats::add(&state.realtime.stats().sockets_refused, 1);
-                ApiError::TooManySockets {
-                    limit: state.realtime.limits().max_sockets_per_user,
-                }
-            }
-            Refusal::RateLimited => {
-                Stats::add(&state.realtime.stats().user_rate_limited, 1);
-                ApiError::RateLimited {
-                    retry_after_secs: 1,
-                }
-            }
-        })?;
-    let mut response = actix_http::ws::handshake(req.head()).map_err(|e| {
-        ApiError::bad_request("not_a_websocket", format!("WebSocket upgrade failed: {e}"))
-    })?;
-    if offers_phoenix {
-        response.insert_header((
-            header::SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static("phoenix"),
-        ));
-    }
-    let response = response.message_body(().boxed()).map_err(|e| {
-        tracing::error!(error = %e, "cannot build the WebSocket response");
-        ApiError::Internal
-    })?;
-    let mut response: HttpResponse<BoxBody> = HttpResponse::from(response);
-    response.extensions_mut().insert(Accepted {
-        permit,
-        expires_at: identity.expires_at,
-    });
-    Ok(response)
+    let identity = verify(&state, &token)?;
+    let permit = admit(&state, identity.user_id)?;
+    switch(
+        &req,
+        offers_phoenix.then_some("phoenix"),
+        Accepted {
+            permit,
+            expires_at: identity.expires_at,
+            kind: SocketKind::Channels,
+        },
+    )
 }

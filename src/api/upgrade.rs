@@ -20,9 +20,9 @@ use actix_service::{fn_factory, fn_service, Service, ServiceFactory};
 use actix_web::dev::ServiceResponse;
 use actix_web::rt::net::TcpStream;
 use actix_web::web::BytesMut;
-use stoa_actors::{Realtime, SessionActor};
+use stoa_actors::{Realtime, SessionActor, YjsSession};
 
-use super::socket::Accepted;
+use super::socket::{Accepted, SocketKind};
 use super::wire::{Incoming, Writer};
 
 type AppService = BoxService<Request, ServiceResponse<BoxBody>, actix_web::Error>;
@@ -118,8 +118,29 @@ async fn write(
 async fn serve(io: TcpStream, early: BytesMut, accepted: Accepted, realtime: Realtime) {
     let io = Rc::new(io);
     let incoming = Incoming::new(io.clone(), early, realtime.limits().max_frame_bytes);
-    let (_session, outbox) =
-        SessionActor::start(&realtime, accepted.permit, accepted.expires_at, incoming);
+    let outbox = match accepted.kind {
+        SocketKind::Channels => {
+            SessionActor::start(&realtime, accepted.permit, accepted.expires_at, incoming).1
+        }
+        SocketKind::Yjs {
+            document,
+            workspace,
+            writable,
+        } => {
+            let started = YjsSession::start(
+                &realtime,
+                accepted.permit,
+                document,
+                workspace,
+                writable,
+                incoming,
+            );
+            match started {
+                Some(outbox) => outbox,
+                None => return,
+            }
+        }
+    };
     Writer::new(io, realtime, outbox).run().await;
 }
 

@@ -48,6 +48,7 @@ const FLUSH_TURN: usize = 128;
 const LINGER: Duration = Duration::from_secs(2);
 
 const OP_TEXT: u8 = 0x1;
+const OP_BINARY: u8 = 0x2;
 const OP_CLOSE: u8 = 0x8;
 const OP_PONG: u8 = 0xA;
 
@@ -105,6 +106,7 @@ impl Frame {
         Head::new(
             match item {
                 Outbound::Text(_) | Outbound::Push { .. } => OP_TEXT,
+                Outbound::Binary(_) => OP_BINARY,
                 Outbound::Pong(_) => OP_PONG,
             },
             Frame::payload_len(item),
@@ -142,6 +144,7 @@ impl Frame {
                 [frame_head.as_slice(), head.as_bytes(), tail.as_bytes()]
             }
             Outbound::Pong(p) => [frame_head.as_slice(), &p[..p.len().min(125)], &[]],
+            Outbound::Binary(b) => [frame_head.as_slice(), b, &[]],
         }
     }
 }
@@ -482,7 +485,7 @@ impl Incoming {
 
     fn message(&mut self, text: bool, bytes: BytesMut) -> Option<WireIn> {
         if !text {
-            return Some(WireIn::Binary);
+            return Some(WireIn::Binary(Vec::from(bytes.freeze())));
         }
         match String::from_utf8(Vec::from(bytes.freeze())) {
             Ok(s) => Some(WireIn::Text(s)),

@@ -200,7 +200,16 @@ pub struct EventPage {
 /// bring them into scope with `use crate::store::prelude::*`.
 #[async_trait]
 pub trait Store:
-    Accounts + Workspaces + Documents + Comments + Events + Notifications + Send + Sync + 'static
+    Accounts
+    + Workspaces
+    + Documents
+    + DocumentUpdates
+    + Comments
+    + Events
+    + Notifications
+    + Send
+    + Sync
+    + 'static
 {
     /// Whether the database answers.
     async fn ping(&self) -> StoreResult<()>;
@@ -208,7 +217,9 @@ pub trait Store:
 
 /// The aggregate traits, for `use crate::store::prelude::*` wherever store methods are called.
 pub mod prelude {
-    pub use super::{Accounts, Comments, Documents, Events, Notifications, Store, Workspaces};
+    pub use super::{
+        Accounts, Comments, DocumentUpdates, Documents, Events, Notifications, Store, Workspaces,
+    };
 }
 
 /// Users and their refresh tokens.
@@ -343,6 +354,28 @@ pub trait Documents: Send + Sync {
         actor: UserId,
         doc: DocumentId,
     ) -> StoreResult<(WorkspaceId, Role)>;
+}
+
+/// The Yjs updates of documents' live content: an append-only log per document, of which
+/// a prefix is now and then replaced by one snapshot update that holds it.
+#[async_trait]
+pub trait DocumentUpdates: Send + Sync {
+    /// Every stored update of a document, oldest first, and the position of the last (0
+    /// when there is none).
+    async fn document_updates(&self, doc: DocumentId) -> StoreResult<(Vec<Vec<u8>>, i64)>;
+    /// Appends updates in one transaction; the position of the last.
+    async fn append_document_updates(
+        &self,
+        doc: DocumentId,
+        updates: &[Vec<u8>],
+    ) -> StoreResult<i64>;
+    /// Replaces the updates up to `through` with `snapshot`, in one transaction.
+    async fn compact_document_updates(
+        &self,
+        doc: DocumentId,
+        snapshot: &[u8],
+        through: i64,
+    ) -> StoreResult<()>;
 }
 
 /// Comments on documents and the members they mention.

@@ -83,7 +83,7 @@ impl Client {
                 let text = match item {
                     Outbound::Text(t) => t,
                     Outbound::Push { head, tail } => format!("{head}{tail}"),
-                    Outbound::Pong(_) => continue,
+                    Outbound::Pong(_) | Outbound::Binary(_) => continue,
                 };
                 return serde_json::from_str(&text).expect("JSON frame");
             }

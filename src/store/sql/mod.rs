@@ -14,6 +14,7 @@
 
 mod accounts;
 mod comments;
+mod document_updates;
 mod documents;
 mod events;
 mod notifications;

@@ -1,0 +1,763 @@
+//! Collaborative documents over the y-websocket protocol.
+//!
+//! One [`DocActor`] per open document on this node holds the document (a `yrs` doc) and its
+//! awareness, applies what editors send, relays it to the document's other connections and
+//! appends every update to the store, in small batches, compacting the log into one
+//! snapshot now and then. One [`YjsSession`] per socket reads the client's binary frames,
+//! checks that they are well-formed y-protocol messages, limits their rate and hands them
+//! to the document; what the document sends the client goes through the socket's
+//! [`Outbox`](crate::Outbox) like every other frame, so a Yjs client that cannot keep up is
+//! disconnected (`slow_consumer`) as a channel client is.
+//!
+//! A document is loaded from the store (its snapshot and the updates after it) before any
+//! client message is applied; what arrives meanwhile waits. It is unloaded once its last
+//! connection has gone and `Limits::doc_idle` has passed with its updates written.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use async_trait::async_trait;
+use dashmap::DashMap;
+use yrs::sync::protocol::MessageReader;
+use yrs::sync::{Awareness, AwarenessUpdate, Message, SyncMessage};
+use yrs::updates::decoder::{Decode, DecoderV1};
+use yrs::updates::encoder::Encode;
+use yrs::{ReadTxn, StateVector, Transact, Update};
+
+use crate::conn::{self, CloseReason, Conn, Outbound, Outbox, OutboxReader, SessionNotice};
+use crate::limit::Limiter;
+use crate::ports::LogError;
+use crate::registry::{Realtime, Shared, SocketPermit};
+use crate::session::WireIn;
+use crate::Stats;
+
+/// What a document's log holds: its updates in order (a snapshot is one of them), and the
+/// position of the last.
+#[derive(Debug, Default, Clone)]
+pub struct StoredDoc {
+    pub updates: Vec<Vec<u8>>,
+    pub last_seq: i64,
+}
+
+/// Where documents' updates are kept.
+#[async_trait]
+pub trait DocStore: Send + Sync + 'static {
+    /// Everything stored for a document, oldest first.
+    async fn load(&self, document: i64) -> Result<StoredDoc, LogError>;
+    /// Appends updates in one transaction; the position of the last.
+    async fn append(&self, document: i64, updates: &[Vec<u8>]) -> Result<i64, LogError>;
+    /// Replaces every update up to `through` with `snapshot` (which holds them all).
+    async fn compact(&self, document: i64, snapshot: &[u8], through: i64) -> Result<(), LogError>;
+}
+
+/// Updates appended since the last compaction after which the log is compacted.
+const COMPACT_AFTER: usize = 256;
+/// How long a failed write waits before it is tried again.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// The documents open on this node.
+#[derive(Default)]
+pub(crate) struct Docs {
+    store: std::sync::OnceLock<Arc<dyn DocStore>>,
+    open: DashMap<i64, Addr<DocActor>>,
+}
+
+impl Docs {
+    pub(crate) fn set_store(&self, store: Arc<dyn DocStore>) {
+        let _ = self.store.set(store);
+    }
+
+    /// Tells the open documents of a workspace (or one document) to close connections.
+    pub(crate) fn revoke(
+        &self,
+        workspace: Option<i64>,
+        document: Option<i64>,
+        user: Option<i64>,
+        reason: &'static str,
+    ) {
+        for entry in self.open.iter() {
+            let addr = entry.value();
+            if document.is_some_and(|d| d != *entry.key()) {
+                continue;
+            }
+            addr.do_send(RevokeDoc {
+                workspace,
+                user,
+                reason,
+            });
+        }
+    }
+}
+
+/// The document's actor, started on one of the topic threads if it is not open.
+fn doc_actor(shared: &Arc<Shared>, document: i64, workspace: i64) -> Option<Addr<DocActor>> {
+    let store = shared.docs.store.get()?.clone();
+    let entry = shared
+        .docs
+        .open
+        .entry(document)
+        .and_modify(|addr| {
+            if !addr.connected() {
+                *addr = DocActor::start_on(shared, document, workspace, store.clone());
+            }
+        })
+        .or_insert_with(|| DocActor::start_on(shared, document, workspace, store.clone()));
+    Some(entry.value().clone())
+}
+
+struct DocConn {
+    conn: Conn,
+    user: i64,
+    writable: bool,
+    /// The awareness clients this connection has announced.
+    clients: HashSet<u64>,
+}
+
+pub struct DocActor {
+    id: i64,
+    workspace: i64,
+    shared: Arc<Shared>,
+    store: Arc<dyn DocStore>,
+    awareness: Awareness,
+    conns: HashMap<u64, DocConn>,
+    loaded: bool,
+    /// Messages that came before the document was loaded.
+    early: Vec<DocMsg>,
+    /// Updates not yet written.
+    pending: Vec<Vec<u8>>,
+    writing: bool,
+    since_compact: usize,
+    last_seq: i64,
+    /// Told when everything applied has been written.
+    flushed: Vec<tokio::sync::oneshot::Sender<()>>,
+    last_left: Option<Instant>,
+}
+
+impl DocActor {
+    fn start_on(
+        shared: &Arc<Shared>,
+        id: i64,
+        workspace: i64,
+        store: Arc<dyn DocStore>,
+    ) -> Addr<DocActor> {
+        let actor = DocActor {
+            id,
+            workspace,
+            shared: shared.clone(),
+            store,
+            awareness: Awareness::new(yrs::Doc::new()),
+            conns: HashMap::new(),
+            loaded: false,
+            early: Vec::new(),
+            pending: Vec::new(),
+            writing: false,
+            since_compact: 0,
+            last_seq: 0,
+            flushed: Vec::new(),
+            last_left: None,
+        };
+        let capacity = shared.limits().topic_mailbox;
+        match shared.arbiter(id as u64) {
+            Some(arbiter) => DocActor::start_in_arbiter(&arbiter, move |ctx| {
+                ctx.set_mailbox_capacity(capacity);
+                actor
+            }),
+            None => DocActor::create(move |ctx| {
+                ctx.set_mailbox_capacity(capacity);
+                actor
+            }),
+        }
+    }
+
+    fn stats(&self) -> &Stats {
+        self.shared.stats()
+    }
+
+    fn send_to(&self, conn: &Conn, bytes: &Arc<[u8]>) {
+        if conn.push_binary(bytes) {
+            Stats::add(&self.stats().frames_out, 1);
+        }
+    }
+
+    /// Sends `bytes` to every connection but `except`.
+    fn relay(&self, bytes: &Arc<[u8]>, except: Option<u64>) {
+        for (id, c) in &self.conns {
+            if Some(*id) != except {
+                self.send_to(&c.conn, bytes);
+            }
+        }
+    }
+
+    fn greet(&self, c: &DocConn) {
+        let sv = self.awareness.doc().transact().state_vector();
+        let step1: Arc<[u8]> = Message::Sync(SyncMessage::SyncStep1(sv)).encode_v1().into();
+        self.send_to(&c.conn, &step1);
+        if let Ok(update) = self.awareness.update() {
+            if !update.clients.is_empty() {
+                let msg: Arc<[u8]> = Message::Awareness(update).encode_v1().into();
+                self.send_to(&c.conn, &msg);
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: DocMsg, ctx: &mut Context<Self>) {
+        if !self.loaded {
+            self.early.push(msg);
+            return;
+        }
+        match msg {
+            DocMsg::Open(open) => {
+                let c = DocConn {
+                    conn: open.conn,
+                    user: open.user,
+                    writable: open.writable,
+                    clients: HashSet::new(),
+                };
+                self.greet(&c);
+                self.last_left = None;
+                self.conns.insert(c.conn.id, c);
+            }
+            DocMsg::In(conn_id, messages) => {
+                for m in messages {
+                    self.on_message(conn_id, m, ctx);
+                }
+            }
+            DocMsg::Leave(conn_id) => self.leave(conn_id, ctx),
+        }
+    }
+
+    fn on_message(&mut self, conn_id: u64, msg: Message, ctx: &mut Context<Self>) {
+        let Some(c) = self.conns.get(&conn_id) else {
+            return;
+        };
+        match msg {
+            Message::Sync(SyncMessage::SyncStep1(sv)) => {
+                let update = self
+                    .awareness
+                    .doc()
+                    .transact()
+                    .encode_state_as_update_v1(&sv);
+                let reply: Arc<[u8]> = Message::Sync(SyncMessage::SyncStep2(update))
+                    .encode_v1()
+                    .into();
+                self.send_to(&c.conn, &reply);
+            }
+            Message::Sync(SyncMessage::SyncStep2(update) | SyncMessage::Update(update)) => {
+                if !c.writable {
+                    let refusal: Arc<[u8]> =
+                        Message::Auth(Some("read-only: viewers cannot edit".into()))
+                            .encode_v1()
+                            .into();
+                    self.send_to(&c.conn, &refusal);
+                    Stats::add(&self.stats().yjs_updates_refused, 1);
+                    return;
+                }
+                self.apply(conn_id, update, ctx);
+            }
+            Message::Awareness(update) => self.on_awareness(conn_id, update),
+            Message::AwarenessQuery => {
+                if let Ok(update) = self.awareness.update() {
+                    let msg: Arc<[u8]> = Message::Awareness(update).encode_v1().into();
+                    self.send_to(&c.conn, &msg);
+                }
+            }
+            Message::Auth(_) | Message::Custom(..) => {}
+        }
+    }
+
+    fn apply(&mut self, conn_id: u64, update: Vec<u8>, ctx: &mut Context<Self>) {
+        let decoded = match Update::decode_v1(&update) {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(document = self.id, error = %e, "undecodable update");
+                self.drop_conn(conn_id, "malformed_update");
+                return;
+            }
+        };
+        let applied = self.awareness.doc().transact_mut().apply_update(decoded);
+        if let Err(e) = applied {
+            tracing::debug!(document = self.id, error = %e, "update not applied");
+            self.drop_conn(conn_id, "malformed_update");
+            return;
+        }
+        Stats::add(&self.stats().yjs_updates, 1);
+        let relayed: Arc<[u8]> = Message::Sync(SyncMessage::Update(update.clone()))
+            .encode_v1()
+            .into();
+        self.relay(&relayed, Some(conn_id));
+        self.pending.push(update);
+        self.write(ctx);
+    }
+
+    fn on_awareness(&mut self, conn_id: u64, update: AwarenessUpdate) {
+        if let Some(c) = self.conns.get_mut(&conn_id) {
+            for (client, entry) in &update.clients {
+                if &*entry.json == "null" {
+                    c.clients.remove(&client.get());
+                } else {
+                    c.clients.insert(client.get());
+                }
+            }
+        }
+        let relayed: Arc<[u8]> = Message::Awareness(update.clone()).encode_v1().into();
+        if self.awareness.apply_update(update).is_err() {
+            return;
+        }
+        // To everyone, the sender too: a lone client hears its own renewals and so knows
+        // the connection is alive (y-websocket reconnects after 30 s of silence).
+        self.relay(&relayed, None);
+    }
+
+    /// Removes a connection's awareness states and tells the others they are gone.
+    fn forget_clients(&mut self, clients: HashSet<u64>) {
+        if clients.is_empty() {
+            return;
+        }
+        let ids: Vec<yrs::ClientID> = clients
+            .into_iter()
+            .map(yrs::ClientID::new)
+            .filter(|id| self.awareness.meta(*id).is_some())
+            .collect();
+        for id in &ids {
+            self.awareness.remove_state(*id);
+        }
+        if let Ok(update) = self.awareness.update_with_clients(ids) {
+            let msg: Arc<[u8]> = Message::Awareness(update).encode_v1().into();
+            self.relay(&msg, None);
+        }
+    }
+
+    fn leave(&mut self, conn_id: u64, ctx: &mut Context<Self>) {
+        if let Some(c) = self.conns.remove(&conn_id) {
+            self.forget_clients(c.clients);
+        }
+        if self.conns.is_empty() {
+            self.last_left = Some(Instant::now());
+            let idle = self.shared.limits().doc_idle;
+            ctx.run_later(idle, |act, ctx| act.maybe_unload(ctx));
+        }
+    }
+
+    fn drop_conn(&mut self, conn_id: u64, reason: &'static str) {
+        if let Some(c) = self.conns.remove(&conn_id) {
+            c.conn.notify(SessionNotice::Dropped {
+                topic: reason.to_string(),
+                join_ref: None,
+            });
+            self.forget_clients(c.clients);
+        }
+    }
+
+    fn maybe_unload(&mut self, ctx: &mut Context<Self>) {
+        let idle = self.shared.limits().doc_idle;
+        let quiet = self.last_left.is_some_and(|t| t.elapsed() >= idle);
+        if self.conns.is_empty() && quiet && self.pending.is_empty() && !self.writing {
+            let me = ctx.address();
+            self.shared
+                .docs
+                .open
+                .remove_if(&self.id, |_, addr| *addr == me);
+            ctx.stop();
+        } else if self.conns.is_empty() {
+            ctx.run_later(idle, |act, ctx| act.maybe_unload(ctx));
+        }
+    }
+
+    /// Writes what is pending, one batch at a time.
+    fn write(&mut self, ctx: &mut Context<Self>) {
+        if self.writing {
+            return;
+        }
+        if self.pending.is_empty() {
+            for tx in self.flushed.drain(..) {
+                let _ = tx.send(());
+            }
+            return;
+        }
+        self.writing = true;
+        let batch = std::mem::take(&mut self.pending);
+        let store = self.store.clone();
+        let id = self.id;
+        let fut = async move {
+            let result = store.append(id, &batch).await;
+            (batch, result)
+        };
+        ctx.spawn(fut.into_actor(self).map(|(batch, result), act, ctx| {
+            act.writing = false;
+            match result {
+                Ok(seq) => {
+                    act.last_seq = seq;
+                    act.since_compact += batch.len();
+                    Stats::add(&act.stats().yjs_updates_written, batch.len() as u64);
+                    if act.since_compact >= COMPACT_AFTER {
+                        act.compact(ctx);
+                    }
+                    act.write(ctx);
+                }
+                Err(e) => {
+                    tracing::warn!(document = act.id, error = %e, "cannot write document updates; retrying");
+                    let mut later = batch;
+                    later.append(&mut act.pending);
+                    act.pending = later;
+                    ctx.run_later(RETRY, |act, ctx| act.write(ctx));
+                }
+            }
+        }));
+    }
+
+    /// Replaces the log up to the last written update with one snapshot of the document.
+    fn compact(&mut self, ctx: &mut Context<Self>) {
+        self.since_compact = 0;
+        let snapshot = self
+            .awareness
+            .doc()
+            .transact()
+            .encode_state_as_update_v1(&StateVector::default());
+        // Everything applied is in the snapshot; only what is written may be replaced.
+        let through = self.last_seq;
+        let store = self.store.clone();
+        let id = self.id;
+        let fut = async move { store.compact(id, &snapshot, through).await };
+        ctx.spawn(fut.into_actor(self).map(|result, act, _| {
+            if let Err(e) = result {
+                tracing::warn!(document = act.id, error = %e, "cannot compact document updates");
+            }
+        }));
+    }
+}
+
+impl Actor for DocActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.stats().yjs_documents.fetch_add(1, Ordering::Relaxed);
+        let store = self.store.clone();
+        let id = self.id;
+        let fut = async move { store.load(id).await };
+        ctx.wait(fut.into_actor(self).map(move |result, act, ctx| match result {
+            Ok(stored) => {
+                {
+                    let mut txn = act.awareness.doc().transact_mut();
+                    for bytes in &stored.updates {
+                        match Update::decode_v1(bytes) {
+                            Ok(u) => {
+                                if let Err(e) = txn.apply_update(u) {
+                                    tracing::error!(document = id, error = %e, "stored update not applied");
+                                }
+                            }
+                            Err(e) => tracing::error!(document = id, error = %e, "stored update unreadable"),
+                        }
+                    }
+                }
+                act.last_seq = stored.last_seq;
+                act.loaded = true;
+                if stored.updates.len() > COMPACT_AFTER / 4 {
+                    act.compact(ctx);
+                }
+                for msg in std::mem::take(&mut act.early) {
+                    act.handle(msg, ctx);
+                }
+            }
+            Err(e) => {
+                tracing::error!(document = id, error = %e, "cannot load document");
+                for msg in act.early.drain(..) {
+                    if let DocMsg::Open(open) = msg {
+                        open.conn.notify(SessionNotice::Dropped {
+                            topic: "unavailable".into(),
+                            join_ref: None,
+                        });
+                    }
+                }
+                let me = ctx.address();
+                act.shared.docs.open.remove_if(&act.id, |_, addr| *addr == me);
+                ctx.stop();
+            }
+        }));
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        self.stats().yjs_documents.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+struct Open {
+    conn: Conn,
+    user: i64,
+    writable: bool,
+}
+
+enum DocMsg {
+    Open(Open),
+    In(u64, Vec<Message>),
+    Leave(u64),
+}
+
+impl actix::Message for DocMsg {
+    type Result = ();
+}
+
+impl Handler<DocMsg> for DocActor {
+    type Result = ();
+    fn handle(&mut self, msg: DocMsg, ctx: &mut Context<Self>) {
+        DocActor::handle(self, msg, ctx);
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct RevokeDoc {
+    workspace: Option<i64>,
+    user: Option<i64>,
+    reason: &'static str,
+}
+
+impl Handler<RevokeDoc> for DocActor {
+    type Result = ();
+    fn handle(&mut self, msg: RevokeDoc, _ctx: &mut Context<Self>) {
+        if msg.workspace.is_some_and(|w| w != self.workspace) {
+            return;
+        }
+        let gone: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| msg.user.is_none_or(|u| u == c.user))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.drop_conn(id, msg.reason);
+        }
+    }
+}
+
+/// Answered once every update applied so far has been written.
+pub(crate) struct FlushDoc(pub tokio::sync::oneshot::Sender<()>);
+
+impl actix::Message for FlushDoc {
+    type Result = ();
+}
+
+impl Handler<FlushDoc> for DocActor {
+    type Result = ();
+    fn handle(&mut self, msg: FlushDoc, ctx: &mut Context<Self>) {
+        self.flushed.push(msg.0);
+        self.write(ctx);
+    }
+}
+
+impl Shared {
+    /// Waits (at most `limit`) until every open document has written what it applied.
+    pub(crate) async fn flush_docs(&self, limit: Duration) {
+        let waits: Vec<_> = self
+            .docs
+            .open
+            .iter()
+            .filter_map(|e| {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                e.value().try_send(FlushDoc(tx)).ok().map(|()| rx)
+            })
+            .collect();
+        let all = async {
+            for rx in waits {
+                let _ = rx.await;
+            }
+        };
+        let _ = actix::clock::timeout(limit, all).await;
+    }
+}
+
+/// A Yjs socket's session: checks and forwards the client's messages to its document.
+pub struct YjsSession {
+    shared: Arc<Shared>,
+    id: u64,
+    user: i64,
+    doc: Addr<DocActor>,
+    writable: bool,
+    outbox: Arc<Outbox>,
+    limiter: Limiter,
+    last_seen: Instant,
+    closing: bool,
+    _permit: SocketPermit,
+}
+
+impl YjsSession {
+    /// Starts the session of an accepted Yjs socket on `document` (in `workspace`);
+    /// `writable` is false for viewers. `None` when no document store is configured.
+    pub fn start<S>(
+        realtime: &Realtime,
+        permit: SocketPermit,
+        document: i64,
+        workspace: i64,
+        writable: bool,
+        incoming: S,
+    ) -> Option<OutboxReader>
+    where
+        S: futures_core::Stream<Item = WireIn> + 'static,
+    {
+        let shared = realtime.shared.clone();
+        let doc = doc_actor(&shared, document, workspace)?;
+        let limits = shared.limits();
+        let (outbox, reader) = conn::channel(limits.outbound_queue, limits.outbound_queue_bytes);
+        // Editors send an update per keystroke and an awareness change per cursor move:
+        // a wider allowance than a channel client's.
+        let limiter = Limiter::new(
+            limits.messages_per_sec.saturating_mul(4),
+            limits.message_burst.saturating_mul(4),
+        );
+        let id = shared.env.next_id();
+        let user = permit.user();
+        YjsSession::create(move |ctx| {
+            ctx.add_stream(incoming);
+            YjsSession {
+                shared,
+                id,
+                user,
+                doc,
+                writable,
+                outbox,
+                limiter,
+                last_seen: Instant::now(),
+                closing: false,
+                _permit: permit,
+            }
+        });
+        Some(reader)
+    }
+
+    fn close(&mut self, code: u16, reason: &'static str, discard: bool, ctx: &mut Context<Self>) {
+        if !self.closing {
+            self.closing = true;
+            self.outbox.close(CloseReason { code, reason }, discard);
+        }
+        ctx.stop();
+    }
+
+    fn on_binary(&mut self, bytes: Vec<u8>, ctx: &mut Context<Self>) {
+        if !self.limiter.take() || !self.shared.user_allows(self.user) {
+            Stats::add(&self.shared.stats().rate_limited, 1);
+            // The client reconnects and syncs again: nothing it holds is lost.
+            return self.close(1008, "rate_limited", false, ctx);
+        }
+        let mut decoder = DecoderV1::from(bytes.as_slice());
+        let mut messages = Vec::new();
+        for m in MessageReader::new(&mut decoder) {
+            match m {
+                Ok(m) => messages.push(m),
+                Err(_) => return self.close(1007, "malformed y-protocol message", false, ctx),
+            }
+        }
+        if messages.is_empty() {
+            return self.close(1007, "malformed y-protocol message", false, ctx);
+        }
+        if self.doc.try_send(DocMsg::In(self.id, messages)).is_err() {
+            // The document is overloaded: the client reconnects and syncs again.
+            self.close(1013, "try_again_later", false, ctx);
+        }
+    }
+}
+
+impl Actor for YjsSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let conn = Conn::new(
+            self.id,
+            self.user,
+            self.outbox.clone(),
+            ctx.address().recipient(),
+        );
+        self.shared
+            .stats()
+            .yjs_connections
+            .fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .sessions
+            .insert(self.id, ctx.address().recipient());
+        self.doc.do_send(DocMsg::Open(Open {
+            conn,
+            user: self.user,
+            writable: self.writable,
+        }));
+        let timeout = self.shared.limits().heartbeat_timeout;
+        ctx.run_interval(timeout / 4, move |act, ctx| {
+            if act.last_seen.elapsed() > timeout {
+                act.close(1000, "heartbeat_timeout", false, ctx);
+            }
+        });
+        if self.shared.shutting_down() {
+            ctx.address().do_send(SessionNotice::GoAway);
+        }
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        if !self.closing {
+            self.closing = true;
+            self.outbox.close(
+                CloseReason {
+                    code: 1011,
+                    reason: "internal_error",
+                },
+                true,
+            );
+        }
+        self.doc.do_send(DocMsg::Leave(self.id));
+        self.shared.sessions.remove(&self.id);
+        self.shared
+            .stats()
+            .yjs_connections
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl StreamHandler<WireIn> for YjsSession {
+    fn handle(&mut self, item: WireIn, ctx: &mut Context<Self>) {
+        self.last_seen = Instant::now();
+        Stats::add(&self.shared.stats().frames_in, 1);
+        match item {
+            WireIn::Binary(bytes) => self.on_binary(bytes, ctx),
+            WireIn::Text(_) => self.close(1003, "text frames are not supported", false, ctx),
+            WireIn::Ping(data) => {
+                if self.outbox.send(Outbound::Pong(data)).is_err() {
+                    self.close(1008, "slow_consumer", true, ctx);
+                }
+            }
+            WireIn::Pong => {}
+            WireIn::TooLarge => self.close(1009, "frame too large", false, ctx),
+            WireIn::Close => self.close(1000, "", false, ctx),
+            WireIn::Broken(_) => self.close(1002, "protocol error", false, ctx),
+            WireIn::Invalid(_) => self.close(1007, "invalid payload", false, ctx),
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        self.close(1000, "", false, ctx);
+    }
+}
+
+impl Handler<SessionNotice> for YjsSession {
+    type Result = ();
+    fn handle(&mut self, msg: SessionNotice, ctx: &mut Context<Self>) {
+        match msg {
+            SessionNotice::Overflow => {
+                Stats::add(&self.shared.stats().slow_consumers, 1);
+                self.close(1008, "slow_consumer", true, ctx);
+            }
+            SessionNotice::Dropped { topic, .. } => {
+                let reason = match topic.as_str() {
+                    "membership_revoked" => "membership_revoked",
+                    "workspace_deleted" => "workspace_deleted",
+                    "document_deleted" => "document_deleted",
+                    "malformed_update" => "malformed_update",
+                    "unavailable" => "unavailable",
+                    _ => "revoked",
+                };
+                let code = if reason == "unavailable" { 1011 } else { 1008 };
+                self.close(code, reason, false, ctx);
+            }
+            SessionNotice::GoAway => self.close(1001, "going_away", false, ctx),
+            SessionNotice::Crash => panic!("injected session fault"),
+        }
+    }
+}

@@ -1,0 +1,189 @@
+// Collaborative documents over y-websocket, judged by the stock `yjs` and `y-websocket`
+// packages: the WebsocketProvider a browser editor binding uses, unchanged.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import WebSocket from "ws";
+import * as Y from "yjs";
+import { WebsocketProvider } from "y-websocket";
+
+import { WS_BASE, api, deferred, register, until, workspaceWith } from "./support.mjs";
+
+/** A provider for `doc` on a fresh Y.Doc, connected with `token`. */
+function open(doc, token, ydoc = new Y.Doc()) {
+  const provider = new WebsocketProvider(`${WS_BASE}/yjs`, String(doc), ydoc, {
+    WebSocketPolyfill: WebSocket,
+    params: { token },
+    disableBc: true,
+    maxBackoffTime: 200,
+  });
+  return { ydoc, provider, text: ydoc.getText("content") };
+}
+
+function synced(provider) {
+  if (provider.synced) return Promise.resolve();
+  const { promise, signal } = deferred("sync");
+  provider.once("sync", (ok) => ok && signal());
+  return promise;
+}
+
+function textIs(client, want) {
+  return until(
+    `text ${JSON.stringify(want)}`,
+    (f) => client.text.observe(f),
+    () => client.text.toString() === want,
+  );
+}
+
+async function documentIn(ws, owner) {
+  const res = await api("POST", `/api/v1/workspaces/${ws}/documents`, owner.token, { title: "Y" });
+  assert.equal(res.status, 201);
+  return res.body.id;
+}
+
+test("two editors converge after concurrent edits", async () => {
+  const alice = await register("alice");
+  const bob = await register("bob");
+  const ws = await workspaceWith(alice, [[bob, "editor"]]);
+  const doc = await documentIn(ws, alice);
+  const a = open(doc, alice.token);
+  const b = open(doc, bob.token);
+  try {
+    await Promise.all([synced(a.provider), synced(b.provider)]);
+    a.text.insert(0, "hello");
+    await textIs(b, "hello");
+    // Concurrent: both type before seeing the other's edit.
+    a.text.insert(5, " alice");
+    b.text.insert(0, "bob: ");
+    const want = a.ydoc.getText("content").toString();
+    await until(
+      "convergence",
+      (f) => {
+        a.text.observe(f);
+        b.text.observe(f);
+      },
+      () => a.text.toString() === b.text.toString() && a.text.toString().length === 16,
+    );
+    assert.ok(a.text.toString().includes("alice"), want);
+    assert.ok(a.text.toString().startsWith("bob: "));
+  } finally {
+    a.provider.destroy();
+    b.provider.destroy();
+  }
+});
+
+test("a late joiner receives the document, and awareness is seen and cleared on disconnect", async () => {
+  const alice = await register("alice");
+  const bob = await register("bob");
+  const ws = await workspaceWith(alice, [[bob, "viewer"]]);
+  const doc = await documentIn(ws, alice);
+  const a = open(doc, alice.token);
+  await synced(a.provider);
+  a.text.insert(0, "written before bob came");
+  a.provider.awareness.setLocalStateField("user", { name: "alice" });
+
+  const b = open(doc, bob.token);
+  try {
+    await textIs(b, "written before bob came");
+    const aliceId = a.ydoc.clientID;
+    const states = b.provider.awareness;
+    await until(
+      "alice's awareness at bob",
+      (f) => states.on("change", f),
+      () => states.getStates().get(aliceId)?.user?.name === "alice",
+    );
+    a.provider.destroy();
+    await until(
+      "alice's awareness cleared",
+      (f) => states.on("change", f),
+      () => !states.getStates().has(aliceId),
+    );
+  } finally {
+    a.provider.destroy();
+    b.provider.destroy();
+  }
+});
+
+test("a viewer's edit is refused and never reaches the others", async () => {
+  const alice = await register("alice");
+  const vera = await register("vera");
+  const ws = await workspaceWith(alice, [[vera, "viewer"]]);
+  const doc = await documentIn(ws, alice);
+  const a = open(doc, alice.token);
+  const v = open(doc, vera.token);
+  try {
+    await Promise.all([synced(a.provider), synced(v.provider)]);
+    const refused = deferred("permission denied");
+    const warn = console.warn;
+    console.warn = (...args) => {
+      if (String(args[0]).includes("Permission denied")) refused.signal(args.join(" "));
+      else warn(...args);
+    };
+    try {
+      v.text.insert(0, "vandalism");
+      assert.match(await refused.promise, /read-only/);
+    } finally {
+      console.warn = warn;
+    }
+    // An edit made after the refused one reaches the viewer; the refused one reaches no one.
+    a.text.insert(0, "fine");
+    await until(
+      "alice's edit at the viewer",
+      (f) => v.text.observe(f),
+      () => v.text.toString().includes("fine"),
+    );
+    const c = open(doc, alice.token);
+    try {
+      await synced(c.provider);
+      assert.equal(c.text.toString(), "fine", "the server's copy has no viewer edit");
+    } finally {
+      c.provider.destroy();
+    }
+    assert.equal(a.text.toString(), "fine");
+  } finally {
+    a.provider.destroy();
+    v.provider.destroy();
+  }
+});
+
+test("a non-member, a forged token and an unknown document are refused before any content", async () => {
+  const alice = await register("alice");
+  const mallory = await register("mallory");
+  const ws = await workspaceWith(alice);
+  const doc = await documentIn(ws, alice);
+  const status = (path) =>
+    new Promise((resolve) => {
+      const sock = new WebSocket(`${WS_BASE}${path}`);
+      sock.on("unexpected-response", (_req, res) => resolve(res.statusCode));
+      sock.on("open", () => {
+        sock.close();
+        resolve(101);
+      });
+      sock.on("error", () => {});
+    });
+  assert.equal(await status(`/yjs/${doc}?token=${mallory.token}`), 404);
+  assert.equal(await status(`/yjs/${doc}?token=forged.${alice.token}`), 401);
+  assert.equal(await status(`/yjs/${doc}`), 401);
+  assert.equal(await status(`/yjs/999999999?token=${alice.token}`), 404);
+  assert.equal(await status(`/yjs/not-a-number?token=${alice.token}`), 404);
+  assert.equal(await status(`/yjs/${doc}?token=${alice.token}`), 101);
+});
+
+test("removing a member closes their Yjs socket at once", async () => {
+  const alice = await register("alice");
+  const bob = await register("bob");
+  const ws = await workspaceWith(alice, [[bob, "editor"]]);
+  const doc = await documentIn(ws, alice);
+  const b = open(doc, bob.token);
+  try {
+    await synced(b.provider);
+    const closed = deferred("bob's socket closed");
+    b.provider.on("connection-close", (event) => closed.signal(event));
+    const res = await api("DELETE", `/api/v1/workspaces/${ws}/members/${bob.id}`, alice.token);
+    assert.equal(res.status, 204);
+    const event = await closed.promise;
+    assert.equal(event.code, 1008);
+    assert.equal(event.reason, "membership_revoked");
+  } finally {
+    b.provider.destroy();
+  }
+});
