@@ -101,10 +101,10 @@ pub struct StoreDocs {
 
 #[async_trait]
 impl DocStore for StoreDocs {
-    async fn load(&self, document: i64) -> Result<StoredDoc, LogError> {
+    async fn load(&self, document: i64, after: i64) -> Result<StoredDoc, LogError> {
         let (updates, last_seq) = self
             .store
-            .document_updates(document)
+            .document_updates(document, after)
             .await
             .map_err(|e| LogError(e.to_string()))?;
         Ok(StoredDoc { updates, last_seq })

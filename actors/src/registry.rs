@@ -275,7 +275,7 @@ impl Shared {
     }
 
     /// Counts interest in channels; the bus hears a channel while some topic needs it.
-    fn interest(&self, channels: &[String], more: bool) {
+    pub(crate) fn interest(&self, channels: &[String], more: bool) {
         let mut interest = self.interest.lock().unwrap_or_else(PoisonError::into_inner);
         for channel in channels {
             let count = interest.entry(channel.clone()).or_insert(0);
@@ -325,6 +325,8 @@ impl Shared {
                 document_id: document,
                 payload: Arc::new(payload),
             }),
+            Body::YjsUpdates { document, updates } => self.docs.heard_updates(document, updates),
+            Body::YjsAwareness { document, update } => self.docs.heard_awareness(document, update),
             Body::Broadcast { topic, payload } => {
                 let Some(topic) = Topic::parse(&topic).ok().and_then(|t| self.live(t)) else {
                     return;

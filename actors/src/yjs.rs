@@ -20,7 +20,10 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use async_trait::async_trait;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use dashmap::DashMap;
+use stoa_protocol::bus::{doc_channel, Body};
 use yrs::sync::protocol::MessageReader;
 use yrs::sync::{Awareness, AwarenessUpdate, Message, SyncMessage};
 use yrs::updates::decoder::{Decode, DecoderV1};
@@ -45,8 +48,8 @@ pub struct StoredDoc {
 /// Where documents' updates are kept.
 #[async_trait]
 pub trait DocStore: Send + Sync + 'static {
-    /// Everything stored for a document, oldest first.
-    async fn load(&self, document: i64) -> Result<StoredDoc, LogError>;
+    /// What is stored for a document after position `after` (0: everything), oldest first.
+    async fn load(&self, document: i64, after: i64) -> Result<StoredDoc, LogError>;
     /// Appends updates in one transaction; the position of the last.
     async fn append(&self, document: i64, updates: &[Vec<u8>]) -> Result<i64, LogError>;
     /// Replaces every update up to `through` with `snapshot` (which holds them all).
@@ -57,6 +60,9 @@ pub trait DocStore: Send + Sync + 'static {
 const COMPACT_AFTER: usize = 256;
 /// How long a failed write waits before it is tried again.
 const RETRY: Duration = Duration::from_secs(1);
+/// When a loaded document reads the store again for updates written by other nodes between
+/// its load and the moment the bus began to bring them (subscribing takes a moment).
+const CATCH_UP: Duration = Duration::from_secs(1);
 
 /// The documents open on this node.
 #[derive(Default)]
@@ -68,6 +74,32 @@ pub(crate) struct Docs {
 impl Docs {
     pub(crate) fn set_store(&self, store: Arc<dyn DocStore>) {
         let _ = self.store.set(store);
+    }
+
+    /// Updates another node applied and wrote.
+    pub(crate) fn heard_updates(&self, document: i64, updates: Vec<String>) {
+        let Some(addr) = self.open.get(&document).map(|a| a.clone()) else {
+            return;
+        };
+        let updates = updates
+            .iter()
+            .filter_map(|u| BASE64.decode(u).ok())
+            .collect();
+        addr.do_send(Remote::Updates(updates));
+    }
+
+    /// An awareness change from a client of another node.
+    pub(crate) fn heard_awareness(&self, document: i64, update: String) {
+        let Some(addr) = self.open.get(&document).map(|a| a.clone()) else {
+            return;
+        };
+        if let Some(update) = BASE64
+            .decode(update)
+            .ok()
+            .and_then(|b| AwarenessUpdate::decode_v1(&b).ok())
+        {
+            addr.do_send(Remote::Awareness(update));
+        }
     }
 
     /// Tells the open documents of a workspace (or one document) to close connections.
@@ -130,7 +162,10 @@ pub struct DocActor {
     pending: Vec<Vec<u8>>,
     writing: bool,
     since_compact: usize,
+    /// The position of the last update written (here or by the last load).
     last_seq: i64,
+    /// The position of the last update the load read.
+    loaded_seq: i64,
     /// Told when everything applied has been written.
     flushed: Vec<tokio::sync::oneshot::Sender<()>>,
     last_left: Option<Instant>,
@@ -156,6 +191,7 @@ impl DocActor {
             writing: false,
             since_compact: 0,
             last_seq: 0,
+            loaded_seq: 0,
             flushed: Vec::new(),
             last_left: None,
         };
@@ -302,6 +338,7 @@ impl DocActor {
                 }
             }
         }
+        let raw = update.encode_v1();
         let relayed: Arc<[u8]> = Message::Awareness(update.clone()).encode_v1().into();
         if self.awareness.apply_update(update).is_err() {
             return;
@@ -309,6 +346,30 @@ impl DocActor {
         // To everyone, the sender too: a lone client hears its own renewals and so knows
         // the connection is alive (y-websocket reconnects after 30 s of silence).
         self.relay(&relayed, None);
+        if self.shared.has_bus() {
+            let body = Body::YjsAwareness {
+                document: self.id,
+                update: BASE64.encode(raw),
+            };
+            self.shared.bus_send(&doc_channel(self.id), body);
+        }
+    }
+
+    /// Updates another node applied (and wrote): applied and relayed here, not written.
+    fn apply_remote(&mut self, updates: Vec<Vec<u8>>) {
+        for update in updates {
+            let Ok(decoded) = Update::decode_v1(&update) else {
+                continue;
+            };
+            let applied = self.awareness.doc().transact_mut().apply_update(decoded);
+            if applied.is_err() {
+                continue;
+            }
+            let relayed: Arc<[u8]> = Message::Sync(SyncMessage::Update(update))
+                .encode_v1()
+                .into();
+            self.relay(&relayed, None);
+        }
     }
 
     /// Removes a connection's awareness states and tells the others they are gone.
@@ -389,7 +450,14 @@ impl DocActor {
             act.writing = false;
             match result {
                 Ok(seq) => {
-                    act.last_seq = seq;
+                    act.last_seq = act.last_seq.max(seq);
+                    if act.shared.has_bus() {
+                        let body = Body::YjsUpdates {
+                            document: act.id,
+                            updates: batch.iter().map(|u| BASE64.encode(u)).collect(),
+                        };
+                        act.shared.bus_send(&doc_channel(act.id), body);
+                    }
                     act.since_compact += batch.len();
                     Stats::add(&act.stats().yjs_updates_written, batch.len() as u64);
                     if act.since_compact >= COMPACT_AFTER {
@@ -405,6 +473,18 @@ impl DocActor {
                     ctx.run_later(RETRY, |act, ctx| act.write(ctx));
                 }
             }
+        }));
+    }
+
+    /// Reads what other nodes wrote since the load, in case the bus was not yet bringing
+    /// it then.
+    fn catch_up(&mut self, ctx: &mut Context<Self>) {
+        let store = self.store.clone();
+        let (id, after) = (self.id, self.loaded_seq);
+        let fut = async move { store.load(id, after).await };
+        ctx.spawn(fut.into_actor(self).map(|result, act, _| match result {
+            Ok(stored) => act.apply_remote(stored.updates),
+            Err(e) => tracing::warn!(document = act.id, error = %e, "cannot read document updates"),
         }));
     }
 
@@ -434,9 +514,12 @@ impl Actor for DocActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.stats().yjs_documents.fetch_add(1, Ordering::Relaxed);
+        // Heard before loading: an update another node writes after the load's read comes
+        // by the bus.
+        self.shared.interest(&[doc_channel(self.id)], true);
         let store = self.store.clone();
         let id = self.id;
-        let fut = async move { store.load(id).await };
+        let fut = async move { store.load(id, 0).await };
         ctx.wait(fut.into_actor(self).map(move |result, act, ctx| match result {
             Ok(stored) => {
                 {
@@ -453,12 +536,16 @@ impl Actor for DocActor {
                     }
                 }
                 act.last_seq = stored.last_seq;
+                act.loaded_seq = stored.last_seq;
                 act.loaded = true;
                 if stored.updates.len() > COMPACT_AFTER / 4 {
                     act.compact(ctx);
                 }
                 for msg in std::mem::take(&mut act.early) {
                     act.handle(msg, ctx);
+                }
+                if act.shared.has_bus() {
+                    ctx.run_later(CATCH_UP, |act, ctx| act.catch_up(ctx));
                 }
             }
             Err(e) => {
@@ -480,6 +567,7 @@ impl Actor for DocActor {
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         self.stats().yjs_documents.fetch_sub(1, Ordering::Relaxed);
+        self.shared.interest(&[doc_channel(self.id)], false);
     }
 }
 
@@ -497,6 +585,36 @@ enum DocMsg {
 
 impl actix::Message for DocMsg {
     type Result = ();
+}
+
+/// What another node's clients did to the document.
+enum Remote {
+    Updates(Vec<Vec<u8>>),
+    Awareness(AwarenessUpdate),
+}
+
+impl actix::Message for Remote {
+    type Result = ();
+}
+
+impl Handler<Remote> for DocActor {
+    type Result = ();
+    fn handle(&mut self, msg: Remote, _ctx: &mut Context<Self>) {
+        if !self.loaded {
+            // Loading: the updates are in the store already (written before they were
+            // sent), or in the catch-up read; awareness is renewed every 15 s.
+            return;
+        }
+        match msg {
+            Remote::Updates(updates) => self.apply_remote(updates),
+            Remote::Awareness(update) => {
+                let relayed: Arc<[u8]> = Message::Awareness(update.clone()).encode_v1().into();
+                if self.awareness.apply_update(update).is_ok() {
+                    self.relay(&relayed, None);
+                }
+            }
+        }
+    }
 }
 
 impl Handler<DocMsg> for DocActor {

@@ -3,87 +3,10 @@
 // tests/cluster/phoenix.rs, which runs this file.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { Socket, Presence } from "phoenix";
 import WebSocket from "ws";
 
-const BIN = process.env.STOA_BIN;
-const PORTS = (process.env.STOA_PORTS ?? "").split(",").map(Number);
-const SECRET = "cluster-e2e-secret-0123456789abcdef-GHIJKLMNOPQRSTUVWX";
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const url = (i) => `http://127.0.0.1:${PORTS[i]}`;
-
-class Node {
-  constructor(i) {
-    this.i = i;
-    this.child = null;
-  }
-
-  async start() {
-    this.child = spawn(BIN, [], {
-      env: {
-        PATH: process.env.PATH,
-        STOA_SERVER__PORT: String(PORTS[this.i]),
-        STOA_DATABASE__URL: process.env.STOA_DATABASE_URL,
-        STOA_REDIS__URL: process.env.STOA_REDIS_URL,
-        STOA_CLUSTER__NODE_ID: `node${this.i}`,
-        STOA_CLUSTER__HEARTBEAT_MS: "300",
-        STOA_CLUSTER__NODE_EXPIRY_MS: "1500",
-        STOA_SERVER__DRAIN_SECS: "1",
-        STOA_AUTH__JWT_SECRET: SECRET,
-        STOA_AUTH__LOGIN_ATTEMPTS_PER_MINUTE: "1000",
-        STOA_DATA_DIR: process.env.STOA_DATA_DIR,
-        STOA_LOG__LEVEL: "warn",
-      },
-      stdio: "ignore",
-    });
-    const deadline = Date.now() + 20000;
-    for (;;) {
-      try {
-        const res = await fetch(`${url(this.i)}/readyz`);
-        if ((await res.json()).status === "ok") return;
-      } catch {}
-      if (Date.now() > deadline) throw new Error(`node${this.i} did not become ready`);
-      await sleep(50);
-    }
-  }
-
-  /** SIGTERM, and wait for the process to end. */
-  async stop() {
-    const child = this.child;
-    if (!child || child.exitCode !== null) return;
-    const exited = new Promise((r) => child.once("exit", r));
-    child.kill("SIGTERM");
-    await exited;
-  }
-}
-
-const nodes = [0, 1, 2].map((i) => new Node(i));
-
-async function api(i, method, path, token, body) {
-  const headers = { "content-type": "application/json" };
-  if (token) headers.authorization = `Bearer ${token}`;
-  const res = await fetch(url(i) + path, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null };
-}
-
-let n = 0;
-async function register(name) {
-  n += 1;
-  const res = await api(0, "POST", "/api/v1/auth/register", null, {
-    email: `${name}.${process.pid}.${n}@example.com`,
-    password: "correct horse battery",
-    display_name: name,
-  });
-  assert.equal(res.status, 201, JSON.stringify(res.body));
-  return { id: res.body.user.id, token: res.body.access_token };
-}
+import { PORTS, api, nodes, register, sleep } from "./nodes.mjs";
 
 function connect(i, token) {
   const socket = new Socket(`ws://127.0.0.1:${PORTS[i]}/socket`, {

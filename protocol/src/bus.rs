@@ -9,6 +9,7 @@
 //! Channels (the bus carries a channel name with each message):
 //! - `stoa:e:{workspace}` — the workspace's events (all its topics need them, for offsets);
 //! - `stoa:t:{topic}` — one topic's broadcasts and presence;
+//! - `stoa:y:{document}` — one document's Yjs updates and awareness;
 //! - `stoa:ctl` — nodes' heartbeats and departures, and revocations (rare, and they must
 //!   reach every topic of a workspace on every node).
 
@@ -27,6 +28,11 @@ pub const CONTROL_CHANNEL: &str = "stoa:ctl";
 /// The channel of a workspace's events.
 pub fn event_channel(workspace: i64) -> String {
     format!("stoa:e:{workspace}")
+}
+
+/// The channel of one document's Yjs updates and awareness.
+pub fn doc_channel(document: i64) -> String {
+    format!("stoa:y:{document}")
 }
 
 /// The channel of one topic's broadcasts and presence.
@@ -119,6 +125,17 @@ pub enum Body {
     },
     /// The sender is shutting down: its presences leave now.
     Leaving,
+    /// Yjs updates of a document, written to the database by the sender before it sent
+    /// them (base64, standard alphabet).
+    YjsUpdates {
+        document: i64,
+        updates: Vec<String>,
+    },
+    /// An awareness update of a document from one of the sender's clients (base64).
+    YjsAwareness {
+        document: i64,
+        update: String,
+    },
     /// A kind this release does not know (from a newer node): ignored.
     #[serde(other)]
     Unknown,

@@ -360,9 +360,13 @@ pub trait Documents: Send + Sync {
 /// a prefix is now and then replaced by one snapshot update that holds it.
 #[async_trait]
 pub trait DocumentUpdates: Send + Sync {
-    /// Every stored update of a document, oldest first, and the position of the last (0
-    /// when there is none).
-    async fn document_updates(&self, doc: DocumentId) -> StoreResult<(Vec<Vec<u8>>, i64)>;
+    /// The stored updates of a document after position `after` (0: all), oldest first,
+    /// and the position of the last (`after` when there is none).
+    async fn document_updates(
+        &self,
+        doc: DocumentId,
+        after: i64,
+    ) -> StoreResult<(Vec<Vec<u8>>, i64)>;
     /// Appends updates in one transaction; the position of the last.
     async fn append_document_updates(
         &self,

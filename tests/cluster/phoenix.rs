@@ -1,5 +1,6 @@
-//! The cluster suite of the stock phoenix client (`e2e/cluster/suite.mjs`): cross-node
-//! events, broadcasts and presence, and a rolling restart of every node.
+//! The cluster suites of the stock clients: phoenix (`e2e/cluster/suite.mjs`: cross-node
+//! events, broadcasts and presence, and a rolling restart of every node) and yjs with
+//! y-websocket (`e2e/cluster/yjs.mjs`: editors on different nodes, a restart, a kill -9).
 
 use std::path::Path;
 use std::process::Command;
@@ -9,6 +10,17 @@ use crate::harness::PrivateRedis;
 
 #[actix_web::test]
 async fn the_stock_phoenix_client_across_nodes_and_a_rolling_restart() {
+    run("cluster/suite.mjs").await;
+}
+
+#[actix_web::test]
+async fn the_stock_yjs_provider_across_nodes_a_restart_and_a_kill() {
+    run("cluster/yjs.mjs").await;
+}
+
+/// Runs one Node suite against three nodes it starts itself, sharing one PostgreSQL
+/// database and a private Redis prepared here.
+async fn run(suite: &'static str) {
     let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e");
     if !e2e.join("node_modules/phoenix").is_dir() {
         let msg = "the cluster e2e suite needs e2e/node_modules (npm ci --prefix e2e)";
@@ -44,7 +56,7 @@ async fn the_stock_phoenix_client_across_nodes_and_a_rolling_restart() {
                     "--test-reporter=spec",
                     "--test-timeout=120000",
                     "--test-force-exit",
-                    "cluster/suite.mjs",
+                    suite,
                 ])
                 .current_dir(&e2e)
                 .env("STOA_BIN", env!("CARGO_BIN_EXE_stoa"))
@@ -60,6 +72,9 @@ async fn the_stock_phoenix_client_across_nodes_and_a_rolling_restart() {
     .expect("node starts");
     println!("{}", String::from_utf8_lossy(&output.stdout));
     eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "the cluster e2e suite failed");
+    assert!(
+        output.status.success(),
+        "the cluster e2e suite {suite} failed"
+    );
     drop(redis);
 }

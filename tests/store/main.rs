@@ -29,6 +29,7 @@ on_every_backend!(
     unread_counts_of_several_users_come_in_one_call,
     an_event_page_never_disagrees_with_its_latest_offset,
     every_foreign_key_column_is_indexed,
+    document_updates_load_in_order_compact_and_go_with_their_document,
 );
 
 async fn open(db: &TestDb) -> SqlStore {
@@ -807,5 +808,117 @@ async fn every_foreign_key_column_is_indexed(backend: Backend) {
     assert!(
         missing.is_empty(),
         "foreign keys without an index: {missing:?}"
+    );
+}
+
+/// A Yjs update inserting `text` at the end of `content` in a doc with client id `client`.
+fn yjs_edit(doc: &yrs::Doc, text: &str) -> Vec<u8> {
+    use yrs::{GetString, ReadTxn, Text, Transact};
+    let content = doc.get_or_insert_text("content");
+    let before = doc.transact().state_vector();
+    let mut txn = doc.transact_mut();
+    let at = content.get_string(&txn).len() as u32;
+    content.insert(&mut txn, at, text);
+    drop(txn);
+    doc.transact().encode_state_as_update_v1(&before)
+}
+
+fn yjs_text(updates: &[Vec<u8>]) -> String {
+    use yrs::updates::decoder::Decode;
+    use yrs::{GetString, Transact, Update};
+    let doc = yrs::Doc::new();
+    let content = doc.get_or_insert_text("content");
+    let mut txn = doc.transact_mut();
+    for u in updates {
+        txn.apply_update(Update::decode_v1(u).unwrap()).unwrap();
+    }
+    content.get_string(&txn)
+}
+
+async fn document_updates_load_in_order_compact_and_go_with_their_document(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let store = open(&db).await;
+    let alice = user(&store, "alice").await;
+    let (ws, _, _) = store
+        .create_workspace(alice.id, &name("Y"), None)
+        .await
+        .unwrap();
+    let (doc, _) = store
+        .create_document(alice.id, ws.id, &DocumentTitle::parse("y").unwrap(), "")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.document_updates(doc.id, 0).await.unwrap(),
+        (vec![], 0)
+    );
+
+    let editor = yrs::Doc::new();
+    let (u1, u2, u3) = (
+        yjs_edit(&editor, "a"),
+        yjs_edit(&editor, "b"),
+        yjs_edit(&editor, "c"),
+    );
+    // Every byte value survives the round trip (BLOB and BYTEA alike).
+    let raw: Vec<u8> = (0..=255).collect();
+    let s2 = store
+        .append_document_updates(doc.id, &[u1.clone(), u2.clone()])
+        .await
+        .unwrap();
+    let s3 = store
+        .append_document_updates(doc.id, &[u3.clone()])
+        .await
+        .unwrap();
+    assert!(s3 > s2);
+    let (updates, last) = store.document_updates(doc.id, 0).await.unwrap();
+    assert_eq!(updates, vec![u1.clone(), u2.clone(), u3.clone()]);
+    assert_eq!(last, s3);
+    assert_eq!(yjs_text(&updates), "abc");
+
+    // A snapshot of the first two replaces them; what came after stays after it.
+    let snapshot = {
+        use yrs::updates::decoder::Decode;
+        use yrs::{ReadTxn, StateVector, Transact, Update};
+        let d = yrs::Doc::new();
+        let mut txn = d.transact_mut();
+        txn.apply_update(Update::decode_v1(&u1).unwrap()).unwrap();
+        txn.apply_update(Update::decode_v1(&u2).unwrap()).unwrap();
+        drop(txn);
+        let snap = d
+            .transact()
+            .encode_state_as_update_v1(&StateVector::default());
+        snap
+    };
+    store
+        .compact_document_updates(doc.id, &snapshot, s2)
+        .await
+        .unwrap();
+    let (updates, last) = store.document_updates(doc.id, 0).await.unwrap();
+    assert_eq!(updates, vec![snapshot, u3]);
+    assert_eq!(last, s3);
+    assert_eq!(yjs_text(&updates), "abc");
+
+    let s4 = store
+        .append_document_updates(doc.id, std::slice::from_ref(&raw))
+        .await
+        .unwrap();
+    assert!(s4 > s3, "new updates go after the snapshot's position");
+    let (updates, _) = store.document_updates(doc.id, 0).await.unwrap();
+    assert_eq!(updates.last(), Some(&raw));
+    // Read from a position: only what came after it.
+    assert_eq!(
+        store.document_updates(doc.id, s3).await.unwrap(),
+        (vec![raw.clone()], s4)
+    );
+    assert_eq!(
+        store.document_updates(doc.id, s4).await.unwrap(),
+        (vec![], s4)
+    );
+
+    store.delete_document(alice.id, doc.id, None).await.unwrap();
+    assert_eq!(
+        store.document_updates(doc.id, 0).await.unwrap(),
+        (vec![], 0)
     );
 }

@@ -10,14 +10,20 @@ use crate::store::{DocumentUpdates, StoreResult};
 
 #[async_trait]
 impl DocumentUpdates for SqlStore {
-    async fn document_updates(&self, doc: DocumentId) -> StoreResult<(Vec<Vec<u8>>, i64)> {
+    async fn document_updates(
+        &self,
+        doc: DocumentId,
+        after: i64,
+    ) -> StoreResult<(Vec<Vec<u8>>, i64)> {
         let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
-            "SELECT seq, data FROM document_updates WHERE document_id = $1 ORDER BY seq",
+            "SELECT seq, data FROM document_updates WHERE document_id = $1 AND seq > $2 \
+             ORDER BY seq",
         )
         .bind(doc)
+        .bind(after)
         .fetch_all(&self.reader)
         .await?;
-        let last = rows.last().map_or(0, |(seq, _)| *seq);
+        let last = rows.last().map_or(after, |(seq, _)| *seq);
         Ok((rows.into_iter().map(|(_, data)| data).collect(), last))
     }
 
