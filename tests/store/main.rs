@@ -867,7 +867,7 @@ async fn document_updates_load_in_order_compact_and_go_with_their_document(backe
         .await
         .unwrap();
     let s3 = store
-        .append_document_updates(doc.id, &[u3.clone()])
+        .append_document_updates(doc.id, std::slice::from_ref(&u3))
         .await
         .unwrap();
     assert!(s3 > s2);
