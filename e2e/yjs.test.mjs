@@ -6,7 +6,16 @@ import WebSocket from "ws";
 import * as Y from "yjs";
 import { WebsocketProvider } from "y-websocket";
 
-import { WS_BASE, api, deferred, register, until, workspaceWith } from "./support.mjs";
+import {
+  WS_BASE,
+  api,
+  connect,
+  deferred,
+  join,
+  register,
+  until,
+  workspaceWith,
+} from "./support.mjs";
 
 /** A provider for `doc` on a fresh Y.Doc, connected with `token`. */
 function open(doc, token, ydoc = new Y.Doc()) {
@@ -185,5 +194,107 @@ test("removing a member closes their Yjs socket at once", async () => {
     assert.equal(event.reason, "membership_revoked");
   } finally {
     b.provider.destroy();
+  }
+});
+
+test("live text reaches REST, edits reach the event feed, and a REST write reaches editors", async () => {
+  const alice = await register("alice");
+  const bob = await register("bob");
+  const ws = await workspaceWith(alice, [[bob, "editor"]]);
+  const doc = await documentIn(ws, alice);
+  const socket = connect(alice.token);
+  const channel = socket.channel(`workspace:${ws}`, {});
+  await join(channel);
+  const edited = [];
+  const heard = deferred("document.edited events from both editors");
+  channel.on("event", (e) => {
+    if (e.kind !== "document.edited") return;
+    edited.push(e);
+    if (new Set(edited.map((x) => x.actor)).size === 2) heard.signal();
+  });
+  const a = open(doc, alice.token);
+  const b = open(doc, bob.token);
+  try {
+    await Promise.all([synced(a.provider), synced(b.provider)]);
+    for (const ch of "typed") a.text.insert(a.text.length, ch);
+    await textIs(b, "typed");
+    b.text.insert(0, "bob ");
+    await textIs(a, "bob typed");
+    await heard.promise;
+    // One event per editor for the window, not one per keystroke.
+    assert.equal(edited.filter((e) => e.actor === alice.id).length, 1);
+    assert.equal(edited.find((e) => e.actor === alice.id).data.edits, 5);
+    const version = edited.at(-1).data.version;
+    const rest = await api("GET", `/api/v1/documents/${doc}`, alice.token);
+    assert.equal(rest.body.content, "bob typed");
+    assert.equal(rest.body.version, version);
+
+    // A REST write with If-Match: editors receive it as a change of their text.
+    const stale = await fetch(`${WS_BASE.replace(/^ws/, "http")}/api/v1/documents/${doc}`, {
+      method: "PATCH",
+      headers: {
+        authorization: `Bearer ${alice.token}`,
+        "content-type": "application/json",
+        "if-match": `"${version - 1}"`,
+      },
+      body: JSON.stringify({ content: "stale" }),
+    });
+    assert.equal(stale.status, 412);
+    const write = await fetch(`${WS_BASE.replace(/^ws/, "http")}/api/v1/documents/${doc}`, {
+      method: "PATCH",
+      headers: {
+        authorization: `Bearer ${alice.token}`,
+        "content-type": "application/json",
+        "if-match": `"${version}"`,
+      },
+      body: JSON.stringify({ content: "bob typed, then REST wrote" }),
+    });
+    assert.equal(write.status, 200);
+    await Promise.all([textIs(a, "bob typed, then REST wrote"), textIs(b, "bob typed, then REST wrote")]);
+  } finally {
+    a.provider.destroy();
+    b.provider.destroy();
+    socket.disconnect();
+  }
+});
+
+test("a document made over REST opens with its text, and a TipTap fragment is read as lines", async () => {
+  const alice = await register("alice");
+  const ws = await workspaceWith(alice);
+  const made = await api("POST", `/api/v1/workspaces/${ws}/documents`, alice.token, {
+    title: "R",
+    content: "made over REST",
+  });
+  assert.equal(made.status, 201);
+  const a = open(made.body.id, alice.token);
+  try {
+    await textIs(a, "made over REST");
+  } finally {
+    a.provider.destroy();
+  }
+
+  const doc = await documentIn(ws, alice);
+  const t = open(doc, alice.token);
+  try {
+    await synced(t.provider);
+    const socket = connect(alice.token);
+    const channel = socket.channel(`workspace:${ws}`, {});
+    await join(channel);
+    const heard = deferred("document.edited");
+    channel.on("event", (e) => e.kind === "document.edited" && heard.signal(e));
+    const fragment = t.ydoc.getXmlFragment("default");
+    t.ydoc.transact(() => {
+      for (const line of ["First paragraph", "Second one"]) {
+        const p = new Y.XmlElement("paragraph");
+        p.insert(0, [new Y.XmlText(line)]);
+        fragment.insert(fragment.length, [p]);
+      }
+    });
+    await heard.promise;
+    const rest = await api("GET", `/api/v1/documents/${doc}`, alice.token);
+    assert.equal(rest.body.content, "First paragraph\nSecond one");
+    socket.disconnect();
+  } finally {
+    t.provider.destroy();
   }
 });

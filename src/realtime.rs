@@ -107,7 +107,33 @@ impl DocStore for StoreDocs {
             .document_updates(document, after)
             .await
             .map_err(|e| LogError(e.to_string()))?;
-        Ok(StoredDoc { updates, last_seq })
+        let text = if after == 0 {
+            self.store
+                .document_text(document)
+                .await
+                .map_err(|e| LogError(e.to_string()))?
+        } else {
+            None
+        };
+        Ok(StoredDoc {
+            updates,
+            last_seq,
+            text,
+        })
+    }
+
+    async fn save_text(
+        &self,
+        document: i64,
+        text: &str,
+        editors: &[(i64, u32)],
+    ) -> Result<Vec<LiveEvent>, LogError> {
+        let events = self
+            .store
+            .record_live_edit(document, text, editors)
+            .await
+            .map_err(|e| LogError(e.to_string()))?;
+        Ok(events.iter().map(live_event).collect())
     }
 
     async fn append(&self, document: i64, updates: &[Vec<u8>]) -> Result<i64, LogError> {

@@ -824,6 +824,12 @@ impl Realtime {
         }
     }
 
+    /// Tells live editors of a document that REST wrote its text: the change reaches them
+    /// as a Yjs update (on every node). The document stays loaded here for a while.
+    pub fn document_text_written(&self, document: i64, workspace: i64, text: String) {
+        self.shared.set_doc_text(document, workspace, text);
+    }
+
     /// Has Yjs documents kept in `store` (the `/yjs` endpoint needs one).
     pub fn set_doc_store(&self, store: Arc<dyn crate::DocStore>) {
         self.shared.docs.set_store(store);

@@ -43,6 +43,8 @@ use crate::Stats;
 pub struct StoredDoc {
     pub updates: Vec<Vec<u8>>,
     pub last_seq: i64,
+    /// The document's text as REST serves it (read with the whole log only).
+    pub text: Option<String>,
 }
 
 /// Where documents' updates are kept.
@@ -52,6 +54,15 @@ pub trait DocStore: Send + Sync + 'static {
     async fn load(&self, document: i64, after: i64) -> Result<StoredDoc, LogError>;
     /// Appends updates in one transaction; the position of the last.
     async fn append(&self, document: i64, updates: &[Vec<u8>]) -> Result<i64, LogError>;
+    /// Keeps the document's text current for REST, search and reports, and records each
+    /// editor's edits since the last call (a `document.edited` event each, returned to be
+    /// published).
+    async fn save_text(
+        &self,
+        document: i64,
+        text: &str,
+        editors: &[(i64, u32)],
+    ) -> Result<Vec<crate::LiveEvent>, LogError>;
     /// Replaces every update up to `through` with `snapshot` (which holds them all).
     async fn compact(&self, document: i64, snapshot: &[u8], through: i64) -> Result<(), LogError>;
 }
@@ -60,6 +71,79 @@ pub trait DocStore: Send + Sync + 'static {
 const COMPACT_AFTER: usize = 256;
 /// How long a failed write waits before it is tried again.
 const RETRY: Duration = Duration::from_secs(1);
+/// How long edits gather before the document's text is saved and its editors' edits are
+/// recorded (one `document.edited` event per editor per window).
+const PROJECT_AFTER: Duration = Duration::from_secs(2);
+/// Client ids at and above this are the server's own (browsers pick 32-bit ones).
+const SERVER_CLIENTS: u64 = 1 << 32;
+
+/// The document's text: its `Y.Text` named `content`, or else its `Y.XmlFragment` named
+/// `default` (ProseMirror, TipTap) flattened, one line per block.
+pub fn text_of(doc: &yrs::Doc) -> String {
+    use yrs::types::text::Text as _;
+    use yrs::{GetString, XmlFragment as _, XmlOut};
+    let txn = doc.transact();
+    if let Some(text) = txn.get_text("content") {
+        let s = text.get_string(&txn);
+        if !s.is_empty() {
+            return s;
+        }
+    }
+    let Some(fragment) = txn.get_xml_fragment("default") else {
+        return String::new();
+    };
+    let mut blocks = Vec::new();
+    for child in fragment.children(&txn) {
+        let mut block = String::new();
+        let mut add = |t: &yrs::XmlTextRef| {
+            for d in t.diff(&txn, |_| ()) {
+                if let yrs::Out::Any(yrs::Any::String(s)) = d.insert {
+                    block.push_str(&s);
+                }
+            }
+        };
+        match child {
+            XmlOut::Text(t) => add(&t),
+            XmlOut::Element(e) => {
+                for node in e.successors(&txn) {
+                    if let XmlOut::Text(t) = node {
+                        add(&t);
+                    }
+                }
+            }
+            XmlOut::Fragment(_) => {}
+        }
+        blocks.push(block);
+    }
+    blocks.join("\n")
+}
+
+/// The byte range of `old` that differs from `new`, and what replaces it.
+fn changed_span<'a>(old: &str, new: &'a str) -> (usize, usize, &'a str) {
+    let prefix = old
+        .char_indices()
+        .zip(new.chars())
+        .find(|((_, a), b)| a != b)
+        .map_or(old.len().min(new.len()), |((i, _), _)| i);
+    let prefix = (0..=prefix)
+        .rev()
+        .find(|i| new.is_char_boundary(*i))
+        .unwrap_or(0);
+    let (old_rest, new_rest) = (&old[prefix..], &new[prefix..]);
+    let suffix = old_rest
+        .chars()
+        .rev()
+        .zip(new_rest.chars().rev())
+        .take_while(|(a, b)| a == b)
+        .map(|(a, _)| a.len_utf8())
+        .sum::<usize>();
+    (
+        prefix,
+        prefix + old_rest.len() - suffix,
+        &new_rest[..new_rest.len() - suffix],
+    )
+}
+
 /// When a loaded document reads the store again for updates written by other nodes between
 /// its load and the moment the bus began to bring them (subscribing takes a moment).
 const CATCH_UP: Duration = Duration::from_secs(1);
@@ -169,6 +253,13 @@ pub struct DocActor {
     /// Told when everything applied has been written.
     flushed: Vec<tokio::sync::oneshot::Sender<()>>,
     last_left: Option<Instant>,
+    /// Edits per editor since the text was last saved, in the order editors first edited.
+    edits: Vec<(i64, u32)>,
+    /// The text as last saved (what REST serves).
+    saved_text: String,
+    /// A save of the text is scheduled, or under way.
+    projection_due: bool,
+    projecting: bool,
 }
 
 impl DocActor {
@@ -194,6 +285,10 @@ impl DocActor {
             loaded_seq: 0,
             flushed: Vec::new(),
             last_left: None,
+            edits: Vec::new(),
+            saved_text: String::new(),
+            projection_due: false,
+            projecting: false,
         };
         let capacity = shared.limits().topic_mailbox;
         match shared.arbiter(id as u64) {
@@ -313,6 +408,10 @@ impl DocActor {
                 return;
             }
         };
+        if decoded.is_empty() {
+            // Nothing to apply (a sync reply from a client that had nothing new).
+            return;
+        }
         let applied = self.awareness.doc().transact_mut().apply_update(decoded);
         if let Err(e) = applied {
             tracing::debug!(document = self.id, error = %e, "update not applied");
@@ -320,6 +419,13 @@ impl DocActor {
             return;
         }
         Stats::add(&self.stats().yjs_updates, 1);
+        if let Some(user) = self.conns.get(&conn_id).map(|c| c.user) {
+            match self.edits.iter_mut().find(|(u, _)| *u == user) {
+                Some((_, n)) => *n += 1,
+                None => self.edits.push((user, 1)),
+            }
+            self.schedule_projection(ctx);
+        }
         let relayed: Arc<[u8]> = Message::Sync(SyncMessage::Update(update.clone()))
             .encode_v1()
             .into();
@@ -415,7 +521,9 @@ impl DocActor {
     fn maybe_unload(&mut self, ctx: &mut Context<Self>) {
         let idle = self.shared.limits().doc_idle;
         let quiet = self.last_left.is_some_and(|t| t.elapsed() >= idle);
-        if self.conns.is_empty() && quiet && self.pending.is_empty() && !self.writing {
+        let idle_work =
+            self.pending.is_empty() && !self.writing && !self.projecting && !self.projection_due;
+        if self.conns.is_empty() && quiet && idle_work {
             let me = ctx.address();
             self.shared
                 .docs
@@ -433,9 +541,7 @@ impl DocActor {
             return;
         }
         if self.pending.is_empty() {
-            for tx in self.flushed.drain(..) {
-                let _ = tx.send(());
-            }
+            self.notify_flushed();
             return;
         }
         self.writing = true;
@@ -474,6 +580,118 @@ impl DocActor {
                 }
             }
         }));
+    }
+
+    fn schedule_projection(&mut self, ctx: &mut Context<Self>) {
+        if !self.projection_due {
+            self.projection_due = true;
+            ctx.run_later(PROJECT_AFTER, |act, ctx| act.project(ctx));
+        }
+    }
+
+    /// Saves the text and records the window's edits.
+    fn project(&mut self, ctx: &mut Context<Self>) {
+        if self.projecting {
+            ctx.run_later(PROJECT_AFTER, |act, ctx| act.project(ctx));
+            return;
+        }
+        self.projection_due = false;
+        let text = text_of(self.awareness.doc());
+        let editors = std::mem::take(&mut self.edits);
+        if editors.is_empty() && text == self.saved_text {
+            return;
+        }
+        self.projecting = true;
+        let store = self.store.clone();
+        let id = self.id;
+        let fut = async move {
+            let result = store.save_text(id, &text, &editors).await;
+            (text, editors, result)
+        };
+        ctx.spawn(fut.into_actor(self).map(|(text, editors, result), act, ctx| {
+            act.projecting = false;
+            match result {
+                Ok(events) => {
+                    act.saved_text = text;
+                    let realtime = Realtime {
+                        shared: act.shared.clone(),
+                    };
+                    for event in events {
+                        realtime.publish(event);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(document = act.id, error = %e, "cannot save the document's text; retrying");
+                    for (user, n) in editors {
+                        match act.edits.iter_mut().find(|(u, _)| *u == user) {
+                            Some((_, m)) => *m += n,
+                            None => act.edits.push((user, n)),
+                        }
+                    }
+                    act.schedule_projection(ctx);
+                }
+            }
+            act.notify_flushed();
+        }));
+    }
+
+    /// Makes the `content` text `text` with the smallest change (a REST write), as the
+    /// server's own edit: live editors receive it, the log and the bus carry it.
+    fn set_text(&mut self, text: &str, ctx: &mut Context<Self>) {
+        use yrs::{GetString, Text};
+        let update = {
+            let doc = self.awareness.doc();
+            let content = doc.get_or_insert_text("content");
+            let mut txn = doc.transact_mut();
+            let old = content.get_string(&txn);
+            let (start, end, insert) = changed_span(&old, text);
+            if start == end && insert.is_empty() {
+                return;
+            }
+            if end > start {
+                content.remove_range(&mut txn, start as u32, (end - start) as u32);
+            }
+            if !insert.is_empty() {
+                content.insert(&mut txn, start as u32, insert);
+            }
+            txn.encode_update_v1()
+        };
+        self.saved_text = text_of(self.awareness.doc());
+        let relayed: Arc<[u8]> = Message::Sync(SyncMessage::Update(update.clone()))
+            .encode_v1()
+            .into();
+        self.relay(&relayed, None);
+        self.pending.push(update);
+        self.write(ctx);
+    }
+
+    /// A document whose log is empty (made over REST, or before live editing) starts as
+    /// its text, written by a server client of its own: two nodes seeding it at once make
+    /// the same update, which Yjs applies once.
+    fn seed(&mut self, text: &str, ctx: &mut Context<Self>) {
+        use yrs::{ReadTxn, Text};
+        let seeder = yrs::Doc::with_options(yrs::Options {
+            client_id: yrs::ClientID::new(SERVER_CLIENTS + self.id as u64),
+            ..yrs::Options::default()
+        });
+        let content = seeder.get_or_insert_text("content");
+        content.insert(&mut seeder.transact_mut(), 0, text);
+        let update = seeder
+            .transact()
+            .encode_state_as_update_v1(&StateVector::default());
+        if let Ok(decoded) = Update::decode_v1(&update) {
+            let _ = self.awareness.doc().transact_mut().apply_update(decoded);
+            self.pending.push(update);
+            self.write(ctx);
+        }
+    }
+
+    fn notify_flushed(&mut self) {
+        if self.pending.is_empty() && !self.writing && !self.projecting && !self.projection_due {
+            for tx in self.flushed.drain(..) {
+                let _ = tx.send(());
+            }
+        }
     }
 
     /// Reads what other nodes wrote since the load, in case the bus was not yet bringing
@@ -538,6 +756,11 @@ impl Actor for DocActor {
                 act.last_seq = stored.last_seq;
                 act.loaded_seq = stored.last_seq;
                 act.loaded = true;
+                let text = stored.text.unwrap_or_default();
+                if stored.updates.is_empty() && !text.is_empty() {
+                    act.seed(&text, ctx);
+                }
+                act.saved_text = text;
                 if stored.updates.len() > COMPACT_AFTER / 4 {
                     act.compact(ctx);
                 }
@@ -650,6 +873,23 @@ impl Handler<RevokeDoc> for DocActor {
     }
 }
 
+/// A REST write of the document's text.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct SetText(String);
+
+impl Handler<SetText> for DocActor {
+    type Result = ();
+    fn handle(&mut self, msg: SetText, ctx: &mut Context<Self>) {
+        if self.loaded {
+            self.set_text(&msg.0, ctx);
+        } else {
+            // Applied once the document is loaded, in order with what else waits.
+            ctx.notify_later(msg, Duration::from_millis(20));
+        }
+    }
+}
+
 /// Answered once every update applied so far has been written.
 pub(crate) struct FlushDoc(pub tokio::sync::oneshot::Sender<()>);
 
@@ -661,11 +901,23 @@ impl Handler<FlushDoc> for DocActor {
     type Result = ();
     fn handle(&mut self, msg: FlushDoc, ctx: &mut Context<Self>) {
         self.flushed.push(msg.0);
+        if self.projection_due && !self.projecting {
+            self.project(ctx);
+        }
         self.write(ctx);
+        self.notify_flushed();
     }
 }
 
 impl Shared {
+    /// A REST write of a document's text, made a Yjs change by the document's actor on
+    /// this node (started if need be), from where it reaches every editor.
+    pub(crate) fn set_doc_text(self: &Arc<Self>, document: i64, workspace: i64, text: String) {
+        if let Some(addr) = doc_actor(self, document, workspace) {
+            addr.do_send(SetText(text));
+        }
+    }
+
     /// Waits (at most `limit`) until every open document has written what it applied.
     pub(crate) async fn flush_docs(&self, limit: Duration) {
         let waits: Vec<_> = self
@@ -877,5 +1129,67 @@ impl Handler<SessionNotice> for YjsSession {
             SessionNotice::GoAway => self.close(1001, "going_away", false, ctx),
             SessionNotice::Crash => panic!("injected session fault"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use yrs::{Text, XmlElementPrelim, XmlFragment, XmlTextPrelim};
+
+    #[test]
+    fn the_text_is_the_content_text_or_the_fragment_in_lines() {
+        let doc = yrs::Doc::new();
+        let fragment = doc.get_or_insert_xml_fragment("default");
+        {
+            let mut txn = doc.transact_mut();
+            for (i, line) in ["First paragraph", "Second one"].into_iter().enumerate() {
+                let p = fragment.insert(&mut txn, i as u32, XmlElementPrelim::empty("paragraph"));
+                p.insert(&mut txn, 0, XmlTextPrelim::new(line));
+            }
+        }
+        // A client's update, applied to a fresh doc, as the server gets it.
+        let update = doc
+            .transact()
+            .encode_state_as_update_v1(&StateVector::default());
+        let server = yrs::Doc::new();
+        server
+            .transact_mut()
+            .apply_update(Update::decode_v1(&update).unwrap())
+            .unwrap();
+        assert_eq!(text_of(&server), "First paragraph\nSecond one");
+        let content = server.get_or_insert_text("content");
+        content.insert(&mut server.transact_mut(), 0, "plain");
+        assert_eq!(text_of(&server), "plain");
+    }
+
+    #[test]
+    fn a_fragment_made_by_the_js_client_is_read_as_lines() {
+        use base64::Engine;
+        // `Y.XmlFragment("default")` with two paragraphs, as yjs 13.6 encodes it.
+        let update = BASE64
+            .decode("AQb5kKvxCQAHAQdkZWZhdWx0AwlwYXJhZ3JhcGgHAPmQq/EJAAYEAPmQq/EJAQ9GaXJzdCBwYXJhZ3JhcGiH+ZCr8QkAAwlwYXJhZ3JhcGgHAPmQq/EJEQYEAPmQq/EJEgpTZWNvbmQgb25lAA==")
+            .unwrap();
+        let server = yrs::Doc::new();
+        server
+            .transact_mut()
+            .apply_update(Update::decode_v1(&update).unwrap())
+            .unwrap();
+        assert_eq!(text_of(&server), "First paragraph\nSecond one");
+    }
+
+    #[test]
+    fn the_changed_span_is_the_smallest_one() {
+        assert_eq!(
+            changed_span("hello world", "hello there world"),
+            (6, 6, "there ")
+        );
+        assert_eq!(changed_span("abc", "abc"), (3, 3, ""));
+        assert_eq!(changed_span("abc", ""), (0, 3, ""));
+        assert_eq!(changed_span("", "new"), (0, 0, "new"));
+        assert_eq!(changed_span("aXb", "aYb"), (1, 2, "Y"));
+        // Characters of several bytes are never cut.
+        assert_eq!(changed_span("héllo", "hallo"), (1, 3, "a"));
+        assert_eq!(changed_span("ab", "aéb"), (1, 1, "é"));
     }
 }

@@ -202,6 +202,12 @@ pub async fn update_document(
         .update_document(user.id, *id, &patch, expected)
         .await?;
     crate::realtime::committed(&state.realtime, &*state.store, &event).await;
+    if let Some(content) = patch.content {
+        // Live editors receive the new text as a Yjs change.
+        state
+            .realtime
+            .document_text_written(doc.id, doc.workspace_id, content);
+    }
     Ok(with_etag(HttpResponse::Ok(), &doc))
 }
 

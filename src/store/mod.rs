@@ -373,6 +373,16 @@ pub trait DocumentUpdates: Send + Sync {
         doc: DocumentId,
         updates: &[Vec<u8>],
     ) -> StoreResult<i64>;
+    /// The document's text as REST serves it (`None`: no such document).
+    async fn document_text(&self, doc: DocumentId) -> StoreResult<Option<String>>;
+    /// Records live editing: the document's text becomes `text` (a new version), and each
+    /// editor's edits of the window are one `document.edited` event.
+    async fn record_live_edit(
+        &self,
+        doc: DocumentId,
+        text: &str,
+        editors: &[(UserId, u32)],
+    ) -> StoreResult<Vec<Event>>;
     /// Replaces the updates up to `through` with `snapshot`, in one transaction.
     async fn compact_document_updates(
         &self,

@@ -3,10 +3,12 @@
 //! of what is left stays the order of application.
 
 use async_trait::async_trait;
+use serde_json::json;
 
-use super::SqlStore;
-use crate::domain::{now_ms, DocumentId};
-use crate::store::{DocumentUpdates, StoreResult};
+use super::documents::workspace_of_document;
+use super::{append, event, SqlStore};
+use crate::domain::{now_ms, DocumentId, UserId};
+use crate::store::{DocumentUpdates, Event, StoreResult};
 
 #[async_trait]
 impl DocumentUpdates for SqlStore {
@@ -48,6 +50,63 @@ impl DocumentUpdates for SqlStore {
         }
         tx.commit().await?;
         Ok(last)
+    }
+
+    async fn document_text(&self, doc: DocumentId) -> StoreResult<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT content FROM documents WHERE id = $1")
+                .bind(doc)
+                .fetch_optional(&self.reader)
+                .await?,
+        )
+    }
+
+    async fn record_live_edit(
+        &self,
+        doc: DocumentId,
+        text: &str,
+        editors: &[(UserId, u32)],
+    ) -> StoreResult<Vec<Event>> {
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        let Some(ws) = workspace_of_document(&mut tx, doc).await? else {
+            // Deleted meanwhile: nothing to record.
+            return Ok(Vec::new());
+        };
+        let last_editor = editors.last().map(|(u, _)| *u);
+        let version: i64 = sqlx::query_scalar(
+            "UPDATE documents SET content = $1, version = version + 1, \
+             updated_by = COALESCE($2, updated_by), updated_at = $3 WHERE id = $4 \
+             RETURNING version",
+        )
+        .bind(text)
+        .bind(last_editor)
+        .bind(now)
+        .bind(doc)
+        .fetch_one(&mut *tx)
+        .await?;
+        let mut events = Vec::with_capacity(editors.len());
+        for (editor, edits) in editors {
+            let offset: i64 = sqlx::query_scalar(
+                "UPDATE workspaces SET last_offset = last_offset + 1 WHERE id = $1 \
+                 RETURNING last_offset",
+            )
+            .bind(ws)
+            .fetch_one(&mut *tx)
+            .await?;
+            let ev = event(
+                ws,
+                offset,
+                "document.edited",
+                *editor,
+                format!("document:{doc}"),
+                json!({"document_id": doc, "edits": edits, "version": version}),
+                now,
+            );
+            events.push(append(&mut tx, ev).await?);
+        }
+        tx.commit().await?;
+        Ok(events)
     }
 
     async fn compact_document_updates(
