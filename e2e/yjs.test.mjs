@@ -12,6 +12,7 @@ import {
   connect,
   deferred,
   join,
+  metric,
   register,
   until,
   workspaceWith,
@@ -74,6 +75,9 @@ test("two editors converge after concurrent edits", async () => {
     );
     assert.ok(a.text.toString().includes("alice"), want);
     assert.ok(a.text.toString().startsWith("bob: "));
+    assert.ok((await metric("stoa_yjs_updates_total")) >= 3);
+    assert.ok((await metric("stoa_yjs_documents_open")) >= 1);
+    assert.ok((await metric("stoa_yjs_connections")) >= 2);
   } finally {
     a.provider.destroy();
     b.provider.destroy();

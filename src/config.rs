@@ -226,6 +226,9 @@ pub struct RealtimeSettings {
     pub heartbeat_timeout_secs: u64,
     pub max_replay_events: i64,
     pub log_check_ms: u64,
+    pub max_yjs_message_bytes: usize,
+    pub max_open_documents: usize,
+    pub document_idle_secs: u64,
 }
 
 impl RealtimeSettings {
@@ -251,6 +254,9 @@ impl RealtimeSettings {
             heartbeat_timeout: std::time::Duration::from_secs(self.heartbeat_timeout_secs),
             max_replay: self.max_replay_events,
             log_check: std::time::Duration::from_millis(self.log_check_ms.max(10)),
+            max_yjs_message_bytes: self.max_yjs_message_bytes,
+            max_open_documents: self.max_open_documents,
+            doc_idle: std::time::Duration::from_secs(self.document_idle_secs),
             ..stoa_actors::Limits::default()
         }
     }
@@ -413,6 +419,11 @@ impl Settings {
             ),
             ("realtime.outbound_queue", rt.outbound_queue as u64),
             ("realtime.heartbeat_timeout_secs", rt.heartbeat_timeout_secs),
+            (
+                "realtime.max_yjs_message_bytes",
+                rt.max_yjs_message_bytes as u64,
+            ),
+            ("realtime.max_open_documents", rt.max_open_documents as u64),
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be at least 1"));

@@ -138,6 +138,8 @@ impl Metrics {
                 "cluster_nodes",
                 "Live nodes of the cluster as this node sees them, itself included",
             ),
+            yjs_connections: gauge("yjs_connections", "Yjs sessions alive"),
+            yjs_documents: gauge("yjs_documents_open", "Documents loaded by their actor"),
             counters: vec![
                 counter("ws_joins_total", "Channel joins accepted"),
                 counter("ws_joins_refused_total", "Channel joins refused"),
@@ -195,6 +197,15 @@ impl Metrics {
                 counter(
                     "bus_messages_in_total",
                     "Messages this node heard from the other nodes over the bus",
+                ),
+                counter("yjs_updates_total", "Yjs updates applied from clients"),
+                counter(
+                    "yjs_updates_refused_total",
+                    "Yjs updates refused (sent by viewers)",
+                ),
+                counter(
+                    "yjs_updates_written_total",
+                    "Yjs updates written to the database",
                 ),
                 counter(
                     "bus_messages_undecodable_total",
@@ -291,13 +302,15 @@ struct RealtimeMetrics {
     topics: IntGauge,
     subscriptions: IntGauge,
     nodes: IntGauge,
+    yjs_connections: IntGauge,
+    yjs_documents: IntGauge,
     /// In the order of [`RealtimeMetrics::totals`].
     counters: Vec<IntCounter>,
 }
 
 impl RealtimeMetrics {
     /// In the order of `counters`.
-    fn totals(&self) -> [u64; 20] {
+    fn totals(&self) -> [u64; 23] {
         use std::sync::atomic::Ordering::Relaxed;
         let s = self.realtime.stats();
         [
@@ -319,6 +332,9 @@ impl RealtimeMetrics {
             s.revocations.load(Relaxed),
             s.bus_out.load(Relaxed),
             s.bus_in.load(Relaxed),
+            s.yjs_updates.load(Relaxed),
+            s.yjs_updates_refused.load(Relaxed),
+            s.yjs_updates_written.load(Relaxed),
             s.bus_undecodable.load(Relaxed),
             s.nodes_expired.load(Relaxed),
         ]
@@ -332,6 +348,8 @@ impl RealtimeMetrics {
         self.sockets.set(s.sockets.load(Relaxed));
         self.topics.set(s.topics.load(Relaxed));
         self.subscriptions.set(s.subscriptions.load(Relaxed));
+        self.yjs_connections.set(s.yjs_connections.load(Relaxed));
+        self.yjs_documents.set(s.yjs_documents.load(Relaxed));
         let others = i64::try_from(self.realtime.nodes().len()).unwrap_or(i64::MAX);
         self.nodes.set(others.saturating_add(1));
         for (counter, total) in self.counters.iter().zip(self.totals()) {

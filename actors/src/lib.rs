@@ -97,6 +97,10 @@ pub struct Limits {
     pub topic_threads: usize,
     /// How long a document stays loaded after its last Yjs connection has gone.
     pub doc_idle: Duration,
+    /// Largest message a Yjs client may send.
+    pub max_yjs_message_bytes: usize,
+    /// Documents open at once on this node.
+    pub max_open_documents: usize,
 }
 
 impl Default for Limits {
@@ -126,6 +130,8 @@ impl Default for Limits {
             topic_idle: Duration::from_secs(30),
             topic_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             doc_idle: Duration::from_secs(10),
+            max_yjs_message_bytes: 4 * 1024 * 1024,
+            max_open_documents: 10_000,
         }
     }
 }

@@ -830,6 +830,13 @@ impl Realtime {
         self.shared.set_doc_text(document, workspace, text);
     }
 
+    /// Whether a Yjs socket on `document` may be opened: it is open here already, or
+    /// fewer than `max_open_documents` are.
+    pub fn may_open_document(&self, document: i64) -> bool {
+        let docs = &self.shared.docs;
+        docs.is_open(document) || docs.open_count() < self.limits().max_open_documents
+    }
+
     /// Has Yjs documents kept in `store` (the `/yjs` endpoint needs one).
     pub fn set_doc_store(&self, store: Arc<dyn crate::DocStore>) {
         self.shared.docs.set_store(store);

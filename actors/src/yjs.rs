@@ -160,6 +160,14 @@ impl Docs {
         let _ = self.store.set(store);
     }
 
+    pub(crate) fn is_open(&self, document: i64) -> bool {
+        self.open.contains_key(&document)
+    }
+
+    pub(crate) fn open_count(&self) -> usize {
+        self.open.len()
+    }
+
     /// Updates another node applied and wrote.
     pub(crate) fn heard_updates(&self, document: i64, updates: Vec<String>) {
         let Some(addr) = self.open.get(&document).map(|a| a.clone()) else {

@@ -117,7 +117,11 @@ async fn write(
 /// The rest of an accepted socket's life: its session reads, this task writes.
 async fn serve(io: TcpStream, early: BytesMut, accepted: Accepted, realtime: Realtime) {
     let io = Rc::new(io);
-    let incoming = Incoming::new(io.clone(), early, realtime.limits().max_frame_bytes);
+    let limit = match accepted.kind {
+        SocketKind::Channels => realtime.limits().max_frame_bytes,
+        SocketKind::Yjs { .. } => realtime.limits().max_yjs_message_bytes,
+    };
+    let incoming = Incoming::new(io.clone(), early, limit);
     let outbox = match accepted.kind {
         SocketKind::Channels => {
             SessionActor::start(&realtime, accepted.permit, accepted.expires_at, incoming).1

@@ -50,6 +50,11 @@ pub async fn connect(
             Denied::Unavailable => ApiError::Unavailable("the database is unavailable".into()),
             _ => not_found(),
         })?;
+    if !state.realtime.may_open_document(document) {
+        return Err(ApiError::Busy {
+            retry_after_secs: 5,
+        });
+    }
     let permit = admit(&state, identity.user_id)?;
     switch(
         &req,

@@ -56,7 +56,7 @@ fn a_viewer_flooding_a_topic_from_many_sockets_cannot_push_others_out() {
                         closed = Some(code);
                         break;
                     }
-                    Some(Got::Other(_) | Got::Pong(_)) | None => {}
+                    Some(Got::Other(_) | Got::Pong(_) | Got::Binary(_)) | None => {}
                 }
             }
             (broadcasts, closed)

@@ -11,3 +11,4 @@ mod frames;
 mod rest;
 mod shutdown;
 mod transport;
+mod yjs;

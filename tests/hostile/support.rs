@@ -256,6 +256,7 @@ pub const PONG: u8 = 0xA;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Got {
     Text(String),
+    Binary(Vec<u8>),
     Close(Option<u16>),
     Pong(Vec<u8>),
     Other(u8),
@@ -444,6 +445,7 @@ fn parse_server_frame(buf: &[u8]) -> Option<(Got, usize)> {
     let payload = buf.get(at..at + len)?;
     let got = match opcode {
         0x1 => Got::Text(String::from_utf8_lossy(payload).into_owned()),
+        0x2 => Got::Binary(payload.to_vec()),
         0x8 => {
             Got::Close((payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]])))
         }

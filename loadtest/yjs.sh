@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Yjs editing benchmark: DOCS documents × EDITORS editors each inserting COUNT timestamped
+# pieces at RATE per second through the stock y-websocket provider (loadtest/node/
+# yjs-bench.mjs, one Node process), against a release build of Stoa on SQLite.
+#
+#   loadtest/yjs.sh DOCS EDITORS COUNT RATE
+#
+# e.g. loadtest/yjs.sh 200 3 30 20
+# Prints remote updates delivered per second, latency percentiles, server RSS per open
+# document and the rate at which updates were written.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+D=${1:-200}; E=${2:-3}; N=${3:-30}; R=${4:-20}
+PORT=${PORT:-8090}
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stoa-target}"
+cargo build --release -q -p stoa
+[ -d loadtest/node/node_modules/y-websocket ] || (cd loadtest/node && npm ci --silent --no-audit --no-fund)
+DATA=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$DATA"' EXIT
+ulimit -n 20000
+# One user drives every editor, so the per-user limits are lifted.
+STOA_SERVER__PORT=$PORT STOA_DATA_DIR="$DATA" STOA_DATABASE__URL="sqlite://$DATA/stoa.db" \
+STOA_LOG__LEVEL=warn STOA_REALTIME__MAX_SOCKETS_PER_USER=1000000 \
+STOA_REALTIME__USER_MESSAGES_PER_SEC=1000000 STOA_REALTIME__USER_MESSAGE_BURST=1000000 \
+STOA_AUTH__LOGIN_ATTEMPTS_PER_MINUTE=1000 \
+  "$CARGO_TARGET_DIR/release/stoa" & SERVER=$!
+until curl -sf "http://127.0.0.1:$PORT/readyz" | grep -q '"ok"'; do sleep 0.2; done
+node loadtest/node/yjs-bench.mjs "http://127.0.0.1:$PORT" "$D" "$E" "$N" "$R" "$SERVER"
+echo "server CPU: $(awk '{print ($14 + $15) * 10}' "/proc/$SERVER/stat") ms in all;" \
+  "peak RSS $(awk '/VmHWM/ {print $2}' "/proc/$SERVER/status") KiB"

@@ -1,0 +1,148 @@
+//! The y-websocket endpoint under hostile input: malformed and oversized messages, the
+//! wrong kind of frame, updates that do not decode, and client ids no browser makes. Each
+//! closes that socket with a clear code; the document is unchanged and the server healthy.
+
+use std::time::Duration;
+
+use serde_json::json;
+use yrs::sync::{Message, SyncMessage};
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
+use yrs::{GetString, StateVector, Transact, Update};
+
+use crate::support::*;
+
+/// The default `realtime.max_yjs_message_bytes`.
+const LIMIT: u64 = 4 * 1024 * 1024;
+
+fn open(server: &Server, doc: i64, token: &str) -> RawWs {
+    let mut ws = RawWs::open(server, &format!("/yjs/{doc}?token={token}"))
+        .unwrap_or_else(|r| panic!("upgrade refused: {} {}", r.status, r.text()));
+    // The server speaks first: its sync step 1.
+    match ws.read(PATIENCE) {
+        Some(Got::Binary(b)) => assert_eq!(&b[..2], &[0, 0], "sync step 1 first"),
+        other => panic!("expected the server's sync step 1, got {other:?}"),
+    }
+    ws
+}
+
+/// The document's text as a fresh client syncing now receives it.
+fn text_now(server: &Server, doc: i64, token: &str) -> String {
+    let mut ws = open(server, doc, token);
+    let step1 = Message::Sync(SyncMessage::SyncStep1(StateVector::default())).encode_v1();
+    ws.send_frame(true, BINARY, &step1).unwrap();
+    loop {
+        match ws.read(PATIENCE) {
+            Some(Got::Binary(b)) => {
+                if let Ok(Message::Sync(SyncMessage::SyncStep2(update))) = Message::decode_v1(&b) {
+                    let d = yrs::Doc::new();
+                    let text = d.get_or_insert_text("content");
+                    let mut txn = d.transact_mut();
+                    txn.apply_update(Update::decode_v1(&update).unwrap())
+                        .unwrap();
+                    return text.get_string(&txn);
+                }
+            }
+            other => panic!("expected the sync reply, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn hostile_yjs_messages_close_that_socket_and_change_nothing() {
+    let server = Server::start(&[]);
+    let (_, token) = server.register("mallory");
+    let ws_id = server.workspace_with(&token, &[]);
+    let r = server.json(
+        "POST",
+        &format!("/api/v1/workspaces/{ws_id}/documents"),
+        Some(&token),
+        json!({"title": "Target", "content": "original"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let doc = r.value()["id"].as_i64().unwrap();
+    assert_eq!(text_now(&server, doc, &token), "original");
+
+    // A text frame: this endpoint speaks binary only.
+    let mut ws = open(&server, doc, &token);
+    ws.send_frame(true, TEXT, b"[\"hello\"]").unwrap();
+    assert_eq!(ws.close_code(), Some(1003));
+
+    // Truncated: a sync step 2 announcing 50 bytes and carrying 2.
+    let mut ws = open(&server, doc, &token);
+    ws.send_frame(true, BINARY, &[0, 1, 50, 1, 2]).unwrap();
+    assert_eq!(ws.close_code(), Some(1007));
+
+    // Empty, and a sync message of an unknown kind.
+    let mut ws = open(&server, doc, &token);
+    ws.send_frame(true, BINARY, &[]).unwrap();
+    assert_eq!(ws.close_code(), Some(1007));
+    let mut ws = open(&server, doc, &token);
+    ws.send_frame(true, BINARY, &[0, 9, 0]).unwrap();
+    assert_eq!(ws.close_code(), Some(1007));
+
+    // A well-framed update whose bytes are no Yjs update.
+    let mut ws = open(&server, doc, &token);
+    let bogus = Message::Sync(SyncMessage::Update(vec![0xff; 40])).encode_v1();
+    ws.send_frame(true, BINARY, &bogus).unwrap();
+    assert_eq!(ws.close_code(), Some(1008));
+
+    // Awareness for a client id no browser makes (above 2^53), and a state that is no
+    // JSON: the server neither panics nor closes other sockets.
+    let mut ws = open(&server, doc, &token);
+    let mut awareness = vec![1u8];
+    let mut body = vec![1u8]; // one entry
+    body.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]); // id
+    body.push(1); // clock
+    body.push(3);
+    body.extend_from_slice(b"{{{");
+    awareness.push(body.len() as u8);
+    awareness.extend_from_slice(&body);
+    ws.send_frame(true, BINARY, &awareness).unwrap();
+    // The socket is answered or closed with a code; either way the server goes on.
+    let _ = ws.read(Duration::from_millis(500));
+
+    // Larger than the limit, refused from its header.
+    let mut ws = open(&server, doc, &token);
+    ws.send_bytes(&RawWs::header(true, BINARY, LIMIT + 1))
+        .unwrap();
+    assert_eq!(ws.close_code(), Some(1009));
+
+    assert!(server.healthy());
+    assert_eq!(
+        text_now(&server, doc, &token),
+        "original",
+        "nothing sent above changed the document"
+    );
+}
+
+#[test]
+fn a_flood_of_yjs_messages_is_cut_off_and_the_document_keeps_every_applied_edit() {
+    let server = Server::start(&[]);
+    let (_, token) = server.register("mallory");
+    let ws_id = server.workspace_with(&token, &[]);
+    let r = server.json(
+        "POST",
+        &format!("/api/v1/workspaces/{ws_id}/documents"),
+        Some(&token),
+        json!({"title": "Target"}),
+    );
+    let doc = r.value()["id"].as_i64().unwrap();
+    let mut ws = open(&server, doc, &token);
+    // Awareness query after awareness query, far faster than any editor types.
+    let mut code = None;
+    for _ in 0..5_000 {
+        if ws.send_frame(true, BINARY, &[3]).is_err() {
+            break;
+        }
+    }
+    while let Some(got) = ws.read(PATIENCE) {
+        if let Got::Close(c) = got {
+            code = c;
+            break;
+        }
+    }
+    assert_eq!(code, Some(1008), "rate_limited");
+    assert!(server.healthy());
+    assert_eq!(text_now(&server, doc, &token), "");
+}
