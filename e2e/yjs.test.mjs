@@ -302,3 +302,39 @@ test("a document made over REST opens with its text, and a TipTap fragment is re
     t.provider.destroy();
   }
 });
+
+test("deleting the document closes its Yjs sockets, and a document left alone is unloaded", async () => {
+  const alice = await register("alice");
+  const ws = await workspaceWith(alice);
+  const doc = await documentIn(ws, alice);
+  const a = open(doc, alice.token);
+  await synced(a.provider);
+  a.text.insert(0, "soon gone");
+  const closed = deferred("the socket closed");
+  a.provider.on("connection-close", (event) => closed.signal(event));
+  const res = await api("DELETE", `/api/v1/documents/${doc}`, alice.token);
+  assert.equal(res.status, 204);
+  const event = await closed.promise;
+  assert.equal(event.code, 1008);
+  assert.equal(event.reason, "document_deleted");
+  a.provider.destroy();
+
+  // Another document, opened and left: unloaded once idle (1 s in this suite's server).
+  const other = await documentIn(ws, alice);
+  const b = open(other, alice.token);
+  await synced(b.provider);
+  b.text.insert(0, "kept");
+  b.provider.destroy();
+  const deadline = Date.now() + 15000;
+  while ((await metric("stoa_yjs_documents_open")) > 0) {
+    assert.ok(Date.now() < deadline, "documents still open after their editors left");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  // Unloaded with everything written: it opens again with its text.
+  const c = open(other, alice.token);
+  try {
+    await textIs(c, "kept");
+  } finally {
+    c.provider.destroy();
+  }
+});

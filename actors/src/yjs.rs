@@ -865,7 +865,7 @@ struct RevokeDoc {
 
 impl Handler<RevokeDoc> for DocActor {
     type Result = ();
-    fn handle(&mut self, msg: RevokeDoc, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: RevokeDoc, ctx: &mut Context<Self>) {
         if msg.workspace.is_some_and(|w| w != self.workspace) {
             return;
         }
@@ -877,6 +877,18 @@ impl Handler<RevokeDoc> for DocActor {
             .collect();
         for id in gone {
             self.drop_conn(id, msg.reason);
+        }
+        if msg.user.is_none() {
+            // The document (or its workspace) is gone: nothing of it is left to write.
+            self.pending.clear();
+            self.edits.clear();
+            self.projection_due = false;
+            let me = ctx.address();
+            self.shared
+                .docs
+                .open
+                .remove_if(&self.id, |_, addr| *addr == me);
+            ctx.stop();
         }
     }
 }
