@@ -57,6 +57,8 @@ for (const id of ids) {
       params: { token },
       disableBc: true,
     });
+    // NO_AWARENESS=1: editors without awareness (to measure what it costs).
+    if (process.env.NO_AWARENESS) provider.awareness.setLocalState(null);
     const text = ydoc.getText("content");
     text.observe((event) => {
       if (event.transaction.local) return;

@@ -146,3 +146,56 @@ fn a_flood_of_yjs_messages_is_cut_off_and_the_document_keeps_every_applied_edit(
     assert!(server.healthy());
     assert_eq!(text_now(&server, doc, &token), "");
 }
+
+#[test]
+fn a_yjs_client_that_stops_reading_is_disconnected_as_a_slow_consumer() {
+    use yrs::{ReadTxn, Text};
+    let _heavy = heavy();
+    let server = Server::start(&[]);
+    let (_, writer_token) = server.register("writer");
+    let (bob, bob_token) = server.register("bob");
+    let ws_id = server.workspace_with(&writer_token, &[(bob, "viewer")]);
+    let r = server.json(
+        "POST",
+        &format!("/api/v1/workspaces/{ws_id}/documents"),
+        Some(&writer_token),
+        json!({"title": "Big"}),
+    );
+    let doc = r.value()["id"].as_i64().unwrap();
+
+    // Bob opens the document and never reads again.
+    let mut stalled = open(&server, doc, &bob_token);
+    let mut writer = open(&server, doc, &writer_token);
+    let before = server.metric("stoa_ws_slow_consumers_total");
+
+    // 200 updates of 64 KiB (the writer's burst): far more than the sockets' buffers and
+    // bob's 1 MiB queue hold.
+    let editor = yrs::Doc::new();
+    let text = editor.get_or_insert_text("content");
+    let piece = "y".repeat(64 * 1024);
+    for _ in 0..200 {
+        let sv = editor.transact().state_vector();
+        {
+            let mut txn = editor.transact_mut();
+            let end = text.len(&txn);
+            text.insert(&mut txn, end, &piece);
+        }
+        let update = editor.transact().encode_state_as_update_v1(&sv);
+        let msg = Message::Sync(SyncMessage::Update(update)).encode_v1();
+        writer.send_frame(true, BINARY, &msg).unwrap();
+    }
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while server.metric("stoa_ws_slow_consumers_total") <= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stalled reader was not disconnected"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // What bob can still read ends with the reason.
+    assert_eq!(stalled.close_code(), Some(1008));
+    // The writer is unaffected, and the document holds every update.
+    assert!(server.healthy());
+    assert_eq!(text_now(&server, doc, &writer_token).len(), 200 * 64 * 1024);
+    drop(writer);
+}
