@@ -7,7 +7,8 @@
 #
 # e.g. loadtest/yjs.sh 200 3 30 20
 # Prints remote updates delivered per second, latency percentiles, server RSS per open
-# document and the rate at which updates were written.
+# document and the rate at which updates were written. WRAP="heaptrack -o FILE" runs the
+# server under a profiler (the RSS figures then include the profiler's own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=${1:-200}; E=${2:-3}; N=${3:-30}; R=${4:-20}
@@ -23,7 +24,7 @@ STOA_SERVER__PORT=$PORT STOA_DATA_DIR="$DATA" STOA_DATABASE__URL="sqlite://$DATA
 STOA_LOG__LEVEL=warn STOA_REALTIME__MAX_SOCKETS_PER_USER=1000000 \
 STOA_REALTIME__USER_MESSAGES_PER_SEC=1000000 STOA_REALTIME__USER_MESSAGE_BURST=1000000 \
 STOA_AUTH__LOGIN_ATTEMPTS_PER_MINUTE=1000 \
-  "$CARGO_TARGET_DIR/release/stoa" & SERVER=$!
+  ${WRAP:-} "$CARGO_TARGET_DIR/release/stoa" & SERVER=$!
 until curl -sf "http://127.0.0.1:$PORT/readyz" | grep -q '"ok"'; do sleep 0.2; done
 node loadtest/node/yjs-bench.mjs "http://127.0.0.1:$PORT" "$D" "$E" "$N" "$R" "$SERVER"
 echo "server CPU: $(awk '{print ($14 + $15) * 10}' "/proc/$SERVER/stat") ms in all;" \
