@@ -26,6 +26,18 @@ STOA_REALTIME__USER_MESSAGES_PER_SEC=1000000 STOA_REALTIME__USER_MESSAGE_BURST=1
 STOA_AUTH__LOGIN_ATTEMPTS_PER_MINUTE=1000 \
   ${WRAP:-} "$CARGO_TARGET_DIR/release/stoa" & SERVER=$!
 until curl -sf "http://127.0.0.1:$PORT/readyz" | grep -q '"ok"'; do sleep 0.2; done
-node loadtest/node/yjs-bench.mjs "http://127.0.0.1:$PORT" "$D" "$E" "$N" "$R" "$SERVER"
+# PROCS=n splits the documents over n generator processes (each reports its own share;
+# the memory figure is then left out).
+PROCS=${PROCS:-1}
+if [ "$PROCS" -eq 1 ]; then
+  node loadtest/node/yjs-bench.mjs "http://127.0.0.1:$PORT" "$D" "$E" "$N" "$R" "$SERVER"
+else
+  for i in $(seq 1 "$PROCS"); do
+    node loadtest/node/yjs-bench.mjs "http://127.0.0.1:$PORT" "$((D / PROCS))" "$E" "$N" "$R" \
+      > "$DATA/gen.$i" 2>&1 &
+  done
+  wait $(jobs -p | grep -v "^$SERVER$") 2>/dev/null || true
+  cat "$DATA"/gen.* | grep -E '^(ready|delivered)'
+fi
 echo "server CPU: $(awk '{print ($14 + $15) * 10}' "/proc/$SERVER/stat") ms in all;" \
   "peak RSS $(awk '/VmHWM/ {print $2}' "/proc/$SERVER/status") KiB"
