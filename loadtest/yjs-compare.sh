@@ -7,7 +7,9 @@
 # e.g. loadtest/yjs-compare.sh 200 3 30 20
 # Columns: remote updates delivered per second, latency p50 and p99 (ms), server RSS per
 # open document with its editors. Stoa stores every update (SQLite); the reference servers
-# run as they come, in memory. TARGETS="stoa hocuspocus" picks a subset.
+# run as they come, in memory. TARGETS="stoa hocuspocus" picks a subset. GEN=rust drives
+# Stoa and y-websocket from `stoa-loadtest yjs` (light enough not to be the bottleneck;
+# it does not speak Hocuspocus's protocol, so Hocuspocus is left out then).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=${1:-200}; E=${2:-3}; N=${3:-30}; R=${4:-20}
@@ -16,10 +18,24 @@ PORT=${PORT:-8090}
 OUT=$(mktemp)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -f "$OUT"' EXIT
 ulimit -n 20000
-for target in ${TARGETS:-stoa y-websocket hocuspocus}; do
+# A `result` line from stoa-loadtest's output: target, delivered/s, p50, p99, (no RSS).
+rust_result() {
+  awk -v t="$1" '/^delivered/ {split($NF, a, "/"); rate = a[1]; sub(/^= /, "", rate); r = $(NF)}
+    /^latency/ {for (i = 1; i <= NF; i++) {split($i, kv, "="); if (kv[1] == "p50") p50 = kv[2]; if (kv[1] == "p99") p99 = kv[2]}}
+    END {sub(/\/s$/, "", r); printf "result %s %s %s %s 0\n", t, r, p50, p99}'
+}
+DEFAULT_TARGETS="stoa y-websocket hocuspocus"
+[ "${GEN:-node}" = rust ] && DEFAULT_TARGETS="stoa y-websocket"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stoa-target}"
+for target in ${TARGETS:-$DEFAULT_TARGETS}; do
   echo "== $target" >&2
   case $target in
-    stoa) loadtest/yjs.sh "$D" "$E" "$N" "$R" 2>/dev/null | grep '^result' >> "$OUT" || echo "result stoa failed" >> "$OUT" ;;
+    stoa)
+      if [ "${GEN:-node}" = rust ]; then
+        loadtest/yjs.sh "$D" "$E" "$N" "$R" 2>/dev/null | rust_result stoa >> "$OUT"
+      else
+        loadtest/yjs.sh "$D" "$E" "$N" "$R" 2>/dev/null | grep '^result' >> "$OUT" || echo "result stoa failed" >> "$OUT"
+      fi ;;
     *)
       if [ "$target" = y-websocket ]; then
         HOST=127.0.0.1 PORT=$PORT node loadtest/node/node_modules/y-websocket-1/bin/server.js > /dev/null 2>&1 & SERVER=$!
@@ -27,8 +43,14 @@ for target in ${TARGETS:-stoa y-websocket hocuspocus}; do
         node loadtest/node/hocuspocus-server.mjs "$PORT" > /dev/null 2>&1 & SERVER=$!
       fi
       until curl -s "http://127.0.0.1:$PORT/" > /dev/null 2>&1; do sleep 0.1; done
-      PEER=$target node loadtest/node/yjs-bench.mjs "http://127.0.0.1:$PORT" "$D" "$E" "$N" "$R" "$SERVER" 2>/dev/null \
-        | grep '^result' >> "$OUT" || echo "result $target failed" >> "$OUT"
+      if [ "${GEN:-node}" = rust ]; then
+        "$CARGO_TARGET_DIR/release/stoa-loadtest" yjs --api "http://127.0.0.1:$PORT" --prefix "" \
+          --docs "$(seq -s, -f "room%g" 1 "$D")" --editors "$E" --count "$N" --rate "$R" 2>/dev/null \
+          | rust_result "$target" >> "$OUT"
+      else
+        PEER=$target node loadtest/node/yjs-bench.mjs "http://127.0.0.1:$PORT" "$D" "$E" "$N" "$R" "$SERVER" 2>/dev/null \
+          | grep '^result' >> "$OUT" || echo "result $target failed" >> "$OUT"
+      fi
       kill "$SERVER"; wait "$SERVER" 2>/dev/null || true ;;
   esac
   sleep 1
@@ -39,4 +61,4 @@ echo
 echo "| server | remote updates/s | p50 ms | p99 ms | RSS per open document |"
 echo "|---|---|---|---|---|"
 awk '$3 == "failed" {printf "| %s | failed | | | |\n", $2; next}
-     {printf "| %s | %d | %s | %s | %d B |\n", $2, $3, $4, $5, $6}' "$OUT"
+     {printf "| %s | %d | %s | %s | %s |\n", $2, $3, $4, $5, ($6 > 0 ? $6 " B" : "")}' "$OUT"

@@ -27,9 +27,22 @@ STOA_AUTH__LOGIN_ATTEMPTS_PER_MINUTE=1000 \
   ${WRAP:-} "$CARGO_TARGET_DIR/release/stoa" & SERVER=$!
 until curl -sf "http://127.0.0.1:$PORT/readyz" | grep -q '"ok"'; do sleep 0.2; done
 # PROCS=n splits the documents over n generator processes (each reports its own share;
-# the memory figure is then left out).
+# the memory figure is then left out). GEN=rust drives the same load from `stoa-loadtest
+# yjs` instead (real Yjs updates from a yrs document per editor, latency read from the
+# updates' bytes): a generator light enough not to be the bottleneck.
 PROCS=${PROCS:-1}
-if [ "$PROCS" -eq 1 ]; then
+if [ "${GEN:-node}" = rust ]; then
+  cargo build --release -q -p stoa-loadtest
+  eval "$("$CARGO_TARGET_DIR/release/stoa-loadtest" setup --api "http://127.0.0.1:$PORT")"
+  WS=${TOPIC#workspace:}
+  IDS=$(for d in $(seq 1 "$D"); do
+    curl -s "http://127.0.0.1:$PORT/api/v1/workspaces/$WS/documents" -H "authorization: Bearer $TOKEN" \
+      -H 'content-type: application/json' -d "{\"title\":\"D$d\"}" | sed -E 's/.*"id":([0-9]+).*/\1/'
+    echo
+  done | paste -sd, -)
+  "$CARGO_TARGET_DIR/release/stoa-loadtest" yjs --api "http://127.0.0.1:$PORT" --token "$TOKEN" \
+    --docs "$IDS" --editors "$E" --count "$N" --rate "$R"
+elif [ "$PROCS" -eq 1 ]; then
   node loadtest/node/yjs-bench.mjs "http://127.0.0.1:$PORT" "$D" "$E" "$N" "$R" "$SERVER"
 else
   for i in $(seq 1 "$PROCS"); do

@@ -17,6 +17,15 @@
 //! (Engine.IO 4 over a plain WebSocket: `/socket.io/?EIO=4&transport=websocket`, the
 //! namespace connect `40`, events as `42["broadcast",{…}]`, pings `2` answered with `3`);
 //! see `loadtest/compare.sh`.
+//! stoa-loadtest yjs --api URL --token T --docs 1,2,3 --editors E --count K --rate R
+//!     [--prefix /yjs] [--out FILE]
+//!     E y-websocket editors on each document (`{prefix}/{id}?token=T`; `--prefix ""` for
+//!     the y-websocket reference server, which names rooms by path), each inserting K
+//!     timestamped pieces of text at R per second as real Yjs updates (a `yrs` document per
+//!     editor); every editor records how long the others' updates took to reach it, read
+//!     from the update's bytes (`T<µs>e<editor>|`; the generator does not apply them, so it
+//!     stays cheap);
+//!     prints remote updates delivered per second and latency percentiles
 //! stoa-loadtest report FILE…
 //!     merges latency files: count, p50, p99, p99.9, max
 //! stoa-loadtest floor --port P --connections N --count K --rate R [--size B] [--threads T]
@@ -97,6 +106,7 @@ async fn run(mode: String, flags: HashMap<String, String>, rest: Vec<String>) ->
         "send" => send(&api, &flags).await,
         "report" => report(&rest),
         "floor" => floor(&flags).await,
+        "yjs" => yjs(&api, &flags).await,
         _ => {
             eprintln!("usage: stoa-loadtest setup|hold|send|report (see the source header)");
             std::process::exit(2);
@@ -184,6 +194,20 @@ impl Ws {
         source: Option<&str>,
         socketio: bool,
     ) -> Result<Ws, Error> {
+        let path = if socketio {
+            "/socket.io/?EIO=4&transport=websocket".to_string()
+        } else {
+            format!("/socket/websocket?vsn=2.0.0&token={token}")
+        };
+        Ws::connect_path(api, &path, source, socketio).await
+    }
+
+    async fn connect_path(
+        api: &str,
+        path: &str,
+        source: Option<&str>,
+        socketio: bool,
+    ) -> Result<Ws, Error> {
         let host = authority(api);
         let addr: SocketAddr = tokio::net::lookup_host(&host)
             .await?
@@ -196,11 +220,6 @@ impl Ws {
         let stream = socket.connect(addr).await?;
         stream.set_nodelay(true)?;
         let (read, mut writer) = stream.into_split();
-        let path = if socketio {
-            "/socket.io/?EIO=4&transport=websocket".to_string()
-        } else {
-            format!("/socket/websocket?vsn=2.0.0&token={token}")
-        };
         let req = format!(
             "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         );
@@ -234,9 +253,12 @@ impl Ws {
 
 impl Writer {
     async fn send_text(&mut self, text: &str) -> Result<(), Error> {
-        let payload = text.as_bytes();
+        self.send(0x1, text.as_bytes()).await
+    }
+
+    async fn send(&mut self, opcode: u8, payload: &[u8]) -> Result<(), Error> {
         let mut frame = Vec::with_capacity(payload.len() + 14);
-        frame.push(0x81);
+        frame.push(0x80 | opcode);
         match payload.len() {
             n if n < 126 => frame.push(0x80 | n as u8),
             n if n < 65536 => {
@@ -686,4 +708,208 @@ fn report(files: &[String]) -> Result<(), Error> {
     }
     print_percentiles(&mut all);
     Ok(())
+}
+
+/// The `T<µs>e<editor>|` stamps that editors insert, found in an update's bytes: each
+/// stamp's time, and the editor that made it.
+fn stamps(update: &[u8], mut each: impl FnMut(u64, usize)) {
+    let number = |from: usize| {
+        let digits = update[from..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        let value = std::str::from_utf8(&update[from..from + digits])
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok());
+        (value, from + digits)
+    };
+    let mut i = 0;
+    while i < update.len() {
+        if update[i] == b'T' {
+            if let (Some(at), e) = number(i + 1) {
+                if update.get(e) == Some(&b'e') {
+                    if let (Some(editor), end) = number(e + 1) {
+                        if update.get(end) == Some(&b'|') {
+                            each(at, editor as usize);
+                            i = end + 1;
+                            continue;
+                        }
+                    }
+                }
+            }
+        }
+        i += 1;
+    }
+}
+
+/// The next binary frame's bytes (other frames skipped; a close ends it).
+async fn read_binary_from(
+    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    buf: &mut Vec<u8>,
+) -> Result<(), Error> {
+    loop {
+        let b0 = reader.read_u8().await?;
+        let len = frame_len(reader).await?;
+        buf.clear();
+        buf.resize(len as usize, 0);
+        reader.read_exact(buf).await?;
+        match b0 & 0x0f {
+            0x2 => return Ok(()),
+            0x8 => return Err("closed by server".into()),
+            _ => {}
+        }
+    }
+}
+
+impl Ws {
+    async fn read_binary(&mut self) -> Result<Vec<u8>, Error> {
+        let mut buf = Vec::new();
+        read_binary_from(&mut self.reader, &mut buf).await?;
+        Ok(buf)
+    }
+}
+
+/// A lib0 var-uint.
+fn var_uint(mut n: usize, out: &mut Vec<u8>) {
+    while n >= 0x80 {
+        out.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+async fn yjs(api: &str, flags: &HashMap<String, String>) -> Result<(), Error> {
+    use yrs::{ReadTxn, Text, Transact};
+    let token: String = flag(flags, "token", String::new());
+    let docs: Vec<String> = flag::<String>(flags, "docs", String::new())
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let editors: usize = flag(flags, "editors", 3);
+    let count: u64 = flag(flags, "count", 30);
+    let rate: f64 = flag(flags, "rate", 20.0);
+    let prefix: String = flag(flags, "prefix", "/yjs".to_string());
+    let out = flags.get("out").cloned();
+    let latencies = Arc::new(Mutex::new(Vec::<u32>::new()));
+    let received = Arc::new(AtomicU64::new(0));
+    let ready = Arc::new(tokio::sync::Barrier::new(docs.len() * editors + 1));
+    let mut tasks = Vec::new();
+    for (d, doc) in docs.iter().enumerate() {
+        for e in 0..editors {
+            let path = if token.is_empty() {
+                format!("{prefix}/{doc}")
+            } else {
+                format!("{prefix}/{doc}?token={token}")
+            };
+            let mut ws = Ws::connect_path(api, &path, None, false).await?;
+            let (latencies, received, ready) = (latencies.clone(), received.clone(), ready.clone());
+            let k = d * editors + e;
+            tasks.push(tokio::spawn(async move {
+                // The server speaks first (sync step 1): the editor is then registered.
+                let _ = ws.read_binary().await;
+                ready.wait().await;
+                let Ws {
+                    mut reader,
+                    mut writer,
+                    ..
+                } = ws;
+                let reading = tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut mine = Vec::new();
+                    loop {
+                        if read_binary_from(&mut reader, &mut buf).await.is_err() {
+                            break;
+                        }
+                        // Sync update messages only (0, 2): what the others typed.
+                        if buf.len() > 2 && buf[0] == 0 && buf[1] == 2 {
+                            let now = now_us();
+                            mine.clear();
+                            // Some servers send an editor its own updates back: not counted.
+                            stamps(&buf, |t, by| {
+                                if by != k {
+                                    mine.push(now.saturating_sub(t) as u32);
+                                }
+                            });
+                            received.fetch_add(mine.len() as u64, Ordering::Relaxed);
+                            if let Ok(mut l) = latencies.lock() {
+                                l.extend_from_slice(&mine);
+                            }
+                        }
+                    }
+                });
+                let doc = yrs::Doc::new();
+                let text = doc.get_or_insert_text("content");
+                let period = Duration::from_secs_f64(1.0 / rate);
+                // Editors start spread over one period, as people do.
+                tokio::time::sleep(period.mul_f64((k % 97) as f64 / 97.0)).await;
+                let mut tick = tokio::time::interval(period);
+                for _ in 0..count {
+                    tick.tick().await;
+                    let sv = doc.transact().state_vector();
+                    {
+                        let mut txn = doc.transact_mut();
+                        let end = text.len(&txn);
+                        text.insert(&mut txn, end, &format!("T{}e{k}|", now_us()));
+                    }
+                    let update = doc.transact().encode_state_as_update_v1(&sv);
+                    let mut msg = vec![0u8, 2];
+                    var_uint(update.len(), &mut msg);
+                    msg.extend_from_slice(&update);
+                    if writer.send(0x2, &msg).await.is_err() {
+                        break;
+                    }
+                }
+                (reading, writer)
+            }));
+        }
+    }
+    ready.wait().await;
+    println!(
+        "ready: {} editors on {} documents",
+        docs.len() * editors,
+        docs.len()
+    );
+    std::io::stdout().flush()?;
+    let start = Instant::now();
+    let mut held = Vec::new();
+    for t in tasks {
+        if let Ok(pair) = t.await {
+            held.push(pair);
+        }
+    }
+    let expected = (docs.len() * editors * (editors - 1)) as u64 * count;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while received.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let got = received.load(Ordering::Relaxed);
+    println!(
+        "delivered {got} of {expected} remote updates in {secs:.2} s = {:.0}/s",
+        got as f64 / secs
+    );
+    let mut samples = latencies.lock().map(|v| v.clone()).unwrap_or_default();
+    print_percentiles(&mut samples);
+    if let Some(path) = out {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+        for s in samples {
+            writeln!(f, "{s}")?;
+        }
+    }
+    std::process::exit(0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stamps;
+
+    #[test]
+    fn stamps_are_read_from_an_update_with_their_editor() {
+        let mut got = Vec::new();
+        stamps(b"\x01\x02T1733000000000000e2|xxT17e|T5e1|T99", |t, e| {
+            got.push((t, e))
+        });
+        assert_eq!(got, vec![(1_733_000_000_000_000, 2), (5, 1)]);
+    }
 }
