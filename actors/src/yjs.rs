@@ -268,6 +268,8 @@ pub struct DocActor {
     /// A save of the text is scheduled, or under way.
     projection_due: bool,
     projecting: bool,
+    /// A compaction is under way.
+    compacting: bool,
 }
 
 impl DocActor {
@@ -297,6 +299,7 @@ impl DocActor {
             saved_text: String::new(),
             projection_due: false,
             projecting: false,
+            compacting: false,
         };
         let capacity = shared.limits().topic_mailbox;
         match shared.arbiter(id as u64) {
@@ -529,8 +532,11 @@ impl DocActor {
     fn maybe_unload(&mut self, ctx: &mut Context<Self>) {
         let idle = self.shared.limits().doc_idle;
         let quiet = self.last_left.is_some_and(|t| t.elapsed() >= idle);
-        let idle_work =
-            self.pending.is_empty() && !self.writing && !self.projecting && !self.projection_due;
+        let idle_work = self.pending.is_empty()
+            && !self.writing
+            && !self.projecting
+            && !self.projection_due
+            && !self.compacting;
         if self.conns.is_empty() && quiet && idle_work {
             let me = ctx.address();
             self.shared
@@ -695,7 +701,12 @@ impl DocActor {
     }
 
     fn notify_flushed(&mut self) {
-        if self.pending.is_empty() && !self.writing && !self.projecting && !self.projection_due {
+        if self.pending.is_empty()
+            && !self.writing
+            && !self.projecting
+            && !self.projection_due
+            && !self.compacting
+        {
             for tx in self.flushed.drain(..) {
                 let _ = tx.send(());
             }
@@ -716,7 +727,11 @@ impl DocActor {
 
     /// Replaces the log up to the last written update with one snapshot of the document.
     fn compact(&mut self, ctx: &mut Context<Self>) {
+        if self.compacting {
+            return;
+        }
         self.since_compact = 0;
+        self.compacting = true;
         let snapshot = self
             .awareness
             .doc()
@@ -728,9 +743,11 @@ impl DocActor {
         let id = self.id;
         let fut = async move { store.compact(id, &snapshot, through).await };
         ctx.spawn(fut.into_actor(self).map(|result, act, _| {
+            act.compacting = false;
             if let Err(e) = result {
                 tracing::warn!(document = act.id, error = %e, "cannot compact document updates");
             }
+            act.notify_flushed();
         }));
     }
 }

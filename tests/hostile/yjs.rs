@@ -202,3 +202,93 @@ fn a_yjs_client_that_stops_reading_is_disconnected_as_a_slow_consumer() {
     assert_eq!(text_now(&server, doc, &writer_token).len(), 150 * 96 * 1024);
     drop(writer);
 }
+
+#[test]
+fn updates_are_compacted_and_survive_a_restart_on_sqlite() {
+    use yrs::{ReadTxn, Text};
+    let data = tempfile::tempdir().expect("temp dir");
+    let db = format!("sqlite://{}/stoa.db", data.path().display());
+    let env = [
+        ("STOA_DATABASE__URL", db.as_str()),
+        (
+            "STOA_AUTH__JWT_SECRET",
+            "restart-test-secret-0123456789abcdefGHIJKLMNOPQRSTUV",
+        ),
+        // 300 updates from one editor at once, beyond the default allowances.
+        ("STOA_REALTIME__MESSAGES_PER_SEC", "10000"),
+        ("STOA_REALTIME__MESSAGE_BURST", "10000"),
+        ("STOA_REALTIME__USER_MESSAGES_PER_SEC", "10000"),
+        ("STOA_REALTIME__USER_MESSAGE_BURST", "10000"),
+    ];
+    let mut server = Server::start(&env);
+    let (_, token) = server.register("alice");
+    let ws_id = server.workspace_with(&token, &[]);
+    let r = server.json(
+        "POST",
+        &format!("/api/v1/workspaces/{ws_id}/documents"),
+        Some(&token),
+        json!({"title": "Long"}),
+    );
+    let doc = r.value()["id"].as_i64().unwrap();
+
+    let mut editor_ws = open(&server, doc, &token);
+    let editor = yrs::Doc::new();
+    let text = editor.get_or_insert_text("content");
+    let mut want = String::new();
+    for i in 0..300 {
+        let piece = format!("{i},");
+        want.push_str(&piece);
+        let sv = editor.transact().state_vector();
+        {
+            let mut txn = editor.transact_mut();
+            let end = text.len(&txn);
+            text.insert(&mut txn, end, &piece);
+        }
+        let update = editor.transact().encode_state_as_update_v1(&sv);
+        let msg = Message::Sync(SyncMessage::Update(update)).encode_v1();
+        editor_ws.send_frame(true, BINARY, &msg).unwrap();
+    }
+    // A sync step 1 behind them is answered once all 300 are applied (one socket's
+    // messages are handled in order).
+    let step1 = Message::Sync(SyncMessage::SyncStep1(StateVector::default())).encode_v1();
+    editor_ws.send_frame(true, BINARY, &step1).unwrap();
+    loop {
+        match editor_ws.read(PATIENCE) {
+            Some(Got::Binary(b)) if b.starts_with(&[0, 1]) => break,
+            Some(_) => {}
+            None => panic!("no answer to the sync step"),
+        }
+    }
+    assert_eq!(text_now(&server, doc, &token), want);
+    drop(editor_ws);
+    assert!(server.terminate().success());
+
+    // The log was compacted: far fewer rows than updates, and they still make the text.
+    let rows = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            use stoa::store::prelude::*;
+            let mut settings = stoa::config::Settings::load_with_env(None, Vec::new()).unwrap();
+            settings.database.url = db.clone();
+            let store = stoa::store::SqlStore::connect(&settings.database)
+                .await
+                .expect("store opens");
+            store.document_updates(doc, 0).await.unwrap().0
+        });
+    assert!(rows.len() < 100, "{} rows for 300 updates", rows.len());
+    let d = yrs::Doc::new();
+    let t = d.get_or_insert_text("content");
+    {
+        let mut txn = d.transact_mut();
+        for u in &rows {
+            txn.apply_update(Update::decode_v1(u).unwrap()).unwrap();
+        }
+    }
+    assert_eq!(t.get_string(&d.transact()), want);
+
+    // Restarted on the same database, the server serves the whole text.
+    let server = Server::start(&env);
+    assert_eq!(text_now(&server, doc, &token), want);
+}
