@@ -292,3 +292,32 @@ fn updates_are_compacted_and_survive_a_restart_on_sqlite() {
     let server = Server::start(&env);
     assert_eq!(text_now(&server, doc, &token), want);
 }
+
+#[test]
+fn a_node_at_its_cap_of_open_documents_refuses_one_more_but_serves_those_it_has() {
+    let server = Server::start(&[("STOA_REALTIME__MAX_OPEN_DOCUMENTS", "1")]);
+    let (_, token) = server.register("alice");
+    let ws_id = server.workspace_with(&token, &[]);
+    let made: Vec<i64> = (0..2)
+        .map(|i| {
+            let r = server.json(
+                "POST",
+                &format!("/api/v1/workspaces/{ws_id}/documents"),
+                Some(&token),
+                json!({"title": format!("D{i}")}),
+            );
+            r.value()["id"].as_i64().unwrap()
+        })
+        .collect();
+    let _first = open(&server, made[0], &token);
+    match RawWs::open(&server, &format!("/yjs/{}?token={token}", made[1])) {
+        Err(r) => {
+            assert_eq!(r.status, 503, "{}", r.text());
+            assert!(r.header("retry-after").is_some());
+        }
+        Ok(_) => panic!("a second document opened beyond the cap"),
+    }
+    // The open document takes more editors.
+    let _second = open(&server, made[0], &token);
+    assert!(server.healthy());
+}
