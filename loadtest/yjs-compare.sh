@@ -8,8 +8,8 @@
 # Columns: remote updates delivered per second, latency p50 and p99 (ms), server RSS per
 # open document with its editors. Stoa stores every update (SQLite); the reference servers
 # run as they come, in memory. TARGETS="stoa hocuspocus" picks a subset. GEN=rust drives
-# Stoa and y-websocket from `stoa-loadtest yjs` (light enough not to be the bottleneck;
-# it does not speak Hocuspocus's protocol, so Hocuspocus is left out then).
+# every server from `stoa-loadtest yjs` (light enough not to be the bottleneck; it speaks
+# Hocuspocus's framing with --hocuspocus 1) instead of the Node providers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=${1:-200}; E=${2:-3}; N=${3:-30}; R=${4:-20}
@@ -25,7 +25,6 @@ rust_result() {
     END {sub(/\/s$/, "", r); printf "result %s %s %s %s 0\n", t, r, p50, p99}'
 }
 DEFAULT_TARGETS="stoa y-websocket hocuspocus"
-[ "${GEN:-node}" = rust ] && DEFAULT_TARGETS="stoa y-websocket"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stoa-target}"
 for target in ${TARGETS:-$DEFAULT_TARGETS}; do
   echo "== $target" >&2
@@ -45,6 +44,7 @@ for target in ${TARGETS:-$DEFAULT_TARGETS}; do
       until curl -s "http://127.0.0.1:$PORT/" > /dev/null 2>&1; do sleep 0.1; done
       if [ "${GEN:-node}" = rust ]; then
         "$CARGO_TARGET_DIR/release/stoa-loadtest" yjs --api "http://127.0.0.1:$PORT" --prefix "" \
+          --hocuspocus "$([ "$target" = hocuspocus ] && echo 1 || echo 0)" \
           --docs "$(seq -s, -f "room%g" 1 "$D")" --editors "$E" --count "$N" --rate "$R" 2>/dev/null \
           | rust_result "$target" >> "$OUT"
       else

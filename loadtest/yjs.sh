@@ -19,9 +19,11 @@ cargo build --release -q -p stoa
 DATA=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$DATA"' EXIT
 ulimit -n 20000
-# One user drives every editor, so the per-user limits are lifted.
+# One user drives every editor, as fast as asked: the per-user and per-connection limits
+# are lifted.
 STOA_SERVER__PORT=$PORT STOA_DATA_DIR="$DATA" STOA_DATABASE__URL="sqlite://$DATA/stoa.db" \
 STOA_LOG__LEVEL=warn STOA_REALTIME__MAX_SOCKETS_PER_USER=1000000 \
+STOA_REALTIME__MESSAGES_PER_SEC=1000000 STOA_REALTIME__MESSAGE_BURST=1000000 \
 STOA_REALTIME__USER_MESSAGES_PER_SEC=1000000 STOA_REALTIME__USER_MESSAGE_BURST=1000000 \
 STOA_AUTH__LOGIN_ATTEMPTS_PER_MINUTE=1000 \
   ${WRAP:-} "$CARGO_TARGET_DIR/release/stoa" & SERVER=$!

@@ -560,13 +560,22 @@ impl DocActor {
         }
         self.writing = true;
         let batch = std::mem::take(&mut self.pending);
+        let count = batch.len() as u64;
+        // One row (and one bus message) for the batch: Yjs merges updates losslessly.
+        let batch = match batch.len() {
+            0 | 1 => batch,
+            _ => match yrs::merge_updates_v1(&batch) {
+                Ok(merged) => vec![merged],
+                Err(_) => batch,
+            },
+        };
         let store = self.store.clone();
         let id = self.id;
         let fut = async move {
             let result = store.append(id, &batch).await;
             (batch, result)
         };
-        ctx.spawn(fut.into_actor(self).map(|(batch, result), act, ctx| {
+        ctx.spawn(fut.into_actor(self).map(move |(batch, result), act, ctx| {
             act.writing = false;
             match result {
                 Ok(seq) => {
@@ -579,7 +588,7 @@ impl DocActor {
                         act.shared.bus_send(&doc_channel(act.id), body);
                     }
                     act.since_compact += batch.len();
-                    Stats::add(&act.stats().yjs_updates_written, batch.len() as u64);
+                    Stats::add(&act.stats().yjs_updates_written, count);
                     if act.since_compact >= COMPACT_AFTER {
                         act.compact(ctx);
                     }

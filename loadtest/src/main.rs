@@ -24,7 +24,8 @@
 //!     timestamped pieces of text at R per second as real Yjs updates (a `yrs` document per
 //!     editor); every editor records how long the others' updates took to reach it, read
 //!     from the update's bytes (`T<µs>e<editor>|`; the generator does not apply them, so it
-//!     stays cheap);
+//!     stays cheap); `--hocuspocus 1` speaks Hocuspocus 2's framing instead (every message
+//!     behind the document's name, an auth message first);
 //!     prints remote updates delivered per second and latency percentiles
 //! stoa-loadtest report FILE…
 //!     merges latency files: count, p50, p99, p99.9, max
@@ -790,6 +791,7 @@ async fn yjs(api: &str, flags: &HashMap<String, String>) -> Result<(), Error> {
     let count: u64 = flag(flags, "count", 30);
     let rate: f64 = flag(flags, "rate", 20.0);
     let prefix: String = flag(flags, "prefix", "/yjs".to_string());
+    let hocuspocus = flag::<u8>(flags, "hocuspocus", 0) == 1;
     let out = flags.get("out").cloned();
     let latencies = Arc::new(Mutex::new(Vec::<u32>::new()));
     let received = Arc::new(AtomicU64::new(0));
@@ -797,12 +799,23 @@ async fn yjs(api: &str, flags: &HashMap<String, String>) -> Result<(), Error> {
     let mut tasks = Vec::new();
     for (d, doc) in docs.iter().enumerate() {
         for e in 0..editors {
-            let path = if token.is_empty() {
+            let path = if hocuspocus {
+                "/".to_string()
+            } else if token.is_empty() {
                 format!("{prefix}/{doc}")
             } else {
                 format!("{prefix}/{doc}?token={token}")
             };
             let mut ws = Ws::connect_path(api, &path, None, false).await?;
+            // Hocuspocus: every message starts with the document's name.
+            let mut name = Vec::new();
+            if hocuspocus {
+                var_uint(doc.len(), &mut name);
+                name.extend_from_slice(doc.as_bytes());
+                let mut auth = name.clone();
+                auth.extend_from_slice(&[2, 0, 0]); // auth, token, ""
+                ws.writer.send(0x2, &auth).await?;
+            }
             let (latencies, received, ready) = (latencies.clone(), received.clone(), ready.clone());
             let k = d * editors + e;
             tasks.push(tokio::spawn(async move {
@@ -814,6 +827,7 @@ async fn yjs(api: &str, flags: &HashMap<String, String>) -> Result<(), Error> {
                     mut writer,
                     ..
                 } = ws;
+                let skip = name.len();
                 let reading = tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut mine = Vec::new();
@@ -822,7 +836,8 @@ async fn yjs(api: &str, flags: &HashMap<String, String>) -> Result<(), Error> {
                             break;
                         }
                         // Sync update messages only (0, 2): what the others typed.
-                        if buf.len() > 2 && buf[0] == 0 && buf[1] == 2 {
+                        let body = buf.get(skip..).unwrap_or(&[]);
+                        if body.len() > 2 && body[0] == 0 && body[1] == 2 {
                             let now = now_us();
                             mine.clear();
                             // Some servers send an editor its own updates back: not counted.
@@ -853,7 +868,8 @@ async fn yjs(api: &str, flags: &HashMap<String, String>) -> Result<(), Error> {
                         text.insert(&mut txn, end, &format!("T{}e{k}|", now_us()));
                     }
                     let update = doc.transact().encode_state_as_update_v1(&sv);
-                    let mut msg = vec![0u8, 2];
+                    let mut msg = name.clone();
+                    msg.extend_from_slice(&[0u8, 2]);
                     var_uint(update.len(), &mut msg);
                     msg.extend_from_slice(&update);
                     if writer.send(0x2, &msg).await.is_err() {
