@@ -10,8 +10,9 @@
 //! disconnected (`slow_consumer`) as a channel client is.
 //!
 //! A document is loaded from the store (its snapshot and the updates after it) before any
-//! client message is applied; what arrives meanwhile waits. It is unloaded once its last
-//! connection has gone and `Limits::doc_idle` has passed with its updates written.
+//! client message is applied: the actor's mailbox waits for the load (`ctx.wait`). It is
+//! unloaded once its last connection has gone and `Limits::doc_idle` has passed with its
+//! updates written.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -247,9 +248,6 @@ pub struct DocActor {
     store: Arc<dyn DocStore>,
     awareness: Awareness,
     conns: HashMap<u64, DocConn>,
-    loaded: bool,
-    /// Messages that came before the document was loaded.
-    early: Vec<DocMsg>,
     /// Updates not yet written.
     pending: Vec<Vec<u8>>,
     writing: bool,
@@ -286,8 +284,6 @@ impl DocActor {
             store,
             awareness: Awareness::new(yrs::Doc::new()),
             conns: HashMap::new(),
-            loaded: false,
-            early: Vec::new(),
             pending: Vec::new(),
             writing: false,
             since_compact: 0,
@@ -346,10 +342,6 @@ impl DocActor {
     }
 
     fn handle(&mut self, msg: DocMsg, ctx: &mut Context<Self>) {
-        if !self.loaded {
-            self.early.push(msg);
-            return;
-        }
         match msg {
             DocMsg::Open(open) => {
                 let c = DocConn {
@@ -431,10 +423,7 @@ impl DocActor {
         }
         Stats::add(&self.stats().yjs_updates, 1);
         if let Some(user) = self.conns.get(&conn_id).map(|c| c.user) {
-            match self.edits.iter_mut().find(|(u, _)| *u == user) {
-                Some((_, n)) => *n += 1,
-                None => self.edits.push((user, 1)),
-            }
+            self.count_edits(user, 1);
             self.schedule_projection(ctx);
         }
         let relayed: Arc<[u8]> = Message::Sync(SyncMessage::Update(update.clone()))
@@ -532,18 +521,8 @@ impl DocActor {
     fn maybe_unload(&mut self, ctx: &mut Context<Self>) {
         let idle = self.shared.limits().doc_idle;
         let quiet = self.last_left.is_some_and(|t| t.elapsed() >= idle);
-        let idle_work = self.pending.is_empty()
-            && !self.writing
-            && !self.projecting
-            && !self.projection_due
-            && !self.compacting;
-        if self.conns.is_empty() && quiet && idle_work {
-            let me = ctx.address();
-            self.shared
-                .docs
-                .open
-                .remove_if(&self.id, |_, addr| *addr == me);
-            ctx.stop();
+        if self.conns.is_empty() && quiet && self.written() {
+            self.unload(ctx);
         } else if self.conns.is_empty() {
             ctx.run_later(idle, |act, ctx| act.maybe_unload(ctx));
         }
@@ -646,10 +625,7 @@ impl DocActor {
                 Err(e) => {
                     tracing::warn!(document = act.id, error = %e, "cannot save the document's text; retrying");
                     for (user, n) in editors {
-                        match act.edits.iter_mut().find(|(u, _)| *u == user) {
-                            Some((_, m)) => *m += n,
-                            None => act.edits.push((user, n)),
-                        }
+                        act.count_edits(user, n);
                     }
                     act.schedule_projection(ctx);
                 }
@@ -709,13 +685,35 @@ impl DocActor {
         }
     }
 
-    fn notify_flushed(&mut self) {
-        if self.pending.is_empty()
+    /// Nothing applied is left to write: updates, text or compaction.
+    fn written(&self) -> bool {
+        self.pending.is_empty()
             && !self.writing
             && !self.projecting
             && !self.projection_due
             && !self.compacting
-        {
+    }
+
+    /// Leaves the map of open documents (if still this actor's) and stops.
+    fn unload(&mut self, ctx: &mut Context<Self>) {
+        let me = ctx.address();
+        self.shared
+            .docs
+            .open
+            .remove_if(&self.id, |_, addr| *addr == me);
+        ctx.stop();
+    }
+
+    /// Counts `n` edits of `user` in the current window.
+    fn count_edits(&mut self, user: i64, n: u32) {
+        match self.edits.iter_mut().find(|(u, _)| *u == user) {
+            Some((_, m)) => *m += n,
+            None => self.edits.push((user, n)),
+        }
+    }
+
+    fn notify_flushed(&mut self) {
+        if self.written() {
             for tx in self.flushed.drain(..) {
                 let _ = tx.send(());
             }
@@ -789,7 +787,6 @@ impl Actor for DocActor {
                 }
                 act.last_seq = stored.last_seq;
                 act.loaded_seq = stored.last_seq;
-                act.loaded = true;
                 let text = stored.text.unwrap_or_default();
                 if stored.updates.is_empty() && !text.is_empty() {
                     act.seed(&text, ctx);
@@ -798,26 +795,15 @@ impl Actor for DocActor {
                 if stored.updates.len() > COMPACT_AFTER / 4 {
                     act.compact(ctx);
                 }
-                for msg in std::mem::take(&mut act.early) {
-                    act.handle(msg, ctx);
-                }
                 if act.shared.has_bus() {
                     ctx.run_later(CATCH_UP, |act, ctx| act.catch_up(ctx));
                 }
             }
             Err(e) => {
+                // Its sessions find it gone at their next message and close (1013): the
+                // clients reconnect and a new actor loads the document again.
                 tracing::error!(document = id, error = %e, "cannot load document");
-                for msg in act.early.drain(..) {
-                    if let DocMsg::Open(open) = msg {
-                        open.conn.notify(SessionNotice::Dropped {
-                            topic: "unavailable".into(),
-                            join_ref: None,
-                        });
-                    }
-                }
-                let me = ctx.address();
-                act.shared.docs.open.remove_if(&act.id, |_, addr| *addr == me);
-                ctx.stop();
+                act.unload(ctx);
             }
         }));
     }
@@ -857,11 +843,6 @@ impl actix::Message for Remote {
 impl Handler<Remote> for DocActor {
     type Result = ();
     fn handle(&mut self, msg: Remote, _ctx: &mut Context<Self>) {
-        if !self.loaded {
-            // Loading: the updates are in the store already (written before they were
-            // sent), or in the catch-up read; awareness is renewed every 15 s.
-            return;
-        }
         match msg {
             Remote::Updates(updates) => self.apply_remote(updates),
             Remote::Awareness(update) => {
@@ -909,12 +890,7 @@ impl Handler<RevokeDoc> for DocActor {
             self.pending.clear();
             self.edits.clear();
             self.projection_due = false;
-            let me = ctx.address();
-            self.shared
-                .docs
-                .open
-                .remove_if(&self.id, |_, addr| *addr == me);
-            ctx.stop();
+            self.unload(ctx);
         }
     }
 }
@@ -927,12 +903,7 @@ struct SetText(String);
 impl Handler<SetText> for DocActor {
     type Result = ();
     fn handle(&mut self, msg: SetText, ctx: &mut Context<Self>) {
-        if self.loaded {
-            self.set_text(&msg.0, ctx);
-        } else {
-            // Applied once the document is loaded, in order with what else waits.
-            ctx.notify_later(msg, Duration::from_millis(20));
-        }
+        self.set_text(&msg.0, ctx);
     }
 }
 

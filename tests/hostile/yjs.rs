@@ -26,6 +26,18 @@ fn open(server: &Server, doc: i64, token: &str) -> RawWs {
     ws
 }
 
+/// A new document in `ws_id` with `body` (title, content); its id.
+fn document(server: &Server, token: &str, ws_id: i64, body: serde_json::Value) -> i64 {
+    let r = server.json(
+        "POST",
+        &format!("/api/v1/workspaces/{ws_id}/documents"),
+        Some(token),
+        body,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.value()["id"].as_i64().expect("id")
+}
+
 /// The document's text as a fresh client syncing now receives it.
 fn text_now(server: &Server, doc: i64, token: &str) -> String {
     let mut ws = open(server, doc, token);
@@ -53,14 +65,12 @@ fn hostile_yjs_messages_close_that_socket_and_change_nothing() {
     let server = Server::start(&[]);
     let (_, token) = server.register("mallory");
     let ws_id = server.workspace_with(&token, &[]);
-    let r = server.json(
-        "POST",
-        &format!("/api/v1/workspaces/{ws_id}/documents"),
-        Some(&token),
+    let doc = document(
+        &server,
+        &token,
+        ws_id,
         json!({"title": "Target", "content": "original"}),
     );
-    assert_eq!(r.status, 201, "{}", r.text());
-    let doc = r.value()["id"].as_i64().unwrap();
     assert_eq!(text_now(&server, doc, &token), "original");
 
     // A text frame: this endpoint speaks binary only.
@@ -124,13 +134,7 @@ fn a_flood_of_yjs_messages_is_cut_off_and_others_still_read_the_document() {
     // member looks at the document afterwards.
     let (reader, reader_token) = server.register("reader");
     let ws_id = server.workspace_with(&token, &[(reader, "viewer")]);
-    let r = server.json(
-        "POST",
-        &format!("/api/v1/workspaces/{ws_id}/documents"),
-        Some(&token),
-        json!({"title": "Target"}),
-    );
-    let doc = r.value()["id"].as_i64().unwrap();
+    let doc = document(&server, &token, ws_id, json!({"title": "Target"}));
     let mut ws = open(&server, doc, &token);
     // Awareness query after awareness query, far faster than any editor types.
     let mut code = None;
@@ -158,13 +162,7 @@ fn a_yjs_client_that_stops_reading_is_disconnected_as_a_slow_consumer() {
     let (_, writer_token) = server.register("writer");
     let (bob, bob_token) = server.register("bob");
     let ws_id = server.workspace_with(&writer_token, &[(bob, "viewer")]);
-    let r = server.json(
-        "POST",
-        &format!("/api/v1/workspaces/{ws_id}/documents"),
-        Some(&writer_token),
-        json!({"title": "Big"}),
-    );
-    let doc = r.value()["id"].as_i64().unwrap();
+    let doc = document(&server, &writer_token, ws_id, json!({"title": "Big"}));
 
     // Bob opens the document and never reads again.
     let mut stalled = open(&server, doc, &bob_token);
@@ -223,13 +221,7 @@ fn updates_are_compacted_and_survive_a_restart_on_sqlite() {
     let mut server = Server::start(&env);
     let (_, token) = server.register("alice");
     let ws_id = server.workspace_with(&token, &[]);
-    let r = server.json(
-        "POST",
-        &format!("/api/v1/workspaces/{ws_id}/documents"),
-        Some(&token),
-        json!({"title": "Long"}),
-    );
-    let doc = r.value()["id"].as_i64().unwrap();
+    let doc = document(&server, &token, ws_id, json!({"title": "Long"}));
 
     let mut editor_ws = open(&server, doc, &token);
     let editor = yrs::Doc::new();
@@ -299,15 +291,7 @@ fn a_node_at_its_cap_of_open_documents_refuses_one_more_but_serves_those_it_has(
     let (_, token) = server.register("alice");
     let ws_id = server.workspace_with(&token, &[]);
     let made: Vec<i64> = (0..2)
-        .map(|i| {
-            let r = server.json(
-                "POST",
-                &format!("/api/v1/workspaces/{ws_id}/documents"),
-                Some(&token),
-                json!({"title": format!("D{i}")}),
-            );
-            r.value()["id"].as_i64().unwrap()
-        })
+        .map(|i| document(&server, &token, ws_id, json!({"title": format!("D{i}")})))
         .collect();
     let _first = open(&server, made[0], &token);
     match RawWs::open(&server, &format!("/yjs/{}?token={token}", made[1])) {
