@@ -12,6 +12,7 @@ mod extract;
 mod notifications;
 mod observe;
 pub mod openapi;
+mod reports;
 pub mod socket;
 pub mod upgrade;
 pub mod views;
@@ -79,6 +80,7 @@ pub enum SocketOrigins {
         (name = "comments", description = "Comments and threads"),
         (name = "events", description = "The workspace event log"),
         (name = "notifications", description = "The caller's notifications"),
+        (name = "reports", description = "Workspace activity reports (admins), JSON or CSV"),
         (name = "operations", description = "Health, readiness, metrics"),
     )
 )]
@@ -244,6 +246,10 @@ pub fn app(
                 .service(comments::update_comment)
                 .service(comments::delete_comment)
                 .service(events::list_events)
+                .service(reports::activity_report)
+                .service(reports::member_report)
+                .service(reports::document_report)
+                .service(reports::overview_report)
                 .service(notifications::list_notifications)
                 .service(notifications::get_unread_count)
                 .service(notifications::mark_read)

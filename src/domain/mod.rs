@@ -2,11 +2,13 @@
 //! it is known to be well formed, so neither the store nor the API checks it again.
 //! Nothing here does I/O.
 
+mod calendar;
 mod mentions;
 mod role;
 mod text;
 mod time;
 
+pub use calendar::{BucketUnit, Zone, MAX_BUCKETS};
 pub use mentions::parse_mentions;
 pub use role::Role;
 pub use text::{

@@ -24,6 +24,9 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role, lowest first.
+    pub const ALL: [Role; 4] = [Role::Viewer, Role::Editor, Role::Admin, Role::Owner];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Viewer => "viewer",

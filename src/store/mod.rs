@@ -7,13 +7,13 @@
 //! [`crate::domain`]; the store only applies them where the data is.
 //!
 //! The methods are declared in one trait per aggregate ([`Accounts`], [`Workspaces`],
-//! [`Documents`], [`Comments`], [`Events`], [`Notifications`]); [`Store`] is all of them
+//! [`Documents`], [`Comments`], [`Events`], [`Notifications`], [`Reports`]); [`Store`] is all of them
 //! together, so `Arc<dyn Store>` is the one handle callers hold. Code that calls them on a
 //! concrete store imports [`prelude`].
 
 mod sql;
 
-pub use sql::SqlStore;
+pub use sql::{ImportedEvent, SqlStore};
 
 use std::collections::HashMap;
 
@@ -207,6 +207,7 @@ pub trait Store:
     + Comments
     + Events
     + Notifications
+    + Reports
     + Send
     + Sync
     + 'static
@@ -218,7 +219,8 @@ pub trait Store:
 /// The aggregate traits, for `use crate::store::prelude::*` wherever store methods are called.
 pub mod prelude {
     pub use super::{
-        Accounts, Comments, DocumentUpdates, Documents, Events, Notifications, Store, Workspaces,
+        Accounts, Comments, DocumentUpdates, Documents, Events, Notifications, Reports, Store,
+        Workspaces,
     };
 }
 
@@ -461,4 +463,79 @@ pub trait Notifications: Send + Sync {
     async fn mark_read(&self, user: UserId, id: i64) -> StoreResult<Notification>;
     /// Marks all the caller's notifications read; returns how many were unread.
     async fn mark_all_read(&self, user: UserId) -> StoreResult<u64>;
+}
+
+/// One member's activity in a workspace, for the member report.
+#[derive(Debug, Clone)]
+pub struct MemberActivity {
+    pub member: Member,
+    /// Events in the log with this member as actor.
+    pub events: i64,
+    pub documents_created: i64,
+    /// Distinct documents they edited (deleted ones included).
+    pub documents_edited: i64,
+    /// Edit events: REST updates and windows of live editing.
+    pub edits: i64,
+    /// Comments they wrote.
+    pub comments: i64,
+    pub last_active: Option<i64>,
+}
+
+/// One document's activity, for the document report.
+#[derive(Debug, Clone)]
+pub struct DocumentActivity {
+    pub document: Document,
+    pub edits: i64,
+    pub comments: i64,
+    /// Distinct members who edited it.
+    pub editors: i64,
+    pub last_activity: Option<i64>,
+}
+
+/// A workspace at a glance.
+#[derive(Debug, Clone)]
+pub struct Overview {
+    /// Members per role, every role present (0 if none).
+    pub members_by_role: Vec<(Role, i64)>,
+    pub documents: i64,
+    pub comments: i64,
+    /// The offset of the newest event, which is the number of events logged.
+    pub events: i64,
+    /// Distinct users with an event at or after each of the instants asked about.
+    pub active_users: Vec<i64>,
+}
+
+/// Activity reports, read from rollups kept with the event log. Each needs the admin role
+/// (`Forbidden` below it, `NotFound` for non-members).
+#[async_trait]
+pub trait Reports: Send + Sync {
+    /// Events per kind in each of `buckets` (`[start, end)` in milliseconds, aligned to
+    /// 15-minute slots): `(bucket index, kind, events)`, zero counts left out.
+    async fn activity_report(
+        &self,
+        actor: UserId,
+        ws: WorkspaceId,
+        buckets: &[(i64, i64)],
+    ) -> StoreResult<Vec<(usize, String, i64)>>;
+    /// Current members by user id.
+    async fn member_report(
+        &self,
+        actor: UserId,
+        ws: WorkspaceId,
+        page: PageRequest,
+    ) -> StoreResult<Page<MemberActivity>>;
+    /// Current documents by id (without their content).
+    async fn document_report(
+        &self,
+        actor: UserId,
+        ws: WorkspaceId,
+        page: PageRequest,
+    ) -> StoreResult<Page<DocumentActivity>>;
+    /// Totals, with the active users since each of `active_since` (milliseconds).
+    async fn overview_report(
+        &self,
+        actor: UserId,
+        ws: WorkspaceId,
+        active_since: &[i64],
+    ) -> StoreResult<Overview>;
 }

@@ -14,4 +14,5 @@ mod http;
 mod members;
 mod notifications;
 mod realtime;
+mod reports;
 mod ws;

@@ -12,7 +12,7 @@ use crate::store::{
 };
 
 #[derive(sqlx::FromRow)]
-struct DocumentRow {
+pub(super) struct DocumentRow {
     id: i64,
     workspace_id: i64,
     title: String,

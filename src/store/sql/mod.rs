@@ -17,6 +17,10 @@ mod comments;
 mod document_updates;
 mod documents;
 mod events;
+mod reports;
+mod seed;
+
+pub use seed::ImportedEvent;
 mod notifications;
 mod workspaces;
 
@@ -251,6 +255,7 @@ async fn append(conn: &mut AnyConnection, e: NewEvent) -> StoreResult<Event> {
     .bind(e.at)
     .execute(&mut *conn)
     .await?;
+    count_for_reports(conn, &e).await?;
     Ok(Event {
         workspace_id: e.ws,
         offset: e.offset,
@@ -260,6 +265,88 @@ async fn append(conn: &mut AnyConnection, e: NewEvent) -> StoreResult<Event> {
         data: e.data,
         at: e.at,
     })
+}
+
+/// The length of an `activity_slots` slot: 15 minutes, in milliseconds.
+pub(super) const SLOT_MS: i64 = 15 * 60 * 1000;
+
+/// Counts one appended event in the report rollups (0006_report_rollups.sql), in the
+/// event's transaction: its kind in its 15-minute slot, its actor's activity and, for an
+/// event about a document that still exists, the document's.
+async fn count_for_reports(conn: &mut AnyConnection, e: &NewEvent) -> StoreResult<()> {
+    let edit = i64::from(matches!(e.kind, "document.updated" | "document.edited"));
+    let comment = i64::from(e.kind == "comment.created");
+    let created = i64::from(e.kind == "document.created");
+    sqlx::query(
+        "INSERT INTO activity_slots (workspace_id, slot, kind, events) VALUES ($1, $2, $3, 1) \
+         ON CONFLICT (workspace_id, slot, kind) DO UPDATE SET events = activity_slots.events + 1",
+    )
+    .bind(e.ws)
+    .bind(e.at.div_euclid(SLOT_MS) * SLOT_MS)
+    .bind(e.kind)
+    .execute(&mut *conn)
+    .await?;
+    let doc = match e.kind {
+        "document.deleted" => None,
+        _ => e.data.get("document_id").and_then(Value::as_i64),
+    };
+    // A first edit of a document by this actor makes them one more of its editors, and it
+    // one more of the documents they edited.
+    let mut new_editor = 0;
+    if let (Some(doc), 1) = (doc, edit) {
+        let edits: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO document_editors (document_id, user_id, edits) \
+             SELECT id, $2, 1 FROM documents WHERE id = $1 \
+             ON CONFLICT (document_id, user_id) DO UPDATE SET edits = document_editors.edits + 1 \
+             RETURNING edits",
+        )
+        .bind(doc)
+        .bind(e.actor)
+        .fetch_optional(&mut *conn)
+        .await?;
+        new_editor = i64::from(edits == Some(1));
+    }
+    sqlx::query(
+        "INSERT INTO member_activity (workspace_id, user_id, events, documents_created, \
+         documents_edited, edits, comments, last_active) VALUES ($1, $2, 1, $3, $4, $5, $6, $7) \
+         ON CONFLICT (workspace_id, user_id) DO UPDATE SET \
+         events = member_activity.events + 1, \
+         documents_created = member_activity.documents_created + excluded.documents_created, \
+         documents_edited = member_activity.documents_edited + excluded.documents_edited, \
+         edits = member_activity.edits + excluded.edits, \
+         comments = member_activity.comments + excluded.comments, \
+         last_active = CASE WHEN excluded.last_active > member_activity.last_active \
+                       THEN excluded.last_active ELSE member_activity.last_active END",
+    )
+    .bind(e.ws)
+    .bind(e.actor)
+    .bind(created)
+    .bind(new_editor)
+    .bind(edit)
+    .bind(comment)
+    .bind(e.at)
+    .execute(&mut *conn)
+    .await?;
+    if let Some(doc) = doc {
+        sqlx::query(
+            "INSERT INTO document_activity (document_id, workspace_id, edits, comments, editors, \
+             last_activity) SELECT id, workspace_id, $2, $3, $4, $5 FROM documents WHERE id = $1 \
+             ON CONFLICT (document_id) DO UPDATE SET \
+             edits = document_activity.edits + excluded.edits, \
+             comments = document_activity.comments + excluded.comments, \
+             editors = document_activity.editors + excluded.editors, \
+             last_activity = CASE WHEN excluded.last_activity > document_activity.last_activity \
+                             THEN excluded.last_activity ELSE document_activity.last_activity END",
+        )
+        .bind(doc)
+        .bind(edit)
+        .bind(comment)
+        .bind(new_editor)
+        .bind(e.at)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 fn page_of<T>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> i64) -> Page<T> {

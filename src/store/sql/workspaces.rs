@@ -48,7 +48,7 @@ const WORKSPACE_COLUMNS: &str =
     "w.id, w.name, w.slug, w.last_offset, w.created_at, w.updated_at, m.role";
 
 #[derive(sqlx::FromRow)]
-struct MemberRow {
+pub(super) struct MemberRow {
     user_id: i64,
     email: String,
     display_name: String,
@@ -58,7 +58,7 @@ struct MemberRow {
 }
 
 impl MemberRow {
-    fn into_member(self) -> StoreResult<Member> {
+    pub(super) fn into_member(self) -> StoreResult<Member> {
         Ok(Member {
             user_id: self.user_id,
             email: self.email,
