@@ -51,6 +51,7 @@ pub struct Settings {
     pub realtime: RealtimeSettings,
     pub redis: RedisSettings,
     pub cluster: ClusterSettings,
+    pub search: SearchSettings,
     pub log: LogSettings,
     /// `STOA_*` variables that name no setting: ignored, and reported at start-up.
     #[serde(skip)]
@@ -298,6 +299,18 @@ impl ClusterSettings {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// Where search runs (see `config/default.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchSettings {
+    /// Empty: the database's own full-text index.
+    pub elasticsearch_url: String,
+    pub elasticsearch_index: String,
+    /// Events per bulk request of the indexer.
+    pub elasticsearch_batch: u32,
+    pub elasticsearch_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod metrics;
 pub mod realtime;
+pub mod search;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -42,6 +42,7 @@ pub struct Application {
     server: Server,
     store: Arc<SqlStore>,
     realtime: Realtime,
+    search: Arc<dyn crate::search::SearchBackend>,
     upkeep: actix_web::rt::task::JoinHandle<()>,
 }
 
@@ -116,6 +117,8 @@ impl Application {
             );
             Some(health)
         };
+        let search: Arc<dyn crate::search::SearchBackend> =
+            Arc::new(crate::search::SqlSearch(store.clone()));
         let metrics = Metrics::new();
         metrics.observe_realtime(realtime.clone());
         if let Some(health) = &bus {
@@ -140,6 +143,7 @@ impl Application {
             metrics,
             realtime: realtime.clone(),
             socket_origins: socket_origins(&settings),
+            search: search.clone(),
             bus,
         });
 
@@ -210,6 +214,7 @@ impl Application {
             server,
             store,
             realtime,
+            search,
             upkeep,
         })
     }
@@ -222,6 +227,11 @@ impl Application {
     /// stopped between commit and live publication).
     pub fn store(&self) -> Arc<SqlStore> {
         self.store.clone()
+    }
+
+    /// Where searches go.
+    pub fn search(&self) -> Arc<dyn crate::search::SearchBackend> {
+        self.search.clone()
     }
 
     /// The real-time core (tests inject faults and read counters through it).

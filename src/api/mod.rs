@@ -13,6 +13,7 @@ mod notifications;
 mod observe;
 pub mod openapi;
 mod reports;
+mod search;
 pub mod socket;
 pub mod upgrade;
 pub mod views;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub realtime: crate::realtime::Realtime,
     /// Origins a browser may open the socket from (`*` for any).
     pub socket_origins: SocketOrigins,
+    /// Where searches go (the database's index, or Elasticsearch).
+    pub search: Arc<dyn crate::search::SearchBackend>,
     /// The Redis bus's health, when the node is in a cluster.
     pub bus: Option<Arc<crate::bus::BusHealth>>,
 }
@@ -80,6 +83,7 @@ pub enum SocketOrigins {
         (name = "comments", description = "Comments and threads"),
         (name = "events", description = "The workspace event log"),
         (name = "notifications", description = "The caller's notifications"),
+        (name = "search", description = "Full-text search over documents and comments"),
         (name = "reports", description = "Workspace activity reports (admins), JSON or CSV"),
         (name = "operations", description = "Health, readiness, metrics"),
     )
@@ -246,6 +250,8 @@ pub fn app(
                 .service(comments::update_comment)
                 .service(comments::delete_comment)
                 .service(events::list_events)
+                .service(search::search_workspace)
+                .service(search::search_all)
                 .service(reports::activity_report)
                 .service(reports::member_report)
                 .service(reports::document_report)

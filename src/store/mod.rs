@@ -21,8 +21,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::domain::{
-    CommentBody, CommentId, DisplayName, DocumentId, DocumentTitle, Email, Role, Slug, UserId,
-    WorkspaceId, WorkspaceName,
+    CommentBody, CommentId, DisplayName, DocumentId, DocumentTitle, Email, Role, SearchQuery, Slug,
+    UserId, WorkspaceId, WorkspaceName,
 };
 
 /// Why a store operation did not happen.
@@ -208,6 +208,7 @@ pub trait Store:
     + Events
     + Notifications
     + Reports
+    + Search
     + Send
     + Sync
     + 'static
@@ -219,8 +220,8 @@ pub trait Store:
 /// The aggregate traits, for `use crate::store::prelude::*` wherever store methods are called.
 pub mod prelude {
     pub use super::{
-        Accounts, Comments, DocumentUpdates, Documents, Events, Notifications, Reports, Store,
-        Workspaces,
+        Accounts, Comments, DocumentUpdates, Documents, Events, Notifications, Reports, Search,
+        Store, Workspaces,
     };
 }
 
@@ -538,4 +539,100 @@ pub trait Reports: Send + Sync {
         ws: WorkspaceId,
         active_since: &[i64],
     ) -> StoreResult<Overview>;
+}
+
+/// What search finds: a document (by its title or text) or a comment.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum HitKind {
+    Comment,
+    Document,
+}
+
+impl HitKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HitKind::Comment => "comment",
+            HitKind::Document => "document",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<HitKind> {
+        match s {
+            "comment" => Some(HitKind::Comment),
+            "document" => Some(HitKind::Document),
+            _ => None,
+        }
+    }
+}
+
+/// Where a page of hits continues: after this score, kind and id (hits are ordered by score,
+/// highest first, then kind and id).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HitKey {
+    pub score: f64,
+    pub kind: HitKind,
+    pub id: i64,
+}
+
+/// A search, already parsed and authorised: `workspaces` are the ones the caller may read
+/// (the backend must not return anything outside them).
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    pub user: UserId,
+    pub workspaces: Vec<WorkspaceId>,
+    pub query: SearchQuery,
+    pub kind: Option<HitKind>,
+    pub author: Option<UserId>,
+    /// Last changed at or after (milliseconds).
+    pub from: Option<i64>,
+    /// Last changed before.
+    pub to: Option<i64>,
+    pub after: Option<HitKey>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchHit {
+    pub kind: HitKind,
+    pub id: i64,
+    pub workspace_id: WorkspaceId,
+    pub document_id: DocumentId,
+    pub author_id: Option<UserId>,
+    /// Last changed (milliseconds).
+    pub at: i64,
+    /// Higher is better; comparable only within one search.
+    pub score: f64,
+}
+
+/// The texts a hit shows: the document's title, and the text matched (document text or
+/// comment body).
+#[derive(Debug, Clone)]
+pub struct HitText {
+    pub title: String,
+    pub text: String,
+}
+
+/// Full-text search in the database's own index (SQLite FTS5, PostgreSQL tsvector), and the
+/// texts that hits of any backend are shown with.
+#[async_trait]
+pub trait Search: Send + Sync {
+    /// Matches in `request.workspaces` that the user is still a member of, best first.
+    async fn search(&self, request: &SearchRequest) -> StoreResult<Vec<SearchHit>>;
+    /// The texts of hits that still exist, by `(kind, id)`.
+    async fn hit_texts(&self, hits: &[SearchHit]) -> StoreResult<HashMap<(HitKind, i64), HitText>>;
+    /// The workspaces the user is a member of.
+    async fn workspace_ids_of(&self, user: UserId) -> StoreResult<Vec<WorkspaceId>>;
 }

@@ -19,6 +19,7 @@ pub struct TestApp {
     pub client: awc::Client,
     pub realtime: stoa::realtime::Realtime,
     pub store: std::sync::Arc<stoa::store::SqlStore>,
+    pub search: std::sync::Arc<dyn stoa::search::SearchBackend>,
     /// The database the server uses.
     pub db_url: String,
     handle: ServerHandle,
@@ -77,6 +78,7 @@ pub async fn spawn_app_with(
     let handle = app.handle();
     let realtime = app.realtime();
     let store = app.store();
+    let search = app.search();
     actix_web::rt::spawn(app.run_until_stopped());
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(60))
@@ -86,6 +88,7 @@ pub async fn spawn_app_with(
         client,
         realtime,
         store,
+        search,
         db_url: db.url.clone(),
         handle,
         _db: db,
@@ -105,6 +108,11 @@ impl Drop for TestApp {
 }
 
 impl TestApp {
+    /// Returns once the search index holds everything committed so far.
+    pub async fn search_settled(&self) {
+        self.search.settled().await;
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -15,4 +15,5 @@ mod members;
 mod notifications;
 mod realtime;
 mod reports;
+mod search;
 mod ws;

@@ -18,6 +18,7 @@ mod document_updates;
 mod documents;
 mod events;
 mod reports;
+mod search;
 mod seed;
 
 pub use seed::ImportedEvent;
