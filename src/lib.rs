@@ -11,6 +11,7 @@ pub mod domain;
 pub mod metrics;
 pub mod realtime;
 pub mod search;
+pub mod seed;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -1,4 +1,6 @@
-//! `stoa [--config FILE]`: loads the configuration, then serves until SIGTERM/SIGINT.
+//! `stoa [--config FILE] [COMMAND]`: loads the configuration, then serves until
+//! SIGTERM/SIGINT (no command), builds a benchmark workspace (`seed`), or rebuilds the
+//! Elasticsearch index from the database (`reindex`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +9,14 @@ use stoa::config::Settings;
 use stoa::startup::Application;
 
 fn usage() -> ExitCode {
-    eprintln!("usage: stoa [--config FILE]");
+    eprintln!("usage: stoa [--config FILE] [seed [OPTIONS] | reindex]");
+    eprintln!("  (no command)  serve until SIGTERM or SIGINT");
+    eprintln!(
+        "  seed          build a large workspace for benchmarks: --events N (1000000) \
+         --documents N (10000) --comments N (50000) --members N (50) --days N (365) --seed N \
+         --workspace NAME"
+    );
+    eprintln!("  reindex       rebuild the Elasticsearch index (search.elasticsearch_url) from the database");
     eprintln!(
         "configuration: config/default.toml, then FILE, then STOA_<SECTION>__<KEY> variables"
     );
@@ -39,6 +48,7 @@ impl Signals {
 
 fn main() -> ExitCode {
     let mut config_file: Option<PathBuf> = None;
+    let mut command: Option<(String, Vec<String>)> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -49,6 +59,9 @@ fn main() -> ExitCode {
             "--help" | "-h" => {
                 usage();
                 return ExitCode::SUCCESS;
+            }
+            "seed" | "reindex" => {
+                command = Some((arg.clone(), args.by_ref().collect()));
             }
             _ => return usage(),
         }
@@ -61,6 +74,9 @@ fn main() -> ExitCode {
         }
     };
     stoa::telemetry::init(&settings.log);
+    if let Some((name, rest)) = command {
+        return run_command(&settings, &name, &rest);
+    }
     let drain_secs = settings.server.drain_secs;
     let result = actix_web::rt::System::new().block_on(async move {
         // Listen for signals before the port opens, so no signal can arrive unhandled.
@@ -103,4 +119,58 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `seed` and `reindex`: one-off work against the configured database.
+fn run_command(settings: &Settings, name: &str, args: &[String]) -> ExitCode {
+    let result = actix_web::rt::System::new().block_on(async move {
+        match name {
+            "seed" => {
+                let plan = stoa::seed::SeedPlan::parse(args)?;
+                stoa::seed::run(settings, &plan).await
+            }
+            _ => {
+                if !args.is_empty() {
+                    return Err("reindex takes no options".to_string());
+                }
+                reindex(settings).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stoa {name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn reindex(settings: &Settings) -> Result<(), String> {
+    use stoa::search::elastic::{reindex, Elastic};
+    if settings.search.elasticsearch_url.is_empty() {
+        return Err(
+            "search.elasticsearch_url is not set; the database's own index is always current"
+                .into(),
+        );
+    }
+    let es = Elastic::new(&settings.search)?;
+    let store = stoa::store::SqlStore::connect(&settings.database)
+        .await
+        .map_err(|e| format!("database: {e}"))?;
+    let started = std::time::Instant::now();
+    let (documents, comments) = reindex(&store, &es, settings.search.elasticsearch_batch)
+        .await
+        .map_err(|e| e.to_string())?;
+    store.close().await;
+    println!(
+        "{}",
+        serde_json::json!({
+            "index": es.index(),
+            "documents": documents,
+            "comments": comments,
+            "seconds": started.elapsed().as_secs_f64(),
+        })
+    );
+    Ok(())
 }

@@ -118,7 +118,25 @@ impl Application {
             Some(health)
         };
         let search: Arc<dyn crate::search::SearchBackend> =
-            Arc::new(crate::search::SqlSearch(store.clone()));
+            if settings.search.elasticsearch_url.is_empty() {
+                Arc::new(crate::search::SqlSearch(store.clone()))
+            } else {
+                use crate::search::elastic::{Elastic, ElasticSearch, Indexer};
+                let es = Elastic::new(&settings.search).map_err(|message| {
+                    StartupError::Config(ConfigError::Invalid {
+                        key: "search.elasticsearch_url",
+                        message,
+                    })
+                })?;
+                let es = Arc::new(es);
+                let indexer = Indexer::start(
+                    store.clone(),
+                    es.clone(),
+                    settings.search.elasticsearch_batch,
+                );
+                tracing::info!(index = es.index(), "search runs on Elasticsearch");
+                Arc::new(ElasticSearch { es, indexer })
+            };
         let metrics = Metrics::new();
         metrics.observe_realtime(realtime.clone());
         if let Some(health) = &bus {

@@ -12,7 +12,7 @@ mod time;
 pub use calendar::{BucketUnit, Zone, MAX_BUCKETS};
 pub use mentions::parse_mentions;
 pub use role::Role;
-pub use search::{escape_html, snippet, SearchQuery, MAX_QUERY_BYTES, SEARCHABLE_CHARS};
+pub use search::{escape_html, snippet, Phrase, SearchQuery, MAX_QUERY_BYTES, SEARCHABLE_CHARS};
 pub use text::{
     CommentBody, DisplayName, DocumentTitle, Email, FieldError, Password, Slug, WorkspaceName,
     BOUNDED_TEXT_PATTERN, EMAIL_MAX, EMAIL_PATTERN, SLUG_PATTERN,

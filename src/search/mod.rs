@@ -20,6 +20,8 @@ pub enum SearchError {
     Unavailable(String),
 }
 
+pub mod elastic;
+
 #[async_trait]
 pub trait SearchBackend: Send + Sync {
     /// `sql` or `elasticsearch`.

@@ -635,4 +635,43 @@ pub trait Search: Send + Sync {
     async fn hit_texts(&self, hits: &[SearchHit]) -> StoreResult<HashMap<(HitKind, i64), HitText>>;
     /// The workspaces the user is a member of.
     async fn workspace_ids_of(&self, user: UserId) -> StoreResult<Vec<WorkspaceId>>;
+
+    // For an external index that follows the event log.
+
+    /// Up to `limit` workspaces whose log is ahead of the external index's position there:
+    /// `(workspace, position, head)`.
+    async fn search_backlog(&self, limit: u32) -> StoreResult<Vec<(WorkspaceId, i64, i64)>>;
+    /// Moves the external index's position in a workspace forward (never back).
+    async fn set_search_position(&self, ws: WorkspaceId, offset: i64) -> StoreResult<()>;
+    /// Every workspace's position becomes its log's head, as read when this is called
+    /// (after a rebuild that started later).
+    async fn reset_search_positions(&self, heads: &[(WorkspaceId, i64)]) -> StoreResult<()>;
+    /// Every workspace and its log's head.
+    async fn log_heads(&self) -> StoreResult<Vec<(WorkspaceId, i64)>>;
+    /// Documents and comments as the external index stores them: those of `ids` that exist.
+    async fn indexable(&self, kind: HitKind, ids: &[i64]) -> StoreResult<Vec<Indexable>>;
+    /// Up to `limit` documents or comments with an id above `after`, in id order.
+    async fn indexable_after(
+        &self,
+        kind: HitKind,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<Indexable>>;
+}
+
+/// A document or a comment as an external search index holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Indexable {
+    pub kind: HitKind,
+    pub id: i64,
+    pub workspace_id: WorkspaceId,
+    pub document_id: DocumentId,
+    pub author_id: Option<UserId>,
+    pub at: i64,
+    /// Increases with every change: the document's version, a comment's `updated_at`.
+    pub version: i64,
+    /// Documents only.
+    pub title: String,
+    /// The searchable prefix of the text.
+    pub body: String,
 }

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 
 use super::{placeholders, SqlStore, ROWS_PER_STATEMENT};
 use crate::config::DatabaseKind;
-use crate::domain::{UserId, WorkspaceId};
-use crate::store::{HitKind, HitText, Search, SearchHit, SearchRequest, StoreResult};
+use crate::domain::{UserId, WorkspaceId, SEARCHABLE_CHARS};
+use crate::store::{HitKind, HitText, Indexable, Search, SearchHit, SearchRequest, StoreResult};
 
 enum Bind {
     Int(i64),
@@ -210,5 +210,189 @@ impl Search for SqlStore {
         .bind(user)
         .fetch_all(&self.reader)
         .await?)
+    }
+
+    async fn search_backlog(&self, limit: u32) -> StoreResult<Vec<(WorkspaceId, i64, i64)>> {
+        self.search_backlog_rows(limit).await
+    }
+
+    async fn set_search_position(&self, ws: WorkspaceId, offset: i64) -> StoreResult<()> {
+        self.write_search_position(ws, offset).await
+    }
+
+    async fn reset_search_positions(&self, heads: &[(WorkspaceId, i64)]) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("DELETE FROM search_positions")
+            .execute(&mut *tx)
+            .await?;
+        for (ws, head) in heads {
+            sqlx::query(
+                "INSERT INTO search_positions (workspace_id, event_offset) \
+                 SELECT id, $2 FROM workspaces WHERE id = $1",
+            )
+            .bind(*ws)
+            .bind(*head)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn log_heads(&self) -> StoreResult<Vec<(WorkspaceId, i64)>> {
+        Ok(
+            sqlx::query_as("SELECT id, last_offset FROM workspaces ORDER BY id")
+                .fetch_all(&self.reader)
+                .await?,
+        )
+    }
+
+    async fn indexable(&self, kind: HitKind, ids: &[i64]) -> StoreResult<Vec<Indexable>> {
+        self.indexable_rows(kind, ids).await
+    }
+
+    async fn indexable_after(
+        &self,
+        kind: HitKind,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<Indexable>> {
+        self.indexable_after_rows(kind, after, limit).await
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct IndexableRow {
+    id: i64,
+    workspace_id: i64,
+    document_id: i64,
+    author_id: Option<i64>,
+    at: i64,
+    version: i64,
+    title: String,
+    body: String,
+}
+
+impl IndexableRow {
+    fn into_indexable(self, kind: HitKind) -> Indexable {
+        let body = match self.body.char_indices().nth(SEARCHABLE_CHARS) {
+            Some((cut, _)) => self.body[..cut].to_string(),
+            None => self.body,
+        };
+        Indexable {
+            kind,
+            id: self.id,
+            workspace_id: self.workspace_id,
+            document_id: self.document_id,
+            author_id: self.author_id,
+            at: self.at,
+            version: self.version,
+            title: self.title,
+            body,
+        }
+    }
+}
+
+fn indexable_select(kind: HitKind) -> &'static str {
+    match kind {
+        HitKind::Document => {
+            "SELECT d.id, d.workspace_id, d.id AS document_id, d.created_by AS author_id, \
+             d.updated_at AS at, d.version, d.title, d.content AS body FROM documents d"
+        }
+        HitKind::Comment => {
+            "SELECT c.id, c.workspace_id, c.document_id, c.author_id, c.updated_at AS at, \
+             c.updated_at AS version, '' AS title, c.body FROM comments c"
+        }
+    }
+}
+
+fn alias(kind: HitKind) -> &'static str {
+    match kind {
+        HitKind::Document => "d",
+        HitKind::Comment => "c",
+    }
+}
+
+impl SqlStore {
+    pub(super) async fn search_backlog_rows(
+        &self,
+        limit: u32,
+    ) -> StoreResult<Vec<(WorkspaceId, i64, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT w.id, COALESCE(p.event_offset, 0) AS position, w.last_offset FROM workspaces w \
+             LEFT JOIN search_positions p ON p.workspace_id = w.id \
+             WHERE w.last_offset > COALESCE(p.event_offset, 0) ORDER BY w.id LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    pub(super) async fn indexable_rows(
+        &self,
+        kind: HitKind,
+        ids: &[i64],
+    ) -> StoreResult<Vec<Indexable>> {
+        let mut out = Vec::with_capacity(ids.len());
+        let mut conn = self.reader.acquire().await?;
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "{} WHERE {}.id IN ({})",
+                indexable_select(kind),
+                alias(kind),
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query_as::<_, IndexableRow>(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            out.extend(
+                q.fetch_all(&mut *conn)
+                    .await?
+                    .into_iter()
+                    .map(|r| r.into_indexable(kind)),
+            );
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn indexable_after_rows(
+        &self,
+        kind: HitKind,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<Indexable>> {
+        let a = alias(kind);
+        let sql = format!(
+            "{} WHERE {a}.id > $1 ORDER BY {a}.id LIMIT $2",
+            indexable_select(kind)
+        );
+        Ok(sqlx::query_as::<_, IndexableRow>(&sql)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?
+            .into_iter()
+            .map(|r| r.into_indexable(kind))
+            .collect())
+    }
+
+    pub(super) async fn write_search_position(
+        &self,
+        ws: WorkspaceId,
+        offset: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO search_positions (workspace_id, event_offset) \
+             SELECT id, $2 FROM workspaces WHERE id = $1 \
+             ON CONFLICT (workspace_id) DO UPDATE SET event_offset = \
+             CASE WHEN excluded.event_offset > search_positions.event_offset \
+             THEN excluded.event_offset ELSE search_positions.event_offset END",
+        )
+        .bind(ws)
+        .bind(offset)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
     }
 }
