@@ -151,6 +151,8 @@ pub async fn run(settings: &Settings, plan: &SeedPlan) -> Result<(), String> {
     let start = now - span;
     let at = |rng: &mut StdRng| start + rng.gen_range(0..span);
     let vocab = vocabulary(20_000);
+    let mut phases = serde_json::Map::new();
+    let mut phase = Instant::now();
 
     eprintln!(
         "seed: {} members in workspace {} ({})",
@@ -197,6 +199,11 @@ pub async fn run(settings: &Settings, plan: &SeedPlan) -> Result<(), String> {
         done += n;
         eprintln!("seed: {done} documents");
     }
+    // Documents (and their search index rows, written by the database's triggers or
+    // generated columns) and their creation events.
+    let rate = |n: usize, since: Instant| json!((n as f64 / since.elapsed().as_secs_f64()).round());
+    phases.insert("documents_per_sec".into(), rate(doc_ids.len(), phase));
+    phase = Instant::now();
     if !doc_ids.is_empty() {
         let mut done = 0usize;
         while done < plan.comments as usize {
@@ -229,6 +236,11 @@ pub async fn run(settings: &Settings, plan: &SeedPlan) -> Result<(), String> {
             eprintln!("seed: {done} comments");
         }
     }
+    phases.insert(
+        "comments_per_sec".into(),
+        rate(plan.comments as usize, phase),
+    );
+    phase = Instant::now();
     // The rest of the log: mostly live editing, some REST edits and resolved threads.
     let rest = plan.events.saturating_sub(events_made);
     let batch = 10_000u64;
@@ -260,8 +272,14 @@ pub async fn run(settings: &Settings, plan: &SeedPlan) -> Result<(), String> {
             eprintln!("seed: {} events", events_made + made);
         }
     }
+    phases.insert("events_per_sec".into(), rate(made as usize, phase));
+    phase = Instant::now();
     eprintln!("seed: rebuilding report rollups");
     store.rebuild_report_rollups(ws.id).await.map_err(err)?;
+    phases.insert(
+        "rollup_rebuild_seconds".into(),
+        json!(phase.elapsed().as_secs_f64()),
+    );
     let events = store.log_head(ws.id).await.map_err(err)?;
     store.close().await;
     println!(
@@ -276,6 +294,7 @@ pub async fn run(settings: &Settings, plan: &SeedPlan) -> Result<(), String> {
             "admin_email": users[0].email,
             "password": SEED_PASSWORD,
             "seconds": started.elapsed().as_secs_f64(),
+            "phases": phases,
         })
     );
     Ok(())

@@ -14,6 +14,17 @@ CREATE TABLE activity_slots (
     PRIMARY KEY (workspace_id, slot, kind)
 );
 
+-- activity_hours: the same per UTC hour. A bucket reads its whole hours here and only
+-- its partial hours at either end (zones offset by half or quarter hours) from the slots,
+-- a quarter of the rows.
+CREATE TABLE activity_hours (
+    workspace_id BIGINT NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
+    hour         BIGINT NOT NULL,
+    kind         TEXT   NOT NULL,
+    events       BIGINT NOT NULL,
+    PRIMARY KEY (workspace_id, hour, kind)
+);
+
 -- member_activity: what each user did in a workspace (kept after they leave it, like the
 -- log). documents_edited counts distinct documents (see document_editors).
 CREATE TABLE member_activity (
@@ -52,6 +63,10 @@ CREATE TABLE document_editors (
 INSERT INTO activity_slots (workspace_id, slot, kind, events)
 SELECT workspace_id, (created_at / 900000) * 900000, kind, COUNT(*)
 FROM events GROUP BY workspace_id, (created_at / 900000) * 900000, kind;
+
+INSERT INTO activity_hours (workspace_id, hour, kind, events)
+SELECT workspace_id, (created_at / 3600000) * 3600000, kind, COUNT(*)
+FROM events GROUP BY workspace_id, (created_at / 3600000) * 3600000, kind;
 
 INSERT INTO document_editors (document_id, user_id, edits)
 SELECT d.id, e.actor_id, COUNT(*)

@@ -16,4 +16,5 @@ mod notifications;
 mod realtime;
 mod reports;
 mod search;
+mod search_indexer;
 mod ws;

@@ -270,6 +270,8 @@ async fn append(conn: &mut AnyConnection, e: NewEvent) -> StoreResult<Event> {
 
 /// The length of an `activity_slots` slot: 15 minutes, in milliseconds.
 pub(super) const SLOT_MS: i64 = 15 * 60 * 1000;
+/// The length of an `activity_hours` row: an hour, in milliseconds.
+pub(super) const HOUR_MS: i64 = 3_600_000;
 
 /// Counts one appended event in the report rollups (0006_report_rollups.sql), in the
 /// event's transaction: its kind in its 15-minute slot, its actor's activity and, for an
@@ -284,6 +286,15 @@ async fn count_for_reports(conn: &mut AnyConnection, e: &NewEvent) -> StoreResul
     )
     .bind(e.ws)
     .bind(e.at.div_euclid(SLOT_MS) * SLOT_MS)
+    .bind(e.kind)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO activity_hours (workspace_id, hour, kind, events) VALUES ($1, $2, $3, 1) \
+         ON CONFLICT (workspace_id, hour, kind) DO UPDATE SET events = activity_hours.events + 1",
+    )
+    .bind(e.ws)
+    .bind(e.at.div_euclid(HOUR_MS) * HOUR_MS)
     .bind(e.kind)
     .execute(&mut *conn)
     .await?;

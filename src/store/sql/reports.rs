@@ -7,7 +7,7 @@ use sqlx::AnyConnection;
 
 use super::documents::DocumentRow;
 use super::workspaces::MemberRow;
-use super::{fetch_limit, page_of, parse_role, require, role_in, SqlStore};
+use super::{fetch_limit, page_of, parse_role, placeholders, require, role_in, SqlStore, HOUR_MS};
 use crate::domain::{Role, UserId, WorkspaceId};
 use crate::store::{
     DocumentActivity, MemberActivity, Overview, Page, PageRequest, Reports, StoreError, StoreResult,
@@ -36,23 +36,39 @@ impl Reports for SqlStore {
         let mut conn = self.reader.acquire().await?;
         reader_of_reports(&mut conn, ws, actor).await?;
         let mut counts = Vec::new();
-        // A bounded number of buckets per statement; each is an index range of slots.
-        for (chunk_no, chunk) in buckets.chunks(super::ROWS_PER_STATEMENT / 2).enumerate() {
+        // A bounded number of buckets per statement. Each bucket reads its whole UTC hours
+        // from activity_hours and the quarter hours at either end that are not whole hours
+        // (a zone offset by 30 or 45 minutes) from activity_slots: index ranges both.
+        const PER_STATEMENT: usize = super::ROWS_PER_STATEMENT / 5;
+        for (chunk_no, chunk) in buckets.chunks(PER_STATEMENT).enumerate() {
             let values = (0..chunk.len())
-                .map(|i| format!("({}, ${}, ${})", i, 2 + 2 * i, 3 + 2 * i))
+                .map(|i| format!("({i}, {})", placeholders(2 + 4 * i, 4)))
                 .collect::<Vec<_>>()
                 .join(", ");
             let sql = format!(
-                "WITH b (i, lo, hi) AS (VALUES {values}) \
-                 SELECT b.i, s.kind, CAST(SUM(s.events) AS BIGINT) AS events FROM b \
-                 JOIN activity_slots s ON s.workspace_id = $1 AND s.slot >= b.lo AND s.slot < b.hi \
-                 GROUP BY b.i, s.kind ORDER BY b.i, s.kind"
+                "WITH b (i, lo, hlo, hhi, hi) AS (VALUES {values}) \
+                 SELECT i, kind, CAST(SUM(events) AS BIGINT) AS events FROM ( \
+                 SELECT b.i, h.kind, h.events FROM b JOIN activity_hours h \
+                 ON h.workspace_id = $1 AND h.hour >= b.hlo AND h.hour < b.hhi \
+                 UNION ALL SELECT b.i, s.kind, s.events FROM b JOIN activity_slots s \
+                 ON s.workspace_id = $1 AND s.slot >= b.lo AND s.slot < b.hlo \
+                 UNION ALL SELECT b.i, s.kind, s.events FROM b JOIN activity_slots s \
+                 ON s.workspace_id = $1 AND s.slot >= b.hhi AND s.slot < b.hi \
+                 ) x GROUP BY i, kind ORDER BY i, kind"
             );
             let mut query = sqlx::query_as::<_, (i32, String, i64)>(&sql).bind(ws);
-            for (lo, hi) in chunk {
-                query = query.bind(*lo).bind(*hi);
+            for &(lo, hi) in chunk {
+                let hlo = (lo.div_euclid(HOUR_MS) * HOUR_MS
+                    + if lo.rem_euclid(HOUR_MS) == 0 {
+                        0
+                    } else {
+                        HOUR_MS
+                    })
+                .min(hi);
+                let hhi = (hi.div_euclid(HOUR_MS) * HOUR_MS).max(hlo);
+                query = query.bind(lo).bind(hlo).bind(hhi).bind(hi);
             }
-            let base = chunk_no * (super::ROWS_PER_STATEMENT / 2);
+            let base = chunk_no * PER_STATEMENT;
             for (i, kind, n) in query.fetch_all(&mut *conn).await? {
                 counts.push((base + i as usize, kind, n));
             }

@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::{placeholders, SqlStore, ROWS_PER_STATEMENT, SLOT_MS};
+use super::{placeholders, SqlStore, HOUR_MS, ROWS_PER_STATEMENT, SLOT_MS};
 use crate::config::DatabaseKind;
 use crate::domain::{DocumentId, UserId, WorkspaceId};
 use crate::store::StoreResult;
@@ -144,6 +144,7 @@ impl SqlStore {
         let edit = "e.kind IN ('document.updated', 'document.edited')";
         let statements = [
             "DELETE FROM activity_slots WHERE workspace_id = $1".to_string(),
+            "DELETE FROM activity_hours WHERE workspace_id = $1".to_string(),
             "DELETE FROM member_activity WHERE workspace_id = $1".to_string(),
             "DELETE FROM document_activity WHERE workspace_id = $1".to_string(),
             "DELETE FROM document_editors WHERE document_id IN \
@@ -154,6 +155,12 @@ impl SqlStore {
                  SELECT workspace_id, (created_at / {SLOT_MS}) * {SLOT_MS}, kind, COUNT(*) \
                  FROM events WHERE workspace_id = $1 \
                  GROUP BY workspace_id, (created_at / {SLOT_MS}) * {SLOT_MS}, kind"
+            ),
+            format!(
+                "INSERT INTO activity_hours (workspace_id, hour, kind, events) \
+                 SELECT workspace_id, (created_at / {HOUR_MS}) * {HOUR_MS}, kind, COUNT(*) \
+                 FROM events WHERE workspace_id = $1 \
+                 GROUP BY workspace_id, (created_at / {HOUR_MS}) * {HOUR_MS}, kind"
             ),
             format!(
                 "INSERT INTO document_editors (document_id, user_id, edits) \

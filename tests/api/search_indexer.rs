@@ -1,0 +1,219 @@
+//! The Elasticsearch indexer's delivery, against a stand-in that speaks the four endpoints
+//! the indexer uses (create index, `_bulk`, `_delete_by_query`, `_refresh`) and records what
+//! it is sent. No Elasticsearch server can be installed where this suite usually runs; the
+//! search conformance suite (search.rs) runs against a real one when
+//! `STOA_TEST_ELASTICSEARCH_URL` is set. What is checked here is Stoa's side: bulk requests
+//! carry the current rows with their versions and deletes for what is gone, a failing bulk
+//! is retried until it succeeds, and the position is saved, so a restarted server resumes
+//! where the index stands instead of starting over.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use serde_json::{json, Value};
+use stoa::config::Settings;
+use stoa::startup::Application;
+use stoa::store::prelude::*;
+
+use crate::helpers::{spawn_app_with, Backend, JWT_SECRET};
+
+#[derive(Default)]
+struct Stand {
+    /// Bulk requests answered 200, as their lines.
+    bulks: Mutex<Vec<Vec<Value>>>,
+    /// Bulk requests still to refuse with 503.
+    refuse: AtomicU32,
+    refused: AtomicU32,
+    deleted_documents: Mutex<Vec<i64>>,
+}
+
+async fn bulk(stand: web::Data<Arc<Stand>>, body: web::Bytes) -> HttpResponse {
+    let refuse = stand.refuse.load(Ordering::SeqCst);
+    if refuse > 0 {
+        stand.refuse.store(refuse - 1, Ordering::SeqCst);
+        stand.refused.fetch_add(1, Ordering::SeqCst);
+        return HttpResponse::ServiceUnavailable()
+            .insert_header(("x-elastic-product", "Elasticsearch"))
+            .json(json!({"error": {"type": "cluster_block_exception"}, "status": 503}));
+    }
+    let lines: Vec<Value> = std::str::from_utf8(&body)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let items: Vec<Value> = lines
+        .iter()
+        .filter_map(|l| {
+            let (action, meta) = l.as_object()?.iter().next()?;
+            matches!(action.as_str(), "index" | "delete")
+                .then(|| json!({action: {"_id": meta["_id"], "status": 200}}))
+        })
+        .collect();
+    stand.bulks.lock().unwrap().push(lines);
+    HttpResponse::Ok()
+        .insert_header(("x-elastic-product", "Elasticsearch"))
+        .json(json!({"took": 1, "errors": false, "items": items}))
+}
+
+async fn delete_by_query(stand: web::Data<Arc<Stand>>, body: web::Json<Value>) -> HttpResponse {
+    let ids = body["query"]["bool"]["filter"][1]["terms"]["document_id"].clone();
+    for id in ids.as_array().into_iter().flatten() {
+        stand
+            .deleted_documents
+            .lock()
+            .unwrap()
+            .push(id.as_i64().unwrap());
+    }
+    HttpResponse::Ok()
+        .insert_header(("x-elastic-product", "Elasticsearch"))
+        .json(json!({"took": 1, "deleted": 0, "failures": []}))
+}
+
+async fn other(req: HttpRequest) -> HttpResponse {
+    // Index creation and refresh.
+    let _ = req;
+    HttpResponse::Ok()
+        .insert_header(("x-elastic-product", "Elasticsearch"))
+        .json(json!({"acknowledged": true}))
+}
+
+fn start_stand(stand: Arc<Stand>) -> String {
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(stand.clone()))
+            .route("/{index}/_bulk", web::post().to(bulk))
+            .route("/{index}/_delete_by_query", web::post().to(delete_by_query))
+            .default_service(web::to(other))
+    })
+    .workers(1)
+    .bind(("127.0.0.1", 0))
+    .expect("bind");
+    let port = server.addrs()[0].port();
+    actix_web::rt::spawn(server.run());
+    format!("http://127.0.0.1:{port}")
+}
+
+/// The last action on each `_id` across the answered bulk requests.
+fn final_actions(stand: &Stand) -> std::collections::BTreeMap<String, (String, Value)> {
+    let mut out = std::collections::BTreeMap::new();
+    for lines in stand.bulks.lock().unwrap().iter() {
+        let mut it = lines.iter();
+        while let Some(meta) = it.next() {
+            let (action, m) = meta.as_object().unwrap().iter().next().unwrap();
+            let id = m["_id"].as_str().unwrap().to_string();
+            let source = if action == "index" {
+                let mut src = it.next().unwrap().clone();
+                src["_version"] = m["version"].clone();
+                src["_version_type"] = m["version_type"].clone();
+                src
+            } else {
+                Value::Null
+            };
+            out.insert(id, (action.clone(), source));
+        }
+    }
+    out
+}
+
+#[actix_web::test]
+async fn the_indexer_retries_sends_current_rows_and_resumes_from_its_position() {
+    let stand = Arc::new(Stand::default());
+    stand.refuse.store(2, Ordering::SeqCst);
+    let url = start_stand(stand.clone());
+    let es_url = url.clone();
+    let Some(app) = spawn_app_with(Backend::Sqlite, |s| {
+        s.search.elasticsearch_url = es_url;
+        s.search.elasticsearch_index = "stoa-stand".into();
+    })
+    .await
+    else {
+        return;
+    };
+    let alice = app.register("alice").await;
+    let ws = app.create_workspace(&alice, "Indexed").await;
+    let doc = app.create_document(ws, &alice, "First title").await;
+    let res = app
+        .patch(
+            &format!("/api/v1/documents/{doc}"),
+            &alice.token,
+            json!({"content": "second words"}),
+        )
+        .await;
+    assert_eq!(res.status, 200);
+    let kept = app.create_comment(doc, &alice, "kept comment").await;
+    let dropped = app.create_comment(doc, &alice, "dropped comment").await;
+    let res = app
+        .delete(&format!("/api/v1/comments/{dropped}"), &alice.token)
+        .await;
+    assert_eq!(res.status, 204);
+    let gone = app.create_document(ws, &alice, "Gone").await;
+    let res = app
+        .delete(&format!("/api/v1/documents/{gone}"), &alice.token)
+        .await;
+    assert_eq!(res.status, 204);
+    app.search_settled().await;
+
+    assert_eq!(
+        stand.refused.load(Ordering::SeqCst),
+        2,
+        "two refusals were retried"
+    );
+    let actions = final_actions(&stand);
+    let (action, src) = &actions[&format!("d{doc}")];
+    assert_eq!(action, "index");
+    assert_eq!(
+        src["body"], "second words",
+        "the current text is sent: {src}"
+    );
+    assert_eq!(src["title"], "First title");
+    assert_eq!(src["workspace_id"], ws);
+    assert_eq!(src["_version"], 2, "the document's version");
+    assert_eq!(src["_version_type"], "external_gte");
+    assert_eq!(actions[&format!("c{kept}")].0, "index");
+    assert_eq!(actions[&format!("c{kept}")].1["document_id"], doc);
+    assert_eq!(actions[&format!("c{dropped}")].0, "delete");
+    assert_eq!(actions[&format!("d{gone}")].0, "delete");
+    assert!(stand.deleted_documents.lock().unwrap().contains(&gone));
+    assert!(
+        app.store.search_backlog(10).await.unwrap().is_empty(),
+        "the position is saved"
+    );
+
+    // A second server on the same database starts from the saved position: it sends
+    // nothing until something changes, then only that change.
+    let sent = stand.bulks.lock().unwrap().len();
+    let mut settings = Settings::load_with_env(None, Vec::new()).unwrap();
+    settings.server.port = 0;
+    settings.server.workers = 1;
+    settings.data_dir = tempfile::tempdir().unwrap().keep();
+    settings.auth.jwt_secret = JWT_SECRET.into();
+    settings.database.url = app.db_url.clone();
+    settings.search.elasticsearch_url = url;
+    settings.search.elasticsearch_index = "stoa-stand".into();
+    let second = Application::build(settings).await.expect("second server");
+    let search = second.search();
+    let handle = second.handle();
+    actix_web::rt::spawn(second.run_until_stopped());
+    search.settled().await;
+    assert_eq!(
+        stand.bulks.lock().unwrap().len(),
+        sent,
+        "nothing re-sent after a restart"
+    );
+    let later = app.create_document(ws, &alice, "Later").await;
+    search.settled().await;
+    let bulks = stand.bulks.lock().unwrap();
+    let new: Vec<&Value> = bulks[sent..].iter().flatten().collect();
+    assert!(
+        new.iter().any(|l| l["index"]["_id"] == format!("d{later}")),
+        "{new:?}"
+    );
+    assert!(
+        !new.iter().any(|l| l["index"]["_id"] == format!("d{doc}")),
+        "{new:?}"
+    );
+    drop(bulks);
+    handle.stop(false).await;
+}
