@@ -204,8 +204,11 @@ async fn the_indexer_retries_sends_current_rows_and_resumes_from_its_position() 
     );
     let later = app.create_document(ws, &alice, "Later").await;
     search.settled().await;
-    let bulks = stand.bulks.lock().unwrap();
-    let new: Vec<&Value> = bulks[sent..].iter().flatten().collect();
+    let new: Vec<Value> = stand.bulks.lock().unwrap()[sent..]
+        .iter()
+        .flatten()
+        .cloned()
+        .collect();
     assert!(
         new.iter().any(|l| l["index"]["_id"] == format!("d{later}")),
         "{new:?}"
@@ -214,6 +217,5 @@ async fn the_indexer_retries_sends_current_rows_and_resumes_from_its_position() 
         !new.iter().any(|l| l["index"]["_id"] == format!("d{doc}")),
         "{new:?}"
     );
-    drop(bulks);
     handle.stop(false).await;
 }
