@@ -8,6 +8,7 @@ use sqlx::AnyConnection;
 use super::documents::DocumentRow;
 use super::workspaces::MemberRow;
 use super::{fetch_limit, page_of, parse_role, placeholders, require, role_in, SqlStore, HOUR_MS};
+use crate::config::DatabaseKind;
 use crate::domain::{Role, UserId, WorkspaceId};
 use crate::store::{
     DocumentActivity, MemberActivity, Overview, Page, PageRequest, Reports, StoreError, StoreResult,
@@ -35,44 +36,74 @@ impl Reports for SqlStore {
     ) -> StoreResult<Vec<(usize, String, i64)>> {
         let mut conn = self.reader.acquire().await?;
         reader_of_reports(&mut conn, ws, actor).await?;
-        let mut counts = Vec::new();
-        // A bounded number of buckets per statement. Each bucket reads its whole UTC hours
-        // from activity_hours and the quarter hours at either end that are not whole hours
-        // (a zone offset by 30 or 45 minutes) from activity_slots: index ranges both.
-        const PER_STATEMENT: usize = super::ROWS_PER_STATEMENT / 5;
-        for (chunk_no, chunk) in buckets.chunks(PER_STATEMENT).enumerate() {
-            let values = (0..chunk.len())
-                .map(|i| format!("({i}, {})", placeholders(2 + 4 * i, 4)))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!(
-                "WITH b (i, lo, hlo, hhi, hi) AS (VALUES {values}) \
-                 SELECT i, kind, CAST(SUM(events) AS BIGINT) AS events FROM ( \
-                 SELECT b.i, h.kind, h.events FROM b JOIN activity_hours h \
-                 ON h.workspace_id = $1 AND h.hour >= b.hlo AND h.hour < b.hhi \
-                 UNION ALL SELECT b.i, s.kind, s.events FROM b JOIN activity_slots s \
-                 ON s.workspace_id = $1 AND s.slot >= b.lo AND s.slot < b.hlo \
-                 UNION ALL SELECT b.i, s.kind, s.events FROM b JOIN activity_slots s \
-                 ON s.workspace_id = $1 AND s.slot >= b.hhi AND s.slot < b.hi \
-                 ) x GROUP BY i, kind ORDER BY i, kind"
-            );
-            let mut query = sqlx::query_as::<_, (i32, String, i64)>(&sql).bind(ws);
-            for &(lo, hi) in chunk {
-                let hlo = (lo.div_euclid(HOUR_MS) * HOUR_MS
-                    + if lo.rem_euclid(HOUR_MS) == 0 {
-                        0
-                    } else {
-                        HOUR_MS
-                    })
-                .min(hi);
-                let hhi = (hi.div_euclid(HOUR_MS) * HOUR_MS).max(hlo);
-                query = query.bind(lo).bind(hlo).bind(hhi).bind(hi);
-            }
-            let base = chunk_no * PER_STATEMENT;
-            for (i, kind, n) in query.fetch_all(&mut *conn).await? {
-                counts.push((base + i as usize, kind, n));
+        // Each bucket reads its whole UTC hours from activity_hours, and the quarter hours
+        // at either end that are not whole hours (a zone offset by 30 or 45 minutes) from
+        // activity_slots: one index range per bucket and table, in statements of a bounded
+        // number of ranges. The partial ends exist only for such zones. `CROSS JOIN` keeps
+        // SQLite's planner from scanning the rollup with the ranges inside (it has no
+        // statistics to know better); PostgreSQL plans it as any join.
+        let mut hours = Vec::with_capacity(buckets.len());
+        let mut slots = Vec::new();
+        for (i, &(lo, hi)) in buckets.iter().enumerate() {
+            let up = if lo.rem_euclid(HOUR_MS) == 0 {
+                0
+            } else {
+                HOUR_MS
+            };
+            let hlo = (lo.div_euclid(HOUR_MS) * HOUR_MS + up).min(hi);
+            let hhi = (hi.div_euclid(HOUR_MS) * HOUR_MS).max(hlo);
+            hours.push((i, hlo, hhi));
+            for (a, b) in [(lo, hlo), (hhi, hi)] {
+                if a < b {
+                    slots.push((i, a, b));
+                }
             }
         }
+        let mut counts: Vec<(usize, String, i64)> = Vec::new();
+        for (table, key, ranges) in [
+            ("activity_hours", "hour", &hours),
+            ("activity_slots", "slot", &slots),
+        ] {
+            for chunk in ranges.chunks(super::ROWS_PER_STATEMENT / 2) {
+                let values = (0..chunk.len())
+                    .map(|n| format!("({}, {})", chunk[n].0, placeholders(2 + 2 * n, 2)))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = match self.kind {
+                    DatabaseKind::Sqlite => format!(
+                        "WITH b (i, lo, hi) AS (VALUES {values}) \
+                         SELECT b.i, r.kind, CAST(SUM(r.events) AS BIGINT) AS events \
+                         FROM b CROSS JOIN {table} r \
+                         WHERE r.workspace_id = $1 AND r.{key} >= b.lo AND r.{key} < b.hi \
+                         GROUP BY b.i, r.kind"
+                    ),
+                    // LATERAL: one index range per bucket whatever the statistics say (a
+                    // freshly loaded table would otherwise be scanned once per bucket).
+                    DatabaseKind::Postgres => format!(
+                        "SELECT b.i, x.kind, x.events FROM (VALUES {values}) AS b (i, lo, hi) \
+                         CROSS JOIN LATERAL (SELECT r.kind, CAST(SUM(r.events) AS BIGINT) AS events \
+                         FROM {table} r WHERE r.workspace_id = $1 AND r.{key} >= b.lo \
+                         AND r.{key} < b.hi GROUP BY r.kind) x"
+                    ),
+                };
+                let mut query = sqlx::query_as::<_, (i32, String, i64)>(&sql).bind(ws);
+                for &(_, lo, hi) in chunk {
+                    query = query.bind(lo).bind(hi);
+                }
+                for (i, kind, n) in query.fetch_all(&mut *conn).await? {
+                    counts.push((i as usize, kind, n));
+                }
+            }
+        }
+        // One entry per bucket and kind.
+        counts.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        counts.dedup_by(|later, first| {
+            let same = later.0 == first.0 && later.1 == first.1;
+            if same {
+                first.2 += later.2;
+            }
+            same
+        });
         Ok(counts)
     }
 

@@ -53,8 +53,10 @@ impl SqlStore {
                         // bm25 is lower for better matches; a title word weighs ten of the text's.
                         "-bm25(document_search, 10.0, 1.0)".to_string(),
                         "-bm25(comment_search)".to_string(),
-                        "document_search JOIN documents d ON d.id = document_search.rowid",
-                        "comment_search JOIN comments c ON c.id = comment_search.rowid",
+                        // CROSS JOIN: SQLite's planner must start from the full-text
+                        // matches, not run the match once per row of the other table.
+                        "document_search CROSS JOIN documents d ON d.id = document_search.rowid",
+                        "comment_search CROSS JOIN comments c ON c.id = comment_search.rowid",
                     )
                 }
                 DatabaseKind::Postgres => {
@@ -71,6 +73,10 @@ impl SqlStore {
                     )
                 }
             };
+        let join = match self.kind {
+            DatabaseKind::Sqlite => "CROSS JOIN",
+            DatabaseKind::Postgres => "JOIN",
+        };
         let mut filters_d = String::new();
         let mut filters_c = String::new();
         if r.workspaces.len() == 1 {
@@ -97,14 +103,14 @@ impl SqlStore {
             "SELECT 'document' AS kind, d.id AS id, d.workspace_id AS workspace_id, \
              d.id AS document_id, d.created_by AS author_id, d.updated_at AS at, \
              {doc_score} AS score FROM {doc_from} \
-             JOIN memberships m ON m.workspace_id = d.workspace_id AND m.user_id = {user} \
+             {join} memberships m ON m.workspace_id = d.workspace_id AND m.user_id = {user} \
              WHERE {doc_match}{filters_d}"
         );
         let comments = format!(
             "SELECT 'comment' AS kind, c.id AS id, c.workspace_id AS workspace_id, \
              c.document_id AS document_id, c.author_id AS author_id, c.updated_at AS at, \
              {comment_score} AS score FROM {comment_from} \
-             JOIN memberships m ON m.workspace_id = c.workspace_id AND m.user_id = {user} \
+             {join} memberships m ON m.workspace_id = c.workspace_id AND m.user_id = {user} \
              WHERE {comment_match}{filters_c}"
         );
         let hits = match r.kind {
