@@ -193,6 +193,21 @@ mod tests {
     }
 
     #[test]
+    fn a_day_whose_midnight_does_not_exist_starts_at_its_first_instant() {
+        // Cuba moves its clocks from 00:00 to 01:00 on 8 March 2026.
+        let havana = Zone::parse("America/Havana").unwrap();
+        let days = havana
+            .buckets(
+                BucketUnit::Day,
+                ms("2026-03-08T12:00:00Z"),
+                ms("2026-03-08T13:00:00Z"),
+            )
+            .unwrap();
+        assert_eq!(havana.format(days[0].0), "2026-03-08T01:00:00-04:00");
+        assert_eq!((days[0].1 - days[0].0) / H, 23);
+    }
+
+    #[test]
     fn hours_are_sixty_minutes_even_when_the_clock_repeats_one() {
         let berlin = Zone::parse("Europe/Berlin").unwrap();
         let from = berlin.parse_instant("2026-10-25").unwrap();

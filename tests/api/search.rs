@@ -437,7 +437,7 @@ async fn search_survives_hostile_queries(setup: Setup) {
         ws,
         &alice,
         "Quotes \"and\" operators",
-        "don't OR NOT AND near(x) col:val 1=1 see stoa.example.org/path",
+        "don't OR NOT AND near(x) col:val 1=1 see stoa.example.org/path at the café 東京",
     )
     .await;
     settle(&app).await;
