@@ -219,3 +219,41 @@ async fn the_indexer_retries_sends_current_rows_and_resumes_from_its_position() 
     );
     handle.stop(false).await;
 }
+
+#[actix_web::test]
+async fn reindex_sends_every_document_and_comment_and_moves_positions_to_the_head() {
+    let stand = Arc::new(Stand::default());
+    let url = start_stand(stand.clone());
+    // The server itself searches its database; only `stoa reindex` talks to the stand.
+    let Some(app) = spawn_app_with(Backend::Sqlite, |_| {}).await else {
+        return;
+    };
+    let alice = app.register("alice").await;
+    let ws = app.create_workspace(&alice, "Rebuilt").await;
+    let mut docs = Vec::new();
+    for i in 0..7 {
+        docs.push(app.create_document(ws, &alice, &format!("Doc {i}")).await);
+    }
+    let comment = app.create_comment(docs[0], &alice, "a comment").await;
+    assert_eq!(app.store.search_backlog(10).await.unwrap().len(), 1);
+
+    let mut settings = Settings::load_with_env(None, Vec::new()).unwrap();
+    settings.search.elasticsearch_url = url;
+    settings.search.elasticsearch_index = "stoa-rebuilt".into();
+    let es = stoa::search::elastic::Elastic::new(&settings.search).unwrap();
+    // Batches of 3: several bulk requests per kind.
+    let (documents, comments) = stoa::search::elastic::reindex(&*app.store, &es, 3)
+        .await
+        .expect("reindex");
+    assert_eq!((documents, comments), (7, 1));
+    let actions = final_actions(&stand);
+    for d in &docs {
+        assert_eq!(actions[&format!("d{d}")].0, "index", "d{d}");
+    }
+    assert_eq!(actions[&format!("c{comment}")].0, "index");
+    assert!(stand.bulks.lock().unwrap().len() >= 4, "batches of 3");
+    assert!(
+        app.store.search_backlog(10).await.unwrap().is_empty(),
+        "every position is at its log's head"
+    );
+}
