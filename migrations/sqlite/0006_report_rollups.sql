@@ -70,7 +70,7 @@ FROM events GROUP BY workspace_id, (created_at / 3600000) * 3600000, kind;
 
 INSERT INTO document_editors (document_id, user_id, edits)
 SELECT d.id, e.actor_id, COUNT(*)
-FROM events e JOIN documents d ON d.id = json_extract(e.payload, '$.document_id')
+FROM events e CROSS JOIN documents d ON d.id = json_extract(e.payload, '$.document_id')
 WHERE e.kind IN ('document.updated', 'document.edited') AND e.actor_id IS NOT NULL
 GROUP BY d.id, e.actor_id;
 
@@ -78,12 +78,16 @@ INSERT INTO member_activity (workspace_id, user_id, events, documents_created,
                              documents_edited, edits, comments, last_active)
 SELECT e.workspace_id, e.actor_id, COUNT(*),
        SUM(CASE WHEN e.kind = 'document.created' THEN 1 ELSE 0 END),
-       (SELECT COUNT(*) FROM document_editors x JOIN documents d ON d.id = x.document_id
-        WHERE d.workspace_id = e.workspace_id AND x.user_id = e.actor_id),
+       COALESCE(MAX(x.edited), 0),
        SUM(CASE WHEN e.kind IN ('document.updated', 'document.edited') THEN 1 ELSE 0 END),
        SUM(CASE WHEN e.kind = 'comment.created' THEN 1 ELSE 0 END),
        MAX(e.created_at)
-FROM events e WHERE e.actor_id IS NOT NULL
+FROM events e
+LEFT JOIN (SELECT d.workspace_id, de.user_id, COUNT(*) AS edited
+           FROM document_editors de JOIN documents d ON d.id = de.document_id
+           GROUP BY d.workspace_id, de.user_id) x
+       ON x.workspace_id = e.workspace_id AND x.user_id = e.actor_id
+WHERE e.actor_id IS NOT NULL
 GROUP BY e.workspace_id, e.actor_id;
 
 INSERT INTO document_activity (document_id, workspace_id, edits, comments, editors, last_activity)
@@ -92,6 +96,6 @@ SELECT d.id, d.workspace_id,
        SUM(CASE WHEN e.kind = 'comment.created' THEN 1 ELSE 0 END),
        (SELECT COUNT(*) FROM document_editors x WHERE x.document_id = d.id),
        MAX(e.created_at)
-FROM events e JOIN documents d ON d.id = json_extract(e.payload, '$.document_id')
+FROM events e CROSS JOIN documents d ON d.id = json_extract(e.payload, '$.document_id')
               AND d.workspace_id = e.workspace_id
 GROUP BY d.id, d.workspace_id;

@@ -36,7 +36,7 @@ impl SqlStore {
             let rows = (0..chunk.len())
                 .map(|i| {
                     format!(
-                        "($1, {}, 1, $2, $2, {}, {})",
+                        "($1, {}, 1, $2, $2, ${}, ${})",
                         placeholders(3 + 3 * i, 2),
                         5 + 3 * i,
                         5 + 3 * i
@@ -174,12 +174,14 @@ impl SqlStore {
                  documents_edited, edits, comments, last_active) \
                  SELECT e.workspace_id, e.actor_id, COUNT(*), \
                  SUM(CASE WHEN e.kind = 'document.created' THEN 1 ELSE 0 END), \
-                 (SELECT COUNT(*) FROM document_editors x JOIN documents d ON d.id = x.document_id \
-                  WHERE d.workspace_id = e.workspace_id AND x.user_id = e.actor_id), \
+                 COALESCE(MAX(x.edited), 0), \
                  SUM(CASE WHEN {edit} THEN 1 ELSE 0 END), \
                  SUM(CASE WHEN e.kind = 'comment.created' THEN 1 ELSE 0 END), \
-                 MAX(e.created_at) \
-                 FROM events e WHERE e.workspace_id = $1 AND e.actor_id IS NOT NULL \
+                 MAX(e.created_at) FROM events e \
+                 LEFT JOIN (SELECT de.user_id, COUNT(*) AS edited FROM document_editors de \
+                 JOIN documents d ON d.id = de.document_id WHERE d.workspace_id = $1 \
+                 GROUP BY de.user_id) x ON x.user_id = e.actor_id \
+                 WHERE e.workspace_id = $1 AND e.actor_id IS NOT NULL \
                  GROUP BY e.workspace_id, e.actor_id"
             ),
             format!(
