@@ -202,7 +202,7 @@ pub fn encode_cursor(after: i64) -> String {
     after.to_string()
 }
 
-fn decode_cursor(cursor: &str) -> Result<Option<i64>, ApiError> {
+pub fn decode_cursor(cursor: &str) -> Result<Option<i64>, ApiError> {
     if cursor.is_empty() {
         return Ok(None);
     }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, Problem};
-use super::extract::{encode_cursor, AuthUser, PageQuery};
+use super::extract::{decode_cursor, encode_cursor, AuthUser};
 use super::AppState;
 use crate::domain::{format_timestamp, now_ms, BucketUnit, Role, Zone};
 use crate::store::{Page, PageRequest};
@@ -275,16 +275,11 @@ impl ReportPageQuery {
         if !(1..=10_000).contains(&limit) {
             return Err(ApiError::validation("limit", "must be between 1 and 10000"));
         }
-        // The cursor has the lists' format; reuse their parsing with an allowed limit.
-        let page = PageQuery {
-            limit: Some(1),
-            cursor: self.cursor.clone(),
-        }
-        .to_request()?;
-        Ok(PageRequest {
-            after: page.after,
-            limit,
-        })
+        let after = match self.cursor.as_deref() {
+            Some(c) => decode_cursor(c)?,
+            None => None,
+        };
+        Ok(PageRequest { after, limit })
     }
 }
 

@@ -280,24 +280,20 @@ async fn count_for_reports(conn: &mut AnyConnection, e: &NewEvent) -> StoreResul
     let edit = i64::from(matches!(e.kind, "document.updated" | "document.edited"));
     let comment = i64::from(e.kind == "comment.created");
     let created = i64::from(e.kind == "document.created");
-    sqlx::query(
-        "INSERT INTO activity_slots (workspace_id, slot, kind, events) VALUES ($1, $2, $3, 1) \
-         ON CONFLICT (workspace_id, slot, kind) DO UPDATE SET events = activity_slots.events + 1",
-    )
-    .bind(e.ws)
-    .bind(e.at.div_euclid(SLOT_MS) * SLOT_MS)
-    .bind(e.kind)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "INSERT INTO activity_hours (workspace_id, hour, kind, events) VALUES ($1, $2, $3, 1) \
-         ON CONFLICT (workspace_id, hour, kind) DO UPDATE SET events = activity_hours.events + 1",
-    )
-    .bind(e.ws)
-    .bind(e.at.div_euclid(HOUR_MS) * HOUR_MS)
-    .bind(e.kind)
-    .execute(&mut *conn)
-    .await?;
+    for (table, key, width) in [
+        ("activity_slots", "slot", SLOT_MS),
+        ("activity_hours", "hour", HOUR_MS),
+    ] {
+        sqlx::query(&format!(
+            "INSERT INTO {table} (workspace_id, {key}, kind, events) VALUES ($1, $2, $3, 1) \
+             ON CONFLICT (workspace_id, {key}, kind) DO UPDATE SET events = {table}.events + 1"
+        ))
+        .bind(e.ws)
+        .bind(e.at.div_euclid(width) * width)
+        .bind(e.kind)
+        .execute(&mut *conn)
+        .await?;
+    }
     let doc = match e.kind {
         "document.deleted" => None,
         _ => e.data.get("document_id").and_then(Value::as_i64),

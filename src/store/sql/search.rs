@@ -179,31 +179,26 @@ impl Search for SqlStore {
                 .collect()
         };
         let mut conn = self.reader.acquire().await?;
-        for chunk in ids(HitKind::Document).chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "SELECT id, title, content FROM documents WHERE id IN ({})",
-                placeholders(1, chunk.len())
-            );
-            let mut q = sqlx::query_as::<_, (i64, String, String)>(&sql);
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            for (id, title, text) in q.fetch_all(&mut *conn).await? {
-                out.insert((HitKind::Document, id), HitText { title, text });
-            }
-        }
-        for chunk in ids(HitKind::Comment).chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "SELECT c.id, d.title, c.body FROM comments c JOIN documents d ON d.id = c.document_id \
-                 WHERE c.id IN ({})",
-                placeholders(1, chunk.len())
-            );
-            let mut q = sqlx::query_as::<_, (i64, String, String)>(&sql);
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            for (id, title, text) in q.fetch_all(&mut *conn).await? {
-                out.insert((HitKind::Comment, id), HitText { title, text });
+        for (kind, select) in [
+            (HitKind::Document, "SELECT d.id, d.title, d.content FROM documents d"),
+            (
+                HitKind::Comment,
+                "SELECT c.id, d.title, c.body FROM comments c JOIN documents d ON d.id = c.document_id",
+            ),
+        ] {
+            for chunk in ids(kind).chunks(ROWS_PER_STATEMENT) {
+                let sql = format!(
+                    "{select} WHERE {}.id IN ({})",
+                    alias(kind),
+                    placeholders(1, chunk.len())
+                );
+                let mut q = sqlx::query_as::<_, (i64, String, String)>(&sql);
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                for (id, title, text) in q.fetch_all(&mut *conn).await? {
+                    out.insert((kind, id), HitText { title, text });
+                }
             }
         }
         Ok(out)
@@ -219,11 +214,29 @@ impl Search for SqlStore {
     }
 
     async fn search_backlog(&self, limit: u32) -> StoreResult<Vec<(WorkspaceId, i64, i64)>> {
-        self.search_backlog_rows(limit).await
+        Ok(sqlx::query_as(
+            "SELECT w.id, COALESCE(p.event_offset, 0) AS position, w.last_offset FROM workspaces w \
+             LEFT JOIN search_positions p ON p.workspace_id = w.id \
+             WHERE w.last_offset > COALESCE(p.event_offset, 0) ORDER BY w.id LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?)
     }
 
     async fn set_search_position(&self, ws: WorkspaceId, offset: i64) -> StoreResult<()> {
-        self.write_search_position(ws, offset).await
+        sqlx::query(
+            "INSERT INTO search_positions (workspace_id, event_offset) \
+             SELECT id, $2 FROM workspaces WHERE id = $1 \
+             ON CONFLICT (workspace_id) DO UPDATE SET event_offset = \
+             CASE WHEN excluded.event_offset > search_positions.event_offset \
+             THEN excluded.event_offset ELSE search_positions.event_offset END",
+        )
+        .bind(ws)
+        .bind(offset)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
     }
 
     async fn reset_search_positions(&self, heads: &[(WorkspaceId, i64)]) -> StoreResult<()> {
@@ -254,7 +267,27 @@ impl Search for SqlStore {
     }
 
     async fn indexable(&self, kind: HitKind, ids: &[i64]) -> StoreResult<Vec<Indexable>> {
-        self.indexable_rows(kind, ids).await
+        let mut out = Vec::with_capacity(ids.len());
+        let mut conn = self.reader.acquire().await?;
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "{} WHERE {}.id IN ({})",
+                indexable_select(kind),
+                alias(kind),
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query_as::<_, IndexableRow>(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            out.extend(
+                q.fetch_all(&mut *conn)
+                    .await?
+                    .into_iter()
+                    .map(|r| r.into_indexable(kind)),
+            );
+        }
+        Ok(out)
     }
 
     async fn indexable_after(
@@ -263,7 +296,19 @@ impl Search for SqlStore {
         after: i64,
         limit: u32,
     ) -> StoreResult<Vec<Indexable>> {
-        self.indexable_after_rows(kind, after, limit).await
+        let a = alias(kind);
+        let sql = format!(
+            "{} WHERE {a}.id > $1 ORDER BY {a}.id LIMIT $2",
+            indexable_select(kind)
+        );
+        Ok(sqlx::query_as::<_, IndexableRow>(&sql)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?
+            .into_iter()
+            .map(|r| r.into_indexable(kind))
+            .collect())
     }
 }
 
@@ -316,89 +361,5 @@ fn alias(kind: HitKind) -> &'static str {
     match kind {
         HitKind::Document => "d",
         HitKind::Comment => "c",
-    }
-}
-
-impl SqlStore {
-    pub(super) async fn search_backlog_rows(
-        &self,
-        limit: u32,
-    ) -> StoreResult<Vec<(WorkspaceId, i64, i64)>> {
-        Ok(sqlx::query_as(
-            "SELECT w.id, COALESCE(p.event_offset, 0) AS position, w.last_offset FROM workspaces w \
-             LEFT JOIN search_positions p ON p.workspace_id = w.id \
-             WHERE w.last_offset > COALESCE(p.event_offset, 0) ORDER BY w.id LIMIT $1",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?)
-    }
-
-    pub(super) async fn indexable_rows(
-        &self,
-        kind: HitKind,
-        ids: &[i64],
-    ) -> StoreResult<Vec<Indexable>> {
-        let mut out = Vec::with_capacity(ids.len());
-        let mut conn = self.reader.acquire().await?;
-        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "{} WHERE {}.id IN ({})",
-                indexable_select(kind),
-                alias(kind),
-                placeholders(1, chunk.len())
-            );
-            let mut q = sqlx::query_as::<_, IndexableRow>(&sql);
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            out.extend(
-                q.fetch_all(&mut *conn)
-                    .await?
-                    .into_iter()
-                    .map(|r| r.into_indexable(kind)),
-            );
-        }
-        Ok(out)
-    }
-
-    pub(super) async fn indexable_after_rows(
-        &self,
-        kind: HitKind,
-        after: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<Indexable>> {
-        let a = alias(kind);
-        let sql = format!(
-            "{} WHERE {a}.id > $1 ORDER BY {a}.id LIMIT $2",
-            indexable_select(kind)
-        );
-        Ok(sqlx::query_as::<_, IndexableRow>(&sql)
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(&self.reader)
-            .await?
-            .into_iter()
-            .map(|r| r.into_indexable(kind))
-            .collect())
-    }
-
-    pub(super) async fn write_search_position(
-        &self,
-        ws: WorkspaceId,
-        offset: i64,
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO search_positions (workspace_id, event_offset) \
-             SELECT id, $2 FROM workspaces WHERE id = $1 \
-             ON CONFLICT (workspace_id) DO UPDATE SET event_offset = \
-             CASE WHEN excluded.event_offset > search_positions.event_offset \
-             THEN excluded.event_offset ELSE search_positions.event_offset END",
-        )
-        .bind(ws)
-        .bind(offset)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
     }
 }
