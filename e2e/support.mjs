@@ -104,7 +104,11 @@ export function until(label, subscribe, check, ms = 15000) {
 
 export async function metric(name) {
   const res = await fetch(`${BASE}/metrics`);
-  const text = await res.text();
+  // Every series carries the node it comes from; look it up by its other labels.
+  const text = (await res.text())
+    .replace(/\{node="[^"]*"\}/g, "")
+    .replace(/,node="[^"]*"/g, "")
+    .replace(/\{node="[^"]*",/g, "{");
   for (const line of text.split("\n")) {
     const [key, value] = line.split(" ");
     if (key === name) return Number(value);

@@ -151,6 +151,9 @@ pub struct ServerSettings {
     /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<String>,
     pub tcp_user_timeout_secs: u64,
+    /// PEM certificate chain and private key: with both set, the port speaks HTTPS/WSS.
+    pub tls_cert: String,
+    pub tls_key: String,
 }
 
 impl ServerSettings {
@@ -524,6 +527,12 @@ impl Settings {
             return Err(invalid(
                 "auth.token_requests_per_minute",
                 "must be at least 1",
+            ));
+        }
+        if self.server.tls_cert.is_empty() != self.server.tls_key.is_empty() {
+            return Err(invalid(
+                "server.tls_cert",
+                "server.tls_cert and server.tls_key are set together (or neither)",
             ));
         }
         for proxy in &self.server.trusted_proxies {

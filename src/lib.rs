@@ -9,6 +9,7 @@ pub mod bus;
 pub mod config;
 pub mod domain;
 pub mod metrics;
+pub mod ops;
 pub mod realtime;
 pub mod search;
 pub mod seed;

@@ -1,6 +1,8 @@
 //! `stoa [--config FILE] [COMMAND]`: loads the configuration, then serves until
-//! SIGTERM/SIGINT (no command), builds a benchmark workspace (`seed`), or rebuilds the
-//! Elasticsearch index from the database (`reindex`).
+//! SIGTERM/SIGINT (no command), builds a benchmark workspace (`seed`), rebuilds the
+//! Elasticsearch index from the database (`reindex`), copies the SQLite database while the
+//! server runs (`backup FILE`) or puts a copy back (`restore FILE`), or asks a running
+//! node whether it is ready (`healthcheck`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +11,9 @@ use stoa::config::Settings;
 use stoa::startup::Application;
 
 fn usage() -> ExitCode {
-    eprintln!("usage: stoa [--config FILE] [seed [OPTIONS] | reindex]");
+    eprintln!(
+        "usage: stoa [--config FILE] [seed [OPTIONS] | reindex | backup FILE | restore FILE | healthcheck [--url URL]]"
+    );
     eprintln!("  (no command)  serve until SIGTERM or SIGINT");
     eprintln!(
         "  seed          build a large workspace for benchmarks: --events N (1000000) \
@@ -17,6 +21,11 @@ fn usage() -> ExitCode {
          --workspace NAME"
     );
     eprintln!("  reindex       rebuild the Elasticsearch index (search.elasticsearch_url) from the database");
+    eprintln!(
+        "  backup FILE   a consistent copy of the SQLite database, taken while the server runs"
+    );
+    eprintln!("  restore FILE  put a backup in the database's place (refused while a server uses data_dir)");
+    eprintln!("  healthcheck   exit 0 when the node on server.port answers /readyz with 200 (or --url URL)");
     eprintln!(
         "configuration: config/default.toml, then FILE, then STOA_<SECTION>__<KEY> variables"
     );
@@ -60,7 +69,7 @@ fn main() -> ExitCode {
                 usage();
                 return ExitCode::SUCCESS;
             }
-            "seed" | "reindex" => {
+            "seed" | "reindex" | "backup" | "restore" | "healthcheck" => {
                 command = Some((arg.clone(), args.by_ref().collect()));
             }
             _ => return usage(),
@@ -73,6 +82,12 @@ fn main() -> ExitCode {
             return ExitCode::from(78);
         }
     };
+    if let Some((name, rest)) = &command {
+        if name == "healthcheck" {
+            // Quiet and quick: an orchestrator runs it every few seconds.
+            return healthcheck(&settings, rest);
+        }
+    }
     stoa::telemetry::init(&settings.log);
     if let Some((name, rest)) = command {
         return run_command(&settings, &name, &rest);
@@ -129,6 +144,19 @@ fn run_command(settings: &Settings, name: &str, args: &[String]) -> ExitCode {
                 let plan = stoa::seed::SeedPlan::parse(args)?;
                 stoa::seed::run(settings, &plan).await
             }
+            "backup" | "restore" => {
+                let [file] = args else {
+                    return Err(format!("usage: stoa {name} FILE"));
+                };
+                let path = std::path::Path::new(file);
+                let done = if name == "backup" {
+                    stoa::ops::backup(settings, path).await?
+                } else {
+                    stoa::ops::restore(settings, path).await?
+                };
+                println!("{done}");
+                Ok(())
+            }
             _ => {
                 if !args.is_empty() {
                     return Err("reindex takes no options".to_string());
@@ -141,6 +169,28 @@ fn run_command(settings: &Settings, name: &str, args: &[String]) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("stoa {name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn healthcheck(settings: &Settings, args: &[String]) -> ExitCode {
+    let url = match args {
+        [] => None,
+        [flag, url] if flag == "--url" => Some(url.as_str()),
+        _ => return usage(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let result = match runtime {
+        Ok(rt) => rt.block_on(stoa::ops::healthcheck(settings, url)),
+        Err(e) => Err(e.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stoa healthcheck: {e}");
             ExitCode::FAILURE
         }
     }

@@ -23,9 +23,11 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
-        let registry =
-            Registry::new_custom(Some("stoa".into()), None).unwrap_or_else(|_| Registry::new());
+    /// A registry whose every series carries `node="{node}"`.
+    pub fn new(node: &str) -> Metrics {
+        let labels = std::collections::HashMap::from([("node".to_string(), node.to_string())]);
+        let registry = Registry::new_custom(Some("stoa".into()), Some(labels))
+            .unwrap_or_else(|_| Registry::new());
         let http_requests = IntCounterVec::new(
             Opts::new(
                 "http_requests_total",
@@ -141,10 +143,7 @@ impl Metrics {
             yjs_connections: gauge("yjs_connections", "Yjs sessions alive"),
             yjs_documents: gauge("yjs_documents_open", "Documents loaded by their actor"),
             counters: vec![
-                counter("ws_joins_total", "Channel joins accepted"),
                 counter("ws_joins_refused_total", "Channel joins refused"),
-                counter("ws_frames_in_total", "Text frames received from clients"),
-                counter("ws_frames_out_total", "Frames queued for clients"),
                 counter(
                     "ws_events_replayed_total",
                     "Events replayed to joins with since",
@@ -218,6 +217,7 @@ impl Metrics {
             ],
             realtime,
         };
+        self.register(Box::new(RealtimeFamilies(m.realtime.clone())));
         if let Ok(mut slot) = self.realtime.lock() {
             *slot = Some(m);
         }
@@ -237,6 +237,16 @@ impl Metrics {
                 m.realtime.on_bus_lag(move |d| lag.observe(d.as_secs_f64()));
             }
         }
+    }
+
+    /// Exports the database pools' use and the statements' latency (read at each scrape).
+    pub fn observe_database(&self, store: std::sync::Arc<crate::store::SqlStore>) {
+        self.register(Box::new(DatabaseFamilies(store)));
+    }
+
+    /// Exports the process's memory, CPU and file descriptors (read at each scrape).
+    pub fn observe_process(&self) {
+        self.register(Box::new(ProcessFamilies));
     }
 
     /// Exports the Redis bus's state (read at each scrape).
@@ -289,12 +299,6 @@ impl Metrics {
     }
 }
 
-impl Default for Metrics {
-    fn default() -> Metrics {
-        Metrics::new()
-    }
-}
-
 struct RealtimeMetrics {
     realtime: crate::realtime::Realtime,
     connections: IntGauge,
@@ -310,14 +314,11 @@ struct RealtimeMetrics {
 
 impl RealtimeMetrics {
     /// In the order of `counters`.
-    fn totals(&self) -> [u64; 23] {
+    fn totals(&self) -> [u64; 20] {
         use std::sync::atomic::Ordering::Relaxed;
         let s = self.realtime.stats();
         [
-            s.joins.load(Relaxed),
             s.joins_refused.load(Relaxed),
-            s.frames_in.load(Relaxed),
-            s.frames_out.load(Relaxed),
             s.events_replayed.load(Relaxed),
             s.rate_limited.load(Relaxed),
             s.slow_consumers.load(Relaxed),
@@ -382,5 +383,368 @@ impl BusMetrics {
                 counter.inc_by(total - seen);
             }
         }
+    }
+}
+
+/// Families computed at each scrape from state owned elsewhere: what the `prometheus`
+/// crate's own types cannot hold (labelled counts kept as atomic arrays, histograms filled
+/// on the hot paths).
+mod families {
+    use prometheus::core::Desc;
+    use prometheus::proto::{
+        Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
+    };
+    use stoa_actors::hist::Snapshot;
+
+    pub struct Family {
+        inner: MetricFamily,
+    }
+
+    impl Family {
+        pub fn new(name: &str, help: &str, kind: MetricType) -> Family {
+            let mut inner = MetricFamily::default();
+            inner.set_name(name.to_string());
+            inner.set_help(help.to_string());
+            inner.set_field_type(kind);
+            Family { inner }
+        }
+
+        fn labelled(labels: &[(&str, &str)]) -> Metric {
+            let pairs = labels
+                .iter()
+                .map(|(k, v)| {
+                    let mut p = LabelPair::default();
+                    p.set_name(k.to_string());
+                    p.set_value(v.to_string());
+                    p
+                })
+                .collect();
+            Metric::from_label(pairs)
+        }
+
+        fn push(&mut self, m: Metric) {
+            let mut all = self.inner.take_metric();
+            all.push(m);
+            self.inner.set_metric(all);
+        }
+
+        pub fn counter(mut self, labels: &[(&str, &str)], value: f64) -> Family {
+            let mut m = Family::labelled(labels);
+            let mut c = Counter::default();
+            c.set_value(value);
+            m.set_counter(c);
+            self.push(m);
+            self
+        }
+
+        pub fn gauge(mut self, labels: &[(&str, &str)], value: f64) -> Family {
+            let mut m = Family::labelled(labels);
+            let mut g = Gauge::default();
+            g.set_value(value);
+            m.set_gauge(g);
+            self.push(m);
+            self
+        }
+
+        /// `per_unit`: snapshot units per metric unit (1e6 for µs to seconds; dividing
+        /// keeps bounds such as 50 µs exact as 5e-05).
+        pub fn histogram(mut self, labels: &[(&str, &str)], s: &Snapshot, per_unit: f64) -> Family {
+            let mut m = Family::labelled(labels);
+            let mut h = Histogram::default();
+            h.set_sample_count(s.count);
+            h.set_sample_sum(s.sum as f64 / per_unit);
+            h.set_bucket(
+                s.bounds
+                    .iter()
+                    .zip(&s.cumulative)
+                    .map(|(bound, n)| {
+                        let mut b = Bucket::default();
+                        b.set_upper_bound(*bound as f64 / per_unit);
+                        b.set_cumulative_count(*n);
+                        b
+                    })
+                    .collect(),
+            );
+            m.set_histogram(h);
+            self.push(m);
+            self
+        }
+
+        pub fn done(self) -> MetricFamily {
+            self.inner
+        }
+    }
+
+    /// The descriptions a collector registers (names only: the registry checks that they
+    /// are unique).
+    pub fn descs(names: &[(&str, &str, &[&str])]) -> Vec<Desc> {
+        names
+            .iter()
+            .filter_map(|(name, help, labels)| {
+                let labels = labels.iter().map(|l| l.to_string()).collect();
+                Desc::new(
+                    name.to_string(),
+                    help.to_string(),
+                    labels,
+                    Default::default(),
+                )
+                .ok()
+            })
+            .collect()
+    }
+}
+
+use families::Family;
+use prometheus::proto::{MetricFamily, MetricType};
+
+/// Microseconds per second.
+const US: f64 = 1e6;
+
+/// The real-time core's labelled counts and hot-path histograms.
+struct RealtimeFamilies(crate::realtime::Realtime);
+
+const REALTIME_FAMILIES: &[(&str, &str, &[&str])] = &[
+    (
+        "ws_joins_total",
+        "Channel joins accepted, by topic kind",
+        &["kind"],
+    ),
+    (
+        "ws_frames_in_total",
+        "Frames received from clients, by event",
+        &["event"],
+    ),
+    (
+        "ws_frames_out_total",
+        "Frames queued for clients, by event",
+        &["event"],
+    ),
+    (
+        "ws_fanout_latency_seconds",
+        "From an event's commit (or a broadcast's arrival) to its write to a subscriber's socket",
+        &[],
+    ),
+    (
+        "ws_outbound_queue_frames",
+        "Frames a connection's outbound queue held when the transport wrote them",
+        &[],
+    ),
+    (
+        "yjs_update_duration_seconds",
+        "From a Yjs update's arrival at its document's actor to its relay to the local peers",
+        &[],
+    ),
+    (
+        "yjs_persist_duration_seconds",
+        "One batch of Yjs updates written to the database",
+        &[],
+    ),
+];
+
+impl prometheus::core::Collector for RealtimeFamilies {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        static DESCS: std::sync::OnceLock<Vec<prometheus::core::Desc>> = std::sync::OnceLock::new();
+        DESCS
+            .get_or_init(|| families::descs(REALTIME_FAMILIES))
+            .iter()
+            .collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = self.0.stats();
+        let help = |i: usize| REALTIME_FAMILIES[i].1;
+        let name = |i: usize| REALTIME_FAMILIES[i].0;
+        let labelled =
+            |i: usize, label: &str, names: &[&str], counts: &[std::sync::atomic::AtomicU64]| {
+                names
+                    .iter()
+                    .zip(counts)
+                    .fold(
+                        Family::new(name(i), help(i), MetricType::COUNTER),
+                        |f, (n, c)| f.counter(&[(label, n)], c.load(Relaxed) as f64),
+                    )
+                    .done()
+            };
+        let histogram = |i: usize, snapshot, per_unit| {
+            Family::new(name(i), help(i), MetricType::HISTOGRAM)
+                .histogram(&[], &snapshot, per_unit)
+                .done()
+        };
+        vec![
+            labelled(0, "kind", &stoa_actors::TOPIC_KINDS, &s.joins_by_kind),
+            labelled(1, "event", &stoa_actors::FRAMES_IN, &s.frames_in),
+            labelled(2, "event", &stoa_actors::FRAMES_OUT, &s.frames_out),
+            histogram(3, s.fanout_latency.snapshot(), US),
+            histogram(4, s.outbound_depth.snapshot(), 1.0),
+            histogram(5, s.yjs_update_latency.snapshot(), US),
+            histogram(6, s.yjs_persist_latency.snapshot(), US),
+        ]
+    }
+}
+
+/// Statement latency, by the statement's first word, as the database driver reports it
+/// (see [`crate::telemetry`]). Process-wide: the driver's reports carry no pool.
+pub static DB_STATEMENTS: std::sync::LazyLock<[stoa_actors::hist::Histogram; 5]> =
+    std::sync::LazyLock::new(|| std::array::from_fn(|_| stoa_actors::hist::Histogram::latency()));
+
+/// The labels of [`DB_STATEMENTS`], in order.
+pub const DB_STATEMENT_KINDS: [&str; 5] = ["select", "insert", "update", "delete", "other"];
+
+/// Where a statement's latency is counted, from the SQL's first word.
+pub fn db_statement_index(sql: &str) -> usize {
+    let word = sql.split_whitespace().next().unwrap_or("");
+    DB_STATEMENT_KINDS[..4]
+        .iter()
+        .position(|k| word.eq_ignore_ascii_case(k))
+        .or_else(|| word.eq_ignore_ascii_case("with").then_some(0))
+        .unwrap_or(4)
+}
+
+struct DatabaseFamilies(std::sync::Arc<crate::store::SqlStore>);
+
+const DATABASE_FAMILIES: &[(&str, &str, &[&str])] = &[
+    (
+        "db_pool_connections",
+        "Database connections by pool and state (idle or in_use)",
+        &["pool", "state"],
+    ),
+    (
+        "db_pool_max_connections",
+        "Most connections a pool opens",
+        &["pool"],
+    ),
+    (
+        "db_query_duration_seconds",
+        "Database statement latency, by the statement's kind",
+        &["statement"],
+    ),
+];
+
+impl prometheus::core::Collector for DatabaseFamilies {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        static DESCS: std::sync::OnceLock<Vec<prometheus::core::Desc>> = std::sync::OnceLock::new();
+        DESCS
+            .get_or_init(|| families::descs(DATABASE_FAMILIES))
+            .iter()
+            .collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let [conns, max, queries] = [0, 1, 2].map(|i| {
+            let (name, help, _) = DATABASE_FAMILIES[i];
+            let kind = if i == 2 {
+                MetricType::HISTOGRAM
+            } else {
+                MetricType::GAUGE
+            };
+            Family::new(name, help, kind)
+        });
+        let (mut conns, mut max) = (conns, max);
+        for (pool, open, idle, most) in self.0.pool_use() {
+            let in_use = open.saturating_sub(idle);
+            conns = conns
+                .gauge(&[("pool", pool), ("state", "idle")], f64::from(idle))
+                .gauge(&[("pool", pool), ("state", "in_use")], f64::from(in_use));
+            max = max.gauge(&[("pool", pool)], f64::from(most));
+        }
+        let queries = DB_STATEMENT_KINDS
+            .iter()
+            .zip(DB_STATEMENTS.iter())
+            .fold(queries, |f, (kind, h)| {
+                f.histogram(&[("statement", kind)], &h.snapshot(), US)
+            });
+        vec![conns.done(), max.done(), queries.done()]
+    }
+}
+
+/// Memory, CPU and descriptors of this process, from `/proc` (Linux; nothing elsewhere).
+struct ProcessFamilies;
+
+const PROCESS_FAMILIES: &[(&str, &str, &[&str])] = &[
+    (
+        "process_resident_memory_bytes",
+        "Resident memory of the server process",
+        &[],
+    ),
+    (
+        "process_cpu_seconds_total",
+        "CPU time the server process used, user and system",
+        &[],
+    ),
+    (
+        "process_open_fds",
+        "File descriptors the server process holds open",
+        &[],
+    ),
+    (
+        "process_max_fds",
+        "Most file descriptors the server process may open",
+        &[],
+    ),
+];
+
+/// USER_HZ, the unit of `/proc/self/stat`'s times: 100 on every Linux architecture Stoa
+/// builds for.
+const CLOCK_TICKS_PER_SEC: f64 = 100.0;
+
+impl prometheus::core::Collector for ProcessFamilies {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        static DESCS: std::sync::OnceLock<Vec<prometheus::core::Desc>> = std::sync::OnceLock::new();
+        DESCS
+            .get_or_init(|| families::descs(PROCESS_FAMILIES))
+            .iter()
+            .collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let mut out = Vec::new();
+        let gauge = |i: usize, v: f64| {
+            let (name, help, _) = PROCESS_FAMILIES[i];
+            Family::new(name, help, MetricType::GAUGE)
+                .gauge(&[], v)
+                .done()
+        };
+        if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+            if let Some(kb) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            {
+                out.push(gauge(0, kb * 1024.0));
+            }
+        }
+        if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+            // Fields after the command name (which may hold spaces, so split after its `)`):
+            // state is field 3, utime 14 and stime 15.
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map(|(_, rest)| rest.split_whitespace().collect())
+                .unwrap_or_default();
+            let ticks = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<f64>().ok());
+            if let (Some(user), Some(system)) = (ticks(14), ticks(15)) {
+                let (name, help, _) = PROCESS_FAMILIES[1];
+                let secs = (user + system) / CLOCK_TICKS_PER_SEC;
+                out.push(
+                    Family::new(name, help, MetricType::COUNTER)
+                        .counter(&[], secs)
+                        .done(),
+                );
+            }
+        }
+        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+            out.push(gauge(2, dir.count() as f64));
+        }
+        if let Ok(limits) = std::fs::read_to_string("/proc/self/limits") {
+            if let Some(max) = limits
+                .lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| v.parse::<f64>().ok())
+            {
+                out.push(gauge(3, max));
+            }
+        }
+        out
     }
 }

@@ -195,6 +195,7 @@ pub fn live_event(e: &Event) -> LiveEvent {
         offset: e.offset,
         document_id,
         payload: Arc::new(payload),
+        born: stoa_actors::hist::stamp(),
     }
 }
 

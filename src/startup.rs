@@ -35,6 +35,10 @@ pub enum StartupError {
     },
     #[error("configuration key `auth.password_hash_memory_kib`: {0}")]
     Password(String),
+    #[error("data directory: {0}")]
+    DataDir(String),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 pub struct Application {
@@ -44,10 +48,14 @@ pub struct Application {
     realtime: Realtime,
     search: Arc<dyn crate::search::SearchBackend>,
     upkeep: actix_web::rt::task::JoinHandle<()>,
+    /// Held while the server runs: `stoa restore` refuses meanwhile.
+    _data_dir: crate::ops::DataDirLock,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        let data_dir =
+            crate::ops::hold_data_dir(&settings.data_dir).map_err(StartupError::DataDir)?;
         for ignored in &settings.ignored_variables {
             tracing::warn!(
                 variable = %ignored.name,
@@ -137,8 +145,10 @@ impl Application {
                 tracing::info!(index = es.index(), "search runs on Elasticsearch");
                 Arc::new(ElasticSearch { es, indexer })
             };
-        let metrics = Metrics::new();
+        let metrics = Metrics::new(realtime.node_id());
         metrics.observe_realtime(realtime.clone());
+        metrics.observe_database(store.clone());
+        metrics.observe_process();
         if let Some(health) = &bus {
             metrics.observe_bus(health.clone());
         }
@@ -234,6 +244,7 @@ impl Application {
             realtime,
             search,
             upkeep,
+            _data_dir: data_dir,
         })
     }
 

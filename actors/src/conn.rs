@@ -91,7 +91,13 @@ pub enum Outbound {
     Text(String),
     /// A text frame made of a subscriber's head (`[` and its join_ref) and a push's tail
     /// shared by every subscriber of the topic.
-    Push { head: PushHead, tail: Arc<str> },
+    /// `born` is when the message was committed or arrived ([`crate::hist::stamp`], 0 when
+    /// not measured), for the fan-out latency histogram.
+    Push {
+        head: PushHead,
+        tail: Arc<str>,
+        born: u64,
+    },
     /// The answer to a client's ping.
     Pong(Vec<u8>),
     /// A binary frame, its bytes shared by every connection it goes to (Yjs).
@@ -103,7 +109,7 @@ impl Outbound {
     pub fn len(&self) -> usize {
         match self {
             Outbound::Text(t) => t.len(),
-            Outbound::Push { head, tail } => head.len() + tail.len(),
+            Outbound::Push { head, tail, .. } => head.len() + tail.len(),
             Outbound::Pong(p) => p.len(),
             Outbound::Binary(b) => b.len(),
         }
@@ -630,10 +636,11 @@ impl Conn {
     }
 
     /// Queues a topic push: this subscriber's `head`, then the shared `tail`.
-    pub fn push_shared(&self, head: &PushHead, tail: &Arc<str>) -> bool {
+    pub fn push_shared(&self, head: &PushHead, tail: &Arc<str>, born: u64) -> bool {
         self.send(Outbound::Push {
             head: head.clone(),
             tail: tail.clone(),
+            born,
         })
     }
 
@@ -643,11 +650,18 @@ impl Conn {
     }
 
     /// [`Conn::push_shared`] within a fan-out's [`FlushBatch`].
-    pub fn push_shared_in(&self, head: &PushHead, tail: &Arc<str>, batch: &mut FlushBatch) -> bool {
+    pub fn push_shared_in(
+        &self,
+        head: &PushHead,
+        tail: &Arc<str>,
+        born: u64,
+        batch: &mut FlushBatch,
+    ) -> bool {
         self.send_with(
             Outbound::Push {
                 head: head.clone(),
                 tail: tail.clone(),
+                born,
             },
             Some(batch),
         )
@@ -775,10 +789,15 @@ mod tests {
             .send(Outbound::Push {
                 head: head.clone(),
                 tail: tail.clone(),
+                born: 0,
             })
             .unwrap();
         assert_eq!(
-            outbox.send(Outbound::Push { head, tail }),
+            outbox.send(Outbound::Push {
+                head,
+                tail,
+                born: 0
+            }),
             Err(Refused::Full),
             "shared pieces count as what they put on the wire"
         );
@@ -811,6 +830,7 @@ mod tests {
         Outbound::Push {
             head: PushHead::new("[\"1\""),
             tail: s.into(),
+            born: 0,
         }
     }
 

@@ -19,6 +19,7 @@
 pub mod bus;
 mod conn;
 mod env;
+pub mod hist;
 mod limit;
 pub mod ports;
 mod registry;
@@ -146,11 +147,25 @@ pub struct Stats {
     pub topics: AtomicI64,
     pub subscriptions: AtomicI64,
     pub joins: AtomicU64,
+    /// Joins accepted, by the kind of topic ([`TOPIC_KINDS`]).
+    pub joins_by_kind: [AtomicU64; TOPIC_KINDS.len()],
     /// Sockets refused because their user had too many open.
     pub sockets_refused: AtomicU64,
     pub joins_refused: AtomicU64,
-    pub frames_in: AtomicU64,
-    pub frames_out: AtomicU64,
+    /// Frames received, by event ([`FRAMES_IN`]).
+    pub frames_in: [AtomicU64; FRAMES_IN.len()],
+    /// Frames queued for clients, by event ([`FRAMES_OUT`]).
+    pub frames_out: [AtomicU64; FRAMES_OUT.len()],
+    /// From an event's commit (or a broadcast's arrival) to its frame's write to a socket,
+    /// one observation per socket write (µs).
+    pub fanout_latency: hist::Histogram,
+    /// Frames an outbox held when the transport took them for the socket.
+    pub outbound_depth: hist::DepthHistogram,
+    /// From a Yjs update's arrival at its document's actor to its relay to the local peers
+    /// and the bus (µs).
+    pub yjs_update_latency: hist::Histogram,
+    /// One batch of Yjs updates written to the store (µs).
+    pub yjs_persist_latency: hist::Histogram,
     /// Yjs connections open.
     pub yjs_connections: AtomicI64,
     /// Documents loaded by their actor.
@@ -188,9 +203,83 @@ pub struct Stats {
     pub nodes_expired: AtomicU64,
 }
 
+/// Topic kinds, as `stoa_ws_joins_total{kind}` names them.
+pub const TOPIC_KINDS: [&str; 3] = ["workspace", "document", "user"];
+
+/// Client frames, as `stoa_ws_frames_in_total{event}` names them.
+pub const FRAMES_IN: [&str; 9] = [
+    "heartbeat",
+    "phx_join",
+    "phx_leave",
+    "broadcast",
+    "presence:update",
+    "access_token",
+    "other",
+    "malformed",
+    "yjs",
+];
+
+/// Server frames, as `stoa_ws_frames_out_total{event}` names them.
+pub const FRAMES_OUT: [&str; 7] = [
+    "phx_reply",
+    "event",
+    "broadcast",
+    "notification",
+    "presence_state",
+    "presence_diff",
+    "yjs",
+];
+
+/// Index in [`FRAMES_OUT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Out {
+    Reply,
+    Event,
+    Broadcast,
+    Notification,
+    PresenceState,
+    PresenceDiff,
+    Yjs,
+}
+
 impl Stats {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn sent(&self, kind: Out, n: u64) {
+        Stats::add(&self.frames_out[kind as usize], n);
+    }
+
+    /// Counts a client frame by its event name (heartbeats are recognised by the caller,
+    /// which knows the topic).
+    pub fn received(&self, event: &str) {
+        let i = match event {
+            "heartbeat" => 0,
+            "phx_join" => 1,
+            "phx_leave" => 2,
+            "broadcast" => 3,
+            "presence:update" => 4,
+            "access_token" => 5,
+            "" => 7,
+            "yjs" => 8,
+            _ => 6,
+        };
+        Stats::add(&self.frames_in[i], 1);
+    }
+
+    pub fn frames_in_total(&self) -> u64 {
+        self.frames_in
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    pub fn frames_out_total(&self) -> u64 {
+        self.frames_out
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
     }
 }
 

@@ -18,6 +18,8 @@ pub struct LiveEvent {
     pub document_id: Option<i64>,
     /// The `event` push payload: `{offset, kind, actor, subject, data, at}`.
     pub payload: Arc<Value>,
+    /// When it was committed here or arrived from another node ([`crate::hist::stamp`]).
+    pub born: u64,
 }
 
 /// Who may join a topic, as decided by [`Authorizer::authorize`].

@@ -324,6 +324,7 @@ impl Shared {
                 offset,
                 document_id: document,
                 payload: Arc::new(payload),
+                born: crate::hist::stamp(),
             }),
             Body::YjsUpdates { document, updates } => self.docs.heard_updates(document, updates),
             Body::YjsAwareness { document, update } => self.docs.heard_awareness(document, update),

@@ -172,7 +172,7 @@ impl SessionActor {
     }
 
     fn send(&mut self, frame: String, ctx: &mut Context<Self>) {
-        Stats::add(&self.stats().frames_out, 1);
+        self.stats().sent(crate::Out::Reply, 1);
         self.queue(Outbound::Text(frame), ctx);
     }
 
@@ -272,12 +272,21 @@ impl SessionActor {
     }
 
     fn on_text(&mut self, text: String, ctx: &mut Context<Self>) {
-        Stats::add(&self.stats().frames_in, 1);
         let frame = match Frame::decode(&text, self.shared.limits().max_frame_bytes) {
             Ok(f) => f,
-            Err(e) => return self.bad_frame(&text, e, ctx),
+            Err(e) => {
+                self.stats().received("");
+                return self.bad_frame(&text, e, ctx);
+            }
         };
-        if frame.topic == PHOENIX_TOPIC && frame.event == "heartbeat" {
+        let heartbeat = frame.topic == PHOENIX_TOPIC && frame.event == "heartbeat";
+        self.stats()
+            .received(if heartbeat || frame.event != "heartbeat" {
+                &frame.event
+            } else {
+                "other"
+            });
+        if heartbeat {
             // Free: a client that keeps its socket alive is never refused for it.
             return self.reply(&frame, ReplyStatus::Ok, json!({}), ctx);
         }
@@ -542,10 +551,12 @@ impl SessionActor {
             remote.insert("from".into(), json!(user_id));
             remote
         });
+        let born = crate::hist::stamp();
         let msg = |_conn, ticket| Broadcast {
             session,
             user_id,
             payload,
+            born,
             ticket,
         };
         if self.offer(&frame, msg, ctx) {

@@ -31,7 +31,7 @@ use crate::conn::{Conn, FlushBatch, PushHead, SessionNotice};
 use crate::env::Env;
 use crate::limit::Limiter;
 use crate::ports::{Denied, LiveEvent};
-use crate::{now_ms, Stats};
+use crate::{now_ms, Out, Stats};
 
 /// A topic actor's address, with what its senders share: the count of client messages and
 /// live pushes waiting in its mailbox, and its broadcast budget.
@@ -150,6 +150,8 @@ pub(crate) struct Broadcast {
     pub session: u64,
     pub user_id: i64,
     pub payload: Map<String, Value>,
+    /// When the session took it from the client ([`crate::hist::stamp`]).
+    pub born: u64,
     /// Held, never read: its place in the mailbox is freed when the message is dropped.
     #[allow(dead_code)]
     pub ticket: Ticket,
@@ -356,7 +358,7 @@ impl TopicActor {
     }
 
     fn push_to(&self, sub: &Sub, frame: String) -> bool {
-        Stats::add(&self.stats().frames_out, 1);
+        self.stats().sent(Out::Reply, 1);
         sub.conn.push(frame)
     }
 
@@ -445,13 +447,16 @@ impl TopicActor {
             sub.cursor = ev.offset;
             if let Some(push) = &push {
                 sent += 1;
-                if !sub.conn.push_shared_in(&sub.head, push.tail(), &mut batch) {
+                if !sub
+                    .conn
+                    .push_shared_in(&sub.head, push.tail(), ev.born, &mut batch)
+                {
                     gone.push(*id);
                 }
             }
         }
         batch.flush();
-        Stats::add(&self.env.stats.frames_out, sent);
+        self.env.stats.sent(Out::Event, sent);
         self.recent.push_back(ev);
         if self.recent.len() > RECENT {
             self.recent.pop_front();
@@ -504,7 +509,7 @@ impl TopicActor {
         if shows {
             let frame = encode_parts(sub.join_ref.as_deref(), None, &name, "event", &*ev.payload);
             Stats::add(&self.env.stats.events_replayed, 1);
-            Stats::add(&self.env.stats.frames_out, 1);
+            self.env.stats.sent(Out::Event, 1);
             if !sub.conn.push(frame) {
                 self.drop_sub(id, None);
                 return false;
@@ -737,14 +742,14 @@ impl TopicActor {
         for (id, sub) in &self.subs {
             let ok = if sub.presence_seen < first {
                 let Some(push) = &shared else { continue };
-                sub.conn.push_shared(&sub.head, push.tail())
+                sub.conn.push_shared(&sub.head, push.tail(), 0)
             } else if sub.presence_seen < self.change_seq {
                 let diff = self.diff_after(sub.presence_seen);
                 if diff.is_empty() {
                     continue;
                 }
                 let push = Push::new(&self.name, "presence_diff", &diff);
-                sub.conn.push_shared(&sub.head, push.tail())
+                sub.conn.push_shared(&sub.head, push.tail(), 0)
             } else {
                 continue;
             };
@@ -754,7 +759,7 @@ impl TopicActor {
             }
         }
         self.changes.clear();
-        Stats::add(&self.env.stats.frames_out, sent);
+        self.env.stats.sent(Out::PresenceDiff, sent);
         for id in gone {
             self.drop_sub(id, None);
         }
@@ -790,11 +795,11 @@ impl TopicActor {
             }
             sub.presence_seen = self.change_seq;
             sent += 1;
-            if !sub.conn.push_shared(&sub.head, state.tail()) {
+            if !sub.conn.push_shared(&sub.head, state.tail(), 0) {
                 gone.push(id);
             }
         }
-        Stats::add(&self.env.stats.frames_out, sent);
+        self.env.stats.sent(Out::PresenceState, sent);
         for id in gone {
             self.drop_sub(id, None);
         }
@@ -815,7 +820,8 @@ impl TopicActor {
         self.env.bus_send(CONTROL_CHANNEL, body);
     }
 
-    fn fan_out(&mut self, push: &Push, except: Option<u64>) {
+    /// `born`: when the message was committed or arrived ([`crate::hist::stamp`]).
+    fn fan_out(&mut self, push: &Push, except: Option<u64>, kind: Out, born: u64) {
         let mut gone = Vec::new();
         let mut sent = 0;
         let mut batch = FlushBatch::default();
@@ -824,12 +830,15 @@ impl TopicActor {
                 continue;
             }
             sent += 1;
-            if !sub.conn.push_shared_in(&sub.head, push.tail(), &mut batch) {
+            if !sub
+                .conn
+                .push_shared_in(&sub.head, push.tail(), born, &mut batch)
+            {
                 gone.push(*id);
             }
         }
         batch.flush();
-        Stats::add(&self.env.stats.frames_out, sent);
+        self.env.stats.sent(kind, sent);
         for id in gone {
             self.drop_sub(id, None);
         }
@@ -1048,6 +1057,12 @@ impl Handler<Join> for TopicActor {
             return false;
         }
         Stats::add(&self.stats().joins, 1);
+        let kind = match self.topic {
+            Topic::Workspace(_) => 0,
+            Topic::Document(_) => 1,
+            Topic::User(_) => 2,
+        };
+        Stats::add(&self.stats().joins_by_kind[kind], 1);
         self.env
             .stats
             .subscriptions
@@ -1131,7 +1146,7 @@ impl Handler<Broadcast> for TopicActor {
         // Who sent it is the server's word, never the client's.
         msg.payload.insert("from".into(), json!(msg.user_id));
         let push = Push::new(&self.name, "broadcast", &msg.payload);
-        self.fan_out(&push, Some(msg.session));
+        self.fan_out(&push, Some(msg.session), Out::Broadcast, msg.born);
     }
 }
 
@@ -1207,7 +1222,7 @@ impl Handler<Notify> for TopicActor {
 
     fn handle(&mut self, msg: Notify, _: &mut Context<Self>) {
         let push = Push::new(&self.name, "notification", &*msg.0);
-        self.fan_out(&push, None);
+        self.fan_out(&push, None, Out::Notification, crate::hist::stamp());
     }
 }
 
@@ -1243,7 +1258,7 @@ impl Handler<RemoteBroadcast> for TopicActor {
     fn handle(&mut self, msg: RemoteBroadcast, _: &mut Context<Self>) {
         // The sending node set `from`; its sender is not here, so everyone receives it.
         let push = Push::new(&self.name, "broadcast", &msg.0);
-        self.fan_out(&push, None);
+        self.fan_out(&push, None, Out::Broadcast, crate::hist::stamp());
     }
 }
 

@@ -316,7 +316,7 @@ impl DocActor {
 
     fn send_to(&self, conn: &Conn, bytes: &Arc<[u8]>) {
         if conn.push_binary(bytes) {
-            Stats::add(&self.stats().frames_out, 1);
+            self.stats().sent(crate::Out::Yjs, 1);
         }
     }
 
@@ -403,6 +403,7 @@ impl DocActor {
     }
 
     fn apply(&mut self, conn_id: u64, update: Vec<u8>, ctx: &mut Context<Self>) {
+        let started = crate::hist::stamp();
         let decoded = match Update::decode_v1(&update) {
             Ok(u) => u,
             Err(e) => {
@@ -432,6 +433,9 @@ impl DocActor {
         self.relay(&relayed, Some(conn_id));
         self.pending.push(update);
         self.write(ctx);
+        if let Some(us) = crate::hist::since(started) {
+            self.stats().yjs_update_latency.observe(us);
+        }
     }
 
     fn on_awareness(&mut self, conn_id: u64, update: AwarenessUpdate) {
@@ -550,6 +554,7 @@ impl DocActor {
         };
         let store = self.store.clone();
         let id = self.id;
+        let started = crate::hist::stamp();
         let fut = async move {
             let result = store.append(id, &batch).await;
             (batch, result)
@@ -558,6 +563,9 @@ impl DocActor {
             act.writing = false;
             match result {
                 Ok(seq) => {
+                    if let Some(us) = crate::hist::since(started) {
+                        act.stats().yjs_persist_latency.observe(us);
+                    }
                     act.last_seq = act.last_seq.max(seq);
                     if act.shared.has_bus() {
                         let body = Body::YjsUpdates {
@@ -1101,7 +1109,7 @@ impl Actor for YjsSession {
 impl StreamHandler<WireIn> for YjsSession {
     fn handle(&mut self, item: WireIn, ctx: &mut Context<Self>) {
         self.last_seen = Instant::now();
-        Stats::add(&self.shared.stats().frames_in, 1);
+        self.shared.stats().received("yjs");
         match item {
             WireIn::Binary(bytes) => self.on_binary(bytes, ctx),
             WireIn::Text(_) => self.close(1003, "text frames are not supported", false, ctx),

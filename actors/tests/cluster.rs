@@ -42,6 +42,7 @@ async fn events_broadcasts_notifications_and_revocations_cross_nodes() {
         offset: 1,
         document_id: None,
         payload: Arc::new(json!({"offset": 1})),
+        born: 0,
     });
     let event = on_a.client.next_non_presence().await;
     assert_eq!(

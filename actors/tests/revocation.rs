@@ -55,6 +55,7 @@ async fn a_join_authorised_before_a_removal_does_not_land_after_it() {
         offset: 1,
         document_id: None,
         payload: Arc::new(json!({"offset": 1})),
+        born: 0,
     });
     let event = client.next().await;
     assert_eq!(event[3], "event");

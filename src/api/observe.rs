@@ -14,6 +14,19 @@ use super::AppState;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// On every response. The API answers JSON, CSV and plain text, never a page: nothing may
+/// be sniffed into HTML, and should a browser render a response anyway, the policy lets it
+/// load, run, frame or submit nothing.
+const SECURITY_HEADERS: [(&str, &str); 4] = [
+    ("x-content-type-options", "nosniff"),
+    (
+        "content-security-policy",
+        "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    ),
+    ("referrer-policy", "no-referrer"),
+    ("x-frame-options", "DENY"),
+];
+
 /// Keeps a caller's request id when it is short and plain, so ids can be traced across
 /// services; otherwise makes a new one.
 fn request_id(req: &ServiceRequest) -> String {
@@ -84,6 +97,13 @@ pub async fn observe(
     });
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID, value);
+    }
+    let headers = res.headers_mut();
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
     }
     Ok(res)
 }

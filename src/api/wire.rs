@@ -29,7 +29,7 @@ use std::time::Duration;
 use actix_web::rt::net::TcpStream;
 use actix_web::web::BytesMut;
 use futures_util::Stream;
-use stoa_actors::{FlushList, Outbound, Outbox, OutboxReader, Realtime, Take, WireIn};
+use stoa_actors::{hist, FlushList, Outbound, Outbox, OutboxReader, Realtime, Take, WireIn};
 use stoa_protocol::ws::{close_code, unmask, FrameHeader, HeaderError, Opcode};
 use tokio::io::Interest;
 
@@ -140,7 +140,7 @@ impl Frame {
     fn pieces_of<'a>(frame_head: &'a Head, item: &'a Outbound) -> [&'a [u8]; 3] {
         match item {
             Outbound::Text(t) => [frame_head.as_slice(), t.as_bytes(), &[]],
-            Outbound::Push { head, tail } => {
+            Outbound::Push { head, tail, .. } => {
                 [frame_head.as_slice(), head.as_bytes(), tail.as_bytes()]
             }
             Outbound::Pong(p) => [frame_head.as_slice(), &p[..p.len().min(125)], &[]],
@@ -169,6 +169,9 @@ impl Writer {
     pub fn new(io: Rc<TcpStream>, realtime: Realtime, outbox: OutboxReader) -> Writer {
         realtime.stats().sockets.fetch_add(1, Ordering::Relaxed);
         let slot = WORKER.with(|w| {
+            if w.realtime.get().is_none() {
+                let _ = w.realtime.set(realtime.clone());
+            }
             let slot = w.sockets.borrow_mut().insert(io.clone());
             outbox.attach(&w.list, slot);
             slot
@@ -278,6 +281,12 @@ impl Writer {
             match ready!(taken) {
                 Take::Frames { resume } => {
                     self.written = resume;
+                    // The socket's own writer serves stalled sockets: observed as taken.
+                    let stats = self.realtime.stats();
+                    stats.outbound_depth.observe(self.taken.len() as u64);
+                    if let Some(us) = oldest_push(&self.taken).and_then(hist::since) {
+                        stats.fanout_latency.observe(us);
+                    }
                     self.frames.extend(self.taken.drain(..).map(Frame::new));
                 }
                 Take::Close(reason) => {
@@ -355,6 +364,8 @@ impl Slots {
 struct Worker {
     list: Arc<FlushList>,
     sockets: RefCell<Slots>,
+    /// Where the flush task's observations go (set by the thread's first socket).
+    realtime: std::cell::OnceCell<Realtime>,
 }
 
 thread_local! {
@@ -363,6 +374,7 @@ thread_local! {
         let worker = Rc::new(Worker {
             list: FlushList::new(),
             sockets: RefCell::default(),
+            realtime: std::cell::OnceCell::new(),
         });
         actix_web::rt::spawn(flush(worker.clone()));
         worker
@@ -375,26 +387,54 @@ async fn flush(worker: Rc<Worker>) {
     let mut ready: Vec<Arc<Outbox>> = Vec::new();
     let mut taken = VecDeque::new();
     let mut buf = Vec::with_capacity(SMALL);
+    // Observed here, merged into the shared histograms once per pass (and before each
+    // yield), so the threads do not contend on them per write.
+    let mut latency = hist::Histogram::latency().local();
+    let mut depth = hist::Histogram::depth().local();
     loop {
         std::future::poll_fn(|cx| worker.list.poll_ready(cx, &mut ready)).await;
         for (i, outbox) in ready.drain(..).enumerate() {
             if i > 0 && i % FLUSH_TURN == 0 {
+                merge(&worker, &mut latency, &mut depth);
                 // Readers on this thread get their turn in a long pass.
                 actix_web::rt::task::yield_now().await;
             }
             let Some(slot) = outbox.flush_take(&mut taken, CHUNK) else {
                 continue;
             };
+            depth.observe(taken.len() as u64);
+            let born = oldest_push(&taken);
             let unwritten = match worker.sockets.borrow().get(slot) {
                 Some(io) => flush_one(io, &mut taken, &mut buf),
                 None => Some((std::mem::take(&mut taken), 0)),
             };
+            if unwritten.is_none() {
+                if let Some(us) = born.and_then(hist::since) {
+                    latency.observe(us);
+                }
+            }
             if outbox.flush_done(unwritten) {
                 worker.list.relist(outbox);
             }
             taken.clear();
         }
+        merge(&worker, &mut latency, &mut depth);
     }
+}
+
+fn merge(worker: &Worker, latency: &mut hist::Local, depth: &mut hist::Local) {
+    if let Some(realtime) = worker.realtime.get() {
+        latency.merge_into(&realtime.stats().fanout_latency);
+        depth.merge_into(&realtime.stats().outbound_depth);
+    }
+}
+
+/// When the oldest push among `taken` was committed or arrived (they are in order).
+fn oldest_push(taken: &VecDeque<Outbound>) -> Option<u64> {
+    taken.iter().find_map(|item| match item {
+        Outbound::Push { born, .. } if *born != 0 => Some(*born),
+        _ => None,
+    })
 }
 
 /// Writes `taken` to the socket with one send; what it did not take (the frames, and the

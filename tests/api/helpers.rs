@@ -238,7 +238,7 @@ impl TestApp {
     /// A metric's value from `/metrics` (0 when absent).
     pub async fn metric(&self, name: &str) -> f64 {
         let res = self.call(Method::GET, "/metrics", None, None, &[]).await;
-        let text = res.body.as_str().unwrap_or_default().to_string();
+        let text = crate::common::without_node(res.body.as_str().unwrap_or_default());
         text.lines()
             .filter(|l| !l.starts_with('#'))
             .find_map(|l| {

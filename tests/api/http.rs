@@ -239,7 +239,7 @@ async fn operations_endpoints_answer(backend: Backend) {
     let missing = app.get("/api/v1/documents/424242", &alice.token).await;
     assert_eq!(missing.status, 404);
     let metrics = app.call(Method::GET, "/metrics", None, None, &[]).await;
-    let text = metrics.body.as_str().unwrap();
+    let text = &crate::common::without_node(metrics.body.as_str().unwrap());
     assert!(text.contains(
         "stoa_http_requests_total{method=\"GET\",route=\"/api/v1/documents/{id}\",status=\"404\"} 1"
     ), "{text}");
@@ -385,4 +385,54 @@ async fn openapi_document_covers_every_route() {
         doc["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
     );
+}
+
+/// Every kind of response — JSON, text, an error, a route that does not exist, a refused
+/// token — says it is not to be sniffed and carries a policy that lets nothing run.
+#[actix_web::test]
+async fn every_response_carries_the_security_headers() {
+    let app = spawn_app(Backend::Sqlite).await.expect("sqlite");
+    let alice = app.register("alice").await;
+    let ws = app.create_workspace(&alice, "Team").await;
+    let responses = [
+        app.call(Method::GET, "/healthz", None, None, &[]).await,
+        app.call(Method::GET, "/metrics", None, None, &[]).await,
+        app.call(Method::GET, "/openapi.json", None, None, &[])
+            .await,
+        app.call(Method::GET, "/no/such/page", None, None, &[])
+            .await,
+        app.call(
+            Method::GET,
+            "/api/v1/me",
+            Some("forged.token.here"),
+            None,
+            &[],
+        )
+        .await,
+        app.get(
+            &format!("/api/v1/workspaces/{ws}/reports/members?format=csv"),
+            &alice.token,
+        )
+        .await,
+        app.call(
+            Method::POST,
+            "/api/v1/workspaces",
+            Some(&alice.token),
+            Some(json!({"name": ""})),
+            &[],
+        )
+        .await,
+    ];
+    for res in responses {
+        assert_eq!(
+            res.header("x-content-type-options").as_deref(),
+            Some("nosniff"),
+            "{}",
+            res.status
+        );
+        let csp = res.header("content-security-policy").unwrap_or_default();
+        assert!(csp.contains("default-src 'none'"), "{csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert_eq!(res.header("x-frame-options").as_deref(), Some("DENY"));
+    }
 }

@@ -1023,3 +1023,79 @@ async fn topics_per_connection_are_limited() {
     s.next(&format!("document:{doc}"), "phx_close").await;
     s.join_ok(&format!("user:{}", alice.id), json!({})).await;
 }
+
+/// The real-time metrics count what happened, by kind and event, and time each delivery.
+#[actix_web::test]
+async fn metrics_count_joins_frames_and_time_fan_out() {
+    let app = spawn_app(Backend::Sqlite).await.expect("sqlite");
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let ws_id = app.create_workspace(&alice, "Team").await;
+    app.add_member(ws_id, &alice, &bob, "editor").await;
+    let topic = format!("workspace:{ws_id}");
+    let mut a = Ws::connect(&app, &alice.token).await;
+    let (ajr, _) = a.join_ok(&topic, json!({})).await;
+    a.join_ok(&format!("user:{}", alice.id), json!({})).await;
+    let mut b = Ws::connect(&app, &bob.token).await;
+    b.join_ok(&topic, json!({})).await;
+
+    let r = a
+        .push(Some(&ajr), &topic, "broadcast", json!({"type": "typing"}))
+        .await;
+    assert_eq!(a.reply(&r).await.payload["status"], "ok");
+    b.next(&topic, "broadcast").await;
+    let doc = app
+        .post(
+            &format!("/api/v1/workspaces/{ws_id}/documents"),
+            &alice.token,
+            json!({"title": "Plan"}),
+        )
+        .await;
+    assert_eq!(doc.status, 201, "{:?}", doc.body);
+    a.next(&topic, "event").await;
+    b.next(&topic, "event").await;
+
+    assert_eq!(
+        app.metric("stoa_ws_joins_total{kind=\"workspace\"}").await,
+        2.0
+    );
+    assert_eq!(app.metric("stoa_ws_joins_total{kind=\"user\"}").await, 1.0);
+    assert_eq!(
+        app.metric("stoa_ws_joins_total{kind=\"document\"}").await,
+        0.0
+    );
+    assert_eq!(
+        app.metric("stoa_ws_frames_in_total{event=\"phx_join\"}")
+            .await,
+        3.0
+    );
+    assert_eq!(
+        app.metric("stoa_ws_frames_in_total{event=\"broadcast\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        app.metric("stoa_ws_frames_out_total{event=\"broadcast\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        app.metric("stoa_ws_frames_out_total{event=\"event\"}")
+            .await,
+        2.0
+    );
+    // One timed write per delivery (the broadcast to bob, the event to both), merged by the
+    // transport threads as they finish a pass.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while app.metric("stoa_ws_fanout_latency_seconds_count").await < 3.0 {
+        assert!(std::time::Instant::now() < deadline, "deliveries not timed");
+        tokio::task::yield_now().await;
+    }
+    let sum = app.metric("stoa_ws_fanout_latency_seconds_sum").await;
+    assert!(sum > 0.0 && sum < 5.0, "{sum} s for three deliveries");
+    assert!(app.metric("stoa_ws_outbound_queue_frames_count").await >= 3.0);
+    let one_write = app
+        .metric("stoa_ws_outbound_queue_frames_bucket{le=\"+Inf\"}")
+        .await;
+    assert!(one_write >= 3.0);
+}

@@ -18,5 +18,6 @@ mod harness;
 
 mod across;
 mod conformance;
+mod dashboards;
 mod failure;
 mod phoenix;

@@ -114,3 +114,31 @@ macro_rules! on_every_backend {
         }
     };
 }
+
+/// `/metrics` text without the `node` label every series carries, so a test can look a
+/// series up by its other labels (`stoa_ws_connections`, `…{kind="user"}`).
+pub fn without_node(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let mut line = line.to_string();
+        if let Some(start) = line.find("node=\"") {
+            if let Some(len) = line[start + 6..].find('"') {
+                let end = start + 6 + len + 1;
+                let before = &line[..start];
+                let after = &line[end..];
+                line = if let Some(b) = before.strip_suffix(',') {
+                    format!("{b}{after}")
+                } else if let Some(a) = after.strip_prefix(',') {
+                    format!("{before}{a}")
+                } else if before.ends_with('{') && after.starts_with('}') {
+                    format!("{}{}", &before[..before.len() - 1], &after[1..])
+                } else {
+                    line
+                };
+            }
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}

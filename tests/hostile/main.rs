@@ -4,10 +4,13 @@
 //! refusal), what everyone else still gets, and that the server is healthy with its memory
 //! bounded afterwards.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod support;
 
 mod flood;
 mod frames;
+mod ops;
 mod rest;
 mod shutdown;
 mod transport;

@@ -21,13 +21,17 @@ pub struct Server {
     pub port: u16,
     /// Everything the server logged (JSON lines), in order.
     pub log: Arc<Mutex<Vec<String>>>,
-    _dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
 }
 
 impl Server {
     /// Starts the binary in a fresh directory with the defaults plus `env`.
     pub fn start(env: &[(&str, &str)]) -> Server {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Server::start_in(tempfile::tempdir().expect("temp dir"), env)
+    }
+
+    /// Starts the binary in `dir` (whose `data` it may already hold).
+    pub fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_stoa"));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -68,8 +72,20 @@ impl Server {
             child,
             port,
             log,
-            _dir: dir,
+            dir: Some(dir),
         }
+    }
+
+    /// The directory the server runs in (its `data` directory is inside).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.as_ref().expect("the directory").path()
+    }
+
+    /// Stops the server with SIGTERM and hands its directory over, to start again in.
+    pub fn stop_keeping_dir(mut self) -> tempfile::TempDir {
+        let status = self.terminate();
+        assert!(status.success(), "{status:?}");
+        self.dir.take().expect("the directory")
     }
 
     pub fn pid(&self) -> u32 {
@@ -518,8 +534,7 @@ impl Server {
 
     /// A metric's value (0 when absent).
     pub fn metric(&self, name: &str) -> f64 {
-        self.http("GET", "/metrics", &[], b"")
-            .text()
+        crate::common::without_node(&self.http("GET", "/metrics", &[], b"").text())
             .lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
             .unwrap_or(0.0)

@@ -108,6 +108,7 @@ pub async fn run(connect: impl Fn(&Realtime) -> Arc<dyn Bus>) {
             offset,
             document_id: None,
             payload: Arc::new(json!({"offset": offset})),
+            born: 0,
         });
     }
     for offset in 1..=3 {

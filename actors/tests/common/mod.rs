@@ -82,7 +82,7 @@ impl Client {
             if let Some(item) = self.frames.pop_front() {
                 let text = match item {
                     Outbound::Text(t) => t,
-                    Outbound::Push { head, tail } => format!("{head}{tail}"),
+                    Outbound::Push { head, tail, .. } => format!("{head}{tail}"),
                     Outbound::Pong(_) | Outbound::Binary(_) => continue,
                 };
                 return serde_json::from_str(&text).expect("JSON frame");

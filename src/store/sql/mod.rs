@@ -60,7 +60,7 @@ impl SqlStore {
         let store = match kind {
             DatabaseKind::Sqlite => {
                 let url = sqlite_url(&settings.url)?;
-                let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
+                let options = statement_reports(AnyConnectOptions::from_str(&url)?);
                 let pool = |max: u32| {
                     AnyPoolOptions::new()
                         .max_connections(max)
@@ -87,8 +87,7 @@ impl SqlStore {
                 }
             }
             DatabaseKind::Postgres => {
-                let options =
-                    AnyConnectOptions::from_str(&settings.url)?.disable_statement_logging();
+                let options = statement_reports(AnyConnectOptions::from_str(&settings.url)?);
                 let pool = AnyPoolOptions::new()
                     .max_connections(settings.max_connections)
                     .acquire_timeout(timeout.max(Duration::from_secs(30)))
@@ -114,6 +113,26 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Each pool's connections: its name, connections open, of them idle, and its maximum.
+    /// SQLite has a reader pool and a one-connection writer pool; PostgreSQL one pool for
+    /// both, reported as `shared`.
+    pub fn pool_use(&self) -> Vec<(&'static str, u32, u32, u32)> {
+        let one = |pool: &AnyPool| {
+            let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
+            (pool.size(), idle, pool.options().get_max_connections())
+        };
+        match self.kind {
+            DatabaseKind::Sqlite => {
+                let (r, w) = (one(&self.reader), one(&self.writer));
+                vec![("reader", r.0, r.1, r.2), ("writer", w.0, w.1, w.2)]
+            }
+            DatabaseKind::Postgres => {
+                let p = one(&self.reader);
+                vec![("shared", p.0, p.1, p.2)]
+            }
+        }
+    }
+
     pub fn kind(&self) -> DatabaseKind {
         self.kind
     }
@@ -134,6 +153,14 @@ impl SqlStore {
 }
 
 /// `sqlite://path` with the directory created and `mode=rwc` so the file is too.
+/// The driver reports every statement at DEBUG (which the metrics layer counts, see
+/// [`crate::telemetry`]) and a statement slower than a second at WARN (which the log shows).
+fn statement_reports(options: AnyConnectOptions) -> AnyConnectOptions {
+    options
+        .log_statements(tracing::log::LevelFilter::Debug)
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1))
+}
+
 fn sqlite_url(url: &str) -> StoreResult<String> {
     let rest = url
         .trim_start_matches("sqlite://")

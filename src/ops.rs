@@ -1,0 +1,279 @@
+//! Operator commands: `stoa backup FILE`, `stoa restore FILE` and `stoa healthcheck`, and
+//! the lock by which a running server tells `restore` that the data directory is in use.
+//!
+//! A backup is SQLite's `VACUUM INTO` run on a read-only connection beside the server: a
+//! read transaction, so it sees one consistent state (every write committed before it
+//! began, none after) while the server goes on writing through WAL. The copy is written
+//! under a temporary name, checked and then renamed, so `FILE` is either absent or whole.
+//!
+//! Every server holds a shared lock on `<data_dir>/stoa.lock` while it runs; `restore`
+//! takes it exclusively, so it refuses while any server uses the directory, and a server
+//! refuses to start while a restore runs.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+use sqlx::{ConnectOptions, Connection, Row};
+
+use crate::config::{DatabaseKind, Settings};
+
+const LOCK_FILE: &str = "stoa.lock";
+
+/// The running server's hold on its data directory (released when dropped).
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: File,
+}
+
+fn lock_path(data_dir: &Path) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    Ok(data_dir.join(LOCK_FILE))
+}
+
+fn open_lock(data_dir: &Path) -> Result<File, String> {
+    let path = lock_path(data_dir)?;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))
+}
+
+/// Taken by a server at start-up: shared, so several servers may use one directory (with
+/// PostgreSQL), but not while a restore holds it.
+pub fn hold_data_dir(data_dir: &Path) -> Result<DataDirLock, String> {
+    let file = open_lock(data_dir)?;
+    match file.try_lock_shared() {
+        Ok(()) => Ok(DataDirLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "a restore is running in {}; start the server once it has finished",
+            data_dir.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock the data directory: {e}")),
+    }
+}
+
+/// The SQLite file `database.url` names (None for PostgreSQL).
+fn sqlite_file(settings: &Settings) -> Result<Option<PathBuf>, String> {
+    match settings.database.kind() {
+        Some(DatabaseKind::Sqlite) => {
+            let rest = settings
+                .database
+                .url
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:");
+            let path = rest.split('?').next().unwrap_or_default();
+            if path.is_empty() || path == ":memory:" {
+                return Err("database.url names no SQLite file".into());
+            }
+            Ok(Some(PathBuf::from(path)))
+        }
+        Some(DatabaseKind::Postgres) => Ok(None),
+        None => Err("database.url is neither sqlite:// nor postgres://".into()),
+    }
+}
+
+const PG_POINTER: &str = "this server uses PostgreSQL: back it up with pg_dump and restore with \
+     pg_restore (see docs/DEPLOY.md); `stoa backup` and `stoa restore` are for the embedded \
+     SQLite database";
+
+async fn open(path: &Path, read_only: bool) -> Result<sqlx::SqliteConnection, String> {
+    let url = format!("sqlite://{}", path.display());
+    SqliteConnectOptions::from_str(&url)
+        .map_err(|e| e.to_string())?
+        .read_only(read_only)
+        .create_if_missing(false)
+        .busy_timeout(Duration::from_secs(30))
+        .disable_statement_logging()
+        .connect()
+        .await
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))
+}
+
+/// Checks that `path` is a whole Stoa database: SQLite's own check, and the migrations'
+/// table; the number of migrations applied.
+async fn verify(path: &Path) -> Result<i64, String> {
+    let mut conn = open(path, true).await?;
+    let check: String = sqlx::query_scalar("PRAGMA quick_check")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(|e| format!("{} is not a readable SQLite database: {e}", path.display()))?;
+    if check != "ok" {
+        return Err(format!("{} is damaged: {check}", path.display()));
+    }
+    let migrations = sqlx::query("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(|_| format!("{} is not a Stoa database", path.display()))?
+        .try_get::<i64, _>(0)
+        .map_err(|e| e.to_string())?;
+    let _ = conn.close().await;
+    Ok(migrations)
+}
+
+fn partial_name(target: &Path) -> PathBuf {
+    let mut name = target.as_os_str().to_owned();
+    name.push(".partial");
+    PathBuf::from(name)
+}
+
+/// `stoa backup FILE`: a consistent copy of the SQLite database, taken while the server
+/// runs. Refuses to overwrite `FILE`.
+pub async fn backup(settings: &Settings, target: &Path) -> Result<Value, String> {
+    let Some(source) = sqlite_file(settings)? else {
+        return Err(PG_POINTER.into());
+    };
+    if !source.exists() {
+        return Err(format!("no database at {}", source.display()));
+    }
+    if target.exists() {
+        return Err(format!(
+            "{} exists; choose a new file (a backup never overwrites)",
+            target.display()
+        ));
+    }
+    let partial = partial_name(target);
+    let _ = std::fs::remove_file(&partial);
+    let started = Instant::now();
+    let mut conn = open(&source, true).await?;
+    let result = sqlx::query("VACUUM INTO ?")
+        .bind(partial.to_string_lossy().into_owned())
+        .execute(&mut conn)
+        .await;
+    let _ = conn.close().await;
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&partial);
+        return Err(format!("backup failed: {e}"));
+    }
+    let migrations = match verify(&partial).await {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+    };
+    File::open(&partial)
+        .and_then(|f| f.sync_all())
+        .and_then(|()| std::fs::rename(&partial, target))
+        .map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+    let bytes = std::fs::metadata(target).map(|m| m.len()).unwrap_or(0);
+    Ok(json!({
+        "backup": target.display().to_string(),
+        "from": source.display().to_string(),
+        "bytes": bytes,
+        "migrations": migrations,
+        "seconds": started.elapsed().as_secs_f64(),
+    }))
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// `stoa restore FILE`: puts a backup in the database's place. Refuses while a server uses
+/// the data directory. The database it replaces is kept beside it as
+/// `<file>.before-restore-<unix seconds>`.
+pub async fn restore(settings: &Settings, backup: &Path) -> Result<Value, String> {
+    let Some(target) = sqlite_file(settings)? else {
+        return Err(PG_POINTER.into());
+    };
+    let lock = open_lock(&settings.data_dir)?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(format!(
+                "a server is using {}; stop it first (restore never replaces a database in use)",
+                settings.data_dir.display()
+            ))
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(format!("cannot lock the data directory: {e}"))
+        }
+    }
+    let migrations = verify(backup).await?;
+    // Copy beside the target first, so the swap is one rename on the same file system.
+    let incoming = with_suffix(&target, ".restoring");
+    std::fs::copy(backup, &incoming)
+        .and_then(|_| File::open(&incoming)?.sync_all())
+        .map_err(|e| format!("cannot copy {}: {e}", backup.display()))?;
+    let mut kept = None;
+    if target.exists() {
+        // Fold the old database's WAL into it, so the copy kept is whole on its own.
+        let mut conn = open(&target, false).await?;
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut conn)
+            .await;
+        let _ = conn.close().await;
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let aside = with_suffix(&target, &format!(".before-restore-{secs}"));
+        std::fs::rename(&target, &aside)
+            .map_err(|e| format!("cannot move {} aside: {e}", target.display()))?;
+        kept = Some(aside.display().to_string());
+    }
+    // A WAL or shared-memory file left from the old database must not meet the new one.
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(with_suffix(&target, suffix));
+    }
+    std::fs::rename(&incoming, &target)
+        .map_err(|e| format!("cannot move the backup into place: {e}"))?;
+    // The restored file is opened once in WAL mode, as the server will.
+    let conn = SqliteConnectOptions::from_str(&format!("sqlite://{}", target.display()))
+        .map_err(|e| e.to_string())?
+        .journal_mode(SqliteJournalMode::Wal)
+        .disable_statement_logging()
+        .connect()
+        .await
+        .map_err(|e| format!("cannot open the restored database: {e}"))?;
+    let _ = conn.close().await;
+    drop(lock);
+    Ok(json!({
+        "restored": target.display().to_string(),
+        "from": backup.display().to_string(),
+        "migrations": migrations,
+        "previous": kept,
+    }))
+}
+
+/// `stoa healthcheck [--url URL]`: GETs the node's `/readyz` (by default on 127.0.0.1 at
+/// `server.port`, over HTTPS when `server.tls_cert` is set) and succeeds on 200. For
+/// container health checks: the image needs no curl. Over HTTPS it checks that this
+/// process answers, not who it is, so the certificate is not verified.
+pub async fn healthcheck(settings: &Settings, url: Option<&str>) -> Result<(), String> {
+    let url = match url {
+        Some(u) => u.to_string(),
+        None => {
+            let scheme = if settings.server.tls_cert.is_empty() {
+                "http"
+            } else {
+                "https"
+            };
+            format!("{scheme}://127.0.0.1:{}/readyz", settings.server.port)
+        }
+    };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .danger_accept_invalid_certs(true)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let res = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    if res.status() == reqwest::StatusCode::OK {
+        Ok(())
+    } else {
+        Err(format!("{url}: {}", res.status()))
+    }
+}
