@@ -152,6 +152,16 @@ impl Application {
         if let Some(health) = &bus {
             metrics.observe_bus(health.clone());
         }
+        let tls = if settings.server.tls_cert.is_empty() {
+            None
+        } else {
+            let config = crate::tls::server_config(
+                std::path::Path::new(&settings.server.tls_cert),
+                std::path::Path::new(&settings.server.tls_key),
+            )
+            .map_err(StartupError::Tls)?;
+            Some((config, Arc::new(crate::tls::TlsPeers::default())))
+        };
         let state = web::Data::new(AppState {
             store: store.clone(),
             jwt,
@@ -173,20 +183,43 @@ impl Application {
             socket_origins: socket_origins(&settings),
             search: search.clone(),
             bus,
+            tls_peers: tls.as_ref().map(|(_, peers)| peers.clone()),
         });
 
         let addr = format!("{}:{}", settings.server.host, settings.server.port);
-        let listener = TcpListener::bind(&addr).map_err(|source| StartupError::Bind {
-            addr: addr.clone(),
-            source,
-        })?;
-        let port = listener
+        let bind = |addr: &str| {
+            TcpListener::bind(addr).map_err(|source| StartupError::Bind {
+                addr: addr.to_string(),
+                source,
+            })
+        };
+        let public = bind(&addr)?;
+        let port = public
             .local_addr()
             .map_err(|source| StartupError::Bind {
                 addr: addr.clone(),
                 source,
             })?
             .port();
+        // With TLS the server listens on loopback and the terminator on the address.
+        let listener = match &tls {
+            None => public,
+            Some((config, peers)) => {
+                let inner = bind("127.0.0.1:0")?;
+                let inner_addr = inner.local_addr().map_err(|source| StartupError::Bind {
+                    addr: "127.0.0.1:0".into(),
+                    source,
+                })?;
+                crate::tls::start(public, inner_addr, config.clone(), peers.clone()).map_err(
+                    |source| StartupError::Bind {
+                        addr: addr.clone(),
+                        source,
+                    },
+                )?;
+                tracing::info!(%addr, "TLS on; HTTPS and WSS only");
+                inner
+            }
+        };
         // Inherited by every accepted socket.
         if settings.server.tcp_user_timeout_secs > 0 {
             let timeout = Duration::from_secs(settings.server.tcp_user_timeout_secs);

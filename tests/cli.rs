@@ -35,6 +35,28 @@ fn invalid_configuration_names_the_key_and_exits_78() {
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("database.url"));
 
+    // TLS takes a certificate and its key together.
+    let out = stoa()
+        .env("STOA_SERVER__TLS_CERT", "/etc/stoa/cert.pem")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("server.tls_key"));
+    // A certificate that cannot be read stops start-up, naming it.
+    let out = stoa()
+        .current_dir(dir.path())
+        .env("STOA_SERVER__PORT", "0")
+        .env("STOA_SERVER__TLS_CERT", &file)
+        .env("STOA_SERVER__TLS_KEY", &file)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("server.tls_cert"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     let out = stoa().arg("--bogus").output().expect("runs");
     assert_eq!(out.status.code(), Some(2));
 }

@@ -78,3 +78,71 @@ async fn stock_phoenix_client_suite() {
     eprintln!("{stderr}");
     assert!(output.status.success(), "the Node e2e suite failed");
 }
+
+/// HTTPS and WSS served by the node itself, with a certificate made here by `openssl`:
+/// the stock phoenix client over `wss://` (`e2e/tls/wss.mjs`).
+#[actix_web::test]
+async fn stock_phoenix_client_over_wss() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let suite = root.join("e2e");
+    if !suite.join("node_modules/phoenix").is_dir() {
+        return missing("e2e/node_modules");
+    }
+    let db = TestDb::create(Backend::Sqlite).await.expect("sqlite");
+    let (cert, key) = (
+        db.dir.path().join("cert.pem"),
+        db.dir.path().join("key.pem"),
+    );
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    match made {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => panic!("openssl: {}", String::from_utf8_lossy(&out.stderr)),
+        Err(_) => return missing("openssl"),
+    }
+    let mut settings = Settings::load_with_env(None, Vec::new()).expect("default settings");
+    settings.server.port = 0;
+    settings.server.workers = 2;
+    settings.server.tls_cert = cert.display().to_string();
+    settings.server.tls_key = key.display().to_string();
+    settings.data_dir = db.dir.path().to_path_buf();
+    settings.database.url = db.url.clone();
+    settings.auth.jwt_secret = "e2e-test-secret-0123456789abcdef-GHIJKLMNOPQRSTUV".into();
+    settings.auth.password_hash_memory_kib = 1024;
+    settings.auth.password_hash_iterations = 1;
+    let app = Application::build(settings).await.expect("server starts");
+    let url = format!("https://localhost:{}", app.port());
+    let handle = app.handle();
+    actix_web::rt::spawn(app.run_until_stopped());
+    let output = actix_web::rt::task::spawn_blocking(move || {
+        Command::new("node")
+            .args(["--test", "--test-reporter=spec", "--test-timeout=60000"])
+            .arg("--test-force-exit")
+            .arg("tls/wss.mjs")
+            .current_dir(&suite)
+            .env("STOA_URL", &url)
+            .env("NODE_EXTRA_CA_CERTS", &cert)
+            .output()
+    })
+    .await
+    .expect("node runs")
+    .expect("node starts");
+    handle.stop(true).await;
+    println!("{}", String::from_utf8_lossy(&output.stdout));
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "phoenix.js over wss:// failed");
+}

@@ -53,7 +53,11 @@ fn limit<K: std::hash::Hash + Eq + Clone>(
 
 /// The rate-limit key of the request's client address.
 fn address(state: &AppState, req: &HttpRequest) -> std::net::IpAddr {
-    address_key(client_ip(req, &state.trusted_proxies))
+    address_key(client_ip(
+        req,
+        &state.trusted_proxies,
+        state.tls_peers.as_deref(),
+    ))
 }
 
 fn hashing_failed(state: &AppState, e: PasswordError) -> ApiError {

@@ -219,10 +219,17 @@ pub fn decode_cursor(cursor: &str) -> Result<Option<i64>, ApiError> {
 /// nearest proxy appended first — skipping entries that are themselves trusted proxies;
 /// the first address that is not is the client. Entries further left were written by the
 /// client (or proxies nobody vouches for) and are never believed.
-pub fn client_ip(req: &HttpRequest, trusted: &[IpNet]) -> IpAddr {
+///
+/// Behind the in-process TLS terminator, the peer is the terminator's loopback connection;
+/// the client it stands for is the peer.
+pub fn client_ip(
+    req: &HttpRequest,
+    trusted: &[IpNet],
+    tls: Option<&crate::tls::TlsPeers>,
+) -> IpAddr {
     let peer = req
         .peer_addr()
-        .map(|a| a.ip())
+        .map(|a| tls.and_then(|t| t.client_of(a)).unwrap_or(a).ip())
         .unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
     let chain = req
         .headers()

@@ -56,6 +56,8 @@ pub struct AppState {
     pub search: Arc<dyn crate::search::SearchBackend>,
     /// The Redis bus's health, when the node is in a cluster.
     pub bus: Option<Arc<crate::bus::BusHealth>>,
+    /// The clients behind the TLS terminator's loopback connections (`server.tls_cert`).
+    pub tls_peers: Option<Arc<crate::tls::TlsPeers>>,
 }
 
 /// Which `Origin` headers the WebSocket upgrade accepts (the CORS origins).
