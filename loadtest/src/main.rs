@@ -47,6 +47,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+
+mod scenario;
 use tokio::net::{TcpSocket, TcpStream};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -108,8 +110,9 @@ async fn run(mode: String, flags: HashMap<String, String>, rest: Vec<String>) ->
         "report" => report(&rest),
         "floor" => floor(&flags).await,
         "yjs" => yjs(&api, &flags).await,
+        "run" => scenario::run(&flags, &rest).await,
         _ => {
-            eprintln!("usage: stoa-loadtest setup|hold|send|report (see the source header)");
+            eprintln!("usage: stoa-loadtest run SCENARIO | setup|hold|send|report|floor|yjs (see the source header)");
             std::process::exit(2);
         }
     }
@@ -780,7 +783,6 @@ fn var_uint(mut n: usize, out: &mut Vec<u8>) {
 }
 
 async fn yjs(api: &str, flags: &HashMap<String, String>) -> Result<(), Error> {
-    use yrs::{ReadTxn, Text, Transact};
     let token: String = flag(flags, "token", String::new());
     let docs: Vec<String> = flag::<String>(flags, "docs", String::new())
         .split(',')
@@ -793,6 +795,48 @@ async fn yjs(api: &str, flags: &HashMap<String, String>) -> Result<(), Error> {
     let prefix: String = flag(flags, "prefix", "/yjs".to_string());
     let hocuspocus = flag::<u8>(flags, "hocuspocus", 0) == 1;
     let out = flags.get("out").cloned();
+    let run = yjs_editors(
+        api, &token, &docs, editors, count, rate, &prefix, hocuspocus,
+    )
+    .await?;
+    let (got, expected, secs) = (run.got, run.expected, run.secs);
+    println!(
+        "delivered {got} of {expected} remote updates in {secs:.2} s = {:.0}/s",
+        got as f64 / secs
+    );
+    let mut samples = run.samples;
+    print_percentiles(&mut samples);
+    if let Some(path) = out {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+        for s in samples {
+            writeln!(f, "{s}")?;
+        }
+    }
+    std::process::exit(0);
+}
+
+/// What a run of the Yjs editors measured: remote updates received of those expected, in
+/// how long, and each one's latency (µs).
+pub struct YjsRun {
+    pub got: u64,
+    pub expected: u64,
+    pub secs: f64,
+    pub samples: Vec<u32>,
+}
+
+/// E editors on each of `docs`, each inserting `count` timestamped pieces at `rate`.
+#[allow(clippy::too_many_arguments)]
+pub async fn yjs_editors(
+    api: &str,
+    token: &str,
+    docs: &[String],
+    editors: usize,
+    count: u64,
+    rate: f64,
+    prefix: &str,
+    hocuspocus: bool,
+) -> Result<YjsRun, Error> {
+    use yrs::{ReadTxn, Text, Transact};
     let latencies = Arc::new(Mutex::new(Vec::<u32>::new()));
     let received = Arc::new(AtomicU64::new(0));
     let ready = Arc::new(tokio::sync::Barrier::new(docs.len() * editors + 1));
@@ -881,12 +925,11 @@ async fn yjs(api: &str, flags: &HashMap<String, String>) -> Result<(), Error> {
         }
     }
     ready.wait().await;
-    println!(
+    eprintln!(
         "ready: {} editors on {} documents",
         docs.len() * editors,
         docs.len()
     );
-    std::io::stdout().flush()?;
     let start = Instant::now();
     let mut held = Vec::new();
     for t in tasks {
@@ -901,19 +944,13 @@ async fn yjs(api: &str, flags: &HashMap<String, String>) -> Result<(), Error> {
     }
     let secs = start.elapsed().as_secs_f64();
     let got = received.load(Ordering::Relaxed);
-    println!(
-        "delivered {got} of {expected} remote updates in {secs:.2} s = {:.0}/s",
-        got as f64 / secs
-    );
-    let mut samples = latencies.lock().map(|v| v.clone()).unwrap_or_default();
-    print_percentiles(&mut samples);
-    if let Some(path) = out {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
-        for s in samples {
-            writeln!(f, "{s}")?;
-        }
-    }
-    std::process::exit(0);
+    let samples = latencies.lock().map(|v| v.clone()).unwrap_or_default();
+    Ok(YjsRun {
+        got,
+        expected,
+        secs,
+        samples,
+    })
 }
 
 #[cfg(test)]

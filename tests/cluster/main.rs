@@ -20,4 +20,5 @@ mod across;
 mod conformance;
 mod dashboards;
 mod failure;
+mod loadtest;
 mod phoenix;
