@@ -188,7 +188,7 @@ impl Application {
 
         let addr = format!("{}:{}", settings.server.host, settings.server.port);
         let bind = |addr: &str| {
-            TcpListener::bind(addr).map_err(|source| StartupError::Bind {
+            listen(addr).map_err(|source| StartupError::Bind {
                 addr: addr.to_string(),
                 source,
             })
@@ -400,6 +400,29 @@ fn redact(url: &str) -> String {
         }
         _ => url.to_string(),
     }
+}
+
+/// Connections the kernel may hold for `accept` (it caps this at `net.core.somaxconn`). The
+/// standard library's 128 overflows in a reconnect storm, and every SYN dropped then costs
+/// its client a one-second retransmission.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// A listening socket on `addr` with [`LISTEN_BACKLOG`].
+fn listen(addr: &str) -> std::io::Result<TcpListener> {
+    use std::net::ToSocketAddrs;
+    let addr = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address"))?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
 }
 
 #[cfg(test)]

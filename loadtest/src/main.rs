@@ -86,8 +86,15 @@ fn main() -> Result<(), Error> {
     let (mode, flags, rest) = args();
     // A holding process runs on one thread: its sockets share nothing, and one thread per
     // process keeps the generator's share of the cores predictable (run several processes).
-    let runtime = if mode == "hold" {
+    // `run` takes `--threads N` (1 by default, for the same reason; 0: one per core).
+    let threads: usize = flag(&flags, "threads", 1);
+    let runtime = if mode == "hold" || (mode == "run" && threads == 1) {
         tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else if mode == "run" && threads > 1 {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
             .enable_all()
             .build()?
     } else {

@@ -4,7 +4,8 @@
 //! connect   --connections N --concurrency C      connect storm: N sockets, each upgrade +
 //!                                                join timed; joins/s
 //! fanout    --subscribers N --rate R --duration S one sender broadcasting R/s to N joined
-//!                                                subscribers; delivery latency, deliveries/s
+//!           [--warmup S (2)] [--size B]          subscribers; delivery latency, deliveries/s
+//!                                                (the warm-up's broadcasts are not timed)
 //! presence  --connections N --rate R --duration S presence churn: N sockets joining and
 //!                                                leaving one topic with presence, R joins/s
 //!                                                in all; join latency
@@ -37,6 +38,11 @@ struct Recorder {
     hist: Mutex<Histogram<u64>>,
     ops: AtomicU64,
     errors: AtomicU64,
+    /// When the measured phase began (set up — registering, connecting subscribers — is
+    /// not in the rate).
+    measuring: Mutex<Option<Instant>>,
+    /// When the last operation completed (µs since the epoch; 0: none counted one by one).
+    last_op_us: AtomicU64,
 }
 
 impl Recorder {
@@ -46,10 +52,19 @@ impl Recorder {
             hist: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3).expect("bounds")),
             ops: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            measuring: Mutex::new(None),
+            last_op_us: AtomicU64::new(0),
         })
     }
 
-    /// Folds a task's own histogram in (tasks record locally, so they do not contend).
+    /// One operation done.
+    fn one(&self) {
+        self.ops.fetch_add(1, Ordering::Relaxed);
+        self.last_op_us.store(now_us(), Ordering::Relaxed);
+    }
+
+    /// Folds a task's own histogram in, once at its end: tasks record locally, so they do
+    /// not contend (adding one histogram to another walks every bucket).
     fn merge(&self, local: &Histogram<u64>) {
         if let Ok(mut h) = self.hist.lock() {
             let _ = h.add(local);
@@ -63,12 +78,22 @@ impl Recorder {
     }
 }
 
+/// How often a busy socket says it is alive (the server's limit is a minute of silence).
+const HEARTBEAT: Duration = Duration::from_secs(25);
+
+fn heartbeat(n: u64) -> String {
+    format!(r#"[null,"hb{n}","phoenix","heartbeat",{{}}]"#)
+}
+
 fn local() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("bounds")
 }
 
 /// Prints `name t ops rate errors` every second until `stop`.
 fn progress(name: &'static str, rec: Arc<Recorder>, stop: Arc<AtomicBool>) {
+    if let Ok(mut m) = rec.measuring.lock() {
+        *m = Some(Instant::now());
+    }
     tokio::spawn(async move {
         let started = Instant::now();
         let mut last = 0;
@@ -96,7 +121,24 @@ fn summary(name: &str, params: Value, rec: &Recorder, elapsed: Duration) -> Valu
         .map(|h| h.clone())
         .unwrap_or_else(|_| local());
     let ops = rec.ops.load(Ordering::Relaxed);
-    let secs = elapsed.as_secs_f64();
+    // From the start of the measured phase (set-up excluded) to the last operation counted
+    // (tearing down excluded).
+    let last = rec.last_op_us.load(Ordering::Relaxed);
+    let until_last = Duration::from_micros(now_us().saturating_sub(last));
+    let secs = rec
+        .measuring
+        .lock()
+        .ok()
+        .and_then(|m| *m)
+        .map_or(elapsed, |t| {
+            let since = t.elapsed();
+            if last > 0 {
+                since.saturating_sub(until_last)
+            } else {
+                since
+            }
+        })
+        .as_secs_f64();
     json!({
         "scenario": name,
         "params": params,
@@ -116,36 +158,27 @@ fn summary(name: &str, params: Value, rec: &Recorder, elapsed: Duration) -> Valu
     })
 }
 
-/// A user and a workspace of theirs on `api`: the token and the workspace id.
-async fn workspace(api: &str) -> Result<(Vec<String>, i64), Error> {
-    let mut tokens = Vec::new();
-    for i in 0..1 {
-        let email = format!("load.{}.{i}@example.com", now_us());
-        let user = http(
-            api,
-            "POST",
-            "/api/v1/auth/register",
-            None,
-            &json!({"email": email, "password": "load test password", "display_name": "load"}),
-        )
-        .await?;
-        tokens.push(
-            user.1["access_token"]
-                .as_str()
-                .ok_or("no token")?
-                .to_string(),
-        );
-    }
-    let ws = http(
+/// A new user and a workspace of theirs on `api`: the user's token and the workspace id.
+async fn workspace(api: &str) -> Result<(String, i64), Error> {
+    let email = format!("load.{}@example.com", now_us());
+    let (_, user) = http(
+        api,
+        "POST",
+        "/api/v1/auth/register",
+        None,
+        &json!({"email": email, "password": "load test password", "display_name": "load"}),
+    )
+    .await?;
+    let token = user["access_token"].as_str().ok_or("no token")?.to_string();
+    let (_, ws) = http(
         api,
         "POST",
         "/api/v1/workspaces",
-        Some(&tokens[0]),
+        Some(&token),
         &json!({"name": "Load"}),
     )
     .await?;
-    let id = ws.1["id"].as_i64().ok_or("no workspace id")?;
-    Ok((tokens, id))
+    Ok((token, ws["id"].as_i64().ok_or("no workspace id")?))
 }
 
 /// One HTTP/1.1 request on its own connection: status and JSON body (Null when empty).
@@ -248,7 +281,7 @@ async fn connect(
 ) -> Result<Value, Error> {
     let n: usize = flag(flags, "connections", 1000);
     let concurrency: usize = flag(flags, "concurrency", 256);
-    let (tokens, ws) = workspace(api).await?;
+    let (token, ws) = workspace(api).await?;
     let topic = format!("workspace:{ws}");
     progress("connect", rec.clone(), stop.clone());
     let gate = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
@@ -257,7 +290,7 @@ async fn connect(
     for _ in 0..n {
         let (api, token, topic, rec, gate, held) = (
             api.to_string(),
-            tokens[0].clone(),
+            token.clone(),
             topic.clone(),
             rec.clone(),
             gate.clone(),
@@ -277,7 +310,7 @@ async fn connect(
                     let mut h = local();
                     let _ = h.record(t.elapsed().as_micros() as u64);
                     rec.merge(&h);
-                    rec.ops.fetch_add(1, Ordering::Relaxed);
+                    rec.one();
                     held.lock().map(|mut v| v.push(ws)).ok();
                 }
                 Err(e) => rec.error("connect", &e),
@@ -300,19 +333,17 @@ async fn fanout(
     let n: usize = flag(flags, "subscribers", 1000);
     let rate: f64 = flag(flags, "rate", 10.0);
     let size: usize = flag(flags, "size", 64);
-    let (tokens, ws) = workspace(&apis[0]).await?;
+    let (token, ws) = workspace(&apis[0]).await?;
     let topic = format!("workspace:{ws}");
-    let done = Arc::new(AtomicBool::new(false));
     let mut subs = Vec::new();
     let gate = Arc::new(tokio::sync::Semaphore::new(256));
     let joined = Arc::new(tokio::sync::Barrier::new(n + 1));
     for i in 0..n {
-        let (api, token, topic, rec, done, gate, joined) = (
+        let (api, token, topic, rec, gate, joined) = (
             apis[i % apis.len()].clone(),
-            tokens[0].clone(),
+            token.clone(),
             topic.clone(),
             rec.clone(),
-            done.clone(),
             gate.clone(),
             joined.clone(),
         );
@@ -335,61 +366,89 @@ async fn fanout(
             joined.wait().await;
             let mut h = local();
             let mut buf = Vec::with_capacity(512);
-            let mut merged = Instant::now();
-            while !done.load(Ordering::Relaxed) {
-                match tokio::time::timeout(Duration::from_millis(200), ws.read_text(&mut buf)).await
-                {
-                    Err(_) => continue,
-                    Ok(Err(_)) => break,
-                    Ok(Ok(())) => {
-                        if let Some(t) = sent_at(&buf) {
-                            let _ = h.record(now_us().saturating_sub(t).max(1));
-                            rec.ops.fetch_add(1, Ordering::Relaxed);
-                        }
+            // Until the sender's end marker (in order after every broadcast), or the socket
+            // ends: no timer per read.
+            let mut beat = Instant::now();
+            let mut ended = false;
+            while ws.read_text(&mut buf).await.is_ok() {
+                if let Some(t) = sent_at(&buf) {
+                    let _ = h.record(now_us().saturating_sub(t).max(1));
+                    rec.one();
+                } else if buf.windows(5).any(|w| w == b"\"end\"") {
+                    ended = true;
+                    break;
+                }
+                // The server closes a socket that sends nothing for a minute.
+                if beat.elapsed() > HEARTBEAT {
+                    if ws.send_text(&heartbeat(i as u64)).await.is_err() {
+                        break;
                     }
+                    beat = Instant::now();
                 }
-                if merged.elapsed() > Duration::from_millis(500) {
-                    rec.merge(&h);
-                    h.reset();
-                    merged = Instant::now();
-                }
+            }
+            if !ended {
+                rec.error("subscriber", &"socket ended before the last broadcast");
             }
             rec.merge(&h);
         }));
     }
     joined.wait().await;
     progress("fanout", rec.clone(), stop.clone());
-    let mut sender = Ws::connect(&apis[0], &tokens[0], None, false).await?;
+    let mut sender = Ws::connect(&apis[0], &token, None, false).await?;
     sender.join(&topic, false).await?;
+    // The replies are drained by a task of their own (a read cut short by a timer would
+    // lose its place in the stream).
+    let Ws {
+        mut reader,
+        mut writer,
+        ..
+    } = sender;
+    let drain = tokio::spawn(async move {
+        let mut scratch = vec![0u8; 16384];
+        while matches!(reader.read(&mut scratch).await, Ok(n) if n > 0) {}
+    });
     let pad = "x".repeat(size.saturating_sub(40));
+    // Broadcasts of the warm-up carry no timestamp: neither counted nor timed.
+    let warmup = Duration::from_secs_f64(flag(flags, "warmup", 2.0));
     let started = Instant::now();
     let mut sent = 0u64;
-    let mut buf = Vec::new();
-    while started.elapsed() < duration {
+    let mut beat = Instant::now();
+    let mut measuring = false;
+    while started.elapsed() < warmup + duration {
+        if !measuring && started.elapsed() >= warmup {
+            measuring = true;
+            if let Ok(mut m) = rec.measuring.lock() {
+                *m = Some(Instant::now());
+            }
+        }
         let due = Duration::from_secs_f64(sent as f64 / rate.max(0.001));
         if let Some(wait) = due.checked_sub(started.elapsed()) {
             tokio::time::sleep(wait).await;
         }
         sent += 1;
+        let key = if measuring { "t" } else { "w" };
         let frame = format!(
-            r#"["1","{sent}","{topic}","broadcast",{{"t":{},"p":"{pad}"}}]"#,
+            r#"["1","{sent}","{topic}","broadcast",{{"{key}":{},"p":"{pad}"}}]"#,
             now_us()
         );
-        sender.send_text(&frame).await?;
-        // Read the replies as they come, so the sender's socket never fills.
-        while let Ok(Ok(())) =
-            tokio::time::timeout(Duration::from_millis(0), sender.read_text(&mut buf)).await
-        {
+        writer.send_text(&frame).await?;
+        if beat.elapsed() > HEARTBEAT {
+            writer.send_text(&heartbeat(sent)).await?;
+            beat = Instant::now();
         }
     }
-    // Let the last broadcast arrive.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    done.store(true, Ordering::Relaxed);
+    let end = format!(r#"["1","end","{topic}","broadcast",{{"end":true}}]"#);
+    writer.send_text(&end).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     for s in subs {
-        let _ = s.await;
+        if tokio::time::timeout_at(deadline, s).await.is_err() {
+            rec.error("subscriber", &"no end marker within 30 s");
+        }
     }
+    drain.abort();
     Ok(
-        json!({"subscribers": n, "rate": rate, "size": size, "broadcasts": sent, "nodes": apis.len()}),
+        json!({"subscribers": n, "rate": rate, "size": size, "broadcasts": sent,
+               "warmup_secs": warmup.as_secs_f64(), "nodes": apis.len()}),
     )
 }
 
@@ -402,19 +461,14 @@ async fn presence(
 ) -> Result<Value, Error> {
     let n: usize = flag(flags, "connections", 100);
     let rate: f64 = flag(flags, "rate", 100.0);
-    let (tokens, ws) = workspace(api).await?;
+    let (token, ws) = workspace(api).await?;
     let topic = format!("workspace:{ws}");
     progress("presence", rec.clone(), stop.clone());
     let per_socket = rate / n.max(1) as f64;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..n {
-        let (api, token, topic, rec) = (
-            api.to_string(),
-            tokens[0].clone(),
-            topic.clone(),
-            rec.clone(),
-        );
+        let (api, token, topic, rec) = (api.to_string(), token.clone(), topic.clone(), rec.clone());
         tasks.push(tokio::spawn(async move {
             let mut ws = match Ws::connect(&api, &token, None, false).await {
                 Ok(ws) => ws,
@@ -434,7 +488,7 @@ async fn presence(
                     break;
                 }
                 let _ = h.record(t.elapsed().as_micros() as u64);
-                rec.ops.fetch_add(1, Ordering::Relaxed);
+                rec.one();
                 let leave = format!(r#"["1","{round}l","{topic}","phx_leave",{{}}]"#);
                 if let Err(e) = ws.send_text(&leave).await {
                     rec.error("leave", &e);
@@ -471,87 +525,79 @@ async fn crud(
     stop: &Arc<AtomicBool>,
 ) -> Result<Value, Error> {
     let concurrency: usize = flag(flags, "concurrency", 8);
-    let (tokens, ws) = workspace(api).await?;
+    let (token, ws) = workspace(api).await?;
     progress("rest", rec.clone(), stop.clone());
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..concurrency {
-        let (api, token, rec) = (api.to_string(), tokens[0].clone(), rec.clone());
+        let (api, token, rec) = (api.to_string(), token.clone(), rec.clone());
         tasks.push(tokio::spawn(async move {
             let mut h = local();
+            let mut conn = KeepAlive::new(&api);
             let mut n = 0u64;
             while started.elapsed() < duration {
                 n += 1;
                 let title = format!("load {w}.{n}");
-                let steps: [(&str, String, Value, u16); 1] = [(
+                let create = (
                     "POST",
                     format!("/api/v1/workspaces/{ws}/documents"),
                     json!({"title": title, "content": "load"}),
-                    201,
-                )];
-                let mut timed = |t: Instant, status: u16, want: u16, what: &str| {
-                    if status == want {
+                );
+                let t = Instant::now();
+                let doc = match conn.call(create.0, &create.1, &token, &create.2).await {
+                    Ok((201, doc)) => {
                         let _ = h.record(t.elapsed().as_micros().max(1) as u64);
-                        rec.ops.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        rec.error(what, &status);
+                        rec.one();
+                        doc
+                    }
+                    Ok((status, _)) => {
+                        rec.error("create", &status);
+                        continue;
+                    }
+                    Err(e) => {
+                        rec.error("create", &e);
+                        continue;
                     }
                 };
-                let t = Instant::now();
-                let (status, doc) =
-                    match http(&api, steps[0].0, &steps[0].1, Some(&token), &steps[0].2).await {
-                        Ok(r) => r,
-                        Err(e) => {
-                            rec.error("create", &e);
-                            continue;
-                        }
-                    };
-                timed(t, status, 201, "create");
                 let Some(id) = doc["id"].as_i64() else {
                     continue;
                 };
-                let calls: [(&str, String, Value, u16, &str); 5] = [
-                    (
-                        "GET",
-                        format!("/api/v1/documents/{id}"),
-                        Value::Null,
-                        200,
-                        "read",
-                    ),
+                let calls: [(&str, String, Value, u16); 5] = [
+                    ("GET", format!("/api/v1/documents/{id}"), Value::Null, 200),
                     (
                         "GET",
                         format!("/api/v1/workspaces/{ws}/documents?limit=20"),
                         Value::Null,
                         200,
-                        "list",
                     ),
                     (
                         "PATCH",
                         format!("/api/v1/documents/{id}"),
                         json!({"title": format!("{title} (edited)")}),
                         200,
-                        "update",
                     ),
                     (
                         "POST",
                         format!("/api/v1/documents/{id}/comments"),
                         json!({"body": "a comment"}),
                         201,
-                        "comment",
                     ),
                     (
                         "DELETE",
                         format!("/api/v1/documents/{id}"),
                         Value::Null,
                         204,
-                        "delete",
                     ),
                 ];
-                for (method, path, body, want, what) in calls {
+                for (method, path, body, want) in calls {
                     let t = Instant::now();
-                    match http(&api, method, &path, Some(&token), &body).await {
-                        Ok((status, _)) => timed(t, status, want, what),
-                        Err(e) => rec.error(what, &e),
+                    match conn.call(method, &path, &token, &body).await {
+                        Ok((status, _)) if status == want => {
+                            let _ = h.record(t.elapsed().as_micros().max(1) as u64);
+                            rec.one();
+                        }
+                        Ok((status, _)) => rec.error(&format!("{method} {path}"), &status),
+                        Err(e) => rec.error(&format!("{method} {path}"), &e),
                     }
                 }
             }
@@ -576,14 +622,14 @@ async fn yjs(
     let docs: usize = flag(flags, "docs", 10);
     let editors: usize = flag(flags, "editors", 3);
     let rate: f64 = flag(flags, "rate", 5.0);
-    let (tokens, ws) = workspace(api).await?;
+    let (token, ws) = workspace(api).await?;
     let mut ids = Vec::new();
     for i in 0..docs {
         let (status, doc) = http(
             api,
             "POST",
             &format!("/api/v1/workspaces/{ws}/documents"),
-            Some(&tokens[0]),
+            Some(&token),
             &json!({"title": format!("yjs {i}"), "content": ""}),
         )
         .await?;
@@ -595,18 +641,115 @@ async fn yjs(
     progress("yjs", rec.clone(), stop.clone());
     let count = (duration.as_secs_f64() * rate).ceil().max(1.0) as u64;
     let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
-    let done =
-        crate::yjs_editors(api, &tokens[0], &ids, editors, count, rate, "/yjs", false).await?;
+    let done = crate::yjs_editors(api, &token, &ids, editors, count, rate, "/yjs", false).await?;
     let mut h = local();
     for s in &done.samples {
         let _ = h.record(u64::from(*s).max(1));
     }
     rec.merge(&h);
     rec.ops.fetch_add(done.got, Ordering::Relaxed);
+    // The editors' own window: from the first update sent to the last one received.
+    if let Ok(mut m) = rec.measuring.lock() {
+        *m = Instant::now().checked_sub(Duration::from_secs_f64(done.secs));
+    }
+    rec.last_op_us.store(now_us(), Ordering::Relaxed);
     let observed = done.got;
     rec.errors
         .fetch_add(done.expected.saturating_sub(done.got), Ordering::Relaxed);
     Ok(
         json!({"docs": docs, "editors": editors, "rate": rate, "updates_each": count, "remote_updates": observed}),
     )
+}
+
+/// One keep-alive HTTP/1.1 connection, opened again when the server closes it.
+struct KeepAlive {
+    host: String,
+    stream: Option<tokio::io::BufReader<tokio::net::TcpStream>>,
+}
+
+impl KeepAlive {
+    fn new(api: &str) -> KeepAlive {
+        KeepAlive {
+            host: crate::authority(api),
+            stream: None,
+        }
+    }
+
+    async fn call(
+        &mut self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: &Value,
+    ) -> Result<(u16, Value), Error> {
+        use tokio::io::AsyncBufReadExt;
+        let body = if body.is_null() {
+            String::new()
+        } else {
+            body.to_string()
+        };
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n{body}",
+            self.host,
+            body.len()
+        );
+        for attempt in 0..2 {
+            if self.stream.is_none() {
+                let s = tokio::net::TcpStream::connect(&self.host).await?;
+                s.set_nodelay(true)?;
+                self.stream = Some(tokio::io::BufReader::new(s));
+            }
+            let Some(stream) = self.stream.as_mut() else {
+                continue;
+            };
+            let result: Result<(u16, Value, bool), Error> = async {
+                stream.get_mut().write_all(req.as_bytes()).await?;
+                let mut line = String::new();
+                if stream.read_line(&mut line).await? == 0 {
+                    return Err("closed".into());
+                }
+                let status: u16 = line
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .ok_or("bad status line")?;
+                let (mut length, mut close) = (0usize, false);
+                loop {
+                    line.clear();
+                    stream.read_line(&mut line).await?;
+                    let header = line.trim_end();
+                    if header.is_empty() {
+                        break;
+                    }
+                    if let Some((name, value)) = header.split_once(':') {
+                        if name.eq_ignore_ascii_case("content-length") {
+                            length = value.trim().parse().unwrap_or(0);
+                        } else if name.eq_ignore_ascii_case("connection") {
+                            close = value.trim().eq_ignore_ascii_case("close");
+                        }
+                    }
+                }
+                let mut buf = vec![0; length];
+                stream.read_exact(&mut buf).await?;
+                let value = serde_json::from_slice(&buf).unwrap_or(Value::Null);
+                Ok((status, value, close))
+            }
+            .await;
+            match result {
+                Ok((status, value, close)) => {
+                    if close {
+                        self.stream = None;
+                    }
+                    return Ok((status, value));
+                }
+                // A kept connection the server closed meanwhile: once more on a new one.
+                Err(e) if attempt == 0 => {
+                    self.stream = None;
+                    let _ = e;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err("no connection".into())
+    }
 }

@@ -312,3 +312,27 @@ fn an_idle_joined_socket_costs_the_server_under_6_kib() {
     );
     assert_eq!(server.metric("stoa_ws_connections"), 2300.0);
 }
+
+/// The listening socket's accept queue is as long as the kernel allows (up to 4096), not
+/// the standard library's 128: a reconnect storm's SYNs are queued, not dropped (a dropped
+/// SYN costs its client a one-second retransmission).
+#[test]
+fn the_accept_queue_is_as_long_as_the_kernel_allows() {
+    let server = Server::start(&[]);
+    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(4096);
+    let out = std::process::Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{}", server.port)])
+        .output()
+        .expect("ss (iproute2) runs");
+    let line = String::from_utf8_lossy(&out.stdout).to_string();
+    // State, Recv-Q, Send-Q (the backlog of a listening socket), …
+    let backlog: u32 = line
+        .split_whitespace()
+        .nth(2)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no listening socket in {line:?}"));
+    assert_eq!(backlog, somaxconn.min(4096), "{line}");
+}
