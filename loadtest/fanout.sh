@@ -21,6 +21,11 @@
 # The last line, `result …`, is what loadtest/compare.sh tabulates.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# metric NAME [BASE_URL]: the sum of a metric's series (every series carries a node label,
+# some more labels).
+metric() {
+  curl -s "${2:-$API}/metrics" | awk -v n="$1" '{ k = $1; sub(/\{.*/, "", k) } k == n { s += $2 } END { print s + 0 }'
+}
 N=${1:-10000}; COUNT=${2:-50}; RATE=${3:-5}; SIZE=${4:-64}
 PORT=${PORT:-8090}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stoa-target}"
@@ -94,12 +99,12 @@ done
 AFTER=$(rss)
 if [ -n "${FLOOR:-}${PEER:-}" ]; then
   HELD=$(cat "$DATA"/hold.* | awk '/^ready/ {s += $2} END {print s}'); else
-  HELD=$(curl -s "$API/metrics" | awk '$1 == "stoa_ws_connections" {print $2}'); fi
+  HELD=$(metric stoa_ws_connections); fi
 if [ "${NODES:-1}" -gt 1 ]; then
   TOTAL=0
   for n in $(seq 0 $(( NODES - 1 ))); do
     pid=${SERVERS[$n]}; after=$(rss "$pid")
-    held=$(curl -s "http://127.0.0.1:$((PORT + n))/metrics" | awk '$1 == "stoa_ws_connections" {print $2}')
+    held=$(metric stoa_ws_connections "http://127.0.0.1:$((PORT + n))")
     TOTAL=$(( TOTAL + held ))
     echo "node $n: RSS ${RSS0[$pid]} KiB idle, ${after} KiB with ${held} sockets joined" \
          "= $(( (after - RSS0[$pid]) * 1024 / (held > 0 ? held : 1) )) bytes per connection"
@@ -107,7 +112,7 @@ if [ "${NODES:-1}" -gt 1 ]; then
   echo "joined sockets on all nodes: $TOTAL"
 fi
 [ -n "${PRESENCE:-}" ] && echo "frames queued by the server so far:" \
-  "$(curl -s "$API/metrics" | awk '$1 == "stoa_ws_frames_out_total" {print $2}')"
+  "$(metric stoa_ws_frames_out_total)"
 echo "server RSS: ${BEFORE} KiB idle, ${AFTER} KiB with ${HELD} sockets joined" \
      "= $(( (AFTER - BEFORE) * 1024 / (HELD > 0 ? HELD : 1) )) bytes per connection"
 
@@ -132,7 +137,8 @@ echo "all generators:"
 echo "server CPU during the broadcasts: $(( (CPU1 - CPU0) * 10 )) ms${NODES:+ (all nodes)}"
 if [ "${NODES:-1}" -gt 1 ]; then
   for n in $(seq 0 $(( NODES - 1 ))); do
-    m=$(curl -s "http://127.0.0.1:$((PORT + n))/metrics")
+    m=$(curl -s "http://127.0.0.1:$((PORT + n))/metrics" \
+      | sed -E 's/,node="[^"]*"//; s/\{node="[^"]*"\}//; s/\{node="[^"]*",/{/')
     echo "node $n: bus messages out $(echo "$m" | awk '$1 == "stoa_bus_messages_out_total" {print $2}')," \
          "in $(echo "$m" | awk '$1 == "stoa_bus_messages_in_total" {print $2}');" \
          "lag: $(echo "$m" | awk '$1 == "stoa_bus_lag_seconds_sum" {s = $2} $1 == "stoa_bus_lag_seconds_count" {c = $2}
@@ -140,9 +146,9 @@ if [ "${NODES:-1}" -gt 1 ]; then
   done
 fi
 [ -n "${PRESENCE:-}" ] && echo "frames queued by the server in all:" \
-  "$(curl -s "$API/metrics" | awk '$1 == "stoa_ws_frames_out_total" {print $2}')"
+  "$(metric stoa_ws_frames_out_total)"
 [ -n "${FLOOR:-}${PEER:-}" ] ||
-  echo "server RSS after the run: $(rss) KiB, peak $(awk '/VmHWM/ {print $2}' "/proc/$SERVER/status") KiB; slow consumers: $(curl -s "$API/metrics" | awk '$1 == "stoa_ws_slow_consumers_total" {print $2}')"
+  echo "server RSS after the run: $(rss) KiB, peak $(awk '/VmHWM/ {print $2}' "/proc/$SERVER/status") KiB; slow consumers: $(metric stoa_ws_slow_consumers_total)"
 # One line for loadtest/compare.sh: deliveries/s (all generators), p50 and p99 (ms), server
 # RSS per joined socket (bytes), server CPU per delivery (µs).
 TARGET=${PEER:-$([ -n "${FLOOR:-}" ] && echo floor || echo stoa)}
