@@ -973,19 +973,26 @@ pub struct YjsSession {
     outbox: Arc<Outbox>,
     limiter: Limiter,
     last_seen: Instant,
+    /// When the access token the socket was opened with expires (Unix seconds): the socket
+    /// is closed then with 1008 `token_expired` (y-websocket has no message to renew it; a
+    /// client reconnects with a fresh token in its URL).
+    expires_at: i64,
     closing: bool,
     _permit: SocketPermit,
 }
 
 impl YjsSession {
     /// Starts the session of an accepted Yjs socket on `document` (in `workspace`);
-    /// `writable` is false for viewers. `None` when no document store is configured.
+    /// `writable` is false for viewers; `expires_at` is the token's expiry (Unix seconds).
+    /// `None` when no document store is configured.
+    #[allow(clippy::too_many_arguments)]
     pub fn start<S>(
         realtime: &Realtime,
         permit: SocketPermit,
         document: i64,
         workspace: i64,
         writable: bool,
+        expires_at: i64,
         incoming: S,
     ) -> Option<OutboxReader>
     where
@@ -1014,6 +1021,7 @@ impl YjsSession {
                 outbox,
                 limiter,
                 last_seen: Instant::now(),
+                expires_at,
                 closing: false,
                 _permit: permit,
             }
@@ -1080,6 +1088,15 @@ impl Actor for YjsSession {
             if act.last_seen.elapsed() > timeout {
                 act.close(1000, "heartbeat_timeout", false, ctx);
             }
+        });
+        let left_ms = self
+            .expires_at
+            .saturating_mul(1000)
+            .saturating_sub(crate::now_ms());
+        let left = Duration::from_millis(u64::try_from(left_ms).unwrap_or(0));
+        ctx.run_later(left, |act, ctx| {
+            tracing::debug!(session = act.id, "closing a Yjs socket whose token expired");
+            act.close(1008, "token_expired", false, ctx);
         });
         if self.shared.shutting_down() {
             ctx.address().do_send(SessionNotice::GoAway);

@@ -137,6 +137,7 @@ async fn serve(io: TcpStream, early: BytesMut, accepted: Accepted, realtime: Rea
                 document,
                 workspace,
                 writable,
+                accepted.expires_at,
                 incoming,
             );
             match started {

@@ -305,3 +305,37 @@ fn a_node_at_its_cap_of_open_documents_refuses_one_more_but_serves_those_it_has(
     let _second = open(&server, made[0], &token);
     assert!(server.healthy());
 }
+
+/// A Yjs socket lives no longer than the token it was opened with: at its expiry the
+/// server closes it with 1008, and the same token keeps no new one open (y-websocket has no
+/// message to renew a token; the client reconnects with a fresh one in the URL).
+#[test]
+fn a_yjs_socket_is_closed_when_its_token_expires() {
+    let server = Server::start(&[("STOA_AUTH__ACCESS_TOKEN_TTL_SECS", "2")]);
+    let (_, token) = server.register("ada");
+    let ws_id = server.workspace_with(&token, &[]);
+    let doc = document(
+        &server,
+        &token,
+        ws_id,
+        json!({"title": "Notes", "content": "x"}),
+    );
+    let opened = std::time::Instant::now();
+    let mut ws = open(&server, doc, &token);
+    assert_eq!(ws.close_code(), Some(1008), "closed as token_expired");
+    let lived = opened.elapsed();
+    assert!(
+        lived < Duration::from_secs(4),
+        "closed only after {lived:?}"
+    );
+    // Within the verifier's few seconds of leeway for clock skew the upgrade may still be
+    // answered, but the socket is closed at once; after it, it is refused.
+    match RawWs::open(&server, &format!("/yjs/{doc}?token={token}")) {
+        Err(refused) => assert_eq!(refused.status, 401),
+        Ok(mut again) => {
+            let t = std::time::Instant::now();
+            assert_eq!(again.close_code(), Some(1008));
+            assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        }
+    }
+}
