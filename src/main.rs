@@ -99,12 +99,22 @@ fn main() -> ExitCode {
             addr: "signal handler".into(),
             source: e,
         })?;
-        let app = Application::build(settings).await?;
+        let mut signal = Box::pin(signals.recv());
+        // A signal during start-up (a database that does not answer, a long migration)
+        // stops it there: each migration runs in its own transaction, rolled back when its
+        // connection is dropped.
+        let app = tokio::select! {
+            app = Application::build(settings) => app?,
+            name = &mut signal => {
+                tracing::info!(signal = name, "stopped during start-up");
+                return Ok(());
+            }
+        };
         let handle = app.handle();
         let realtime = app.realtime();
         let drain = std::time::Duration::from_secs(drain_secs);
         actix_web::rt::spawn(async move {
-            let name = signals.recv().await;
+            let name = signal.await;
             tracing::info!(signal = name, "shutting down; finishing in-flight requests");
             realtime.begin_shutdown();
             realtime.drain(drain).await;

@@ -54,6 +54,10 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        tracing::info!(
+            database = %redact(&settings.database.url),
+            "stoa starting: connecting to the database and applying migrations"
+        );
         let data_dir =
             crate::ops::hold_data_dir(&settings.data_dir).map_err(StartupError::DataDir)?;
         for ignored in &settings.ignored_variables {

@@ -61,3 +61,59 @@ fn a_draining_server_sends_every_socket_away_with_1001_and_takes_no_new_ones() {
         server.log_lines("ERROR")
     );
 }
+
+/// SIGTERM while the server is still starting (here: a database that accepts the
+/// connection and never answers) stops it at once, rather than after the connect timeout
+/// or a long migration.
+#[test]
+fn a_signal_during_start_up_stops_it_at_once() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    // Connections are accepted by the kernel and then left unanswered.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stoa"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(dir.path())
+        .env("STOA_SERVER__PORT", "0")
+        .env("STOA_LOG__FORMAT", "json")
+        .env(
+            "STOA_DATABASE__URL",
+            format!("postgres://stoa@127.0.0.1:{port}/stoa"),
+        )
+        .env("STOA_DATABASE__CONNECT_TIMEOUT_SECS", "60")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("stoa starts");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let line = lines.next().expect("a log line").expect("readable");
+        if line.contains("stoa starting") {
+            break;
+        }
+    }
+    let sent = std::time::Instant::now();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            sent.elapsed() < std::time::Duration::from_secs(5),
+            "still starting 5 s after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(
+        rest.iter().any(|l| l.contains("stopped during start-up")),
+        "{rest:#?}"
+    );
+    drop(silent);
+}
