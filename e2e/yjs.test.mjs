@@ -262,7 +262,7 @@ test("live text reaches REST, edits reach the event feed, and a REST write reach
   }
 });
 
-test("a document made over REST opens with its text, and a TipTap fragment is read as lines", async () => {
+test("a document made over REST opens with its text, and a TipTap fragment is read as lines and written in blocks", async () => {
   const alice = await register("alice");
   const ws = await workspaceWith(alice);
   const made = await api("POST", `/api/v1/workspaces/${ws}/documents`, alice.token, {
@@ -297,6 +297,25 @@ test("a document made over REST opens with its text, and a TipTap fragment is re
     await heard.promise;
     const rest = await api("GET", `/api/v1/documents/${doc}`, alice.token);
     assert.equal(rest.body.content, "First paragraph\nSecond one");
+    // A REST write reaches the editor in its fragment: the block it changed, as a
+    // paragraph; the one it kept, the same node.
+    const first = fragment.get(0);
+    const blocks = () =>
+      fragment.toArray().map((p) => p.toArray().map((t) => t.toString()).join(""));
+    const write = await api("PATCH", `/api/v1/documents/${doc}`, alice.token, {
+      content: "First paragraph\nEdited over REST\nAnd a third",
+    });
+    assert.equal(write.status, 200);
+    await until(
+      "the fragment rewritten",
+      (f) => fragment.observeDeep(f),
+      () => blocks().join("|") === "First paragraph|Edited over REST|And a third",
+    );
+    assert.equal(fragment.get(0), first);
+    assert.equal(fragment.get(2).nodeName, "paragraph");
+    assert.equal(t.text.toString(), "", "nothing went into a `content` the editor does not show");
+    const after = await api("GET", `/api/v1/documents/${doc}`, alice.token);
+    assert.equal(after.body.content, "First paragraph\nEdited over REST\nAnd a third");
     socket.disconnect();
   } finally {
     t.provider.destroy();

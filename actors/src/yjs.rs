@@ -81,8 +81,7 @@ const SERVER_CLIENTS: u64 = 1 << 32;
 /// The document's text: its `Y.Text` named `content`, or else its `Y.XmlFragment` named
 /// `default` (ProseMirror, TipTap) flattened, one line per block.
 pub fn text_of(doc: &yrs::Doc) -> String {
-    use yrs::types::text::Text as _;
-    use yrs::{GetString, XmlFragment as _, XmlOut};
+    use yrs::GetString;
     let txn = doc.transact();
     if let Some(text) = txn.get_text("content") {
         let s = text.get_string(&txn);
@@ -90,14 +89,21 @@ pub fn text_of(doc: &yrs::Doc) -> String {
             return s;
         }
     }
-    let Some(fragment) = txn.get_xml_fragment("default") else {
-        return String::new();
-    };
+    match txn.get_xml_fragment("default") {
+        Some(fragment) => blocks_of(&txn, &fragment).join("\n"),
+        None => String::new(),
+    }
+}
+
+/// The text of each top-level block of a fragment (its text nodes, nested ones included).
+fn blocks_of<T: yrs::ReadTxn>(txn: &T, fragment: &yrs::XmlFragmentRef) -> Vec<String> {
+    use yrs::types::text::Text as _;
+    use yrs::{XmlFragment as _, XmlOut};
     let mut blocks = Vec::new();
-    for child in fragment.children(&txn) {
+    for child in fragment.children(txn) {
         let mut block = String::new();
         let mut add = |t: &yrs::XmlTextRef| {
-            for d in t.diff(&txn, |_| ()) {
+            for d in t.diff(txn, |_| ()) {
                 if let yrs::Out::Any(yrs::Any::String(s)) = d.insert {
                     block.push_str(&s);
                 }
@@ -106,7 +112,7 @@ pub fn text_of(doc: &yrs::Doc) -> String {
         match child {
             XmlOut::Text(t) => add(&t),
             XmlOut::Element(e) => {
-                for node in e.successors(&txn) {
+                for node in e.successors(txn) {
                     if let XmlOut::Text(t) = node {
                         add(&t);
                     }
@@ -116,7 +122,75 @@ pub fn text_of(doc: &yrs::Doc) -> String {
         }
         blocks.push(block);
     }
-    blocks.join("\n")
+    blocks
+}
+
+/// Makes the document's text `text` with the smallest change, as the editors keep it: in
+/// the `content` text, or — for a document edited as a ProseMirror/TipTap fragment (an
+/// empty `content`, blocks in `default`) — in the fragment, one `paragraph` per line,
+/// keeping the blocks (and their formatting) that the write leaves as they were. The
+/// update, or `None` when the text is already `text`.
+pub fn write_text(doc: &yrs::Doc, text: &str) -> Option<Vec<u8>> {
+    use yrs::{GetString, Text, XmlElementPrelim, XmlFragment as _, XmlTextPrelim};
+    let blocks = {
+        let txn = doc.transact();
+        let content_empty = txn
+            .get_text("content")
+            .is_none_or(|t| t.get_string(&txn).is_empty());
+        let fragment = txn
+            .get_xml_fragment("default")
+            .filter(|f| content_empty && f.len(&txn) > 0);
+        fragment.map(|f| blocks_of(&txn, &f))
+    };
+    let Some(old) = blocks else {
+        let content = doc.get_or_insert_text("content");
+        let mut txn = doc.transact_mut();
+        let old = content.get_string(&txn);
+        let (start, end, insert) = changed_span(&old, text);
+        if start == end && insert.is_empty() {
+            return None;
+        }
+        if end > start {
+            content.remove_range(&mut txn, start as u32, (end - start) as u32);
+        }
+        if !insert.is_empty() {
+            content.insert(&mut txn, start as u32, insert);
+        }
+        return Some(txn.encode_update_v1());
+    };
+    let new: Vec<&str> = text.split('\n').collect();
+    let same = |a: usize, b: usize| old[a] == new[b];
+    let mut head = 0;
+    while head < old.len() && head < new.len() && same(head, head) {
+        head += 1;
+    }
+    let mut tail = 0;
+    while tail < old.len() - head
+        && tail < new.len() - head
+        && same(old.len() - 1 - tail, new.len() - 1 - tail)
+    {
+        tail += 1;
+    }
+    let (removed, added) = (old.len() - head - tail, &new[head..new.len() - tail]);
+    if removed == 0 && added.is_empty() {
+        return None;
+    }
+    let fragment = doc.get_or_insert_xml_fragment("default");
+    let mut txn = doc.transact_mut();
+    if removed > 0 {
+        fragment.remove_range(&mut txn, head as u32, removed as u32);
+    }
+    for (i, line) in added.iter().enumerate() {
+        let p = fragment.insert(
+            &mut txn,
+            (head + i) as u32,
+            XmlElementPrelim::empty("paragraph"),
+        );
+        if !line.is_empty() {
+            p.insert(&mut txn, 0, XmlTextPrelim::new(*line));
+        }
+    }
+    Some(txn.encode_update_v1())
 }
 
 /// The byte range of `old` that differs from `new`, and what replaces it.
@@ -642,26 +716,11 @@ impl DocActor {
         }));
     }
 
-    /// Makes the `content` text `text` with the smallest change (a REST write), as the
-    /// server's own edit: live editors receive it, the log and the bus carry it.
+    /// Makes the document's text `text` ([`write_text`]: a REST write) as the server's own
+    /// edit: live editors receive it, the log and the bus carry it.
     fn set_text(&mut self, text: &str, ctx: &mut Context<Self>) {
-        use yrs::{GetString, Text};
-        let update = {
-            let doc = self.awareness.doc();
-            let content = doc.get_or_insert_text("content");
-            let mut txn = doc.transact_mut();
-            let old = content.get_string(&txn);
-            let (start, end, insert) = changed_span(&old, text);
-            if start == end && insert.is_empty() {
-                return;
-            }
-            if end > start {
-                content.remove_range(&mut txn, start as u32, (end - start) as u32);
-            }
-            if !insert.is_empty() {
-                content.insert(&mut txn, start as u32, insert);
-            }
-            txn.encode_update_v1()
+        let Some(update) = write_text(self.awareness.doc(), text) else {
+            return;
         };
         self.saved_text = text_of(self.awareness.doc());
         let relayed: Arc<[u8]> = Message::Sync(SyncMessage::Update(update.clone()))
@@ -1203,6 +1262,60 @@ mod tests {
         let content = server.get_or_insert_text("content");
         content.insert(&mut server.transact_mut(), 0, "plain");
         assert_eq!(text_of(&server), "plain");
+    }
+
+    #[test]
+    fn a_rest_write_to_a_fragment_document_edits_its_blocks() {
+        let doc = yrs::Doc::new();
+        let fragment = doc.get_or_insert_xml_fragment("default");
+        {
+            let mut txn = doc.transact_mut();
+            for (i, line) in ["Title", "keep me", "old", "last"].into_iter().enumerate() {
+                let p = fragment.insert(&mut txn, i as u32, XmlElementPrelim::empty("heading"));
+                p.insert(&mut txn, 0, XmlTextPrelim::new(line));
+            }
+        }
+        let before = doc.transact().state_vector();
+        let replica = yrs::Doc::new();
+        let all = doc
+            .transact()
+            .encode_state_as_update_v1(&StateVector::default());
+        replica
+            .transact_mut()
+            .apply_update(Update::decode_v1(&all).unwrap())
+            .unwrap();
+
+        let update = write_text(&doc, "Title\nkeep me\nnew one\n\nlast").expect("a change");
+        assert_eq!(text_of(&doc), "Title\nkeep me\nnew one\n\nlast");
+        // The text went into the fragment, not into a `content` the editor does not show.
+        let txn = doc.transact();
+        assert!(txn.get_text("content").is_none_or(|t| t.len(&txn) == 0));
+        // Untouched blocks are the same nodes (their element name kept); new ones are
+        // paragraphs.
+        let names: Vec<String> = fragment
+            .children(&txn)
+            .map(|c| match c {
+                yrs::XmlOut::Element(e) => e.tag().to_string(),
+                _ => "text".into(),
+            })
+            .collect();
+        assert_eq!(
+            names,
+            ["heading", "heading", "paragraph", "paragraph", "heading"]
+        );
+        drop(txn);
+        // Another editor applying the update sees the same.
+        replica
+            .transact_mut()
+            .apply_update(Update::decode_v1(&update).unwrap())
+            .unwrap();
+        assert_eq!(text_of(&replica), text_of(&doc));
+        assert!(doc.transact().state_vector() != before);
+        assert_eq!(write_text(&doc, "Title\nkeep me\nnew one\n\nlast"), None);
+        // A `content` document is still written in its text.
+        let plain = yrs::Doc::new();
+        assert!(write_text(&plain, "hello").is_some());
+        assert_eq!(text_of(&plain), "hello");
     }
 
     #[test]
