@@ -235,6 +235,7 @@ impl Application {
             .unwrap_or(i64::MAX / 2000)
             .saturating_mul(1000);
         let upkeep = actix_web::rt::spawn(upkeep(state.clone(), retention_ms));
+        actix_web::rt::spawn(return_memory(realtime.clone()));
         let cors_settings = settings.clone();
         let realtime_for_upgrades = realtime.clone();
         let app = move || {
@@ -352,6 +353,43 @@ async fn upkeep(state: web::Data<AppState>, retention_ms: i64) {
         }
     }
 }
+
+/// Sockets that must have closed since the last peak before freed memory is handed back.
+const TRIM_AFTER_CLOSED: i64 = 256;
+
+/// glibc's allocator keeps what a crowd of connections freed (their buffers, queues and
+/// sessions) for reuse, so after a reconnect storm or a crowd leaving the process would
+/// stay at its peak. When the open sockets have fallen by [`TRIM_AFTER_CLOSED`] since their
+/// last peak, the free memory is handed back to the system (`malloc_trim`, off the event
+/// loop; a few milliseconds at most, at most every 5 s).
+async fn return_memory(realtime: Realtime) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut tick = actix_web::rt::time::interval(Duration::from_secs(5));
+    let stats = realtime.stats();
+    loop {
+        tick.tick().await;
+        let open = stats.sockets.load(Relaxed);
+        // The transport raises the peak as sockets open, however briefly they stay.
+        let peak = stats.sockets_peak.swap(open, Relaxed);
+        if open + TRIM_AFTER_CLOSED <= peak {
+            let _ = actix_web::rt::task::spawn_blocking(trim).await;
+            tracing::debug!(open, peak, "returned free memory to the system");
+        } else {
+            stats.sockets_peak.fetch_max(peak, Relaxed);
+        }
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim() {
+    // SAFETY: malloc_trim only releases free memory of the allocator's own arenas.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim() {}
 
 /// Browser apps on other origins: the configured origins, or in development with none
 /// configured, any origin. Tokens travel in headers, never cookies, so no credentials mode.

@@ -144,6 +144,9 @@ pub struct Stats {
     pub connections: AtomicI64,
     /// Sockets open at the transport level (kept by the transport).
     pub sockets: AtomicI64,
+    /// The most sockets open at once since the memory keeper last looked (kept by the
+    /// transport; the keeper resets it).
+    pub sockets_peak: AtomicI64,
     pub topics: AtomicI64,
     pub subscriptions: AtomicI64,
     pub joins: AtomicU64,

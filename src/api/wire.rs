@@ -167,7 +167,11 @@ pub struct Writer {
 
 impl Writer {
     pub fn new(io: Rc<TcpStream>, realtime: Realtime, outbox: OutboxReader) -> Writer {
-        realtime.stats().sockets.fetch_add(1, Ordering::Relaxed);
+        let open = realtime.stats().sockets.fetch_add(1, Ordering::Relaxed) + 1;
+        realtime
+            .stats()
+            .sockets_peak
+            .fetch_max(open, Ordering::Relaxed);
         let slot = WORKER.with(|w| {
             if w.realtime.get().is_none() {
                 let _ = w.realtime.set(realtime.clone());

@@ -336,3 +336,50 @@ fn the_accept_queue_is_as_long_as_the_kernel_allows() {
         .unwrap_or_else(|| panic!("no listening socket in {line:?}"));
     assert_eq!(backlog, somaxconn.min(4096), "{line}");
 }
+
+/// When a crowd leaves, the memory its sockets held goes back to the system: the process
+/// does not stay at its peak (glibc would keep it for reuse).
+#[test]
+fn memory_a_crowd_held_is_returned_when_it_leaves() {
+    let _heavy = heavy();
+    let server = Server::start(&[
+        ("STOA_REALTIME__MAX_SOCKETS_PER_USER", "100000"),
+        ("STOA_REALTIME__USER_MESSAGES_PER_SEC", "100000"),
+        ("STOA_REALTIME__USER_MESSAGE_BURST", "100000"),
+    ]);
+    let (_, owner) = server.register("ada");
+    let ws_id = server.workspace_with(&owner, &[]);
+    let topic = format!("workspace:{ws_id}");
+    let before = server.rss_kib();
+    let mut crowd: Vec<RawWs> = (0..3000)
+        .map(|_| {
+            let mut ws = server.ws(&owner);
+            ws.join(&topic, json!({"presence": false}));
+            ws
+        })
+        .collect();
+    let peak = server.rss_kib();
+    assert!(peak > before + 8 * 1024, "{before} KiB then {peak} KiB");
+    crowd.clear();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while server.metric("stoa_ws_sockets") > 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sockets never closed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Within a few of the 5-second checks, most of what the crowd added is gone again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = server.rss_kib();
+        if now < before + (peak - before) / 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "RSS {before} KiB idle, {peak} KiB with the crowd, still {now} KiB after it left"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
