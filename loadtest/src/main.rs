@@ -132,27 +132,15 @@ fn authority(api: &str) -> String {
         .to_string()
 }
 
+/// A POST with a JSON body on its own connection: the response's JSON.
 async fn http_json(
     api: &str,
     path: &str,
     token: Option<&str>,
     body: &str,
 ) -> Result<serde_json::Value, Error> {
-    let host = authority(api);
-    let mut stream = TcpStream::connect(&host).await?;
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(req.as_bytes()).await?;
-    let mut resp = Vec::new();
-    stream.read_to_end(&mut resp).await?;
-    let text = String::from_utf8_lossy(&resp);
-    let (_, body) = text.split_once("\r\n\r\n").ok_or("bad HTTP response")?;
-    Ok(serde_json::from_str(body)?)
+    let body: serde_json::Value = serde_json::from_str(body)?;
+    Ok(scenario::http(api, "POST", path, token, &body).await?.1)
 }
 
 async fn setup(api: &str) -> Result<(), Error> {

@@ -182,7 +182,7 @@ async fn workspace(api: &str) -> Result<(String, i64), Error> {
 }
 
 /// One HTTP/1.1 request on its own connection: status and JSON body (Null when empty).
-async fn http(
+pub(crate) async fn http(
     api: &str,
     method: &str,
     path: &str,
