@@ -639,13 +639,27 @@ DASHBOARDS = {
 
 
 def main():
+    # --check: exit 1 when a committed dashboard differs from what this file makes.
+    check = "--check" in sys.argv[1:]
     os.makedirs(OUT, exist_ok=True)
+    stale = []
     for name, build in DASHBOARDS.items():
         path = os.path.join(OUT, name)
         text = json.dumps(build(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        if check:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    if f.read() != text:
+                        stale.append(name)
+            except FileNotFoundError:
+                stale.append(name)
+            continue
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
         print("wrote", os.path.relpath(path, os.getcwd()), file=sys.stderr)
+    if stale:
+        print("out of date (run python3 grafana/generate.py):", ", ".join(stale), file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

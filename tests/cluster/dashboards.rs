@@ -296,7 +296,7 @@ async fn every_panel_of_every_dashboard_returns_data_from_a_live_cluster() {
 }
 
 /// The alert rules are valid and their unit tests pass (`promtool`), and the dashboards are
-/// well formed: both variables, the data source variable on every panel, the node filter
+/// their generator's output and well formed: both variables, the data source variable on every panel, the node filter
 /// on every Stoa query, and every query parses as PromQL.
 #[test]
 fn the_alert_rules_and_dashboards_pass_promtool() {
@@ -323,6 +323,8 @@ fn the_alert_rules_and_dashboards_pass_promtool() {
         run(Command::new("promtool").args(["check", "rules", "grafana/alerts/stoa.rules.yml"]));
     assert!(said.contains("SUCCESS"), "{said}");
     run(Command::new("promtool").args(["test", "rules", "grafana/alerts/stoa.rules.test.yml"]));
+    // The committed dashboards are what their generator makes.
+    run(Command::new("python3").args(["grafana/generate.py", "--check"]));
     run(Command::new("python3").args([
         "tests/ops/check_dashboards.py",
         "--check-structure",
