@@ -217,7 +217,11 @@ impl Metrics {
             ],
             realtime,
         };
-        self.register(Box::new(RealtimeFamilies(m.realtime.clone())));
+        let families = RealtimeFamilies(m.realtime.clone());
+        self.register(Box::new(families::Computed::new(
+            REALTIME_FAMILIES,
+            move || families.collect(),
+        )));
         if let Ok(mut slot) = self.realtime.lock() {
             *slot = Some(m);
         }
@@ -241,12 +245,18 @@ impl Metrics {
 
     /// Exports the database pools' use and the statements' latency (read at each scrape).
     pub fn observe_database(&self, store: std::sync::Arc<crate::store::SqlStore>) {
-        self.register(Box::new(DatabaseFamilies(store)));
+        let families = DatabaseFamilies(store);
+        self.register(Box::new(families::Computed::new(
+            DATABASE_FAMILIES,
+            move || families.collect(),
+        )));
     }
 
     /// Exports the process's memory, CPU and file descriptors (read at each scrape).
     pub fn observe_process(&self) {
-        self.register(Box::new(ProcessFamilies));
+        self.register(Box::new(families::Computed::new(PROCESS_FAMILIES, || {
+            ProcessFamilies.collect()
+        })));
     }
 
     /// Exports the Redis bus's state (read at each scrape).
@@ -390,7 +400,7 @@ impl BusMetrics {
 /// crate's own types cannot hold (labelled counts kept as atomic arrays, histograms filled
 /// on the hot paths).
 mod families {
-    use prometheus::core::Desc;
+    use prometheus::core::{Collector, Desc};
     use prometheus::proto::{
         Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
     };
@@ -475,22 +485,46 @@ mod families {
         }
     }
 
-    /// The descriptions a collector registers (names only: the registry checks that they
-    /// are unique).
-    pub fn descs(names: &[(&str, &str, &[&str])]) -> Vec<Desc> {
-        names
-            .iter()
-            .filter_map(|(name, help, labels)| {
-                let labels = labels.iter().map(|l| l.to_string()).collect();
-                Desc::new(
-                    name.to_string(),
-                    help.to_string(),
-                    labels,
-                    Default::default(),
-                )
-                .ok()
-            })
-            .collect()
+    /// A collector of families computed at each scrape: their names, help and labels
+    /// (which the registry checks are unique), and the function that computes them.
+    pub struct Computed {
+        descs: Vec<Desc>,
+        collect: Box<dyn Fn() -> Vec<MetricFamily> + Send + Sync>,
+    }
+
+    impl Computed {
+        pub fn new(
+            names: &[(&str, &str, &[&str])],
+            collect: impl Fn() -> Vec<MetricFamily> + Send + Sync + 'static,
+        ) -> Computed {
+            let descs = names
+                .iter()
+                .filter_map(|(name, help, labels)| {
+                    let labels = labels.iter().map(|l| l.to_string()).collect();
+                    Desc::new(
+                        name.to_string(),
+                        help.to_string(),
+                        labels,
+                        Default::default(),
+                    )
+                    .ok()
+                })
+                .collect();
+            Computed {
+                descs,
+                collect: Box::new(collect),
+            }
+        }
+    }
+
+    impl Collector for Computed {
+        fn desc(&self) -> Vec<&Desc> {
+            self.descs.iter().collect()
+        }
+
+        fn collect(&self) -> Vec<MetricFamily> {
+            (self.collect)()
+        }
     }
 }
 
@@ -541,15 +575,7 @@ const REALTIME_FAMILIES: &[(&str, &str, &[&str])] = &[
     ),
 ];
 
-impl prometheus::core::Collector for RealtimeFamilies {
-    fn desc(&self) -> Vec<&prometheus::core::Desc> {
-        static DESCS: std::sync::OnceLock<Vec<prometheus::core::Desc>> = std::sync::OnceLock::new();
-        DESCS
-            .get_or_init(|| families::descs(REALTIME_FAMILIES))
-            .iter()
-            .collect()
-    }
-
+impl RealtimeFamilies {
     fn collect(&self) -> Vec<MetricFamily> {
         use std::sync::atomic::Ordering::Relaxed;
         let s = self.0.stats();
@@ -621,15 +647,7 @@ const DATABASE_FAMILIES: &[(&str, &str, &[&str])] = &[
     ),
 ];
 
-impl prometheus::core::Collector for DatabaseFamilies {
-    fn desc(&self) -> Vec<&prometheus::core::Desc> {
-        static DESCS: std::sync::OnceLock<Vec<prometheus::core::Desc>> = std::sync::OnceLock::new();
-        DESCS
-            .get_or_init(|| families::descs(DATABASE_FAMILIES))
-            .iter()
-            .collect()
-    }
-
+impl DatabaseFamilies {
     fn collect(&self) -> Vec<MetricFamily> {
         let [conns, max, queries] = [0, 1, 2].map(|i| {
             let (name, help, _) = DATABASE_FAMILIES[i];
@@ -688,15 +706,7 @@ const PROCESS_FAMILIES: &[(&str, &str, &[&str])] = &[
 /// builds for.
 const CLOCK_TICKS_PER_SEC: f64 = 100.0;
 
-impl prometheus::core::Collector for ProcessFamilies {
-    fn desc(&self) -> Vec<&prometheus::core::Desc> {
-        static DESCS: std::sync::OnceLock<Vec<prometheus::core::Desc>> = std::sync::OnceLock::new();
-        DESCS
-            .get_or_init(|| families::descs(PROCESS_FAMILIES))
-            .iter()
-            .collect()
-    }
-
+impl ProcessFamilies {
     fn collect(&self) -> Vec<MetricFamily> {
         let mut out = Vec::new();
         let gauge = |i: usize, v: f64| {

@@ -62,18 +62,9 @@ pub fn hold_data_dir(data_dir: &Path) -> Result<DataDirLock, String> {
 /// The SQLite file `database.url` names (None for PostgreSQL).
 fn sqlite_file(settings: &Settings) -> Result<Option<PathBuf>, String> {
     match settings.database.kind() {
-        Some(DatabaseKind::Sqlite) => {
-            let rest = settings
-                .database
-                .url
-                .trim_start_matches("sqlite://")
-                .trim_start_matches("sqlite:");
-            let path = rest.split('?').next().unwrap_or_default();
-            if path.is_empty() || path == ":memory:" {
-                return Err("database.url names no SQLite file".into());
-            }
-            Ok(Some(PathBuf::from(path)))
-        }
+        Some(DatabaseKind::Sqlite) => crate::store::sqlite_path(&settings.database.url)
+            .map(|path| Some(PathBuf::from(path)))
+            .ok_or_else(|| "database.url names no SQLite file".into()),
         Some(DatabaseKind::Postgres) => Ok(None),
         None => Err("database.url is neither sqlite:// nor postgres://".into()),
     }
@@ -117,12 +108,6 @@ async fn verify(path: &Path) -> Result<i64, String> {
     Ok(migrations)
 }
 
-fn partial_name(target: &Path) -> PathBuf {
-    let mut name = target.as_os_str().to_owned();
-    name.push(".partial");
-    PathBuf::from(name)
-}
-
 /// `stoa backup FILE`: a consistent copy of the SQLite database, taken while the server
 /// runs. Refuses to overwrite `FILE`.
 pub async fn backup(settings: &Settings, target: &Path) -> Result<Value, String> {
@@ -138,7 +123,7 @@ pub async fn backup(settings: &Settings, target: &Path) -> Result<Value, String>
             target.display()
         ));
     }
-    let partial = partial_name(target);
+    let partial = with_suffix(target, ".partial");
     let _ = std::fs::remove_file(&partial);
     let started = Instant::now();
     let mut conn = open(&source, true).await?;

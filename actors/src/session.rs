@@ -280,12 +280,10 @@ impl SessionActor {
             }
         };
         let heartbeat = frame.topic == PHOENIX_TOPIC && frame.event == "heartbeat";
+        // A heartbeat is one only on the `phoenix` topic; elsewhere it is an unknown event.
+        let stray = !heartbeat && frame.event == "heartbeat";
         self.stats()
-            .received(if heartbeat || frame.event != "heartbeat" {
-                &frame.event
-            } else {
-                "other"
-            });
+            .received(if stray { "other" } else { &frame.event });
         if heartbeat {
             // Free: a client that keeps its socket alive is never refused for it.
             return self.reply(&frame, ReplyStatus::Ok, json!({}), ctx);

@@ -189,36 +189,7 @@ pub(crate) async fn http(
     token: Option<&str>,
     body: &Value,
 ) -> Result<(u16, Value), Error> {
-    let host = crate::authority(api);
-    let mut stream = tokio::net::TcpStream::connect(&host).await?;
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let body = if body.is_null() {
-        String::new()
-    } else {
-        body.to_string()
-    };
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(req.as_bytes()).await?;
-    let mut resp = Vec::new();
-    stream.read_to_end(&mut resp).await?;
-    let text = String::from_utf8_lossy(&resp);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or("bad HTTP response")?;
-    let (_, body) = text.split_once("\r\n\r\n").ok_or("bad HTTP response")?;
-    let value = if body.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(body).unwrap_or(Value::Null)
-    };
-    Ok((status, value))
+    KeepAlive::new(api).call(method, path, token, body).await
 }
 
 pub async fn run(flags: &HashMap<String, String>, rest: &[String]) -> Result<(), Error> {
@@ -544,7 +515,10 @@ async fn crud(
                     json!({"title": title, "content": "load"}),
                 );
                 let t = Instant::now();
-                let doc = match conn.call(create.0, &create.1, &token, &create.2).await {
+                let doc = match conn
+                    .call(create.0, &create.1, Some(&token), &create.2)
+                    .await
+                {
                     Ok((201, doc)) => {
                         let _ = h.record(t.elapsed().as_micros().max(1) as u64);
                         rec.one();
@@ -591,7 +565,7 @@ async fn crud(
                 ];
                 for (method, path, body, want) in calls {
                     let t = Instant::now();
-                    match conn.call(method, &path, &token, &body).await {
+                    match conn.call(method, &path, Some(&token), &body).await {
                         Ok((status, _)) if status == want => {
                             let _ = h.record(t.elapsed().as_micros().max(1) as u64);
                             rec.one();
@@ -679,17 +653,20 @@ impl KeepAlive {
         &mut self,
         method: &str,
         path: &str,
-        token: &str,
+        token: Option<&str>,
         body: &Value,
     ) -> Result<(u16, Value), Error> {
         use tokio::io::AsyncBufReadExt;
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
         let body = if body.is_null() {
             String::new()
         } else {
             body.to_string()
         };
         let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n{body}",
             self.host,
             body.len()
         );

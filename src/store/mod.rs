@@ -13,7 +13,7 @@
 
 mod sql;
 
-pub use sql::{ImportedEvent, SqlStore};
+pub use sql::{sqlite_path, ImportedEvent, SqlStore};
 
 use std::collections::HashMap;
 

@@ -532,6 +532,17 @@ impl Server {
         ws
     }
 
+    /// `n` sockets of `token`'s user, each joined to `topic` without presence.
+    pub fn joined_sockets(&self, token: &str, topic: &str, n: usize) -> Vec<RawWs> {
+        (0..n)
+            .map(|_| {
+                let mut ws = self.ws(token);
+                ws.join(topic, json!({"presence": false}));
+                ws
+            })
+            .collect()
+    }
+
     /// A metric's value (0 when absent).
     pub fn metric(&self, name: &str) -> f64 {
         crate::common::without_node(&self.http("GET", "/metrics", &[], b"").text())

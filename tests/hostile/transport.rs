@@ -288,18 +288,10 @@ fn an_idle_joined_socket_costs_the_server_under_6_kib() {
     let (_, owner) = server.register("ada");
     let ws_id = server.workspace_with(&owner, &[]);
     let topic = format!("workspace:{ws_id}");
-    let mut open = Vec::new();
-    let join = |open: &mut Vec<RawWs>, n: usize| {
-        for _ in 0..n {
-            let mut ws = server.ws(&owner);
-            ws.join(&topic, json!({"presence": false}));
-            open.push(ws);
-        }
-    };
     // The first few hundred settle the allocator and the topic; the next 2,000 are measured.
-    join(&mut open, 300);
+    let mut open = server.joined_sockets(&owner, &topic, 300);
     let before = server.rss_kib();
-    join(&mut open, 2000);
+    open.extend(server.joined_sockets(&owner, &topic, 2000));
     let per_socket = (server.rss_kib().saturating_sub(before)) * 1024 / 2000;
     eprintln!("{per_socket} bytes per joined idle socket");
     // No read buffer, no write queue, no HTTP codec or connection task: what is left is the
@@ -351,13 +343,7 @@ fn memory_a_crowd_held_is_returned_when_it_leaves() {
     let ws_id = server.workspace_with(&owner, &[]);
     let topic = format!("workspace:{ws_id}");
     let before = server.rss_kib();
-    let mut crowd: Vec<RawWs> = (0..3000)
-        .map(|_| {
-            let mut ws = server.ws(&owner);
-            ws.join(&topic, json!({"presence": false}));
-            ws
-        })
-        .collect();
+    let mut crowd = server.joined_sockets(&owner, &topic, 3000);
     let peak = server.rss_kib();
     assert!(peak > before + 8 * 1024, "{before} KiB then {peak} KiB");
     crowd.clear();

@@ -161,17 +161,22 @@ fn statement_reports(options: AnyConnectOptions) -> AnyConnectOptions {
         .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1))
 }
 
-fn sqlite_url(url: &str) -> StoreResult<String> {
+/// The file a `sqlite://` URL names (None for none, or an in-memory database).
+pub fn sqlite_path(url: &str) -> Option<&str> {
     let rest = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");
     let path = rest.split('?').next().unwrap_or_default();
-    if path.is_empty() || path == ":memory:" {
+    (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+fn sqlite_url(url: &str) -> StoreResult<String> {
+    let Some(path) = sqlite_path(url) else {
         return Err(StoreError::Invalid {
             field: "database.url",
             message: "SQLite needs a file path (sqlite://data/stoa.db)",
         });
-    }
+    };
     if let Some(dir) = std::path::Path::new(path).parent() {
         if !dir.as_os_str().is_empty() {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(e.into()))?;
