@@ -126,12 +126,6 @@ impl Shared {
         &self.env.stats
     }
 
-    /// The topic thread for something numbered `n` (none in tests without threads).
-    pub(crate) fn arbiter(&self, n: u64) -> Option<actix::dev::ArbiterHandle> {
-        let slots = self.arbiters.len();
-        (slots > 0).then(|| self.arbiters[(n as usize) % slots].clone())
-    }
-
     fn live(&self, topic: Topic) -> Option<TopicRef> {
         self.topics
             .get(&topic)

@@ -5,7 +5,8 @@ use std::process::Command;
 
 use crate::harness::Cluster;
 
-/// The workspace's `stoa-loadtest`, built beside this test by `cargo test --workspace`.
+/// The workspace's `stoa-loadtest`, built beside this test by `cargo test --workspace`
+/// (for the load tool's own integration test, `loadtest/tests/usage.rs`).
 fn loadtest() -> Option<std::path::PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let bin = exe.parent()?.parent()?.join("stoa-loadtest");
