@@ -397,12 +397,20 @@ async fn flush(worker: Rc<Worker>) {
     let mut depth = hist::Histogram::depth().local();
     loop {
         std::future::poll_fn(|cx| worker.list.poll_ready(cx, &mut ready)).await;
-        for (i, outbox) in ready.drain(..).enumerate() {
-            if i > 0 && i % FLUSH_TURN == 0 {
+        let mut listed = ready.drain(..);
+        let mut seen = 0;
+        while let Some(outbox) = listed.next() {
+            // The outboxes are scattered in memory: the next ones are fetched while this
+            // one is written (1.5–2% less CPU per delivery, docs/BENCHMARKS.md).
+            if let Some(next) = listed.as_slice().get(PREFETCH_AHEAD) {
+                prefetch(Arc::as_ptr(next));
+            }
+            if seen > 0 && seen % FLUSH_TURN == 0 {
                 merge(&worker, &mut latency, &mut depth);
                 // Readers on this thread get their turn in a long pass.
                 actix_web::rt::task::yield_now().await;
             }
+            seen += 1;
             let Some(slot) = outbox.flush_take(&mut taken, CHUNK) else {
                 continue;
             };
@@ -424,6 +432,25 @@ async fn flush(worker: Rc<Worker>) {
         }
         merge(&worker, &mut latency, &mut depth);
     }
+}
+
+/// How far ahead of the outbox being written the flush task asks for the next one's memory.
+const PREFETCH_AHEAD: usize = 4;
+
+/// Asks the processor to bring the start of `*p` into its cache (no effect elsewhere).
+#[inline]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint: it neither reads into the program nor faults, whatever
+    // the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+            p.cast::<i8>().wrapping_add(64),
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 fn merge(worker: &Worker, latency: &mut hist::Local, depth: &mut hist::Local) {
