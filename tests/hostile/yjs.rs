@@ -339,3 +339,64 @@ fn a_yjs_socket_is_closed_when_its_token_expires() {
         }
     }
 }
+
+#[test]
+fn a_frame_of_several_updates_reaches_the_other_editor_whole_and_a_single_one_as_it_came() {
+    use yrs::sync::MessageReader;
+    use yrs::updates::decoder::DecoderV1;
+    use yrs::{ReadTxn, Text};
+    let server = Server::start(&[]);
+    let (_, token) = server.register("alice");
+    let ws_id = server.workspace_with(&token, &[]);
+    let doc = document(&server, &token, ws_id, json!({"title": "Pair"}));
+    let mut a = open(&server, doc, &token);
+    let mut b = open(&server, doc, &token);
+
+    let editor = yrs::Doc::new();
+    let text = editor.get_or_insert_text("content");
+    let typed = |piece: &str| {
+        let sv = editor.transact().state_vector();
+        {
+            let mut txn = editor.transact_mut();
+            let end = text.len(&txn);
+            text.insert(&mut txn, end, piece);
+        }
+        let update = editor.transact().encode_state_as_update_v1(&sv);
+        Message::Sync(SyncMessage::Update(update)).encode_v1()
+    };
+    // Two updates in one frame, then one alone.
+    let mut pair = typed("one,");
+    pair.extend_from_slice(&typed("two,"));
+    let single = typed("three");
+    a.send_frame(true, BINARY, &pair).unwrap();
+    a.send_frame(true, BINARY, &single).unwrap();
+
+    let seen = yrs::Doc::new();
+    let seen_text = seen.get_or_insert_text("content");
+    let mut frames = Vec::new();
+    while seen_text.get_string(&seen.transact()) != "one,two,three" {
+        let Some(Got::Binary(frame)) = b.read(PATIENCE) else {
+            panic!(
+                "the other editor has {:?} and nothing more",
+                seen_text.get_string(&seen.transact())
+            );
+        };
+        let mut decoder = DecoderV1::from(frame.as_slice());
+        for m in MessageReader::new(&mut decoder) {
+            match m.expect("every relayed frame decodes whole") {
+                Message::Sync(SyncMessage::Update(u)) => {
+                    let update = Update::decode_v1(&u).expect("a relayed update decodes");
+                    seen.transact_mut().apply_update(update).unwrap();
+                }
+                other => panic!("only updates were sent, got {other:?}"),
+            }
+        }
+        frames.push(frame);
+    }
+    assert_eq!(
+        frames.last(),
+        Some(&single),
+        "a frame that is one update is relayed byte for byte"
+    );
+    assert_eq!(text_now(&server, doc, &token), "one,two,three");
+}
