@@ -252,11 +252,20 @@ pub struct Outbox {
     queue: Mutex<Queue>,
     capacity: usize,
     max_bytes: usize,
+    /// The socket's slot on its flush list's thread, readable without the lock (`u32::MAX`
+    /// before it is attached): a hint for prefetching, never trusted to find the socket.
+    slot_hint: std::sync::atomic::AtomicU32,
 }
 
 impl Outbox {
     fn lock(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The slot its socket was attached at (`u32::MAX` before): a hint, read without the
+    /// lock, that may be out of date.
+    pub fn slot_hint(&self) -> u32 {
+        self.slot_hint.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Queues a frame without waiting. The queue is full at `capacity` frames, or when the
@@ -410,6 +419,9 @@ impl OutboxReader {
     pub fn attach(&self, list: &Arc<FlushList>, slot: u32) {
         let mut q = self.0.lock();
         q.flush = Some((list.clone(), slot));
+        self.0
+            .slot_hint
+            .store(slot, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Moves queued frames into `into` (which the caller has emptied) — as many as fit in
@@ -582,6 +594,7 @@ pub(crate) fn channel(capacity: usize, max_bytes: usize) -> (Arc<Outbox>, Outbox
         queue: Mutex::new(Queue::default()),
         capacity: capacity.max(1),
         max_bytes,
+        slot_hint: std::sync::atomic::AtomicU32::new(u32::MAX),
     });
     (outbox.clone(), OutboxReader(outbox))
 }
