@@ -277,9 +277,9 @@ fn a_client_that_stops_reading_a_while_gets_every_frame_intact() {
     assert!(server.healthy());
 }
 
-#[test]
-fn an_idle_joined_socket_costs_the_server_under_6_kib() {
-    let _heavy = heavy();
+/// A server where one user may open thousands of sockets, that user's token, and the
+/// topic of a workspace of theirs.
+fn crowd_server() -> (Server, String, String) {
     let server = Server::start(&[
         ("STOA_REALTIME__MAX_SOCKETS_PER_USER", "100000"),
         ("STOA_REALTIME__USER_MESSAGES_PER_SEC", "100000"),
@@ -287,7 +287,13 @@ fn an_idle_joined_socket_costs_the_server_under_6_kib() {
     ]);
     let (_, owner) = server.register("ada");
     let ws_id = server.workspace_with(&owner, &[]);
-    let topic = format!("workspace:{ws_id}");
+    (server, owner, format!("workspace:{ws_id}"))
+}
+
+#[test]
+fn an_idle_joined_socket_costs_the_server_under_6_kib() {
+    let _heavy = heavy();
+    let (server, owner, topic) = crowd_server();
     // The first few hundred settle the allocator and the topic; the next 2,000 are measured.
     let mut open = server.joined_sockets(&owner, &topic, 300);
     let before = server.rss_kib();
@@ -334,14 +340,7 @@ fn the_accept_queue_is_as_long_as_the_kernel_allows() {
 #[test]
 fn memory_a_crowd_held_is_returned_when_it_leaves() {
     let _heavy = heavy();
-    let server = Server::start(&[
-        ("STOA_REALTIME__MAX_SOCKETS_PER_USER", "100000"),
-        ("STOA_REALTIME__USER_MESSAGES_PER_SEC", "100000"),
-        ("STOA_REALTIME__USER_MESSAGE_BURST", "100000"),
-    ]);
-    let (_, owner) = server.register("ada");
-    let ws_id = server.workspace_with(&owner, &[]);
-    let topic = format!("workspace:{ws_id}");
+    let (server, owner, topic) = crowd_server();
     let before = server.rss_kib();
     let mut crowd = server.joined_sockets(&owner, &topic, 3000);
     let peak = server.rss_kib();
