@@ -120,7 +120,7 @@ if [ -n "${STRACE:-}" ]; then
   timeout -s INT 3 strace -c -f -p "$SERVER" -o "$STRACE" 2>/dev/null &
 fi
 if [ -n "${PERF:-}" ]; then
-  perf record -F 999 -g -o "$PERF" -p "$SERVER" 2>/dev/null & PERFPID=$!
+  perf record -F ${PERF_FREQ:-999} -g -o "$PERF" -p "$SERVER" 2>/dev/null & PERFPID=$!
   sleep 0.5
 fi
 cpu() { if [ "${NODES:-1}" -gt 1 ]; then for pid in "${SERVERS[@]}"; do awk '{print $14 + $15}' "/proc/$pid/stat"; done | awk '{s += $1} END {print s}'; else awk '{print $14 + $15}' "/proc/$SERVER/stat"; fi; }
@@ -128,9 +128,17 @@ CPU0=$(cpu)
 [ -n "${FLOOR:-}" ] ||
   "$BIN/stoa-loadtest" send --api "$API" --token "$TOKEN" --topic "$TOPIC" --count "$COUNT" --rate "$RATE" --size "$SIZE" \
     ${PROTOCOL[@]+"${PROTOCOL[@]}"}
-for p in "${PIDS[@]}"; do wait "$p" || true; done
+# The server's CPU is read once every generator has had its last delivery, before their
+# sockets close: the disconnections are no part of the fan-out (and the floor program never
+# handles them).
+for i in $(seq 1 "$PROCS"); do
+  until grep -q '^done receiving' "$DATA/hold.$i" || ! kill -0 "${PIDS[$((i - 1))]}" 2>/dev/null; do
+    sleep 0.02
+  done
+done
 CPU1=$(cpu)
 [ -n "${PERF:-}" ] && { kill -INT "$PERFPID"; wait "$PERFPID" || true; }
+for p in "${PIDS[@]}"; do wait "$p" || true; done
 for i in $(seq 1 "$PROCS"); do tail -n 3 "$DATA/hold.$i"; done
 echo "all generators:"
 "$BIN/stoa-loadtest" report "$DATA"/lat.* | tee "$DATA/report"

@@ -142,6 +142,10 @@ impl Metrics {
             ),
             yjs_connections: gauge("yjs_connections", "Yjs sessions alive"),
             yjs_documents: gauge("yjs_documents_open", "Documents loaded by their actor"),
+            inbox_bytes: gauge(
+                "ws_inbox_bytes",
+                "Bytes of frames waiting in the transport threads' inboxes (a fan-out's shared bytes once)",
+            ),
             counters: vec![
                 counter("ws_joins_refused_total", "Channel joins refused"),
                 counter(
@@ -318,6 +322,7 @@ struct RealtimeMetrics {
     nodes: IntGauge,
     yjs_connections: IntGauge,
     yjs_documents: IntGauge,
+    inbox_bytes: IntGauge,
     /// In the order of [`RealtimeMetrics::totals`].
     counters: Vec<IntCounter>,
 }
@@ -361,6 +366,7 @@ impl RealtimeMetrics {
         self.subscriptions.set(s.subscriptions.load(Relaxed));
         self.yjs_connections.set(s.yjs_connections.load(Relaxed));
         self.yjs_documents.set(s.yjs_documents.load(Relaxed));
+        self.inbox_bytes.set(s.inbox_bytes.load(Relaxed));
         let others = i64::try_from(self.realtime.nodes().len()).unwrap_or(i64::MAX);
         self.nodes.set(others.saturating_add(1));
         for (counter, total) in self.counters.iter().zip(self.totals()) {

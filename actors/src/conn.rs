@@ -1,25 +1,31 @@
 //! A session as the topics see it: where to put frames for its client, and how to tell the
 //! session that something happened to it.
 //!
-//! Frames for one client go into its [`Outbox`], a queue shared by the session and every
-//! topic it joined, bounded in frames and in bytes. Whoever drains it takes everything queued
-//! and writes it to the socket in one call, so a busy connection costs one write per batch
-//! rather than per frame. A push shared by many subscribers is queued as two shared pieces
-//! (this subscriber's frame head and the topic's encoded tail) and only copied once, into
-//! the socket buffer.
+//! Frames for one client go into its [`Outbox`], a queue bounded in frames and in bytes.
+//! Whoever drains it takes everything queued and writes it to the socket in one call, so a
+//! busy connection costs one write per batch rather than per frame. A push shared by many
+//! subscribers is queued as two shared pieces (this subscriber's frame head and the topic's
+//! encoded tail) and only copied once, into the socket buffer.
 //!
-//! Two parties drain an outbox. A transport thread's [`FlushList`] is the usual one: an
-//! outbox whose queue was empty is listed there by the frame that arrives, so a topic that
-//! reaches ten thousand idle sockets lists each of them and wakes each transport thread
-//! once, and the thread writes them one after the other, rather than waking ten thousand
-//! writer tasks. The socket's own writer task takes over when a write cannot finish (the
-//! socket's buffer is full), and for the close; it hands the queue back once it is empty.
+//! Once the transport has attached a socket to the thread that serves it, every frame for
+//! that socket, from any actor on any thread, goes through that thread's [`Inbox`] in the
+//! order it was sent, and only that thread touches the queue: it writes a frame straight to
+//! an idle socket, and queues frames for a busy one (or, when several deliveries wait,
+//! queues them all and writes each socket once). A topic reaching ten thousand sockets hands
+//! each thread one [`Fanout`] (its share of the subscribers, a list the topic keeps per
+//! thread and shares), so the topic's own thread does no work per subscriber and no
+//! subscriber's state moves between threads. The socket's own writer task takes over when a
+//! write cannot finish (the socket's buffer is full), and for the close; it hands the queue
+//! back once it is empty.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use actix::prelude::*;
+
+use crate::env::Env;
 
 /// How the session wants the transport to close the socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,7 +129,8 @@ impl Outbound {
 /// Why a frame was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
-    /// The queue is full: the client is not reading fast enough.
+    /// The queue is full: the client is not reading fast enough (or, for an attached socket,
+    /// its thread's inbox is [`INBOX_BYTES`] behind).
     Full,
     /// The connection is closing or gone.
     Closed,
@@ -133,7 +140,7 @@ pub enum Refused {
 #[derive(Debug)]
 pub enum Take {
     /// Frames were moved into the caller's buffer; the first `resume` bytes of the first
-    /// one are already on the wire (a write the flush list began and could not finish).
+    /// one are already on the wire (a write the thread began and could not finish).
     Frames { resume: usize },
     /// Nothing more will come: close the socket with this reason.
     Close(CloseReason),
@@ -141,16 +148,17 @@ pub enum Take {
 
 /// Who drains an outbox into its socket.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 enum Drain {
     /// The socket's writer task, woken when frames arrive: while a write is unfinished, for
-    /// the close, and always for an outbox no flush list serves.
+    /// the close, and always for an outbox no thread's inbox serves.
     #[default]
     Writer,
-    /// Nothing queued and nothing being written: the next frame lists the outbox.
+    /// Nothing queued and nothing being written: the thread writes the next frame at once.
     Parked,
-    /// On the flush list, waiting for its thread.
+    /// Frames queued during one of the thread's passes, written once at its end.
     Listed,
-    /// Being written by the flush list's thread.
+    /// Being written by the thread.
     Flushing,
 }
 
@@ -204,21 +212,41 @@ impl Frames {
     }
 }
 
-#[derive(Default)]
+/// What the serving thread reads for every frame comes first, so that it shares the
+/// outbox's first cache line with the lock.
+#[repr(C)]
 struct Queue {
-    items: Frames,
+    drain: Drain,
+    /// No more frames are queued (closing, or the transport is gone).
+    shut: bool,
+    /// The session has been told that the queue overflowed.
+    overflowed: bool,
+    /// The transport's handle for the socket while it is attached (-1 otherwise).
+    handle: i32,
     /// Bytes of the frames in `items`.
     bytes: usize,
+    items: Frames,
     waker: Option<Waker>,
     close: Option<CloseReason>,
-    /// No more frames are accepted (closing, or the transport is gone).
-    shut: bool,
-    drain: Drain,
-    /// The flush list serving this outbox and the socket's slot there.
-    flush: Option<(Arc<FlushList>, u32)>,
-    /// Frames the flush list took and could not write whole, and the bytes of the first
+    /// Frames the thread took and could not write whole, and the bytes of the first
     /// already written: the writer task resumes there.
     handoff: Option<(VecDeque<Outbound>, usize)>,
+}
+
+impl Default for Queue {
+    fn default() -> Queue {
+        Queue {
+            drain: Drain::Writer,
+            shut: false,
+            overflowed: false,
+            handle: -1,
+            bytes: 0,
+            items: Frames::default(),
+            waker: None,
+            close: None,
+            handoff: None,
+        }
+    }
 }
 
 impl Queue {
@@ -247,14 +275,31 @@ impl Queue {
     }
 }
 
+/// What the serving thread did with a frame it queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    /// Queued behind others, or for the writer task.
+    Behind,
+    /// Queued in an idle outbox, which the thread now lists and writes at the end of its
+    /// pass.
+    List,
+    /// Not queued: the connection is closing, or its queue is full (its session is told).
+    Dropped,
+}
+
 /// One connection's bounded outbound queue.
 pub struct Outbox {
     queue: Mutex<Queue>,
     capacity: usize,
     max_bytes: usize,
-    /// The socket's slot on its flush list's thread, readable without the lock (`u32::MAX`
-    /// before it is attached): a hint for prefetching, never trusted to find the socket.
-    slot_hint: std::sync::atomic::AtomicU32,
+    /// The inbox of the thread serving the socket, once the transport attached it: every
+    /// frame goes through it from then on.
+    inbox: OnceLock<Arc<Inbox>>,
+    /// Closing or gone: senders are refused at once. (Frames sent before a graceful close
+    /// still reach the client: the close follows them through the inbox.)
+    closed: AtomicBool,
+    /// Told when the serving thread finds the queue full.
+    notice: OnceLock<Recipient<SessionNotice>>,
 }
 
 impl Outbox {
@@ -262,50 +307,41 @@ impl Outbox {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The slot its socket was attached at (`u32::MAX` before): a hint, read without the
-    /// lock, that may be out of date.
-    pub fn slot_hint(&self) -> u32 {
-        self.slot_hint.load(std::sync::atomic::Ordering::Relaxed)
+    /// The inbox of the thread serving the socket, once attached.
+    pub fn inbox(&self) -> Option<&Arc<Inbox>> {
+        self.inbox.get()
+    }
+
+    fn fits(&self, q: &Queue, size: usize) -> bool {
+        let over_bytes = !q.items.is_empty() && q.bytes + size > self.max_bytes;
+        q.items.len() < self.capacity && !over_bytes
     }
 
     /// Queues a frame without waiting. The queue is full at `capacity` frames, or when the
     /// frame would take it over `max_bytes` (an empty queue takes any one frame, so a frame
-    /// larger than the byte bound can still reach a client that reads).
+    /// larger than the byte bound can still reach a client that reads). For an attached
+    /// socket the frame goes through its thread's inbox and the bounds are checked there: a
+    /// frame that does not fit then has the session told ([`SessionNotice::Overflow`]).
     pub fn send(self: &Arc<Self>, item: Outbound) -> Result<(), Refused> {
-        self.send_with(item, None)
-    }
-
-    /// [`Outbox::send`], listing the outbox in `batch` (when it is to be listed) rather than
-    /// on its flush list at once: one lock and one wake-up per batch for a topic's fan-out.
-    pub fn send_with(
-        self: &Arc<Self>,
-        item: Outbound,
-        batch: Option<&mut FlushBatch>,
-    ) -> Result<(), Refused> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Refused::Closed);
+        }
+        if let Some(inbox) = self.inbox.get() {
+            return inbox
+                .deliver(Delivery::One(self.clone(), item))
+                .map_err(|_| Refused::Full);
+        }
         let waker = {
             let mut q = self.lock();
             if q.shut {
                 return Err(Refused::Closed);
             }
-            let size = item.len();
-            let over_bytes = !q.items.is_empty() && q.bytes + size > self.max_bytes;
-            if q.items.len() >= self.capacity || over_bytes {
+            if !self.fits(&q, item.len()) {
                 return Err(Refused::Full);
             }
-            q.bytes += size;
+            q.bytes += item.len();
             q.items.push_back(item);
-            match (q.drain, &q.flush) {
-                (Drain::Parked, Some((list, _))) => {
-                    let waker = match batch {
-                        Some(batch) => batch.add(list, self.clone()),
-                        None => list.push(self.clone()),
-                    };
-                    q.drain = Drain::Listed;
-                    waker
-                }
-                (Drain::Listed | Drain::Flushing, _) => None,
-                _ => q.waker.take(),
-            }
+            q.waker.take()
         };
         if let Some(w) = waker {
             w.wake();
@@ -313,27 +349,76 @@ impl Outbox {
         Ok(())
     }
 
-    /// For the flush list's thread: takes what is queued (at most `max_bytes`, at least one
-    /// frame) and names the socket's slot to write it to. `None` when there is nothing for
-    /// the list to write: the outbox is closing or gone, and its writer task is told.
-    pub fn flush_take(&self, into: &mut VecDeque<Outbound>, max_bytes: usize) -> Option<u32> {
+    /// Tells the session its queue overflowed (once).
+    pub(crate) fn overflow(&self) {
+        if let Some(notice) = self.notice.get() {
+            notice.do_send(SessionNotice::Overflow);
+        }
+    }
+
+    /// For the serving thread: when nothing is queued or being written, claims the socket
+    /// for a write of the thread's own and names it; the thread then reports with
+    /// [`Outbox::flush_done`].
+    pub fn begin_write(&self) -> Option<i32> {
+        let mut q = self.lock();
+        if q.shut || q.drain != Drain::Parked || q.handle < 0 {
+            return None;
+        }
+        q.drain = Drain::Flushing;
+        Some(q.handle)
+    }
+
+    /// For the serving thread: queues a frame that arrived through the inbox.
+    pub fn queue(&self, item: Outbound) -> Queued {
+        let mut overflowed = false;
+        let (queued, waker) = {
+            let mut q = self.lock();
+            if q.shut {
+                return Queued::Dropped;
+            }
+            if !self.fits(&q, item.len()) {
+                overflowed = !std::mem::replace(&mut q.overflowed, true);
+                (Queued::Dropped, None)
+            } else {
+                q.bytes += item.len();
+                q.items.push_back(item);
+                match q.drain {
+                    Drain::Parked => {
+                        q.drain = Drain::Listed;
+                        (Queued::List, None)
+                    }
+                    Drain::Writer => (Queued::Behind, q.waker.take()),
+                    Drain::Listed | Drain::Flushing => (Queued::Behind, None),
+                }
+            }
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        if overflowed {
+            self.overflow();
+        }
+        queued
+    }
+
+    /// For the serving thread: takes what is queued in a listed outbox (at most
+    /// `max_bytes`, at least one frame) and names the socket to write it to. `None` when
+    /// there is nothing for the thread to write: the outbox is closing or gone, and its
+    /// writer task is told.
+    pub fn flush_take(&self, into: &mut VecDeque<Outbound>, max_bytes: usize) -> Option<i32> {
         let waker = {
             let mut q = self.lock();
             if q.drain != Drain::Listed {
                 return None;
             }
-            match q.flush.as_ref().map(|(_, slot)| *slot) {
-                Some(slot) if !q.shut && !q.items.is_empty() => {
-                    q.take(into, max_bytes);
-                    q.drain = Drain::Flushing;
-                    return Some(slot);
-                }
-                // The rest, and the close frame, are the writer's.
-                _ => {
-                    q.drain = Drain::Writer;
-                    q.waker.take()
-                }
+            if !q.shut && q.handle >= 0 && !q.items.is_empty() {
+                q.take(into, max_bytes);
+                q.drain = Drain::Flushing;
+                return Some(q.handle);
             }
+            // The rest, and the close frame, are the writer's.
+            q.drain = Drain::Writer;
+            q.waker.take()
         };
         if let Some(w) = waker {
             w.wake();
@@ -341,17 +426,17 @@ impl Outbox {
         None
     }
 
-    /// For the flush list's thread, after writing what [`Outbox::flush_take`] gave it:
-    /// `unwritten` is what the socket did not take (the frames, and the bytes of the first
-    /// already written), which the writer task then finishes. True when more frames arrived
-    /// meanwhile and the outbox is to be listed again.
-    pub fn flush_done(self: &Arc<Self>, unwritten: Option<(VecDeque<Outbound>, usize)>) -> bool {
+    /// For the serving thread, after a write it began ([`Outbox::begin_write`],
+    /// [`Outbox::flush_take`]): `unwritten` is what the socket did not take (the frames, and
+    /// the bytes of the first already written), which the writer task then finishes. True
+    /// when frames were queued meanwhile and the outbox is to be written again.
+    pub fn flush_done(&self, unwritten: Option<(VecDeque<Outbound>, usize)>) -> bool {
         let waker = {
             let mut q = self.lock();
             if q.drain != Drain::Flushing {
                 return false;
             }
-            if q.flush.is_none() {
+            if q.handle < 0 {
                 // The socket is gone.
                 q.drain = Drain::Writer;
                 return false;
@@ -374,9 +459,26 @@ impl Outbox {
         false
     }
 
-    /// Accepts no more frames and has the transport close the socket: after what is queued,
-    /// or at once (dropping the queue) when `discard`.
-    pub(crate) fn close(&self, reason: CloseReason, discard: bool) {
+    /// Accepts no more frames and has the transport close the socket: after what is
+    /// queued, or at once (dropping the queue) when `discard`. For an attached socket a
+    /// graceful close goes through the inbox, behind every frame sent before it.
+    pub(crate) fn close(self: &Arc<Self>, reason: CloseReason, discard: bool) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if !discard {
+            if let Some(inbox) = self.inbox.get() {
+                // A close is never refused (it weighs nothing).
+                let _ = inbox.deliver(Delivery::Close(self.clone(), reason));
+                return;
+            }
+        }
+        self.close_now(reason, discard);
+    }
+
+    /// Closes as [`Outbox::close`] says, now (the serving thread does this for a close that
+    /// came through its inbox).
+    pub fn close_now(&self, reason: CloseReason, discard: bool) {
         let waker = {
             let mut q = self.lock();
             if q.shut {
@@ -389,7 +491,7 @@ impl Outbox {
                 q.bytes = 0;
             }
             match q.drain {
-                // The flush list finds it closing and hands it to the writer.
+                // The thread finds it closing and hands it to the writer.
                 Drain::Listed | Drain::Flushing => None,
                 Drain::Parked | Drain::Writer => {
                     q.drain = Drain::Writer;
@@ -413,22 +515,19 @@ impl Outbox {
 pub struct OutboxReader(Arc<Outbox>);
 
 impl OutboxReader {
-    /// Has a flush list write this outbox's frames from now on, through the socket in
-    /// `slot` of that list's thread; the writer task is woken only to finish what a write
+    /// Has the thread behind `inbox` serve this outbox from now on, writing to the socket
+    /// the transport knows as `handle`; the writer task is woken only to finish what a write
     /// left, and for the close.
-    pub fn attach(&self, list: &Arc<FlushList>, slot: u32) {
-        let mut q = self.0.lock();
-        q.flush = Some((list.clone(), slot));
-        self.0
-            .slot_hint
-            .store(slot, std::sync::atomic::Ordering::Relaxed);
+    pub fn attach(&self, inbox: &Arc<Inbox>, handle: i32) {
+        self.0.lock().handle = handle;
+        let _ = self.0.inbox.set(inbox.clone());
     }
 
     /// Moves queued frames into `into` (which the caller has emptied) — as many as fit in
     /// `max_bytes`, at least one — or says the socket is to be closed, or registers the
     /// task to be woken when either happens. What is not taken stays counted against the
-    /// outbox's bounds, so frames waiting for a stalled socket cannot exceed them. With a
-    /// flush list attached, an empty queue is handed back to it.
+    /// outbox's bounds, so frames waiting for a stalled socket cannot exceed them. With the
+    /// socket attached, an empty queue is handed back to the serving thread.
     pub fn poll_take(
         &self,
         cx: &mut Context<'_>,
@@ -458,131 +557,164 @@ impl OutboxReader {
         if !q.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             q.waker = Some(cx.waker().clone());
         }
-        if q.drain == Drain::Writer && q.flush.is_some() {
+        if q.drain == Drain::Writer && q.handle >= 0 {
             q.drain = Drain::Parked;
         }
         Poll::Pending
     }
-}
 
-impl Drop for OutboxReader {
-    fn drop(&mut self) {
+    /// The socket is going: nothing more is queued or written, and the serving thread no
+    /// longer names the socket (it is detached before it is closed).
+    pub fn detach(&self) {
+        self.0.closed.store(true, Ordering::Release);
         let mut q = self.0.lock();
         q.shut = true;
         q.items = Frames::default();
         q.bytes = 0;
         q.waker = None;
-        q.flush = None;
+        q.handle = -1;
         q.handoff = None;
     }
 }
 
-/// Outboxes listed during one fan-out, put on their flush lists together: the lists are
-/// few (one per transport thread), the outboxes many. Whatever is still held is put on its
-/// list when the batch is dropped.
-#[derive(Default)]
-pub struct FlushBatch {
-    lists: Vec<(Arc<FlushList>, Vec<Arc<Outbox>>)>,
-}
-
-/// Outboxes a batch holds for one list before it hands them over.
-const BATCH: usize = 256;
-
-impl FlushBatch {
-    fn add(&mut self, list: &Arc<FlushList>, outbox: Arc<Outbox>) -> Option<Waker> {
-        let i = match self.lists.iter().position(|(l, _)| Arc::ptr_eq(l, list)) {
-            Some(i) => i,
-            None => {
-                self.lists.push((list.clone(), Vec::with_capacity(BATCH)));
-                self.lists.len() - 1
-            }
-        };
-        let (list, held) = &mut self.lists[i];
-        held.push(outbox);
-        if held.len() < BATCH {
-            return None;
-        }
-        list.push_all(held)
-    }
-
-    /// Puts every held outbox on its list now.
-    pub fn flush(&mut self) {
-        for (list, held) in &mut self.lists {
-            if let Some(w) = list.push_all(held) {
-                w.wake();
-            }
-        }
-    }
-}
-
-impl Drop for FlushBatch {
+impl Drop for OutboxReader {
     fn drop(&mut self) {
-        self.flush();
+        self.detach();
     }
 }
 
-/// The outboxes a transport thread is to write: listed by the frame that finds an outbox
-/// idle, taken by the thread's flush task in one go.
-#[derive(Default)]
-pub struct FlushList {
-    inner: Mutex<Listed>,
+/// Bytes of frames an inbox holds before it refuses more: its thread is that far behind
+/// (a fan-out counts its shared bytes once). A frame refused there is a full queue for its
+/// connection; a topic's fan-out refused there makes slow consumers of that thread's
+/// subscribers.
+pub const INBOX_BYTES: usize = 64 << 20;
+
+/// What an entry costs an inbox beyond the bytes it shares.
+const ENTRY_BYTES: usize = std::mem::size_of::<Delivery>();
+
+/// Something for a thread to deliver, in order.
+pub enum Delivery {
+    /// A frame for one socket.
+    One(Arc<Outbox>, Outbound),
+    /// A topic's push to its subscribers on this thread.
+    Many(Fanout),
+    /// A graceful close, after everything sent before it.
+    Close(Arc<Outbox>, CloseReason),
+}
+
+impl Delivery {
+    fn weight(&self) -> usize {
+        match self {
+            Delivery::One(_, item) => ENTRY_BYTES + item.len(),
+            Delivery::Many(f) => ENTRY_BYTES + f.tail.len() + 8 * f.skip.len(),
+            Delivery::Close(..) => 0,
+        }
+    }
+}
+
+/// A subscriber as a fan-out sees it: its connection, its outbox and its frame head.
+#[derive(Clone)]
+pub struct Target {
+    pub id: u64,
+    pub outbox: Arc<Outbox>,
+    pub head: PushHead,
+}
+
+/// One push of a topic to its subscribers served by one thread: each gets its own head, then
+/// the shared tail. The targets are the topic's list as it was when the push was made (a
+/// list it shares with every fan-out in flight and copies only to change it).
+pub struct Fanout {
+    pub targets: Arc<Vec<Target>>,
+    /// Connections (sorted ids) the push is not for: its sender, or subscribers still
+    /// reading the log.
+    pub skip: Vec<u64>,
+    pub tail: Arc<str>,
+    /// When the message was committed or arrived ([`crate::hist::stamp`]).
+    pub born: u64,
+}
+
+impl Fanout {
+    pub fn skips(&self, id: u64) -> bool {
+        !self.skip.is_empty() && self.skip.binary_search(&id).is_ok()
+    }
+}
+
+/// What one transport thread is to deliver to its sockets, in the order it was sent: taken
+/// by the thread's flush task in one go.
+pub struct Inbox {
+    pending: Mutex<Pending>,
+    env: Option<Arc<Env>>,
 }
 
 #[derive(Default)]
-struct Listed {
-    ready: Vec<Arc<Outbox>>,
+struct Pending {
+    entries: Vec<Delivery>,
+    bytes: usize,
     waker: Option<Waker>,
 }
 
-impl FlushList {
-    pub fn new() -> Arc<FlushList> {
-        Arc::default()
+impl Inbox {
+    /// An inbox whose waiting bytes no metric shows.
+    pub fn new() -> Arc<Inbox> {
+        Inbox::with_env(None)
     }
 
-    /// Lists an outbox; the flush task's waker when it is to be woken (the list was empty).
-    fn push(&self, outbox: Arc<Outbox>) -> Option<Waker> {
-        let mut l = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        l.ready.push(outbox);
-        if l.ready.len() == 1 {
-            l.waker.take()
-        } else {
-            None
+    pub(crate) fn with_env(env: Option<Arc<Env>>) -> Arc<Inbox> {
+        Arc::new(Inbox {
+            pending: Mutex::default(),
+            env,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn gauge(&self, bytes: i64) {
+        if let Some(env) = &self.env {
+            env.stats.inbox_bytes.fetch_add(bytes, Ordering::Relaxed);
         }
     }
 
-    /// Lists every outbox in `held` (emptied); the waker as for [`FlushList::push`].
-    fn push_all(&self, held: &mut Vec<Arc<Outbox>>) -> Option<Waker> {
-        if held.is_empty() {
-            return None;
-        }
-        let mut l = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let was_empty = l.ready.is_empty();
-        l.ready.append(held);
-        if was_empty {
-            l.waker.take()
-        } else {
-            None
-        }
-    }
-
-    /// Lists an outbox again (more frames came while it was being written).
-    pub fn relist(&self, outbox: Arc<Outbox>) {
-        if let Some(w) = self.push(outbox) {
+    /// Hands `delivery` to the thread; refused (and handed back) when the inbox holds
+    /// [`INBOX_BYTES`] already.
+    pub fn deliver(&self, delivery: Delivery) -> Result<(), Delivery> {
+        let weight = delivery.weight();
+        let waker = {
+            let mut p = self.lock();
+            if weight > 0 && p.bytes + weight > INBOX_BYTES {
+                return Err(delivery);
+            }
+            p.bytes += weight;
+            p.entries.push(delivery);
+            if p.entries.len() == 1 {
+                p.waker.take()
+            } else {
+                None
+            }
+        };
+        self.gauge(weight as i64);
+        if let Some(w) = waker {
             w.wake();
         }
+        Ok(())
     }
 
-    /// Moves the listed outboxes into `into` (empty), or registers the task to be woken
-    /// when one is listed.
-    pub fn poll_ready(&self, cx: &mut Context<'_>, into: &mut Vec<Arc<Outbox>>) -> Poll<()> {
-        let mut l = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if l.ready.is_empty() {
-            if !l.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                l.waker = Some(cx.waker().clone());
+    /// Moves what waits into `into` (empty), in order, or registers the task to be woken
+    /// when something arrives.
+    pub fn poll_take(&self, cx: &mut Context<'_>, into: &mut Vec<Delivery>) -> Poll<()> {
+        let bytes = {
+            let mut p = self.lock();
+            if p.entries.is_empty() {
+                if !p.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    p.waker = Some(cx.waker().clone());
+                }
+                return Poll::Pending;
             }
-            return Poll::Pending;
-        }
-        std::mem::swap(&mut l.ready, into);
+            std::mem::swap(&mut p.entries, into);
+            std::mem::take(&mut p.bytes)
+        };
+        self.gauge(-(bytes as i64));
         Poll::Ready(())
     }
 }
@@ -594,7 +726,9 @@ pub(crate) fn channel(capacity: usize, max_bytes: usize) -> (Arc<Outbox>, Outbox
         queue: Mutex::new(Queue::default()),
         capacity: capacity.max(1),
         max_bytes,
-        slot_hint: std::sync::atomic::AtomicU32::new(u32::MAX),
+        inbox: OnceLock::new(),
+        closed: AtomicBool::new(false),
+        notice: OnceLock::new(),
     });
     (outbox.clone(), OutboxReader(outbox))
 }
@@ -633,11 +767,26 @@ impl Conn {
         outbox: Arc<Outbox>,
         notice: Recipient<SessionNotice>,
     ) -> Conn {
+        let _ = outbox.notice.set(notice.clone());
         Conn {
             id,
             user_id,
             outbox,
             notice,
+        }
+    }
+
+    /// The inbox of the thread serving the socket, once the transport attached it.
+    pub(crate) fn inbox(&self) -> Option<&Arc<Inbox>> {
+        self.outbox.inbox()
+    }
+
+    /// This connection as a fan-out's target, with its frame head.
+    pub(crate) fn target(&self, head: PushHead) -> Target {
+        Target {
+            id: self.id,
+            outbox: self.outbox.clone(),
+            head,
         }
     }
 
@@ -662,30 +811,8 @@ impl Conn {
         self.send(Outbound::Binary(bytes.clone()))
     }
 
-    /// [`Conn::push_shared`] within a fan-out's [`FlushBatch`].
-    pub fn push_shared_in(
-        &self,
-        head: &PushHead,
-        tail: &Arc<str>,
-        born: u64,
-        batch: &mut FlushBatch,
-    ) -> bool {
-        self.send_with(
-            Outbound::Push {
-                head: head.clone(),
-                tail: tail.clone(),
-                born,
-            },
-            Some(batch),
-        )
-    }
-
     fn send(&self, item: Outbound) -> bool {
-        self.send_with(item, None)
-    }
-
-    fn send_with(&self, item: Outbound, batch: Option<&mut FlushBatch>) -> bool {
-        match self.outbox.send_with(item, batch) {
+        match self.outbox.send(item) {
             Ok(()) => true,
             Err(Refused::Full) => {
                 self.notice.do_send(SessionNotice::Overflow);
@@ -847,124 +974,163 @@ mod tests {
         }
     }
 
-    fn ready(list: &FlushList) -> Vec<Arc<Outbox>> {
+    /// What the inbox holds, taken as its thread takes it.
+    fn pending(inbox: &Inbox) -> Vec<Delivery> {
         let mut got = Vec::new();
-        let waker = Waker::noop();
-        let _ = list.poll_ready(&mut Context::from_waker(waker), &mut got);
+        let _ = inbox.poll_take(&mut Context::from_waker(Waker::noop()), &mut got);
         got
     }
 
-    #[test]
-    fn an_idle_outbox_is_listed_once_and_its_frames_written_by_the_list() {
-        let list = FlushList::new();
-        let (outbox, reader) = channel(8, 1 << 20);
-        reader.attach(&list, 7);
+    /// An attached outbox whose writer task found it empty (so it is the thread's to write),
+    /// and a count of the writer's wake-ups.
+    fn attached(capacity: usize) -> (Arc<Inbox>, Arc<Outbox>, OutboxReader, Arc<Count>) {
+        let inbox = Inbox::new();
+        let (outbox, reader) = channel(capacity, 1 << 20);
+        reader.attach(&inbox, 7);
         let writer = Arc::new(Count(AtomicUsize::new(0)));
-        let writer_waker = Waker::from(writer.clone());
-        let mut cx = Context::from_waker(&writer_waker);
+        let waker = Waker::from(writer.clone());
         let mut got = VecDeque::new();
-        // The writer finds nothing and parks the outbox with the list.
-        assert!(reader.poll_take(&mut cx, &mut got, usize::MAX).is_pending());
+        assert!(reader
+            .poll_take(&mut Context::from_waker(&waker), &mut got, usize::MAX)
+            .is_pending());
+        (inbox, outbox, reader, writer)
+    }
 
+    #[test]
+    fn frames_for_an_attached_socket_go_through_its_inbox_in_order() {
+        let (inbox, outbox, _reader, writer) = attached(8);
         let flusher = Arc::new(Count(AtomicUsize::new(0)));
         let flusher_waker = Waker::from(flusher.clone());
-        let mut fcx = Context::from_waker(&flusher_waker);
         let mut listed = Vec::new();
-        assert!(list.poll_ready(&mut fcx, &mut listed).is_pending());
-        let mut batch = FlushBatch::default();
+        assert!(inbox
+            .poll_take(&mut Context::from_waker(&flusher_waker), &mut listed)
+            .is_pending());
         for s in ["a", "b", "c"] {
-            outbox.send_with(push(s), Some(&mut batch)).unwrap();
+            outbox.send(push(s)).unwrap();
         }
-        assert_eq!(flusher.0.load(Ordering::SeqCst), 0, "held in the batch");
-        batch.flush();
         assert_eq!(
             flusher.0.load(Ordering::SeqCst),
             1,
-            "one wake for the batch"
+            "one wake for the three"
         );
+        assert_eq!(
+            outbox.len(),
+            0,
+            "nothing is queued before the thread takes it"
+        );
+        let got = pending(&inbox);
+        let tails: Vec<&str> = (got.iter())
+            .map(|d| match d {
+                Delivery::One(_, Outbound::Push { tail, .. }) => &**tail,
+                _ => "?",
+            })
+            .collect();
+        assert_eq!(tails, ["a", "b", "c"]);
+        // The thread queues the first two (it writes each socket once at the end of its
+        // pass) and would write the last straight away, but the socket is busy now.
+        let mut it = got.into_iter();
+        for d in it.by_ref().take(2) {
+            let Delivery::One(o, item) = d else { panic!() };
+            let _ = o.queue(item);
+        }
+        assert_eq!(outbox.begin_write(), None, "frames wait: not idle");
+        let Some(Delivery::One(o, item)) = it.next() else {
+            panic!()
+        };
+        assert_eq!(o.queue(item), Queued::Behind);
+        let mut taken = VecDeque::new();
+        assert_eq!(outbox.flush_take(&mut taken, usize::MAX), Some(7));
+        assert_eq!(taken.len(), 3, "one send for the pass");
+        assert!(!outbox.flush_done(None));
         assert_eq!(
             writer.0.load(Ordering::SeqCst),
             0,
             "the writer is not woken"
         );
-        let listed = ready(&list);
-        assert_eq!(listed.len(), 1, "listed once for three frames");
+        // Idle again: the next frame is written at once.
+        assert_eq!(outbox.begin_write(), Some(7));
+        assert!(!outbox.flush_done(None));
+    }
 
+    #[test]
+    fn an_idle_outbox_is_listed_once_by_the_first_frame_queued() {
+        let (_inbox, outbox, _reader, _) = attached(8);
+        assert_eq!(outbox.queue(push("a")), Queued::List);
+        assert_eq!(outbox.queue(push("b")), Queued::Behind);
         let mut taken = VecDeque::new();
-        assert_eq!(listed[0].flush_take(&mut taken, usize::MAX), Some(7));
-        assert_eq!(taken.len(), 3);
-        // A frame that comes while the list writes waits for the next pass.
-        outbox.send(push("d")).unwrap();
-        assert!(ready(&list).is_empty());
-        assert!(listed[0].flush_done(None), "to be listed again");
-        list.relist(listed[0].clone());
-        let again = ready(&list);
+        assert_eq!(outbox.flush_take(&mut taken, usize::MAX), Some(7));
+        // A frame queued while the thread writes has the outbox written again.
+        assert_eq!(outbox.queue(push("c")), Queued::Behind);
+        assert!(outbox.flush_done(None), "to be written again");
         taken.clear();
-        assert_eq!(again[0].flush_take(&mut taken, usize::MAX), Some(7));
+        assert_eq!(outbox.flush_take(&mut taken, usize::MAX), Some(7));
         assert_eq!(taken.len(), 1);
-        assert!(!again[0].flush_done(None));
-        // Parked again: the next frame lists it again.
-        outbox.send(push("e")).unwrap();
-        assert_eq!(ready(&list).len(), 1);
-        assert_eq!(writer.0.load(Ordering::SeqCst), 0);
+        assert!(!outbox.flush_done(None));
+        assert_eq!(outbox.queue(push("d")), Queued::List, "parked again");
     }
 
     #[test]
     fn an_unfinished_write_is_handed_to_the_writer_and_resumed_in_order() {
-        let list = FlushList::new();
-        let (outbox, reader) = channel(8, 1 << 20);
-        reader.attach(&list, 0);
-        let writer = Arc::new(Count(AtomicUsize::new(0)));
-        let writer_waker = Waker::from(writer.clone());
-        let mut cx = Context::from_waker(&writer_waker);
-        let mut got = VecDeque::new();
-        assert!(reader.poll_take(&mut cx, &mut got, usize::MAX).is_pending());
-        outbox.send(push("a")).unwrap();
-        outbox.send(push("b")).unwrap();
-        let listed = ready(&list);
-        let mut taken = VecDeque::new();
-        assert!(listed[0].flush_take(&mut taken, usize::MAX).is_some());
-        outbox.send(push("c")).unwrap();
-        // The socket took 3 bytes.
-        assert!(!listed[0].flush_done(Some((std::mem::take(&mut taken), 3))));
+        let (_inbox, outbox, reader, writer) = attached(8);
+        assert_eq!(outbox.begin_write(), Some(7));
+        // The socket took 3 bytes of "a"; "b" came meanwhile.
+        assert_eq!(outbox.queue(push("b")), Queued::Behind);
+        assert!(!outbox.flush_done(Some((VecDeque::from([push("a")]), 3))));
         assert_eq!(writer.0.load(Ordering::SeqCst), 1, "the writer is woken");
+        let waker = Waker::from(writer.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut got = VecDeque::new();
         assert!(matches!(
             reader.poll_take(&mut cx, &mut got, usize::MAX),
             Poll::Ready(Take::Frames { resume: 3 })
         ));
-        assert_eq!(got.len(), 2, "the unfinished frames first");
+        assert!(matches!(&got[0], Outbound::Push { tail, .. } if &**tail == "a"));
         got.clear();
         assert!(matches!(
             reader.poll_take(&mut cx, &mut got, usize::MAX),
             Poll::Ready(Take::Frames { resume: 0 })
         ));
-        assert!(matches!(&got[0], Outbound::Push { tail, .. } if &**tail == "c"));
+        assert!(matches!(&got[0], Outbound::Push { tail, .. } if &**tail == "b"));
         got.clear();
-        // Written out, the writer parks the outbox with the list again.
+        // While the writer has it (busy, so not waiting to be woken), frames are queued
+        // for the writer.
+        assert_eq!(outbox.queue(push("c")), Queued::Behind);
+        assert!(reader.poll_take(&mut cx, &mut got, usize::MAX).is_ready());
+        got.clear();
+        // Written out, the writer hands the outbox back to the thread.
         assert!(reader.poll_take(&mut cx, &mut got, usize::MAX).is_pending());
-        outbox.send(push("d")).unwrap();
-        assert_eq!(ready(&list).len(), 1);
-        assert_eq!(writer.0.load(Ordering::SeqCst), 1);
+        assert_eq!(outbox.begin_write(), Some(7));
     }
 
     #[test]
-    fn a_close_while_listed_goes_to_the_writer_after_the_frames() {
-        let list = FlushList::new();
-        let (outbox, reader) = channel(8, 1 << 20);
-        reader.attach(&list, 0);
-        let waker = Waker::noop();
-        let mut cx = Context::from_waker(waker);
-        let mut got = VecDeque::new();
-        assert!(reader.poll_take(&mut cx, &mut got, usize::MAX).is_pending());
+    fn a_graceful_close_follows_the_frames_sent_before_it() {
+        let (inbox, outbox, reader, _) = attached(8);
         outbox.send(push("a")).unwrap();
         let reason = CloseReason {
             code: 1000,
             reason: "bye",
         };
         outbox.close(reason.clone(), false);
-        let listed = ready(&list);
+        assert_eq!(
+            outbox.send(push("b")),
+            Err(Refused::Closed),
+            "refused at once"
+        );
+        let got = pending(&inbox);
+        assert_eq!(got.len(), 2, "the frame, then the close");
+        for d in got {
+            match d {
+                Delivery::One(o, item) => assert_eq!(o.queue(item), Queued::List),
+                Delivery::Close(o, r) => o.close_now(r, false),
+                Delivery::Many(_) => panic!(),
+            }
+        }
+        // The thread finds it closing and hands the frame and the close to the writer.
         let mut taken = VecDeque::new();
-        assert_eq!(listed[0].flush_take(&mut taken, usize::MAX), None);
+        assert_eq!(outbox.flush_take(&mut taken, usize::MAX), None);
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut got = VecDeque::new();
         assert!(matches!(
             reader.poll_take(&mut cx, &mut got, usize::MAX),
             Poll::Ready(Take::Frames { resume: 0 })
@@ -977,20 +1143,68 @@ mod tests {
     }
 
     #[test]
-    fn a_listed_outbox_whose_socket_went_is_skipped() {
-        let list = FlushList::new();
-        let (outbox, reader) = channel(8, 1 << 20);
-        reader.attach(&list, 0);
-        let waker = Waker::noop();
-        let mut cx = Context::from_waker(waker);
-        let mut got = VecDeque::new();
-        assert!(reader.poll_take(&mut cx, &mut got, usize::MAX).is_pending());
-        outbox.send(push("a")).unwrap();
+    fn a_full_queue_drops_and_tells_once_and_a_gone_socket_takes_nothing() {
+        let (_inbox, outbox, reader, _) = attached(2);
+        assert_eq!(outbox.queue(push("a")), Queued::List);
+        assert_eq!(outbox.queue(push("b")), Queued::Behind);
+        assert_eq!(outbox.queue(push("c")), Queued::Dropped);
+        assert!(outbox.lock().overflowed);
+        assert_eq!(outbox.len(), 2);
         drop(reader);
-        let listed = ready(&list);
         let mut taken = VecDeque::new();
-        assert_eq!(listed[0].flush_take(&mut taken, usize::MAX), None);
+        assert_eq!(outbox.flush_take(&mut taken, usize::MAX), None);
         assert!(taken.is_empty());
-        assert_eq!(outbox.send(push("b")), Err(Refused::Closed));
+        assert_eq!(outbox.queue(push("d")), Queued::Dropped);
+        assert_eq!(
+            outbox.begin_write(),
+            None,
+            "a detached socket is never named"
+        );
+        assert_eq!(outbox.send(push("e")), Err(Refused::Closed));
+    }
+
+    #[test]
+    fn an_inbox_refuses_beyond_its_bound_but_never_a_close() {
+        let (inbox, outbox, _reader, _) = attached(8);
+        let big: String = "x".repeat(1 << 20);
+        let mut sent = 0;
+        while outbox.send(Outbound::Text(big.clone())).is_ok() {
+            sent += 1;
+            assert!(sent <= INBOX_BYTES >> 20, "the bound holds");
+        }
+        assert_eq!(sent, (INBOX_BYTES >> 20) - 1, "entries weigh a little more");
+        assert_eq!(
+            outbox.send(Outbound::Text(big.clone())),
+            Err(Refused::Full),
+            "a frame the thread is too far behind for is a full queue"
+        );
+        outbox.close(
+            CloseReason {
+                code: 1000,
+                reason: "",
+            },
+            false,
+        );
+        let got = pending(&inbox);
+        assert!(matches!(got.last(), Some(Delivery::Close(..))));
+        // Taken, the room is back.
+        let (_, other, _reader2, _) = attached(8);
+        let _ = other;
+        assert!(inbox
+            .deliver(Delivery::One(outbox.clone(), Outbound::Text(big)))
+            .is_ok());
+    }
+
+    #[test]
+    fn a_fanout_skips_the_ids_it_names() {
+        let f = Fanout {
+            targets: Arc::default(),
+            skip: vec![3, 9, 12],
+            tail: "x".into(),
+            born: 0,
+        };
+        assert!(f.skips(9) && !f.skips(4));
+        let none = Fanout { skip: vec![], ..f };
+        assert!(!none.skips(9));
     }
 }

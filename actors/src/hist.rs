@@ -130,6 +130,13 @@ impl Local {
         self.any = true;
     }
 
+    /// `n` observations of the same value.
+    pub fn observe_n(&mut self, value: u64, n: u64) {
+        self.buckets[Histogram::bucket(self.bounds, value)] += n;
+        self.sum = self.sum.wrapping_add(value.wrapping_mul(n));
+        self.any = true;
+    }
+
     /// Adds what was observed to `shared` and starts again from zero.
     pub fn merge_into(&mut self, shared: &Histogram) {
         if !self.any {

@@ -32,8 +32,8 @@ use std::time::Duration;
 
 pub use bus::{Bus, BusInbox, Cluster, LocalBus, LocalHub};
 pub use conn::{
-    CloseReason, Conn, FlushBatch, FlushList, Outbound, Outbox, OutboxReader, PushHead, Refused,
-    SessionNotice, Take,
+    CloseReason, Conn, Delivery, Fanout, Inbox, Outbound, Outbox, OutboxReader, PushHead, Queued,
+    Refused, SessionNotice, Take, Target, INBOX_BYTES,
 };
 pub use ports::{Authorizer, Denied, DocAccess, EventLog, Grant, Identity, LiveEvent, LogError};
 pub use registry::{Realtime, Refusal, SocketPermit};
@@ -164,6 +164,8 @@ pub struct Stats {
     pub fanout_latency: hist::Histogram,
     /// Frames an outbox held when the transport took them for the socket.
     pub outbound_depth: hist::DepthHistogram,
+    /// Bytes waiting in the transport threads' inboxes (a fan-out's shared bytes once).
+    pub inbox_bytes: AtomicI64,
     /// From a Yjs update's arrival at its document's actor to its relay to the local peers
     /// and the bus (µs).
     pub yjs_update_latency: hist::Histogram,

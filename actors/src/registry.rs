@@ -689,6 +689,11 @@ impl Realtime {
         self.shared.stats()
     }
 
+    /// A new inbox for a transport thread, its waiting bytes counted in this node's stats.
+    pub fn thread_inbox(&self) -> Arc<crate::Inbox> {
+        crate::Inbox::with_env(Some(self.shared.env.clone()))
+    }
+
     pub fn authorizer(&self) -> &dyn Authorizer {
         &*self.shared.authorizer
     }

@@ -10,12 +10,20 @@
 //! `pending`, and if the gap is still open after `gap_grace` the missing events are read
 //! from the log. So the topic sees every offset exactly once, in order.
 //!
-//! Each subscriber has a `cursor`: the last offset it was sent. A live subscriber is sent an
-//! event only if the event is above its cursor. A join with `since` starts as *catching
-//! up*: it is skipped by live delivery while pages of the log after its cursor are read and
+//! A join with `since` starts as *catching up*, with a `cursor`: the last offset it was
+//! sent. It is skipped by live delivery while pages of the log after its cursor are read and
 //! sent; when its cursor reaches the events still held in memory (`recent`) or `head`, the
-//! rest comes from `recent` and it turns live, all inside one handler, so no event can fall
-//! between the log read and the live stream, and the cursor check drops any duplicate.
+//! rest comes from `recent` and it turns live at `head`, all inside one handler, so no event
+//! can fall between the log read and the live stream. A live subscriber has had every event
+//! up to `head`, so live delivery sends the next one to every live subscriber.
+//!
+//! # Fan-out
+//!
+//! The subscribers are also kept as one list per transport thread serving their sockets
+//! (a [`Lane`]): a push to the topic is one [`Fanout`] handed to each thread's inbox, which
+//! shares the list, so this actor's thread does no work per subscriber. Every frame for one
+//! socket passes through the same inbox, so a subscriber sees this topic's frames in the
+//! order the topic sent them, whichever way each went.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,7 +35,7 @@ use stoa_protocol::bus::{topic_channel, Body, KeyedMeta, CONTROL_CHANNEL};
 use stoa_protocol::frame::{encode_parts, encode_reply, Push};
 use stoa_protocol::{PresenceDiff, PresenceMeta, PresenceState, ReplyStatus, Topic};
 
-use crate::conn::{Conn, FlushBatch, PushHead, SessionNotice};
+use crate::conn::{Conn, Delivery, Fanout, Inbox, Outbound, PushHead, SessionNotice, Target};
 use crate::env::Env;
 use crate::limit::Limiter;
 use crate::ports::{Denied, LiveEvent};
@@ -246,8 +254,12 @@ struct Sub {
     head: PushHead,
     /// Distinguishes this join from an earlier one of the same connection.
     generation: u64,
+    /// While catching up, the last offset it was sent.
     cursor: i64,
     catching_up: bool,
+    /// Its lane, and its place in the lane's targets.
+    lane: usize,
+    slot: usize,
     presence: Option<PresenceMeta>,
     presence_limiter: Limiter,
     /// The last presence change its `presence_state` already contained.
@@ -258,6 +270,13 @@ struct Sub {
 /// the longest it gets.
 const PRESENCE_WINDOW_PER_SUBSCRIBER: std::time::Duration = std::time::Duration::from_micros(100);
 const PRESENCE_WINDOW_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The subscribers whose sockets one transport thread serves (`inbox`), or, with no inbox,
+/// sockets no thread serves (their frames are queued from here).
+struct Lane {
+    inbox: Option<Arc<Inbox>>,
+    targets: Arc<Vec<Target>>,
+}
 
 /// One presence change waiting to be sent as part of a `presence_diff`.
 struct Change {
@@ -294,6 +313,10 @@ pub struct TopicActor {
     heard: bool,
     recent: VecDeque<LiveEvent>,
     subs: HashMap<u64, Sub>,
+    /// The subscribers again, by the thread serving them.
+    lanes: Vec<Lane>,
+    /// Subscribers catching up.
+    catching: usize,
     /// Presence changes not yet sent, in order, and the number of the last one.
     changes: Vec<Change>,
     change_seq: u64,
@@ -331,6 +354,8 @@ impl TopicActor {
             heard: false,
             recent: VecDeque::new(),
             subs: HashMap::new(),
+            lanes: Vec::new(),
+            catching: 0,
             changes: Vec::new(),
             change_seq: 0,
             state_waiting: Vec::new(),
@@ -433,36 +458,136 @@ impl TopicActor {
         })));
     }
 
-    /// Sends the next in-order event to every live subscriber that has not had it.
+    /// Sends the next in-order event to every live subscriber.
     fn deliver(&mut self, ev: LiveEvent) {
-        let shows = self.shows(&ev);
-        let push = shows.then(|| Push::new(&self.name, "event", &*ev.payload));
-        let mut gone = Vec::new();
-        let mut sent = 0;
-        let mut batch = FlushBatch::default();
-        for (id, sub) in self.subs.iter_mut() {
-            if sub.catching_up || sub.cursor >= ev.offset {
-                continue;
-            }
-            sub.cursor = ev.offset;
-            if let Some(push) = &push {
-                sent += 1;
-                if !sub
-                    .conn
-                    .push_shared_in(&sub.head, push.tail(), ev.born, &mut batch)
-                {
-                    gone.push(*id);
-                }
-            }
+        if self.shows(&ev) {
+            let push = Push::new(&self.name, "event", &*ev.payload);
+            // Those catching up read it from the log (or `recent`).
+            let skip: Vec<u64> = if self.catching > 0 {
+                let mut ids: Vec<u64> = (self.subs.iter())
+                    .filter(|(_, s)| s.catching_up)
+                    .map(|(id, _)| *id)
+                    .collect();
+                ids.sort_unstable();
+                ids
+            } else {
+                Vec::new()
+            };
+            let sent = self.subs.len() - skip.len();
+            self.fan(push.tail(), ev.born, skip);
+            self.env.stats.sent(Out::Event, sent as u64);
         }
-        batch.flush();
-        self.env.stats.sent(Out::Event, sent);
         self.recent.push_back(ev);
         if self.recent.len() > RECENT {
             self.recent.pop_front();
         }
+    }
+
+    /// Hands a push to every lane's thread, for its subscribers but those in `skip`
+    /// (sorted).
+    fn fan(&mut self, tail: &Arc<str>, born: u64, skip: Vec<u64>) {
+        let mut gone = Vec::new();
+        let mut first = true;
+        for lane in &self.lanes {
+            if lane.targets.is_empty() {
+                continue;
+            }
+            let Some(inbox) = &lane.inbox else {
+                // Sockets no thread serves: queued from here.
+                for t in lane
+                    .targets
+                    .iter()
+                    .filter(|t| skip.binary_search(&t.id).is_err())
+                {
+                    let item = Outbound::Push {
+                        head: t.head.clone(),
+                        tail: tail.clone(),
+                        born,
+                    };
+                    match t.outbox.send(item) {
+                        Ok(()) => {}
+                        Err(crate::Refused::Full) => {
+                            t.outbox.overflow();
+                            gone.push(t.id);
+                        }
+                        Err(crate::Refused::Closed) => gone.push(t.id),
+                    }
+                }
+                continue;
+            };
+            // Each thread counts references to a tail of its own.
+            let tail = if std::mem::take(&mut first) {
+                tail.clone()
+            } else {
+                Arc::from(&**tail)
+            };
+            let fanout = Fanout {
+                targets: lane.targets.clone(),
+                skip: skip.clone(),
+                tail,
+                born,
+            };
+            if let Err(Delivery::Many(refused)) = inbox.deliver(Delivery::Many(fanout)) {
+                // That thread is far behind: its subscribers here are slow consumers.
+                for t in refused.targets.iter() {
+                    t.outbox.overflow();
+                    gone.push(t.id);
+                }
+            }
+        }
         for id in gone {
             self.drop_sub(id, None);
+        }
+    }
+
+    /// Adds a subscriber to the lane of the thread serving its socket.
+    fn enlist(&mut self, id: u64) {
+        let Some(sub) = self.subs.get_mut(&id) else {
+            return;
+        };
+        let inbox = sub.conn.inbox();
+        let same = |lane: &Lane| match (&lane.inbox, inbox) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        let lane = match self.lanes.iter().position(same) {
+            Some(i) => i,
+            None => {
+                self.lanes.push(Lane {
+                    inbox: inbox.cloned(),
+                    targets: Arc::default(),
+                });
+                self.lanes.len() - 1
+            }
+        };
+        // Copied only if a fan-out in flight still holds the list.
+        let targets = Arc::make_mut(&mut self.lanes[lane].targets);
+        targets.push(sub.conn.target(sub.head.clone()));
+        sub.lane = lane;
+        sub.slot = targets.len() - 1;
+    }
+
+    /// Takes a removed subscriber out of its lane.
+    fn delist(&mut self, sub: &Sub) {
+        let Some(lane) = self.lanes.get_mut(sub.lane) else {
+            return;
+        };
+        let targets = Arc::make_mut(&mut lane.targets);
+        let id = sub.conn.id;
+        let slot = match targets.get(sub.slot) {
+            Some(t) if t.id == id => sub.slot,
+            // Never expected (slots move only here); looked for rather than trusted.
+            _ => match targets.iter().position(|t| t.id == id) {
+                Some(slot) => slot,
+                None => return,
+            },
+        };
+        targets.swap_remove(slot);
+        if let Some(moved) = targets.get(slot) {
+            if let Some(m) = self.subs.get_mut(&moved.id) {
+                m.slot = slot;
+            }
         }
     }
 
@@ -552,6 +677,7 @@ impl TopicActor {
             // Caught up (or the log has nothing more to give): live from here.
             sub.cursor = sub.cursor.max(self.head);
             sub.catching_up = false;
+            self.catching -= 1;
         } else {
             self.catch_up(id, generation, ctx);
         }
@@ -822,26 +948,13 @@ impl TopicActor {
 
     /// `born`: when the message was committed or arrived ([`crate::hist::stamp`]).
     fn fan_out(&mut self, push: &Push, except: Option<u64>, kind: Out, born: u64) {
-        let mut gone = Vec::new();
-        let mut sent = 0;
-        let mut batch = FlushBatch::default();
-        for (id, sub) in &self.subs {
-            if Some(*id) == except {
-                continue;
-            }
-            sent += 1;
-            if !sub
-                .conn
-                .push_shared_in(&sub.head, push.tail(), born, &mut batch)
-            {
-                gone.push(*id);
-            }
-        }
-        batch.flush();
-        self.env.stats.sent(kind, sent);
-        for id in gone {
-            self.drop_sub(id, None);
-        }
+        let skip: Vec<u64> = except
+            .filter(|id| self.subs.contains_key(id))
+            .into_iter()
+            .collect();
+        let sent = self.subs.len() - skip.len();
+        self.fan(push.tail(), born, skip);
+        self.env.stats.sent(kind, sent as u64);
     }
 
     /// Removes a subscriber, tells the others its presence left, and optionally sends it a
@@ -854,6 +967,10 @@ impl TopicActor {
         let Some(sub) = self.subs.remove(&id) else {
             return;
         };
+        self.delist(&sub);
+        if sub.catching_up {
+            self.catching -= 1;
+        }
         self.env
             .stats
             .subscriptions
@@ -1040,6 +1157,8 @@ impl Handler<Join> for TopicActor {
             generation,
             cursor,
             catching_up,
+            lane: 0,
+            slot: 0,
             presence: presence.clone(),
             presence_limiter: Limiter::new(per_sec, per_sec),
             // Its own join (if tracked) is the next change, and its state will hold it.
@@ -1069,6 +1188,8 @@ impl Handler<Join> for TopicActor {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let user = sub.conn.user_id;
         self.subs.insert(id, sub);
+        self.enlist(id);
+        self.catching += usize::from(catching_up);
         if self.has_presence() {
             if let Some(meta) = presence {
                 self.tracked += 1;

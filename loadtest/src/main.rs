@@ -478,7 +478,7 @@ async fn hold(api: &str, flags: &HashMap<String, String>) -> Result<(), Error> {
     let mut seen = 0;
     let mut quiet = Instant::now();
     loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let now = received.load(Ordering::Relaxed);
         if now != seen {
             seen = now;
@@ -492,6 +492,10 @@ async fn hold(api: &str, flags: &HashMap<String, String>) -> Result<(), Error> {
             break;
         }
     }
+    // Said before the sockets close, so that a caller measuring the server can stop at the
+    // last delivery rather than take in the disconnections.
+    println!("done receiving");
+    std::io::stdout().flush()?;
     // Let the tasks push their samples.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let samples = latencies.lock().map(|v| v.clone()).unwrap_or_default();

@@ -7,18 +7,21 @@
 //! for what a read brings, grows only while a large frame arrives, and is let go once every
 //! frame in it has been handed over.
 //!
-//! Frames leave through each worker thread's flush task ([`flush`]): an outbox that was
-//! idle is listed on its thread's [`FlushList`] by the frame that arrives, and the task
-//! writes every listed outbox in turn, one `send` each (a frame of a few hundred bytes is
-//! copied onto the stack, larger batches go out as vectored sends of their pieces). A topic
-//! reaching thousands of sockets thus wakes each worker once, not a task per socket.
-//! [`Writer`], the socket's own task, finishes what a send could not (the socket's buffer
-//! was full), resuming mid-frame, and writes the close frame; it keeps no write buffer
-//! between bursts.
+//! Frames leave through each worker thread's flush task ([`flush`]), which takes what the
+//! thread's [`Inbox`] holds, in order: a frame for an idle socket is written at once with
+//! one `send` (a frame of a few hundred bytes is copied onto the stack, larger ones go out
+//! as vectored sends of their pieces); when several deliveries wait, their frames are
+//! queued first and each socket is written once at the end of the pass. A topic reaching
+//! thousands of sockets hands each worker one [`Fanout`] and wakes it once, and the worker
+//! walks its share of the subscribers as the floor program walks its sockets. [`Writer`],
+//! the socket's own task, finishes what a send could not (the socket's buffer was full),
+//! resuming mid-frame, and writes the close frame; it keeps no write buffer between
+//! bursts.
 
-use std::cell::RefCell;
+use std::cell::OnceCell;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -29,7 +32,10 @@ use std::time::Duration;
 use actix_web::rt::net::TcpStream;
 use actix_web::web::BytesMut;
 use futures_util::Stream;
-use stoa_actors::{hist, FlushList, Outbound, Outbox, OutboxReader, Realtime, Take, WireIn};
+use stoa_actors::{
+    hist, Delivery, Fanout, Inbox, Outbound, Outbox, OutboxReader, PushHead, Queued, Realtime,
+    Take, WireIn,
+};
 use stoa_protocol::ws::{close_code, unmask, FrameHeader, HeaderError, Opcode};
 use tokio::io::Interest;
 
@@ -42,7 +48,7 @@ const MAX_IOV: usize = 256;
 /// A batch up to this size is copied onto the stack and sent as one piece (cheaper in the
 /// kernel than a vectored send of its pieces).
 const SMALL: usize = 2048;
-/// Outboxes a flush task writes before it lets the thread's other tasks run.
+/// Sockets a flush task writes before it lets the thread's other tasks run.
 const FLUSH_TURN: usize = 128;
 /// How long a closed socket waits for the client's end before it is dropped.
 const LINGER: Duration = Duration::from_secs(2);
@@ -155,8 +161,6 @@ pub struct Writer {
     io: Rc<TcpStream>,
     realtime: Realtime,
     outbox: OutboxReader,
-    /// The socket's slot on its thread's flush list.
-    slot: u32,
     taken: VecDeque<Outbound>,
     frames: VecDeque<Frame>,
     /// Bytes of the first frame already written.
@@ -172,19 +176,12 @@ impl Writer {
             .stats()
             .sockets_peak
             .fetch_max(open, Ordering::Relaxed);
-        let slot = WORKER.with(|w| {
-            if w.realtime.get().is_none() {
-                let _ = w.realtime.set(realtime.clone());
-            }
-            let slot = w.sockets.borrow_mut().insert(io.clone());
-            outbox.attach(&w.list, slot);
-            slot
-        });
+        let worker = worker(&realtime);
+        outbox.attach(&worker.inbox, io.as_raw_fd());
         Writer {
             io,
             realtime,
             outbox,
-            slot,
             taken: VecDeque::new(),
             frames: VecDeque::new(),
             written: 0,
@@ -305,9 +302,9 @@ impl Writer {
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        // The outbox is detached from the flush list as `outbox` drops, right after; on
-        // this thread nothing runs in between, and the list's task checks it first.
-        let _ = WORKER.try_with(|w| w.sockets.borrow_mut().remove(self.slot));
+        // Before the socket can close: the flush task writes to an attached socket by its
+        // descriptor.
+        self.outbox.detach();
         self.realtime
             .stats()
             .sockets
@@ -323,128 +320,266 @@ fn send(io: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
     })
 }
 
-/// [`send`] without asking the reactor first, for the flush task: a socket is writable
-/// nearly always, and a `WouldBlock` here hands the frames to the writer, whose own send
-/// then tells the reactor to wait.
-fn send_now(io: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
-    socket2::SockRef::from(io).send_vectored(slices)
-}
-
-/// A worker thread's sockets, by slot, for its flush task.
-#[derive(Default)]
-struct Slots {
-    io: Vec<Option<Rc<TcpStream>>>,
-    free: Vec<u32>,
-}
-
-impl Slots {
-    fn insert(&mut self, io: Rc<TcpStream>) -> u32 {
-        match self.free.pop() {
-            Some(slot) => {
-                self.io[slot as usize] = Some(io);
-                slot
-            }
-            None => {
-                self.io.push(Some(io));
-                u32::try_from(self.io.len() - 1).expect("fewer than 2^32 sockets per thread")
-            }
-        }
-    }
-
-    fn remove(&mut self, slot: u32) {
-        if let Some(entry) = self.io.get_mut(slot as usize) {
-            if entry.take().is_some() {
-                self.free.push(slot);
-            }
-        }
-    }
-
-    fn get(&self, slot: u32) -> Option<&TcpStream> {
-        self.io.get(slot as usize)?.as_deref()
-    }
+/// Runs `f` on the socket whose descriptor an attached outbox names (see [`Writer::new`]).
+fn on_socket<R>(handle: i32, f: impl FnOnce(socket2::SockRef<'_>) -> R) -> R {
+    // SAFETY: an outbox names its socket only while it is attached; its `Writer`, which
+    // holds the socket open, detaches it before dropping the socket (`Writer::drop`). Both
+    // the Writer and the flush task that calls this run on the same thread, and the task
+    // does not yield between reading the handle under the outbox's lock and this call, so
+    // the descriptor is open, and is this socket's, for as long as `f` runs.
+    let fd = unsafe { BorrowedFd::borrow_raw(handle) };
+    f(socket2::SockRef::from(&fd))
 }
 
 /// What one worker thread shares between its sockets' writers and its flush task.
 struct Worker {
-    list: Arc<FlushList>,
-    sockets: RefCell<Slots>,
-    /// Where the flush task's observations go (set by the thread's first socket).
-    realtime: std::cell::OnceCell<Realtime>,
+    inbox: Arc<Inbox>,
+    /// Where the flush task's observations go.
+    realtime: Realtime,
 }
 
 thread_local! {
     /// Made by the first socket a worker thread serves, which also starts its flush task.
-    static WORKER: Rc<Worker> = {
-        let worker = Rc::new(Worker {
-            list: FlushList::new(),
-            sockets: RefCell::default(),
-            realtime: std::cell::OnceCell::new(),
-        });
-        actix_web::rt::spawn(flush(worker.clone()));
-        worker
-    };
+    static WORKER: OnceCell<Rc<Worker>> = const { OnceCell::new() };
 }
 
-/// A worker thread's flush task: writes every outbox listed on the thread's flush list,
-/// each with one send of everything it holds (up to a chunk).
+/// This thread's worker (made, and its flush task started, on first use).
+fn worker(realtime: &Realtime) -> Rc<Worker> {
+    WORKER.with(|w| {
+        w.get_or_init(|| {
+            let worker = Rc::new(Worker {
+                inbox: realtime.thread_inbox(),
+                realtime: realtime.clone(),
+            });
+            actix_web::rt::spawn(flush(worker.clone()));
+            worker
+        })
+        .clone()
+    })
+}
+
+/// A worker thread's flush task: delivers what the thread's inbox holds, in order. The
+/// last delivery of a pass goes straight to every idle socket; earlier ones (the thread
+/// fell behind) are queued, and each socket they reached is written once at the end of the
+/// pass with everything it holds (up to a chunk).
 async fn flush(worker: Rc<Worker>) {
-    let mut ready: Vec<Arc<Outbox>> = Vec::new();
+    let mut inbox: Vec<Delivery> = Vec::new();
+    let mut listed: Vec<Arc<Outbox>> = Vec::new();
+    let mut again: Vec<Arc<Outbox>> = Vec::new();
     let mut taken = VecDeque::new();
     let mut buf = Vec::with_capacity(SMALL);
-    // Observed here, merged into the shared histograms once per pass (and before each
-    // yield), so the threads do not contend on them per write.
-    let mut latency = hist::Histogram::latency().local();
-    let mut depth = hist::Histogram::depth().local();
+    // Observed here, merged into the shared histograms once per turn, so the threads do
+    // not contend on them per write.
+    let mut obs = Observed::new();
+    let mut turn = 0usize;
     loop {
-        std::future::poll_fn(|cx| worker.list.poll_ready(cx, &mut ready)).await;
-        let mut listed = ready.drain(..);
-        let mut seen = 0;
-        while let Some(outbox) = listed.next() {
-            // Outboxes and sockets are scattered in memory: while this one is written, the
-            // outbox four ahead is fetched, and the socket of the one two ahead, found by
-            // the slot that outbox (fetched two turns ago) holds. 4–5% less CPU per
-            // delivery and a lower p99 to 10,000 (docs/BENCHMARKS.md).
-            let coming = listed.as_slice();
-            if let Some(next) = coming.get(PREFETCH_AHEAD) {
-                prefetch(Arc::as_ptr(next));
-            }
-            if let Some(next) = coming.get(PREFETCH_AHEAD / 2) {
-                let slot = next.slot_hint() as usize;
-                if let Some(Some(io)) = worker.sockets.borrow().io.get(slot) {
-                    prefetch(Rc::as_ptr(io));
+        std::future::poll_fn(|cx| worker.inbox.poll_take(cx, &mut inbox)).await;
+        let mut entries = std::mem::take(&mut inbox);
+        let last = entries.len().saturating_sub(1);
+        for (i, delivery) in entries.drain(..).enumerate() {
+            let direct = i == last;
+            match delivery {
+                Delivery::One(outbox, item) => {
+                    if direct {
+                        if let Some(handle) = outbox.begin_write() {
+                            taken.push_back(item);
+                            write_taken(
+                                &outbox, handle, &mut taken, &mut buf, &mut obs, &mut again,
+                            );
+                            continue;
+                        }
+                    }
+                    if outbox.queue(item) == Queued::List {
+                        listed.push(outbox);
+                    }
+                    turn += 1;
                 }
+                Delivery::Many(fanout) => {
+                    let mut done = 0;
+                    loop {
+                        let to = fan(&fanout, done, direct, &mut buf, &mut obs, &mut listed);
+                        turn += to - done;
+                        done = to;
+                        if done == fanout.targets.len() {
+                            break;
+                        }
+                        turn = 0;
+                        obs.merge(&worker.realtime);
+                        // Readers on this thread get their turn in a long fan-out.
+                        actix_web::rt::task::yield_now().await;
+                    }
+                }
+                Delivery::Close(outbox, reason) => outbox.close_now(reason, false),
             }
-            if seen > 0 && seen % FLUSH_TURN == 0 {
-                merge(&worker, &mut latency, &mut depth);
-                // Readers on this thread get their turn in a long pass.
+            if turn >= FLUSH_TURN {
+                turn = 0;
+                obs.merge(&worker.realtime);
                 actix_web::rt::task::yield_now().await;
             }
-            seen += 1;
-            let Some(slot) = outbox.flush_take(&mut taken, CHUNK) else {
-                continue;
-            };
-            depth.observe(taken.len() as u64);
-            let born = oldest_push(&taken);
-            let unwritten = match worker.sockets.borrow().get(slot) {
-                Some(io) => flush_one(io, &mut taken, &mut buf),
-                None => Some((std::mem::take(&mut taken), 0)),
-            };
-            if unwritten.is_none() {
-                if let Some(us) = born.and_then(hist::since) {
-                    latency.observe(us);
+        }
+        inbox = entries;
+        // The sockets that had frames queued in this pass: one send each.
+        while !listed.is_empty() {
+            for outbox in listed.drain(..) {
+                let Some(handle) = outbox.flush_take(&mut taken, CHUNK) else {
+                    continue;
+                };
+                write_taken(&outbox, handle, &mut taken, &mut buf, &mut obs, &mut again);
+                turn += 1;
+                if turn >= FLUSH_TURN {
+                    turn = 0;
+                    obs.merge(&worker.realtime);
+                    actix_web::rt::task::yield_now().await;
                 }
             }
-            if outbox.flush_done(unwritten) {
-                worker.list.relist(outbox);
-            }
-            taken.clear();
+            std::mem::swap(&mut listed, &mut again);
         }
-        merge(&worker, &mut latency, &mut depth);
+        obs.merge(&worker.realtime);
     }
 }
 
-/// How far ahead of the outbox being written the flush task asks for the next one's memory
-/// (and half as far for the next socket's).
+/// Writes what `taken` holds (what [`Outbox::begin_write`] or [`Outbox::flush_take`] gave
+/// the thread) with one send, and reports to the outbox; lists it in `again` when frames
+/// came meanwhile.
+fn write_taken(
+    outbox: &Arc<Outbox>,
+    handle: i32,
+    taken: &mut VecDeque<Outbound>,
+    buf: &mut Vec<u8>,
+    obs: &mut Observed,
+    again: &mut Vec<Arc<Outbox>>,
+) {
+    obs.depth.observe(taken.len() as u64);
+    let born = oldest_push(taken);
+    let unwritten = on_socket(handle, |socket| flush_one(&socket, taken, buf));
+    if unwritten.is_none() {
+        if let Some(us) = born.and_then(hist::since) {
+            obs.latency.observe(us);
+        }
+    }
+    if outbox.flush_done(unwritten) {
+        again.push(outbox.clone());
+    }
+    taken.clear();
+}
+
+/// Delivers a fan-out to its targets from `from` on, at most [`FLUSH_TURN`] of them; where
+/// it stopped. `direct`: an idle socket is written at once; otherwise every frame is queued
+/// and the outboxes it reached idle are put in `listed`.
+fn fan(
+    fanout: &Fanout,
+    from: usize,
+    direct: bool,
+    buf: &mut Vec<u8>,
+    obs: &mut Observed,
+    listed: &mut Vec<Arc<Outbox>>,
+) -> usize {
+    let targets = &fanout.targets[..];
+    let to = (from + FLUSH_TURN).min(targets.len());
+    let mut written = 0;
+    for i in from..to {
+        // Outboxes are scattered in memory: the one a few places ahead is fetched while
+        // this one is written.
+        if let Some(next) = targets.get(i + PREFETCH_AHEAD) {
+            prefetch(Arc::as_ptr(&next.outbox));
+        }
+        let t = &targets[i];
+        if fanout.skips(t.id) {
+            continue;
+        }
+        if direct {
+            if let Some(handle) = t.outbox.begin_write() {
+                let unwritten = on_socket(handle, |socket| {
+                    write_push(&socket, &t.head, &fanout.tail, buf)
+                })
+                .map(|done| {
+                    let item = Outbound::Push {
+                        head: t.head.clone(),
+                        tail: fanout.tail.clone(),
+                        born: fanout.born,
+                    };
+                    (VecDeque::from([item]), done)
+                });
+                written += u64::from(unwritten.is_none());
+                if t.outbox.flush_done(unwritten) {
+                    listed.push(t.outbox.clone());
+                }
+                continue;
+            }
+        }
+        let item = Outbound::Push {
+            head: t.head.clone(),
+            tail: fanout.tail.clone(),
+            born: fanout.born,
+        };
+        if t.outbox.queue(item) == Queued::List {
+            listed.push(t.outbox.clone());
+        }
+    }
+    if written > 0 {
+        // One clock reading for the turn's writes, taken after them: the latency of each
+        // is at most what is recorded.
+        obs.depth.observe_n(1, written);
+        if let Some(us) = hist::since(fanout.born) {
+            obs.latency.observe_n(us, written);
+        }
+    }
+    to
+}
+
+/// Writes one push (`head`, then the shared `tail`) as one frame with one send: `None` when
+/// all of it went, else how many bytes did (the frame is then the writer's to finish).
+fn write_push(
+    socket: &socket2::SockRef<'_>,
+    head: &PushHead,
+    tail: &str,
+    buf: &mut Vec<u8>,
+) -> Option<usize> {
+    let frame = Head::new(OP_TEXT, head.len() + tail.len());
+    let total = usize::from(frame.len) + head.len() + tail.len();
+    let sent = if total <= SMALL {
+        buf.clear();
+        buf.extend_from_slice(frame.as_slice());
+        buf.extend_from_slice(head.as_bytes());
+        buf.extend_from_slice(tail.as_bytes());
+        socket.send(buf)
+    } else {
+        socket.send_vectored(&[
+            IoSlice::new(frame.as_slice()),
+            IoSlice::new(head.as_bytes()),
+            IoSlice::new(tail.as_bytes()),
+        ])
+    };
+    match sent {
+        Ok(n) if n == total => None,
+        Ok(n) => Some(n),
+        // Not writable (or failing): the writer waits for the socket, or meets the error.
+        Err(_) => Some(0),
+    }
+}
+
+/// What the flush task observed since it last merged into the node's histograms.
+struct Observed {
+    latency: hist::Local,
+    depth: hist::Local,
+}
+
+impl Observed {
+    fn new() -> Observed {
+        Observed {
+            latency: hist::Histogram::latency().local(),
+            depth: hist::Histogram::depth().local(),
+        }
+    }
+
+    fn merge(&mut self, realtime: &Realtime) {
+        self.latency.merge_into(&realtime.stats().fanout_latency);
+        self.depth.merge_into(&realtime.stats().outbound_depth);
+    }
+}
+
+/// How far ahead of the target being written the flush task asks for the next one's
+/// outbox.
 const PREFETCH_AHEAD: usize = 4;
 
 /// Asks the processor to bring the start of `*p` into its cache (no effect elsewhere).
@@ -463,13 +598,6 @@ fn prefetch<T>(p: *const T) {
     let _ = p;
 }
 
-fn merge(worker: &Worker, latency: &mut hist::Local, depth: &mut hist::Local) {
-    if let Some(realtime) = worker.realtime.get() {
-        latency.merge_into(&realtime.stats().fanout_latency);
-        depth.merge_into(&realtime.stats().outbound_depth);
-    }
-}
-
 /// When the oldest push among `taken` was committed or arrived (they are in order).
 fn oldest_push(taken: &VecDeque<Outbound>) -> Option<u64> {
     taken.iter().find_map(|item| match item {
@@ -481,7 +609,7 @@ fn oldest_push(taken: &VecDeque<Outbound>) -> Option<u64> {
 /// Writes `taken` to the socket with one send; what it did not take (the frames, and the
 /// bytes of the first already written) is for the socket's writer to finish.
 fn flush_one(
-    io: &TcpStream,
+    socket: &socket2::SockRef<'_>,
     taken: &mut VecDeque<Outbound>,
     buf: &mut Vec<u8>,
 ) -> Option<(VecDeque<Outbound>, usize)> {
@@ -497,7 +625,7 @@ fn flush_one(
             }
         }
         // One piece: `send`, which costs the kernel less than a `sendmsg`.
-        socket2::SockRef::from(io).send(buf)
+        socket.send(buf)
     } else {
         let heads: Vec<Head> = taken.iter().map(Frame::head_of).collect();
         let mut slices = [IoSlice::new(&[]); MAX_IOV];
@@ -514,7 +642,7 @@ fn flush_one(
                 }
             }
         }
-        send_now(io, &slices[..n])
+        socket.send_vectored(&slices[..n])
     };
     match sent {
         Ok(n) if n == total => None,

@@ -635,6 +635,88 @@ async fn broadcast_reaches_the_others_with_a_server_set_sender() {
     assert_eq!(events.len(), 2);
 }
 
+/// A topic keeps its subscribers per transport thread and shares that list with the pushes
+/// in flight: through joins, leaves, closed sockets and rejoins in a scrambled order, a
+/// broadcast reaches exactly the sockets subscribed when it was sent, in order.
+#[actix_web::test]
+async fn a_broadcast_reaches_exactly_the_subscribers_through_churn() {
+    const N: usize = 24;
+    let app = spawn_app_with(Backend::Sqlite, |s| s.realtime.max_sockets_per_user = 64)
+        .await
+        .expect("sqlite");
+    let alice = app.register("alice").await;
+    let ws_id = app.create_workspace(&alice, "Team").await;
+    let topic = format!("workspace:{ws_id}");
+    let mut sender = Ws::connect(&app, &alice.token).await;
+    let (sjr, _) = sender.join_ok(&topic, json!({})).await;
+    let mut socks = Vec::new();
+    for _ in 0..N {
+        let mut s = Ws::connect(&app, &alice.token).await;
+        let (jr, _) = s.join_ok(&topic, json!({})).await;
+        socks.push(Some((s, jr)));
+    }
+    async fn broadcast(sender: &mut Ws, jr: &str, topic: &str, n: u32) {
+        let r = sender
+            .push(Some(jr), topic, "broadcast", json!({ "n": n }))
+            .await;
+        assert_eq!(sender.reply(&r).await.payload["status"], "ok");
+    }
+    // Leaves (every third) and closed sockets (every fifth), in no order the lists keep.
+    let mut left = Vec::new();
+    for i in [21, 3, 0, 12, 9, 18, 6, 15] {
+        let (mut s, jr) = socks[i].take().expect("open");
+        let r = s.push(Some(&jr), &topic, "phx_leave", json!({})).await;
+        assert_eq!(s.reply(&r).await.payload["status"], "ok");
+        left.push((i, s));
+    }
+    for i in [20, 5, 10] {
+        socks[i].take().expect("open").0.close_and_wait().await;
+    }
+    let subscribed = (N - 8 - 3 + 1) as f64;
+    while app.metric("stoa_ws_subscriptions").await > subscribed {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for n in 1..=3 {
+        broadcast(&mut sender, &sjr, &topic, n).await;
+    }
+    // Two of those that left join again; only what follows is theirs.
+    let mut back = Vec::new();
+    for _ in 0..2 {
+        let (i, mut s) = left.pop().expect("left");
+        let (jr, _) = s.join_ok(&topic, json!({})).await;
+        back.push((i, s, jr));
+    }
+    broadcast(&mut sender, &sjr, &topic, 4).await;
+
+    let ns = |ws: &Ws| -> Vec<u64> {
+        (ws.inbox.iter())
+            .filter(|m| m.topic == topic && m.event == "broadcast")
+            .filter_map(|m| m.payload["n"].as_u64())
+            .collect()
+    };
+    for (i, sock) in socks.iter_mut().enumerate() {
+        let Some((s, _)) = sock else { continue };
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            got.push(s.next(&topic, "broadcast").await.payload["n"].as_u64());
+        }
+        assert_eq!(got, [1, 2, 3, 4].map(Some), "socket {i}, in order");
+        s.sync().await;
+        // The four were taken by `next`; nothing more came.
+        assert!(ns(s).is_empty(), "socket {i} got more: {:?}", ns(s));
+    }
+    for (i, s, _) in &mut back {
+        let got = s.next(&topic, "broadcast").await;
+        assert_eq!(got.payload["n"], 4, "socket {i} rejoined after 1–3");
+        s.sync().await;
+        assert!(ns(s).is_empty(), "socket {i} got more: {:?}", ns(s));
+    }
+    for (i, s) in &mut left {
+        s.sync().await;
+        assert!(ns(s).is_empty(), "socket {i} left yet got {:?}", ns(s));
+    }
+}
+
 #[actix_web::test]
 async fn flooding_is_answered_with_rate_limited() {
     let app = spawn_app_with(Backend::Sqlite, |s| {
