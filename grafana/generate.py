@@ -398,12 +398,18 @@ def realtime():
                 timeseries("Replays and revocations /s", [
                     (sum_by((), rate("stoa_ws_events_replayed_total")), "events replayed"),
                     (sum_by((), rate("stoa_ws_revocations_total")), "revocations"),
-                ], "short", w=12,
+                ], "short", w=8,
                     desc="Events replayed to joins with since (spikes after reconnect waves), and "
                          "channels closed by membership revocation."),
                 timeseries("Bus lag p99", [
                     (quantile(0.99, "stoa_bus_lag_seconds", ("node",)), "{{node}}"),
-                ], "s", w=12, desc="Cross-node part of the delivery path; details on Stoa / Cluster."),
+                ], "s", w=8, desc="Cross-node part of the delivery path; details on Stoa / Cluster."),
+                timeseries("Transport inboxes by node", [
+                    (sum_by(("node",), sel("stoa_ws_inbox_bytes")), "{{node}}"),
+                ], "bytes", w=8,
+                    desc="Frames waiting for the threads that write the sockets (a fan-out's shared "
+                         "bytes once). Near zero when healthy; at 64 MiB a thread refuses more and "
+                         "its subscribers are cut off as slow_consumer."),
             ]),
             ("Limits", [
                 timeseries("Messages refused by rate limits /s", [

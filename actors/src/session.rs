@@ -622,19 +622,31 @@ impl SessionActor {
         }
     }
 
-    /// Closes the connection when it has been silent too long or its token expired.
+    /// Closes the connection when it has been silent too long or its token expired, with
+    /// one timer set for the earlier of the two moments and set again when it finds that a
+    /// heartbeat or a new token moved them on: an idle socket whose client heartbeats wakes
+    /// about once per heartbeat timeout, not every few seconds.
     fn check_liveness(&mut self, ctx: &mut Context<Self>) {
-        if self.last_seen.elapsed() > self.shared.limits().heartbeat_timeout {
+        let silent_for = self.last_seen.elapsed();
+        let timeout = self.shared.limits().heartbeat_timeout;
+        if silent_for >= timeout {
             tracing::debug!(session = self.id, "closing a silent connection");
             return self.close_with(1000, "heartbeat_timeout", ctx);
         }
-        if now_ms() / 1000 >= self.expires_at {
+        let left_ms = self
+            .expires_at
+            .saturating_mul(1000)
+            .saturating_sub(now_ms());
+        if left_ms <= 0 {
             tracing::debug!(
                 session = self.id,
                 "closing a connection whose token expired"
             );
-            self.close_with(1008, "token_expired", ctx);
+            return self.close_with(1008, "token_expired", ctx);
         }
+        let expiry = Duration::from_millis(u64::try_from(left_ms).unwrap_or(u64::MAX));
+        let next = (timeout - silent_for).min(expiry);
+        ctx.run_later(next, |act, ctx| act.check_liveness(ctx));
     }
 }
 
@@ -657,9 +669,7 @@ impl Actor for SessionActor {
         if self.shared.shutting_down() {
             ctx.address().do_send(crate::conn::SessionNotice::GoAway);
         }
-        let timeout = self.shared.limits().heartbeat_timeout;
-        let every = (timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
-        ctx.run_interval(every, |act, ctx| act.check_liveness(ctx));
+        self.check_liveness(ctx);
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {

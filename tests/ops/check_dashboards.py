@@ -56,6 +56,7 @@ METRICS = {
     "stoa_ws_sockets": {},
     "stoa_ws_topics": {},
     "stoa_ws_subscriptions": {},
+    "stoa_ws_inbox_bytes": {},
     "stoa_ws_joins_total": {"kind": {"workspace", "document", "user"}},
     "stoa_ws_joins_refused_total": {},
     "stoa_ws_frames_in_total": {"event": {"heartbeat", "phx_join", "phx_leave", "broadcast",
