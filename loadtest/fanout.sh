@@ -88,6 +88,7 @@ for i in $(seq 1 "$PROCS"); do
   NODE_API="http://127.0.0.1:$(( PORT + (i - 1) % ${NODES:-1} ))"
   "$BIN/stoa-loadtest" hold --api "$NODE_API" --token "$TOKEN" --topic "$TOPIC" --connections "$C" \
     --source "127.0.0.$((i + 1))" --expect "$COUNT" --out "$DATA/lat.$i" ${PRESENCE:+--presence 1} \
+    --linger-ms 3000 \
     ${PROTOCOL[@]+"${PROTOCOL[@]}"} \
     > "$DATA/hold.$i" 2>&1 &
   PIDS+=($!)

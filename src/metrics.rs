@@ -366,7 +366,8 @@ impl RealtimeMetrics {
         self.subscriptions.set(s.subscriptions.load(Relaxed));
         self.yjs_connections.set(s.yjs_connections.load(Relaxed));
         self.yjs_documents.set(s.yjs_documents.load(Relaxed));
-        self.inbox_bytes.set(s.inbox_bytes.load(Relaxed));
+        self.inbox_bytes
+            .set(i64::try_from(self.realtime.inbox_bytes()).unwrap_or(i64::MAX));
         let others = i64::try_from(self.realtime.nodes().len()).unwrap_or(i64::MAX);
         self.nodes.set(others.saturating_add(1));
         for (counter, total) in self.counters.iter().zip(self.totals()) {

@@ -25,8 +25,6 @@ use std::task::{Context, Poll, Waker};
 
 use actix::prelude::*;
 
-use crate::env::Env;
-
 /// How the session wants the transport to close the socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloseReason {
@@ -643,7 +641,6 @@ impl Fanout {
 /// by the thread's flush task in one go.
 pub struct Inbox {
     pending: Mutex<Pending>,
-    env: Option<Arc<Env>>,
 }
 
 #[derive(Default)]
@@ -654,26 +651,19 @@ struct Pending {
 }
 
 impl Inbox {
-    /// An inbox whose waiting bytes no metric shows.
     pub fn new() -> Arc<Inbox> {
-        Inbox::with_env(None)
-    }
-
-    pub(crate) fn with_env(env: Option<Arc<Env>>) -> Arc<Inbox> {
         Arc::new(Inbox {
             pending: Mutex::default(),
-            env,
         })
+    }
+
+    /// Bytes waiting (a fan-out's shared bytes once).
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
     }
 
     fn lock(&self) -> MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn gauge(&self, bytes: i64) {
-        if let Some(env) = &self.env {
-            env.stats.inbox_bytes.fetch_add(bytes, Ordering::Relaxed);
-        }
     }
 
     /// Hands `delivery` to the thread; refused (and handed back) when the inbox holds
@@ -693,7 +683,6 @@ impl Inbox {
                 None
             }
         };
-        self.gauge(weight as i64);
         if let Some(w) = waker {
             w.wake();
         }
@@ -703,18 +692,15 @@ impl Inbox {
     /// Moves what waits into `into` (empty), in order, or registers the task to be woken
     /// when something arrives.
     pub fn poll_take(&self, cx: &mut Context<'_>, into: &mut Vec<Delivery>) -> Poll<()> {
-        let bytes = {
-            let mut p = self.lock();
-            if p.entries.is_empty() {
-                if !p.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                    p.waker = Some(cx.waker().clone());
-                }
-                return Poll::Pending;
+        let mut p = self.lock();
+        if p.entries.is_empty() {
+            if !p.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                p.waker = Some(cx.waker().clone());
             }
-            std::mem::swap(&mut p.entries, into);
-            std::mem::take(&mut p.bytes)
-        };
-        self.gauge(-(bytes as i64));
+            return Poll::Pending;
+        }
+        std::mem::swap(&mut p.entries, into);
+        p.bytes = 0;
         Poll::Ready(())
     }
 }

@@ -164,8 +164,6 @@ pub struct Stats {
     pub fanout_latency: hist::Histogram,
     /// Frames an outbox held when the transport took them for the socket.
     pub outbound_depth: hist::DepthHistogram,
-    /// Bytes waiting in the transport threads' inboxes (a fan-out's shared bytes once).
-    pub inbox_bytes: AtomicI64,
     /// From a Yjs update's arrival at its document's actor to its relay to the local peers
     /// and the bus (µs).
     pub yjs_update_latency: hist::Histogram,

@@ -77,6 +77,8 @@ pub(crate) struct Shared {
     documents: DashMap<i64, HashSet<i64>>,
     /// Sockets open on this node, per user.
     users: DashMap<i64, u32>,
+    /// The transport threads' inboxes, for the metric of what waits in them.
+    inboxes: Mutex<Vec<Arc<crate::Inbox>>>,
     /// The messages each user may send, over all their sockets together. Kept apart from
     /// the socket count, so that closing every socket and opening a new one does not give
     /// a fresh allowance; opening a socket costs one message too.
@@ -576,6 +578,7 @@ impl Realtime {
                 arbiters,
                 documents: DashMap::new(),
                 users: DashMap::new(),
+                inboxes: Mutex::default(),
                 user_messages,
                 shutting_down: std::sync::atomic::AtomicBool::new(false),
                 cluster,
@@ -689,9 +692,27 @@ impl Realtime {
         self.shared.stats()
     }
 
-    /// A new inbox for a transport thread, its waiting bytes counted in this node's stats.
+    /// A new inbox for a transport thread (see [`Realtime::inbox_bytes`]).
     pub fn thread_inbox(&self) -> Arc<crate::Inbox> {
-        crate::Inbox::with_env(Some(self.shared.env.clone()))
+        let inbox = crate::Inbox::new();
+        let mut all = self
+            .shared
+            .inboxes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        all.push(inbox.clone());
+        inbox
+    }
+
+    /// Bytes waiting in the transport threads' inboxes, read when asked (a count every
+    /// frame would update would be one more cache line crossing cores per frame).
+    pub fn inbox_bytes(&self) -> usize {
+        let all = self
+            .shared
+            .inboxes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        all.iter().map(|inbox| inbox.bytes()).sum()
     }
 
     pub fn authorizer(&self) -> &dyn Authorizer {

@@ -4,7 +4,7 @@
 //! stoa-loadtest setup --api http://127.0.0.1:8080
 //!     registers a user, creates a workspace; prints TOKEN=… and TOPIC=…
 //! stoa-loadtest hold --api URL --token T --topic workspace:1 --connections N
-//!     [--source 127.0.0.2] [--expect K] [--out FILE] [--presence 1]
+//!     [--source 127.0.0.2] [--expect K] [--out FILE] [--presence 1] [--linger-ms 300]
 //!     opens N sockets, joins the topic on each (without presence unless --presence),
 //!     prints `ready N`,
 //!     then records the latency of every broadcast it receives until each socket has K
@@ -376,6 +376,9 @@ async fn hold(api: &str, flags: &HashMap<String, String>) -> Result<(), Error> {
     let topic: String = flag(flags, "topic", String::new());
     let connections: usize = flag(flags, "connections", 1000);
     let expect: u64 = flag(flags, "expect", 0);
+    // How long the sockets stay open after the last delivery (so that the disconnections
+    // of one generator do not fall into another's measurement).
+    let linger: u64 = flag(flags, "linger-ms", 300);
     let source = flags.get("source").cloned();
     let out = flags.get("out").cloned();
     let presence = flags.contains_key("presence");
@@ -497,7 +500,7 @@ async fn hold(api: &str, flags: &HashMap<String, String>) -> Result<(), Error> {
     println!("done receiving");
     std::io::stdout().flush()?;
     // Let the tasks push their samples.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(linger.max(300))).await;
     let samples = latencies.lock().map(|v| v.clone()).unwrap_or_default();
     let span = last
         .load(Ordering::Relaxed)
