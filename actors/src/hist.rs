@@ -198,6 +198,12 @@ mod tests {
         let s = h.snapshot();
         assert_eq!(s.cumulative, vec![1, 2]);
         assert_eq!((s.count, s.sum), (3, 555));
+        // Many writes seen at one clock reading count as many observations.
+        l.observe_n(20, 4);
+        l.merge_into(&h);
+        let s = h.snapshot();
+        assert_eq!(s.cumulative, vec![1, 6]);
+        assert_eq!((s.count, s.sum), (7, 635));
     }
 
     #[test]

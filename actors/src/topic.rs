@@ -13,9 +13,11 @@
 //! A join with `since` starts as *catching up*, with a `cursor`: the last offset it was
 //! sent. It is skipped by live delivery while pages of the log after its cursor are read and
 //! sent; when its cursor reaches the events still held in memory (`recent`) or `head`, the
-//! rest comes from `recent` and it turns live at `head`, all inside one handler, so no event
-//! can fall between the log read and the live stream. A live subscriber has had every event
-//! up to `head`, so live delivery sends the next one to every live subscriber.
+//! rest comes from `recent` and it turns live, all inside one handler, so no event can fall
+//! between the log read and the live stream. A live subscriber has had every event up to
+//! `head`, or further when the log gave it events not yet published to the topic: such a
+//! subscriber is *ahead*, and live delivery skips it until `head` reaches its cursor, so it
+//! never gets an event twice.
 //!
 //! # Fan-out
 //!
@@ -254,9 +256,12 @@ struct Sub {
     head: PushHead,
     /// Distinguishes this join from an earlier one of the same connection.
     generation: u64,
-    /// While catching up, the last offset it was sent.
+    /// While catching up (or ahead), the last offset it was sent.
     cursor: i64,
     catching_up: bool,
+    /// Live, but the log gave it events the topic has not put in order yet (up to
+    /// `cursor`): live delivery skips it until `head` reaches its cursor.
+    ahead: bool,
     /// Its lane, and its place in the lane's targets.
     lane: usize,
     slot: usize,
@@ -315,8 +320,8 @@ pub struct TopicActor {
     subs: HashMap<u64, Sub>,
     /// The subscribers again, by the thread serving them.
     lanes: Vec<Lane>,
-    /// Subscribers catching up.
-    catching: usize,
+    /// Subscribers live delivery must look at one by one: catching up, or ahead.
+    filtered: usize,
     /// Presence changes not yet sent, in order, and the number of the last one.
     changes: Vec<Change>,
     change_seq: u64,
@@ -355,7 +360,7 @@ impl TopicActor {
             recent: VecDeque::new(),
             subs: HashMap::new(),
             lanes: Vec::new(),
-            catching: 0,
+            filtered: 0,
             changes: Vec::new(),
             change_seq: 0,
             state_waiting: Vec::new(),
@@ -460,19 +465,29 @@ impl TopicActor {
 
     /// Sends the next in-order event to every live subscriber.
     fn deliver(&mut self, ev: LiveEvent) {
+        // Those catching up read it from the log (or `recent`); those ahead had it from the
+        // log already.
+        let mut skip = Vec::new();
+        if self.filtered > 0 {
+            let mut caught_up = 0;
+            for (id, sub) in self.subs.iter_mut() {
+                if sub.catching_up {
+                    skip.push(*id);
+                } else if sub.ahead {
+                    if sub.cursor >= ev.offset {
+                        skip.push(*id);
+                    }
+                    if sub.cursor <= ev.offset {
+                        sub.ahead = false;
+                        caught_up += 1;
+                    }
+                }
+            }
+            self.filtered -= caught_up;
+            skip.sort_unstable();
+        }
         if self.shows(&ev) {
             let push = Push::new(&self.name, "event", &*ev.payload);
-            // Those catching up read it from the log (or `recent`).
-            let skip: Vec<u64> = if self.catching > 0 {
-                let mut ids: Vec<u64> = (self.subs.iter())
-                    .filter(|(_, s)| s.catching_up)
-                    .map(|(id, _)| *id)
-                    .collect();
-                ids.sort_unstable();
-                ids
-            } else {
-                Vec::new()
-            };
             let sent = self.subs.len() - skip.len();
             self.fan(push.tail(), ev.born, skip);
             self.env.stats.sent(Out::Event, sent as u64);
@@ -675,9 +690,14 @@ impl TopicActor {
         };
         if sub.cursor >= self.head || !progressed {
             // Caught up (or the log has nothing more to give): live from here.
-            sub.cursor = sub.cursor.max(self.head);
             sub.catching_up = false;
-            self.catching -= 1;
+            if sub.cursor > self.head {
+                // The log was ahead of the live stream: skip what it already sent.
+                sub.ahead = true;
+            } else {
+                sub.cursor = self.head;
+                self.filtered -= 1;
+            }
         } else {
             self.catch_up(id, generation, ctx);
         }
@@ -968,8 +988,8 @@ impl TopicActor {
             return;
         };
         self.delist(&sub);
-        if sub.catching_up {
-            self.catching -= 1;
+        if sub.catching_up || sub.ahead {
+            self.filtered -= 1;
         }
         self.env
             .stats
@@ -1157,6 +1177,7 @@ impl Handler<Join> for TopicActor {
             generation,
             cursor,
             catching_up,
+            ahead: false,
             lane: 0,
             slot: 0,
             presence: presence.clone(),
@@ -1189,7 +1210,7 @@ impl Handler<Join> for TopicActor {
         let user = sub.conn.user_id;
         self.subs.insert(id, sub);
         self.enlist(id);
-        self.catching += usize::from(catching_up);
+        self.filtered += usize::from(catching_up);
         if self.has_presence() {
             if let Some(meta) = presence {
                 self.tracked += 1;
