@@ -339,6 +339,11 @@ impl Outbox {
             }
             q.bytes += item.len();
             q.items.push_back(item);
+            // Attached meanwhile and idle: the writer takes this one (frames that come
+            // through the inbox then queue behind it).
+            if q.drain == Drain::Parked {
+                q.drain = Drain::Writer;
+            }
             q.waker.take()
         };
         if let Some(w) = waker {
@@ -359,7 +364,7 @@ impl Outbox {
     /// [`Outbox::flush_done`].
     pub fn begin_write(&self) -> Option<i32> {
         let mut q = self.lock();
-        if q.shut || q.drain != Drain::Parked || q.handle < 0 {
+        if q.shut || q.drain != Drain::Parked || q.handle < 0 || !q.items.is_empty() {
             return None;
         }
         q.drain = Drain::Flushing;
@@ -604,7 +609,9 @@ impl Delivery {
     fn weight(&self) -> usize {
         match self {
             Delivery::One(_, item) => ENTRY_BYTES + item.len(),
-            Delivery::Many(f) => ENTRY_BYTES + f.tail.len() + 8 * f.skip.len(),
+            Delivery::Many(f) => {
+                ENTRY_BYTES + f.tail.len() + 8 * f.skip.len() + f.targets.version_bytes()
+            }
             Delivery::Close(..) => 0,
         }
     }
@@ -618,11 +625,88 @@ pub struct Target {
     pub head: PushHead,
 }
 
+/// Targets a chunk of a [`Targets`] list holds.
+pub const TARGETS_PER_CHUNK: usize = 256;
+
+/// A topic's subscribers on one thread, in chunks of [`TARGETS_PER_CHUNK`] (every chunk full
+/// but the last), shared with the fan-outs in flight: a join or a leave while a fan-out
+/// still holds the list copies the list of chunks and the one or two chunks it changes,
+/// never the whole list.
+#[derive(Clone, Default)]
+pub struct Targets {
+    chunks: Vec<Arc<Vec<Target>>>,
+    len: usize,
+}
+
+impl Targets {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn get(&self, i: usize) -> Option<&Target> {
+        self.chunks
+            .get(i / TARGETS_PER_CHUNK)?
+            .get(i % TARGETS_PER_CHUNK)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Target> {
+        self.chunks.iter().flat_map(|chunk| chunk.iter())
+    }
+
+    /// Bytes a list of this length pins beyond the one before it was changed: its list of
+    /// chunks and one chunk.
+    fn version_bytes(&self) -> usize {
+        8 * self.chunks.len() + std::mem::size_of::<Target>() * TARGETS_PER_CHUNK
+    }
+
+    /// Appends `target`; its index.
+    pub(crate) fn push(&mut self, target: Target) -> usize {
+        if self
+            .chunks
+            .last()
+            .is_none_or(|c| c.len() == TARGETS_PER_CHUNK)
+        {
+            self.chunks
+                .push(Arc::new(Vec::with_capacity(TARGETS_PER_CHUNK)));
+        }
+        if let Some(last) = self.chunks.last_mut() {
+            Arc::make_mut(last).push(target);
+        }
+        self.len += 1;
+        self.len - 1
+    }
+
+    /// Removes the target at `i`, moving the last one into its place; the id of the one
+    /// moved (none when `i` was the last).
+    pub(crate) fn swap_remove(&mut self, i: usize) -> Option<u64> {
+        if i >= self.len {
+            return None;
+        }
+        let last_chunk = Arc::make_mut(self.chunks.last_mut()?);
+        let last = last_chunk.pop()?;
+        if last_chunk.is_empty() {
+            self.chunks.pop();
+        }
+        self.len -= 1;
+        if i == self.len {
+            return None;
+        }
+        let chunk = Arc::make_mut(self.chunks.get_mut(i / TARGETS_PER_CHUNK)?);
+        let slot = chunk.get_mut(i % TARGETS_PER_CHUNK)?;
+        *slot = last;
+        Some(slot.id)
+    }
+}
+
 /// One push of a topic to its subscribers served by one thread: each gets its own head, then
 /// the shared tail. The targets are the topic's list as it was when the push was made (a
-/// list it shares with every fan-out in flight and copies only to change it).
+/// list it shares with every fan-out in flight; see [`Targets`]).
 pub struct Fanout {
-    pub targets: Arc<Vec<Target>>,
+    pub targets: Arc<Targets>,
     /// Connections (sorted ids) the push is not for: its sender, or subscribers still
     /// reading the log.
     pub skip: Vec<u64>,
@@ -647,6 +731,8 @@ pub struct Inbox {
 struct Pending {
     entries: Vec<Delivery>,
     bytes: usize,
+    /// Bytes of what the thread took and is delivering.
+    taken: usize,
     waker: Option<Waker>,
 }
 
@@ -657,9 +743,10 @@ impl Inbox {
         })
     }
 
-    /// Bytes waiting (a fan-out's shared bytes once).
+    /// Bytes waiting or being delivered (a fan-out's shared bytes once).
     pub fn bytes(&self) -> usize {
-        self.lock().bytes
+        let p = self.lock();
+        p.bytes + p.taken
     }
 
     fn lock(&self) -> MutexGuard<'_, Pending> {
@@ -672,7 +759,7 @@ impl Inbox {
         let weight = delivery.weight();
         let waker = {
             let mut p = self.lock();
-            if weight > 0 && p.bytes + weight > INBOX_BYTES {
+            if weight > 0 && p.taken + p.bytes + weight > INBOX_BYTES {
                 return Err(delivery);
             }
             p.bytes += weight;
@@ -690,7 +777,8 @@ impl Inbox {
     }
 
     /// Moves what waits into `into` (empty), in order, or registers the task to be woken
-    /// when something arrives.
+    /// when something arrives. What was taken stays counted against the bound until the
+    /// thread reports it delivered ([`Inbox::delivered`]).
     pub fn poll_take(&self, cx: &mut Context<'_>, into: &mut Vec<Delivery>) -> Poll<()> {
         let mut p = self.lock();
         if p.entries.is_empty() {
@@ -700,8 +788,13 @@ impl Inbox {
             return Poll::Pending;
         }
         std::mem::swap(&mut p.entries, into);
-        p.bytes = 0;
+        p.taken = std::mem::take(&mut p.bytes);
         Poll::Ready(())
+    }
+
+    /// The thread has delivered what it last took.
+    pub fn delivered(&self) {
+        self.lock().taken = 0;
     }
 }
 
@@ -1173,12 +1266,47 @@ mod tests {
         );
         let got = pending(&inbox);
         assert!(matches!(got.last(), Some(Delivery::Close(..))));
-        // Taken, the room is back.
-        let (_, other, _reader2, _) = attached(8);
-        let _ = other;
-        assert!(inbox
-            .deliver(Delivery::One(outbox.clone(), Outbound::Text(big)))
-            .is_ok());
+        // Taken, it still counts while the thread delivers it; delivered, the room is back.
+        let again = || inbox.deliver(Delivery::One(outbox.clone(), Outbound::Text(big.clone())));
+        assert!(again().is_err());
+        assert_eq!(inbox.bytes(), sent * (big.len() + ENTRY_BYTES));
+        inbox.delivered();
+        assert!(again().is_ok());
+    }
+
+    #[test]
+    fn a_target_list_changes_by_chunks_and_keeps_what_fanouts_hold() {
+        let (outbox, _reader) = channel(8, 1 << 20);
+        let target = |id| Target {
+            id,
+            outbox: outbox.clone(),
+            head: PushHead::new("[\"1\""),
+        };
+        let mut list = Targets::default();
+        for id in 0..600 {
+            assert_eq!(list.push(target(id)), id as usize);
+        }
+        let held = Arc::new(list.clone());
+        // Removing from the middle moves the last into its place.
+        assert_eq!(list.swap_remove(10), Some(599));
+        assert_eq!(list.get(10).map(|t| t.id), Some(599));
+        assert_eq!(list.swap_remove(598), None, "the last goes without a move");
+        assert_eq!(list.len(), 598);
+        // The list held by a fan-out in flight is as it was.
+        assert_eq!(held.len(), 600);
+        assert_eq!(held.get(10).map(|t| t.id), Some(10));
+        assert_eq!(held.iter().count(), 600);
+        // The untouched chunk is still shared; the changed ones were copied.
+        assert!(Arc::ptr_eq(&list.chunks[1], &held.chunks[1]));
+        assert!(!Arc::ptr_eq(&list.chunks[0], &held.chunks[0]));
+        let ids: Vec<u64> = list.iter().map(|t| t.id).collect();
+        assert_eq!(ids.len(), 598);
+        assert!(!ids.contains(&10) && !ids.contains(&598));
+        while !list.is_empty() {
+            list.swap_remove(0);
+        }
+        assert!(list.chunks.is_empty());
+        assert_eq!(list.swap_remove(0), None);
     }
 
     #[test]

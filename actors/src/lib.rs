@@ -33,7 +33,7 @@ use std::time::Duration;
 pub use bus::{Bus, BusInbox, Cluster, LocalBus, LocalHub};
 pub use conn::{
     CloseReason, Conn, Delivery, Fanout, Inbox, Outbound, Outbox, OutboxReader, PushHead, Queued,
-    Refused, SessionNotice, Take, Target, INBOX_BYTES,
+    Refused, SessionNotice, Take, Target, Targets, INBOX_BYTES, TARGETS_PER_CHUNK,
 };
 pub use ports::{Authorizer, Denied, DocAccess, EventLog, Grant, Identity, LiveEvent, LogError};
 pub use registry::{Realtime, Refusal, SocketPermit};

@@ -37,7 +37,7 @@ use stoa_protocol::bus::{topic_channel, Body, KeyedMeta, CONTROL_CHANNEL};
 use stoa_protocol::frame::{encode_parts, encode_reply, Push};
 use stoa_protocol::{PresenceDiff, PresenceMeta, PresenceState, ReplyStatus, Topic};
 
-use crate::conn::{Conn, Delivery, Fanout, Inbox, Outbound, PushHead, SessionNotice, Target};
+use crate::conn::{Conn, Delivery, Fanout, Inbox, Outbound, PushHead, SessionNotice, Targets};
 use crate::env::Env;
 use crate::limit::Limiter;
 use crate::ports::{Denied, LiveEvent};
@@ -280,7 +280,7 @@ const PRESENCE_WINDOW_MAX: std::time::Duration = std::time::Duration::from_secs(
 /// sockets no thread serves (their frames are queued from here).
 struct Lane {
     inbox: Option<Arc<Inbox>>,
-    targets: Arc<Vec<Target>>,
+    targets: Arc<Targets>,
 }
 
 /// One presence change waiting to be sent as part of a `presence_diff`.
@@ -544,7 +544,7 @@ impl TopicActor {
             };
             if let Err(Delivery::Many(refused)) = inbox.deliver(Delivery::Many(fanout)) {
                 // That thread is far behind: its subscribers here are slow consumers.
-                for t in refused.targets.iter() {
+                for t in refused.targets.iter().filter(|t| !refused.skips(t.id)) {
                     t.outbox.overflow();
                     gone.push(t.id);
                 }
@@ -576,11 +576,10 @@ impl TopicActor {
                 self.lanes.len() - 1
             }
         };
-        // Copied only if a fan-out in flight still holds the list.
+        // What a fan-out in flight still holds is copied, by chunks.
         let targets = Arc::make_mut(&mut self.lanes[lane].targets);
-        targets.push(sub.conn.target(sub.head.clone()));
+        sub.slot = targets.push(sub.conn.target(sub.head.clone()));
         sub.lane = lane;
-        sub.slot = targets.len() - 1;
     }
 
     /// Takes a removed subscriber out of its lane.
@@ -598,9 +597,8 @@ impl TopicActor {
                 None => return,
             },
         };
-        targets.swap_remove(slot);
-        if let Some(moved) = targets.get(slot) {
-            if let Some(m) = self.subs.get_mut(&moved.id) {
+        if let Some(moved) = targets.swap_remove(slot) {
+            if let Some(m) = self.subs.get_mut(&moved) {
                 m.slot = slot;
             }
         }

@@ -386,6 +386,7 @@ async fn flush(worker: Rc<Worker>) {
                             write_taken(
                                 &outbox, handle, &mut taken, &mut buf, &mut obs, &mut again,
                             );
+                            turn += 1;
                             continue;
                         }
                     }
@@ -409,7 +410,10 @@ async fn flush(worker: Rc<Worker>) {
                         actix_web::rt::task::yield_now().await;
                     }
                 }
-                Delivery::Close(outbox, reason) => outbox.close_now(reason, false),
+                Delivery::Close(outbox, reason) => {
+                    outbox.close_now(reason, false);
+                    turn += 1;
+                }
             }
             if turn >= FLUSH_TURN {
                 turn = 0;
@@ -418,7 +422,10 @@ async fn flush(worker: Rc<Worker>) {
             }
         }
         inbox = entries;
-        // The sockets that had frames queued in this pass: one send each.
+        worker.inbox.delivered();
+        // The sockets that had frames queued in this pass (or queued while written): one
+        // send each.
+        listed.append(&mut again);
         while !listed.is_empty() {
             for outbox in listed.drain(..) {
                 let Some(handle) = outbox.flush_take(&mut taken, CHUNK) else {
@@ -474,7 +481,7 @@ fn fan(
     obs: &mut Observed,
     listed: &mut Vec<Arc<Outbox>>,
 ) -> usize {
-    let targets = &fanout.targets[..];
+    let targets = &fanout.targets;
     let to = (from + FLUSH_TURN).min(targets.len());
     let mut written = 0;
     for i in from..to {
@@ -483,7 +490,7 @@ fn fan(
         if let Some(next) = targets.get(i + PREFETCH_AHEAD) {
             prefetch(Arc::as_ptr(&next.outbox));
         }
-        let t = &targets[i];
+        let Some(t) = targets.get(i) else { break };
         if fanout.skips(t.id) {
             continue;
         }
