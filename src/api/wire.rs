@@ -494,19 +494,18 @@ fn fan(
         if fanout.skips(t.id) {
             continue;
         }
+        // The frame as a queue holds it, made only when it is queued.
+        let item = || Outbound::Push {
+            head: t.head.clone(),
+            tail: fanout.tail.clone(),
+            born: fanout.born,
+        };
         if direct {
             if let Some(handle) = t.outbox.begin_write() {
                 let unwritten = on_socket(handle, |socket| {
                     write_push(&socket, &t.head, &fanout.tail, buf)
                 })
-                .map(|done| {
-                    let item = Outbound::Push {
-                        head: t.head.clone(),
-                        tail: fanout.tail.clone(),
-                        born: fanout.born,
-                    };
-                    (VecDeque::from([item]), done)
-                });
+                .map(|done| (VecDeque::from([item()]), done));
                 written += u64::from(unwritten.is_none());
                 if t.outbox.flush_done(unwritten) {
                     listed.push(t.outbox.clone());
@@ -514,12 +513,7 @@ fn fan(
                 continue;
             }
         }
-        let item = Outbound::Push {
-            head: t.head.clone(),
-            tail: fanout.tail.clone(),
-            born: fanout.born,
-        };
-        if t.outbox.queue(item) == Queued::List {
+        if t.outbox.queue(item()) == Queued::List {
             listed.push(t.outbox.clone());
         }
     }
