@@ -14,16 +14,36 @@ use crate::store::{
 };
 
 /// Inside a write transaction: tells each recipient about an event (never its own actor),
-/// with one multi-row INSERT (per thousand recipients; an event has at most 51).
+/// with one multi-row INSERT (per thousand recipients; an event has at most 51). Only
+/// members of the event's workspace are told, read in the same transaction (which holds the
+/// workspace lock, so no membership changes meanwhile): a reply to the comment of someone
+/// removed since, or a mention of a former member, reaches nobody outside the workspace.
 pub(super) async fn notify(
     conn: &mut AnyConnection,
     ev: &Event,
     recipients: &[(UserId, &'static str)],
 ) -> StoreResult<()> {
+    let candidates: Vec<UserId> = recipients
+        .iter()
+        .map(|(user, _)| *user)
+        .filter(|user| Some(*user) != ev.actor_id)
+        .collect();
+    let mut members = std::collections::HashSet::new();
+    for chunk in candidates.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT user_id FROM memberships WHERE workspace_id = $1 AND user_id IN ({})",
+            placeholders(2, chunk.len())
+        );
+        let mut select = sqlx::query_scalar::<_, i64>(&sql).bind(ev.workspace_id);
+        for user in chunk {
+            select = select.bind(*user);
+        }
+        members.extend(select.fetch_all(&mut *conn).await?);
+    }
     let recipients: Vec<(UserId, &'static str)> = recipients
         .iter()
         .copied()
-        .filter(|(user, _)| Some(*user) != ev.actor_id)
+        .filter(|(user, _)| Some(*user) != ev.actor_id && members.contains(user))
         .collect();
     let payload = ev.data.to_string();
     for chunk in recipients.chunks(ROWS_PER_STATEMENT) {
@@ -87,6 +107,11 @@ impl From<NotificationRow> for Notification {
     }
 }
 
+/// A notification (aliased `n`) of a workspace its user is still a member of: those of
+/// workspaces left (or removed from) are kept, but neither listed, counted nor served.
+const STILL_MEMBER: &str = "EXISTS (SELECT 1 FROM memberships m \
+     WHERE m.workspace_id = n.workspace_id AND m.user_id = n.user_id)";
+
 const NOTIFICATION_COLUMNS: &str = "id, user_id, workspace_id, event_offset, kind, actor_id, \
      subject, payload, created_at, read_at";
 
@@ -122,8 +147,9 @@ impl Notifications for SqlStore {
             ""
         };
         let rows: Vec<NotificationRow> = sqlx::query_as(&format!(
-            "SELECT {NOTIFICATION_COLUMNS} FROM notifications \
-             WHERE user_id = $1 AND id < $2{unread} ORDER BY id DESC LIMIT $3"
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications n \
+             WHERE user_id = $1 AND id < $2{unread} AND {STILL_MEMBER} \
+             ORDER BY id DESC LIMIT $3"
         ))
         .bind(user)
         .bind(page.after.unwrap_or(i64::MAX))
@@ -136,9 +162,10 @@ impl Notifications for SqlStore {
 
     async fn unread_count(&self, user: UserId) -> StoreResult<i64> {
         let mut conn = self.reader.acquire().await?;
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL",
-        )
+        Ok(sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM notifications n \
+             WHERE user_id = $1 AND read_at IS NULL AND {STILL_MEMBER}"
+        ))
         .bind(user)
         .fetch_one(&mut *conn)
         .await?)
@@ -153,8 +180,8 @@ impl Notifications for SqlStore {
         let mut conn = self.reader.acquire().await?;
         for chunk in users.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
-                "SELECT user_id, COUNT(*) FROM notifications \
-                 WHERE user_id IN ({}) AND read_at IS NULL GROUP BY user_id",
+                "SELECT user_id, COUNT(*) FROM notifications n \
+                 WHERE user_id IN ({}) AND read_at IS NULL AND {STILL_MEMBER} GROUP BY user_id",
                 placeholders(1, chunk.len())
             );
             let mut select = sqlx::query_as::<_, (i64, i64)>(&sql);
@@ -180,7 +207,8 @@ impl Notifications for SqlStore {
         .execute(&mut *tx)
         .await?;
         let row: Option<NotificationRow> = sqlx::query_as(&format!(
-            "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE id = $1 AND user_id = $2"
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications n \
+             WHERE id = $1 AND user_id = $2 AND {STILL_MEMBER}"
         ))
         .bind(id)
         .bind(user)
@@ -194,7 +222,9 @@ impl Notifications for SqlStore {
     async fn mark_all_read(&self, user: UserId) -> StoreResult<u64> {
         let mut conn = self.writer.acquire().await?;
         let done = sqlx::query(
-            "UPDATE notifications SET read_at = $1 WHERE user_id = $2 AND read_at IS NULL",
+            "UPDATE notifications SET read_at = $1 WHERE user_id = $2 AND read_at IS NULL \
+             AND EXISTS (SELECT 1 FROM memberships m WHERE m.workspace_id = \
+             notifications.workspace_id AND m.user_id = notifications.user_id)",
         )
         .bind(now_ms())
         .bind(user)
