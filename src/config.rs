@@ -52,6 +52,7 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub cluster: ClusterSettings,
     pub search: SearchSettings,
+    pub metrics: MetricsSettings,
     pub log: LogSettings,
     /// `STOA_*` variables that name no setting: ignored, and reported at start-up.
     #[serde(skip)]
@@ -314,6 +315,14 @@ pub struct SearchSettings {
     /// Events per bulk request of the indexer.
     pub elasticsearch_batch: u32,
     pub elasticsearch_timeout_ms: u64,
+}
+
+/// Who may read `/metrics`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// When set, `/metrics` answers only requests with `Authorization: Bearer <token>`.
+    pub token: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -587,29 +596,16 @@ impl Settings {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(secret_err(e)),
         }
-        std::fs::create_dir_all(&self.data_dir).map_err(secret_err)?;
+        crate::files::private_dir(&self.data_dir).map_err(secret_err)?;
         let secret = crate::auth::random_token(48);
         write_private(&path, secret.as_bytes()).map_err(secret_err)?;
         Ok((secret.into_bytes(), true))
     }
 }
 
-#[cfg(unix)]
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::write(path, bytes)
+    crate::files::create_private(path)?.write_all(bytes)
 }
 
 #[cfg(test)]

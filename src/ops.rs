@@ -30,19 +30,14 @@ pub struct DataDirLock {
 }
 
 fn lock_path(data_dir: &Path) -> Result<PathBuf, String> {
-    std::fs::create_dir_all(data_dir)
+    crate::files::private_dir(data_dir)
         .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
     Ok(data_dir.join(LOCK_FILE))
 }
 
 fn open_lock(data_dir: &Path) -> Result<File, String> {
     let path = lock_path(data_dir)?;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))
+    crate::files::touch_private(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))
 }
 
 /// Taken by a server at start-up: shared, so several servers may use one directory (with
@@ -125,6 +120,10 @@ pub async fn backup(settings: &Settings, target: &Path) -> Result<Value, String>
     }
     let partial = with_suffix(target, ".partial");
     let _ = std::fs::remove_file(&partial);
+    // VACUUM INTO writes into an empty file that exists: made private first, the backup
+    // (which holds every password hash and token digest) is never readable by others.
+    crate::files::create_private(&partial)
+        .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
     let started = Instant::now();
     let mut conn = open(&source, true).await?;
     let result = sqlx::query("VACUUM INTO ?")
@@ -186,8 +185,12 @@ pub async fn restore(settings: &Settings, backup: &Path) -> Result<Value, String
     let migrations = verify(backup).await?;
     // Copy beside the target first, so the swap is one rename on the same file system.
     let incoming = with_suffix(&target, ".restoring");
-    std::fs::copy(backup, &incoming)
-        .and_then(|_| File::open(&incoming)?.sync_all())
+    File::open(backup)
+        .and_then(|mut from| {
+            let mut to = crate::files::create_private(&incoming)?;
+            std::io::copy(&mut from, &mut to)?;
+            to.sync_all()
+        })
         .map_err(|e| format!("cannot copy {}: {e}", backup.display()))?;
     let mut kept = None;
     if target.exists() {

@@ -188,6 +188,7 @@ impl Application {
             search: search.clone(),
             bus,
             tls_peers: tls.as_ref().map(|(_, peers)| peers.clone()),
+            metrics_token: Some(settings.metrics.token.clone()).filter(|t| !t.is_empty()),
         });
 
         let addr = format!("{}:{}", settings.server.host, settings.server.port);

@@ -174,3 +174,63 @@ fn a_kubernetes_style_environment_starts_and_names_what_it_ignores() {
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("prot"));
 }
+
+/// Starts the binary with `env` in a fresh directory; whether it got as far as listening
+/// (it is then stopped), or its exit code and what it said.
+fn starts_with(env: &[(&str, &str)]) -> Result<(), (Option<i32>, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = stoa();
+    cmd.current_dir(dir.path())
+        .env("STOA_SERVER__PORT", "0")
+        .env("STOA_LOG__FORMAT", "json")
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("starts");
+    let mut said = String::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.contains("stoa listening") {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(());
+        }
+        said.push_str(&line);
+        said.push('\n');
+    }
+    let status = child.wait().unwrap();
+    Err((status.code(), said))
+}
+
+/// `openssl rand -hex 32` shows all 16 digits only about three times in four: a secret is
+/// judged by the alphabet it is drawn from, so every one of them starts a production node.
+#[test]
+fn production_takes_any_random_hex_base64_or_passphrase_secret() {
+    let production = |secret: &str| {
+        starts_with(&[
+            ("STOA_ENVIRONMENT", "production"),
+            ("STOA_AUTH__JWT_SECRET", secret),
+        ])
+    };
+    // 64 hex digits of which 13, 14 and 15 distinct (as openssl makes now and then).
+    for secret in [
+        "94b5cbba807c3a021573681930b3642c62cc1299722003c3224538aa32b36405",
+        "6224154d9909ab5145d47b5277b2040b5d608c6569d070b2931c3d758584c719",
+        "bcc5d406135895e254eb814a542c1a2bb472b0198e603b95d47a620ea0c75d32",
+        "base64:q3Jx9Xl0m2C8sZt4pVfA7bN1yE6wK5uHd0gR2iT8oQc=",
+        "mosaic thunder lantern quiver saddle orbit pumice velvet walnut harbor ember canyon \
+         frost meadow cobalt juniper tundra parsley glimmer anchor",
+    ] {
+        assert_eq!(production(secret), Ok(()), "{secret}");
+    }
+    for weak in [
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "correct horse battery staple",
+        "9b0a7c13e5d2f4683b9a0c1e5d7f2468",
+    ] {
+        let (code, said) = production(weak).expect_err(weak);
+        assert_eq!(code, Some(78), "{weak}: {said}");
+        assert!(said.contains("auth.jwt_secret"), "{said}");
+    }
+}

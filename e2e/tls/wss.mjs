@@ -6,12 +6,15 @@ import assert from "node:assert/strict";
 
 import { BASE, WS_BASE, api, register, workspaceWith, connect, join, push, deferred } from "../support.mjs";
 
-test("REST over HTTPS carries the security headers", async () => {
+test("REST over HTTPS carries the security headers, HSTS included", async () => {
   assert.match(BASE, /^https:/);
-  const res = await fetch(`${BASE}/healthz`);
-  assert.equal(res.status, 200);
-  assert.equal(res.headers.get("x-content-type-options"), "nosniff");
-  assert.match(res.headers.get("content-security-policy"), /default-src 'none'/);
+  for (const path of ["/healthz", "/api/v1/me", "/no/such/route"]) {
+    const res = await fetch(`${BASE}${path}`);
+    assert.equal(res.headers.get("x-content-type-options"), "nosniff", path);
+    assert.match(res.headers.get("content-security-policy"), /default-src 'none'/, path);
+    // Browsers that once reached the node over TLS never try it in the clear for a year.
+    assert.equal(res.headers.get("strict-transport-security"), "max-age=31536000", path);
+  }
 });
 
 test("phoenix.js joins, broadcasts and receives events over wss://", async () => {

@@ -31,7 +31,7 @@ use utoipa_actix_web::{scope, AppExt};
 use crate::auth::{AuthLimits, JwtKeys, PasswordWork};
 use crate::metrics::Metrics;
 use crate::store::Store;
-use error::ApiError;
+use error::{ApiError, Problem};
 pub use observe::{observe, REQUEST_ID};
 use views::Health;
 
@@ -58,6 +58,8 @@ pub struct AppState {
     pub bus: Option<Arc<crate::bus::BusHealth>>,
     /// The clients behind the TLS terminator's loopback connections (`server.tls_cert`).
     pub tls_peers: Option<Arc<crate::tls::TlsPeers>>,
+    /// The bearer token `/metrics` requires (`metrics.token`), if any.
+    pub metrics_token: Option<String>,
 }
 
 /// Which `Origin` headers the WebSocket upgrade accepts (the CORS origins).
@@ -154,18 +156,36 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// Prometheus metrics in the text exposition format.
+/// Prometheus metrics in the text exposition format. With `metrics.token` set, only for
+/// `Authorization: Bearer <token>`.
 #[utoipa::path(
     tag = "operations",
-    responses((status = 200, description = "Metrics", body = String, content_type = "text/plain"))
+    responses(
+        (status = 200, description = "Metrics", body = String, content_type = "text/plain"),
+        (status = 401, description = "`metrics.token` is set and the request does not carry it", body = Problem, content_type = "application/problem+json"),
+    )
 )]
 #[get("/metrics")]
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if let Some(expected) = &state.metrics_token {
+        let given = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !crate::auth::same_secret(given.as_bytes(), expected.as_bytes()) {
+            return Err(ApiError::unauthorized(
+                "invalid_token",
+                "/metrics needs the bearer token configured as metrics.token",
+            ));
+        }
+    }
     let keys = i64::try_from(state.auth_limits.keys()).unwrap_or(i64::MAX);
     state.metrics.auth_limiter_keys.set(keys);
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+        .body(state.metrics.render()))
 }
 
 /// This document.

@@ -43,15 +43,35 @@ fn request_id(req: &ServiceRequest) -> String {
         .unwrap_or_else(|| crate::auth::random_hex(12))
 }
 
+/// The method as a metric label: the methods HTTP defines, and `OTHER` for every name a
+/// client makes up, so that no request can add a series of its own.
+pub fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method as M;
+    match *method {
+        M::GET => "GET",
+        M::POST => "POST",
+        M::PUT => "PUT",
+        M::PATCH => "PATCH",
+        M::DELETE => "DELETE",
+        M::HEAD => "HEAD",
+        M::OPTIONS => "OPTIONS",
+        M::CONNECT => "CONNECT",
+        M::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}
+
 pub async fn observe(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let id = request_id(&req);
-    let metrics = req
-        .app_data::<web::Data<AppState>>()
-        .map(|s| s.metrics.clone());
+    let state = req.app_data::<web::Data<AppState>>();
+    let metrics = state.map(|s| s.metrics.clone());
+    // Over TLS, browsers are told to come back over TLS only.
+    let hsts = state.is_some_and(|s| s.tls_peers.is_some());
     let method = req.method().to_string();
+    let method_label = method_label(req.method());
     let path = req.path().to_string();
     let span = tracing::info_span!("request", request_id = %id, method = %method, path = %path);
     let started = Instant::now();
@@ -77,10 +97,10 @@ pub async fn observe(
         .unwrap_or_else(|| "unmatched".to_string());
     if let Some(m) = &metrics {
         m.http_requests
-            .with_label_values(&[&method, &route, &status.to_string()])
+            .with_label_values(&[method_label, &route, &status.to_string()])
             .inc();
         m.http_duration
-            .with_label_values(&[&method, &route])
+            .with_label_values(&[method_label, &route])
             .observe(elapsed.as_secs_f64());
     }
     span.in_scope(|| {
@@ -103,6 +123,12 @@ pub async fn observe(
         headers.insert(
             HeaderName::from_static(name),
             HeaderValue::from_static(value),
+        );
+    }
+    if hsts {
+        headers.insert(
+            HeaderName::from_static("strict-transport-security"),
+            HeaderValue::from_static("max-age=31536000"),
         );
     }
     Ok(res)

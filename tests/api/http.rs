@@ -434,5 +434,7 @@ async fn every_response_carries_the_security_headers() {
         assert!(csp.contains("default-src 'none'"), "{csp}");
         assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
         assert_eq!(res.header("x-frame-options").as_deref(), Some("DENY"));
+        // Plain HTTP (TLS at a proxy, or none): no HSTS, which only a TLS answer may carry.
+        assert_eq!(res.header("strict-transport-security"), None);
     }
 }

@@ -10,6 +10,7 @@ mod support;
 
 mod flood;
 mod frames;
+mod growth;
 mod ops;
 mod rest;
 mod shutdown;

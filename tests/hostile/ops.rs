@@ -170,3 +170,73 @@ fn healthcheck_reports_a_ready_node_and_a_missing_one() {
     );
     assert_eq!(down.status.code(), Some(1), "{}", said(&down));
 }
+
+/// Mode bits of a path.
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[test]
+fn the_data_directory_backups_and_restores_are_private() {
+    let server = Server::start(&[]);
+    let (_, token) = server.register("ada");
+    server.workspace_with(&token, &[]);
+    let data = server.dir().join("data");
+    assert_eq!(mode(&data), 0o700, "the data directory");
+    for file in [
+        "stoa.db",
+        "stoa.db-wal",
+        "stoa.db-shm",
+        "jwt_secret",
+        "stoa.lock",
+    ] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+    }
+    let out = stoa(server.dir(), &["backup", "backup.db"], &[]);
+    assert!(out.status.success(), "{}", said(&out));
+    assert_eq!(mode(&server.dir().join("backup.db")), 0o600, "the backup");
+
+    let dir = server.stop_keeping_dir();
+    // A backup someone made world-readable is restored private all the same.
+    let backup = dir.path().join("backup.db");
+    std::fs::set_permissions(&backup, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let out = stoa(dir.path(), &["restore", "backup.db"], &[]);
+    assert!(out.status.success(), "{}", said(&out));
+    assert_eq!(
+        mode(&dir.path().join("data/stoa.db")),
+        0o600,
+        "the restored database"
+    );
+    for entry in std::fs::read_dir(dir.path().join("data")).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+}
+
+#[test]
+fn metrics_can_require_a_bearer_token() {
+    let token = "scrape-0123456789abcdef";
+    let server = Server::start(&[("STOA_METRICS__TOKEN", token)]);
+    let r = server.http("GET", "/metrics", &[], b"");
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.value()["code"], "invalid_token");
+    for wrong in [
+        "Bearer scrape-0123456789abcdeF",
+        "Bearer ",
+        "scrape-0123456789abcdef",
+    ] {
+        let r = server.http("GET", "/metrics", &[("Authorization", wrong)], b"");
+        assert_eq!(r.status, 401, "{wrong}");
+    }
+    let bearer = format!("Bearer {token}");
+    let r = server.http("GET", "/metrics", &[("Authorization", &bearer)], b"");
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("stoa_http_requests_total"));
+    // Health and readiness stay open to the orchestrator.
+    assert!(server.healthy());
+}

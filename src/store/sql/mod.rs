@@ -177,10 +177,14 @@ fn sqlite_url(url: &str) -> StoreResult<String> {
             message: "SQLite needs a file path (sqlite://data/stoa.db)",
         });
     };
-    if let Some(dir) = std::path::Path::new(path).parent() {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(e.into()))?;
-        }
+    let file = std::path::Path::new(path);
+    if let Some(dir) = file.parent() {
+        crate::files::private_dir(dir).map_err(|e| StoreError::Database(e.into()))?;
+    }
+    // Created private before SQLite opens it: its WAL and shared-memory files take the
+    // database's permissions.
+    if !file.exists() {
+        crate::files::touch_private(file).map_err(|e| StoreError::Database(e.into()))?;
     }
     Ok(if url.contains("mode=") {
         url.to_string()
