@@ -191,6 +191,7 @@ pub struct AuthSettings {
     pub access_token_ttl_secs: u64,
     pub refresh_token_ttl_secs: u64,
     pub login_attempts_per_minute: u32,
+    pub account_login_attempts_per_hour: u32,
     pub token_requests_per_minute: u32,
     pub refresh_reuse_interval_secs: u64,
     pub spent_refresh_token_retention_secs: u64,
@@ -205,6 +206,8 @@ pub struct AuthSettings {
 pub struct HttpSettings {
     pub max_body_bytes: usize,
     pub cors_allowed_origins: Vec<String>,
+    pub user_requests_per_sec: u32,
+    pub user_request_burst: u32,
 }
 
 /// Limits of the WebSocket endpoint (see `config/default.toml`).
@@ -531,6 +534,21 @@ impl Settings {
                 "auth.login_attempts_per_minute",
                 "must be at least 1",
             ));
+        }
+        for (key, value) in [
+            (
+                "auth.account_login_attempts_per_hour",
+                self.auth.account_login_attempts_per_hour,
+            ),
+            (
+                "http.user_requests_per_sec",
+                self.http.user_requests_per_sec,
+            ),
+            ("http.user_request_burst", self.http.user_request_burst),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
         }
         if self.auth.token_requests_per_minute == 0 {
             return Err(invalid(

@@ -172,7 +172,12 @@ impl Application {
             passwords,
             auth_limits: AuthLimits::new(
                 settings.auth.login_attempts_per_minute,
+                settings.auth.account_login_attempts_per_hour,
                 settings.auth.token_requests_per_minute,
+            ),
+            user_requests: crate::auth::KeyedLimiter::per_second(
+                settings.http.user_requests_per_sec,
+                settings.http.user_request_burst,
             ),
             refresh_ttl_secs: i64::try_from(settings.auth.refresh_token_ttl_secs)
                 .unwrap_or(i64::MAX / 2000),
@@ -332,6 +337,7 @@ async fn upkeep(state: web::Data<AppState>, retention_ms: i64) {
     for minute in 0u64.. {
         tick.tick().await;
         state.auth_limits.sweep();
+        state.user_requests.sweep();
         state.realtime.sweep();
         let keys = i64::try_from(state.auth_limits.keys()).unwrap_or(i64::MAX);
         state.metrics.auth_limiter_keys.set(keys);

@@ -192,7 +192,16 @@ pub async fn login(
         Ok(email) => email.key().to_string(),
         Err(_) => legacy_key(&body.email).ok_or_else(wrong)?,
     };
-    limit(&state, &state.auth_limits.login_by_account, &key, "login")?;
+    let limits = &state.auth_limits;
+    limit(
+        &state,
+        &limits.login_by_account,
+        &(key.clone(), client),
+        "login",
+    )?;
+    if !limits.knows(&key, client) {
+        limit(&state, &limits.login_by_account_anywhere, &key, "login")?;
+    }
     let found = state.store.user_credentials(&key).await?;
     let hash = found.as_ref().map(|(_, h)| h.clone());
     let ok = state
@@ -207,6 +216,7 @@ pub async fn login(
     if user.disabled {
         return Err(ApiError::Forbidden("this account is disabled".into()));
     }
+    limits.signed_in(&key, client);
     Ok(HttpResponse::Ok().json(issue_tokens(&state, &user, None).await?))
 }
 

@@ -141,6 +141,19 @@ impl FromRequest for AuthUser {
     }
 }
 
+/// What a request costs of its user's allowance (`http.user_requests_per_sec`): searches
+/// and reports read far more of the database than anything else a user can ask for.
+pub const EXPENSIVE_REQUEST_COST: u32 = 10;
+
+fn request_cost(req: &HttpRequest) -> u32 {
+    let path = req.path();
+    if path.ends_with("/search") || path.contains("/reports/") {
+        EXPENSIVE_REQUEST_COST
+    } else {
+        1
+    }
+}
+
 fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError> {
     let state = state(req)?;
     let value = req
@@ -160,7 +173,22 @@ fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError> {
         })?;
     let now = crate::domain::now_ms() / 1000;
     match state.jwt.verify(token, now) {
-        Ok(claims) => Ok(AuthUser { id: claims.user_id }),
+        Ok(claims) => {
+            state
+                .user_requests
+                .check_n(&claims.user_id, request_cost(req))
+                .map_err(|wait| {
+                    state
+                        .metrics
+                        .rate_limited
+                        .with_label_values(&["user_requests"])
+                        .inc();
+                    ApiError::RateLimited {
+                        retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+                    }
+                })?;
+            Ok(AuthUser { id: claims.user_id })
+        }
         Err(crate::auth::TokenError::Expired) => Err(ApiError::unauthorized(
             "token_expired",
             "the access token has expired; refresh it",

@@ -41,6 +41,8 @@ pub struct AppState {
     pub jwt: JwtKeys,
     pub passwords: PasswordWork,
     pub auth_limits: AuthLimits,
+    /// Each signed-in user's allowance of requests (`http.user_requests_per_sec`).
+    pub user_requests: crate::auth::KeyedLimiter<crate::domain::UserId>,
     pub refresh_ttl_secs: i64,
     /// How long a spent refresh token still gets its successor again (milliseconds).
     pub refresh_reuse_ms: i64,

@@ -5,8 +5,8 @@
 //!
 //! - the responses every operation of a kind can give: 400 for a parameter or body that does
 //!   not parse, 401 where a token is required, 413/415/422 where there is a body, 422 where
-//!   query values are range-checked, 429 on the rate-limited auth endpoints, 503 wherever
-//!   the database is needed;
+//!   query values are range-checked, 429 on the rate-limited auth endpoints and wherever a
+//!   token is required (the user's allowance), 503 wherever the database is needed;
 //! - each request field's exact rules (the same constants the `domain` parsers apply, so a
 //!   request the document calls valid is never refused and an invalid one never accepted);
 //! - rules across fields: "at least one of" for PATCH bodies, "exactly one of" `user_id`
@@ -260,7 +260,8 @@ fn add_responses(v: &mut Value) {
         if has_query {
             add.push(("422", "ValidationFailed"));
         }
-        if path.starts_with("/api/v1/auth/") {
+        // The auth endpoints' own limits, and every signed-in user's allowance.
+        if path.starts_with("/api/v1/auth/") || secured {
             add.push(("429", "TooManyRequests"));
         }
         if api {

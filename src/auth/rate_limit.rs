@@ -27,20 +27,44 @@ pub struct KeyedLimiter<K: Hash + Eq + Clone> {
     clock: MonotonicClock,
 }
 
+fn non_zero(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN)
+}
+
 impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
-    pub fn per_minute(per_minute: u32) -> KeyedLimiter<K> {
-        let n = NonZeroU32::new(per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
+    fn with(quota: Quota) -> KeyedLimiter<K> {
         KeyedLimiter {
-            gcra: Gcra::dashmap_with_clock(Quota::per_minute(n), MonotonicClock),
+            gcra: Gcra::dashmap_with_clock(quota, MonotonicClock),
             clock: MonotonicClock,
         }
     }
 
+    pub fn per_minute(per_minute: u32) -> KeyedLimiter<K> {
+        KeyedLimiter::with(Quota::per_minute(non_zero(per_minute)))
+    }
+
+    pub fn per_hour(per_hour: u32) -> KeyedLimiter<K> {
+        KeyedLimiter::with(Quota::per_hour(non_zero(per_hour)))
+    }
+
+    /// `per_sec` a second, in bursts of up to `burst`.
+    pub fn per_second(per_sec: u32, burst: u32) -> KeyedLimiter<K> {
+        KeyedLimiter::with(Quota::per_second(non_zero(per_sec)).allow_burst(non_zero(burst)))
+    }
+
     /// Takes one attempt for `key`, or says how long until the next one is allowed.
     pub fn check(&self, key: &K) -> Result<(), Duration> {
-        self.gcra
-            .check_key(key)
-            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+        self.check_n(key, 1)
+    }
+
+    /// Takes `n` units for `key` at once, or says how long until they are there (a cost
+    /// beyond the whole burst waits a second: it is refused, never held forever).
+    pub fn check_n(&self, key: &K, n: u32) -> Result<(), Duration> {
+        match self.gcra.check_key_n(key, non_zero(n)) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(not_until.wait_time_from(self.clock.now())),
+            Err(_) => Err(Duration::from_secs(1)),
+        }
     }
 
     /// Forgets keys whose allowance is whole again (they would be admitted as if new).
@@ -74,12 +98,29 @@ pub fn address_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// How long an address that signed in to an account is trusted by that account's
+/// all-addresses limit.
+const KNOWN_ADDRESS_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Addresses remembered per account (the most recent).
+const KNOWN_ADDRESSES: usize = 8;
+
 /// Every limiter of the authentication endpoints.
+///
+/// Logins are limited three ways. Per client address, over all accounts (credential
+/// stuffing from one place). Per account *and* address: wrong passwords from one address
+/// lock that address out of that account, never the owner at another address. Per account
+/// over every address that has not signed in to it within 30 days: guessing spread over
+/// many addresses is bounded per account (`auth.account_login_attempts_per_hour`), while the
+/// owner, signing in from an address they used before, is not held back by it.
 pub struct AuthLimits {
     /// Logins per client address.
     pub login_by_address: KeyedLimiter<IpAddr>,
-    /// Logins per account (the normalised e-mail).
-    pub login_by_account: KeyedLimiter<String>,
+    /// Logins per account (the normalised e-mail) and client address.
+    pub login_by_account: KeyedLimiter<(String, IpAddr)>,
+    /// Logins per account from addresses it does not know.
+    pub login_by_account_anywhere: KeyedLimiter<String>,
+    /// Addresses that signed in to each account, with when they last did.
+    known: dashmap::DashMap<String, Vec<(IpAddr, std::time::Instant)>>,
     /// Registrations per client address.
     pub register_by_address: KeyedLimiter<IpAddr>,
     /// Refreshes and logouts per client address.
@@ -87,28 +128,60 @@ pub struct AuthLimits {
 }
 
 impl AuthLimits {
-    pub fn new(login_per_minute: u32, tokens_per_minute: u32) -> AuthLimits {
+    pub fn new(
+        login_per_minute: u32,
+        account_logins_per_hour: u32,
+        tokens_per_minute: u32,
+    ) -> AuthLimits {
         AuthLimits {
             login_by_address: KeyedLimiter::per_minute(login_per_minute),
             login_by_account: KeyedLimiter::per_minute(login_per_minute),
+            login_by_account_anywhere: KeyedLimiter::per_hour(account_logins_per_hour),
+            known: dashmap::DashMap::new(),
             register_by_address: KeyedLimiter::per_minute(login_per_minute),
             tokens_by_address: KeyedLimiter::per_minute(tokens_per_minute),
+        }
+    }
+
+    /// Whether `address` signed in to `account` within the last 30 days.
+    pub fn knows(&self, account: &str, address: IpAddr) -> bool {
+        self.known.get(account).is_some_and(|list| {
+            list.iter()
+                .any(|(a, at)| *a == address && at.elapsed() < KNOWN_ADDRESS_TTL)
+        })
+    }
+
+    /// Remembers that `address` signed in to `account`.
+    pub fn signed_in(&self, account: &str, address: IpAddr) {
+        let mut list = self.known.entry(account.to_string()).or_default();
+        list.retain(|(a, _)| *a != address);
+        list.push((address, std::time::Instant::now()));
+        if list.len() > KNOWN_ADDRESSES {
+            list.remove(0);
         }
     }
 
     pub fn sweep(&self) {
         self.login_by_address.sweep();
         self.login_by_account.sweep();
+        self.login_by_account_anywhere.sweep();
         self.register_by_address.sweep();
         self.tokens_by_address.sweep();
+        self.known.retain(|_, list| {
+            list.retain(|(_, at)| at.elapsed() < KNOWN_ADDRESS_TTL);
+            !list.is_empty()
+        });
+        self.known.shrink_to_fit();
     }
 
     /// Keys held over all limiters.
     pub fn keys(&self) -> usize {
         self.login_by_address.len()
             + self.login_by_account.len()
+            + self.login_by_account_anywhere.len()
             + self.register_by_address.len()
             + self.tokens_by_address.len()
+            + self.known.len()
     }
 }
 
@@ -125,6 +198,37 @@ mod tests {
         let wait = rl.check(&"a").unwrap_err();
         assert!(wait > Duration::from_secs(15) && wait <= Duration::from_secs(20));
         assert!(rl.check(&"b").is_ok(), "keys are independent");
+    }
+
+    #[test]
+    fn a_cost_takes_several_units_and_a_cost_beyond_the_burst_is_refused() {
+        let rl = KeyedLimiter::per_second(10, 20);
+        assert!(rl.check_n(&"a", 10).is_ok());
+        assert!(rl.check_n(&"a", 10).is_ok());
+        assert!(rl.check_n(&"a", 10).is_err(), "the burst is spent");
+        assert!(rl.check(&"b").is_ok());
+        assert!(rl.check_n(&"c", 21).is_err(), "more than a whole burst");
+    }
+
+    #[test]
+    fn addresses_an_account_signed_in_from_are_known_for_a_while() {
+        let limits = AuthLimits::new(10, 100, 10);
+        let home: IpAddr = "10.0.0.1".parse().unwrap();
+        let away: IpAddr = "10.0.0.2".parse().unwrap();
+        assert!(!limits.knows("ada@example.com", home));
+        limits.signed_in("ada@example.com", home);
+        assert!(limits.knows("ada@example.com", home));
+        assert!(!limits.knows("ada@example.com", away));
+        assert!(!limits.knows("bob@example.com", home));
+        for i in 0..20u8 {
+            limits.signed_in("ada@example.com", IpAddr::from([10, 1, 0, i]));
+        }
+        assert!(
+            !limits.knows("ada@example.com", home),
+            "only the last 8 are kept"
+        );
+        limits.sweep();
+        assert!(limits.knows("ada@example.com", IpAddr::from([10, 1, 0, 19])));
     }
 
     #[test]

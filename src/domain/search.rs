@@ -12,6 +12,8 @@
 pub const MAX_QUERY_BYTES: usize = 512;
 /// Most words in a query (all alternatives together).
 pub const MAX_QUERY_WORDS: usize = 32;
+/// Characters a prefix (`plan*`) needs before its star.
+pub const MIN_PREFIX_CHARS: usize = 2;
 /// Characters of a document's text that are indexed and searched (the rest is stored and
 /// served, but not found by search).
 pub const SEARCHABLE_CHARS: usize = 100_000;
@@ -114,6 +116,17 @@ impl SearchQuery {
             prefix &= raw
                 .trim_end_matches('*')
                 .ends_with(|c: char| c.is_alphanumeric());
+            if prefix
+                && ws
+                    .last()
+                    .is_some_and(|w| w.chars().count() < MIN_PREFIX_CHARS)
+            {
+                // `a*` matches nearly every text: ranking them all is a query any user could
+                // repeat to take the database's time.
+                return Err(format!(
+                    "a prefix needs at least {MIN_PREFIX_CHARS} characters before the *"
+                ));
+            }
             count += ws.len();
             if count > MAX_QUERY_WORDS {
                 return Err(format!("the query has more than {MAX_QUERY_WORDS} words"));
@@ -295,6 +308,17 @@ mod tests {
     }
 
     #[test]
+    fn a_prefix_needs_two_characters() {
+        for short in ["a*", "plan x*", "\"road m\"*", "-b* a", "é*"] {
+            let err = SearchQuery::parse(short).unwrap_err();
+            assert!(err.contains("at least 2 characters"), "{short:?}: {err}");
+        }
+        for fine in ["ab*", "x ab*", "\"road ma\"*", "東京*", "a"] {
+            assert!(SearchQuery::parse(fine).is_ok(), "{fine:?}");
+        }
+    }
+
+    #[test]
     fn hostile_text_never_reaches_a_backend_as_syntax() {
         for text in [
             "\"unclosed phrase",
@@ -303,7 +327,7 @@ mod tests {
             "' OR 1=1 --",
             "a:* & !b | c <-> d",
             "((((((a",
-            "*a* **",
+            "*ab* **",
             "a\u{0}b",
             "OR OR x OR",
         ] {

@@ -183,5 +183,121 @@ async fn the_login_limiter_keeps_only_bounded_keys() {
         )
         .await;
     }
-    assert_eq!(app.metric("stoa_auth_rate_limit_keys").await, 6.0);
+    // The address, and per account: this address's attempts at it, and the attempts at it
+    // from every address it does not know.
+    assert_eq!(app.metric("stoa_auth_rate_limit_keys").await, 11.0);
+}
+
+#[actix_web::test]
+async fn a_stranger_cannot_lock_an_owner_out_and_spread_guessing_is_bounded() {
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.auth.login_attempts_per_minute = 3;
+        s.auth.account_login_attempts_per_hour = 10;
+        s.server.trusted_proxies = vec!["127.0.0.1".into()];
+    })
+    .await
+    .expect("sqlite");
+    let alice = app.register("alice").await;
+    let login = |password: &'static str, from: String| {
+        let app = &app;
+        let email = alice.email.clone();
+        async move {
+            post(
+                app,
+                "/api/v1/auth/login",
+                json!({"email": email, "password": password}),
+                &[("x-forwarded-for", &from)],
+            )
+            .await
+            .status
+        }
+    };
+    let right = "correct horse battery";
+    // Alice signs in from home: an address her account knows from now on.
+    assert_eq!(login(right, "5.5.5.5".into()).await, 200);
+
+    // A stranger at one address guesses until refused...
+    let mut stranger = Vec::new();
+    for _ in 0..5 {
+        stranger.push(login("guess", "6.6.6.6".into()).await);
+    }
+    assert_eq!(stranger, [401, 401, 401, 429, 429]);
+    // ...which stops neither Alice at home nor Alice somewhere new.
+    assert_eq!(login(right, "5.5.5.5".into()).await, 200);
+    assert_eq!(login(right, "7.7.7.7".into()).await, 200);
+
+    // Guessing spread over many addresses (one attempt each) is bounded for the account:
+    // 10 an hour from addresses it does not know, of which the stranger and the first sign-in
+    // at 7.7.7.7 took 4 (and the first at home 1).
+    let mut spread = Vec::new();
+    for i in 0..20 {
+        spread.push(login("guess", format!("10.0.{i}.1")).await);
+    }
+    let guessed = spread.iter().filter(|s| **s == 401).count();
+    assert_eq!(guessed, 5, "{spread:?}");
+    assert!(spread[guessed..].iter().all(|s| *s == 429), "{spread:?}");
+    // The addresses Alice signed in from still let her in; a new one waits for the hour.
+    assert_eq!(login(right, "5.5.5.5".into()).await, 200);
+    assert_eq!(login(right, "7.7.7.7".into()).await, 200);
+    assert_eq!(login(right, "8.8.8.8".into()).await, 429);
+}
+
+#[actix_web::test]
+async fn each_user_has_an_allowance_of_requests_and_searches_cost_more() {
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.http.user_requests_per_sec = 1;
+        s.http.user_request_burst = 20;
+    })
+    .await
+    .expect("sqlite");
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let mut statuses = Vec::new();
+    for _ in 0..22 {
+        statuses.push(app.get("/api/v1/me", &alice.token).await.status);
+    }
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    assert!((20..=21).contains(&ok), "{statuses:?}");
+    let refused = app.get("/api/v1/me", &alice.token).await;
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.code(), "rate_limited");
+    let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    // Bob's allowance is his own.
+    assert_eq!(app.get("/api/v1/me", &bob.token).await.status, 200);
+    // A search costs ten: Bob's burst holds one more, not twenty.
+    assert_eq!(
+        app.get("/api/v1/search?q=plan", &bob.token).await.status,
+        200
+    );
+    assert_eq!(
+        app.get("/api/v1/search?q=plan", &bob.token).await.status,
+        429
+    );
+    assert!(
+        app.metric("stoa_rate_limited_total{limit=\"user_requests\"}")
+            .await
+            >= 2.0
+    );
+}
+
+#[actix_web::test]
+async fn a_prefix_search_needs_two_characters_before_the_star() {
+    let app = spawn_app_with(Backend::Sqlite, |_| {})
+        .await
+        .expect("sqlite");
+    let alice = app.register("alice").await;
+    for q in ["a*", "road%20m*", "%C3%A9*"] {
+        let r = app
+            .get(&format!("/api/v1/search?q={q}"), &alice.token)
+            .await;
+        assert_eq!(r.status, 422, "{q}: {:?}", r.body);
+        assert!(
+            r.body.to_string().contains("at least 2 characters"),
+            "{:?}",
+            r.body
+        );
+    }
+    let r = app.get("/api/v1/search?q=ro*", &alice.token).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
 }

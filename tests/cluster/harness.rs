@@ -122,6 +122,9 @@ impl Cluster {
             ("STOA_CLUSTER__NODE_ID", id),
             ("STOA_AUTH__JWT_SECRET", SECRET),
             ("STOA_AUTH__LOGIN_ATTEMPTS_PER_MINUTE", "1000"),
+            // Load runs make requests of one account as fast as the nodes answer.
+            ("STOA_HTTP__USER_REQUESTS_PER_SEC", "1000000"),
+            ("STOA_HTTP__USER_REQUEST_BURST", "1000000"),
             // Only the bus can bring another node's events in time: the log check, which
             // would also deliver them, is set far beyond any test.
             ("STOA_REALTIME__LOG_CHECK_MS", "600000"),

@@ -32,7 +32,11 @@ fn said(out: &Output) -> String {
 #[test]
 fn a_backup_taken_under_writes_restores_every_acknowledged_write() {
     let _heavy = heavy();
-    let server = Server::start(&[]);
+    // Two writers as fast as the server acknowledges, beyond one user's default allowance.
+    let server = Server::start(&[
+        ("STOA_HTTP__USER_REQUESTS_PER_SEC", "100000"),
+        ("STOA_HTTP__USER_REQUEST_BURST", "100000"),
+    ]);
     let (_, token) = server.register("ada");
     let ws = server.workspace_with(&token, &[]);
     let acked = Mutex::new(Vec::<(i64, String)>::new());
