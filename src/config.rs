@@ -236,6 +236,7 @@ pub struct RealtimeSettings {
     pub log_check_ms: u64,
     pub max_yjs_message_bytes: usize,
     pub max_open_documents: usize,
+    pub max_document_bytes: usize,
     pub document_idle_secs: u64,
 }
 
@@ -264,6 +265,7 @@ impl RealtimeSettings {
             log_check: std::time::Duration::from_millis(self.log_check_ms.max(10)),
             max_yjs_message_bytes: self.max_yjs_message_bytes,
             max_open_documents: self.max_open_documents,
+            max_document_bytes: self.max_document_bytes,
             doc_idle: std::time::Duration::from_secs(self.document_idle_secs),
             ..stoa_actors::Limits::default()
         }
@@ -452,10 +454,18 @@ impl Settings {
                 rt.max_yjs_message_bytes as u64,
             ),
             ("realtime.max_open_documents", rt.max_open_documents as u64),
+            ("realtime.max_document_bytes", rt.max_document_bytes as u64),
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be at least 1"));
             }
+        }
+        if rt.max_document_bytes > rt.max_yjs_message_bytes {
+            return Err(invalid(
+                "realtime.max_document_bytes",
+                "must not exceed realtime.max_yjs_message_bytes (an editor reconnecting sends \
+                 its whole document in one message)",
+            ));
         }
         // A join's presence_state must fit an empty outbox with room to spare, or every
         // joiner of a full topic would be closed as a slow consumer.

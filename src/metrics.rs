@@ -204,11 +204,19 @@ impl Metrics {
                 counter("yjs_updates_total", "Yjs updates applied from clients"),
                 counter(
                     "yjs_updates_refused_total",
-                    "Yjs updates refused (sent by viewers)",
+                    "Yjs updates refused (sent by viewers, or growing a document past realtime.max_document_bytes)",
                 ),
                 counter(
                     "yjs_updates_written_total",
                     "Yjs updates written to the database",
+                ),
+                counter(
+                    "yjs_saves_failed_total",
+                    "Saves of a document's text or updates the database refused for good (logged once per document, not retried)",
+                ),
+                counter(
+                    "yjs_catch_ups_total",
+                    "Documents whose text and edits were behind their update log when loaded, brought up to date",
                 ),
                 counter(
                     "bus_messages_undecodable_total",
@@ -329,7 +337,7 @@ struct RealtimeMetrics {
 
 impl RealtimeMetrics {
     /// In the order of `counters`.
-    fn totals(&self) -> [u64; 20] {
+    fn totals(&self) -> [u64; 22] {
         use std::sync::atomic::Ordering::Relaxed;
         let s = self.realtime.stats();
         [
@@ -351,6 +359,8 @@ impl RealtimeMetrics {
             s.yjs_updates.load(Relaxed),
             s.yjs_updates_refused.load(Relaxed),
             s.yjs_updates_written.load(Relaxed),
+            s.yjs_saves_failed.load(Relaxed),
+            s.yjs_catch_ups.load(Relaxed),
             s.bus_undecodable.load(Relaxed),
             s.nodes_expired.load(Relaxed),
         ]

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use stoa_actors::{
-    Authorizer, Denied, DocAccess, DocStore, EventLog, Grant, Identity, LiveEvent, LogError,
-    StoredDoc,
+    Authorizer, Denied, DocAccess, DocError, DocStore, EventLog, Grant, Identity, LiveEvent,
+    LogError, Projection, StoredDoc,
 };
 use stoa_protocol::Topic;
 
@@ -99,26 +99,35 @@ pub struct StoreDocs {
     pub store: Arc<dyn Store>,
 }
 
+fn doc_error(e: StoreError) -> DocError {
+    DocError {
+        permanent: e.is_permanent(),
+        message: e.to_string(),
+    }
+}
+
 #[async_trait]
 impl DocStore for StoreDocs {
-    async fn load(&self, document: i64, after: i64) -> Result<StoredDoc, LogError> {
+    async fn load(&self, document: i64, after: i64) -> Result<StoredDoc, DocError> {
         let (updates, last_seq) = self
             .store
             .document_updates(document, after)
             .await
-            .map_err(|e| LogError(e.to_string()))?;
+            .map_err(doc_error)?;
         let text = if after == 0 {
             self.store
                 .document_text(document)
                 .await
-                .map_err(|e| LogError(e.to_string()))?
+                .map_err(doc_error)?
         } else {
             None
         };
         Ok(StoredDoc {
             updates,
             last_seq,
-            text,
+            text_seq: text.as_ref().map_or(0, |t| t.text_seq),
+            pending: text.as_ref().and_then(|t| t.pending),
+            text: text.map(|t| t.content),
         })
     }
 
@@ -126,28 +135,76 @@ impl DocStore for StoreDocs {
         &self,
         document: i64,
         text: &str,
-        editors: &[(i64, u32)],
-    ) -> Result<Vec<LiveEvent>, LogError> {
-        let events = self
+        through: i64,
+    ) -> Result<Projection, DocError> {
+        let recorded = self
             .store
-            .record_live_edit(document, text, editors)
+            .record_live_edit(document, text, through)
             .await
-            .map_err(|e| LogError(e.to_string()))?;
-        Ok(events.iter().map(live_event).collect())
+            .map_err(doc_error)?;
+        Ok(Projection {
+            events: recorded.events.iter().map(live_event).collect(),
+            adopt: recorded.adopt,
+        })
     }
 
-    async fn append(&self, document: i64, updates: &[Vec<u8>]) -> Result<i64, LogError> {
+    async fn text_in_log(&self, document: i64, version: i64) -> Result<(), DocError> {
         self.store
-            .append_document_updates(document, updates)
+            .text_in_log(document, version)
             .await
-            .map_err(|e| LogError(e.to_string()))
+            .map_err(doc_error)
     }
 
-    async fn compact(&self, document: i64, snapshot: &[u8], through: i64) -> Result<(), LogError> {
+    async fn append(
+        &self,
+        document: i64,
+        updates: &[Vec<u8>],
+        editors: &[(i64, u32)],
+    ) -> Result<i64, DocError> {
+        self.store
+            .append_document_updates(document, updates, editors)
+            .await
+            .map_err(doc_error)
+    }
+
+    async fn compact(&self, document: i64, snapshot: &[u8], through: i64) -> Result<(), DocError> {
         self.store
             .compact_document_updates(document, snapshot, through)
             .await
-            .map_err(|e| LogError(e.to_string()))
+            .map_err(doc_error)
+    }
+}
+
+/// Brings every document whose text, events or rollups are behind its update log up to
+/// date (run once at start-up: a node stopped by kill -9 between writing an edit and
+/// recording it leaves such documents), a page at a time.
+pub async fn catch_up_documents(realtime: &Realtime, store: &dyn Store) {
+    const PAGE: u32 = 256;
+    let mut after = 0;
+    let mut total = 0;
+    loop {
+        let page = match store.documents_behind(after, PAGE).await {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot look for documents to catch up");
+                return;
+            }
+        };
+        let Some(last) = page.last() else { break };
+        after = last.0;
+        total += page.len();
+        realtime
+            .catch_up_documents(&page, std::time::Duration::from_secs(30))
+            .await;
+        if page.len() < PAGE as usize {
+            break;
+        }
+    }
+    if total > 0 {
+        tracing::info!(
+            documents = total,
+            "caught up documents left behind by the last stop"
+        );
     }
 }
 

@@ -242,6 +242,14 @@ impl Application {
             .saturating_mul(1000);
         let upkeep = actix_web::rt::spawn(upkeep(state.clone(), retention_ms));
         actix_web::rt::spawn(return_memory(realtime.clone()));
+        // What the last stop left behind (edits written but not recorded, a REST write not
+        // in the update log) is brought up to date without waiting for a client.
+        {
+            let (realtime, store) = (realtime.clone(), store.clone());
+            actix_web::rt::spawn(async move {
+                crate::realtime::catch_up_documents(&realtime, &*store).await;
+            });
+        }
         let cors_settings = settings.clone();
         let realtime_for_upgrades = realtime.clone();
         let app = move || {

@@ -38,6 +38,9 @@ pub(crate) enum Revoked {
     /// One user's membership of a workspace, or (`None`) the whole workspace.
     Workspace(i64, Option<i64>),
     Document(i64),
+    /// A member's role in a workspace changed (what they may write, not whether they may
+    /// read).
+    Role(i64, i64),
 }
 
 struct Revocation {
@@ -118,6 +121,19 @@ impl Env {
                     workspace == Some(ws) && who.is_none_or(|u| u == user)
                 }
                 Revoked::Document(doc) => topic == Topic::Document(doc),
+                Revoked::Role(..) => false,
             })
+    }
+
+    /// Whether `user`'s role in `workspace` changed after `since`.
+    pub(crate) fn role_changed_since(&self, workspace: i64, user: i64, since: Instant) -> bool {
+        let list = self
+            .revocations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        list.iter()
+            .rev()
+            .take_while(|r| r.at > since)
+            .any(|r| r.what == Revoked::Role(workspace, user))
     }
 }

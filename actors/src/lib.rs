@@ -39,7 +39,7 @@ pub use ports::{Authorizer, Denied, DocAccess, EventLog, Grant, Identity, LiveEv
 pub use registry::{Realtime, Refusal, SocketPermit};
 pub use session::{SessionActor, WireIn, PRESENCE_META_OVERHEAD};
 pub use topic::TopicActor;
-pub use yjs::{DocStore, StoredDoc, YjsSession};
+pub use yjs::{DocError, DocStore, Projection, StoredDoc, YjsSession};
 
 /// Per-connection, per-user and per-topic limits. The defaults are safe for a public server.
 #[derive(Debug, Clone)]
@@ -100,8 +100,10 @@ pub struct Limits {
     pub doc_idle: Duration,
     /// Largest message a Yjs client may send.
     pub max_yjs_message_bytes: usize,
-    /// Documents open at once on this node.
+    /// Documents with connections at once on this node.
     pub max_open_documents: usize,
+    /// Largest a document's state may grow to through Yjs updates.
+    pub max_document_bytes: usize,
 }
 
 impl Default for Limits {
@@ -133,6 +135,7 @@ impl Default for Limits {
             doc_idle: Duration::from_secs(10),
             max_yjs_message_bytes: 4 * 1024 * 1024,
             max_open_documents: 10_000,
+            max_document_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -175,10 +178,15 @@ pub struct Stats {
     pub yjs_documents: AtomicI64,
     /// Yjs updates applied.
     pub yjs_updates: AtomicU64,
-    /// Yjs updates refused (sent by viewers).
+    /// Yjs updates refused (sent by viewers, or growing a document past its limit).
     pub yjs_updates_refused: AtomicU64,
     /// Yjs updates written to the store.
     pub yjs_updates_written: AtomicU64,
+    /// Saves of a document's text or updates the database refused for good.
+    pub yjs_saves_failed: AtomicU64,
+    /// Documents whose text and edits were behind their log when loaded (a node stopped
+    /// before recording them), brought up to date.
+    pub yjs_catch_ups: AtomicU64,
     pub events_replayed: AtomicU64,
     /// Client messages refused by the connection's own rate limit.
     pub rate_limited: AtomicU64,

@@ -37,6 +37,8 @@ use crate::{Limits, Stats};
 
 /// Restarts allowed to one topic within `RESTART_WINDOW`.
 const MAX_RESTARTS: u32 = 3;
+/// Documents caught up at once at start-up.
+const CATCH_UP_AT_ONCE: usize = 16;
 const RESTART_WINDOW: Duration = Duration::from_secs(10);
 
 /// A topic's recent restarts, carried from each actor to its successor.
@@ -332,6 +334,11 @@ impl Shared {
             }
             Body::Notify { user, payload } => self.notify_local(user, payload),
             Body::Revoke { what, reason } => self.revoke_local(what, known_reason(&reason)),
+            Body::RoleChanged {
+                workspace,
+                user,
+                writable,
+            } => self.role_changed_local(workspace, user, writable),
             Body::Presence {
                 topic,
                 joins,
@@ -474,6 +481,13 @@ impl Shared {
                 self.docs.revoke(None, Some(document), None, reason);
             }
         }
+    }
+
+    /// Applies a role change to the live documents on this node, and remembers it for
+    /// sockets still being authorised.
+    fn role_changed_local(&self, workspace: i64, user: i64, writable: bool) {
+        self.env.record_revocation(Revoked::Role(workspace, user));
+        self.docs.role_changed(workspace, user, writable);
     }
 
     /// Takes one message from `user`'s allowance (all their sockets together).
@@ -755,6 +769,21 @@ impl Realtime {
         self.revoke(Revocation::Document { document }, reason);
     }
 
+    /// A member's role changed (`writable`: editor or above): their open Yjs sockets on
+    /// every node may write from now on, or are read-only from now on, and a socket being
+    /// authorised meanwhile is closed to be checked again.
+    pub fn role_changed(&self, workspace: i64, user: i64, writable: bool) {
+        self.shared.role_changed_local(workspace, user, writable);
+        self.shared.bus_send(
+            wire::CONTROL_CHANNEL,
+            Body::RoleChanged {
+                workspace,
+                user,
+                writable,
+            },
+        );
+    }
+
     fn revoke(&self, what: Revocation, reason: &'static str) {
         self.shared.revoke_local(what, reason);
         self.shared.bus_send(
@@ -845,17 +874,29 @@ impl Realtime {
         }
     }
 
-    /// Tells live editors of a document that REST wrote its text: the change reaches them
-    /// as a Yjs update (on every node). The document stays loaded here for a while.
-    pub fn document_text_written(&self, document: i64, workspace: i64, text: String) {
-        self.shared.set_doc_text(document, workspace, text);
+    /// Tells live editors of a document that REST wrote its text (making `version`): the
+    /// change reaches them as a Yjs update (on every node). A document nobody has open is
+    /// loaded for as long as writing the change takes.
+    pub fn document_text_written(&self, document: i64, workspace: i64, text: String, version: i64) {
+        self.shared.set_doc_text(document, workspace, text, version);
+    }
+
+    /// Brings documents whose text, events or rollups are behind their update log up to
+    /// date (start-up, after a crash), a few at a time; each is closed again once written
+    /// unless someone opened it meanwhile. Returns when all are done (or given up after
+    /// `limit` each).
+    pub async fn catch_up_documents(&self, documents: &[(i64, i64)], limit: Duration) {
+        for batch in documents.chunks(CATCH_UP_AT_ONCE) {
+            self.shared.catch_up_docs(batch, limit).await;
+        }
     }
 
     /// Whether a Yjs socket on `document` may be opened: it is open here already, or
-    /// fewer than `max_open_documents` are.
+    /// fewer than `max_open_documents` have connections (a document loaded only to take a
+    /// REST write or to catch up does not count).
     pub fn may_open_document(&self, document: i64) -> bool {
         let docs = &self.shared.docs;
-        docs.is_open(document) || docs.open_count() < self.limits().max_open_documents
+        docs.is_open(document) || docs.live_count() < self.limits().max_open_documents
     }
 
     /// Has Yjs documents kept in `store` (the `/yjs` endpoint needs one).

@@ -33,7 +33,6 @@ use yrs::{ReadTxn, StateVector, Transact, Update};
 
 use crate::conn::{self, CloseReason, Conn, Outbound, Outbox, OutboxReader, SessionNotice};
 use crate::limit::Limiter;
-use crate::ports::LogError;
 use crate::registry::{Realtime, Shared, SocketPermit};
 use crate::session::WireIn;
 use crate::Stats;
@@ -46,26 +45,58 @@ pub struct StoredDoc {
     pub last_seq: i64,
     /// The document's text as REST serves it (read with the whole log only).
     pub text: Option<String>,
+    /// The log position the text, and the editors' recorded edits, follow up to: updates
+    /// after it are still to be recorded (read with the whole log only).
+    pub text_seq: i64,
+    /// The version of a REST write whose text is not yet in the log.
+    pub pending: Option<i64>,
+}
+
+/// What saving a document's text did.
+#[derive(Debug, Default, Clone)]
+pub struct Projection {
+    /// The `document.edited` events recorded, to publish.
+    pub events: Vec<crate::LiveEvent>,
+    /// A REST write whose text has waited too long to reach the log (the node that took it
+    /// stopped): its text and version, for this document to put there.
+    pub adopt: Option<(String, i64)>,
+}
+
+/// Why the document store failed; `permanent` when trying again can only fail the same
+/// way (the database refuses the data itself).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct DocError {
+    pub message: String,
+    pub permanent: bool,
 }
 
 /// Where documents' updates are kept.
 #[async_trait]
 pub trait DocStore: Send + Sync + 'static {
     /// What is stored for a document after position `after` (0: everything), oldest first.
-    async fn load(&self, document: i64, after: i64) -> Result<StoredDoc, LogError>;
-    /// Appends updates in one transaction; the position of the last.
-    async fn append(&self, document: i64, updates: &[Vec<u8>]) -> Result<i64, LogError>;
-    /// Keeps the document's text current for REST, search and reports, and records each
-    /// editor's edits since the last call (a `document.edited` event each, returned to be
-    /// published).
+    async fn load(&self, document: i64, after: i64) -> Result<StoredDoc, DocError>;
+    /// Appends updates in one transaction, with who made them (user, edits); the position
+    /// of the last.
+    async fn append(
+        &self,
+        document: i64,
+        updates: &[Vec<u8>],
+        editors: &[(i64, u32)],
+    ) -> Result<i64, DocError>;
+    /// Keeps the document's text current for REST, search and reports, and records the
+    /// edits of every stored update up to `through` not recorded yet (a `document.edited`
+    /// event per editor, returned to be published).
     async fn save_text(
         &self,
         document: i64,
         text: &str,
-        editors: &[(i64, u32)],
-    ) -> Result<Vec<crate::LiveEvent>, LogError>;
+        through: i64,
+    ) -> Result<Projection, DocError>;
+    /// The text of the REST write that made `version` is in the log now.
+    async fn text_in_log(&self, document: i64, version: i64) -> Result<(), DocError>;
     /// Replaces every update up to `through` with `snapshot` (which holds them all).
-    async fn compact(&self, document: i64, snapshot: &[u8], through: i64) -> Result<(), LogError>;
+    async fn compact(&self, document: i64, snapshot: &[u8], through: i64) -> Result<(), DocError>;
 }
 
 /// Updates appended since the last compaction after which the log is compacted.
@@ -228,6 +259,10 @@ const CATCH_UP: Duration = Duration::from_secs(1);
 pub(crate) struct Docs {
     store: std::sync::OnceLock<Arc<dyn DocStore>>,
     open: DashMap<i64, Addr<DocActor>>,
+    /// Documents with at least one connection: what `max_open_documents` bounds. A document
+    /// opened only to take a REST write or to catch up after a crash is not counted (it
+    /// closes once its work is written).
+    live: std::sync::atomic::AtomicUsize,
 }
 
 impl Docs {
@@ -239,8 +274,9 @@ impl Docs {
         self.open.contains_key(&document)
     }
 
-    pub(crate) fn open_count(&self) -> usize {
-        self.open.len()
+    /// Documents with connections on this node.
+    pub(crate) fn live_count(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
     }
 
     /// Updates another node applied and wrote.
@@ -289,6 +325,18 @@ impl Docs {
             });
         }
     }
+
+    /// Tells the open documents of a workspace that a member's role changed: their
+    /// connections may write from now on, or no longer.
+    pub(crate) fn role_changed(&self, workspace: i64, user: i64, writable: bool) {
+        for entry in self.open.iter() {
+            entry.value().do_send(RoleChanged {
+                workspace,
+                user,
+                writable,
+            });
+        }
+    }
 }
 
 /// The document's actor, started on this thread if it is not open.
@@ -322,19 +370,28 @@ pub struct DocActor {
     store: Arc<dyn DocStore>,
     awareness: Awareness,
     conns: HashMap<u64, DocConn>,
-    /// Updates not yet written.
+    /// Updates not yet written, and who made them (user, updates).
     pending: Vec<Vec<u8>>,
+    pending_editors: Vec<(i64, u32)>,
+    /// The version of a REST write whose text is among `pending` (or is being written).
+    pending_text_version: Option<i64>,
     writing: bool,
     since_compact: usize,
     /// The position of the last update written (here or by the last load).
     last_seq: i64,
     /// The position of the last update the load read.
     loaded_seq: i64,
+    /// The position up to which the text was saved and the edits recorded.
+    projected_seq: i64,
     /// Told when everything applied has been written.
     flushed: Vec<tokio::sync::oneshot::Sender<()>>,
-    last_left: Option<Instant>,
-    /// Edits per editor since the text was last saved, in the order editors first edited.
-    edits: Vec<(i64, u32)>,
+    /// When the document last did something without a connection: its last connection
+    /// left, it took a REST write or caught up. It is unloaded once written and quiet.
+    idle_since: Instant,
+    /// Whether a connection was ever open: a document that only took a REST write or
+    /// caught up closes as soon as that is written, one that editors left waits
+    /// `Limits::doc_idle` for them to come back.
+    had_connections: bool,
     /// The text as last saved (what REST serves).
     saved_text: String,
     /// A save of the text is scheduled, or under way.
@@ -342,6 +399,13 @@ pub struct DocActor {
     projecting: bool,
     /// A compaction is under way.
     compacting: bool,
+    /// The size of the document's state, in bytes: exact after a load or a check, then an
+    /// upper bound (each applied update adds its own size).
+    size: usize,
+    /// Whether `size` is exact (nothing applied since it was measured).
+    size_exact: bool,
+    /// A save that failed for good has been logged (once per document).
+    failure_logged: bool,
 }
 
 impl DocActor {
@@ -359,17 +423,23 @@ impl DocActor {
             awareness: Awareness::new(yrs::Doc::new()),
             conns: HashMap::new(),
             pending: Vec::new(),
+            pending_editors: Vec::new(),
+            pending_text_version: None,
             writing: false,
             since_compact: 0,
             last_seq: 0,
             loaded_seq: 0,
+            projected_seq: 0,
             flushed: Vec::new(),
-            last_left: None,
-            edits: Vec::new(),
+            idle_since: Instant::now(),
+            had_connections: false,
             saved_text: String::new(),
             projection_due: false,
             projecting: false,
             compacting: false,
+            size: 0,
+            size_exact: true,
+            failure_logged: false,
         };
         let capacity = shared.limits().topic_mailbox;
         // On the thread of the socket that opens it, not on a topic thread: an update read
@@ -413,19 +483,30 @@ impl DocActor {
         }
     }
 
+    /// Tells a connection its updates are refused, and why (y-websocket's `auth` message:
+    /// the provider reports it and keeps the socket).
+    fn refuse(&self, conn: &Conn, reason: &str) {
+        let refusal: Arc<[u8]> = Message::Auth(Some(reason.into())).encode_v1().into();
+        self.send_to(conn, &refusal);
+    }
+
+    /// Keeps the count of documents with connections as a connection is added or removed.
+    fn count_live(&self, before: usize) {
+        let live = &self.shared.docs.live;
+        match (before, self.conns.len()) {
+            (0, n) if n > 0 => {
+                live.fetch_add(1, Ordering::Relaxed);
+            }
+            (b, 0) if b > 0 => {
+                live.fetch_sub(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+
     fn handle(&mut self, msg: DocMsg, ctx: &mut Context<Self>) {
         match msg {
-            DocMsg::Open(open) => {
-                let c = DocConn {
-                    conn: open.conn,
-                    user: open.user,
-                    writable: open.writable,
-                    clients: HashSet::new(),
-                };
-                self.greet(&c);
-                self.last_left = None;
-                self.conns.insert(c.conn.id, c);
-            }
+            DocMsg::Open(open) => self.open(open),
             DocMsg::In(conn_id, messages) => {
                 for m in messages {
                     self.on_message(conn_id, m, None, ctx);
@@ -437,6 +518,41 @@ impl DocActor {
             }
             DocMsg::Leave(conn_id) => self.leave(conn_id, ctx),
         }
+    }
+
+    fn open(&mut self, open: Open) {
+        let env = &self.shared.env;
+        let topic = stoa_protocol::Topic::Document(self.id);
+        let (user, since) = (open.user, open.authorized_at);
+        if env.revoked_since(topic, Some(self.workspace), user, since) {
+            // Allowed by a membership (or a document) taken away while the socket was on
+            // its way here.
+            open.conn.notify(SessionNotice::Dropped {
+                topic: "membership_revoked".into(),
+                join_ref: None,
+            });
+            return;
+        }
+        if env.role_changed_since(self.workspace, user, since) {
+            // Its right to write was decided under a role that has changed since: the
+            // client reconnects and is checked again.
+            open.conn.notify(SessionNotice::Dropped {
+                topic: "role_changed".into(),
+                join_ref: None,
+            });
+            return;
+        }
+        let c = DocConn {
+            conn: open.conn,
+            user,
+            writable: open.writable,
+            clients: HashSet::new(),
+        };
+        self.greet(&c);
+        let before = self.conns.len();
+        self.had_connections = true;
+        self.conns.insert(c.conn.id, c);
+        self.count_live(before);
     }
 
     /// `frame`, when given, is `msg` as it arrived (relayed as it is).
@@ -464,11 +580,7 @@ impl DocActor {
             }
             Message::Sync(SyncMessage::SyncStep2(update) | SyncMessage::Update(update)) => {
                 if !c.writable {
-                    let refusal: Arc<[u8]> =
-                        Message::Auth(Some("read-only: viewers cannot edit".into()))
-                            .encode_v1()
-                            .into();
-                    self.send_to(&c.conn, &refusal);
+                    self.refuse(&c.conn, "read-only: viewers cannot edit");
                     Stats::add(&self.stats().yjs_updates_refused, 1);
                     return;
                 }
@@ -483,6 +595,26 @@ impl DocActor {
             }
             Message::Auth(_) | Message::Custom(..) => {}
         }
+    }
+
+    /// Whether the document can take `incoming` more bytes of update within
+    /// `realtime.max_document_bytes`. The running size is an upper bound; near the limit
+    /// it is measured (the state encoded), and only then is anything refused.
+    fn has_room(&mut self, incoming: usize) -> bool {
+        let max = self.shared.limits().max_document_bytes;
+        if self.size.saturating_add(incoming) <= max {
+            return true;
+        }
+        if !self.size_exact {
+            self.size = self
+                .awareness
+                .doc()
+                .transact()
+                .encode_state_as_update_v1(&StateVector::default())
+                .len();
+            self.size_exact = true;
+        }
+        self.size.saturating_add(incoming) <= max
     }
 
     /// Applies an editor's update; `frame` is its message as it arrived, when it came alone.
@@ -506,16 +638,28 @@ impl DocActor {
             // Nothing to apply (a sync reply from a client that had nothing new).
             return;
         }
+        if !self.has_room(update.len()) {
+            if let Some(c) = self.conns.get(&conn_id) {
+                let max = self.shared.limits().max_document_bytes;
+                self.refuse(
+                    &c.conn,
+                    &format!("document_too_large: the document would exceed {max} bytes"),
+                );
+            }
+            Stats::add(&self.stats().yjs_updates_refused, 1);
+            return;
+        }
         let applied = self.awareness.doc().transact_mut().apply_update(decoded);
         if let Err(e) = applied {
             tracing::debug!(document = self.id, error = %e, "update not applied");
             self.drop_conn(conn_id, "malformed_update");
             return;
         }
+        self.size = self.size.saturating_add(update.len());
+        self.size_exact = false;
         Stats::add(&self.stats().yjs_updates, 1);
         if let Some(user) = self.conns.get(&conn_id).map(|c| c.user) {
-            self.count_edits(user, 1);
-            self.schedule_projection(ctx);
+            count_edits(&mut self.pending_editors, user, 1);
         }
         let relayed: Arc<[u8]> = frame.unwrap_or_else(|| {
             Message::Sync(SyncMessage::Update(update.clone()))
@@ -567,6 +711,8 @@ impl DocActor {
             if applied.is_err() {
                 continue;
             }
+            self.size = self.size.saturating_add(update.len());
+            self.size_exact = false;
             let relayed: Arc<[u8]> = Message::Sync(SyncMessage::Update(update))
                 .encode_v1()
                 .into();
@@ -594,33 +740,46 @@ impl DocActor {
     }
 
     fn leave(&mut self, conn_id: u64, ctx: &mut Context<Self>) {
-        if let Some(c) = self.conns.remove(&conn_id) {
-            self.forget_clients(c.clients);
-        }
+        self.remove_conn(conn_id);
+        self.maybe_unload(ctx);
+    }
+
+    fn remove_conn(&mut self, conn_id: u64) -> Option<DocConn> {
+        let before = self.conns.len();
+        let c = self.conns.remove(&conn_id)?;
+        self.count_live(before);
         if self.conns.is_empty() {
-            self.last_left = Some(Instant::now());
-            let idle = self.shared.limits().doc_idle;
-            ctx.run_later(idle, |act, ctx| act.maybe_unload(ctx));
+            self.idle_since = Instant::now();
         }
+        let clients = c.clients.clone();
+        self.forget_clients(clients);
+        Some(c)
     }
 
     fn drop_conn(&mut self, conn_id: u64, reason: &'static str) {
-        if let Some(c) = self.conns.remove(&conn_id) {
+        if let Some(c) = self.remove_conn(conn_id) {
             c.conn.notify(SessionNotice::Dropped {
                 topic: reason.to_string(),
                 join_ref: None,
             });
-            self.forget_clients(c.clients);
         }
     }
 
+    /// Unloads the document if it has no connection, everything it applied is written, and
+    /// it has been quiet long enough: `Limits::doc_idle` after its editors left (they may
+    /// come back), a moment after a REST write or a catch-up for a document nobody opened.
+    /// Called whenever one of those may have become true, and by the idle timer.
     fn maybe_unload(&mut self, ctx: &mut Context<Self>) {
-        let idle = self.shared.limits().doc_idle;
-        let quiet = self.last_left.is_some_and(|t| t.elapsed() >= idle);
-        if self.conns.is_empty() && quiet && self.written() {
+        if !self.conns.is_empty() || !self.written() {
+            return;
+        }
+        let quiet = if self.had_connections {
+            self.shared.limits().doc_idle
+        } else {
+            UNOPENED_GRACE
+        };
+        if self.idle_since.elapsed() >= quiet {
             self.unload(ctx);
-        } else if self.conns.is_empty() {
-            ctx.run_later(idle, |act, ctx| act.maybe_unload(ctx));
         }
     }
 
@@ -630,11 +789,13 @@ impl DocActor {
             return;
         }
         if self.pending.is_empty() {
-            self.notify_flushed();
+            self.notify_flushed(ctx);
             return;
         }
         self.writing = true;
         let batch = std::mem::take(&mut self.pending);
+        let editors = std::mem::take(&mut self.pending_editors);
+        let text_version = self.pending_text_version.take();
         let count = batch.len() as u64;
         // One row (and one bus message) for the batch: Yjs merges updates losslessly.
         let batch = match batch.len() {
@@ -648,111 +809,179 @@ impl DocActor {
         let id = self.id;
         let started = crate::hist::stamp();
         let fut = async move {
-            let result = store.append(id, &batch).await;
-            (batch, result)
-        };
-        ctx.spawn(fut.into_actor(self).map(move |(batch, result), act, ctx| {
-            act.writing = false;
-            match result {
-                Ok(seq) => {
-                    if let Some(us) = crate::hist::since(started) {
-                        act.stats().yjs_persist_latency.observe(us);
-                    }
-                    act.last_seq = act.last_seq.max(seq);
-                    if act.shared.has_bus() {
-                        let body = Body::YjsUpdates {
-                            document: act.id,
-                            updates: batch.iter().map(|u| BASE64.encode(u)).collect(),
-                        };
-                        act.shared.bus_send(&doc_channel(act.id), body);
-                    }
-                    act.since_compact += batch.len();
-                    Stats::add(&act.stats().yjs_updates_written, count);
-                    if act.since_compact >= COMPACT_AFTER {
-                        act.compact(ctx);
-                    }
-                    act.write(ctx);
-                }
-                Err(e) => {
-                    tracing::warn!(document = act.id, error = %e, "cannot write document updates; retrying");
-                    let mut later = batch;
-                    later.append(&mut act.pending);
-                    act.pending = later;
-                    ctx.run_later(RETRY, |act, ctx| act.write(ctx));
+            let result = store.append(id, &batch, &editors).await;
+            if let (Ok(_), Some(version)) = (&result, text_version) {
+                if let Err(e) = store.text_in_log(id, version).await {
+                    // Harmless: the next load finds the text already in the log.
+                    tracing::debug!(document = id, error = %e, "cannot mark the REST text written");
                 }
             }
-        }));
+            (batch, editors, result)
+        };
+        ctx.spawn(
+            fut.into_actor(self)
+                .map(move |(batch, editors, result), act, ctx| {
+                    act.writing = false;
+                    match result {
+                        Ok(seq) => {
+                            if let Some(us) = crate::hist::since(started) {
+                                act.stats().yjs_persist_latency.observe(us);
+                            }
+                            act.last_seq = act.last_seq.max(seq);
+                            if act.shared.has_bus() {
+                                let body = Body::YjsUpdates {
+                                    document: act.id,
+                                    updates: batch.iter().map(|u| BASE64.encode(u)).collect(),
+                                };
+                                act.shared.bus_send(&doc_channel(act.id), body);
+                            }
+                            act.since_compact += batch.len();
+                            Stats::add(&act.stats().yjs_updates_written, count);
+                            if act.since_compact >= COMPACT_AFTER {
+                                act.compact(ctx);
+                            }
+                            // What was written is recorded within PROJECT_AFTER.
+                            if act.last_seq > act.projected_seq {
+                                act.schedule_projection(ctx, PROJECT_AFTER);
+                            }
+                            act.write(ctx);
+                        }
+                        Err(e) if e.permanent => {
+                            // The database refuses these bytes, and always will: they are
+                            // dropped, the document carries on.
+                            act.failed_for_good("updates", &e);
+                            act.write(ctx);
+                        }
+                        Err(e) => {
+                            tracing::warn!(document = act.id, error = %e, "cannot write document updates; retrying");
+                            let mut later = batch;
+                            later.append(&mut act.pending);
+                            act.pending = later;
+                            for (user, n) in editors {
+                                count_edits(&mut act.pending_editors, user, n);
+                            }
+                            act.pending_text_version = act.pending_text_version.or(text_version);
+                            ctx.run_later(RETRY, |act, ctx| act.write(ctx));
+                        }
+                    }
+                }),
+        );
     }
 
-    fn schedule_projection(&mut self, ctx: &mut Context<Self>) {
-        if !self.projection_due {
-            self.projection_due = true;
-            ctx.run_later(PROJECT_AFTER, |act, ctx| act.project(ctx));
+    /// A save that will never succeed: logged once per document, counted every time.
+    fn failed_for_good(&mut self, what: &str, e: &DocError) {
+        Stats::add(&self.stats().yjs_saves_failed, 1);
+        if !self.failure_logged {
+            self.failure_logged = true;
+            tracing::error!(document = self.id, error = %e, what, "the database refuses this document's {what}; not retrying");
         }
     }
 
-    /// Saves the text and records the window's edits.
+    fn schedule_projection(&mut self, ctx: &mut Context<Self>, after: Duration) {
+        if !self.projection_due {
+            self.projection_due = true;
+            ctx.run_later(after, |act, ctx| act.project(ctx));
+        }
+    }
+
+    /// Saves the text and records the edits of what is written.
     fn project(&mut self, ctx: &mut Context<Self>) {
         if self.projecting {
             ctx.run_later(PROJECT_AFTER, |act, ctx| act.project(ctx));
             return;
         }
         self.projection_due = false;
-        let text = text_of(self.awareness.doc());
-        let editors = std::mem::take(&mut self.edits);
-        if editors.is_empty() && text == self.saved_text {
+        let text = storable(text_of(self.awareness.doc()));
+        let through = self.last_seq;
+        if through <= self.projected_seq && text == self.saved_text {
+            self.notify_flushed(ctx);
             return;
         }
         self.projecting = true;
         let store = self.store.clone();
         let id = self.id;
         let fut = async move {
-            let result = store.save_text(id, &text, &editors).await;
-            (text, editors, result)
+            let result = store.save_text(id, &text, through).await;
+            (text, result)
         };
-        ctx.spawn(fut.into_actor(self).map(|(text, editors, result), act, ctx| {
+        ctx.spawn(fut.into_actor(self).map(move |(text, result), act, ctx| {
             act.projecting = false;
             match result {
-                Ok(events) => {
+                Ok(projection) => {
                     act.saved_text = text;
+                    act.projected_seq = act.projected_seq.max(through);
                     let realtime = Realtime {
                         shared: act.shared.clone(),
                     };
-                    for event in events {
+                    for event in projection.events {
                         realtime.publish(event);
                     }
+                    if let Some((text, version)) = projection.adopt {
+                        tracing::info!(
+                            document = act.id,
+                            version,
+                            "putting a REST write whose node stopped into the document"
+                        );
+                        act.set_text(&text, Some(version), ctx);
+                    }
+                }
+                Err(e) if e.permanent => {
+                    act.failed_for_good("text", &e);
+                    act.saved_text = text;
+                    act.projected_seq = act.projected_seq.max(through);
                 }
                 Err(e) => {
                     tracing::warn!(document = act.id, error = %e, "cannot save the document's text; retrying");
-                    for (user, n) in editors {
-                        act.count_edits(user, n);
-                    }
-                    act.schedule_projection(ctx);
+                    act.schedule_projection(ctx, PROJECT_AFTER);
                 }
             }
-            act.notify_flushed();
+            act.notify_flushed(ctx);
         }));
     }
 
-    /// Makes the document's text `text` ([`write_text`]: a REST write) as the server's own
-    /// edit: live editors receive it, the log and the bus carry it.
-    fn set_text(&mut self, text: &str, ctx: &mut Context<Self>) {
+    /// Makes the document's text `text` ([`write_text`]: a REST write, whose `version` is
+    /// marked as in the log once written) as the server's own edit: live editors receive
+    /// it, the log and the bus carry it.
+    fn set_text(&mut self, text: &str, version: Option<i64>, ctx: &mut Context<Self>) {
+        self.idle_since = Instant::now();
         let Some(update) = write_text(self.awareness.doc(), text) else {
+            // Already the text: only the mark is missing.
+            if let Some(version) = version {
+                let store = self.store.clone();
+                let id = self.id;
+                ctx.spawn(
+                    async move { store.text_in_log(id, version).await }
+                        .into_actor(self)
+                        .map(|result, act, ctx| {
+                            if let Err(e) = result {
+                                tracing::debug!(document = act.id, error = %e, "cannot mark the REST text written");
+                            }
+                            act.maybe_unload(ctx);
+                        }),
+                );
+            } else {
+                self.maybe_unload(ctx);
+            }
             return;
         };
-        self.saved_text = text_of(self.awareness.doc());
+        self.saved_text = storable(text_of(self.awareness.doc()));
+        self.size = self.size.saturating_add(update.len());
+        self.size_exact = false;
         let relayed: Arc<[u8]> = Message::Sync(SyncMessage::Update(update.clone()))
             .encode_v1()
             .into();
         self.relay(&relayed, None);
         self.pending.push(update);
+        if version.is_some() {
+            self.pending_text_version = version;
+        }
         self.write(ctx);
     }
 
     /// A document whose log is empty (made over REST, or before live editing) starts as
     /// its text, written by a server client of its own: two nodes seeding it at once make
     /// the same update, which Yjs applies once.
-    fn seed(&mut self, text: &str, ctx: &mut Context<Self>) {
+    fn seed(&mut self, text: &str, version: Option<i64>, ctx: &mut Context<Self>) {
         use yrs::{ReadTxn, Text};
         let seeder = yrs::Doc::with_options(yrs::Options {
             client_id: yrs::ClientID::new(SERVER_CLIENTS + self.id as u64),
@@ -765,7 +994,9 @@ impl DocActor {
             .encode_state_as_update_v1(&StateVector::default());
         if let Ok(decoded) = Update::decode_v1(&update) {
             let _ = self.awareness.doc().transact_mut().apply_update(decoded);
+            self.size = self.size.saturating_add(update.len());
             self.pending.push(update);
+            self.pending_text_version = version;
             self.write(ctx);
         }
     }
@@ -789,19 +1020,12 @@ impl DocActor {
         ctx.stop();
     }
 
-    /// Counts `n` edits of `user` in the current window.
-    fn count_edits(&mut self, user: i64, n: u32) {
-        match self.edits.iter_mut().find(|(u, _)| *u == user) {
-            Some((_, m)) => *m += n,
-            None => self.edits.push((user, n)),
-        }
-    }
-
-    fn notify_flushed(&mut self) {
+    fn notify_flushed(&mut self, ctx: &mut Context<Self>) {
         if self.written() {
             for tx in self.flushed.drain(..) {
                 let _ = tx.send(());
             }
+            self.maybe_unload(ctx);
         }
     }
 
@@ -817,7 +1041,8 @@ impl DocActor {
         }));
     }
 
-    /// Replaces the log up to the last written update with one snapshot of the document.
+    /// Replaces the log up to the last written and recorded update with one snapshot of
+    /// the document.
     fn compact(&mut self, ctx: &mut Context<Self>) {
         if self.compacting {
             return;
@@ -829,18 +1054,90 @@ impl DocActor {
             .doc()
             .transact()
             .encode_state_as_update_v1(&StateVector::default());
-        // Everything applied is in the snapshot; only what is written may be replaced.
+        self.size = snapshot.len();
+        self.size_exact = true;
+        // Everything applied is in the snapshot; only what is written may be replaced (and
+        // the store keeps what is not yet recorded).
         let through = self.last_seq;
         let store = self.store.clone();
         let id = self.id;
         let fut = async move { store.compact(id, &snapshot, through).await };
-        ctx.spawn(fut.into_actor(self).map(|result, act, _| {
+        ctx.spawn(fut.into_actor(self).map(|result, act, ctx| {
             act.compacting = false;
             if let Err(e) = result {
                 tracing::warn!(document = act.id, error = %e, "cannot compact document updates");
             }
-            act.notify_flushed();
+            act.notify_flushed(ctx);
         }));
+    }
+
+    /// The document as loaded: its log applied, then whatever a stopped node left behind
+    /// brought up to date (edits not recorded, a REST write not in the log).
+    fn loaded(&mut self, stored: StoredDoc, ctx: &mut Context<Self>) {
+        let id = self.id;
+        {
+            let mut txn = self.awareness.doc().transact_mut();
+            for bytes in &stored.updates {
+                match Update::decode_v1(bytes) {
+                    Ok(u) => {
+                        if let Err(e) = txn.apply_update(u) {
+                            tracing::error!(document = id, error = %e, "stored update not applied");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(document = id, error = %e, "stored update unreadable")
+                    }
+                }
+            }
+        }
+        self.size = stored.updates.iter().map(Vec::len).sum();
+        self.size_exact = stored.updates.len() <= 1;
+        self.last_seq = stored.last_seq;
+        self.loaded_seq = stored.last_seq;
+        self.projected_seq = stored.text_seq;
+        let text = stored.text.unwrap_or_default();
+        self.saved_text = text.clone();
+        if stored.updates.is_empty() && !text.is_empty() {
+            self.seed(&text, stored.pending, ctx);
+        } else if let Some(version) = stored.pending {
+            // A REST write whose node stopped before its text reached the log.
+            self.set_text(&text, Some(version), ctx);
+        }
+        if stored.last_seq > stored.text_seq {
+            // Edits a stopped node wrote but never recorded: recorded now, not at the next
+            // edit.
+            Stats::add(&self.stats().yjs_catch_ups, 1);
+            self.schedule_projection(ctx, Duration::ZERO);
+        }
+        if stored.updates.len() > COMPACT_AFTER / 4 {
+            self.compact(ctx);
+        }
+        if self.shared.has_bus() {
+            ctx.run_later(CATCH_UP, |act, ctx| act.catch_up(ctx));
+        }
+    }
+}
+
+/// How long a document nobody opened (it took a REST write, or caught up after a crash)
+/// stays loaded once its work is written: a moment, so that messages already on their way
+/// to it (a socket opening it) still find it.
+const UNOPENED_GRACE: Duration = Duration::from_secs(1);
+
+/// Counts `n` edits of `user` in `edits`.
+fn count_edits(edits: &mut Vec<(i64, u32)>, user: i64, n: u32) {
+    match edits.iter_mut().find(|(u, _)| *u == user) {
+        Some((_, m)) => *m = m.saturating_add(n),
+        None => edits.push((user, n)),
+    }
+}
+
+/// The text as the database can keep it: PostgreSQL's `text` cannot hold NUL, which a Yjs
+/// client can put in a document (REST refuses it on the way in).
+fn storable(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text
     }
 }
 
@@ -852,49 +1149,31 @@ impl Actor for DocActor {
         // Heard before loading: an update another node writes after the load's read comes
         // by the bus.
         self.shared.interest(&[doc_channel(self.id)], true);
+        // However it was opened, a document without connections is unloaded once idle.
+        let every = (self.shared.limits().doc_idle / 2).max(UNOPENED_GRACE);
+        ctx.run_interval(every, |act, ctx| act.maybe_unload(ctx));
         let store = self.store.clone();
         let id = self.id;
         let fut = async move { store.load(id, 0).await };
-        ctx.wait(fut.into_actor(self).map(move |result, act, ctx| match result {
-            Ok(stored) => {
-                {
-                    let mut txn = act.awareness.doc().transact_mut();
-                    for bytes in &stored.updates {
-                        match Update::decode_v1(bytes) {
-                            Ok(u) => {
-                                if let Err(e) = txn.apply_update(u) {
-                                    tracing::error!(document = id, error = %e, "stored update not applied");
-                                }
-                            }
-                            Err(e) => tracing::error!(document = id, error = %e, "stored update unreadable"),
-                        }
+        ctx.wait(
+            fut.into_actor(self)
+                .map(move |result, act, ctx| match result {
+                    Ok(stored) => act.loaded(stored, ctx),
+                    Err(e) => {
+                        // Its sessions find it gone at their next message and close (1013): the
+                        // clients reconnect and a new actor loads the document again.
+                        tracing::error!(document = id, error = %e, "cannot load document");
+                        act.unload(ctx);
                     }
-                }
-                act.last_seq = stored.last_seq;
-                act.loaded_seq = stored.last_seq;
-                let text = stored.text.unwrap_or_default();
-                if stored.updates.is_empty() && !text.is_empty() {
-                    act.seed(&text, ctx);
-                }
-                act.saved_text = text;
-                if stored.updates.len() > COMPACT_AFTER / 4 {
-                    act.compact(ctx);
-                }
-                if act.shared.has_bus() {
-                    ctx.run_later(CATCH_UP, |act, ctx| act.catch_up(ctx));
-                }
-            }
-            Err(e) => {
-                // Its sessions find it gone at their next message and close (1013): the
-                // clients reconnect and a new actor loads the document again.
-                tracing::error!(document = id, error = %e, "cannot load document");
-                act.unload(ctx);
-            }
-        }));
+                }),
+        );
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         self.stats().yjs_documents.fetch_sub(1, Ordering::Relaxed);
+        if !self.conns.is_empty() {
+            self.shared.docs.live.fetch_sub(1, Ordering::Relaxed);
+        }
         self.shared.interest(&[doc_channel(self.id)], false);
     }
 }
@@ -903,6 +1182,9 @@ struct Open {
     conn: Conn,
     user: i64,
     writable: bool,
+    /// When the socket's access was checked: a revocation or role change after it is
+    /// applied to the socket as it opens.
+    authorized_at: Instant,
 }
 
 enum DocMsg {
@@ -975,22 +1257,56 @@ impl Handler<RevokeDoc> for DocActor {
         if msg.user.is_none() {
             // The document (or its workspace) is gone: nothing of it is left to write.
             self.pending.clear();
-            self.edits.clear();
+            self.pending_editors.clear();
             self.projection_due = false;
             self.unload(ctx);
         }
     }
 }
 
-/// A REST write of the document's text.
+/// A member's role changed: their connections to the document may write, or no longer.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct SetText(String);
+struct RoleChanged {
+    workspace: i64,
+    user: i64,
+    writable: bool,
+}
+
+impl Handler<RoleChanged> for DocActor {
+    type Result = ();
+    fn handle(&mut self, msg: RoleChanged, _ctx: &mut Context<Self>) {
+        if msg.workspace != self.workspace {
+            return;
+        }
+        for c in self.conns.values_mut() {
+            if c.user != msg.user || c.writable == msg.writable {
+                continue;
+            }
+            c.writable = msg.writable;
+            if !msg.writable {
+                // From now on its updates are refused; the provider hears why at once.
+                let refusal: Arc<[u8]> =
+                    Message::Auth(Some("read-only: your role no longer allows editing".into()))
+                        .encode_v1()
+                        .into();
+                if c.conn.push_binary(&refusal) {
+                    self.shared.stats().sent(crate::Out::Yjs, 1);
+                }
+            }
+        }
+    }
+}
+
+/// A REST write of the document's text, and the version it made.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct SetText(String, i64);
 
 impl Handler<SetText> for DocActor {
     type Result = ();
     fn handle(&mut self, msg: SetText, ctx: &mut Context<Self>) {
-        self.set_text(&msg.0, ctx);
+        self.set_text(&msg.0, Some(msg.1), ctx);
     }
 }
 
@@ -1009,17 +1325,44 @@ impl Handler<FlushDoc> for DocActor {
             self.project(ctx);
         }
         self.write(ctx);
-        self.notify_flushed();
+        self.notify_flushed(ctx);
     }
 }
 
 impl Shared {
-    /// A REST write of a document's text, made a Yjs change by the document's actor on
-    /// this node (started if need be), from where it reaches every editor.
-    pub(crate) fn set_doc_text(self: &Arc<Self>, document: i64, workspace: i64, text: String) {
+    /// A REST write of a document's text (which made `version`), made a Yjs change by the
+    /// document's actor on this node (started if need be), from where it reaches every
+    /// editor. A document nobody has open closes again once the change is written.
+    pub(crate) fn set_doc_text(
+        self: &Arc<Self>,
+        document: i64,
+        workspace: i64,
+        text: String,
+        version: i64,
+    ) {
         if let Some(addr) = doc_actor(self, document, workspace) {
-            addr.do_send(SetText(text));
+            addr.do_send(SetText(text, version));
         }
+    }
+
+    /// Opens documents (id, workspace) whose derived state is behind their log (found at
+    /// start-up) and waits until they have caught up and written everything (at most
+    /// `limit`); each then closes unless someone opened it meanwhile.
+    pub(crate) async fn catch_up_docs(self: &Arc<Self>, documents: &[(i64, i64)], limit: Duration) {
+        let waits: Vec<_> = documents
+            .iter()
+            .filter_map(|(document, workspace)| {
+                let addr = doc_actor(self, *document, *workspace)?;
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                addr.try_send(FlushDoc(tx)).ok().map(|()| rx)
+            })
+            .collect();
+        let all = async {
+            for rx in waits {
+                let _ = rx.await;
+            }
+        };
+        let _ = actix::clock::timeout(limit, all).await;
     }
 
     /// Waits (at most `limit`) until every open document has written what it applied.
@@ -1056,13 +1399,16 @@ pub struct YjsSession {
     /// is closed then with 1008 `token_expired` (y-websocket has no message to renew it; a
     /// client reconnects with a fresh token in its URL).
     expires_at: i64,
+    /// When the socket's access was checked.
+    authorized_at: Instant,
     closing: bool,
     _permit: SocketPermit,
 }
 
 impl YjsSession {
     /// Starts the session of an accepted Yjs socket on `document` (in `workspace`);
-    /// `writable` is false for viewers; `expires_at` is the token's expiry (Unix seconds).
+    /// `writable` is false for viewers; `expires_at` is the token's expiry (Unix seconds);
+    /// `authorized_at` is when `writable` was decided (taken before the check began).
     /// `None` when no document store is configured.
     #[allow(clippy::too_many_arguments)]
     pub fn start<S>(
@@ -1072,6 +1418,7 @@ impl YjsSession {
         workspace: i64,
         writable: bool,
         expires_at: i64,
+        authorized_at: Instant,
         incoming: S,
     ) -> Option<OutboxReader>
     where
@@ -1101,6 +1448,7 @@ impl YjsSession {
                 limiter,
                 last_seen: Instant::now(),
                 expires_at,
+                authorized_at,
                 closing: false,
                 _permit: permit,
             }
@@ -1170,6 +1518,7 @@ impl Actor for YjsSession {
             conn,
             user: self.user,
             writable: self.writable,
+            authorized_at: self.authorized_at,
         }));
         let timeout = self.shared.limits().heartbeat_timeout;
         ctx.run_interval(timeout / 4, move |act, ctx| {
@@ -1250,6 +1599,7 @@ impl Handler<SessionNotice> for YjsSession {
                     "workspace_deleted" => "workspace_deleted",
                     "document_deleted" => "document_deleted",
                     "malformed_update" => "malformed_update",
+                    "role_changed" => "role_changed",
                     "unavailable" => "unavailable",
                     _ => "revoked",
                 };

@@ -115,6 +115,12 @@ pub enum Body {
         what: Revocation,
         reason: String,
     },
+    /// A member's role in a workspace changed: whether their live documents may write.
+    RoleChanged {
+        workspace: i64,
+        user: i64,
+        writable: bool,
+    },
     /// The sender is alive; `expiry_ms` is how long the others should wait for the next.
     Heartbeat {
         expiry_ms: u64,

@@ -40,9 +40,17 @@ fn with_etag(mut res: actix_web::HttpResponseBuilder, doc: &Document) -> HttpRes
 }
 
 /// Content is any text but NUL, which PostgreSQL cannot store.
-fn check_content(v: &mut Validation, content: Option<&str>) {
+fn check_content(v: &mut Validation, content: Option<&str>, max_bytes: usize) {
     if content.is_some_and(|c| c.contains('\0')) {
         v.fail("content", "content must not contain NUL characters");
+    }
+    // The limit live editing has (realtime.max_document_bytes): a document REST can write
+    // is one its editors can load.
+    if content.is_some_and(|c| c.len() > max_bytes) {
+        v.fail(
+            "content",
+            &format!("content must be at most {max_bytes} bytes (realtime.max_document_bytes)"),
+        );
     }
 }
 
@@ -101,7 +109,11 @@ pub async fn create_document(
 ) -> Result<HttpResponse, ApiError> {
     let mut v = Validation::default();
     let title = v.check("title", DocumentTitle::parse(&body.title));
-    check_content(&mut v, body.content.as_deref());
+    check_content(
+        &mut v,
+        body.content.as_deref(),
+        state.realtime.limits().max_document_bytes,
+    );
     v.finish()?;
     let title = checked(title)?;
     let content = body.content.unwrap_or_default();
@@ -188,7 +200,11 @@ pub async fn update_document(
         .title
         .as_deref()
         .map(|t| v.check("title", DocumentTitle::parse(t)));
-    check_content(&mut v, body.content.as_deref());
+    check_content(
+        &mut v,
+        body.content.as_deref(),
+        state.realtime.limits().max_document_bytes,
+    );
     if body.title.is_none() && body.content.is_none() {
         v.fail("body", "give at least one of title, content");
     }
@@ -206,7 +222,7 @@ pub async fn update_document(
         // Live editors receive the new text as a Yjs change.
         state
             .realtime
-            .document_text_written(doc.id, doc.workspace_id, content);
+            .document_text_written(doc.id, doc.workspace_id, content, doc.version);
     }
     Ok(with_etag(HttpResponse::Ok(), &doc))
 }

@@ -31,11 +31,13 @@ pub struct Accepted {
 pub enum SocketKind {
     /// Phoenix Channels (`/socket/websocket`).
     Channels,
-    /// y-websocket on one document (`/yjs/{document_id}`); `writable` is false for viewers.
+    /// y-websocket on one document (`/yjs/{document_id}`); `writable` is false for viewers,
+    /// as decided by a check that began at `authorized_at`.
     Yjs {
         document: i64,
         workspace: i64,
         writable: bool,
+        authorized_at: std::time::Instant,
     },
 }
 

@@ -130,6 +130,7 @@ async fn serve(io: TcpStream, early: BytesMut, accepted: Accepted, realtime: Rea
             document,
             workspace,
             writable,
+            authorized_at,
         } => {
             let started = YjsSession::start(
                 &realtime,
@@ -138,6 +139,7 @@ async fn serve(io: TcpStream, early: BytesMut, accepted: Accepted, realtime: Rea
                 workspace,
                 writable,
                 accepted.expires_at,
+                authorized_at,
                 incoming,
             );
             match started {

@@ -303,6 +303,10 @@ pub async fn change_role(
         .change_role(user.id, ws, member, body.role)
         .await?;
     if let Some(event) = &event {
+        // Their open documents, on every node, may write from now on, or no longer.
+        state
+            .realtime
+            .role_changed(ws, member.user_id, member.role >= Role::Editor);
         crate::realtime::committed(&state.realtime, &*state.store, event).await;
     }
     Ok(HttpResponse::Ok().json(MemberView::from(&member)))

@@ -41,6 +41,9 @@ pub async fn connect(
         )
     })?;
     let identity = verify(&state, &token)?;
+    // Taken before the check: a removal or role change that lands while it runs is applied
+    // when the socket reaches its document.
+    let authorized_at = std::time::Instant::now();
     let access = state
         .realtime
         .authorizer()
@@ -66,6 +69,7 @@ pub async fn connect(
                 document,
                 workspace: access.workspace_id,
                 writable: access.writable,
+                authorized_at,
             },
         },
     )

@@ -52,6 +52,34 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+impl StoreError {
+    /// Whether trying the same thing again can only fail the same way: the database refused
+    /// the data itself (a value it cannot hold, a row that is gone), rather than being away
+    /// or busy.
+    pub fn is_permanent(&self) -> bool {
+        use sqlx::error::ErrorKind;
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => {
+                !matches!(e.kind(), ErrorKind::Other)
+                    // SQLSTATE class 22 (data exception): e.g. a NUL in PostgreSQL text.
+                    || e.code().is_some_and(|c| c.starts_with("22"))
+            }
+            StoreError::Database(
+                sqlx::Error::Decode(_)
+                | sqlx::Error::ColumnDecode { .. }
+                | sqlx::Error::TypeNotFound { .. }
+                | sqlx::Error::Encode(_),
+            ) => true,
+            StoreError::Database(_) | StoreError::Migrate(_) => false,
+            StoreError::NotFound(_)
+            | StoreError::Forbidden(_)
+            | StoreError::Conflict { .. }
+            | StoreError::VersionMismatch { .. }
+            | StoreError::Invalid { .. } => true,
+        }
+    }
+}
+
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// One page of a list in a stable order; `next` is the key to continue after.
@@ -370,29 +398,66 @@ pub trait DocumentUpdates: Send + Sync {
         doc: DocumentId,
         after: i64,
     ) -> StoreResult<(Vec<Vec<u8>>, i64)>;
-    /// Appends updates in one transaction; the position of the last.
+    /// Appends updates in one transaction, `editors` (who made them, with their edits)
+    /// kept with the last; the position of the last.
     async fn append_document_updates(
         &self,
         doc: DocumentId,
         updates: &[Vec<u8>],
+        editors: &[(UserId, u32)],
     ) -> StoreResult<i64>;
-    /// The document's text as REST serves it (`None`: no such document).
-    async fn document_text(&self, doc: DocumentId) -> StoreResult<Option<String>>;
-    /// Records live editing: the document's text becomes `text` (a new version), and each
-    /// editor's edits of the window are one `document.edited` event.
+    /// The document's text as REST serves it and how far it follows the update log
+    /// (`None`: no such document).
+    async fn document_text(&self, doc: DocumentId) -> StoreResult<Option<DocumentText>>;
+    /// Records live editing up to log position `through`: the document's text becomes
+    /// `text` (a new version, unless a REST write's text is still to reach the log), and
+    /// the edits of every stored update after the last recorded position and up to
+    /// `through` are one `document.edited` event per editor. Each update's edits are
+    /// recorded once, whichever node (or start-up catch-up) gets there first.
     async fn record_live_edit(
         &self,
         doc: DocumentId,
         text: &str,
-        editors: &[(UserId, u32)],
-    ) -> StoreResult<Vec<Event>>;
-    /// Replaces the updates up to `through` with `snapshot`, in one transaction.
+        through: i64,
+    ) -> StoreResult<LiveEdit>;
+    /// The text of the REST write that made `version` is in the update log now.
+    async fn text_in_log(&self, doc: DocumentId, version: i64) -> StoreResult<()>;
+    /// Documents (and their workspaces) after `after`, in id order, whose text, events or
+    /// rollups are behind their update log, or whose REST text is not in it.
+    async fn documents_behind(
+        &self,
+        after: DocumentId,
+        limit: u32,
+    ) -> StoreResult<Vec<(DocumentId, WorkspaceId)>>;
+    /// Replaces the updates up to `through` with `snapshot`, in one transaction; never
+    /// past the last recorded position, whose later updates' editors are still needed.
     async fn compact_document_updates(
         &self,
         doc: DocumentId,
         snapshot: &[u8],
         through: i64,
     ) -> StoreResult<()>;
+}
+
+/// A document's text as REST serves it, and what of its update log it reflects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentText {
+    pub content: String,
+    pub version: i64,
+    /// The log position up to which the text and the edits' events were recorded.
+    pub text_seq: i64,
+    /// The version of a REST write whose text is not yet in the update log.
+    pub pending: Option<i64>,
+}
+
+/// What recording live editing did.
+#[derive(Debug, Clone, Default)]
+pub struct LiveEdit {
+    /// One `document.edited` per editor.
+    pub events: Vec<Event>,
+    /// A REST write whose text no node has put into the update log for a while (its node
+    /// stopped in between): its text and version, for the caller to put there.
+    pub adopt: Option<(String, i64)>,
 }
 
 /// Comments on documents and the members they mention.

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::harness::{drain, until, Cluster};
+use crate::support::YjsEditor;
 
 #[actix_web::test]
 async fn writes_broadcasts_notifications_and_revocations_reach_every_node() {
@@ -97,4 +98,44 @@ async fn writes_broadcasts_notifications_and_revocations_reach_every_node() {
     assert_eq!(r.status, 204, "{}", r.text());
     let close = until(&mut socks[2], "the close", |v| v[3] == "phx_close");
     assert_eq!(close[4]["reason"], "membership_revoked");
+}
+
+/// A role change made through one node reaches a Yjs socket on another at once.
+#[actix_web::test]
+async fn a_role_change_reaches_yjs_sockets_on_every_node() {
+    let Some(c) = Cluster::start(2, &[]).await else {
+        return;
+    };
+    let (a, b) = (&c.nodes[0], &c.nodes[1]);
+    let (_, alice) = a.register("alice");
+    let (bob_id, bob) = a.register("bob");
+    let ws = a.workspace_with(&alice, &[(bob_id, "editor")]);
+    let r = a.json(
+        "POST",
+        &format!("/api/v1/workspaces/{ws}/documents"),
+        Some(&alice),
+        json!({"title": "Across"}),
+    );
+    let doc = r.value()["id"].as_i64().expect("document");
+    let mut on_a = YjsEditor::open(a, doc, &alice);
+    let mut on_b = YjsEditor::open(b, doc, &bob);
+    on_b.type_text("from b. ");
+    on_a.until_text("from b. ");
+
+    // Demoted through node a: bob's socket on node b is read-only at once.
+    let r = a.json(
+        "PATCH",
+        &format!("/api/v1/workspaces/{ws}/members/{bob_id}"),
+        Some(&alice),
+        json!({"role": "viewer"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(on_b.refusal().starts_with("read-only"));
+    on_b.type_text("refused. ");
+    assert!(on_b.refusal().starts_with("read-only"));
+    on_a.type_text("alice.");
+    on_a.settle();
+    assert_eq!(on_a.text(), "from b. alice.");
+    let fresh = YjsEditor::open(b, doc, &alice);
+    assert_eq!(fresh.text(), "from b. alice.", "nothing refused was stored");
 }

@@ -8,6 +8,7 @@
 mod common;
 mod support;
 
+mod documents;
 mod flood;
 mod frames;
 mod growth;

@@ -32,11 +32,13 @@ fn said(out: &Output) -> String {
 #[test]
 fn a_backup_taken_under_writes_restores_every_acknowledged_write() {
     let _heavy = heavy();
-    // Two writers as fast as the server acknowledges, beyond one user's default allowance.
-    let server = Server::start(&[
+    // Two writers as fast as the server acknowledges, and hundreds of reads after, beyond
+    // one user's default allowance.
+    let unlimited = [
         ("STOA_HTTP__USER_REQUESTS_PER_SEC", "100000"),
         ("STOA_HTTP__USER_REQUEST_BURST", "100000"),
-    ]);
+    ];
+    let server = Server::start(&unlimited);
     let (_, token) = server.register("ada");
     let ws = server.workspace_with(&token, &[]);
     let acked = Mutex::new(Vec::<(i64, String)>::new());
@@ -117,7 +119,7 @@ fn a_backup_taken_under_writes_restores_every_acknowledged_write() {
     assert!(out.status.success(), "{}", said(&out));
     assert!(said(&out).contains("before-restore"), "{}", said(&out));
 
-    let server = Server::start_in(dir, &[]);
+    let server = Server::start_in(dir, &unlimited);
     for (id, title) in &before {
         let r = server.json(
             "GET",

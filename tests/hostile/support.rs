@@ -578,3 +578,163 @@ pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+impl Server {
+    /// Kills the server with SIGKILL (nothing is flushed, nothing said goodbye) and hands
+    /// its directory over, to start again in.
+    pub fn kill_keeping_dir(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.dir.take().expect("the directory")
+    }
+}
+
+/// A Yjs editor over a raw socket on `/yjs/{id}`: a document of its own that takes every
+/// update it hears, as the stock provider's does.
+pub struct YjsEditor {
+    pub ws: RawWs,
+    pub doc: yrs::Doc,
+}
+
+impl YjsEditor {
+    /// Opens the document and syncs: the server's state is applied before this returns.
+    pub fn open(server: &Server, doc: i64, token: &str) -> YjsEditor {
+        use yrs::updates::encoder::Encode;
+        use yrs::{ReadTxn, Transact};
+        let ws = RawWs::open(server, &format!("/yjs/{doc}?token={token}"))
+            .unwrap_or_else(|r| panic!("upgrade refused: {} {}", r.status, r.text()));
+        let mut editor = YjsEditor {
+            ws,
+            doc: yrs::Doc::new(),
+        };
+        let sv = editor.doc.transact().state_vector();
+        let step1 = yrs::sync::Message::Sync(yrs::sync::SyncMessage::SyncStep1(sv)).encode_v1();
+        editor.ws.send_frame(true, BINARY, &step1).expect("sent");
+        editor.until("the server's sync step 2", |m| {
+            matches!(
+                m,
+                yrs::sync::Message::Sync(yrs::sync::SyncMessage::SyncStep2(_))
+            )
+        });
+        editor
+    }
+
+    /// Appends `text` to the document's `content` and sends the update.
+    pub fn type_text(&mut self, text: &str) {
+        use yrs::updates::encoder::Encode;
+        use yrs::{ReadTxn, Text, Transact};
+        let content = self.doc.get_or_insert_text("content");
+        let sv = self.doc.transact().state_vector();
+        {
+            let mut txn = self.doc.transact_mut();
+            let end = content.len(&txn);
+            content.insert(&mut txn, end, text);
+        }
+        let update = self.doc.transact().encode_state_as_update_v1(&sv);
+        let msg = yrs::sync::Message::Sync(yrs::sync::SyncMessage::Update(update)).encode_v1();
+        self.ws.send_frame(true, BINARY, &msg).expect("sent");
+    }
+
+    /// The document's `content` as this editor has it.
+    pub fn text(&self) -> String {
+        use yrs::{GetString, Transact};
+        let content = self.doc.get_or_insert_text("content");
+        let txn = self.doc.transact();
+        content.get_string(&txn)
+    }
+
+    /// The next y-protocol message (updates it carries applied); `None` when nothing comes
+    /// within `wait` or the socket ended.
+    pub fn next(&mut self, wait: Duration) -> Option<yrs::sync::Message> {
+        use yrs::updates::decoder::Decode;
+        use yrs::Transact;
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match self.ws.read(left)? {
+                Got::Binary(b) => {
+                    let msg = yrs::sync::Message::decode_v1(&b).expect("a y-protocol message");
+                    if let yrs::sync::Message::Sync(
+                        yrs::sync::SyncMessage::SyncStep2(u) | yrs::sync::SyncMessage::Update(u),
+                    ) = &msg
+                    {
+                        let update = yrs::Update::decode_v1(u).expect("an update");
+                        self.doc
+                            .transact_mut()
+                            .apply_update(update)
+                            .expect("applies");
+                    }
+                    return Some(msg);
+                }
+                Got::Close(_) => return None,
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads until a message satisfies `pred` (within `PATIENCE`); returns it.
+    pub fn until(
+        &mut self,
+        what: &str,
+        pred: impl Fn(&yrs::sync::Message) -> bool,
+    ) -> yrs::sync::Message {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next(left) {
+                Some(m) if pred(&m) => return m,
+                Some(_) => {}
+                None => panic!("no {what}: the socket ended or stayed silent"),
+            }
+        }
+    }
+
+    /// Reads until this editor's text is `want`.
+    pub fn until_text(&mut self, want: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        while self.text() != want {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                self.next(left).is_some(),
+                "text {:?}, waited for {want:?}",
+                self.text()
+            );
+        }
+    }
+
+    /// Waits for the server's `auth` refusal; its reason.
+    pub fn refusal(&mut self) -> String {
+        match self.until("an auth refusal", |m| {
+            matches!(m, yrs::sync::Message::Auth(Some(_)))
+        }) {
+            yrs::sync::Message::Auth(Some(reason)) => reason,
+            _ => unreachable!(),
+        }
+    }
+
+    /// Makes sure everything sent before has been handled: a sync step 1 is answered in
+    /// order. What was heard meanwhile is applied.
+    pub fn settle(&mut self) {
+        use yrs::updates::encoder::Encode;
+        use yrs::{ReadTxn, Transact};
+        let sv = self.doc.transact().state_vector();
+        let step1 = yrs::sync::Message::Sync(yrs::sync::SyncMessage::SyncStep1(sv)).encode_v1();
+        self.ws.send_frame(true, BINARY, &step1).expect("sent");
+        self.until("the answer to a sync step", |m| {
+            matches!(
+                m,
+                yrs::sync::Message::Sync(yrs::sync::SyncMessage::SyncStep2(_))
+            )
+        });
+    }
+}
+
+/// Waits until `check` holds (within `PATIENCE`), checking every 20 ms; how long it took.
+pub fn eventually(what: &str, mut check: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < PATIENCE, "waited too long for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    started.elapsed()
+}

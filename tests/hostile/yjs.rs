@@ -158,7 +158,12 @@ fn a_flood_of_yjs_messages_is_cut_off_and_others_still_read_the_document() {
 fn a_yjs_client_that_stops_reading_is_disconnected_as_a_slow_consumer() {
     use yrs::{ReadTxn, Text};
     let _heavy = heavy();
-    let server = Server::start(&[]);
+    // A document of 14 MiB, past the default cap of 4 MiB: what fills the stalled reader's
+    // queue and socket buffers is the point here.
+    let server = Server::start(&[
+        ("STOA_REALTIME__MAX_YJS_MESSAGE_BYTES", "33554432"),
+        ("STOA_REALTIME__MAX_DOCUMENT_BYTES", "33554432"),
+    ]);
     let (_, writer_token) = server.register("writer");
     let (bob, bob_token) = server.register("bob");
     let ws_id = server.workspace_with(&writer_token, &[(bob, "viewer")]);

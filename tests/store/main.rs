@@ -30,6 +30,7 @@ on_every_backend!(
     an_event_page_never_disagrees_with_its_latest_offset,
     every_foreign_key_column_is_indexed,
     document_updates_load_in_order_compact_and_go_with_their_document,
+    live_edits_are_recorded_once_whoever_records_them,
 );
 
 async fn open(db: &TestDb) -> SqlStore {
@@ -863,11 +864,11 @@ async fn document_updates_load_in_order_compact_and_go_with_their_document(backe
     // Every byte value survives the round trip (BLOB and BYTEA alike).
     let raw: Vec<u8> = (0..=255).collect();
     let s2 = store
-        .append_document_updates(doc.id, &[u1.clone(), u2.clone()])
+        .append_document_updates(doc.id, &[u1.clone(), u2.clone()], &[(alice.id, 2)])
         .await
         .unwrap();
     let s3 = store
-        .append_document_updates(doc.id, std::slice::from_ref(&u3))
+        .append_document_updates(doc.id, std::slice::from_ref(&u3), &[(alice.id, 1)])
         .await
         .unwrap();
     assert!(s3 > s2);
@@ -890,8 +891,17 @@ async fn document_updates_load_in_order_compact_and_go_with_their_document(backe
             .encode_state_as_update_v1(&StateVector::default());
         snap
     };
+    // Updates whose edits are not recorded yet are never compacted away (their editors
+    // would be lost with them).
     store
         .compact_document_updates(doc.id, &snapshot, s2)
+        .await
+        .unwrap();
+    let (updates, _) = store.document_updates(doc.id, 0).await.unwrap();
+    assert_eq!(updates.len(), 3, "nothing recorded, nothing compacted");
+    store.record_live_edit(doc.id, "ab", s2).await.unwrap();
+    store
+        .compact_document_updates(doc.id, &snapshot, s3)
         .await
         .unwrap();
     let (updates, last) = store.document_updates(doc.id, 0).await.unwrap();
@@ -900,7 +910,7 @@ async fn document_updates_load_in_order_compact_and_go_with_their_document(backe
     assert_eq!(yjs_text(&updates), "abc");
 
     let s4 = store
-        .append_document_updates(doc.id, std::slice::from_ref(&raw))
+        .append_document_updates(doc.id, std::slice::from_ref(&raw), &[])
         .await
         .unwrap();
     assert!(s4 > s3, "new updates go after the snapshot's position");
@@ -921,4 +931,162 @@ async fn document_updates_load_in_order_compact_and_go_with_their_document(backe
         store.document_updates(doc.id, 0).await.unwrap(),
         (vec![], 0)
     );
+}
+
+/// Edits written to a document's log are recorded (text, one `document.edited` per editor)
+/// by whoever records them first, once; a REST write's text waits to reach the log before
+/// live editing may overwrite it, and documents behind their log are found.
+async fn live_edits_are_recorded_once_whoever_records_them(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let store = open(&db).await;
+    let alice = user(&store, "alice").await;
+    let bob = user(&store, "bob").await;
+    let (ws, _, _) = store
+        .create_workspace(alice.id, &name("Y"), None)
+        .await
+        .unwrap();
+    store
+        .add_member(alice.id, ws.id, &MemberRef::Id(bob.id), Role::Editor)
+        .await
+        .unwrap();
+    let (doc, _) = store
+        .create_document(alice.id, ws.id, &DocumentTitle::parse("y").unwrap(), "")
+        .await
+        .unwrap();
+    let (other, _) = store
+        .create_document(alice.id, ws.id, &DocumentTitle::parse("z").unwrap(), "")
+        .await
+        .unwrap();
+    let behind = |after| {
+        let store = &store;
+        async move { store.documents_behind(after, 100).await.unwrap() }
+    };
+    assert_eq!(behind(0).await, vec![]);
+
+    let editor = yrs::Doc::new();
+    let s1 = store
+        .append_document_updates(doc.id, &[yjs_edit(&editor, "a")], &[(alice.id, 3)])
+        .await
+        .unwrap();
+    let s2 = store
+        .append_document_updates(
+            doc.id,
+            &[yjs_edit(&editor, "b")],
+            &[(bob.id, 1), (alice.id, 2)],
+        )
+        .await
+        .unwrap();
+    // Written, not recorded: the document is behind, and so found.
+    assert_eq!(behind(0).await, vec![(doc.id, ws.id)]);
+    assert_eq!(behind(doc.id).await, vec![]);
+
+    // Recording the first update alone: Alice's 3 edits, the text so far.
+    let first = store.record_live_edit(doc.id, "a", s1).await.unwrap();
+    let edits = |r: &stoa::store::LiveEdit| {
+        r.events
+            .iter()
+            .map(|e| (e.kind.clone(), e.actor_id, e.data["edits"].as_i64()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        edits(&first),
+        vec![("document.edited".to_string(), Some(alice.id), Some(3))]
+    );
+    // Two nodes recording the rest at once: each edit is recorded by one of them.
+    let (x, y) = tokio::join!(
+        store.record_live_edit(doc.id, "ab", s2),
+        store.record_live_edit(doc.id, "ab", s2)
+    );
+    let mut rest: Vec<_> = edits(&x.unwrap());
+    rest.extend(edits(&y.unwrap()));
+    rest.sort();
+    let mut want = vec![
+        ("document.edited".to_string(), Some(alice.id), Some(2)),
+        ("document.edited".to_string(), Some(bob.id), Some(1)),
+    ];
+    want.sort();
+    assert_eq!(rest, want);
+    let text = store.document_text(doc.id).await.unwrap().unwrap();
+    assert_eq!((text.content.as_str(), text.text_seq), ("ab", s2));
+    assert_eq!(behind(0).await, vec![]);
+    // Nothing new: nothing recorded, no new version.
+    let again = store.record_live_edit(doc.id, "ab", s2).await.unwrap();
+    assert!(again.events.is_empty());
+    assert_eq!(
+        store.document_text(doc.id).await.unwrap().unwrap().version,
+        text.version
+    );
+
+    // A REST write: its text is ahead of the log until its update is in it. Meanwhile live
+    // editing records edits but leaves the REST text alone, and the document is behind.
+    let patch = DocumentPatch {
+        title: None,
+        content: Some("from REST".into()),
+    };
+    let (written, _) = store
+        .update_document(bob.id, doc.id, &patch, None)
+        .await
+        .unwrap();
+    assert_eq!(behind(0).await, vec![(doc.id, ws.id)]);
+    let pending = store.document_text(doc.id).await.unwrap().unwrap();
+    assert_eq!(pending.pending, Some(written.version));
+    let s3 = store
+        .append_document_updates(doc.id, &[yjs_edit(&editor, "c")], &[(alice.id, 1)])
+        .await
+        .unwrap();
+    let live = store.record_live_edit(doc.id, "abc", s3).await.unwrap();
+    assert_eq!(live.events.len(), 1);
+    assert!(
+        live.adopt.is_none(),
+        "a fresh REST write is its own node's to finish"
+    );
+    let kept = store.document_text(doc.id).await.unwrap().unwrap();
+    assert_eq!(kept.content, "from REST");
+    // An older version's mark does nothing; the write's own clears it.
+    store
+        .text_in_log(doc.id, written.version - 1)
+        .await
+        .unwrap();
+    assert!(store
+        .document_text(doc.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .pending
+        .is_some());
+    store.text_in_log(doc.id, written.version).await.unwrap();
+    assert_eq!(
+        store.document_text(doc.id).await.unwrap().unwrap().pending,
+        None
+    );
+    assert_eq!(behind(0).await, vec![]);
+    let after = store
+        .record_live_edit(doc.id, "from REST!", s3)
+        .await
+        .unwrap();
+    assert!(after.events.is_empty());
+    assert_eq!(
+        store.document_text(doc.id).await.unwrap().unwrap().content,
+        "from REST!"
+    );
+    // The other document was never touched.
+    assert_eq!(
+        store
+            .document_text(other.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .text_seq,
+        0
+    );
+    // A deleted document records nothing.
+    store.delete_document(alice.id, doc.id, None).await.unwrap();
+    assert!(store
+        .record_live_edit(doc.id, "x", s3)
+        .await
+        .unwrap()
+        .events
+        .is_empty());
 }

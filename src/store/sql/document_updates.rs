@@ -1,14 +1,43 @@
 //! Documents' Yjs updates: appended in batches, loaded in order, a prefix replaced by a
 //! snapshot. The snapshot takes the position of the last update it replaces, so the order
 //! of what is left stays the order of application.
+//!
+//! The document's REST text, its `document.edited` events and the rollups that count them
+//! are derived from the log. `documents.text_seq` says up to which position they are, and
+//! each stored update carries who made it, so that whatever is after that position (a node
+//! stopped before it recorded them) can be recorded later, once, by whoever loads the
+//! document first.
 
 use async_trait::async_trait;
 use serde_json::json;
 
 use super::documents::workspace_of_document;
 use super::{append, event, SqlStore};
-use crate::domain::{now_ms, DocumentId, UserId};
-use crate::store::{DocumentUpdates, Event, StoreResult};
+use crate::domain::{now_ms, DocumentId, UserId, WorkspaceId};
+use crate::store::{DocumentText, DocumentUpdates, LiveEdit, StoreResult};
+
+/// How long a REST write's text may wait to reach the update log from the node that took
+/// the write before another node that records the document's editing puts it there itself
+/// (the first node stopped in between). Far longer than the hand-over takes.
+const ADOPT_AFTER_MS: i64 = 5_000;
+
+/// The editors of a batch as stored: `[[user, edits], …]`.
+fn encode_editors(editors: &[(UserId, u32)]) -> Option<String> {
+    (!editors.is_empty()).then(|| json!(editors).to_string())
+}
+
+/// Adds the editors stored with one update to `into`, in the order they first appear.
+fn add_editors(into: &mut Vec<(UserId, u32)>, stored: &str) {
+    let Ok(pairs) = serde_json::from_str::<Vec<(UserId, u32)>>(stored) else {
+        return;
+    };
+    for (user, edits) in pairs {
+        match into.iter_mut().find(|(u, _)| *u == user) {
+            Some((_, n)) => *n = n.saturating_add(edits),
+            None => into.push((user, edits)),
+        }
+    }
+}
 
 #[async_trait]
 impl DocumentUpdates for SqlStore {
@@ -33,18 +62,25 @@ impl DocumentUpdates for SqlStore {
         &self,
         doc: DocumentId,
         updates: &[Vec<u8>],
+        editors: &[(UserId, u32)],
     ) -> StoreResult<i64> {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
         let mut last = 0;
-        for update in updates {
+        for (i, update) in updates.iter().enumerate() {
+            let who = if i + 1 == updates.len() {
+                encode_editors(editors)
+            } else {
+                None
+            };
             last = sqlx::query_scalar(
-                "INSERT INTO document_updates (document_id, data, created_at) \
-                 VALUES ($1, $2, $3) RETURNING seq",
+                "INSERT INTO document_updates (document_id, data, created_at, editors) \
+                 VALUES ($1, $2, $3, $4) RETURNING seq",
             )
             .bind(doc)
             .bind(update.as_slice())
             .bind(now)
+            .bind(who)
             .fetch_one(&mut *tx)
             .await?;
         }
@@ -52,12 +88,20 @@ impl DocumentUpdates for SqlStore {
         Ok(last)
     }
 
-    async fn document_text(&self, doc: DocumentId) -> StoreResult<Option<String>> {
+    async fn document_text(&self, doc: DocumentId) -> StoreResult<Option<DocumentText>> {
+        let row: Option<(String, i64, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT content, version, text_seq, text_pending FROM documents WHERE id = $1",
+        )
+        .bind(doc)
+        .fetch_optional(&self.reader)
+        .await?;
         Ok(
-            sqlx::query_scalar("SELECT content FROM documents WHERE id = $1")
-                .bind(doc)
-                .fetch_optional(&self.reader)
-                .await?,
+            row.map(|(content, version, text_seq, pending)| DocumentText {
+                content,
+                version,
+                text_seq,
+                pending,
+            }),
         )
     }
 
@@ -65,26 +109,68 @@ impl DocumentUpdates for SqlStore {
         &self,
         doc: DocumentId,
         text: &str,
-        editors: &[(UserId, u32)],
-    ) -> StoreResult<Vec<Event>> {
+        through: i64,
+    ) -> StoreResult<LiveEdit> {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
         let Some(ws) = workspace_of_document(&mut tx, doc).await? else {
             // Deleted meanwhile: nothing to record.
-            return Ok(Vec::new());
+            return Ok(LiveEdit::default());
         };
-        let last_editor = editors.last().map(|(u, _)| *u);
-        let version: i64 = sqlx::query_scalar(
-            "UPDATE documents SET content = $1, version = version + 1, \
-             updated_by = COALESCE($2, updated_by), updated_at = $3 WHERE id = $4 \
-             RETURNING version",
+        // The workspace first, then the document, as every other writer locks them: what
+        // is recorded here cannot interleave with a REST write of the same document.
+        lock_workspace(&mut tx, ws).await?;
+        let state: Option<(i64, Option<i64>, String, i64, i64)> = sqlx::query_as(
+            "UPDATE documents SET text_seq = text_seq WHERE id = $1 \
+             RETURNING text_seq, text_pending, content, version, updated_at",
         )
-        .bind(text)
-        .bind(last_editor)
-        .bind(now)
         .bind(doc)
-        .fetch_one(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
+        let Some((text_seq, pending, content, version, updated_at)) = state else {
+            return Ok(LiveEdit::default());
+        };
+        let stored: Vec<String> = sqlx::query_scalar(
+            "SELECT editors FROM document_updates WHERE document_id = $1 AND seq > $2 \
+             AND seq <= $3 AND editors IS NOT NULL ORDER BY seq",
+        )
+        .bind(doc)
+        .bind(text_seq)
+        .bind(through)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut editors = Vec::new();
+        for who in &stored {
+            add_editors(&mut editors, who);
+        }
+        // While a REST write's text is on its way into the log, the REST text is ahead of
+        // what the editors see: it stays as it is.
+        let changes_text = pending.is_none() && content != text;
+        let seq = text_seq.max(through);
+        let version = if changes_text {
+            let last_editor = editors.last().map(|(u, _)| *u);
+            sqlx::query_scalar(
+                "UPDATE documents SET content = $1, version = version + 1, \
+                 updated_by = COALESCE($2, updated_by), updated_at = $3, text_seq = $4 \
+                 WHERE id = $5 RETURNING version",
+            )
+            .bind(text)
+            .bind(last_editor)
+            .bind(now)
+            .bind(seq)
+            .bind(doc)
+            .fetch_one(&mut *tx)
+            .await?
+        } else {
+            if seq != text_seq {
+                sqlx::query("UPDATE documents SET text_seq = $1 WHERE id = $2")
+                    .bind(seq)
+                    .bind(doc)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            version
+        };
         let mut events = Vec::with_capacity(editors.len());
         for (editor, edits) in editors {
             let offset: i64 = sqlx::query_scalar(
@@ -98,7 +184,7 @@ impl DocumentUpdates for SqlStore {
                 ws,
                 offset,
                 "document.edited",
-                *editor,
+                editor,
                 format!("document:{doc}"),
                 json!({"document_id": doc, "edits": edits, "version": version}),
                 now,
@@ -106,7 +192,37 @@ impl DocumentUpdates for SqlStore {
             events.push(append(&mut tx, ev).await?);
         }
         tx.commit().await?;
-        Ok(events)
+        let adopt = pending
+            .filter(|_| now - updated_at >= ADOPT_AFTER_MS)
+            .map(|v| (content, v));
+        Ok(LiveEdit { events, adopt })
+    }
+
+    async fn text_in_log(&self, doc: DocumentId, version: i64) -> StoreResult<()> {
+        let mut conn = self.writer.acquire().await?;
+        sqlx::query("UPDATE documents SET text_pending = NULL WHERE id = $1 AND text_pending = $2")
+            .bind(doc)
+            .bind(version)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn documents_behind(
+        &self,
+        after: DocumentId,
+        limit: u32,
+    ) -> StoreResult<Vec<(DocumentId, WorkspaceId)>> {
+        Ok(sqlx::query_as(
+            "SELECT d.id, d.workspace_id FROM documents d WHERE d.id > $1 AND \
+             (d.text_pending IS NOT NULL OR EXISTS (SELECT 1 FROM document_updates u \
+              WHERE u.document_id = d.id AND u.seq > d.text_seq)) \
+             ORDER BY d.id LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?)
     }
 
     async fn compact_document_updates(
@@ -115,10 +231,17 @@ impl DocumentUpdates for SqlStore {
         snapshot: &[u8],
         through: i64,
     ) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await?;
+        let recorded: Option<i64> =
+            sqlx::query_scalar("SELECT text_seq FROM documents WHERE id = $1")
+                .bind(doc)
+                .fetch_optional(&mut *tx)
+                .await?;
+        // Updates whose edits are not recorded yet keep their rows (and their editors).
+        let through = through.min(recorded.unwrap_or(0));
         if through <= 0 {
             return Ok(());
         }
-        let mut tx = self.writer.begin().await?;
         sqlx::query("DELETE FROM document_updates WHERE document_id = $1 AND seq <= $2")
             .bind(doc)
             .bind(through)
@@ -137,4 +260,14 @@ impl DocumentUpdates for SqlStore {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Inside a write transaction: locks the workspace's row (taking no offset), as taking an
+/// offset would, so that locks are always taken workspace first.
+async fn lock_workspace(conn: &mut sqlx::AnyConnection, ws: WorkspaceId) -> StoreResult<()> {
+    sqlx::query("UPDATE workspaces SET last_offset = last_offset WHERE id = $1")
+        .bind(ws)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }

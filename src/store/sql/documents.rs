@@ -188,6 +188,7 @@ impl Documents for SqlStore {
         }
         sqlx::query(
             "UPDATE documents SET title = COALESCE($1, title), content = COALESCE($2, content), \
+             text_pending = CASE WHEN $2 IS NULL THEN text_pending ELSE version + 1 END, \
              version = version + 1, updated_by = $3, updated_at = $4 WHERE id = $5",
         )
         .bind(patch.title.as_ref().map(|t| t.as_str()))
