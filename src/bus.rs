@@ -234,3 +234,22 @@ fn apply(wanted: &mut BTreeSet<String>, command: Subscription) {
         }
     }
 }
+
+/// Publishes one message on the control channel from outside a node (the command line),
+/// on a connection of its own.
+pub async fn publish_once(
+    url: &str,
+    settings: &crate::config::Settings,
+    body: stoa_protocol::bus::Body,
+) -> Result<(), redis::RedisError> {
+    let _ = settings;
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let message = stoa_protocol::bus::Envelope::new("stoa-cli", body).encode();
+    redis::cmd("PUBLISH")
+        .arg(stoa_protocol::bus::CONTROL_CHANNEL)
+        .arg(message)
+        .query_async::<i64>(&mut conn)
+        .await?;
+    Ok(())
+}

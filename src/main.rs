@@ -12,7 +12,7 @@ use stoa::startup::Application;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: stoa [--config FILE] [seed [OPTIONS] | reindex | backup FILE | restore FILE | healthcheck [--url URL]]"
+        "usage: stoa [--config FILE] [seed [OPTIONS] | reindex | backup FILE | restore FILE | user disable|enable EMAIL | healthcheck [--url URL]]"
     );
     eprintln!("  (no command)  serve until SIGTERM or SIGINT");
     eprintln!(
@@ -25,6 +25,9 @@ fn usage() -> ExitCode {
         "  backup FILE   a consistent copy of the SQLite database, taken while the server runs"
     );
     eprintln!("  restore FILE  put a backup in the database's place (refused while a server uses data_dir)");
+    eprintln!(
+        "  user disable EMAIL  disable an account: its sessions end on every node (its sockets close, its tokens are refused); user enable EMAIL undoes it"
+    );
     eprintln!("  healthcheck   exit 0 when the node on server.port answers /readyz with 200 (or --url URL)");
     eprintln!(
         "configuration: config/default.toml, then FILE, then STOA_<SECTION>__<KEY> variables"
@@ -69,7 +72,7 @@ fn main() -> ExitCode {
                 usage();
                 return ExitCode::SUCCESS;
             }
-            "seed" | "reindex" | "backup" | "restore" | "healthcheck" => {
+            "seed" | "reindex" | "backup" | "restore" | "healthcheck" | "user" => {
                 command = Some((arg.clone(), args.by_ref().collect()));
             }
             _ => return usage(),
@@ -146,13 +149,24 @@ fn main() -> ExitCode {
     }
 }
 
-/// `seed` and `reindex`: one-off work against the configured database.
+/// `seed`, `reindex`, `backup`, `restore` and `user`: one-off work against the configured
+/// database.
 fn run_command(settings: &Settings, name: &str, args: &[String]) -> ExitCode {
     let result = actix_web::rt::System::new().block_on(async move {
         match name {
             "seed" => {
                 let plan = stoa::seed::SeedPlan::parse(args)?;
                 stoa::seed::run(settings, &plan).await
+            }
+            "user" => {
+                let (disabled, email) = match args {
+                    [verb, email] if verb == "disable" => (true, email),
+                    [verb, email] if verb == "enable" => (false, email),
+                    _ => return Err("usage: stoa user disable|enable EMAIL".to_string()),
+                };
+                let done = stoa::ops::set_user_disabled(settings, email, disabled).await?;
+                println!("{done}");
+                Ok(())
             }
             "backup" | "restore" => {
                 let [file] = args else {

@@ -233,6 +233,48 @@ pub async fn restore(settings: &Settings, backup: &Path) -> Result<Value, String
     }))
 }
 
+/// `stoa user disable|enable EMAIL`: disables an account (or enables it again). Disabling
+/// ends every session of the account: recorded in the database, which every node reads
+/// within a second, and told to the cluster over Redis at once when `redis.url` is set.
+pub async fn set_user_disabled(
+    settings: &Settings,
+    email: &str,
+    disabled: bool,
+) -> Result<Value, String> {
+    use crate::store::Accounts;
+    let key = crate::domain::Email::parse(email)
+        .map(|e| e.key().to_string())
+        .map_err(|e| format!("{email:?} is not an e-mail address: {e}"))?;
+    let store = crate::store::SqlStore::connect(&settings.database)
+        .await
+        .map_err(|e| format!("database: {e}"))?;
+    let found = store
+        .set_disabled(&key, disabled)
+        .await
+        .map_err(|e| format!("database: {e}"));
+    store.close().await;
+    let Some((user, ended)) = found? else {
+        return Err(format!("no account has the e-mail address {email}"));
+    };
+    let mut told = false;
+    if let (Some(end), false) = (&ended, settings.redis.url.is_empty()) {
+        let body = stoa_protocol::bus::Body::SessionEnded(crate::realtime::session_end(end));
+        match crate::bus::publish_once(&settings.redis.url, settings, body).await {
+            Ok(()) => told = true,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot tell the cluster over Redis; nodes read the database within a second")
+            }
+        }
+    }
+    Ok(json!({
+        "user": user.id,
+        "email": user.email,
+        "disabled": user.disabled,
+        "sessions_ended": ended.is_some(),
+        "cluster_told": told,
+    }))
+}
+
 /// `stoa healthcheck [--url URL]`: GETs the node's `/readyz` (by default on 127.0.0.1 at
 /// `server.port`, over HTTPS when `server.tls_cert` is set) and succeeds on 200. For
 /// container health checks: the image needs no curl. Over HTTPS it checks that this

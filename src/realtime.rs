@@ -86,6 +86,8 @@ impl Authorizer for StoreAuthorizer {
             .map(|c| Identity {
                 user_id: c.user_id,
                 expires_at: c.expires_at,
+                issued_at_ms: c.issued_at_ms,
+                session: c.session,
             })
             .map_err(|e| match e {
                 crate::auth::TokenError::Expired => Denied::TokenExpired,
@@ -172,6 +174,41 @@ impl DocStore for StoreDocs {
             .compact_document_updates(document, snapshot, through)
             .await
             .map_err(doc_error)
+    }
+}
+
+/// A session end as the real-time core (and the bus) carry it.
+pub fn session_end(end: &crate::store::SessionEnd) -> stoa_actors::SessionEnd {
+    stoa_actors::SessionEnd {
+        id: end.id,
+        user: end.user_id,
+        session: end.session.clone(),
+        before_ms: end.before_ms,
+        except: end.except.clone(),
+        reason: end.reason.clone(),
+    }
+}
+
+/// Reads the session ends this node has not heard of (every second, and at start-up all
+/// those of the last token lifetime) and applies them: the bus brings them at once, this
+/// makes sure a node that missed a message (Redis away, the node starting, an end recorded
+/// by `stoa user disable`) refuses the tokens all the same, within a second.
+pub async fn follow_session_ends(
+    realtime: Realtime,
+    store: Arc<dyn Store>,
+    lifetime: std::time::Duration,
+) {
+    let lifetime_ms = i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        let since = crate::domain::now_ms().saturating_sub(lifetime_ms);
+        match store
+            .session_ends_after(realtime.session_ends_read_through(), since)
+            .await
+        {
+            Ok(ends) => realtime.sessions_ended(ends.iter().map(session_end).collect()),
+            Err(e) => tracing::debug!(error = %e, "cannot read session ends; trying again"),
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }
 

@@ -106,7 +106,11 @@ impl Application {
             Arc::new(StoreEventLog {
                 store: store.clone(),
             }),
-            settings.realtime.limits(),
+            stoa_actors::Limits {
+                // A session end is kept as long as the tokens it names can live.
+                token_lifetime: Duration::from_secs(settings.auth.access_token_ttl_secs + 5),
+                ..settings.realtime.limits()
+            },
             settings.cluster.cluster(),
         );
         realtime.set_doc_store(Arc::new(StoreDocs {
@@ -242,6 +246,11 @@ impl Application {
             .saturating_mul(1000);
         let upkeep = actix_web::rt::spawn(upkeep(state.clone(), retention_ms));
         actix_web::rt::spawn(return_memory(realtime.clone()));
+        actix_web::rt::spawn(crate::realtime::follow_session_ends(
+            realtime.clone(),
+            store.clone(),
+            realtime.limits().token_lifetime,
+        ));
         // What the last stop left behind (edits written but not recorded, a REST write not
         // in the update log) is brought up to date without waiting for a client.
         {
@@ -365,6 +374,16 @@ async fn upkeep(state: web::Data<AppState>, retention_ms: i64) {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot prune refresh tokens"),
+        }
+        // Session ends outlive no token they name (a day's margin over any lifetime).
+        let lifetime = state.realtime.limits().token_lifetime;
+        let keep_ms = i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX / 2) + 86_400_000;
+        if let Err(e) = state
+            .store
+            .prune_session_ends(now.saturating_sub(keep_ms))
+            .await
+        {
+            tracing::warn!(error = %e, "cannot prune session ends");
         }
     }
 }

@@ -828,6 +828,9 @@ pub enum SessionNotice {
     /// The node is shutting down: close the socket with 1001, so the client reconnects
     /// (to another node, or to this one once it is back).
     GoAway,
+    /// A session of this user ended (logout, password change, a disabled account): close
+    /// the socket with 1008 if it was opened with a token the end covers.
+    Ended(Arc<stoa_protocol::bus::SessionEnd>),
 }
 
 /// A cheap, cloneable handle on one connection.

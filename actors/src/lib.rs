@@ -18,6 +18,7 @@
 
 pub mod bus;
 mod conn;
+mod ended;
 mod env;
 pub mod hist;
 mod limit;
@@ -35,9 +36,11 @@ pub use conn::{
     CloseReason, Conn, Delivery, Fanout, Inbox, Outbound, Outbox, OutboxReader, PushHead, Queued,
     Refused, SessionNotice, Take, Target, Targets, INBOX_BYTES, TARGETS_PER_CHUNK,
 };
+pub use ended::TokenTag;
 pub use ports::{Authorizer, Denied, DocAccess, EventLog, Grant, Identity, LiveEvent, LogError};
 pub use registry::{Realtime, Refusal, SocketPermit};
 pub use session::{SessionActor, WireIn, PRESENCE_META_OVERHEAD};
+pub use stoa_protocol::bus::SessionEnd;
 pub use topic::TopicActor;
 pub use yjs::{DocError, DocStore, Projection, StoredDoc, YjsSession};
 
@@ -104,6 +107,9 @@ pub struct Limits {
     pub max_open_documents: usize,
     /// Largest a document's state may grow to through Yjs updates.
     pub max_document_bytes: usize,
+    /// How long an access token lives (with the leeway its checks allow): how long a
+    /// session end must be remembered.
+    pub token_lifetime: Duration,
 }
 
 impl Default for Limits {
@@ -136,6 +142,7 @@ impl Default for Limits {
             max_yjs_message_bytes: 4 * 1024 * 1024,
             max_open_documents: 10_000,
             max_document_bytes: 4 * 1024 * 1024,
+            token_lifetime: Duration::from_secs(900 + 5),
         }
     }
 }

@@ -60,11 +60,15 @@ impl Denied {
 }
 
 /// A verified access token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub user_id: i64,
     /// Expiry, in seconds since the Unix epoch.
     pub expires_at: i64,
+    /// When it was issued (milliseconds since the Unix epoch).
+    pub issued_at_ms: i64,
+    /// The login it belongs to (its refresh family), if it says.
+    pub session: Option<String>,
 }
 
 #[async_trait]

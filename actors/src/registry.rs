@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use dashmap::DashMap;
 use serde_json::Value;
-use stoa_protocol::bus::{self as wire, Body, Envelope, Revocation};
+use stoa_protocol::bus::{self as wire, Body, Envelope, Revocation, SessionEnd};
 use stoa_protocol::Topic;
 
 use crate::bus::{Bus, BusInbox, Cluster};
@@ -95,8 +95,11 @@ pub(crate) struct Shared {
     nodes: DashMap<String, (Instant, Duration, u64)>,
     /// Told how long each message took over the bus (for the metrics).
     lag_observer: std::sync::OnceLock<Box<dyn Fn(Duration) + Send + Sync>>,
-    /// Every session of this node, to send away when it shuts down.
-    pub(crate) sessions: DashMap<u64, Recipient<crate::conn::SessionNotice>>,
+    /// Every session of this node and its user, to send away when it shuts down or its
+    /// login ends.
+    pub(crate) sessions: DashMap<u64, (i64, Recipient<crate::conn::SessionNotice>)>,
+    /// Sessions ended before their tokens expire.
+    pub(crate) ended: crate::ended::Ended,
     /// The Yjs documents open on this node.
     pub(crate) docs: crate::yjs::Docs,
 }
@@ -339,6 +342,7 @@ impl Shared {
                 user,
                 writable,
             } => self.role_changed_local(workspace, user, writable),
+            Body::SessionEnded(end) => self.session_ended_local(end),
             Body::Presence {
                 topic,
                 joins,
@@ -483,6 +487,21 @@ impl Shared {
         }
     }
 
+    /// Remembers a session end (token checks refuse what it names from now on) and
+    /// closes this node's sockets opened with such tokens.
+    fn session_ended_local(&self, end: SessionEnd) {
+        let end = Arc::new(end);
+        if !self.ended.record(end.clone()) {
+            return;
+        }
+        for entry in self.sessions.iter() {
+            let (user, session) = entry.value();
+            if *user == end.user {
+                session.do_send(crate::conn::SessionNotice::Ended(end.clone()));
+            }
+        }
+    }
+
     /// Applies a role change to the live documents on this node, and remembers it for
     /// sockets still being authorised.
     fn role_changed_local(&self, workspace: i64, user: i64, writable: bool) {
@@ -537,11 +556,23 @@ pub enum Refusal {
 pub struct SocketPermit {
     shared: Arc<Shared>,
     user: i64,
+    token: crate::TokenTag,
 }
 
 impl SocketPermit {
     pub fn user(&self) -> i64 {
         self.user
+    }
+
+    /// The socket was opened with a token of this login, issued then: a session end that
+    /// covers it closes the socket.
+    pub fn with_token(mut self, token: crate::TokenTag) -> SocketPermit {
+        self.token = token;
+        self
+    }
+
+    pub(crate) fn token(&self) -> crate::TokenTag {
+        self.token.clone()
     }
 }
 
@@ -599,6 +630,7 @@ impl Realtime {
                 interest: Mutex::new(HashMap::new()),
                 nodes: DashMap::new(),
                 sessions: DashMap::new(),
+                ended: crate::ended::Ended::default(),
                 lag_observer: std::sync::OnceLock::new(),
                 docs: crate::yjs::Docs::default(),
             }),
@@ -692,12 +724,14 @@ impl Realtime {
         Ok(SocketPermit {
             shared: self.shared.clone(),
             user,
+            token: crate::TokenTag::default(),
         })
     }
 
     /// Forgets the message allowances of users whose allowance is whole again (call it
     /// every minute or so); returns how many users are still tracked.
     pub fn sweep(&self) -> usize {
+        self.shared.ended.sweep(self.limits().token_lifetime);
         self.shared.user_messages.sweep();
         self.shared.user_messages.len()
     }
@@ -769,6 +803,43 @@ impl Realtime {
         self.revoke(Revocation::Document { document }, reason);
     }
 
+    /// Ends sessions before their tokens expire (logout, password change, a disabled
+    /// account): on every node, tokens it names are refused from now on and the sockets
+    /// opened with them are closed (1008 with the reason).
+    pub fn end_sessions(&self, end: SessionEnd) {
+        self.shared.session_ended_local(end.clone());
+        self.shared
+            .bus_send(wire::CONTROL_CHANNEL, Body::SessionEnded(end));
+    }
+
+    /// Session ends read from the database (those the bus did not bring: a node that was
+    /// away, a Redis outage, an end recorded by the command line), applied here only.
+    pub fn sessions_ended(&self, ends: Vec<SessionEnd>) {
+        for end in ends {
+            self.shared.ended.advance(end.id);
+            self.shared.session_ended_local(end);
+        }
+    }
+
+    /// The last session end read from the database.
+    pub fn session_ends_read_through(&self) -> i64 {
+        self.shared.ended.read_through()
+    }
+
+    /// Why a token of `user` from login `session` issued at `issued_at_ms` is no longer
+    /// good, if it is not: the reason its session ended.
+    pub fn session_ended(
+        &self,
+        user: i64,
+        session: Option<&str>,
+        issued_at_ms: i64,
+    ) -> Option<&'static str> {
+        self.shared
+            .ended
+            .ended(user, session, issued_at_ms)
+            .map(|end| crate::ended::close_reason(&end))
+    }
+
     /// A member's role changed (`writable`: editor or above): their open Yjs sockets on
     /// every node may write from now on, or are read-only from now on, and a socket being
     /// authorised meanwhile is closed to be checked again.
@@ -836,7 +907,7 @@ impl Realtime {
             .shared
             .sessions
             .iter()
-            .map(|s| s.value().clone())
+            .map(|s| s.value().1.clone())
             .collect();
         if sessions.is_empty() {
             return;

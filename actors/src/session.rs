@@ -112,6 +112,9 @@ pub struct SessionActor {
     id: u64,
     user_id: i64,
     expires_at: i64,
+    /// The login and issue time of the token the socket is on now (the first, or one sent
+    /// since with `access_token`).
+    token: crate::TokenTag,
     outbox: Arc<Outbox>,
     conn: Option<Conn>,
     /// The socket is being closed (the close reason is set).
@@ -142,6 +145,7 @@ impl SessionActor {
     {
         let shared = realtime.shared.clone();
         let user_id = permit.user();
+        let token = permit.token();
         let limits = shared.limits();
         let (outbox, reader) = conn::channel(limits.outbound_queue, limits.outbound_queue_bytes);
         let limiter = Limiter::new(limits.messages_per_sec, limits.message_burst);
@@ -153,6 +157,7 @@ impl SessionActor {
                 id,
                 user_id,
                 expires_at,
+                token,
                 outbox,
                 conn: None,
                 closing: false,
@@ -613,6 +618,17 @@ impl SessionActor {
     fn refresh_token(&mut self, frame: Frame, token: &str, ctx: &mut Context<Self>) {
         match self.shared.authorizer.verify_token(token) {
             Ok(id) if id.user_id == self.user_id => {
+                let ended =
+                    self.shared
+                        .ended
+                        .ended(id.user_id, id.session.as_deref(), id.issued_at_ms);
+                if let Some(end) = ended {
+                    return self.error(&frame, crate::ended::close_reason(&end), ctx);
+                }
+                self.token = crate::TokenTag {
+                    session: id.session.map(Arc::from),
+                    issued_at_ms: id.issued_at_ms,
+                };
                 self.expires_at = self.expires_at.max(id.expires_at);
                 let response = json!({ "expires_at": self.expires_at });
                 self.reply(&frame, ReplyStatus::Ok, response, ctx);
@@ -663,7 +679,7 @@ impl Actor for SessionActor {
         self.stats().connections.fetch_add(1, Ordering::Relaxed);
         self.shared
             .sessions
-            .insert(self.id, ctx.address().recipient());
+            .insert(self.id, (self.user_id, ctx.address().recipient()));
         // A socket accepted just as the node began to drain is not in the drain's list
         // (taken after the flag was set): it goes away at once.
         if self.shared.shutting_down() {
@@ -744,6 +760,11 @@ impl Handler<SessionNotice> for SessionActor {
             }
             SessionNotice::Crash => panic!("fault injected into session {}", self.id),
             SessionNotice::GoAway => self.close_with(1001, "going_away", ctx),
+            SessionNotice::Ended(end) => {
+                if self.token.ended_by(self.user_id, &end) {
+                    self.close_with(1008, crate::ended::close_reason(&end), ctx);
+                }
+            }
         }
     }
 }

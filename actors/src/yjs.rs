@@ -1401,6 +1401,8 @@ pub struct YjsSession {
     expires_at: i64,
     /// When the socket's access was checked.
     authorized_at: Instant,
+    /// The login and issue time of the socket's token.
+    token: crate::TokenTag,
     closing: bool,
     _permit: SocketPermit,
 }
@@ -1436,6 +1438,7 @@ impl YjsSession {
         );
         let id = shared.env.next_id();
         let user = permit.user();
+        let token = permit.token();
         YjsSession::create(move |ctx| {
             ctx.add_stream(incoming);
             YjsSession {
@@ -1449,6 +1452,7 @@ impl YjsSession {
                 last_seen: Instant::now(),
                 expires_at,
                 authorized_at,
+                token,
                 closing: false,
                 _permit: permit,
             }
@@ -1513,7 +1517,7 @@ impl Actor for YjsSession {
             .fetch_add(1, Ordering::Relaxed);
         self.shared
             .sessions
-            .insert(self.id, ctx.address().recipient());
+            .insert(self.id, (self.user, ctx.address().recipient()));
         self.doc.do_send(DocMsg::Open(Open {
             conn,
             user: self.user,
@@ -1607,6 +1611,11 @@ impl Handler<SessionNotice> for YjsSession {
                 self.close(code, reason, false, ctx);
             }
             SessionNotice::GoAway => self.close(1001, "going_away", false, ctx),
+            SessionNotice::Ended(end) => {
+                if self.token.ended_by(self.user, &end) {
+                    self.close(1008, crate::ended::close_reason(&end), false, ctx);
+                }
+            }
             SessionNotice::Crash => panic!("injected session fault"),
         }
     }

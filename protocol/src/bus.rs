@@ -72,6 +72,41 @@ pub enum Revocation {
     Document { document: i64 },
 }
 
+/// The end of one login's session (`session`, the `sid` its access tokens carry), or of
+/// every token of `user` issued at or before `before_ms` except those of `except`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionEnd {
+    /// Its id in the database's record of session ends (nodes read what they missed by it).
+    pub id: i64,
+    pub user: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub except: Option<String>,
+    /// Why: `logged_out`, `password_changed`, `account_disabled`, `refresh_token_reused`.
+    pub reason: String,
+}
+
+impl SessionEnd {
+    /// Whether a token of `user` from login `session`, issued at `issued_at_ms`
+    /// (milliseconds since the Unix epoch), is one this ends.
+    pub fn covers(&self, user: i64, session: Option<&str>, issued_at_ms: i64) -> bool {
+        if user != self.user {
+            return false;
+        }
+        if let Some(ended) = &self.session {
+            return session == Some(ended.as_str());
+        }
+        let Some(before) = self.before_ms else {
+            return false;
+        };
+        let kept = self.except.is_some() && session == self.except.as_deref();
+        !kept && issued_at_ms <= before
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "k", rename_all = "snake_case")]
 pub enum Body {
@@ -115,6 +150,9 @@ pub enum Body {
         what: Revocation,
         reason: String,
     },
+    /// Sessions ended before their access tokens expire (logout, password change, a
+    /// disabled account): every node refuses the tokens it names and closes their sockets.
+    SessionEnded(SessionEnd),
     /// A member's role in a workspace changed: whether their live documents may write.
     RoleChanged {
         workspace: i64,
@@ -184,6 +222,45 @@ impl Envelope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_session_end_covers_its_login_or_the_tokens_before_it_but_the_kept_one() {
+        let logout = SessionEnd {
+            id: 1,
+            user: 7,
+            session: Some("fam".into()),
+            before_ms: None,
+            except: None,
+            reason: "logged_out".into(),
+        };
+        assert!(logout.covers(7, Some("fam"), 100_000));
+        assert!(!logout.covers(7, Some("other"), 100_000));
+        assert!(!logout.covers(7, None, 100_000));
+        assert!(!logout.covers(8, Some("fam"), 100_000));
+        let password = SessionEnd {
+            id: 2,
+            user: 7,
+            session: None,
+            before_ms: Some(100_500),
+            except: Some("kept".into()),
+            reason: "password_changed".into(),
+        };
+        assert!(password.covers(7, Some("fam"), 100_500));
+        assert!(password.covers(7, None, 99_000));
+        assert!(!password.covers(7, Some("kept"), 100_000));
+        assert!(!password.covers(7, Some("fam"), 100_501), "issued after it");
+        let disabled = SessionEnd {
+            except: None,
+            reason: "account_disabled".into(),
+            ..password.clone()
+        };
+        assert!(disabled.covers(7, Some("kept"), 100_000));
+        let wire = Envelope::new("n1", Body::SessionEnded(disabled.clone())).encode();
+        assert_eq!(
+            Envelope::decode(&wire).map(|e| e.body),
+            Some(Body::SessionEnded(disabled))
+        );
+    }
     use serde_json::json;
 
     #[test]

@@ -76,14 +76,14 @@ fn hashing_failed(state: &AppState, e: PasswordError) -> ApiError {
 }
 
 /// Issues an access token and a refresh token; a new login starts a new token family.
+/// `existing` is a rotated refresh token and the family (login) it belongs to.
 async fn issue_tokens(
     state: &AppState,
     user: &User,
-    existing: Option<String>,
+    existing: Option<(String, String)>,
 ) -> Result<TokenResponse, ApiError> {
     let now = now_ms();
-    let (access_token, _) = state.jwt.issue(user.id, now / 1000);
-    let refresh_token = match existing {
+    let (refresh_token, family) = match existing {
         Some(t) => t,
         None => {
             let token = random_token(32);
@@ -97,9 +97,10 @@ async fn issue_tokens(
                     now + state.refresh_ttl_secs * 1000,
                 )
                 .await?;
-            token
+            (token, family)
         }
     };
+    let (access_token, _) = state.jwt.issue(user.id, now / 1000, Some(&family));
     Ok(TokenResponse {
         access_token,
         token_type: "Bearer",
@@ -259,7 +260,7 @@ pub async fn refresh(
         )
         .await?;
     match outcome {
-        Rotation::Rotated { user_id } => {
+        Rotation::Rotated { user_id, family_id } => {
             let user = state
                 .store
                 .user(user_id)
@@ -271,11 +272,18 @@ pub async fn refresh(
                         "the account no longer exists or is disabled",
                     )
                 })?;
-            let tokens = issue_tokens(&state, &user, Some(new_token)).await?;
+            let tokens = issue_tokens(&state, &user, Some((new_token, family_id))).await?;
             Ok(HttpResponse::Ok().json(tokens))
         }
-        Rotation::Reused => {
+        Rotation::Reused { ended } => {
             tracing::warn!("refresh token reuse detected; token family revoked");
+            // Whoever replayed the token may hold an access token of that login: it ends
+            // now too, on every node.
+            if let Some(end) = ended {
+                state
+                    .realtime
+                    .end_sessions(crate::realtime::session_end(&end));
+            }
             state.metrics.refresh_reuse.inc();
             Err(ApiError::unauthorized(
                 "refresh_token_reused",
@@ -289,7 +297,9 @@ pub async fn refresh(
     }
 }
 
-/// Sign out: revokes the refresh token and every token rotated from the same login.
+/// Sign out: revokes the refresh token and every token rotated from the same login, and
+/// ends the login's access tokens (refused from now on, their sockets closed with 1008
+/// `logged_out`) on every node.
 #[utoipa::path(
     tag = "auth",
     request_body = RefreshRequest,
@@ -311,10 +321,83 @@ pub async fn logout(
         &client,
         "token",
     )?;
-    state
+    let ended = state
         .store
         .revoke_refresh_family(&token_digest(&body.refresh_token))
         .await?;
+    if let Some(end) = ended {
+        state
+            .realtime
+            .end_sessions(crate::realtime::session_end(&end));
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePassword {
+    pub current_password: String,
+    /// 8 to 256 characters.
+    pub new_password: String,
+}
+
+/// Change your password. The current one is required; every other login of the account
+/// ends (its refresh tokens revoked, its access tokens refused and their sockets closed
+/// with 1008 `password_changed`, on every node). The login that made the change goes on.
+#[utoipa::path(
+    tag = "auth",
+    request_body = ChangePassword,
+    responses(
+        (status = 204, description = "Changed; every other session ended"),
+        (status = 403, description = "The current password is wrong (`forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Password checks are busy (`busy`); see `Retry-After`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/me/password")]
+pub async fn change_password(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    user: AuthUser,
+    ApiJson(body): ApiJson<ChangePassword>,
+) -> Result<HttpResponse, ApiError> {
+    let mut v = Validation::default();
+    let password = v.check("new_password", Password::parse(&body.new_password));
+    v.finish()?;
+    let password = checked(password)?;
+    // Guessing the current password through this endpoint is held to the login limits.
+    let client = address(&state, &req);
+    let limits = &state.auth_limits;
+    limit(&state, &limits.login_by_address, &client, "login")?;
+    let account = format!("user:{}", user.id);
+    limit(
+        &state,
+        &limits.login_by_account,
+        &(account, client),
+        "login",
+    )?;
+    let hash = state.store.password_hash(user.id).await?;
+    let ok = state
+        .passwords
+        .verify(body.current_password, hash)
+        .await
+        .map_err(|e| hashing_failed(&state, e))?;
+    if !ok {
+        return Err(ApiError::Forbidden("the current password is wrong".into()));
+    }
+    let hash = state
+        .passwords
+        .hash(password.as_str().to_string())
+        .await
+        .map_err(|e| hashing_failed(&state, e))?;
+    let end = state
+        .store
+        .change_password(user.id, &hash, user.session.as_deref())
+        .await?;
+    state
+        .realtime
+        .end_sessions(crate::realtime::session_end(&end));
+    tracing::info!(user_id = user.id, "password changed; other sessions ended");
     Ok(HttpResponse::NoContent().finish())
 }
 

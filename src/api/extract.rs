@@ -127,9 +127,11 @@ pub fn integral<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<i64>, 
 }
 
 /// The caller, authenticated by a `Bearer` access token.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct AuthUser {
     pub id: UserId,
+    /// The login the token belongs to (its refresh family).
+    pub session: Option<String>,
 }
 
 impl FromRequest for AuthUser {
@@ -174,6 +176,17 @@ fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError> {
     let now = crate::domain::now_ms() / 1000;
     match state.jwt.verify(token, now) {
         Ok(claims) => {
+            let ended = state.realtime.session_ended(
+                claims.user_id,
+                claims.session.as_deref(),
+                claims.issued_at_ms,
+            );
+            if let Some(reason) = ended {
+                return Err(ApiError::unauthorized(
+                    "session_ended",
+                    format!("this token's session has ended ({reason}); sign in again"),
+                ));
+            }
             state
                 .user_requests
                 .check_n(&claims.user_id, request_cost(req))
@@ -187,7 +200,10 @@ fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError> {
                         retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
                     }
                 })?;
-            Ok(AuthUser { id: claims.user_id })
+            Ok(AuthUser {
+                id: claims.user_id,
+                session: claims.session,
+            })
         }
         Err(crate::auth::TokenError::Expired) => Err(ApiError::unauthorized(
             "token_expired",

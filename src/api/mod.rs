@@ -253,6 +253,7 @@ pub fn app(
                 .service(auth::refresh)
                 .service(auth::logout)
                 .service(auth::me)
+                .service(auth::change_password)
                 .service(workspaces::create_workspace)
                 .service(workspaces::list_workspaces)
                 .service(workspaces::get_workspace)

@@ -100,9 +100,9 @@ pub(super) fn check_origin(req: &HttpRequest, state: &AppState) -> Result<(), Ap
     Ok(())
 }
 
-/// The user of a socket's access token.
+/// The user of a socket's access token, unless its session has ended.
 pub(super) fn verify(state: &AppState, token: &str) -> Result<stoa_actors::Identity, ApiError> {
-    state
+    let identity = state
         .realtime
         .authorizer()
         .verify_token(token)
@@ -111,25 +111,48 @@ pub(super) fn verify(state: &AppState, token: &str) -> Result<stoa_actors::Ident
                 ApiError::unauthorized("token_expired", "the access token has expired; refresh it")
             }
             _ => ApiError::unauthorized("invalid_token", "the access token is invalid"),
-        })
+        })?;
+    let ended = state.realtime.session_ended(
+        identity.user_id,
+        identity.session.as_deref(),
+        identity.issued_at_ms,
+    );
+    if let Some(reason) = ended {
+        return Err(ApiError::unauthorized(
+            "session_ended",
+            format!("this token's session has ended ({reason}); sign in again"),
+        ));
+    }
+    Ok(identity)
 }
 
-/// A socket slot for `user` (their socket count and message allowance).
-pub(super) fn admit(state: &AppState, user: i64) -> Result<SocketPermit, ApiError> {
-    state.realtime.admit(user).map_err(|refusal| match refusal {
-        Refusal::TooManySockets => {
-            Stats::add(&state.realtime.stats().sockets_refused, 1);
-            ApiError::TooManySockets {
-                limit: state.realtime.limits().max_sockets_per_user,
+/// A socket slot for the token's user (their socket count and message allowance), which
+/// a session end covering the token closes.
+pub(super) fn admit(
+    state: &AppState,
+    identity: &stoa_actors::Identity,
+) -> Result<SocketPermit, ApiError> {
+    let token = stoa_actors::TokenTag {
+        session: identity.session.as_deref().map(std::sync::Arc::from),
+        issued_at_ms: identity.issued_at_ms,
+    };
+    let admitted = state.realtime.admit(identity.user_id);
+    admitted
+        .map(|p| p.with_token(token))
+        .map_err(|refusal| match refusal {
+            Refusal::TooManySockets => {
+                Stats::add(&state.realtime.stats().sockets_refused, 1);
+                ApiError::TooManySockets {
+                    limit: state.realtime.limits().max_sockets_per_user,
+                }
             }
-        }
-        Refusal::RateLimited => {
-            Stats::add(&state.realtime.stats().user_rate_limited, 1);
-            ApiError::RateLimited {
-                retry_after_secs: 1,
+            Refusal::RateLimited => {
+                Stats::add(&state.realtime.stats().user_rate_limited, 1);
+                ApiError::RateLimited {
+                    retry_after_secs: 1,
+                }
             }
-        }
-    })
+        })
 }
 
 /// The 101 answer that hands the connection to the transport with `accepted`.
@@ -180,7 +203,7 @@ pub async fn connect(
         )
     })?;
     let identity = verify(&state, &token)?;
-    let permit = admit(&state, identity.user_id)?;
+    let permit = admit(&state, &identity)?;
     switch(
         &req,
         offers_phoenix.then_some("phoenix"),

@@ -58,7 +58,7 @@ pub async fn connect(
             retry_after_secs: 5,
         });
     }
-    let permit = admit(&state, identity.user_id)?;
+    let permit = admit(&state, &identity)?;
     switch(
         &req,
         None,

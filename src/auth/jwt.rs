@@ -57,6 +57,14 @@ struct Claims {
     typ: String,
     #[serde(default)]
     jti: Option<String>,
+    /// The login the token belongs to (its refresh family): ending that session ends the
+    /// token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sid: Option<String>,
+    /// When it was issued, in milliseconds: a session end at a moment (a password change)
+    /// tells the tokens issued before it from those issued after, within one second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iat_ms: Option<i64>,
 }
 
 /// What a verified access token says.
@@ -65,6 +73,10 @@ pub struct AccessClaims {
     pub user_id: UserId,
     /// Expiry, seconds since the Unix epoch.
     pub expires_at: i64,
+    /// When it was issued, milliseconds since the Unix epoch.
+    pub issued_at_ms: i64,
+    /// The login (refresh family) it belongs to.
+    pub session: Option<String>,
 }
 
 /// HMAC-SHA256, the one algorithm the process can sign or verify with.
@@ -166,8 +178,17 @@ impl JwtKeys {
     }
 
     /// Signs an access token for `user`, valid from `now` for the configured lifetime.
-    pub fn issue(&self, user: UserId, now: i64) -> (String, i64) {
+    /// A token for `user`'s login `session`, issued at `now` (Unix seconds, the
+    /// milliseconds read from the clock when `now` is the current second); it and its
+    /// expiry.
+    pub fn issue(&self, user: UserId, now: i64, session: Option<&str>) -> (String, i64) {
         let exp = now.saturating_add(self.ttl_secs);
+        let clock = crate::domain::now_ms();
+        let now_ms = if clock.div_euclid(1000) == now {
+            clock
+        } else {
+            now.saturating_mul(1000)
+        };
         let claims = Claims {
             sub: user.to_string(),
             iss: self.issuer.clone(),
@@ -177,6 +198,8 @@ impl JwtKeys {
             nbf: now,
             typ: ACCESS.into(),
             jti: Some(super::random_hex(8)),
+            sid: session.map(str::to_string),
+            iat_ms: Some(now_ms),
         };
         // Serialising these claims and HMAC signing cannot fail.
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
@@ -219,6 +242,11 @@ impl JwtKeys {
         Ok(AccessClaims {
             user_id,
             expires_at: claims.exp,
+            issued_at_ms: claims
+                .iat_ms
+                .filter(|ms| ms.div_euclid(1000) == claims.iat)
+                .unwrap_or(claims.iat.saturating_mul(1000)),
+            session: claims.sid,
         })
     }
 }
@@ -264,20 +292,22 @@ mod tests {
 
     #[test]
     fn issued_tokens_verify() {
-        let (t, exp) = keys().issue(42, NOW);
+        let (t, exp) = keys().issue(42, NOW, Some("login"));
         assert_eq!(exp, NOW + 900);
         assert_eq!(
             keys().verify(&t, NOW + 10).unwrap(),
             AccessClaims {
                 user_id: 42,
-                expires_at: NOW + 900
+                expires_at: NOW + 900,
+                issued_at_ms: NOW * 1000,
+                session: Some("login".into()),
             }
         );
     }
 
     #[test]
     fn expired_tokens_are_refused() {
-        let (t, _) = keys().issue(1, NOW);
+        let (t, _) = keys().issue(1, NOW, None);
         assert_eq!(
             keys().verify(&t, NOW + 900 + LEEWAY_SECS),
             Err(TokenError::Expired)
@@ -302,7 +332,7 @@ mod tests {
             "stoa",
             900,
         );
-        let (t, _) = other.issue(1, NOW);
+        let (t, _) = other.issue(1, NOW, None);
         assert_eq!(keys().verify(&t, NOW), Err(TokenError::Signature));
         let iss = JwtKeys::new(
             b"0123456789abcdef0123456789abcdef".to_vec(),
@@ -311,7 +341,7 @@ mod tests {
             900,
         );
         assert_eq!(
-            keys().verify(&iss.issue(1, NOW).0, NOW),
+            keys().verify(&iss.issue(1, NOW, None).0, NOW),
             Err(TokenError::Issuer)
         );
         let aud = JwtKeys::new(
@@ -321,14 +351,14 @@ mod tests {
             900,
         );
         assert_eq!(
-            keys().verify(&aud.issue(1, NOW).0, NOW),
+            keys().verify(&aud.issue(1, NOW, None).0, NOW),
             Err(TokenError::Audience)
         );
     }
 
     #[test]
     fn tampered_payloads_and_garbage_are_refused() {
-        let (t, _) = keys().issue(1, NOW);
+        let (t, _) = keys().issue(1, NOW, None);
         let mut parts: Vec<&str> = t.split('.').collect();
         let evil = URL_SAFE_NO_PAD.encode(
             serde_json::json!({"sub":"2","iss":"stoa","aud":"stoa","iat":NOW,"exp":NOW+60})

@@ -187,13 +187,29 @@ pub struct Notification {
 /// The outcome of presenting a refresh token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rotation {
-    /// The token was live; it is now spent and the new one replaces it.
-    Rotated { user_id: UserId },
-    /// The token had already been spent or revoked: its whole family is now revoked.
-    Reused,
+    /// The token was live; it is now spent and the new one replaces it. `family_id` names
+    /// the login (the `sid` of its access tokens).
+    Rotated { user_id: UserId, family_id: String },
+    /// The token had already been spent or revoked: its whole family is now revoked, and
+    /// `ended` is that login's end when this presentation revoked it.
+    Reused { ended: Option<SessionEnd> },
     /// No such token, it expired, its login was revoked (logout, or reuse detected
     /// earlier), or its user is disabled.
     Invalid,
+}
+
+/// Sessions ended before their tokens expire: one login (`session`), or every token of
+/// the user issued at or before `before_ms` but those of `except`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEnd {
+    pub id: i64,
+    pub user_id: UserId,
+    pub session: Option<String>,
+    pub before_ms: Option<i64>,
+    pub except: Option<String>,
+    /// `logged_out`, `password_changed`, `account_disabled`, `refresh_token_reused`.
+    pub reason: String,
+    pub created_at: i64,
 }
 
 /// Who a new member is.
@@ -283,8 +299,33 @@ pub trait Accounts: Send + Sync {
         new_expires_at: i64,
         reuse_interval_ms: i64,
     ) -> StoreResult<Rotation>;
-    /// Revokes the family of a refresh token (logout). False if the token is unknown.
-    async fn revoke_refresh_family(&self, presented_hash: &str) -> StoreResult<bool>;
+    /// Revokes the family of a refresh token (logout), recording the end of that login's
+    /// session; `None` if the token is unknown or its login already ended.
+    async fn revoke_refresh_family(&self, presented_hash: &str) -> StoreResult<Option<SessionEnd>>;
+    /// The user's password hash.
+    async fn password_hash(&self, user: UserId) -> StoreResult<Option<String>>;
+    /// Sets a new password and ends every other login of the user (their refresh
+    /// families revoked, their access tokens refused), keeping `keep` (the login that
+    /// changed it).
+    async fn change_password(
+        &self,
+        user: UserId,
+        password_hash: &str,
+        keep: Option<&str>,
+    ) -> StoreResult<SessionEnd>;
+    /// Disables (or enables again) the account with this e-mail key; disabling ends every
+    /// login. `None`: no such account.
+    async fn set_disabled(
+        &self,
+        email_key: &str,
+        disabled: bool,
+    ) -> StoreResult<Option<(User, Option<SessionEnd>)>>;
+    /// Session ends recorded after `after` (an id) and no earlier than `since` (ms), in
+    /// order.
+    async fn session_ends_after(&self, after: i64, since: i64) -> StoreResult<Vec<SessionEnd>>;
+    /// Deletes session ends recorded before `before` (ms): the tokens they name have
+    /// expired.
+    async fn prune_session_ends(&self, before: i64) -> StoreResult<u64>;
     /// Deletes refresh tokens that expired by `now` or were spent (or revoked) before
     /// `spent_before`, and families left without tokens; returns the tokens deleted.
     async fn prune_refresh_tokens(&self, now: i64, spent_before: i64) -> StoreResult<u64>;

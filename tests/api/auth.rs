@@ -257,22 +257,22 @@ async fn forged_expired_and_foreign_tokens_are_refused(backend: Backend) {
     let cases = [
         (
             "expired",
-            right.issue(alice.id, now - 3600).0,
+            right.issue(alice.id, now - 3600, None).0,
             "token_expired",
         ),
         (
             "wrong key",
-            other_key.issue(alice.id, now).0,
+            other_key.issue(alice.id, now, None).0,
             "invalid_token",
         ),
         (
             "wrong audience",
-            other_aud.issue(alice.id, now).0,
+            other_aud.issue(alice.id, now, None).0,
             "invalid_token",
         ),
         (
             "wrong issuer",
-            other_iss.issue(alice.id, now).0,
+            other_iss.issue(alice.id, now, None).0,
             "invalid_token",
         ),
         (
@@ -299,7 +299,7 @@ async fn forged_expired_and_foreign_tokens_are_refused(backend: Backend) {
     // The right key, fresh: accepted. (Guards the cases above against passing for a
     // wrong reason.)
     assert_eq!(
-        app.get("/api/v1/me", &right.issue(alice.id, now).0)
+        app.get("/api/v1/me", &right.issue(alice.id, now, None).0)
             .await
             .status,
         200

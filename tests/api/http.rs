@@ -318,6 +318,7 @@ async fn openapi_document_covers_every_route() {
         ("post", "/api/v1/auth/refresh"),
         ("post", "/api/v1/auth/logout"),
         ("get", "/api/v1/me"),
+        ("post", "/api/v1/me/password"),
         ("get", "/api/v1/workspaces"),
         ("post", "/api/v1/workspaces"),
         ("get", "/api/v1/workspaces/{id}"),

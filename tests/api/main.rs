@@ -17,4 +17,5 @@ mod realtime;
 mod reports;
 mod search;
 mod search_indexer;
+mod sessions;
 mod ws;

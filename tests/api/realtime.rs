@@ -35,7 +35,7 @@ async fn the_upgrade_checks_token_version_and_origin() {
     );
     // The refusal says why, in the same words as REST: expired is not forged.
     let keys = stoa::auth::JwtKeys::new(JWT_SECRET.as_bytes().to_vec(), "stoa", "stoa", 60);
-    let (expired, _) = keys.issue(alice.id, stoa::domain::now_ms() / 1000 - 3600);
+    let (expired, _) = keys.issue(alice.id, stoa::domain::now_ms() / 1000 - 3600, None);
     for (token, code) in [
         (expired.as_str(), "token_expired"),
         (forged.as_str(), "invalid_token"),
@@ -906,7 +906,7 @@ async fn an_expired_token_ends_the_socket_unless_refreshed() {
         .expect("sqlite");
     let alice = app.register("alice").await;
     let keys = stoa::auth::JwtKeys::new(JWT_SECRET.as_bytes().to_vec(), "stoa", "stoa", 3600);
-    let (fresh, _) = keys.issue(alice.id, stoa::domain::now_ms() / 1000);
+    let (fresh, _) = keys.issue(alice.id, stoa::domain::now_ms() / 1000, None);
     let other = app.register("other").await;
 
     let mut refreshed = Ws::connect(&app, &alice.token).await;

@@ -139,3 +139,79 @@ async fn a_role_change_reaches_yjs_sockets_on_every_node() {
     let fresh = YjsEditor::open(b, doc, &alice);
     assert_eq!(fresh.text(), "from b. alice.", "nothing refused was stored");
 }
+
+/// A logout through one node closes the login's socket on another at once, and an operator
+/// disabling an account from the command line ends its sessions on every node.
+#[actix_web::test]
+async fn sessions_end_on_every_node() {
+    let Some(c) = Cluster::start(2, &[]).await else {
+        return;
+    };
+    let (a, b) = (&c.nodes[0], &c.nodes[1]);
+    let (alice_id, _) = a.register("alice");
+    let login = |node: &crate::support::Server| {
+        let r = node.json(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            json!({"email": "alice@example.com", "password": "correct horse battery"}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = r.value();
+        (
+            v["access_token"].as_str().expect("access").to_string(),
+            v["refresh_token"].as_str().expect("refresh").to_string(),
+        )
+    };
+    let (laptop, laptop_refresh) = login(a);
+    let (phone, _) = login(b);
+    let topic = format!("user:{alice_id}");
+    let mut laptop_on_b = b.ws(&laptop);
+    laptop_on_b.join(&topic, json!({}));
+    let mut phone_on_b = b.ws(&phone);
+    phone_on_b.join(&topic, json!({}));
+
+    // Signed out through node a: the laptop's socket on node b closes at once.
+    let started = Instant::now();
+    let r = a.json(
+        "POST",
+        "/api/v1/auth/logout",
+        None,
+        json!({"refresh_token": laptop_refresh}),
+    );
+    assert_eq!(r.status, 204);
+    assert_eq!(laptop_on_b.close_code(), Some(1008));
+    let took = started.elapsed();
+    eprintln!("socket on the other node closed {took:?} after the logout");
+    assert!(
+        took < Duration::from_millis(900),
+        "by the bus, not the poll: {took:?}"
+    );
+    let me = b.json("GET", "/api/v1/me", Some(&laptop), json!(null));
+    assert_eq!(me.status, 401);
+
+    // The operator disables the account with the command line (which tells the cluster
+    // over Redis): the phone's socket closes and its token is refused everywhere.
+    let redis = c.redis.url();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stoa"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("STOA_DATABASE__URL", &c.db.url)
+        .env("STOA_REDIS__URL", &redis)
+        .env("STOA_AUTH__JWT_SECRET", crate::harness::SECRET)
+        .args(["user", "disable", "alice@example.com"])
+        .output()
+        .expect("stoa runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["cluster_told"], true, "{report}");
+    assert_eq!(phone_on_b.close_code(), Some(1008));
+    for node in [a, b] {
+        let me = node.json("GET", "/api/v1/me", Some(&phone), json!(null));
+        assert_eq!(me.status, 401, "{}", me.text());
+    }
+}

@@ -246,3 +246,68 @@ fn metrics_can_require_a_bearer_token() {
     // Health and readiness stay open to the orchestrator.
     assert!(server.healthy());
 }
+
+#[test]
+fn an_operator_disables_an_account_and_its_sessions_end_at_once() {
+    let server = Server::start(&[]);
+    let (alice_id, alice) = server.register("alice");
+    let mut socket = server.ws(&alice);
+    socket.join(&format!("user:{alice_id}"), json!({}));
+
+    let out = stoa(server.dir(), &["user", "disable", "Alice@Example.com"], &[]);
+    assert!(out.status.success(), "{}", said(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["disabled"], true, "{report}");
+    assert_eq!(report["sessions_ended"], true, "{report}");
+
+    // The running node hears of it (it reads the record every second): the socket closes
+    // with the reason, the token is refused, and the account cannot sign in.
+    assert_eq!(socket.close_code(), Some(1008));
+    let me = server.json("GET", "/api/v1/me", Some(&alice), json!(null));
+    assert_eq!(me.status, 401, "{}", me.text());
+    assert_eq!(me.value()["code"], "session_ended");
+    let login = server.json(
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        json!({"email": "alice@example.com", "password": "correct horse battery"}),
+    );
+    assert_eq!(login.status, 403, "{}", login.text());
+
+    // Enabled again, the account signs in; the tokens from before stay ended.
+    let out = stoa(server.dir(), &["user", "enable", "alice@example.com"], &[]);
+    assert!(out.status.success(), "{}", said(&out));
+    let login = server.json(
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        json!({"email": "alice@example.com", "password": "correct horse battery"}),
+    );
+    assert_eq!(login.status, 200, "{}", login.text());
+    let fresh = login.value()["access_token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    assert_eq!(
+        server
+            .json("GET", "/api/v1/me", Some(&fresh), json!(null))
+            .status,
+        200
+    );
+    assert_eq!(
+        server
+            .json("GET", "/api/v1/me", Some(&alice), json!(null))
+            .status,
+        401
+    );
+    // Unknown accounts and bad usage are clear errors.
+    let out = stoa(
+        server.dir(),
+        &["user", "disable", "nobody@example.com"],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(said(&out).contains("no account"), "{}", said(&out));
+    let out = stoa(server.dir(), &["user", "remove", "alice@example.com"], &[]);
+    assert!(!out.status.success());
+}

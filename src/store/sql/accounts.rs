@@ -6,7 +6,41 @@ use async_trait::async_trait;
 
 use super::{is_unique_violation, SqlStore};
 use crate::domain::{now_ms, DisplayName, Email, UserId};
-use crate::store::{Accounts, Rotation, StoreError, StoreResult, User};
+use crate::store::{Accounts, Rotation, SessionEnd, StoreError, StoreResult, User};
+
+/// Inside a write transaction: records the end of one login (`session`) or of every token
+/// of `user` issued by `before_ms` but those of `except`.
+async fn end_sessions(
+    conn: &mut sqlx::AnyConnection,
+    user: UserId,
+    session: Option<&str>,
+    before_ms: Option<i64>,
+    except: Option<&str>,
+    reason: &str,
+) -> StoreResult<SessionEnd> {
+    let now = now_ms();
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO session_ends (user_id, session, before_ms, except_session, reason, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+    )
+    .bind(user)
+    .bind(session)
+    .bind(before_ms)
+    .bind(except)
+    .bind(reason)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(SessionEnd {
+        id,
+        user_id: user,
+        session: session.map(str::to_string),
+        before_ms,
+        except: except.map(str::to_string),
+        reason: reason.to_string(),
+        created_at: now,
+    })
+}
 
 #[derive(sqlx::FromRow)]
 struct UserRow {
@@ -153,7 +187,7 @@ impl Accounts for SqlStore {
         if revoked.is_some() {
             // A spent token of a revoked login is still a replay (nothing left to revoke).
             return Ok(match used_at {
-                Some(_) => Rotation::Reused,
+                Some(_) => Rotation::Reused { ended: None },
                 None => Rotation::Invalid,
             });
         }
@@ -176,7 +210,7 @@ impl Accounts for SqlStore {
                     .fetch_optional(&mut *tx)
                     .await?;
             return Ok(match spent {
-                Some(Some(_)) => Rotation::Reused,
+                Some(Some(_)) => Rotation::Reused { ended: None },
                 _ => Rotation::Invalid,
             });
         }
@@ -214,7 +248,7 @@ impl Accounts for SqlStore {
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
-            return Ok(Rotation::Rotated { user_id });
+            return Ok(Rotation::Rotated { user_id, family_id });
         }
         // Spent already. Within the reuse interval, the same spent token asking for the
         // same successor (the caller derives it from the token) gets it again, as long as
@@ -238,20 +272,37 @@ impl Accounts for SqlStore {
                 .await?;
                 if successor_live.is_some() {
                     tx.commit().await?;
-                    return Ok(Rotation::Rotated { user_id });
+                    return Ok(Rotation::Rotated { user_id, family_id });
                 }
             }
         }
-        sqlx::query("UPDATE refresh_families SET revoked_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(&family_id)
-            .execute(&mut *tx)
-            .await?;
+        let owner: Option<i64> = sqlx::query_scalar(
+            "UPDATE refresh_families SET revoked_at = $1 WHERE id = $2 RETURNING user_id",
+        )
+        .bind(now)
+        .bind(&family_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        // The login's access tokens end with it: whoever replayed the token may hold one.
+        let ended = match owner {
+            Some(user) => Some(
+                end_sessions(
+                    &mut tx,
+                    user,
+                    Some(&family_id),
+                    None,
+                    None,
+                    "refresh_token_reused",
+                )
+                .await?,
+            ),
+            None => None,
+        };
         tx.commit().await?;
-        Ok(Rotation::Reused)
+        Ok(Rotation::Reused { ended })
     }
 
-    async fn revoke_refresh_family(&self, presented_hash: &str) -> StoreResult<bool> {
+    async fn revoke_refresh_family(&self, presented_hash: &str) -> StoreResult<Option<SessionEnd>> {
         // Read first, so that unknown tokens never take the writer.
         let family: Option<(String, Option<i64>)> = sqlx::query_as(
             "SELECT t.family_id, f.revoked_at \
@@ -261,21 +312,150 @@ impl Accounts for SqlStore {
         .bind(presented_hash)
         .fetch_optional(&self.reader)
         .await?;
-        match family {
-            None => Ok(false),
-            Some((_, Some(_))) => Ok(true),
-            Some((family, None)) => {
-                sqlx::query(
-                    "UPDATE refresh_families SET revoked_at = $1 \
-                     WHERE id = $2 AND revoked_at IS NULL",
-                )
-                .bind(now_ms())
-                .bind(&family)
-                .execute(&self.writer)
-                .await?;
-                Ok(true)
+        let Some((family, None)) = family else {
+            return Ok(None);
+        };
+        let mut tx = self.writer.begin().await?;
+        let owner: Option<i64> = sqlx::query_scalar(
+            "UPDATE refresh_families SET revoked_at = $1 \
+             WHERE id = $2 AND revoked_at IS NULL RETURNING user_id",
+        )
+        .bind(now_ms())
+        .bind(&family)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let ended = match owner {
+            Some(user) => {
+                Some(end_sessions(&mut tx, user, Some(&family), None, None, "logged_out").await?)
             }
+            None => None,
+        };
+        tx.commit().await?;
+        Ok(ended)
+    }
+
+    async fn password_hash(&self, user: UserId) -> StoreResult<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+                .bind(user)
+                .fetch_optional(&self.reader)
+                .await?,
+        )
+    }
+
+    async fn change_password(
+        &self,
+        user: UserId,
+        password_hash: &str,
+        keep: Option<&str>,
+    ) -> StoreResult<SessionEnd> {
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        let changed =
+            sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+                .bind(password_hash)
+                .bind(now)
+                .bind(user)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::NotFound("user"));
         }
+        sqlx::query(
+            "UPDATE refresh_families SET revoked_at = $1 \
+             WHERE user_id = $2 AND revoked_at IS NULL AND id <> $3",
+        )
+        .bind(now)
+        .bind(user)
+        .bind(keep.unwrap_or_default())
+        .execute(&mut *tx)
+        .await?;
+        let ended = end_sessions(&mut tx, user, None, Some(now), keep, "password_changed").await?;
+        tx.commit().await?;
+        Ok(ended)
+    }
+
+    async fn set_disabled(
+        &self,
+        email_key: &str,
+        disabled: bool,
+    ) -> StoreResult<Option<(User, Option<SessionEnd>)>> {
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        let row: Option<UserRow> = sqlx::query_as(
+            "UPDATE users SET disabled_at = CASE WHEN $1 THEN COALESCE(disabled_at, $2) ELSE NULL END, \
+             updated_at = $2 WHERE email_key = $3 \
+             RETURNING id, email, display_name, disabled_at, created_at",
+        )
+        .bind(disabled)
+        .bind(now)
+        .bind(email_key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let user = User::from(row);
+        let ended = if disabled {
+            sqlx::query(
+                "UPDATE refresh_families SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(user.id)
+            .execute(&mut *tx)
+            .await?;
+            Some(end_sessions(&mut tx, user.id, None, Some(now), None, "account_disabled").await?)
+        } else {
+            None
+        };
+        tx.commit().await?;
+        Ok(Some((user, ended)))
+    }
+
+    async fn session_ends_after(&self, after: i64, since: i64) -> StoreResult<Vec<SessionEnd>> {
+        #[allow(clippy::type_complexity)]
+        let rows: Vec<(
+            i64,
+            i64,
+            Option<String>,
+            Option<i64>,
+            Option<String>,
+            String,
+            i64,
+        )> = sqlx::query_as(
+            "SELECT id, user_id, session, before_ms, except_session, reason, created_at \
+                 FROM session_ends WHERE id > $1 AND created_at >= $2 ORDER BY id",
+        )
+        .bind(after)
+        .bind(since)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, user_id, session, before_ms, except, reason, created_at)| SessionEnd {
+                    id,
+                    user_id,
+                    session,
+                    before_ms,
+                    except,
+                    reason,
+                    created_at,
+                },
+            )
+            .collect())
+    }
+
+    async fn prune_session_ends(&self, before: i64) -> StoreResult<u64> {
+        let mut conn = self.writer.acquire().await?;
+        Ok(
+            sqlx::query("DELETE FROM session_ends WHERE created_at < $1")
+                .bind(before)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected(),
+        )
     }
 
     async fn prune_refresh_tokens(&self, now: i64, spent_before: i64) -> StoreResult<u64> {
