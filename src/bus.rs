@@ -242,14 +242,28 @@ pub async fn publish_once(
     settings: &crate::config::Settings,
     body: stoa_protocol::bus::Body,
 ) -> Result<(), redis::RedisError> {
-    let _ = settings;
+    let secret = settings.resolve_jwt_secret().map_err(|e| {
+        redis::RedisError::from((
+            redis::ErrorKind::InvalidClientConfig,
+            "secret",
+            e.to_string(),
+        ))
+    })?;
+    let key = settings.cluster.cluster(&secret.0).key;
     let client = redis::Client::open(url)?;
     let mut conn = client.get_multiplexed_async_connection().await?;
-    let message = stoa_protocol::bus::Envelope::new("stoa-cli", body).encode();
+    let envelope = stoa_protocol::bus::Envelope::new("stoa-cli", body).at(now_us());
+    let message = key.seal(stoa_protocol::bus::CONTROL_CHANNEL, &envelope);
     redis::cmd("PUBLISH")
         .arg(stoa_protocol::bus::CONTROL_CHANNEL)
         .arg(message)
         .query_async::<i64>(&mut conn)
         .await?;
     Ok(())
+}
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }

@@ -289,7 +289,9 @@ pub struct ClusterSettings {
 }
 
 impl ClusterSettings {
-    pub fn cluster(&self) -> stoa_actors::Cluster {
+    /// The cluster this node joins; its bus key is derived from `secret` (the JWT key,
+    /// which every node of a cluster shares).
+    pub fn cluster(&self, secret: &[u8]) -> stoa_actors::Cluster {
         let node_id = if self.node_id.is_empty() {
             stoa_actors::Cluster::random_node_id()
         } else {
@@ -299,6 +301,7 @@ impl ClusterSettings {
             node_id,
             heartbeat: std::time::Duration::from_millis(self.heartbeat_ms),
             node_expiry: std::time::Duration::from_millis(self.node_expiry_ms),
+            key: stoa_protocol::bus::ClusterKey::derive(secret),
         }
     }
 }

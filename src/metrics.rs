@@ -219,6 +219,10 @@ impl Metrics {
                     "Documents whose text and edits were behind their update log when loaded, brought up to date",
                 ),
                 counter(
+                    "bus_messages_rejected_total",
+                    "Bus messages dropped because the cluster key's seal did not hold (not from a node of this cluster) or they were over a minute old",
+                ),
+                counter(
                     "bus_messages_undecodable_total",
                     "Bus messages this node could not read (another format, or garbage)",
                 ),
@@ -337,7 +341,7 @@ struct RealtimeMetrics {
 
 impl RealtimeMetrics {
     /// In the order of `counters`.
-    fn totals(&self) -> [u64; 22] {
+    fn totals(&self) -> [u64; 23] {
         use std::sync::atomic::Ordering::Relaxed;
         let s = self.realtime.stats();
         [
@@ -361,6 +365,7 @@ impl RealtimeMetrics {
             s.yjs_updates_written.load(Relaxed),
             s.yjs_saves_failed.load(Relaxed),
             s.yjs_catch_ups.load(Relaxed),
+            s.bus_rejected.load(Relaxed),
             s.bus_undecodable.load(Relaxed),
             s.nodes_expired.load(Relaxed),
         ]

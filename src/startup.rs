@@ -92,6 +92,7 @@ impl Application {
         };
         let passwords = PasswordWork::new(passwords, hash_slots, settings.auth.password_hash_queue);
         let refresh_key = secret.clone();
+        let cluster = settings.cluster.cluster(&secret);
         let jwt = JwtKeys::new(
             secret,
             &settings.auth.issuer,
@@ -111,7 +112,7 @@ impl Application {
                 token_lifetime: Duration::from_secs(settings.auth.access_token_ttl_secs + 5),
                 ..settings.realtime.limits()
             },
-            settings.cluster.cluster(),
+            cluster,
         );
         realtime.set_doc_store(Arc::new(StoreDocs {
             store: store.clone(),

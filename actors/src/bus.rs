@@ -33,6 +33,9 @@ pub struct Cluster {
     pub heartbeat: Duration,
     /// A node silent this long is dead: its presences leave everywhere.
     pub node_expiry: Duration,
+    /// Seals what this node sends and opens what it hears (every node of a cluster has
+    /// the same).
+    pub key: stoa_protocol::bus::ClusterKey,
 }
 
 impl Cluster {
@@ -57,6 +60,8 @@ impl Default for Cluster {
             node_id: Cluster::random_node_id(),
             heartbeat: Duration::from_secs(2),
             node_expiry: Duration::from_secs(10),
+            // The same for every node made with the defaults (tests, nodes in one process).
+            key: stoa_protocol::bus::ClusterKey::derive(b"stoa default cluster key"),
         }
     }
 }

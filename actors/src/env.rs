@@ -21,6 +21,8 @@ pub(crate) struct Env {
     pub(crate) stats: Stats,
     /// This node's id in the cluster.
     pub(crate) node_id: String,
+    /// Seals the messages it sends to the other nodes.
+    pub(crate) key: stoa_protocol::bus::ClusterKey,
     /// The bus to the other nodes, once connected (none: a node on its own).
     pub(crate) bus: OnceLock<Arc<dyn Bus>>,
     next_id: AtomicU64,
@@ -52,12 +54,18 @@ struct Revocation {
 const REVOCATION_MEMORY: Duration = Duration::from_secs(600);
 
 impl Env {
-    pub(crate) fn new(log: Arc<dyn EventLog>, limits: Limits, node_id: String) -> Env {
+    pub(crate) fn new(
+        log: Arc<dyn EventLog>,
+        limits: Limits,
+        node_id: String,
+        key: stoa_protocol::bus::ClusterKey,
+    ) -> Env {
         Env {
             log,
             limits,
             stats: Stats::default(),
             node_id,
+            key,
             bus: OnceLock::new(),
             next_id: AtomicU64::new(1),
             incarnation: crate::now_us(),
@@ -68,9 +76,8 @@ impl Env {
     /// Sends a message to the other nodes (nothing without a bus).
     pub(crate) fn bus_send(&self, channel: &str, body: Body) {
         if let Some(bus) = self.bus.get() {
-            let message = Envelope::new(&self.node_id, body)
-                .at(crate::now_us())
-                .encode();
+            let envelope = Envelope::new(&self.node_id, body).at(crate::now_us());
+            let message = self.key.seal(channel, &envelope);
             Stats::add(&self.stats.bus_out, 1);
             bus.publish(channel, message);
         }

@@ -215,6 +215,8 @@ pub struct Stats {
     /// Messages sent to, and heard from, other nodes over the bus.
     pub bus_out: AtomicU64,
     pub bus_in: AtomicU64,
+    /// Bus messages that failed the cluster key's seal, or came more than a minute late.
+    pub bus_rejected: AtomicU64,
     /// Bus messages that could not be read (another format, or garbage).
     pub bus_undecodable: AtomicU64,
     /// Nodes taken for dead after their heartbeats stopped.

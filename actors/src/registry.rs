@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use dashmap::DashMap;
 use serde_json::Value;
-use stoa_protocol::bus::{self as wire, Body, Envelope, Revocation, SessionEnd};
+use stoa_protocol::bus::{self as wire, Body, Revocation, SessionEnd};
 use stoa_protocol::Topic;
 
 use crate::bus::{Bus, BusInbox, Cluster};
@@ -301,10 +301,18 @@ impl Shared {
     }
 
     /// A message another node sent.
-    pub(crate) fn heard(&self, _channel: &str, message: &[u8]) {
-        let Some(envelope) = Envelope::decode(message) else {
-            Stats::add(&self.stats().bus_undecodable, 1);
-            return;
+    pub(crate) fn heard(&self, channel: &str, message: &[u8]) {
+        let envelope = match self.env.key.open(channel, message, crate::now_us()) {
+            Ok(envelope) => envelope,
+            Err(wire::Unsealed::Unreadable) => {
+                Stats::add(&self.stats().bus_undecodable, 1);
+                return;
+            }
+            Err(wire::Unsealed::Forged | wire::Unsealed::Stale) => {
+                // Not from a node of this cluster (or replayed): dropped, counted.
+                Stats::add(&self.stats().bus_rejected, 1);
+                return;
+            }
         };
         if envelope.node == self.cluster.node_id {
             return; // our own, back from the bus
@@ -617,7 +625,12 @@ impl Realtime {
             UserLimiter::new(limits.user_messages_per_sec, limits.user_message_burst);
         Realtime {
             shared: Arc::new(Shared {
-                env: Arc::new(Env::new(log, limits, cluster.node_id.clone())),
+                env: Arc::new(Env::new(
+                    log,
+                    limits,
+                    cluster.node_id.clone(),
+                    cluster.key.clone(),
+                )),
                 authorizer,
                 topics: DashMap::new(),
                 arbiters,

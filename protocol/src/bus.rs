@@ -6,6 +6,12 @@
 //! node ignores kinds it does not know (`Body::Unknown`) and fields it does not know, so a
 //! node of the next release and one of this release can share a cluster.
 //!
+//! On the bus each message is sealed with the cluster's key ([`ClusterKey`]): a marker
+//! byte, an HMAC-SHA256 over the channel's name and the JSON, then the JSON. A node drops
+//! (and counts) a message whose seal does not hold, or that is more than a minute old: a
+//! client of the Redis server that is not a node cannot forge notifications, revocations,
+//! broadcasts or Yjs updates.
+//!
 //! Channels (the bus carries a channel name with each message):
 //! - `stoa:e:{workspace}` — the workspace's events (all its topics need them, for offsets);
 //! - `stoa:t:{topic}` — one topic's broadcasts and presence;
@@ -219,9 +225,148 @@ impl Envelope {
     }
 }
 
+/// The first byte of a sealed message (a JSON message starts with `{`).
+const SEALED: u8 = 0x01;
+/// Bytes of the seal.
+const MAC_LEN: usize = 32;
+/// How old a sealed message may be when it arrives (by its sender's clock), in
+/// microseconds: beyond, it is a replay, or a message held up so long that the event log
+/// and presence resync have long made up for it.
+pub const MAX_AGE_US: u64 = 60_000_000;
+
+/// The key that seals the nodes' messages to each other, derived from a secret every node
+/// of a cluster shares.
+#[derive(Clone)]
+pub struct ClusterKey(hmac::Hmac<sha2::Sha256>);
+
+impl std::fmt::Debug for ClusterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterKey(…)")
+    }
+}
+
+/// Why a message from the bus was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsealed {
+    /// Not sealed, or sealed with another key, for another channel, or changed since.
+    Forged,
+    /// Sealed, but older than [`MAX_AGE_US`].
+    Stale,
+    /// Not a message of this format.
+    Unreadable,
+}
+
+impl ClusterKey {
+    /// The key derived from `secret` (the nodes' shared secret): never the secret itself,
+    /// so that a key seen on the bus tells nothing about the tokens the secret signs.
+    pub fn derive(secret: &[u8]) -> ClusterKey {
+        use hmac::Mac;
+        let mut kdf = <hmac::Hmac<sha2::Sha256>>::new_from_slice(secret)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        kdf.update(b"stoa cluster bus key v1");
+        let key = kdf.finalize().into_bytes();
+        ClusterKey(
+            <hmac::Hmac<sha2::Sha256>>::new_from_slice(&key)
+                .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length")),
+        )
+    }
+
+    fn mac(&self, channel: &str, json: &[u8]) -> hmac::Hmac<sha2::Sha256> {
+        use hmac::Mac;
+        let mut mac = self.0.clone();
+        mac.update(channel.as_bytes());
+        mac.update(&[0]);
+        mac.update(json);
+        mac
+    }
+
+    /// `envelope` sealed for `channel`.
+    pub fn seal(&self, channel: &str, envelope: &Envelope) -> Vec<u8> {
+        use hmac::Mac;
+        let json = envelope.encode();
+        let tag = self.mac(channel, &json).finalize().into_bytes();
+        let mut out = Vec::with_capacity(1 + MAC_LEN + json.len());
+        out.push(SEALED);
+        out.extend_from_slice(&tag);
+        out.extend_from_slice(&json);
+        out
+    }
+
+    /// The envelope of a message heard on `channel`, if its seal holds and it is fresh at
+    /// `now_us` (microseconds since the Unix epoch).
+    pub fn open(&self, channel: &str, message: &[u8], now_us: u64) -> Result<Envelope, Unsealed> {
+        use hmac::Mac;
+        let Some((&SEALED, rest)) = message.split_first() else {
+            return Err(Unsealed::Forged);
+        };
+        if rest.len() < MAC_LEN {
+            return Err(Unsealed::Forged);
+        }
+        let (tag, json) = rest.split_at(MAC_LEN);
+        // Constant-time comparison.
+        self.mac(channel, json)
+            .verify_slice(tag)
+            .map_err(|_| Unsealed::Forged)?;
+        let envelope = Envelope::decode(json).ok_or(Unsealed::Unreadable)?;
+        match envelope.at {
+            Some(at) if now_us.saturating_sub(at) <= MAX_AGE_US => Ok(envelope),
+            _ => Err(Unsealed::Stale),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sealed_message_opens_only_with_its_key_on_its_channel_while_fresh() {
+        let key = ClusterKey::derive(b"the nodes' shared secret");
+        let now = 1_700_000_000_000_000;
+        let envelope = Envelope::new(
+            "n1",
+            Body::Notify {
+                user: 7,
+                payload: serde_json::json!({"kind": "mention"}),
+            },
+        )
+        .at(now);
+        let sealed = key.seal("stoa:ctl", &envelope);
+        assert_eq!(key.open("stoa:ctl", &sealed, now + 5), Ok(envelope.clone()));
+        // Another channel, another key, a changed byte, no seal at all: forged.
+        assert_eq!(
+            key.open("stoa:t:user:7", &sealed, now),
+            Err(Unsealed::Forged)
+        );
+        let other = ClusterKey::derive(b"another secret");
+        assert_eq!(other.open("stoa:ctl", &sealed, now), Err(Unsealed::Forged));
+        for i in [1, 20, sealed.len() - 1] {
+            let mut changed = sealed.clone();
+            changed[i] ^= 1;
+            assert_eq!(
+                key.open("stoa:ctl", &changed, now),
+                Err(Unsealed::Forged),
+                "{i}"
+            );
+        }
+        assert_eq!(
+            key.open("stoa:ctl", &envelope.encode(), now),
+            Err(Unsealed::Forged)
+        );
+        assert_eq!(key.open("stoa:ctl", &[], now), Err(Unsealed::Forged));
+        assert_eq!(
+            key.open("stoa:ctl", &[SEALED, 1, 2], now),
+            Err(Unsealed::Forged)
+        );
+        // Replayed after a minute: stale.
+        assert_eq!(
+            key.open("stoa:ctl", &sealed, now + MAX_AGE_US + 1),
+            Err(Unsealed::Stale)
+        );
+        // Unstamped messages are never fresh.
+        let unstamped = key.seal("stoa:ctl", &Envelope::new("n1", Body::Leaving));
+        assert_eq!(key.open("stoa:ctl", &unstamped, now), Err(Unsealed::Stale));
+    }
 
     #[test]
     fn a_session_end_covers_its_login_or_the_tokens_before_it_but_the_kept_one() {

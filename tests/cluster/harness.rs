@@ -26,10 +26,22 @@ pub struct PrivateRedis {
     pub port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// Options beyond the port (a password, TLS).
+    args: Vec<String>,
+    /// How a client reaches it.
+    url: String,
 }
 
 impl PrivateRedis {
     pub fn start() -> Option<PrivateRedis> {
+        Self::start_with(|port, _| (Vec::new(), format!("redis://127.0.0.1:{port}/")))
+    }
+
+    /// Started with the options `setup` gives for its port and directory, which also says
+    /// how a client reaches it.
+    pub fn start_with(
+        setup: impl FnOnce(u16, &std::path::Path) -> (Vec<String>, String),
+    ) -> Option<PrivateRedis> {
         if Command::new("redis-server")
             .arg("--version")
             .output()
@@ -43,24 +55,34 @@ impl PrivateRedis {
             .local_addr()
             .ok()?
             .port();
+        let dir = tempfile::tempdir().ok()?;
+        let (args, url) = setup(port, dir.path());
         let mut redis = PrivateRedis {
             port,
             child: None,
-            dir: tempfile::tempdir().ok()?,
+            dir,
+            args,
+            url,
         };
         redis.resume();
         Some(redis)
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        self.url.clone()
     }
 
     /// Starts it (again) on its port, and waits until it answers.
     pub fn resume(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        let plain = self.args.is_empty() || !self.args.iter().any(|a| a == "--tls-port");
+        let mut cmd = Command::new("redis-server");
+        if plain {
+            cmd.args(["--port", &self.port.to_string()]);
+        }
+        let child = cmd
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(&self.args)
             .current_dir(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -98,7 +120,15 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start(n: usize, extra: &[(&str, &str)]) -> Option<Cluster> {
-        let redis = PrivateRedis::start()?;
+        Self::start_on(PrivateRedis::start()?, n, extra).await
+    }
+
+    /// `n` nodes on `redis`.
+    pub async fn start_on(
+        redis: PrivateRedis,
+        n: usize,
+        extra: &[(&str, &str)],
+    ) -> Option<Cluster> {
         // Without PostgreSQL, `create` has already said SKIPPED (or failed under CI).
         let db = TestDb::create(Backend::Postgres).await?;
         let mut cluster = Cluster {

@@ -22,3 +22,4 @@ mod dashboards;
 mod failure;
 mod loadtest;
 mod phoenix;
+mod trust;
