@@ -158,8 +158,72 @@ fn summary(name: &str, params: Value, rec: &Recorder, elapsed: Duration) -> Valu
     })
 }
 
-/// A new user and a workspace of theirs on `api`: the user's token and the workspace id.
-async fn workspace(api: &str) -> Result<(String, i64), Error> {
+/// A load user's tokens, kept fresh: a task trades the refresh token for new ones before
+/// the access token expires, so a run can last longer than a token lives. Sockets take
+/// the new token too (`access_token` on a joined channel; Yjs sockets reconnect with it).
+pub(crate) struct Credentials {
+    token: Mutex<Arc<str>>,
+    /// Bumped at each refresh: a socket that sent an older one sends the new one.
+    generation: AtomicU64,
+}
+
+impl Credentials {
+    pub(crate) fn token(&self) -> Arc<str> {
+        self.token
+            .lock()
+            .map(|t| t.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    /// Starts refreshing: half-way through each access token's life.
+    fn keep_fresh(self: &Arc<Self>, api: &str, refresh: String, lifetime: Duration) {
+        let (me, api) = (Arc::downgrade(self), api.to_string());
+        tokio::spawn(async move {
+            let mut refresh = refresh;
+            let mut every = lifetime / 2;
+            loop {
+                tokio::time::sleep(every.max(Duration::from_secs(1))).await;
+                let Some(me) = me.upgrade() else { return };
+                match http(
+                    &api,
+                    "POST",
+                    "/api/v1/auth/refresh",
+                    None,
+                    &json!({"refresh_token": refresh}),
+                )
+                .await
+                {
+                    Ok((200, v)) => {
+                        if let (Some(t), Some(r)) =
+                            (v["access_token"].as_str(), v["refresh_token"].as_str())
+                        {
+                            *me.token.lock().unwrap_or_else(|e| e.into_inner()) = Arc::from(t);
+                            refresh = r.to_string();
+                            me.generation.fetch_add(1, Ordering::Relaxed);
+                            every =
+                                Duration::from_secs(v["expires_in"].as_u64().unwrap_or(900)) / 2;
+                        }
+                    }
+                    // Tried again a second later (the node may be busy).
+                    _ => every = Duration::from_secs(1),
+                }
+            }
+        });
+    }
+}
+
+/// The frame that hands a joined channel (join ref "1") a new access token.
+fn token_frame(topic: &str, n: u64, token: &str) -> String {
+    format!(r#"["1","at{n}","{topic}","access_token",{{"token":"{token}"}}]"#)
+}
+
+/// A new user and a workspace of theirs on `api`: the user's (refreshing) tokens and the
+/// workspace id.
+async fn workspace(api: &str) -> Result<(Arc<Credentials>, i64), Error> {
     let email = format!("load.{}@example.com", now_us());
     let (_, user) = http(
         api,
@@ -170,6 +234,8 @@ async fn workspace(api: &str) -> Result<(String, i64), Error> {
     )
     .await?;
     let token = user["access_token"].as_str().ok_or("no token")?.to_string();
+    let refresh = user["refresh_token"].as_str().ok_or("no refresh token")?;
+    let lifetime = Duration::from_secs(user["expires_in"].as_u64().unwrap_or(900));
     let (_, ws) = http(
         api,
         "POST",
@@ -178,7 +244,12 @@ async fn workspace(api: &str) -> Result<(String, i64), Error> {
         &json!({"name": "Load"}),
     )
     .await?;
-    Ok((token, ws["id"].as_i64().ok_or("no workspace id")?))
+    let creds = Arc::new(Credentials {
+        token: Mutex::new(Arc::from(token)),
+        generation: AtomicU64::new(0),
+    });
+    creds.keep_fresh(api, refresh.to_string(), lifetime);
+    Ok((creds, ws["id"].as_i64().ok_or("no workspace id")?))
 }
 
 /// One HTTP/1.1 request on its own connection: status and JSON body (Null when empty).
@@ -252,7 +323,8 @@ async fn connect(
 ) -> Result<Value, Error> {
     let n: usize = flag(flags, "connections", 1000);
     let concurrency: usize = flag(flags, "concurrency", 256);
-    let (token, ws) = workspace(api).await?;
+    let (creds, ws) = workspace(api).await?;
+    let token = creds.token().to_string();
     let topic = format!("workspace:{ws}");
     progress("connect", rec.clone(), stop.clone());
     let gate = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
@@ -304,19 +376,21 @@ async fn fanout(
     let n: usize = flag(flags, "subscribers", 1000);
     let rate: f64 = flag(flags, "rate", 10.0);
     let size: usize = flag(flags, "size", 64);
-    let (token, ws) = workspace(&apis[0]).await?;
+    let (creds, ws) = workspace(&apis[0]).await?;
+    let token = creds.token().to_string();
     let topic = format!("workspace:{ws}");
     let mut subs = Vec::new();
     let gate = Arc::new(tokio::sync::Semaphore::new(256));
     let joined = Arc::new(tokio::sync::Barrier::new(n + 1));
     for i in 0..n {
-        let (api, token, topic, rec, gate, joined) = (
+        let (api, token, topic, rec, gate, joined, creds) = (
             apis[i % apis.len()].clone(),
             token.clone(),
             topic.clone(),
             rec.clone(),
             gate.clone(),
             joined.clone(),
+            creds.clone(),
         );
         subs.push(tokio::spawn(async move {
             let permit = gate.acquire_owned().await;
@@ -341,6 +415,7 @@ async fn fanout(
             // ends: no timer per read.
             let mut beat = Instant::now();
             let mut ended = false;
+            let mut generation = creds.generation();
             while ws.read_text(&mut buf).await.is_ok() {
                 if let Some(t) = sent_at(&buf) {
                     let _ = h.record(now_us().saturating_sub(t).max(1));
@@ -349,10 +424,18 @@ async fn fanout(
                     ended = true;
                     break;
                 }
-                // The server closes a socket that sends nothing for a minute.
+                // The server closes a socket that sends nothing for a minute, and one whose
+                // token has expired.
                 if beat.elapsed() > HEARTBEAT {
                     if ws.send_text(&heartbeat(i as u64)).await.is_err() {
                         break;
+                    }
+                    if creds.generation() != generation {
+                        generation = creds.generation();
+                        let frame = token_frame(&topic, generation, &creds.token());
+                        if ws.send_text(&frame).await.is_err() {
+                            break;
+                        }
                     }
                     beat = Instant::now();
                 }
@@ -384,6 +467,7 @@ async fn fanout(
     let started = Instant::now();
     let mut sent = 0u64;
     let mut beat = Instant::now();
+    let mut generation = creds.generation();
     let mut measuring = false;
     while started.elapsed() < warmup + duration {
         if !measuring && started.elapsed() >= warmup {
@@ -405,6 +489,12 @@ async fn fanout(
         writer.send_text(&frame).await?;
         if beat.elapsed() > HEARTBEAT {
             writer.send_text(&heartbeat(sent)).await?;
+            if creds.generation() != generation {
+                generation = creds.generation();
+                writer
+                    .send_text(&token_frame(&topic, generation, &creds.token()))
+                    .await?;
+            }
             beat = Instant::now();
         }
     }
@@ -432,21 +522,22 @@ async fn presence(
 ) -> Result<Value, Error> {
     let n: usize = flag(flags, "connections", 100);
     let rate: f64 = flag(flags, "rate", 100.0);
-    let (token, ws) = workspace(api).await?;
+    let (creds, ws) = workspace(api).await?;
     let topic = format!("workspace:{ws}");
     progress("presence", rec.clone(), stop.clone());
     let per_socket = rate / n.max(1) as f64;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..n {
-        let (api, token, topic, rec) = (api.to_string(), token.clone(), topic.clone(), rec.clone());
+        let (api, creds, topic, rec) = (api.to_string(), creds.clone(), topic.clone(), rec.clone());
         tasks.push(tokio::spawn(async move {
-            let mut ws = match Ws::connect(&api, &token, None, false).await {
+            let mut ws = match Ws::connect(&api, &creds.token(), None, false).await {
                 Ok(ws) => ws,
                 Err(e) => return rec.error("connect", &e),
             };
             let mut h = local();
             let mut round = 0u64;
+            let mut generation = creds.generation();
             while started.elapsed() < duration {
                 let due = Duration::from_secs_f64(round as f64 / per_socket.max(0.001));
                 if let Some(wait) = due.checked_sub(started.elapsed()) {
@@ -460,6 +551,15 @@ async fn presence(
                 }
                 let _ = h.record(t.elapsed().as_micros() as u64);
                 rec.one();
+                // A new token goes to the joined channel before the socket's expires.
+                if creds.generation() != generation {
+                    generation = creds.generation();
+                    let frame = token_frame(&topic, generation, &creds.token());
+                    if let Err(e) = ws.send_text(&frame).await {
+                        rec.error("token", &e);
+                        break;
+                    }
+                }
                 let leave = format!(r#"["1","{round}l","{topic}","phx_leave",{{}}]"#);
                 if let Err(e) = ws.send_text(&leave).await {
                     rec.error("leave", &e);
@@ -496,18 +596,19 @@ async fn crud(
     stop: &Arc<AtomicBool>,
 ) -> Result<Value, Error> {
     let concurrency: usize = flag(flags, "concurrency", 8);
-    let (token, ws) = workspace(api).await?;
+    let (creds, ws) = workspace(api).await?;
     progress("rest", rec.clone(), stop.clone());
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..concurrency {
-        let (api, token, rec) = (api.to_string(), token.clone(), rec.clone());
+        let (api, creds, rec) = (api.to_string(), creds.clone(), rec.clone());
         tasks.push(tokio::spawn(async move {
             let mut h = local();
             let mut conn = KeepAlive::new(&api);
             let mut n = 0u64;
             while started.elapsed() < duration {
                 n += 1;
+                let token = creds.token();
                 let title = format!("load {w}.{n}");
                 let create = (
                     "POST",
@@ -516,7 +617,7 @@ async fn crud(
                 );
                 let t = Instant::now();
                 let doc = match conn
-                    .call(create.0, &create.1, Some(&token), &create.2)
+                    .call(create.0, &create.1, Some(&*token), &create.2)
                     .await
                 {
                     Ok((201, doc)) => {
@@ -565,7 +666,7 @@ async fn crud(
                 ];
                 for (method, path, body, want) in calls {
                     let t = Instant::now();
-                    match conn.call(method, &path, Some(&token), &body).await {
+                    match conn.call(method, &path, Some(&*token), &body).await {
                         Ok((status, _)) if status == want => {
                             let _ = h.record(t.elapsed().as_micros().max(1) as u64);
                             rec.one();
@@ -596,7 +697,8 @@ async fn yjs(
     let docs: usize = flag(flags, "docs", 10);
     let editors: usize = flag(flags, "editors", 3);
     let rate: f64 = flag(flags, "rate", 5.0);
-    let (token, ws) = workspace(api).await?;
+    let (creds, ws) = workspace(api).await?;
+    let token = creds.token().to_string();
     let mut ids = Vec::new();
     for i in 0..docs {
         let (status, doc) = http(
@@ -613,23 +715,36 @@ async fn yjs(
         ids.push(doc["id"].as_i64().ok_or("no id")?);
     }
     progress("yjs", rec.clone(), stop.clone());
-    let count = (duration.as_secs_f64() * rate).ceil().max(1.0) as u64;
     let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
-    let done = crate::yjs_editors(api, &token, &ids, editors, count, rate, "/yjs", false).await?;
+    // A Yjs socket lives as long as the token it was opened with: a long run is a series
+    // of sessions of at most five minutes, each opened with the token of the moment.
+    const SESSION: f64 = 300.0;
+    let total = duration.as_secs_f64();
+    let (mut left, mut observed, mut count, mut secs) = (total, 0u64, 0u64, 0f64);
     let mut h = local();
-    for s in &done.samples {
-        let _ = h.record(u64::from(*s).max(1));
+    while left > 0.0 {
+        let this = left.min(SESSION);
+        left -= this;
+        let n = (this * rate).ceil().max(1.0) as u64;
+        count += n;
+        let token = creds.token();
+        let done = crate::yjs_editors(api, &token, &ids, editors, n, rate, "/yjs", false).await?;
+        for s in &done.samples {
+            let _ = h.record(u64::from(*s).max(1));
+        }
+        rec.ops.fetch_add(done.got, Ordering::Relaxed);
+        rec.errors
+            .fetch_add(done.expected.saturating_sub(done.got), Ordering::Relaxed);
+        observed += done.got;
+        secs += done.secs;
     }
     rec.merge(&h);
-    rec.ops.fetch_add(done.got, Ordering::Relaxed);
     // The editors' own window: from the first update sent to the last one received.
     if let Ok(mut m) = rec.measuring.lock() {
-        *m = Instant::now().checked_sub(Duration::from_secs_f64(done.secs));
+        *m = Instant::now().checked_sub(Duration::from_secs_f64(secs));
     }
     rec.last_op_us.store(now_us(), Ordering::Relaxed);
-    let observed = done.got;
-    rec.errors
-        .fetch_add(done.expected.saturating_sub(done.got), Ordering::Relaxed);
+    let _ = token;
     Ok(
         json!({"docs": docs, "editors": editors, "rate": rate, "updates_each": count, "remote_updates": observed}),
     )

@@ -149,6 +149,12 @@ fn refine_bodies(v: &mut Value) {
         "display_name",
         bounded(DisplayName::MAX),
     );
+    constrain(
+        v,
+        "ChangePassword",
+        "new_password",
+        json!({"minLength": 8, "maxLength": 256}),
+    );
     for schema in ["CreateWorkspace", "UpdateWorkspace"] {
         constrain(v, schema, "name", bounded(WorkspaceName::MAX));
         constrain(v, schema, "slug", slug.clone());
@@ -202,6 +208,7 @@ fn refine_bodies(v: &mut Value) {
         "RegisterRequest",
         "LoginRequest",
         "RefreshRequest",
+        "ChangePassword",
         "CreateWorkspace",
         "UpdateWorkspace",
         "AddMember",
