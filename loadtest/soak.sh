@@ -12,6 +12,7 @@
 # holds no socket and no open document; RSS is read SETTLE seconds later (default 15,
 # beyond the node's 5 s memory check). One line per round, then a summary line:
 #   idle MB after each round, and the growth from the first idle to the last.
+# LINGER=SECS reads the memory once more after that much longer idle.
 # WRAP="heaptrack -o FILE" runs the node under a heap profiler.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +47,10 @@ metric() {
   curl -s "$API/metrics" | awk -v n="$1" '{ k = $1; sub(/\{.*/, "", k) } k == n { s += $2 } END { print s + 0 }'
 }
 rss_mb() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$NODE/status"; }
+# What the node's heap holds, and what the allocator keeps free (MB).
+heap_mb() {
+  curl -s "$API/metrics" | awk -v s="$1" 'index($0, "stoa_process_heap_bytes{") == 1 && index($0, "state=\"" s "\"") { printf "%.1f", $2 / 1048576 }'
+}
 idle() {
   until [ "$(metric stoa_ws_sockets)" = 0 ] && [ "$(metric stoa_yjs_documents_open)" = 0 ]; do
     sleep 1
@@ -55,7 +60,7 @@ idle() {
 
 sleep "$SETTLE"
 FRESH=$(rss_mb)
-echo "fresh: ${FRESH} MB"
+echo "fresh: ${FRESH} MB (heap in use $(heap_mb in_use) MB, free $(heap_mb free) MB)"
 IDLES=()
 for run in $(seq 1 "$RUNS"); do
   LT="$BIN/stoa-loadtest run"
@@ -79,6 +84,12 @@ for run in $(seq 1 "$RUNS"); do
   idle
   IDLE=$(rss_mb)
   IDLES+=("$IDLE")
-  echo "run $run: peak ${PEAK} MB, idle ${IDLE} MB ($ops)"
+  echo "run $run: peak ${PEAK} MB, idle ${IDLE} MB (heap in use $(heap_mb in_use) MB, free $(heap_mb free) MB; $ops)"
 done
+if [ -n "${LINGER:-}" ]; then
+  # Left idle longer: what the node lets go of with time (pool connections closing after
+  # their idle timeout, revocations remembered for a while).
+  sleep "$LINGER"
+  echo "after ${LINGER} s more idle: $(rss_mb) MB (heap in use $(heap_mb in_use) MB, free $(heap_mb free) MB)"
+fi
 echo "idle MB after each run: ${IDLES[*]} (fresh ${FRESH}); growth first to last: $(awk -v a="${IDLES[0]}" -v b="${IDLES[-1]}" 'BEGIN { printf "%+.1f", b - a }') MB"

@@ -722,6 +722,11 @@ const PROCESS_FAMILIES: &[(&str, &str, &[&str])] = &[
         "Most file descriptors the server process may open",
         &[],
     ),
+    (
+        "process_heap_bytes",
+        "The allocator's heap: in_use is what the server holds, free what the allocator keeps for reuse (glibc)",
+        &["state"],
+    ),
 ];
 
 /// USER_HZ, the unit of `/proc/self/stat`'s times: 100 on every Linux architecture Stoa
@@ -777,6 +782,29 @@ impl ProcessFamilies {
                 out.push(gauge(3, max));
             }
         }
+        if let Some((in_use, free)) = heap() {
+            let (name, help, _) = PROCESS_FAMILIES[4];
+            out.push(
+                Family::new(name, help, MetricType::GAUGE)
+                    .gauge(&[("state", "in_use")], in_use as f64)
+                    .gauge(&[("state", "free")], free as f64)
+                    .done(),
+            );
+        }
         out
     }
+}
+
+/// Bytes of the allocator's heap held by the server and kept free (glibc's `mallinfo2`:
+/// every arena, blocks mapped on their own counted as in use).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn heap() -> Option<(usize, usize)> {
+    // SAFETY: mallinfo2 only reads the allocator's statistics, under its own locks.
+    let info = unsafe { libc::mallinfo2() };
+    Some((info.uordblks + info.hblkhd, info.fordblks))
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn heap() -> Option<(usize, usize)> {
+    None
 }

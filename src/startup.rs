@@ -54,6 +54,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        tune_allocator();
         tracing::info!(
             database = %redact(&settings.database.url),
             "stoa starting: connecting to the database and applying migrations"
@@ -425,6 +426,37 @@ fn trim() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn trim() {}
+
+/// Allocations from this size up are mapped on their own and unmapped when freed.
+const MMAP_THRESHOLD: i32 = 128 * 1024;
+
+/// Keeps glibc's allocator from holding large freed blocks. By default its threshold for
+/// mapping an allocation on its own moves up to the size of the largest mapped block freed
+/// so far (up to 32 MiB), and the trim threshold to twice that: after the first password
+/// hash (argon2 takes a 19 MiB block, on a blocking thread) every later one came from an
+/// arena, and each arena kept the block when it was freed. The node's idle memory grew by
+/// tens of megabytes with each round of a mixed load (`loadtest/soak.sh`: 91, 168, 246 MB
+/// after three two-minute rounds) while its live heap stayed under 10 MB (heaptrack).
+/// Setting the threshold fixes it, so large blocks are mapped and returned at once: 31, 34,
+/// 34 MB (docs/BENCHMARKS.md, "Idle memory after mixed load"). Once per process.
+pub fn tune_allocator() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(set_mmap_threshold);
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn set_mmap_threshold() {
+    // SAFETY: mallopt only changes the allocator's parameters; it is called once, and the
+    // allocator applies it under its own lock.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn set_mmap_threshold() {
+    let _ = MMAP_THRESHOLD;
+}
 
 /// Browser apps on other origins: the configured origins, or in development with none
 /// configured, any origin. Tokens travel in headers, never cookies, so no credentials mode.

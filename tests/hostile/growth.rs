@@ -58,3 +58,38 @@ fn made_up_methods_and_paths_add_no_metric_series() {
     assert!(!text.contains("XMETHOD"), "no client text becomes a label");
     assert!(server.healthy());
 }
+
+/// Each password hash takes a 19 MiB block (argon2's default cost). Left to itself, glibc's
+/// allocator serves such blocks from its arenas after the first one is freed, and keeps
+/// them: a node that had hashed a few passwords on a few threads held tens of megabytes
+/// more, for good, and more after each burst. The node sets the allocator so that such
+/// blocks are returned when freed.
+#[test]
+fn password_hashes_leave_no_memory_behind() {
+    let _heavy = heavy();
+    // Twelve registrations from one address, past its default allowance.
+    let server = Server::start(&[("STOA_AUTH__LOGIN_ATTEMPTS_PER_MINUTE", "1000")]);
+    let fresh = server.rss_kib();
+    let mut after = Vec::new();
+    for round in 0..3 {
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let server = &server;
+                s.spawn(move || server.register(&format!("user{round}x{t}")));
+            }
+        });
+        after.push(server.rss_kib());
+    }
+    let grown: Vec<i64> = after
+        .iter()
+        .map(|kib| (*kib as i64 - fresh as i64) / 1024)
+        .collect();
+    eprintln!(
+        "fresh {} MiB; after each round of 4 hashes: +{grown:?} MiB",
+        fresh / 1024
+    );
+    assert!(
+        grown.iter().all(|mib| *mib < 16),
+        "12 password hashes left {grown:?} MiB behind"
+    );
+}
