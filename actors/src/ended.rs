@@ -5,17 +5,18 @@
 //! tokens it names have expired by then.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Instant;
 
 use stoa_protocol::bus::SessionEnd;
 
 #[derive(Default)]
 pub(crate) struct Ended {
-    /// Every end still in force, with when it was recorded here.
-    ends: Mutex<Vec<(Arc<SessionEnd>, Instant)>>,
-    /// How many there are, read without the lock by every token check.
-    count: AtomicI64,
+    /// Every end still in force, by user, with when it was recorded here: a token check
+    /// looks at its user's ends only.
+    ends: dashmap::DashMap<i64, Vec<(Arc<SessionEnd>, Instant)>>,
+    /// How many users have ends in force, read without a lock by every token check.
+    users: AtomicI64,
     /// The highest id read from the database's record (the poll's cursor).
     read_through: AtomicI64,
 }
@@ -23,12 +24,14 @@ pub(crate) struct Ended {
 impl Ended {
     /// Records an end; false if it was known already (by the bus and then the poll, say).
     pub(crate) fn record(&self, end: Arc<SessionEnd>) -> bool {
-        let mut ends = self.ends.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut ends = self.ends.entry(end.user).or_insert_with(|| {
+            self.users.fetch_add(1, Ordering::Relaxed);
+            Vec::new()
+        });
         if ends.iter().any(|(e, _)| e.id == end.id) {
             return false;
         }
         ends.push((end, Instant::now()));
-        self.count.store(ends.len() as i64, Ordering::Relaxed);
         true
     }
 
@@ -40,10 +43,10 @@ impl Ended {
         session: Option<&str>,
         issued_at_ms: i64,
     ) -> Option<Arc<SessionEnd>> {
-        if self.count.load(Ordering::Relaxed) == 0 {
+        if self.users.load(Ordering::Relaxed) == 0 {
             return None;
         }
-        let ends = self.ends.lock().unwrap_or_else(PoisonError::into_inner);
+        let ends = self.ends.get(&user)?;
         ends.iter()
             .find(|(e, _)| e.covers(user, session, issued_at_ms))
             .map(|(e, _)| e.clone())
@@ -51,10 +54,14 @@ impl Ended {
 
     /// Forgets ends older than `lifetime`.
     pub(crate) fn sweep(&self, lifetime: std::time::Duration) {
-        let mut ends = self.ends.lock().unwrap_or_else(PoisonError::into_inner);
-        ends.retain(|(_, at)| at.elapsed() < lifetime);
-        ends.shrink_to_fit();
-        self.count.store(ends.len() as i64, Ordering::Relaxed);
+        self.ends.retain(|_, ends| {
+            ends.retain(|(_, at)| at.elapsed() < lifetime);
+            if ends.is_empty() {
+                self.users.fetch_sub(1, Ordering::Relaxed);
+            }
+            !ends.is_empty()
+        });
+        self.ends.shrink_to_fit();
     }
 
     pub(crate) fn read_through(&self) -> i64 {
@@ -89,5 +96,42 @@ pub struct TokenTag {
 impl TokenTag {
     pub(crate) fn ended_by(&self, user: i64, end: &SessionEnd) -> bool {
         end.covers(user, self.session.as_deref(), self.issued_at_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn end(id: i64, user: i64, session: Option<&str>, before_ms: Option<i64>) -> Arc<SessionEnd> {
+        Arc::new(SessionEnd {
+            id,
+            user,
+            session: session.map(str::to_string),
+            before_ms,
+            except: None,
+            reason: "logged_out".into(),
+        })
+    }
+
+    #[test]
+    fn ends_are_kept_per_user_once_and_forgotten_after_a_token_lifetime() {
+        let ended = Ended::default();
+        assert!(ended.ended(7, Some("a"), 1).is_none());
+        assert!(ended.record(end(1, 7, Some("a"), None)));
+        assert!(!ended.record(end(1, 7, Some("a"), None)), "known already");
+        assert!(ended.record(end(2, 8, None, Some(1_000))));
+        assert_eq!(ended.ended(7, Some("a"), 5).map(|e| e.id), Some(1));
+        assert!(ended.ended(7, Some("b"), 5).is_none());
+        assert_eq!(ended.ended(8, Some("x"), 999).map(|e| e.id), Some(2));
+        assert!(
+            ended.ended(8, Some("x"), 1_001).is_none(),
+            "issued after it"
+        );
+        ended.sweep(std::time::Duration::from_secs(60));
+        assert!(ended.ended(7, Some("a"), 5).is_some(), "still in force");
+        ended.sweep(std::time::Duration::ZERO);
+        assert!(ended.ended(7, Some("a"), 5).is_none());
+        assert_eq!(ended.users.load(Ordering::Relaxed), 0);
     }
 }
