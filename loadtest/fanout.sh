@@ -28,9 +28,13 @@ metric() {
 }
 N=${1:-10000}; COUNT=${2:-50}; RATE=${3:-5}; SIZE=${4:-64}
 PORT=${PORT:-8090}
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stoa-target}"
-cargo build --release -q -p stoa -p stoa-loadtest
-BIN="$CARGO_TARGET_DIR/release"
+# BIN=DIR runs the binaries already in DIR (e.g. two builds compared in pairs) without
+# building.
+if [ -z "${BIN:-}" ]; then
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stoa-target}"
+  cargo build --release -q -p stoa -p stoa-loadtest
+  BIN="$CARGO_TARGET_DIR/release"
+fi
 DATA=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$DATA"' EXIT
 ulimit -n 20000
