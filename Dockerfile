@@ -66,7 +66,9 @@ USER 65532:65532
 # Listen on every interface (the default, 127.0.0.1, is unreachable from outside the
 # container); one JSON object per log line; the SQLite database, and the JWT secret
 # generated in development, in the data volume. Any STOA_<SECTION>__<KEY> variable given
-# to `docker run -e` overrides these.
+# to `docker run -e` overrides these. For a configuration file, mount it and set
+# STOA_CONFIG=/path/to/stoa.toml (rather than passing --config): every command then reads
+# it, the health check and `docker exec … stoa backup` included.
 ENV STOA_SERVER__HOST=0.0.0.0 \
     STOA_SERVER__PORT=8080 \
     STOA_LOG__FORMAT=json \

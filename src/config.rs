@@ -115,6 +115,9 @@ fn variable_of(path: &str) -> String {
 /// gives every pod `STOA_PORT=tcp://…` and `STOA_SERVICE_HOST` for a Service named
 /// `stoa`), so a name that matches no setting is reported, not fatal; a configuration file,
 /// which only an operator writes, still may not name an unknown key.
+/// The variable that names a configuration file when `--config` is not given.
+pub const CONFIG_VARIABLE: &str = "STOA_CONFIG";
+
 fn known_variables(
     env: impl IntoIterator<Item = (String, String)>,
 ) -> (config::Map<String, String>, Vec<IgnoredVariable>) {
@@ -123,7 +126,8 @@ fn known_variables(
     let mut known = config::Map::new();
     let mut ignored = Vec::new();
     for (name, value) in env {
-        if !name.starts_with("STOA_") {
+        // STOA_CONFIG names the file (the binary's --config); it is no key of its own.
+        if !name.starts_with("STOA_") || name == CONFIG_VARIABLE {
             continue;
         }
         if names.contains(&name) {
@@ -729,6 +733,7 @@ mod tests {
                 ("STOA_PORT_8080_TCP_ADDR", "10.0.0.1"),
                 ("STOA_SERVER__HOST", "0.0.0.0"),
                 ("STOA_DATA_DIR", "/var/lib/stoa"),
+                ("STOA_CONFIG", "/etc/stoa/stoa.toml"),
             ]),
         )
         .unwrap();

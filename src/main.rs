@@ -1,38 +1,130 @@
 //! `stoa [--config FILE] [COMMAND]`: loads the configuration, then serves until
 //! SIGTERM/SIGINT (no command), builds a benchmark workspace (`seed`), rebuilds the
 //! Elasticsearch index from the database (`reindex`), copies the SQLite database while the
-//! server runs (`backup FILE`) or puts a copy back (`restore FILE`), or asks a running
-//! node whether it is ready (`healthcheck`).
+//! server runs (`backup FILE`) or puts a copy back (`restore FILE`), disables or enables an
+//! account (`user`), or asks a running node whether it is ready (`healthcheck`). `--help`
+//! on any of them says what it takes, and touches nothing.
+//!
+//! Exit codes: 0 done; 2 a command line that does not parse; 78 (EX_CONFIG) a configuration
+//! that cannot work (a service manager should not restart it: `deploy/stoa.service`);
+//! 1 anything else (a database that does not answer, a port in use).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::{Args, Parser, Subcommand};
 use stoa::config::Settings;
-use stoa::startup::Application;
+use stoa::startup::{Application, StartupError};
 
-fn usage() -> ExitCode {
-    eprintln!(
-        "usage: stoa [--config FILE] [seed [OPTIONS] | reindex | backup FILE | restore FILE | user disable|enable EMAIL | healthcheck [--url URL]]"
-    );
-    eprintln!("  (no command)  serve until SIGTERM or SIGINT");
-    eprintln!(
-        "  seed          build a large workspace for benchmarks: --events N (1000000) \
-         --documents N (10000) --comments N (50000) --members N (50) --days N (365) --seed N \
-         --workspace NAME"
-    );
-    eprintln!("  reindex       rebuild the Elasticsearch index (search.elasticsearch_url) from the database");
-    eprintln!(
-        "  backup FILE   a consistent copy of the SQLite database, taken while the server runs"
-    );
-    eprintln!("  restore FILE  put a backup in the database's place (refused while a server uses data_dir)");
-    eprintln!(
-        "  user disable EMAIL  disable an account: its sessions end on every node (its sockets close, its tokens are refused); user enable EMAIL undoes it"
-    );
-    eprintln!("  healthcheck   exit 0 when the node on server.port answers /readyz with 200 (or --url URL)");
-    eprintln!(
-        "configuration: config/default.toml, then FILE, then STOA_<SECTION>__<KEY> variables"
-    );
-    ExitCode::from(2)
+/// Stoa: real-time collaboration server (REST, Phoenix Channels, y-websocket).
+///
+/// Without a command it serves until SIGTERM or SIGINT. Configuration: config/default.toml,
+/// then the file given with --config (or STOA_CONFIG), then STOA_<SECTION>__<KEY> variables.
+#[derive(Parser)]
+#[command(name = "stoa", version)]
+struct Cli {
+    /// A configuration file, layered over the defaults (STOA_* variables override it).
+    #[arg(short, long, value_name = "FILE", env = "STOA_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build a large workspace for benchmarks (members, documents, comments, a year of events).
+    Seed(SeedArgs),
+    /// Rebuild the Elasticsearch index (search.elasticsearch_url) from the database.
+    Reindex,
+    /// Write a consistent copy of the SQLite database, taken while the server runs.
+    Backup {
+        /// Where the copy goes (it must not exist).
+        file: PathBuf,
+    },
+    /// Put a backup in the database's place (refused while a server uses data_dir).
+    Restore {
+        /// The backup to restore.
+        file: PathBuf,
+    },
+    /// Disable or enable an account.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// Exit 0 when the node on server.port answers /readyz with 200.
+    Healthcheck {
+        /// Ask this URL's /readyz instead (e.g. http://10.0.0.5:8080).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// End the account's sessions on every node (its sockets close, its tokens are
+    /// refused) and refuse its sign-ins.
+    Disable { email: String },
+    /// Let a disabled account sign in again.
+    Enable { email: String },
+}
+
+/// What `stoa seed` builds (`_` may separate digits: 1_000_000).
+#[derive(Args)]
+struct SeedArgs {
+    /// Name of the workspace.
+    #[arg(long, default_value = "Seeded")]
+    workspace: String,
+    /// Members, 1 to 100,000.
+    #[arg(long, default_value = "50", value_parser = count(1, 100_000))]
+    members: u64,
+    /// Documents, up to 10,000,000.
+    #[arg(long, default_value = "10000", value_parser = count(0, 10_000_000))]
+    documents: u64,
+    /// Comments, up to 10,000,000.
+    #[arg(long, default_value = "50000", value_parser = count(0, 10_000_000))]
+    comments: u64,
+    /// Events in the log in all (those of the documents and comments included), up to 100,000,000.
+    #[arg(long, default_value = "1000000", value_parser = count(0, 100_000_000))]
+    events: u64,
+    /// Days the log spans up to now, 1 to 3,650.
+    #[arg(long, default_value = "365", value_parser = count(1, 3650))]
+    days: u64,
+    /// The random seed: the same seed builds the same workspace.
+    #[arg(long, default_value = "1", value_parser = count(0, u64::MAX))]
+    seed: u64,
+}
+
+/// A whole number within `min..=max`, digits optionally grouped with `_`.
+fn count(
+    min: u64,
+    max: u64,
+) -> impl Fn(&str) -> Result<u64, String> + Clone + Send + Sync + 'static {
+    move |text| {
+        let n: u64 = text
+            .replace('_', "")
+            .parse()
+            .map_err(|_| format!("{text:?} is not a whole number"))?;
+        if n < min || n > max {
+            return Err(format!("must be between {min} and {max}"));
+        }
+        Ok(n)
+    }
+}
+
+impl SeedArgs {
+    fn plan(self) -> stoa::seed::SeedPlan {
+        // The parsers bound every value to its type's range.
+        let small = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        stoa::seed::SeedPlan {
+            workspace: self.workspace,
+            members: small(self.members),
+            documents: small(self.documents),
+            comments: small(self.comments),
+            events: self.events,
+            days: small(self.days),
+            seed: self.seed,
+        }
+    }
 }
 
 /// SIGTERM and SIGINT, registered together.
@@ -59,49 +151,26 @@ impl Signals {
 }
 
 fn main() -> ExitCode {
-    let mut config_file: Option<PathBuf> = None;
-    let mut command: Option<(String, Vec<String>)> = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--config" | "-c" => match args.next() {
-                Some(path) => config_file = Some(PathBuf::from(path)),
-                None => return usage(),
-            },
-            "--help" | "-h" => {
-                usage();
-                return ExitCode::SUCCESS;
-            }
-            "seed" | "reindex" | "backup" | "restore" | "healthcheck" | "user" => {
-                command = Some((arg.clone(), args.by_ref().collect()));
-            }
-            _ => return usage(),
-        }
-    }
-    let settings = match Settings::load(config_file.as_deref()) {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("stoa: {e}");
-            return ExitCode::from(78);
+            return ExitCode::from(StartupError::CONFIG_EXIT);
         }
     };
-    if let Some((name, rest)) = &command {
-        if name == "healthcheck" {
-            // Quiet and quick: an orchestrator runs it every few seconds.
-            return healthcheck(&settings, rest);
-        }
+    if let Some(Command::Healthcheck { url }) = &cli.command {
+        // Quiet and quick: an orchestrator runs it every few seconds.
+        return healthcheck(&settings, url.as_deref());
     }
     stoa::telemetry::init(&settings.log);
-    if let Some((name, rest)) = command {
-        return run_command(&settings, &name, &rest);
+    if let Some(command) = cli.command {
+        return run_command(&settings, command);
     }
     let drain_secs = settings.server.drain_secs;
     let result = actix_web::rt::System::new().block_on(async move {
         // Listen for signals before the port opens, so no signal can arrive unhandled.
-        let signals = Signals::listen().map_err(|e| stoa::startup::StartupError::Bind {
-            addr: "signal handler".into(),
-            source: e,
-        })?;
+        let signals = Signals::listen().map_err(StartupError::Signals)?;
         let mut signal = Box::pin(signals.recv());
         // A signal during start-up (a database that does not answer, a long migration)
         // stops it there: each migration runs in its own transaction, rolled back when its
@@ -132,61 +201,51 @@ fn main() -> ExitCode {
                 .await;
             handle.stop(true).await;
         });
-        app.run_until_stopped()
-            .await
-            .map_err(|e| stoa::startup::StartupError::Bind {
-                addr: "server".into(),
-                source: e,
-            })
+        app.run_until_stopped().await.map_err(StartupError::Serve)
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "stoa failed");
             eprintln!("stoa: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }
 
 /// `seed`, `reindex`, `backup`, `restore` and `user`: one-off work against the configured
 /// database.
-fn run_command(settings: &Settings, name: &str, args: &[String]) -> ExitCode {
+fn run_command(settings: &Settings, command: Command) -> ExitCode {
+    let name = match &command {
+        Command::Seed(_) => "seed",
+        Command::Reindex => "reindex",
+        Command::Backup { .. } => "backup",
+        Command::Restore { .. } => "restore",
+        Command::User { .. } => "user",
+        Command::Healthcheck { .. } => "healthcheck",
+    };
     let result = actix_web::rt::System::new().block_on(async move {
-        match name {
-            "seed" => {
-                let plan = stoa::seed::SeedPlan::parse(args)?;
-                stoa::seed::run(settings, &plan).await
-            }
-            "user" => {
-                let (disabled, email) = match args {
-                    [verb, email] if verb == "disable" => (true, email),
-                    [verb, email] if verb == "enable" => (false, email),
-                    _ => return Err("usage: stoa user disable|enable EMAIL".to_string()),
+        match command {
+            Command::Seed(args) => stoa::seed::run(settings, &args.plan()).await,
+            Command::User { action } => {
+                let (disabled, email) = match action {
+                    UserAction::Disable { email } => (true, email),
+                    UserAction::Enable { email } => (false, email),
                 };
-                let done = stoa::ops::set_user_disabled(settings, email, disabled).await?;
+                let done = stoa::ops::set_user_disabled(settings, &email, disabled).await?;
                 println!("{done}");
                 Ok(())
             }
-            "backup" | "restore" => {
-                let [file] = args else {
-                    return Err(format!("usage: stoa {name} FILE"));
-                };
-                let path = std::path::Path::new(file);
-                let done = if name == "backup" {
-                    stoa::ops::backup(settings, path).await?
-                } else {
-                    stoa::ops::restore(settings, path).await?
-                };
-                println!("{done}");
+            Command::Backup { file } => {
+                println!("{}", stoa::ops::backup(settings, &file).await?);
                 Ok(())
             }
-            _ => {
-                if !args.is_empty() {
-                    return Err("reindex takes no options".to_string());
-                }
-                reindex(settings).await
+            Command::Restore { file } => {
+                println!("{}", stoa::ops::restore(settings, &file).await?);
+                Ok(())
             }
+            Command::Reindex => reindex(settings).await,
+            Command::Healthcheck { url } => stoa::ops::healthcheck(settings, url.as_deref()).await,
         }
     });
     match result {
@@ -198,12 +257,7 @@ fn run_command(settings: &Settings, name: &str, args: &[String]) -> ExitCode {
     }
 }
 
-fn healthcheck(settings: &Settings, args: &[String]) -> ExitCode {
-    let url = match args {
-        [] => None,
-        [flag, url] if flag == "--url" => Some(url.as_str()),
-        _ => return usage(),
-    };
+fn healthcheck(settings: &Settings, url: Option<&str>) -> ExitCode {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build();

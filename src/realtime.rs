@@ -13,7 +13,7 @@ use stoa_protocol::Topic;
 
 use crate::api::views::{EventView, NotificationView};
 use crate::auth::JwtKeys;
-use crate::domain::Role;
+use crate::domain::{EventKind, Role};
 use crate::store::{Event, Store, StoreError};
 
 pub use stoa_actors::{Limits, Realtime};
@@ -278,7 +278,7 @@ impl EventLog for StoreEventLog {
 
 /// An event of the log as the real-time core pushes it.
 pub fn live_event(e: &Event) -> LiveEvent {
-    let document_id = if e.kind.starts_with("comment.") {
+    let document_id = if e.known_kind().is_some_and(EventKind::is_comment) {
         e.data.get("document_id").and_then(Value::as_i64)
     } else {
         None
@@ -296,11 +296,7 @@ pub fn live_event(e: &Event) -> LiveEvent {
 /// After a change committed: pushes its event, then the notifications it created.
 pub async fn committed(realtime: &Realtime, store: &dyn Store, event: &Event) {
     realtime.publish(live_event(event));
-    let notifies = matches!(
-        event.kind.as_str(),
-        "comment.created" | "member.added" | "member.role_changed"
-    );
-    if !notifies {
+    if !event.known_kind().is_some_and(EventKind::notifies) {
         return;
     }
     let notifications = match store

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::auth::{PasswordHasher, PasswordParams};
 use crate::config::Settings;
-use crate::domain::{now_ms, DisplayName, Email, Role, WorkspaceName};
+use crate::domain::{now_ms, DisplayName, Email, EventKind, Role, WorkspaceName};
 use crate::store::prelude::*;
 use crate::store::{ImportedEvent, MemberRef, SqlStore};
 
@@ -41,34 +41,6 @@ impl Default for SeedPlan {
             days: 365,
             seed: 1,
         }
-    }
-}
-
-impl SeedPlan {
-    /// `--members N --documents N --comments N --events N --days N --seed N --workspace NAME`.
-    pub fn parse(args: &[String]) -> Result<SeedPlan, String> {
-        let mut plan = SeedPlan::default();
-        let mut it = args.iter();
-        while let Some(flag) = it.next() {
-            let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-            let number = || {
-                value
-                    .replace('_', "")
-                    .parse::<u64>()
-                    .map_err(|_| format!("{flag}: {value:?} is not a number"))
-            };
-            match flag.as_str() {
-                "--workspace" => plan.workspace = value.clone(),
-                "--members" => plan.members = number()?.clamp(1, 100_000) as u32,
-                "--documents" => plan.documents = number()?.min(10_000_000) as u32,
-                "--comments" => plan.comments = number()?.min(10_000_000) as u32,
-                "--events" => plan.events = number()?.min(100_000_000),
-                "--days" => plan.days = number()?.clamp(1, 3650) as u32,
-                "--seed" => plan.seed = number()?,
-                _ => return Err(format!("unknown option {flag}")),
-            }
-        }
-        Ok(plan)
     }
 }
 
@@ -186,7 +158,7 @@ pub async fn run(settings: &Settings, plan: &SeedPlan) -> Result<(), String> {
             .iter()
             .zip(&docs)
             .map(|(id, (title, _, t))| ImportedEvent {
-                kind: "document.created".into(),
+                kind: EventKind::DocumentCreated,
                 actor: author,
                 subject: format!("document:{id}"),
                 data: json!({"document_id": id, "title": title, "version": 1}),
@@ -223,7 +195,7 @@ pub async fn run(settings: &Settings, plan: &SeedPlan) -> Result<(), String> {
             let events: Vec<ImportedEvent> = comments
                 .iter()
                 .map(|(doc, author, _, t)| ImportedEvent {
-                    kind: "comment.created".into(),
+                    kind: EventKind::CommentCreated,
                     actor: *author,
                     subject: format!("document:{doc}"),
                     data: json!({"document_id": doc}),
@@ -252,12 +224,12 @@ pub async fn run(settings: &Settings, plan: &SeedPlan) -> Result<(), String> {
                 let doc = doc_ids[rng.gen_range(0..doc_ids.len())];
                 let roll: u32 = rng.gen_range(0..100);
                 let kind = match roll {
-                    0..=74 => "document.edited",
-                    75..=94 => "document.updated",
-                    _ => "comment.resolved",
+                    0..=74 => EventKind::DocumentEdited,
+                    75..=94 => EventKind::DocumentUpdated,
+                    _ => EventKind::CommentResolved,
                 };
                 ImportedEvent {
-                    kind: kind.into(),
+                    kind,
                     actor: writers[rng.gen_range(0..writers.len())],
                     subject: format!("document:{doc}"),
                     data: json!({"document_id": doc, "edits": rng.gen_range(1..40)}),

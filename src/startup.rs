@@ -39,6 +39,31 @@ pub enum StartupError {
     DataDir(String),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("cannot listen for SIGTERM and SIGINT: {0}")]
+    Signals(std::io::Error),
+    #[error("server: {0}")]
+    Serve(std::io::Error),
+}
+
+impl StartupError {
+    /// The exit code of a configuration that cannot work (EX_CONFIG of sysexits.h): a
+    /// service manager that restarts a failed node should not restart this one
+    /// (`RestartPreventExitStatus=78` in `deploy/stoa.service`).
+    pub const CONFIG_EXIT: u8 = 78;
+
+    /// [`Self::CONFIG_EXIT`] for what only a change of configuration mends (a bad key, a
+    /// secret or TLS file that cannot be read, password hashing parameters, a Redis or
+    /// Elasticsearch URL that cannot be used); 1 for what may pass (a database that does not
+    /// answer yet, a port in use, a data directory held by another server).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartupError::Config(_) | StartupError::Password(_) | StartupError::Tls(_) => {
+                Self::CONFIG_EXIT
+            }
+            StartupError::Store { source, .. } if source.is_configuration() => Self::CONFIG_EXIT,
+            _ => 1,
+        }
+    }
 }
 
 pub struct Application {
@@ -300,6 +325,19 @@ impl Application {
             })?
             .run();
         tracing::info!(%addr, port, database = ?store.kind(), "stoa listening");
+        let host = match settings.server.host.as_str() {
+            "0.0.0.0" | "::" => "127.0.0.1".to_string(),
+            host if host.contains(':') => format!("[{host}]"),
+            host => host.to_string(),
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let base = format!("{scheme}://{host}:{port}");
+        tracing::info!(
+            "next: create an account with POST {base}/api/v1/auth/register; the API is \
+             described at {base}/api/openapi.json; channels at {base}/socket/websocket, \
+             Yjs documents at {base}/yjs/{{document_id}}; health {base}/readyz, metrics \
+             {base}/metrics"
+        );
         Ok(Application {
             port,
             server,

@@ -18,7 +18,11 @@ pub fn init(settings: &LogSettings) {
     let statements = StatementTimings.with_filter(tracing_subscriber::filter::filter_fn(|m| {
         m.target() == "sqlx::query"
     }));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colours only for a person at a terminal: a file, a pipe or a journal would keep the
+    // escape codes as text.
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let registry = tracing_subscriber::registry().with(statements);
     let _ = match settings.format {
         LogFormat::Json => registry

@@ -50,7 +50,7 @@ fn invalid_configuration_names_the_key_and_exits_78() {
         .env("STOA_SERVER__TLS_KEY", &file)
         .output()
         .expect("runs");
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(78));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("server.tls_cert"),
         "{}",
@@ -233,4 +233,214 @@ fn production_takes_any_random_hex_base64_or_passphrase_secret() {
         assert_eq!(code, Some(78), "{weak}: {said}");
         assert!(said.contains("auth.jwt_secret"), "{said}");
     }
+}
+
+/// `--help` on the binary and on every command says what it takes, exits 0 and touches
+/// nothing (no data directory, no lock, no database); a value that does not parse is
+/// refused with exit code 2 and its flag named, never replaced by a default.
+#[test]
+fn every_command_takes_help_and_a_bad_value_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in [
+        &[][..],
+        &["seed"],
+        &["reindex"],
+        &["backup"],
+        &["restore"],
+        &["user"],
+        &["user", "disable"],
+        &["healthcheck"],
+    ] {
+        let out = stoa()
+            .current_dir(dir.path())
+            .args(command)
+            .arg("--help")
+            .output()
+            .expect("runs");
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{command:?}: {said}");
+        assert!(said.contains("Usage: stoa"), "{command:?}: {said}");
+        assert!(said.contains("--config"), "{command:?}: {said}");
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "--help left {left:?}");
+
+    for (args, named) in [
+        (&["seed", "--members", "lots"][..], "--members"),
+        (&["seed", "--members", "0"], "--members"),
+        (&["seed", "--days", "4000"], "--days"),
+        (&["seed", "--documents"], "--documents"),
+        (&["seed", "--colour", "red"], "--colour"),
+        (&["backup"], "FILE"),
+        (&["user", "delete", "a@b.c"], "delete"),
+        (&["healthcheck", "--url"], "--url"),
+    ] {
+        let out = stoa()
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .expect("runs");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {said}");
+        assert!(said.contains(named), "{args:?}: {said}");
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "a refused command left {left:?}");
+}
+
+/// What only a change of configuration mends exits 78, found while loading or while
+/// starting (so `RestartPreventExitStatus=78` stops the restart loop); a database that does
+/// not answer exits 1 (it may come back), after `database.connect_timeout_secs`.
+#[test]
+fn configuration_that_cannot_work_exits_78_wherever_it_is_found() {
+    for env in [
+        &[("STOA_REDIS__URL", "redis://127.0.0.1:notaport/")][..],
+        &[("STOA_SEARCH__ELASTICSEARCH_URL", "http://")],
+        &[
+            ("STOA_SERVER__TLS_CERT", "/nonexistent/cert.pem"),
+            ("STOA_SERVER__TLS_KEY", "/nonexistent/key.pem"),
+        ],
+        &[("STOA_AUTH__JWT_SECRET", "base64:$(openssl rand -base64 32)")],
+    ] {
+        let (code, said) = starts_with(env).expect_err("refused");
+        assert_eq!(code, Some(78), "{env:?}: {said}");
+    }
+    // The generated development secret's file cannot be read (here: it is a directory).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data/jwt_secret")).unwrap();
+    let out = stoa()
+        .current_dir(dir.path())
+        .env("STOA_SERVER__PORT", "0")
+        .output()
+        .expect("runs");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{said}");
+    assert!(said.contains("jwt_secret"), "{said}");
+
+    // A PostgreSQL that accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("postgres://stoa@{}/stoa", silent.local_addr().unwrap());
+    let started = std::time::Instant::now();
+    let (code, said) = starts_with(&[
+        ("STOA_DATABASE__URL", &url),
+        ("STOA_DATABASE__CONNECT_TIMEOUT_SECS", "1"),
+    ])
+    .expect_err("no database");
+    let waited = started.elapsed();
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("database.connect_timeout_secs"), "{said}");
+    assert!(
+        waited < std::time::Duration::from_secs(10),
+        "start-up waited {waited:?} for a 1 s connect timeout"
+    );
+}
+
+/// Logs written to a pipe (a file, journald) carry no terminal colour codes, and start-up
+/// says where to go next.
+#[test]
+fn logs_to_a_pipe_are_plain_and_say_where_to_go_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = stoa()
+        .current_dir(dir.path())
+        .env("STOA_SERVER__PORT", "0")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let mut seen = Vec::new();
+    for line in BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+    {
+        let next = line.contains("next:");
+        seen.push(line);
+        if next {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        seen.iter().any(|l| l.contains("stoa listening")),
+        "{seen:#?}"
+    );
+    assert!(
+        seen.iter().all(|l| !l.contains('\u{1b}')),
+        "colour codes in a pipe: {seen:#?}"
+    );
+    let next = seen.last().unwrap();
+    assert!(next.contains("/api/v1/auth/register"), "{next}");
+    assert!(next.contains("/api/openapi.json"), "{next}");
+}
+
+/// `STOA_CONFIG` names the configuration file for every command, as `--config` does: the
+/// image's health check and `docker exec … stoa backup` then read the file the server reads.
+#[test]
+fn stoa_config_names_the_file_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let file = dir.path().join("stoa.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "data_dir = \"{0}/elsewhere\"\n[server]\nport = {port}\n[database]\nurl = \"sqlite://{0}/elsewhere/stoa.db\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut child = stoa()
+        .current_dir(dir.path())
+        .env("STOA_CONFIG", &file)
+        .env("STOA_LOG__FORMAT", "json")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    assert!(
+        lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l.contains("stoa listening")),
+        "the server did not start"
+    );
+    let health = |env: Option<&std::path::Path>| {
+        let mut cmd = stoa();
+        cmd.current_dir(dir.path());
+        if let Some(file) = env {
+            cmd.env("STOA_CONFIG", file);
+        }
+        cmd.arg("healthcheck").output().expect("runs")
+    };
+    let out = health(Some(&file));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The backup reads the database the file names, not the default one.
+    let copy = dir.path().join("copy.db");
+    let out = stoa()
+        .current_dir(dir.path())
+        .env("STOA_CONFIG", &file)
+        .arg("backup")
+        .arg(&copy)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(copy.exists());
+    assert!(
+        !dir.path().join("data").exists(),
+        "the default data_dir was used"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    // With the server gone the same check fails.
+    assert_ne!(health(Some(&file)).status.code(), Some(0));
 }

@@ -824,6 +824,7 @@ pub enum SessionNotice {
         join_ref: Option<String>,
     },
     /// Fault injection: the session panics, as a bug would.
+    #[cfg(feature = "faults")]
     Crash,
     /// The node is shutting down: close the socket with 1001, so the client reconnects
     /// (to another node, or to this one once it is back).

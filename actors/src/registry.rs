@@ -30,9 +30,11 @@ use crate::env::{Env, Revoked};
 use crate::limit::UserLimiter;
 use crate::ports::{Authorizer, EventLog, Grant, LiveEvent};
 use crate::topic::{
-    CheckLog, Crash, CrashSessions, ForgetNode, Notify, Publish, RemoteBroadcast, RemotePresence,
-    RemoteSnapshot, Resync, Revoke, SendSnapshot, Stall, Ticket, TopicActor, TopicRef,
+    CheckLog, ForgetNode, Notify, Publish, RemoteBroadcast, RemotePresence, RemoteSnapshot, Resync,
+    Revoke, SendSnapshot, Ticket, TopicActor, TopicRef,
 };
+#[cfg(feature = "faults")]
+use crate::topic::{Crash, CrashSessions, Stall};
 use crate::{Limits, Stats};
 
 /// Restarts allowed to one topic within `RESTART_WINDOW`.
@@ -1001,24 +1003,28 @@ impl Realtime {
         }
     }
 
+    #[cfg(feature = "faults")]
     /// Fault injection: makes the topic's actor panic, as a bug would. Its subscribers
     /// receive `phx_error` and rejoin; nothing else is affected. False if not active.
     pub fn inject_panic(&self, topic: Topic) -> bool {
         self.fault(topic, Crash)
     }
 
+    #[cfg(feature = "faults")]
     /// Fault injection: makes the session of every subscriber of `topic` panic. Each
     /// socket is closed with 1011; the topics forget those sessions.
     pub fn inject_session_panics(&self, topic: Topic) -> bool {
         self.fault(topic, CrashSessions)
     }
 
+    #[cfg(feature = "faults")]
     /// Fault injection: blocks the topic's thread for `duration`, as a slow handler would,
     /// so that its mailbox fills.
     pub fn inject_stall(&self, topic: Topic, duration: Duration) -> bool {
         self.fault(topic, Stall(duration))
     }
 
+    #[cfg(feature = "faults")]
     fn fault<M>(&self, topic: Topic, msg: M) -> bool
     where
         M: Message + Send + 'static,

@@ -758,6 +758,7 @@ impl Handler<SessionNotice> for SessionActor {
                     self.channels.remove(&topic);
                 }
             }
+            #[cfg(feature = "faults")]
             SessionNotice::Crash => panic!("fault injected into session {}", self.id),
             SessionNotice::GoAway => self.close_with(1001, "going_away", ctx),
             SessionNotice::Ended(end) => {

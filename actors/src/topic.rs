@@ -235,16 +235,19 @@ pub(crate) struct ForgetNode(pub String);
 pub(crate) struct CheckLog;
 
 /// Fault injection: panic inside the handler.
+#[cfg(feature = "faults")]
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Crash;
 
 /// Fault injection: the session of every subscriber panics.
+#[cfg(feature = "faults")]
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct CrashSessions;
 
 /// Fault injection: the handler blocks its thread for this long.
+#[cfg(feature = "faults")]
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Stall(pub std::time::Duration);
@@ -1366,6 +1369,7 @@ impl Handler<Notify> for TopicActor {
     }
 }
 
+#[cfg(feature = "faults")]
 impl Handler<Crash> for TopicActor {
     type Result = ();
 
@@ -1374,6 +1378,7 @@ impl Handler<Crash> for TopicActor {
     }
 }
 
+#[cfg(feature = "faults")]
 impl Handler<CrashSessions> for TopicActor {
     type Result = ();
 
@@ -1384,6 +1389,7 @@ impl Handler<CrashSessions> for TopicActor {
     }
 }
 
+#[cfg(feature = "faults")]
 impl Handler<Stall> for TopicActor {
     type Result = ();
 

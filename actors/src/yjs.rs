@@ -1616,6 +1616,7 @@ impl Handler<SessionNotice> for YjsSession {
                     self.close(1008, crate::ended::close_reason(&end), false, ctx);
                 }
             }
+            #[cfg(feature = "faults")]
             SessionNotice::Crash => panic!("injected session fault"),
         }
     }

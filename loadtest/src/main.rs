@@ -46,6 +46,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use stoa_protocol::ws::{Header, Opcode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 
 mod scenario;
@@ -68,11 +69,17 @@ fn args() -> (String, HashMap<String, String>, Vec<String>) {
     (mode, flags, rest)
 }
 
+/// The value of `--name`, or `default` when it is not given. A value that does not parse
+/// stops the tool (exit code 2): a measurement taken with a default in place of what was
+/// asked would be reported as the one asked for.
 fn flag<T: std::str::FromStr>(flags: &HashMap<String, String>, name: &str, default: T) -> T {
-    flags
-        .get(name)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    match flags.get(name) {
+        None => default,
+        Some(text) => text.parse().unwrap_or_else(|_| {
+            eprintln!("stoa-loadtest: --{name} {text:?}: not a valid value");
+            std::process::exit(2);
+        }),
+    }
 }
 
 fn now_us() -> u64 {
@@ -256,24 +263,13 @@ impl Writer {
     }
 
     async fn send(&mut self, opcode: u8, payload: &[u8]) -> Result<(), Error> {
-        let mut frame = Vec::with_capacity(payload.len() + 14);
-        frame.push(0x80 | opcode);
-        match payload.len() {
-            n if n < 126 => frame.push(0x80 | n as u8),
-            n if n < 65536 => {
-                frame.push(0x80 | 126);
-                frame.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                frame.push(0x80 | 127);
-                frame.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
         self.mask_state ^= self.mask_state << 13;
         self.mask_state ^= self.mask_state >> 17;
         self.mask_state ^= self.mask_state << 5;
         let mask = self.mask_state.to_be_bytes();
-        frame.extend_from_slice(&mask);
+        let header = Header::new(0x80 | opcode, payload.len() as u64, Some(mask));
+        let mut frame = Vec::with_capacity(payload.len() + header.as_slice().len());
+        frame.extend_from_slice(header.as_slice());
         frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
         self.half.write_all(&frame).await?;
         Ok(())
@@ -590,14 +586,9 @@ async fn skip_frame(stream: &mut BufReader<TcpStream>) -> Result<(), Error> {
 
 /// An unmasked server text frame.
 fn server_frame(text: &str) -> Vec<u8> {
-    let mut frame = Vec::with_capacity(text.len() + 4);
-    frame.push(0x81);
-    if text.len() < 126 {
-        frame.push(text.len() as u8);
-    } else {
-        frame.push(126);
-        frame.extend_from_slice(&(text.len() as u16).to_be_bytes());
-    }
+    let header = Header::server(Opcode::Text, text.len());
+    let mut frame = Vec::with_capacity(text.len() + header.as_slice().len());
+    frame.extend_from_slice(header.as_slice());
     frame.extend_from_slice(text.as_bytes());
     frame
 }
@@ -686,23 +677,25 @@ fn cpu_ms() -> u64 {
     ticks * 10
 }
 
+/// Latencies (µs) as every mode reports them, through the same histogram (3 significant
+/// digits) the scenarios use.
 fn print_percentiles(samples: &mut [u32]) {
-    if samples.is_empty() {
+    let mut h = scenario::histogram();
+    for &us in samples.iter() {
+        h.saturating_record(u64::from(us).max(1));
+    }
+    if h.is_empty() {
         println!("no samples");
         return;
     }
-    samples.sort_unstable();
-    let at = |q: f64| {
-        let i = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
-        f64::from(samples[i]) / 1000.0
-    };
+    let ms = |us: u64| us as f64 / 1000.0;
     println!(
         "latency ms: n={} p50={:.2} p99={:.2} p99.9={:.2} max={:.2}",
-        samples.len(),
-        at(0.50),
-        at(0.99),
-        at(0.999),
-        f64::from(samples[samples.len() - 1]) / 1000.0
+        h.len(),
+        ms(h.value_at_quantile(0.50)),
+        ms(h.value_at_quantile(0.99)),
+        ms(h.value_at_quantile(0.999)),
+        ms(h.max())
     );
 }
 

@@ -49,7 +49,7 @@ impl Recorder {
     fn new() -> Arc<Recorder> {
         Arc::new(Recorder {
             // 1 µs to 10 minutes, 3 significant figures.
-            hist: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3).expect("bounds")),
+            hist: Mutex::new(histogram()),
             ops: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             measuring: Mutex::new(None),
@@ -85,7 +85,8 @@ fn heartbeat(n: u64) -> String {
     format!(r#"[null,"hb{n}","phoenix","heartbeat",{{}}]"#)
 }
 
-fn local() -> Histogram<u64> {
+/// The latency histogram every report uses: 1 µs to 10 minutes, 3 significant digits.
+pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("bounds")
 }
 
@@ -119,7 +120,7 @@ fn summary(name: &str, params: Value, rec: &Recorder, elapsed: Duration) -> Valu
         .hist
         .lock()
         .map(|h| h.clone())
-        .unwrap_or_else(|_| local());
+        .unwrap_or_else(|_| histogram());
     let ops = rec.ops.load(Ordering::Relaxed);
     // From the start of the measured phase (set-up excluded) to the last operation counted
     // (tearing down excluded).
@@ -350,7 +351,7 @@ async fn connect(
             .await;
             match result {
                 Ok(ws) => {
-                    let mut h = local();
+                    let mut h = histogram();
                     let _ = h.record(t.elapsed().as_micros() as u64);
                     rec.merge(&h);
                     rec.one();
@@ -409,7 +410,7 @@ async fn fanout(
             }
             drop(permit);
             joined.wait().await;
-            let mut h = local();
+            let mut h = histogram();
             let mut buf = Vec::with_capacity(512);
             // Until the sender's end marker (in order after every broadcast), or the socket
             // ends: no timer per read.
@@ -535,7 +536,7 @@ async fn presence(
                 Ok(ws) => ws,
                 Err(e) => return rec.error("connect", &e),
             };
-            let mut h = local();
+            let mut h = histogram();
             let mut round = 0u64;
             let mut generation = creds.generation();
             while started.elapsed() < duration {
@@ -603,7 +604,7 @@ async fn crud(
     for w in 0..concurrency {
         let (api, creds, rec) = (api.to_string(), creds.clone(), rec.clone());
         tasks.push(tokio::spawn(async move {
-            let mut h = local();
+            let mut h = histogram();
             let mut conn = KeepAlive::new(&api);
             let mut n = 0u64;
             while started.elapsed() < duration {
@@ -721,7 +722,7 @@ async fn yjs(
     const SESSION: f64 = 300.0;
     let total = duration.as_secs_f64();
     let (mut left, mut observed, mut count, mut secs) = (total, 0u64, 0u64, 0f64);
-    let mut h = local();
+    let mut h = histogram();
     while left > 0.0 {
         let this = left.min(SESSION);
         left -= this;

@@ -31,6 +31,18 @@ impl Opcode {
         })
     }
 
+    /// The opcode's four bits.
+    pub const fn bits(self) -> u8 {
+        match self {
+            Opcode::Continuation => 0x0,
+            Opcode::Text => 0x1,
+            Opcode::Binary => 0x2,
+            Opcode::Close => 0x8,
+            Opcode::Ping => 0x9,
+            Opcode::Pong => 0xA,
+        }
+    }
+
     /// Close, ping and pong: at most 125 bytes, never fragmented.
     pub fn is_control(self) -> bool {
         matches!(self, Opcode::Close | Opcode::Ping | Opcode::Pong)
@@ -140,6 +152,63 @@ impl FrameHeader {
     }
 }
 
+/// A frame's header as written (RFC 6455 §5.2): the byte of FIN, RSV and opcode bits, the
+/// payload length in its shortest form, and the mask key of a client's frame. The server,
+/// the load tool and the tests all write headers with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    bytes: [u8; MAX_HEADER_LEN],
+    len: u8,
+}
+
+impl Header {
+    /// A header whose first byte is `first` as given (0x81: a final text frame; tests set
+    /// other bits to break the rules), announcing `len` bytes, masked with `mask` if given.
+    pub fn new(first: u8, len: u64, mask: Option<[u8; 4]>) -> Header {
+        let mut bytes = [0u8; MAX_HEADER_LEN];
+        bytes[0] = first;
+        let masked = if mask.is_some() { 0x80 } else { 0 };
+        let mut at = match len {
+            0..=125 => {
+                bytes[1] = masked | len as u8;
+                2
+            }
+            126..=0xFFFF => {
+                bytes[1] = masked | 126;
+                bytes[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+                4
+            }
+            _ => {
+                bytes[1] = masked | 127;
+                bytes[2..10].copy_from_slice(&len.to_be_bytes());
+                10
+            }
+        };
+        if let Some(key) = mask {
+            bytes[at..at + 4].copy_from_slice(&key);
+            at += 4;
+        }
+        Header {
+            bytes,
+            len: at as u8,
+        }
+    }
+
+    /// A final frame of `opcode`: unmasked, as a server sends it.
+    pub fn server(opcode: Opcode, len: usize) -> Header {
+        Header::new(0x80 | opcode.bits(), len as u64, None)
+    }
+
+    /// A final frame of `opcode`, masked with `mask`, as a client sends it.
+    pub fn client(opcode: Opcode, len: usize, mask: [u8; 4]) -> Header {
+        Header::new(0x80 | opcode.bits(), len as u64, Some(mask))
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
 /// Unmasks (or masks: the operation is its own inverse) a payload in place.
 pub fn unmask(payload: &mut [u8], mask: [u8; 4]) {
     for (i, b) in payload.iter_mut().enumerate() {
@@ -212,20 +281,36 @@ mod tests {
 
     /// A masked client frame header announcing `len`.
     fn header(first: u8, len: u64) -> Vec<u8> {
-        let mut out = vec![first];
-        match len {
-            0..=125 => out.push(0x80 | len as u8),
-            126..=0xFFFF => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(len as u16).to_be_bytes());
-            }
-            _ => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&len.to_be_bytes());
-            }
+        Header::new(first, len, Some(MASK)).as_slice().to_vec()
+    }
+
+    #[test]
+    fn headers_are_written_in_the_shortest_form_and_read_back() {
+        for (len, short) in [(0usize, 2), (125, 2), (126, 4), (65_535, 4), (65_536, 10)] {
+            let server = Header::server(Opcode::Binary, len);
+            assert_eq!(server.as_slice().len(), short);
+            assert_eq!(server.as_slice()[0], 0x82);
+            let client = Header::client(Opcode::Text, len, MASK);
+            assert_eq!(client.as_slice().len(), short + 4);
+            let parsed = FrameHeader::parse(client.as_slice(), u64::MAX)
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                (parsed.len, parsed.opcode, parsed.mask, parsed.fin),
+                (len as u64, Opcode::Text, MASK, true)
+            );
+            assert_eq!(parsed.header_len, short + 4);
         }
-        out.extend_from_slice(&MASK);
-        out
+        for op in [
+            Opcode::Continuation,
+            Opcode::Text,
+            Opcode::Binary,
+            Opcode::Close,
+            Opcode::Ping,
+            Opcode::Pong,
+        ] {
+            assert_eq!(Opcode::from_bits(op.bits()), Some(op));
+        }
     }
 
     #[test]

@@ -36,7 +36,7 @@ use stoa_actors::{
     hist, Delivery, Fanout, Inbox, Outbound, Outbox, OutboxReader, PushHead, Queued, Realtime,
     Take, WireIn,
 };
-use stoa_protocol::ws::{close_code, unmask, FrameHeader, HeaderError, Opcode};
+use stoa_protocol::ws::{close_code, unmask, FrameHeader, Header, HeaderError, Opcode};
 use tokio::io::Interest;
 
 /// Bytes taken from the outbox per batch.
@@ -53,49 +53,9 @@ const FLUSH_TURN: usize = 128;
 /// How long a closed socket waits for the client's end before it is dropped.
 const LINGER: Duration = Duration::from_secs(2);
 
-const OP_TEXT: u8 = 0x1;
-const OP_BINARY: u8 = 0x2;
-const OP_CLOSE: u8 = 0x8;
-const OP_PONG: u8 = 0xA;
-
-/// A server frame's header: unmasked, final, in the shortest length form.
-#[derive(Clone, Copy)]
-struct Head {
-    bytes: [u8; 10],
-    len: u8,
-}
-
-impl Head {
-    fn new(opcode: u8, len: usize) -> Head {
-        let mut bytes = [0u8; 10];
-        bytes[0] = 0x80 | opcode;
-        let n = match len {
-            0..=125 => {
-                bytes[1] = len as u8;
-                2
-            }
-            126..=0xFFFF => {
-                bytes[1] = 126;
-                bytes[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-                4
-            }
-            _ => {
-                bytes[1] = 127;
-                bytes[2..10].copy_from_slice(&(len as u64).to_be_bytes());
-                10
-            }
-        };
-        Head { bytes, len: n }
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        &self.bytes[..usize::from(self.len)]
-    }
-}
-
 /// A frame to write: its header and up to two pieces of payload.
 struct Frame {
-    head: Head,
+    head: Header,
     item: Outbound,
 }
 
@@ -108,12 +68,12 @@ impl Frame {
     }
 
     /// The header of the frame that carries `item`.
-    fn head_of(item: &Outbound) -> Head {
-        Head::new(
+    fn head_of(item: &Outbound) -> Header {
+        Header::server(
             match item {
-                Outbound::Text(_) | Outbound::Push { .. } => OP_TEXT,
-                Outbound::Binary(_) => OP_BINARY,
-                Outbound::Pong(_) => OP_PONG,
+                Outbound::Text(_) | Outbound::Push { .. } => Opcode::Text,
+                Outbound::Binary(_) => Opcode::Binary,
+                Outbound::Pong(_) => Opcode::Pong,
             },
             Frame::payload_len(item),
         )
@@ -133,7 +93,7 @@ impl Frame {
         let mut payload = code.to_be_bytes().to_vec();
         payload.extend_from_slice(&reason.as_bytes()[..reason.len().min(123)]);
         Frame {
-            head: Head::new(OP_CLOSE, payload.len()),
+            head: Header::server(Opcode::Close, payload.len()),
             item: Outbound::Pong(payload),
         }
     }
@@ -143,7 +103,7 @@ impl Frame {
         Frame::pieces_of(&self.head, &self.item)
     }
 
-    fn pieces_of<'a>(frame_head: &'a Head, item: &'a Outbound) -> [&'a [u8]; 3] {
+    fn pieces_of<'a>(frame_head: &'a Header, item: &'a Outbound) -> [&'a [u8]; 3] {
         match item {
             Outbound::Text(t) => [frame_head.as_slice(), t.as_bytes(), &[]],
             Outbound::Push { head, tail, .. } => {
@@ -536,8 +496,8 @@ fn write_push(
     tail: &str,
     buf: &mut Vec<u8>,
 ) -> Option<usize> {
-    let frame = Head::new(OP_TEXT, head.len() + tail.len());
-    let total = usize::from(frame.len) + head.len() + tail.len();
+    let frame = Header::server(Opcode::Text, head.len() + tail.len());
+    let total = frame.as_slice().len() + head.len() + tail.len();
     let sent = if total <= SMALL {
         buf.clear();
         buf.extend_from_slice(frame.as_slice());
@@ -616,7 +576,7 @@ fn flush_one(
 ) -> Option<(VecDeque<Outbound>, usize)> {
     let total: usize = taken
         .iter()
-        .map(|item| usize::from(Frame::head_of(item).len) + Frame::payload_len(item))
+        .map(|item| Frame::head_of(item).as_slice().len() + Frame::payload_len(item))
         .sum();
     let sent = if total <= SMALL {
         buf.clear();
@@ -628,7 +588,7 @@ fn flush_one(
         // One piece: `send`, which costs the kernel less than a `sendmsg`.
         socket.send(buf)
     } else {
-        let heads: Vec<Head> = taken.iter().map(Frame::head_of).collect();
+        let heads: Vec<Header> = taken.iter().map(Frame::head_of).collect();
         let mut slices = [IoSlice::new(&[]); MAX_IOV];
         let mut n = 0;
         'fill: for (head, item) in heads.iter().zip(taken.iter()) {
@@ -848,15 +808,6 @@ impl Stream for Incoming {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn headers_use_the_shortest_length_form() {
-        for (len, expect) in [(5, 2), (125, 2), (126, 4), (65_535, 4), (65_536, 10)] {
-            let head = Head::new(OP_TEXT, len);
-            assert_eq!(head.as_slice().len(), expect, "length {len}");
-            assert_eq!(head.as_slice()[0], 0x81);
-        }
-    }
 
     #[test]
     fn a_close_frame_carries_code_and_reason() {

@@ -44,6 +44,14 @@ pub fn random_hex(bytes: usize) -> String {
 pub fn secret_key(text: &str) -> Result<Vec<u8>, String> {
     use base64::engine::general_purpose::{STANDARD, URL_SAFE};
     const BITS: f64 = 256.0;
+    if text.contains("$(") || text.contains('`') {
+        return Err(
+            "holds a shell command that was never run (`$(…)` or backquotes): \
+                    Compose's .env files and systemd's EnvironmentFile take values as written; \
+                    run the command once (e.g. `openssl rand -hex 32`) and paste its output"
+                .into(),
+        );
+    }
     if let Some(encoded) = text.strip_prefix("base64:") {
         let encoded = encoded.trim();
         let key = STANDARD
@@ -228,6 +236,19 @@ mod tests {
         let hex = "9f2c4e7a1b3d5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8";
         assert!(secret_key(hex).is_ok());
         assert!(secret_key(&random_token(48)).is_ok());
+    }
+
+    #[test]
+    fn a_command_pasted_instead_of_its_output_is_named() {
+        // What a .env file given to Compose keeps when the example's command is pasted.
+        for pasted in [
+            "base64:$(openssl rand -base64 32)",
+            "$(openssl rand -hex 32)",
+            "`openssl rand -hex 32`",
+        ] {
+            let err = secret_key(pasted).unwrap_err();
+            assert!(err.contains("shell command that was never run"), "{err}");
+        }
     }
 
     /// `openssl rand -hex 32` misses one of the 16 digits about one time in four, and two or

@@ -3,6 +3,7 @@
 //! Nothing here does I/O.
 
 mod calendar;
+mod event;
 mod mentions;
 mod role;
 mod search;
@@ -10,6 +11,7 @@ mod text;
 mod time;
 
 pub use calendar::{BucketUnit, Zone, MAX_BUCKETS};
+pub use event::EventKind;
 pub use mentions::parse_mentions;
 pub use role::Role;
 pub use search::{escape_html, snippet, Phrase, SearchQuery, MAX_QUERY_BYTES, SEARCHABLE_CHARS};

@@ -33,7 +33,7 @@ use tokio::sync::{watch, Notify};
 
 use super::{SearchBackend, SearchError};
 use crate::config::SearchSettings;
-use crate::domain::{Phrase, SearchQuery};
+use crate::domain::{EventKind, Phrase, SearchQuery};
 use crate::store::{Event, HitKind, Indexable, SearchHit, SearchRequest, Store};
 
 /// The index's settings and mapping.
@@ -180,24 +180,27 @@ pub fn changes_of(events: &[Event]) -> Changes {
     let mut c = Changes::default();
     let id_in = |e: &Event, field: &str| e.data.get(field).and_then(Value::as_i64);
     for e in events {
-        match e.kind.as_str() {
-            "document.created" | "document.updated" | "document.edited" => {
+        let Some(kind) = e.known_kind() else {
+            continue;
+        };
+        match kind {
+            kind if kind.changes_document() => {
                 if let Some(id) = id_in(e, "document_id") {
                     c.refresh.push((HitKind::Document, id));
                 }
             }
-            "document.deleted" => {
+            EventKind::DocumentDeleted => {
                 if let Some(id) = id_in(e, "document_id") {
                     c.delete.push((HitKind::Document, id));
                     c.deleted_documents.push(id);
                 }
             }
-            "comment.deleted" => {
+            EventKind::CommentDeleted => {
                 if let Some(id) = id_in(e, "comment_id") {
                     c.delete.push((HitKind::Comment, id));
                 }
             }
-            kind if kind.starts_with("comment.") => {
+            kind if kind.is_comment() => {
                 if let Some(id) = id_in(e, "comment_id") {
                     c.refresh.push((HitKind::Comment, id));
                 }

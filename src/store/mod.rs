@@ -53,6 +53,21 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether connecting failed because of how the database is configured rather than
+    /// because it is away: a URL that cannot be used, a password or role it refuses
+    /// (SQLSTATE class 28), a database that does not exist (3D000).
+    pub fn is_configuration(&self) -> bool {
+        match self {
+            StoreError::Invalid { .. } | StoreError::Database(sqlx::Error::Configuration(_)) => {
+                true
+            }
+            StoreError::Database(sqlx::Error::Database(e)) => e
+                .code()
+                .is_some_and(|c| c.starts_with("28") || c == "3D000"),
+            _ => false,
+        }
+    }
+
     /// Whether trying the same thing again can only fail the same way: the database refused
     /// the data itself (a value it cannot hold, a row that is gone), rather than being away
     /// or busy.
@@ -165,6 +180,14 @@ pub struct Event {
     pub subject: String,
     pub data: Value,
     pub at: i64,
+}
+
+impl Event {
+    /// Its kind, if this release knows it (a log shared with a later release may hold
+    /// others).
+    pub fn known_kind(&self) -> Option<crate::domain::EventKind> {
+        crate::domain::EventKind::parse(&self.kind)
+    }
 }
 
 /// Something a user is told about, caused by one event of a workspace's log.

@@ -239,17 +239,11 @@ impl TestApp {
         res.body["id"].as_i64().expect("comment id")
     }
 
-    /// A metric's value from `/metrics` (0 when absent).
+    /// A series' value from `/metrics` (0 before it is first counted; a missing family
+    /// fails the test).
     pub async fn metric(&self, name: &str) -> f64 {
         let res = self.call(Method::GET, "/metrics", None, None, &[]).await;
-        let text = crate::common::without_node(res.body.as_str().unwrap_or_default());
-        text.lines()
-            .filter(|l| !l.starts_with('#'))
-            .find_map(|l| {
-                let (k, v) = l.split_once(' ')?;
-                (k == name).then(|| v.trim().parse().ok()).flatten()
-            })
-            .unwrap_or(0.0)
+        crate::common::metric_value(res.body.as_str().unwrap_or_default(), name)
     }
 
     /// Every event of a workspace, following `next_since`.

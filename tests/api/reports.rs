@@ -3,6 +3,7 @@
 //! library reads back, live rollups equal to rollups rebuilt from the log, and role checks.
 
 use serde_json::{json, Value};
+use stoa::domain::EventKind;
 use stoa::store::ImportedEvent;
 
 use crate::helpers::{spawn_app, Account, Backend, Resp, TestApp};
@@ -342,7 +343,7 @@ async fn activity_buckets_follow_the_zone_across_daylight_saving(backend: Backen
     let events: Vec<ImportedEvent> = placed
         .iter()
         .map(|(t, kind)| ImportedEvent {
-            kind: kind.to_string(),
+            kind: EventKind::parse(kind).expect("a kind the log knows"),
             actor: alice.id,
             subject: format!("document:{doc}"),
             data: json!({"document_id": doc}),

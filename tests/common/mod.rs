@@ -142,3 +142,30 @@ pub fn without_node(text: &str) -> String {
     }
     out
 }
+
+/// The value of one series (`name` or `name{labels}`, the `node` label left out) in a
+/// `/metrics` text: 0 when the family is exported but this series has not been counted
+/// yet, and a panic when the family itself is missing, so that a renamed metric fails the
+/// test that waits for it rather than reading as 0.
+pub fn metric_value(metrics: &str, name: &str) -> f64 {
+    let text = without_node(metrics);
+    let series = text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (k, v) = l.rsplit_once(' ')?;
+        (k == name).then(|| v.trim().parse::<f64>().ok()).flatten()
+    });
+    if let Some(value) = series {
+        return value;
+    }
+    let family = name.split('{').next().unwrap_or(name);
+    let base = ["_bucket", "_sum", "_count", "_total"]
+        .iter()
+        .find_map(|suffix| family.strip_suffix(suffix))
+        .unwrap_or(family);
+    let exported = text.lines().any(|l| {
+        l.strip_prefix("# TYPE ")
+            .and_then(|rest| rest.split(' ').next())
+            .is_some_and(|f| f == family || f == base)
+    });
+    assert!(exported, "no metric family {family} in /metrics");
+    0.0
+}

@@ -305,23 +305,13 @@ impl RawWs {
         })
     }
 
-    /// A masked frame header announcing `len` bytes.
+    /// A masked frame header announcing `len` bytes, with a zero mask: the payload goes
+    /// out as it is.
     pub fn header(fin: bool, opcode: u8, len: u64) -> Vec<u8> {
-        let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
-        match len {
-            0..=125 => out.push(0x80 | len as u8),
-            126..=0xFFFF => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(len as u16).to_be_bytes());
-            }
-            _ => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&len.to_be_bytes());
-            }
-        }
-        // A zero mask: the payload goes out as it is.
-        out.extend_from_slice(&[0, 0, 0, 0]);
-        out
+        let first = if fin { 0x80 } else { 0 } | opcode;
+        stoa_protocol::ws::Header::new(first, len, Some([0; 4]))
+            .as_slice()
+            .to_vec()
     }
 
     pub fn send_bytes(&mut self, bytes: &[u8]) -> std::io::Result<()> {
@@ -543,12 +533,9 @@ impl Server {
             .collect()
     }
 
-    /// A metric's value (0 when absent).
+    /// A series' value (0 before it is first counted; a missing family fails the test).
     pub fn metric(&self, name: &str) -> f64 {
-        crate::common::without_node(&self.http("GET", "/metrics", &[], b"").text())
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-            .unwrap_or(0.0)
+        crate::common::metric_value(&self.http("GET", "/metrics", &[], b"").text(), name)
     }
 }
 

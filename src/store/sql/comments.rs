@@ -10,7 +10,9 @@ use super::notifications::notify;
 use super::{
     append, begin_change, event, fetch_limit, page_of, placeholders, require, role_in, SqlStore,
 };
-use crate::domain::{now_ms, CommentBody, CommentId, DocumentId, Role, UserId, WorkspaceId};
+use crate::domain::{
+    now_ms, CommentBody, CommentId, DocumentId, EventKind, Role, UserId, WorkspaceId,
+};
 use crate::store::{
     Comment, CommentPatch, Comments, Event, Page, PageRequest, StoreError, StoreResult,
 };
@@ -186,7 +188,7 @@ impl Comments for SqlStore {
             event(
                 ws,
                 offset,
-                "comment.created",
+                EventKind::CommentCreated,
                 actor,
                 format!("comment:{id}"),
                 comment_json(&comment),
@@ -338,9 +340,9 @@ impl Comments for SqlStore {
             .await?
             .ok_or(StoreError::NotFound("comment"))?;
         let kind = match (changed.as_slice(), comment.resolved_at.is_some()) {
-            (["resolved"], true) => "comment.resolved",
-            (["resolved"], false) => "comment.unresolved",
-            _ => "comment.updated",
+            (["resolved"], true) => EventKind::CommentResolved,
+            (["resolved"], false) => EventKind::CommentUnresolved,
+            _ => EventKind::CommentUpdated,
         };
         let mut data = comment_json(&comment);
         data["changed"] = json!(changed);
@@ -385,7 +387,7 @@ impl Comments for SqlStore {
             event(
                 ws,
                 offset,
-                "comment.deleted",
+                EventKind::CommentDeleted,
                 actor,
                 format!("comment:{id}"),
                 json!({"comment_id": id, "document_id": current.document_id}),

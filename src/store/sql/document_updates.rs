@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::documents::workspace_of_document;
 use super::{append, event, SqlStore};
-use crate::domain::{now_ms, DocumentId, UserId, WorkspaceId};
+use crate::domain::{now_ms, DocumentId, EventKind, UserId, WorkspaceId};
 use crate::store::{DocumentText, DocumentUpdates, LiveEdit, StoreResult};
 
 /// How long a REST write's text may wait to reach the update log from the node that took
@@ -183,7 +183,7 @@ impl DocumentUpdates for SqlStore {
             let ev = event(
                 ws,
                 offset,
-                "document.edited",
+                EventKind::DocumentEdited,
                 editor,
                 format!("document:{doc}"),
                 json!({"document_id": doc, "edits": edits, "version": version}),

@@ -6,7 +6,7 @@ use serde_json::json;
 use sqlx::AnyConnection;
 
 use super::{append, begin_change, event, fetch_limit, page_of, parse_role, require, SqlStore};
-use crate::domain::{now_ms, DocumentId, DocumentTitle, Role, UserId, WorkspaceId};
+use crate::domain::{now_ms, DocumentId, DocumentTitle, EventKind, Role, UserId, WorkspaceId};
 use crate::store::{
     Document, DocumentPatch, Documents, Event, Page, PageRequest, StoreError, StoreResult,
 };
@@ -107,7 +107,7 @@ impl Documents for SqlStore {
             event(
                 ws,
                 offset,
-                "document.created",
+                EventKind::DocumentCreated,
                 actor,
                 format!("document:{id}"),
                 json!({"document_id": id, "title": doc.title, "version": 1}),
@@ -213,7 +213,7 @@ impl Documents for SqlStore {
             event(
                 ws,
                 offset,
-                "document.updated",
+                EventKind::DocumentUpdated,
                 actor,
                 format!("document:{id}"),
                 json!({"document_id": id, "title": doc.title, "version": doc.version, "changed": changed}),
@@ -259,7 +259,7 @@ impl Documents for SqlStore {
             event(
                 ws,
                 offset,
-                "document.deleted",
+                EventKind::DocumentDeleted,
                 actor,
                 format!("document:{id}"),
                 json!({"document_id": id, "title": current.title}),

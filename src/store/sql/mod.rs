@@ -35,7 +35,7 @@ use sqlx::{AnyConnection, AnyPool, ConnectOptions, Executor};
 
 use super::{Event, Page, PageRequest, Store, StoreError, StoreResult};
 use crate::config::{DatabaseKind, DatabaseSettings};
-use crate::domain::{Role, UserId, WorkspaceId};
+use crate::domain::{EventKind, Role, UserId, WorkspaceId};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -45,6 +45,25 @@ pub struct SqlStore {
     reader: AnyPool,
     writer: AnyPool,
     kind: DatabaseKind,
+}
+
+/// `connect`, given up after `timeout` (`database.connect_timeout_secs`): the pool itself
+/// would keep trying for its acquire timeout (at least 30 s, which a request under load may
+/// need), and start-up should not.
+async fn within(
+    timeout: Duration,
+    connect: impl std::future::Future<Output = Result<AnyPool, sqlx::Error>>,
+) -> StoreResult<AnyPool> {
+    match tokio::time::timeout(timeout, connect).await {
+        Ok(pool) => Ok(pool?),
+        Err(_) => Err(StoreError::Database(sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "no connection within {} s (database.connect_timeout_secs)",
+                timeout.as_secs()
+            ),
+        )))),
+    }
 }
 
 impl SqlStore {
@@ -76,10 +95,12 @@ impl SqlStore {
                             })
                         })
                 };
-                let writer = pool(1).connect_with(options.clone()).await?;
-                let reader = pool(settings.max_connections.max(1))
-                    .connect_with(options)
-                    .await?;
+                let writer = within(timeout, pool(1).connect_with(options.clone())).await?;
+                let reader = within(
+                    timeout,
+                    pool(settings.max_connections.max(1)).connect_with(options),
+                )
+                .await?;
                 SqlStore {
                     reader,
                     writer,
@@ -88,11 +109,14 @@ impl SqlStore {
             }
             DatabaseKind::Postgres => {
                 let options = statement_reports(AnyConnectOptions::from_str(&settings.url)?);
-                let pool = AnyPoolOptions::new()
-                    .max_connections(settings.max_connections)
-                    .acquire_timeout(timeout.max(Duration::from_secs(30)))
-                    .connect_with(options)
-                    .await?;
+                let pool = within(
+                    timeout,
+                    AnyPoolOptions::new()
+                        .max_connections(settings.max_connections)
+                        .acquire_timeout(timeout.max(Duration::from_secs(30)))
+                        .connect_with(options),
+                )
+                .await?;
                 SqlStore {
                     reader: pool.clone(),
                     writer: pool,
@@ -251,7 +275,7 @@ async fn role_in(
 struct NewEvent {
     ws: WorkspaceId,
     offset: i64,
-    kind: &'static str,
+    kind: EventKind,
     actor: UserId,
     subject: String,
     data: Value,
@@ -261,7 +285,7 @@ struct NewEvent {
 fn event(
     ws: WorkspaceId,
     offset: i64,
-    kind: &'static str,
+    kind: EventKind,
     actor: UserId,
     subject: String,
     data: Value,
@@ -285,7 +309,7 @@ async fn append(conn: &mut AnyConnection, e: NewEvent) -> StoreResult<Event> {
     )
     .bind(e.ws)
     .bind(e.offset)
-    .bind(e.kind)
+    .bind(e.kind.as_str())
     .bind(e.actor)
     .bind(&e.subject)
     .bind(e.data.to_string())
@@ -296,7 +320,7 @@ async fn append(conn: &mut AnyConnection, e: NewEvent) -> StoreResult<Event> {
     Ok(Event {
         workspace_id: e.ws,
         offset: e.offset,
-        kind: e.kind.to_string(),
+        kind: e.kind.as_str().to_string(),
         actor_id: Some(e.actor),
         subject: e.subject,
         data: e.data,
@@ -313,9 +337,12 @@ pub(super) const HOUR_MS: i64 = 3_600_000;
 /// event's transaction: its kind in its 15-minute slot, its actor's activity and, for an
 /// event about a document that still exists, the document's.
 async fn count_for_reports(conn: &mut AnyConnection, e: &NewEvent) -> StoreResult<()> {
-    let edit = i64::from(matches!(e.kind, "document.updated" | "document.edited"));
-    let comment = i64::from(e.kind == "comment.created");
-    let created = i64::from(e.kind == "document.created");
+    let edit = i64::from(matches!(
+        e.kind,
+        EventKind::DocumentUpdated | EventKind::DocumentEdited
+    ));
+    let comment = i64::from(e.kind == EventKind::CommentCreated);
+    let created = i64::from(e.kind == EventKind::DocumentCreated);
     for (table, key, width) in [
         ("activity_slots", "slot", SLOT_MS),
         ("activity_hours", "hour", HOUR_MS),
@@ -326,12 +353,12 @@ async fn count_for_reports(conn: &mut AnyConnection, e: &NewEvent) -> StoreResul
         ))
         .bind(e.ws)
         .bind(e.at.div_euclid(width) * width)
-        .bind(e.kind)
+        .bind(e.kind.as_str())
         .execute(&mut *conn)
         .await?;
     }
     let doc = match e.kind {
-        "document.deleted" => None,
+        EventKind::DocumentDeleted => None,
         _ => e.data.get("document_id").and_then(Value::as_i64),
     };
     // A first edit of a document by this actor makes them one more of its editors, and it

@@ -9,13 +9,13 @@ use serde_json::Value;
 
 use super::{placeholders, SqlStore, HOUR_MS, ROWS_PER_STATEMENT, SLOT_MS};
 use crate::config::DatabaseKind;
-use crate::domain::{DocumentId, UserId, WorkspaceId};
+use crate::domain::{DocumentId, EventKind, UserId, WorkspaceId};
 use crate::store::StoreResult;
 
 /// An event to put in a workspace's log as it is.
 #[derive(Debug, Clone)]
 pub struct ImportedEvent {
-    pub kind: String,
+    pub kind: EventKind,
     pub actor: UserId,
     pub subject: String,
     pub data: Value,
@@ -123,7 +123,7 @@ impl SqlStore {
                 offset += 1;
                 q = q
                     .bind(offset)
-                    .bind(&e.kind)
+                    .bind(e.kind.as_str())
                     .bind(e.actor)
                     .bind(&e.subject)
                     .bind(e.data.to_string())

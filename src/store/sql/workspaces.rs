@@ -11,7 +11,7 @@ use super::{
     append, begin_change, event, fetch_limit, is_unique_violation, page_of, parse_role, require,
     SqlStore,
 };
-use crate::domain::{now_ms, Role, Slug, UserId, WorkspaceId, WorkspaceName};
+use crate::domain::{now_ms, EventKind, Role, Slug, UserId, WorkspaceId, WorkspaceName};
 use crate::store::{
     Event, Member, MemberRef, Page, PageRequest, StoreError, StoreResult, Workspace, Workspaces,
 };
@@ -158,7 +158,7 @@ impl Workspaces for SqlStore {
             event(
                 id,
                 1,
-                "workspace.created",
+                EventKind::WorkspaceCreated,
                 actor,
                 format!("workspace:{id}"),
                 json!({"name": name.as_str(), "slug": slug.as_str(), "owner_id": actor}),
@@ -262,7 +262,7 @@ impl Workspaces for SqlStore {
             event(
                 id,
                 offset,
-                "workspace.updated",
+                EventKind::WorkspaceUpdated,
                 actor,
                 format!("workspace:{id}"),
                 json!({"name": ws.name, "slug": ws.slug}),
@@ -393,7 +393,7 @@ impl Workspaces for SqlStore {
             event(
                 ws,
                 offset,
-                "member.added",
+                EventKind::MemberAdded,
                 actor,
                 format!("user:{user_id}"),
                 json!({"user_id": user_id, "role": role}),
@@ -458,7 +458,7 @@ impl Workspaces for SqlStore {
             event(
                 ws,
                 offset,
-                "member.role_changed",
+                EventKind::MemberRoleChanged,
                 actor,
                 format!("user:{user}"),
                 json!({"user_id": user, "role": role, "previous_role": current.role}),
@@ -514,7 +514,7 @@ impl Workspaces for SqlStore {
             event(
                 ws,
                 offset,
-                "member.removed",
+                EventKind::MemberRemoved,
                 actor,
                 format!("user:{user}"),
                 json!({"user_id": user, "role": target.role, "left": leaving}),
