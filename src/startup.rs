@@ -14,13 +14,14 @@ use actix_web::http::header;
 use actix_web::middleware::from_fn;
 use actix_web::web;
 
-use crate::api::{self, upgrade, AppState, SocketOrigins, REQUEST_ID};
+use crate::api::{self, AppState, SocketOrigins, REQUEST_ID};
 use crate::auth::{AuthLimits, JwtKeys, PasswordHasher, PasswordParams, PasswordWork};
 use crate::bus::RedisBus;
 use crate::config::{ConfigError, Environment, Settings};
 use crate::metrics::Metrics;
 use crate::realtime::{Realtime, StoreAuthorizer, StoreDocs, StoreEventLog};
 use crate::store::{SqlStore, StoreError};
+use crate::transport::upgrade;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {

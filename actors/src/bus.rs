@@ -13,8 +13,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-use crate::registry::Shared;
-
 pub trait Bus: Send + Sync + 'static {
     /// Sends a message on a channel, without waiting; it may be lost.
     fn publish(&self, channel: &str, message: Vec<u8>);
@@ -66,24 +64,32 @@ impl Default for Cluster {
     }
 }
 
+/// What a node does with what its bus hears (the node's real-time core implements it).
+pub(crate) trait Listener: Send + Sync {
+    /// A message heard on `channel`.
+    fn heard(&self, channel: &str, message: &[u8]);
+    /// The bus was away and is back.
+    fn reconnected(&self);
+}
+
 /// Where a bus hands a message it heard: the node's real-time core. Holding it does not
 /// keep the core alive.
 #[derive(Clone)]
-pub struct BusInbox(pub(crate) Weak<Shared>);
+pub struct BusInbox(pub(crate) Weak<dyn Listener>);
 
 impl BusInbox {
     /// A message heard on `channel`.
     pub fn deliver(&self, channel: &str, message: &[u8]) {
-        if let Some(shared) = self.0.upgrade() {
-            shared.heard(channel, message);
+        if let Some(node) = self.0.upgrade() {
+            node.heard(channel, message);
         }
     }
 
     /// The bus was away and is back: messages may have been lost meanwhile, so the node
     /// reads its topics' logs and asks for the presences it holds views of again.
     pub fn reconnected(&self) {
-        if let Some(shared) = self.0.upgrade() {
-            shared.bus_reconnected();
+        if let Some(node) = self.0.upgrade() {
+            node.reconnected();
         }
     }
 }

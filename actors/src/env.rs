@@ -12,8 +12,9 @@ use stoa_protocol::bus::{Body, Envelope};
 use stoa_protocol::Topic;
 
 use crate::bus::Bus;
+use crate::limits::Limits;
 use crate::ports::EventLog;
-use crate::{Limits, Stats};
+use crate::stats::Stats;
 
 pub(crate) struct Env {
     pub(crate) log: Arc<dyn EventLog>,
@@ -73,7 +74,7 @@ impl Env {
             key,
             bus: OnceLock::new(),
             next_id: AtomicU64::new(1),
-            incarnation: crate::now_us(),
+            incarnation: crate::clock::now_us(),
             revocations: Mutex::new(VecDeque::new()),
         }
     }
@@ -81,7 +82,7 @@ impl Env {
     /// Sends a message to the other nodes (nothing without a bus).
     pub(crate) fn bus_send(&self, channel: &str, body: Body) {
         if let Some(bus) = self.bus.get() {
-            let envelope = Envelope::new(&self.node_id, body).at(crate::now_us());
+            let envelope = Envelope::new(&self.node_id, body).at(crate::clock::now_us());
             let message = self.key.seal(channel, &envelope);
             Stats::add(&self.stats.bus_out, 1);
             bus.publish(channel, message);

@@ -28,14 +28,15 @@ use stoa_protocol::Topic;
 use crate::bus::{Bus, BusInbox, Cluster};
 use crate::env::{Env, Revoked};
 use crate::limit::UserLimiter;
+use crate::limits::Limits;
 use crate::ports::{Authorizer, EventLog, Grant, LiveEvent};
+use crate::stats::Stats;
 use crate::topic::{
     CheckLog, ForgetNode, Notify, Publish, RemoteBroadcast, RemotePresence, RemoteSnapshot, Resync,
     Revoke, SendSnapshot, Ticket, TopicActor, TopicRef,
 };
 #[cfg(feature = "faults")]
 use crate::topic::{Crash, CrashSessions, Stall};
-use crate::{Limits, Stats};
 
 /// Restarts allowed to one topic within `RESTART_WINDOW`.
 const MAX_RESTARTS: u32 = 3;
@@ -82,7 +83,7 @@ pub(crate) struct Shared {
     /// Sockets open on this node, per user.
     users: DashMap<i64, u32>,
     /// The transport threads' inboxes, for the metric of what waits in them.
-    inboxes: Mutex<Vec<Arc<crate::Inbox>>>,
+    inboxes: Mutex<Vec<Arc<crate::outbox::Inbox>>>,
     /// The messages each user may send, over all their sockets together. Kept apart from
     /// the socket count, so that closing every socket and opening a new one does not give
     /// a fresh allowance; opening a socket costs one message too.
@@ -99,7 +100,7 @@ pub(crate) struct Shared {
     lag_observer: std::sync::OnceLock<Box<dyn Fn(Duration) + Send + Sync>>,
     /// Every session of this node and its user, to send away when it shuts down or its
     /// login ends.
-    pub(crate) sessions: DashMap<u64, (i64, Recipient<crate::conn::SessionNotice>)>,
+    pub(crate) sessions: DashMap<u64, (i64, Recipient<crate::notice::SessionNotice>)>,
     /// Sessions ended before their tokens expire.
     pub(crate) ended: crate::ended::Ended,
     /// The Yjs documents open on this node.
@@ -304,7 +305,7 @@ impl Shared {
 
     /// A message another node sent.
     pub(crate) fn heard(&self, channel: &str, message: &[u8]) {
-        let envelope = match self.env.key.open(channel, message, crate::now_us()) {
+        let envelope = match self.env.key.open(channel, message, crate::clock::now_us()) {
             Ok(envelope) => envelope,
             Err(wire::Unsealed::Unreadable) => {
                 Stats::add(&self.stats().bus_undecodable, 1);
@@ -321,7 +322,9 @@ impl Shared {
         }
         Stats::add(&self.stats().bus_in, 1);
         if let (Some(at), Some(observe)) = (envelope.at, self.lag_observer.get()) {
-            observe(Duration::from_micros(crate::now_us().saturating_sub(at)));
+            observe(Duration::from_micros(
+                crate::clock::now_us().saturating_sub(at),
+            ));
         }
         let node = envelope.node;
         match envelope.body {
@@ -507,7 +510,7 @@ impl Shared {
         for entry in self.sessions.iter() {
             let (user, session) = entry.value();
             if *user == end.user {
-                session.do_send(crate::conn::SessionNotice::Ended(end.clone()));
+                session.do_send(crate::notice::SessionNotice::Ended(end.clone()));
             }
         }
     }
@@ -654,7 +657,8 @@ impl Realtime {
 
     /// Where a bus delivers what it hears for this node.
     pub fn inbox(&self) -> BusInbox {
-        BusInbox(Arc::downgrade(&self.shared))
+        let node: Arc<dyn crate::bus::Listener> = self.shared.clone();
+        BusInbox(Arc::downgrade(&node))
     }
 
     /// Joins the node to the others through `bus` (once; later calls are ignored). The node
@@ -756,8 +760,8 @@ impl Realtime {
     }
 
     /// A new inbox for a transport thread (see [`Realtime::inbox_bytes`]).
-    pub fn thread_inbox(&self) -> Arc<crate::Inbox> {
-        let inbox = crate::Inbox::new();
+    pub fn thread_inbox(&self) -> Arc<crate::outbox::Inbox> {
+        let inbox = crate::outbox::Inbox::new();
         let mut all = self
             .shared
             .inboxes
@@ -918,7 +922,7 @@ impl Realtime {
     /// clients reconnect elsewhere a few at a time rather than all at once. Call after
     /// [`Realtime::begin_shutdown`]; returns when the last has been told.
     pub async fn drain(&self, over: Duration) {
-        let sessions: Vec<Recipient<crate::conn::SessionNotice>> = self
+        let sessions: Vec<Recipient<crate::notice::SessionNotice>> = self
             .shared
             .sessions
             .iter()
@@ -941,7 +945,7 @@ impl Realtime {
                 actix::clock::sleep(pause).await;
             }
             for session in batch {
-                session.do_send(crate::conn::SessionNotice::GoAway);
+                session.do_send(crate::notice::SessionNotice::GoAway);
             }
         }
     }
@@ -1038,5 +1042,15 @@ impl Realtime {
             }
             None => false,
         }
+    }
+}
+
+impl crate::bus::Listener for Shared {
+    fn heard(&self, channel: &str, message: &[u8]) {
+        Shared::heard(self, channel, message);
+    }
+
+    fn reconnected(&self) {
+        self.bus_reconnected();
     }
 }

@@ -32,7 +32,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix::prelude::*;
 use serde_json::{json, Map, Value};
@@ -40,16 +40,18 @@ use stoa_protocol::bus::{topic_channel, Body};
 use stoa_protocol::frame::{encode_parts, encode_reply};
 use stoa_protocol::{Frame, FrameError, Inbound, ReplyStatus, Topic, PHOENIX_TOPIC};
 
-use crate::conn::{
-    self, CloseReason, Conn, Outbound, Outbox, OutboxReader, Refused, SessionNotice,
-};
+use crate::clock::now_ms;
+use crate::conn::Conn;
 use crate::limit::Limiter;
+use crate::liveness::{Liveness, Verdict};
+use crate::notice::SessionNotice;
+use crate::outbox::{self, CloseReason, Outbound, Outbox, OutboxReader, Refused};
 use crate::ports::{Denied, Grant};
 use crate::registry::{Realtime, Shared, SocketPermit};
+use crate::stats::Stats;
 use crate::topic::{
     Broadcast, Disconnect, Join, Leave, Ticket, TopicActor, TopicRef, UpdatePresence,
 };
-use crate::{now_ms, Stats};
 
 /// Messages that may wait behind joins in progress, over all topics of a connection.
 const MAX_WAITING: usize = 64;
@@ -111,7 +113,8 @@ pub struct SessionActor {
     shared: Arc<Shared>,
     id: u64,
     user_id: i64,
-    expires_at: i64,
+    /// Silence and the token's expiry end the socket.
+    liveness: Liveness,
     /// The login and issue time of the token the socket is on now (the first, or one sent
     /// since with `access_token`).
     token: crate::TokenTag,
@@ -124,7 +127,6 @@ pub struct SessionActor {
     channels: HashMap<String, Channel>,
     /// Messages waiting in the channels' queues.
     waiting: usize,
-    last_seen: Instant,
     limiter: Limiter,
     /// Counts this socket against its user's limit until the session ends.
     permit: Option<SocketPermit>,
@@ -147,8 +149,9 @@ impl SessionActor {
         let user_id = permit.user();
         let token = permit.token();
         let limits = shared.limits();
-        let (outbox, reader) = conn::channel(limits.outbound_queue, limits.outbound_queue_bytes);
+        let (outbox, reader) = outbox::channel(limits.outbound_queue, limits.outbound_queue_bytes);
         let limiter = Limiter::new(limits.messages_per_sec, limits.message_burst);
+        let liveness = Liveness::new(limits.heartbeat_timeout, expires_at);
         let id = shared.env.next_id();
         let addr = SessionActor::create(move |ctx| {
             ctx.add_stream(incoming);
@@ -156,7 +159,7 @@ impl SessionActor {
                 shared,
                 id,
                 user_id,
-                expires_at,
+                liveness,
                 token,
                 outbox,
                 conn: None,
@@ -164,7 +167,6 @@ impl SessionActor {
                 stopping: false,
                 channels: HashMap::new(),
                 waiting: 0,
-                last_seen: Instant::now(),
                 limiter,
                 permit: Some(permit),
             }
@@ -177,7 +179,7 @@ impl SessionActor {
     }
 
     fn send(&mut self, frame: String, ctx: &mut Context<Self>) {
-        self.stats().sent(crate::Out::Reply, 1);
+        self.stats().sent(crate::stats::Out::Reply, 1);
         self.queue(Outbound::Text(frame), ctx);
     }
 
@@ -629,8 +631,8 @@ impl SessionActor {
                     session: id.session.map(Arc::from),
                     issued_at_ms: id.issued_at_ms,
                 };
-                self.expires_at = self.expires_at.max(id.expires_at);
-                let response = json!({ "expires_at": self.expires_at });
+                let expires_at = self.liveness.extend(id.expires_at);
+                let response = json!({ "expires_at": expires_at });
                 self.reply(&frame, ReplyStatus::Ok, response, ctx);
             }
             Ok(_) => self.error(&frame, "token belongs to another user", ctx),
@@ -643,26 +645,22 @@ impl SessionActor {
     /// heartbeat or a new token moved them on: an idle socket whose client heartbeats wakes
     /// about once per heartbeat timeout, not every few seconds.
     fn check_liveness(&mut self, ctx: &mut Context<Self>) {
-        let silent_for = self.last_seen.elapsed();
-        let timeout = self.shared.limits().heartbeat_timeout;
-        if silent_for >= timeout {
-            tracing::debug!(session = self.id, "closing a silent connection");
-            return self.close_with(1000, "heartbeat_timeout", ctx);
+        match self.liveness.check(Instant::now(), now_ms()) {
+            Verdict::Silent => {
+                tracing::debug!(session = self.id, "closing a silent connection");
+                self.close_with(1000, "heartbeat_timeout", ctx);
+            }
+            Verdict::Expired => {
+                tracing::debug!(
+                    session = self.id,
+                    "closing a connection whose token expired"
+                );
+                self.close_with(1008, "token_expired", ctx);
+            }
+            Verdict::CheckIn(next) => {
+                ctx.run_later(next, |act, ctx| act.check_liveness(ctx));
+            }
         }
-        let left_ms = self
-            .expires_at
-            .saturating_mul(1000)
-            .saturating_sub(now_ms());
-        if left_ms <= 0 {
-            tracing::debug!(
-                session = self.id,
-                "closing a connection whose token expired"
-            );
-            return self.close_with(1008, "token_expired", ctx);
-        }
-        let expiry = Duration::from_millis(u64::try_from(left_ms).unwrap_or(u64::MAX));
-        let next = (timeout - silent_for).min(expiry);
-        ctx.run_later(next, |act, ctx| act.check_liveness(ctx));
     }
 }
 
@@ -683,7 +681,7 @@ impl Actor for SessionActor {
         // A socket accepted just as the node began to drain is not in the drain's list
         // (taken after the flag was set): it goes away at once.
         if self.shared.shutting_down() {
-            ctx.address().do_send(crate::conn::SessionNotice::GoAway);
+            ctx.address().do_send(SessionNotice::GoAway);
         }
         self.check_liveness(ctx);
     }
@@ -719,7 +717,7 @@ impl Drop for SessionActor {
 
 impl StreamHandler<WireIn> for SessionActor {
     fn handle(&mut self, item: WireIn, ctx: &mut Context<Self>) {
-        self.last_seen = Instant::now();
+        self.liveness.seen();
         match item {
             WireIn::Text(text) => self.on_text(text, ctx),
             WireIn::Ping(data) => self.queue(Outbound::Pong(data), ctx),

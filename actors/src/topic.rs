@@ -37,11 +37,15 @@ use stoa_protocol::bus::{topic_channel, Body, KeyedMeta, CONTROL_CHANNEL};
 use stoa_protocol::frame::{encode_parts, encode_reply, Push};
 use stoa_protocol::{PresenceDiff, PresenceMeta, PresenceState, ReplyStatus, Topic};
 
-use crate::conn::{Conn, Delivery, Fanout, Inbox, Outbound, PushHead, SessionNotice, Targets};
+use crate::clock::now_ms;
+use crate::conn::Conn;
 use crate::env::Env;
 use crate::limit::Limiter;
+use crate::notice::SessionNotice;
+use crate::outbox::{Delivery, Fanout, Inbox, Outbound, PushHead, Targets};
 use crate::ports::{Denied, LiveEvent};
-use crate::{now_ms, Out, Stats};
+use crate::stats::Out;
+use crate::stats::Stats;
 
 /// A topic actor's address, with what its senders share: the count of client messages and
 /// live pushes waiting in its mailbox, and its broadcast budget.
@@ -65,7 +69,7 @@ struct Gate {
 }
 
 impl TopicRef {
-    pub(crate) fn new(addr: Addr<TopicActor>, limits: &crate::Limits) -> TopicRef {
+    pub(crate) fn new(addr: Addr<TopicActor>, limits: &crate::limits::Limits) -> TopicRef {
         let per_sec = limits.topic_broadcasts_per_sec;
         let bytes = limits.topic_broadcast_bytes_per_sec;
         let byte_burst = bytes.max(u32::try_from(limits.max_broadcast_bytes).unwrap_or(u32::MAX));
@@ -524,11 +528,11 @@ impl TopicActor {
                     };
                     match t.outbox.send(item) {
                         Ok(()) => {}
-                        Err(crate::Refused::Full) => {
+                        Err(crate::outbox::Refused::Full) => {
                             t.outbox.overflow();
                             gone.push(t.id);
                         }
-                        Err(crate::Refused::Closed) => gone.push(t.id),
+                        Err(crate::outbox::Refused::Closed) => gone.push(t.id),
                     }
                 }
                 continue;

@@ -6,7 +6,7 @@
 //! snapshot now and then. One [`YjsSession`] per socket reads the client's binary frames,
 //! checks that they are well-formed y-protocol messages, limits their rate and hands them
 //! to the document; what the document sends the client goes through the socket's
-//! [`Outbox`](crate::Outbox) like every other frame, so a Yjs client that cannot keep up is
+//! [`Outbox`](crate::outbox::Outbox) like every other frame, so a Yjs client that cannot keep up is
 //! disconnected (`slow_consumer`) as a channel client is.
 //!
 //! A document is loaded from the store (its snapshot and the updates after it) before any
@@ -31,11 +31,14 @@ use yrs::updates::decoder::{Decode, DecoderV1};
 use yrs::updates::encoder::Encode;
 use yrs::{ReadTxn, StateVector, Transact, Update};
 
-use crate::conn::{self, CloseReason, Conn, Outbound, Outbox, OutboxReader, SessionNotice};
+use crate::conn::Conn;
 use crate::limit::Limiter;
+use crate::liveness::{Liveness, Verdict};
+use crate::notice::SessionNotice;
+use crate::outbox::{self, CloseReason, Outbound, Outbox, OutboxReader};
 use crate::registry::{Realtime, Shared, SocketPermit};
 use crate::session::WireIn;
-use crate::Stats;
+use crate::stats::Stats;
 
 /// What a document's log holds: its updates in order (a snapshot is one of them), and the
 /// position of the last.
@@ -458,7 +461,7 @@ impl DocActor {
 
     fn send_to(&self, conn: &Conn, bytes: &Arc<[u8]>) {
         if conn.push_binary(bytes) {
-            self.stats().sent(crate::Out::Yjs, 1);
+            self.stats().sent(crate::stats::Out::Yjs, 1);
         }
     }
 
@@ -1291,7 +1294,7 @@ impl Handler<RoleChanged> for DocActor {
                         .encode_v1()
                         .into();
                 if c.conn.push_binary(&refusal) {
-                    self.shared.stats().sent(crate::Out::Yjs, 1);
+                    self.shared.stats().sent(crate::stats::Out::Yjs, 1);
                 }
             }
         }
@@ -1394,16 +1397,17 @@ pub struct YjsSession {
     writable: bool,
     outbox: Arc<Outbox>,
     limiter: Limiter,
-    last_seen: Instant,
-    /// When the access token the socket was opened with expires (Unix seconds): the socket
-    /// is closed then with 1008 `token_expired` (y-websocket has no message to renew it; a
-    /// client reconnects with a fresh token in its URL).
-    expires_at: i64,
+    /// Silence, and the expiry of the token the socket was opened with, end the socket
+    /// (1000 `heartbeat_timeout`, 1008 `token_expired`: y-websocket has no message to renew
+    /// a token; a client reconnects with a fresh one in its URL).
+    liveness: Liveness,
     /// When the socket's access was checked.
     authorized_at: Instant,
     /// The login and issue time of the socket's token.
     token: crate::TokenTag,
     closing: bool,
+    /// `stopped()` ran (its bookkeeping is not to be done again on drop).
+    ended: bool,
     _permit: SocketPermit,
 }
 
@@ -1429,13 +1433,14 @@ impl YjsSession {
         let shared = realtime.shared.clone();
         let doc = doc_actor(&shared, document, workspace)?;
         let limits = shared.limits();
-        let (outbox, reader) = conn::channel(limits.outbound_queue, limits.outbound_queue_bytes);
+        let (outbox, reader) = outbox::channel(limits.outbound_queue, limits.outbound_queue_bytes);
         // Editors send an update per keystroke and an awareness change per cursor move:
         // a wider allowance than a channel client's.
         let limiter = Limiter::new(
             limits.messages_per_sec.saturating_mul(4),
             limits.message_burst.saturating_mul(4),
         );
+        let liveness = Liveness::new(limits.heartbeat_timeout, expires_at);
         let id = shared.env.next_id();
         let user = permit.user();
         let token = permit.token();
@@ -1449,15 +1454,57 @@ impl YjsSession {
                 writable,
                 outbox,
                 limiter,
-                last_seen: Instant::now(),
-                expires_at,
+                liveness,
                 authorized_at,
                 token,
                 closing: false,
+                ended: false,
                 _permit: permit,
             }
         });
         Some(reader)
+    }
+
+    /// Closes the socket (1011, if the session had not chosen to) and leaves the document,
+    /// once.
+    fn end(&mut self) {
+        if std::mem::replace(&mut self.ended, true) {
+            return;
+        }
+        if !self.closing {
+            self.closing = true;
+            self.outbox.close(
+                CloseReason {
+                    code: 1011,
+                    reason: "internal_error",
+                },
+                true,
+            );
+        }
+        self.doc.do_send(DocMsg::Leave(self.id));
+        self.shared.sessions.remove(&self.id);
+        self.shared
+            .stats()
+            .yjs_connections
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Closes the socket for silence or an expired token, or checks again when the earlier
+    /// of the two is due: one timer per socket, as channel sessions have.
+    fn check_liveness(&mut self, ctx: &mut Context<Self>) {
+        match self.liveness.check(Instant::now(), crate::clock::now_ms()) {
+            Verdict::Silent => self.close(1000, "heartbeat_timeout", false, ctx),
+            Verdict::Expired => {
+                tracing::debug!(
+                    session = self.id,
+                    "closing a Yjs socket whose token expired"
+                );
+                self.close(1008, "token_expired", false, ctx);
+            }
+            Verdict::CheckIn(next) => {
+                ctx.run_later(next, |act, ctx| act.check_liveness(ctx));
+            }
+        }
     }
 
     fn close(&mut self, code: u16, reason: &'static str, discard: bool, ctx: &mut Context<Self>) {
@@ -1524,49 +1571,28 @@ impl Actor for YjsSession {
             writable: self.writable,
             authorized_at: self.authorized_at,
         }));
-        let timeout = self.shared.limits().heartbeat_timeout;
-        ctx.run_interval(timeout / 4, move |act, ctx| {
-            if act.last_seen.elapsed() > timeout {
-                act.close(1000, "heartbeat_timeout", false, ctx);
-            }
-        });
-        let left_ms = self
-            .expires_at
-            .saturating_mul(1000)
-            .saturating_sub(crate::now_ms());
-        let left = Duration::from_millis(u64::try_from(left_ms).unwrap_or(0));
-        ctx.run_later(left, |act, ctx| {
-            tracing::debug!(session = act.id, "closing a Yjs socket whose token expired");
-            act.close(1008, "token_expired", false, ctx);
-        });
+        self.check_liveness(ctx);
         if self.shared.shutting_down() {
             ctx.address().do_send(SessionNotice::GoAway);
         }
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
-        if !self.closing {
-            self.closing = true;
-            self.outbox.close(
-                CloseReason {
-                    code: 1011,
-                    reason: "internal_error",
-                },
-                true,
-            );
-        }
-        self.doc.do_send(DocMsg::Leave(self.id));
-        self.shared.sessions.remove(&self.id);
-        self.shared
-            .stats()
-            .yjs_connections
-            .fetch_sub(1, Ordering::Relaxed);
+        self.end();
+    }
+}
+
+impl Drop for YjsSession {
+    /// Whatever ended the actor, its socket is closed and its document left by now: by
+    /// `stopped()`, or here if it did not run.
+    fn drop(&mut self) {
+        self.end();
     }
 }
 
 impl StreamHandler<WireIn> for YjsSession {
     fn handle(&mut self, item: WireIn, ctx: &mut Context<Self>) {
-        self.last_seen = Instant::now();
+        self.liveness.seen();
         self.shared.stats().received("yjs");
         match item {
             WireIn::Binary(bytes) => self.on_binary(bytes, ctx),

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use common::{EmptyLog, Gate, Harness};
 use serde_json::json;
-use stoa_actors::{Delivery, Fanout, Inbox, Limits, Realtime, Take, INBOX_BYTES};
+use stoa_actors::outbox::{Delivery, Fanout, Inbox, Take, INBOX_BYTES};
+use stoa_actors::{Limits, Realtime};
 
 #[actix::test]
 async fn a_thread_too_far_behind_cuts_off_its_subscribers_and_not_the_sender() {
@@ -20,7 +21,14 @@ async fn a_thread_too_far_behind_cuts_off_its_subscribers_and_not_the_sender() {
     let mut behind = Harness::start_on(rt.clone(), gate);
     // `behind`'s socket is served by a thread that never gets to its inbox.
     let inbox = Inbox::new();
-    behind.client.reader.attach(&inbox, 0);
+    // A real socket that stays open (and unread) for the rest of the test process.
+    let (socket, peer) = std::os::unix::net::UnixStream::pair().expect("socket pair");
+    std::mem::forget(peer);
+    let fd = std::os::fd::IntoRawFd::into_raw_fd(socket);
+    // SAFETY: the descriptor is never closed.
+    behind.client.reader.attach(&inbox, unsafe {
+        stoa_actors::outbox::SocketHandle::new(fd)
+    });
 
     sender.send(json!(["1", "1", "workspace:1", "phx_join", {}]));
     let _ = sender

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{EmptyLog, Gate, Wire};
-use stoa_actors::{Limits, Realtime, SessionActor, Take};
+use stoa_actors::outbox::Take;
+use stoa_actors::{Limits, Realtime, SessionActor};
 use tokio::sync::mpsc;
 
 #[actix::test]

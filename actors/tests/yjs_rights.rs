@@ -10,9 +10,9 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use common::{EmptyLog, Gate, Wire};
+use stoa_actors::outbox::{OutboxReader, Take};
 use stoa_actors::{
-    DocError, DocStore, Limits, OutboxReader, Projection, Realtime, StoredDoc, Take, WireIn,
-    YjsSession,
+    DocError, DocStore, Limits, Projection, Realtime, StoredDoc, WireIn, YjsSession,
 };
 use tokio::sync::mpsc;
 

@@ -15,9 +15,7 @@ pub mod openapi;
 mod reports;
 mod search;
 pub mod socket;
-pub mod upgrade;
 pub mod views;
-mod wire;
 mod workspaces;
 mod yjs;
 

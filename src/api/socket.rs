@@ -6,7 +6,7 @@
 //! `Sec-WebSocket-Protocol: phoenix, base64url.bearer.phx.<base64 token>`.
 //!
 //! This handler only decides: its 101 answer carries an [`Accepted`] for the upgrade
-//! service ([`super::upgrade`]), which writes the answer, takes the connection over and
+//! service ([`crate::transport::upgrade`]), which writes the answer, takes the connection over and
 //! starts a [`stoa_actors::SessionActor`] on it.
 
 use actix_web::body::{BoxBody, MessageBody};
@@ -18,28 +18,7 @@ use stoa_actors::{Denied, Refusal, SocketPermit, Stats};
 
 use super::error::ApiError;
 use super::{AppState, SocketOrigins};
-
-/// What an accepted upgrade hands the transport, in its 101 answer's extensions: the
-/// user's socket slot, when their token expires, and what the socket speaks.
-pub struct Accepted {
-    pub permit: SocketPermit,
-    pub expires_at: i64,
-    pub kind: SocketKind,
-}
-
-/// The protocol of an accepted socket.
-pub enum SocketKind {
-    /// Phoenix Channels (`/socket/websocket`).
-    Channels,
-    /// y-websocket on one document (`/yjs/{document_id}`); `writable` is false for viewers,
-    /// as decided by a check that began at `authorized_at`.
-    Yjs {
-        document: i64,
-        workspace: i64,
-        writable: bool,
-        authorized_at: std::time::Instant,
-    },
-}
+use crate::transport::{Accepted, SocketKind};
 
 const AUTH_TOKEN_PREFIX: &str = "base64url.bearer.phx.";
 

@@ -11,8 +11,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use stoa_actors::Denied;
 
 use super::error::ApiError;
-use super::socket::{admit, check_origin, switch, verify, Accepted, SocketKind};
+use super::socket::{admit, check_origin, switch, verify};
 use super::AppState;
+use crate::transport::{Accepted, SocketKind};
 
 #[derive(Debug, serde::Deserialize)]
 struct YjsQuery {

@@ -893,9 +893,21 @@ async fn silent_connections_are_closed_and_heartbeats_keep_them() {
         .await
         .expect("sqlite");
     let alice = app.register("alice").await;
-    let mut s = Ws::connect(&app, &alice.token).await;
-    s.sync().await;
-    let reason = s.until_closed().await.expect("close frame");
+    let mut silent = Ws::connect(&app, &alice.token).await;
+    silent.sync().await;
+    let mut beating = Ws::connect(&app, &alice.token).await;
+    // A client heartbeating every 250 ms (phoenix.js does every 30 s against the default
+    // 60 s) for 2.5 timeouts keeps its socket.
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_millis(2500) {
+        beating.sync().await;
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    beating.sync().await;
+    let reason = silent.until_closed().await.expect("close frame");
+    assert_eq!(reason.description.as_deref(), Some("heartbeat_timeout"));
+    // Once it falls silent, it goes too.
+    let reason = beating.until_closed().await.expect("close frame");
     assert_eq!(reason.description.as_deref(), Some("heartbeat_timeout"));
 }
 

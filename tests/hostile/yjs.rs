@@ -345,6 +345,45 @@ fn a_yjs_socket_is_closed_when_its_token_expires() {
     }
 }
 
+/// A Yjs socket that says nothing for the heartbeat timeout is closed (1000), as a channel
+/// socket is, by one timer per socket; one whose client keeps talking (here: pings every
+/// 250 ms for 2.5 timeouts) stays open.
+#[test]
+fn a_silent_yjs_socket_is_closed_and_a_talking_one_kept() {
+    let server = Server::start(&[("STOA_REALTIME__HEARTBEAT_TIMEOUT_SECS", "1")]);
+    let (_, token) = server.register("ada");
+    let ws_id = server.workspace_with(&token, &[]);
+    let doc = document(
+        &server,
+        &token,
+        ws_id,
+        json!({"title": "Notes", "content": "x"}),
+    );
+    let mut silent = open(&server, doc, &token);
+    let mut talking = open(&server, doc, &token);
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(2500) {
+        talking.send_frame(true, PING, b"still here").unwrap();
+        loop {
+            match talking.read(PATIENCE) {
+                Some(Got::Pong(p)) => {
+                    assert_eq!(p, b"still here");
+                    break;
+                }
+                Some(Got::Binary(_)) => continue,
+                other => panic!("the talking socket got {other:?}"),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(silent.close_code(), Some(1000), "the silent one is closed");
+    // Once it falls silent, it goes too.
+    let quiet_from = std::time::Instant::now();
+    assert_eq!(talking.close_code(), Some(1000));
+    assert!(quiet_from.elapsed() < Duration::from_secs(3));
+    assert!(server.healthy());
+}
+
 #[test]
 fn a_frame_of_several_updates_reaches_the_other_editor_whole_and_a_single_one_as_it_came() {
     use yrs::sync::MessageReader;

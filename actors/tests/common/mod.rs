@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
+use stoa_actors::outbox::{Outbound, OutboxReader, Take};
 use stoa_actors::ports::{Authorizer, Denied, EventLog, Grant, Identity, LiveEvent, LogError};
-use stoa_actors::{Limits, Outbound, OutboxReader, Realtime, SessionActor, Take, WireIn};
+use stoa_actors::{Limits, Realtime, SessionActor, WireIn};
 use stoa_protocol::Topic;
 use tokio::sync::{mpsc, oneshot};
 

@@ -20,15 +20,36 @@ use actix_service::{fn_factory, fn_service, Service, ServiceFactory};
 use actix_web::dev::ServiceResponse;
 use actix_web::rt::net::TcpStream;
 use actix_web::web::BytesMut;
-use stoa_actors::{Realtime, SessionActor, YjsSession};
+use stoa_actors::{Realtime, SessionActor, SocketPermit, YjsSession};
 
-use super::socket::{Accepted, SocketKind};
-use super::wire::{Incoming, Writer};
+use super::{Incoming, Writer};
 
 type AppService = BoxService<Request, ServiceResponse<BoxBody>, actix_web::Error>;
 pub type AppFactory =
     BoxServiceFactory<(), Request, ServiceResponse<BoxBody>, actix_web::Error, ()>;
 type Conn = Framed<TcpStream, h1::Codec>;
+
+/// What an accepted upgrade hands the transport, in its 101 answer's extensions: the
+/// user's socket slot, when their token expires, and what the socket speaks.
+pub struct Accepted {
+    pub permit: SocketPermit,
+    pub expires_at: i64,
+    pub kind: SocketKind,
+}
+
+/// The protocol of an accepted socket.
+pub enum SocketKind {
+    /// Phoenix Channels (`/socket/websocket`).
+    Channels,
+    /// y-websocket on one document (`/yjs/{document_id}`); `writable` is false for viewers,
+    /// as decided by a check that began at `authorized_at`.
+    Yjs {
+        document: i64,
+        workspace: i64,
+        writable: bool,
+        authorized_at: std::time::Instant,
+    },
+}
 
 /// The upgrade service of one worker, answering through its own instance of the app.
 pub fn service(
