@@ -11,10 +11,10 @@ use stoa_actors::{
 };
 use stoa_protocol::Topic;
 
-use crate::api::views::{EventView, NotificationView};
 use crate::auth::JwtKeys;
 use crate::domain::{EventKind, Role};
 use crate::store::{Event, Store, StoreError};
+use crate::views::{EventView, NotificationView};
 
 pub use stoa_actors::{Limits, Realtime};
 

@@ -1,9 +1,10 @@
 //! What every live actor may use, and nothing more: the event log, the limits, the counters,
-//! unique ids and the record of recent revocations. Topics receive this and never the
-//! registry, so a topic cannot reach other topics or start actors; the registry supervises
-//! topics from outside.
+//! unique ids, the bus and which of its channels the node hears, and the record of recent
+//! revocations. Topics and documents receive this and never the registry, so neither can
+//! reach other topics or start actors; the registry supervises them from outside (a
+//! document publishes the events it records through the `Publisher` port).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
@@ -33,6 +34,8 @@ pub(crate) struct Env {
     /// Recent revocations, oldest first: a join whose authorisation began before one of
     /// these was checked against a membership that no longer exists.
     revocations: Mutex<VecDeque<Revocation>>,
+    /// How many live actors need each bus channel: the bus hears a channel while one does.
+    interest: Mutex<HashMap<String, usize>>,
 }
 
 /// What a revocation took away.
@@ -76,6 +79,41 @@ impl Env {
             next_id: AtomicU64::new(1),
             incarnation: crate::clock::now_us(),
             revocations: Mutex::new(VecDeque::new()),
+            interest: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts interest in channels; the bus hears a channel while some actor needs it.
+    pub(crate) fn interest(&self, channels: &[String], more: bool) {
+        let mut interest = self.interest.lock().unwrap_or_else(PoisonError::into_inner);
+        for channel in channels {
+            let count = interest.entry(channel.clone()).or_insert(0);
+            let before = *count;
+            *count = if more {
+                before + 1
+            } else {
+                before.saturating_sub(1)
+            };
+            let now = *count;
+            if now == 0 {
+                interest.remove(channel);
+            }
+            if let Some(bus) = self.bus.get() {
+                if before == 0 && now == 1 {
+                    bus.subscribe(channel);
+                } else if before >= 1 && now == 0 {
+                    bus.unsubscribe(channel);
+                }
+            }
+        }
+    }
+
+    /// Has a bus just connected hear every channel some actor needs now (under the same
+    /// lock as [`Env::interest`], so no change of interest slips between).
+    pub(crate) fn subscribe_all(&self, bus: &dyn Bus) {
+        let interest = self.interest.lock().unwrap_or_else(PoisonError::into_inner);
+        for channel in interest.keys() {
+            bus.subscribe(channel);
         }
     }
 

@@ -39,10 +39,13 @@ pub use conn::Conn;
 pub use ended::TokenTag;
 pub use limits::Limits;
 pub use notice::SessionNotice;
-pub use ports::{Authorizer, Denied, DocAccess, EventLog, Grant, Identity, LiveEvent, LogError};
+pub use ports::{
+    Authorizer, Denied, DocAccess, DocError, DocStore, EventLog, Grant, Identity, LiveEvent,
+    LogError, Projection, StoredDoc,
+};
 pub use registry::{Realtime, Refusal, SocketPermit};
 pub use session::{SessionActor, WireIn, PRESENCE_META_OVERHEAD};
 pub use stats::{Out, Stats, FRAMES_IN, FRAMES_OUT, TOPIC_KINDS};
 pub use stoa_protocol::bus::SessionEnd;
 pub use topic::TopicActor;
-pub use yjs::{DocError, DocStore, Projection, StoredDoc, YjsSession};
+pub use yjs::YjsSession;

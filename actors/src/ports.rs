@@ -112,3 +112,71 @@ pub trait EventLog: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<LiveEvent>, LogError>;
 }
+
+/// What a document's log holds: its updates in order (a snapshot is one of them), and the
+/// position of the last.
+#[derive(Debug, Default, Clone)]
+pub struct StoredDoc {
+    pub updates: Vec<Vec<u8>>,
+    pub last_seq: i64,
+    /// The document's text as REST serves it (read with the whole log only).
+    pub text: Option<String>,
+    /// The log position the text, and the editors' recorded edits, follow up to: updates
+    /// after it are still to be recorded (read with the whole log only).
+    pub text_seq: i64,
+    /// The version of a REST write whose text is not yet in the log.
+    pub pending: Option<i64>,
+}
+
+/// What saving a document's text did.
+#[derive(Debug, Default, Clone)]
+pub struct Projection {
+    /// The `document.edited` events recorded, to publish.
+    pub events: Vec<crate::LiveEvent>,
+    /// A REST write whose text has waited too long to reach the log (the node that took it
+    /// stopped): its text and version, for this document to put there.
+    pub adopt: Option<(String, i64)>,
+}
+
+/// Why the document store failed; `permanent` when trying again can only fail the same
+/// way (the database refuses the data itself).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct DocError {
+    pub message: String,
+    pub permanent: bool,
+}
+
+/// Where documents' updates are kept.
+#[async_trait]
+pub trait DocStore: Send + Sync + 'static {
+    /// What is stored for a document after position `after` (0: everything), oldest first.
+    async fn load(&self, document: i64, after: i64) -> Result<StoredDoc, DocError>;
+    /// Appends updates in one transaction, with who made them (user, edits); the position
+    /// of the last.
+    async fn append(
+        &self,
+        document: i64,
+        updates: &[Vec<u8>],
+        editors: &[(i64, u32)],
+    ) -> Result<i64, DocError>;
+    /// Keeps the document's text current for REST, search and reports, and records the
+    /// edits of every stored update up to `through` not recorded yet (a `document.edited`
+    /// event per editor, returned to be published).
+    async fn save_text(
+        &self,
+        document: i64,
+        text: &str,
+        through: i64,
+    ) -> Result<Projection, DocError>;
+    /// The text of the REST write that made `version` is in the log now.
+    async fn text_in_log(&self, document: i64, version: i64) -> Result<(), DocError>;
+    /// Replaces every update up to `through` with `snapshot` (which holds them all).
+    async fn compact(&self, document: i64, snapshot: &[u8], through: i64) -> Result<(), DocError>;
+}
+
+/// Who publishes a live event to the node's topics and the other nodes (the real-time core):
+/// what a document's actor needs to tell of the edits it recorded, without the registry.
+pub(crate) trait Publisher: Send + Sync {
+    fn publish(&self, event: LiveEvent);
+}

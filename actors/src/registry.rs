@@ -15,7 +15,7 @@
 //! A topic restarted `MAX_RESTARTS` times within `RESTART_WINDOW` is not restarted again, so
 //! a crash that recurs at once cannot loop; the next join starts it afresh.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -91,8 +91,6 @@ pub(crate) struct Shared {
     /// The node is shutting down: actors stopped now are not crashing.
     shutting_down: std::sync::atomic::AtomicBool,
     pub(crate) cluster: Cluster,
-    /// Channels this node hears, with how many topic actors need each.
-    interest: Mutex<HashMap<String, usize>>,
     /// The other nodes heard from: when last, how long they said to wait for the next,
     /// and which start of theirs.
     nodes: DashMap<String, (Instant, Duration, u64)>,
@@ -104,7 +102,7 @@ pub(crate) struct Shared {
     /// Sessions ended before their tokens expire.
     pub(crate) ended: crate::ended::Ended,
     /// The Yjs documents open on this node.
-    pub(crate) docs: crate::yjs::Docs,
+    pub(crate) docs: Arc<crate::yjs::Docs>,
 }
 
 /// The bus channels a topic's actor needs while it lives.
@@ -280,27 +278,7 @@ impl Shared {
 
     /// Counts interest in channels; the bus hears a channel while some topic needs it.
     pub(crate) fn interest(&self, channels: &[String], more: bool) {
-        let mut interest = self.interest.lock().unwrap_or_else(PoisonError::into_inner);
-        for channel in channels {
-            let count = interest.entry(channel.clone()).or_insert(0);
-            let before = *count;
-            *count = if more {
-                before + 1
-            } else {
-                before.saturating_sub(1)
-            };
-            let now = *count;
-            if now == 0 {
-                interest.remove(channel);
-            }
-            if let Some(bus) = self.env.bus.get() {
-                if before == 0 && now == 1 {
-                    bus.subscribe(channel);
-                } else if before >= 1 && now == 0 {
-                    bus.unsubscribe(channel);
-                }
-            }
-        }
+        self.env.interest(channels, more);
     }
 
     /// A message another node sent.
@@ -628,7 +606,7 @@ impl Realtime {
             .collect();
         let user_messages =
             UserLimiter::new(limits.user_messages_per_sec, limits.user_message_burst);
-        Realtime {
+        let realtime = Realtime {
             shared: Arc::new(Shared {
                 env: Arc::new(Env::new(
                     log,
@@ -645,14 +623,19 @@ impl Realtime {
                 user_messages,
                 shutting_down: std::sync::atomic::AtomicBool::new(false),
                 cluster,
-                interest: Mutex::new(HashMap::new()),
                 nodes: DashMap::new(),
                 sessions: DashMap::new(),
                 ended: crate::ended::Ended::default(),
                 lag_observer: std::sync::OnceLock::new(),
-                docs: crate::yjs::Docs::default(),
+                docs: Arc::default(),
             }),
-        }
+        };
+        let publisher: Arc<dyn crate::ports::Publisher> = realtime.shared.clone();
+        realtime
+            .shared
+            .docs
+            .set_publisher(Arc::downgrade(&publisher));
+        realtime
     }
 
     /// Where a bus delivers what it hears for this node.
@@ -687,14 +670,7 @@ impl Realtime {
                 actix::spawn(beat);
             }
         }
-        let interest = self
-            .shared
-            .interest
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        for channel in interest.keys() {
-            bus.subscribe(channel);
-        }
+        self.shared.env.subscribe_all(bus.as_ref());
     }
 
     /// Calls `observe` with how long each message heard from another node took, by the
@@ -793,17 +769,7 @@ impl Realtime {
     /// a node the bus lost the message for, reads it from the log instead (gap fill, log
     /// check).
     pub fn publish(&self, event: LiveEvent) {
-        if self.shared.has_bus() {
-            let body = Body::Event {
-                workspace: event.workspace_id,
-                offset: event.offset,
-                document: event.document_id,
-                payload: (*event.payload).clone(),
-            };
-            self.shared
-                .bus_send(&wire::event_channel(event.workspace_id), body);
-        }
-        self.shared.publish_local(event);
+        crate::ports::Publisher::publish(self.shared.as_ref(), event);
     }
 
     /// Closes `user`'s channels on a workspace and its documents (membership removed), on
@@ -968,7 +934,9 @@ impl Realtime {
     /// change reaches them as a Yjs update (on every node). A document nobody has open is
     /// loaded for as long as writing the change takes.
     pub fn document_text_written(&self, document: i64, workspace: i64, text: String, version: i64) {
-        self.shared.set_doc_text(document, workspace, text, version);
+        self.shared
+            .docs
+            .set_text(&self.shared.env, document, workspace, text, version);
     }
 
     /// Brings documents whose text, events or rollups are behind their update log up to
@@ -977,7 +945,10 @@ impl Realtime {
     /// `limit` each).
     pub async fn catch_up_documents(&self, documents: &[(i64, i64)], limit: Duration) {
         for batch in documents.chunks(CATCH_UP_AT_ONCE) {
-            self.shared.catch_up_docs(batch, limit).await;
+            self.shared
+                .docs
+                .catch_up(&self.shared.env, batch, limit)
+                .await;
         }
     }
 
@@ -997,7 +968,7 @@ impl Realtime {
     /// Waits (at most `limit`) until every open document has written every update it
     /// applied (at shutdown, after the sockets have closed).
     pub async fn documents_written(&self, limit: Duration) {
-        self.shared.flush_docs(limit).await;
+        self.shared.docs.flush(limit).await;
     }
 
     /// Stops the topic threads (at shutdown).
@@ -1052,5 +1023,20 @@ impl crate::bus::Listener for Shared {
 
     fn reconnected(&self) {
         self.bus_reconnected();
+    }
+}
+
+impl crate::ports::Publisher for Shared {
+    fn publish(&self, event: LiveEvent) {
+        if self.has_bus() {
+            let body = Body::Event {
+                workspace: event.workspace_id,
+                offset: event.offset,
+                document: event.document_id,
+                payload: (*event.payload).clone(),
+            };
+            self.bus_send(&wire::event_channel(event.workspace_id), body);
+        }
+        self.publish_local(event);
     }
 }

@@ -6,13 +6,13 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, Problem};
 use super::extract::{checked, client_ip, ApiJson, AuthUser, Validation};
-use super::views::{TokenResponse, UserView};
 use super::AppState;
 use crate::auth::{
     address_key, random_token, successor_token, token_digest, KeyedLimiter, PasswordError,
 };
 use crate::domain::{now_ms, DisplayName, Email, Password};
 use crate::store::{Rotation, User};
+use crate::views::{TokenResponse, UserView};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

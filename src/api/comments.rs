@@ -6,10 +6,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, Problem};
 use super::extract::{checked, ApiJson, AuthUser, PageQuery, Validation};
-use super::views::{CommentView, List};
 use super::AppState;
 use crate::domain::{parse_mentions, CommentBody};
 use crate::store::CommentPatch;
+use crate::views::{CommentView, List};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

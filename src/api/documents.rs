@@ -9,10 +9,10 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, Problem};
 use super::extract::{checked, ApiJson, AuthUser, PageQuery, Validation};
-use super::views::{DocumentView, List};
 use super::AppState;
 use crate::domain::DocumentTitle;
 use crate::store::{Document, DocumentPatch};
+use crate::views::{DocumentView, List};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

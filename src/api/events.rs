@@ -6,8 +6,8 @@ use utoipa::IntoParams;
 
 use super::error::{ApiError, Problem};
 use super::extract::AuthUser;
-use super::views::{EventList, EventView};
 use super::AppState;
+use crate::views::{EventList, EventView};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -15,7 +15,6 @@ pub mod openapi;
 mod reports;
 mod search;
 pub mod socket;
-pub mod views;
 mod workspaces;
 mod yjs;
 
@@ -29,9 +28,9 @@ use utoipa_actix_web::{scope, AppExt};
 use crate::auth::{AuthLimits, JwtKeys, PasswordWork};
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::views::Health;
 use error::{ApiError, Problem};
 pub use observe::{observe, REQUEST_ID};
-use views::Health;
 
 /// Everything a request handler may use, shared by all workers.
 pub struct AppState {

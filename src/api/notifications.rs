@@ -6,8 +6,8 @@ use utoipa::IntoParams;
 
 use super::error::{ApiError, Problem};
 use super::extract::{AuthUser, PageQuery};
-use super::views::{List, MarkedRead, NotificationView, UnreadCount};
 use super::AppState;
+use crate::views::{List, MarkedRead, NotificationView, UnreadCount};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

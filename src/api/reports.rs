@@ -10,10 +10,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, Problem};
-use super::extract::{decode_cursor, encode_cursor, AuthUser};
+use super::extract::{decode_cursor, AuthUser};
 use super::AppState;
 use crate::domain::{format_timestamp, now_ms, BucketUnit, Role, Zone};
 use crate::store::{Page, PageRequest};
+use crate::views::encode_cursor;
 
 const DAY_MS: i64 = 24 * 3_600_000;
 

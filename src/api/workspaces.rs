@@ -6,10 +6,10 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, Problem};
 use super::extract::{checked, ApiJson, AuthUser, PageQuery, Validation};
-use super::views::{List, MemberView, WorkspaceView};
 use super::AppState;
 use crate::domain::{Email, Role, Slug, WorkspaceName};
 use crate::store::MemberRef;
+use crate::views::{List, MemberView, WorkspaceView};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

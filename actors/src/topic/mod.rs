@@ -8,7 +8,8 @@
 //! order, twice (from a log read and live), or never (the publisher died between commit and
 //! publish). Arrivals at or below `head` are dropped; arrivals above `head + 1` wait in
 //! `pending`, and if the gap is still open after `gap_grace` the missing events are read
-//! from the log. So the topic sees every offset exactly once, in order.
+//! from the log. So the topic sees every offset exactly once, in order. That bookkeeping is
+//! [`sequence::Sequence`], a plain struct with tests of its own.
 //!
 //! A join with `since` starts as *catching up*, with a `cursor`: the last offset it was
 //! sent. It is skipped by live delivery while pages of the log after its cursor are read and
@@ -27,7 +28,7 @@
 //! socket passes through the same inbox, so a subscriber sees this topic's frames in the
 //! order the topic sent them, whichever way each went.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -35,9 +36,15 @@ use actix::prelude::*;
 use serde_json::{json, Map, Value};
 use stoa_protocol::bus::{topic_channel, Body, KeyedMeta, CONTROL_CHANNEL};
 use stoa_protocol::frame::{encode_parts, encode_reply, Push};
-use stoa_protocol::{PresenceDiff, PresenceMeta, PresenceState, ReplyStatus, Topic};
+use stoa_protocol::{PresenceMeta, PresenceState, ReplyStatus, Topic};
 
 use crate::clock::now_ms;
+mod presence;
+mod sequence;
+
+use presence::Changes;
+use sequence::Sequence;
+
 use crate::conn::Conn;
 use crate::env::Env;
 use crate::limit::Limiter;
@@ -113,8 +120,6 @@ impl Drop for Ticket {
     }
 }
 
-/// Events kept in memory for joins that are catching up.
-const RECENT: usize = 512;
 /// Events read from the log per page.
 const PAGE: u32 = 500;
 
@@ -278,11 +283,6 @@ struct Sub {
     presence_seen: u64,
 }
 
-/// How much a topic's presence batching window grows per subscriber (500 ms at 5,000), and
-/// the longest it gets.
-const PRESENCE_WINDOW_PER_SUBSCRIBER: std::time::Duration = std::time::Duration::from_micros(100);
-const PRESENCE_WINDOW_MAX: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// The subscribers whose sockets one transport thread serves (`inbox`), or, with no inbox,
 /// sockets no thread serves (their frames are queued from here).
 struct Lane {
@@ -291,13 +291,6 @@ struct Lane {
 }
 
 /// One presence change waiting to be sent as part of a `presence_diff`.
-struct Change {
-    seq: u64,
-    key: String,
-    meta: PresenceMeta,
-    join: bool,
-}
-
 /// Send the presence changes gathered so far.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -318,20 +311,18 @@ pub struct TopicActor {
     /// This node's presence changes not yet sent to the other nodes.
     bus_joins: Vec<KeyedMeta>,
     bus_leaves: Vec<String>,
-    head: i64,
-    pending: BTreeMap<i64, LiveEvent>,
+    /// The events in offset order, and the recent ones.
+    seq: Sequence,
     gap_fill: Option<SpawnHandle>,
     /// Whether a publication arrived since the last log check.
     heard: bool,
-    recent: VecDeque<LiveEvent>,
     subs: HashMap<u64, Sub>,
     /// The subscribers again, by the thread serving them.
     lanes: Vec<Lane>,
     /// Subscribers live delivery must look at one by one: catching up, or ahead.
     filtered: usize,
-    /// Presence changes not yet sent, in order, and the number of the last one.
-    changes: Vec<Change>,
-    change_seq: u64,
+    /// Presence changes not yet sent, in order, numbered.
+    changes: Changes,
     /// Subscribers (id, generation) that joined since the last flush and wait for their
     /// `presence_state`: the window's joiners share one encoding of it.
     state_waiting: Vec<(u64, u64)>,
@@ -360,16 +351,13 @@ impl TopicActor {
                 _ => workspace,
             },
             env,
-            head: 0,
-            pending: BTreeMap::new(),
+            seq: Sequence::default(),
             gap_fill: None,
             heard: false,
-            recent: VecDeque::new(),
             subs: HashMap::new(),
             lanes: Vec::new(),
             filtered: 0,
-            changes: Vec::new(),
-            change_seq: 0,
+            changes: Changes::default(),
             state_waiting: Vec::new(),
             flush_scheduled: false,
             idle: None,
@@ -406,15 +394,10 @@ impl TopicActor {
     // ---- events ---------------------------------------------------------------------
 
     fn accept(&mut self, ev: LiveEvent, ctx: &mut Context<Self>) {
-        if ev.offset <= self.head {
-            return;
-        }
-        self.pending.entry(ev.offset).or_insert(ev);
-        while let Some(ev) = self.pending.remove(&(self.head + 1)) {
-            self.head = ev.offset;
+        for ev in self.seq.accept(ev) {
             self.deliver(ev);
         }
-        if !self.pending.is_empty() && self.gap_fill.is_none() {
+        if self.seq.has_gap() && self.gap_fill.is_none() {
             let grace = self.env.limits.gap_grace;
             self.gap_fill = Some(ctx.run_later(grace, |act, ctx| act.fill_gap(ctx)));
         }
@@ -422,14 +405,11 @@ impl TopicActor {
 
     /// Reads the events between `head` and the first pending one from the log.
     fn fill_gap(&mut self, ctx: &mut Context<Self>) {
-        let Some(&first) = self.pending.keys().next() else {
+        let Some(want) = self.seq.missing(PAGE) else {
             self.gap_fill = None;
             return;
         };
-        let want = u32::try_from(first - self.head - 1)
-            .unwrap_or(PAGE)
-            .min(PAGE);
-        self.read_log(want.max(1), ctx);
+        self.read_log(want, ctx);
     }
 
     /// Reads the log after `head` when no publication arrived since the last check: an event
@@ -449,7 +429,7 @@ impl TopicActor {
             return;
         };
         let log = self.env.log.clone();
-        let since = self.head;
+        let since = self.seq.head();
         let fut = async move { log.events_after(ws, since, want).await };
         self.gap_fill = Some(ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
             act.gap_fill = None;
@@ -463,7 +443,7 @@ impl TopicActor {
                     tracing::warn!(topic = %act.name, error = %e, "cannot read the event log")
                 }
             }
-            if !act.pending.is_empty() && act.gap_fill.is_none() {
+            if act.seq.has_gap() && act.gap_fill.is_none() {
                 let grace = act.env.limits.gap_grace;
                 act.gap_fill = Some(ctx.run_later(grace, |act, ctx| act.fill_gap(ctx)));
             }
@@ -499,10 +479,7 @@ impl TopicActor {
             self.fan(push.tail(), ev.born, skip);
             self.env.stats.sent(Out::Event, sent as u64);
         }
-        self.recent.push_back(ev);
-        if self.recent.len() > RECENT {
-            self.recent.pop_front();
-        }
+        self.seq.remember(ev);
     }
 
     /// Hands a push to every lane's thread, for its subscribers but those in `skip`
@@ -673,17 +650,7 @@ impl TopicActor {
         let Some(cursor) = self.subs.get(&id).map(|s| s.cursor) else {
             return;
         };
-        let from_memory = self
-            .recent
-            .front()
-            .is_some_and(|first| first.offset <= cursor + 1);
-        if cursor < self.head && from_memory {
-            let missed: Vec<LiveEvent> = self
-                .recent
-                .iter()
-                .filter(|ev| ev.offset > cursor)
-                .cloned()
-                .collect();
+        if let Some(missed) = self.seq.recent_after(cursor) {
             for ev in &missed {
                 if !self.send_missed(id, ev) {
                     return;
@@ -693,14 +660,15 @@ impl TopicActor {
         let Some(sub) = self.subs.get_mut(&id) else {
             return;
         };
-        if sub.cursor >= self.head || !progressed {
+        let head = self.seq.head();
+        if sub.cursor >= head || !progressed {
             // Caught up (or the log has nothing more to give): live from here.
             sub.catching_up = false;
-            if sub.cursor > self.head {
+            if sub.cursor > head {
                 // The log was ahead of the live stream: skip what it already sent.
                 sub.ahead = true;
             } else {
-                sub.cursor = self.head;
+                sub.cursor = head;
                 self.filtered -= 1;
             }
         } else {
@@ -815,13 +783,7 @@ impl TopicActor {
     /// `presence_batch` interval, so a crowd joining costs a diff per interval, not one per
     /// join, for each subscriber (the window grows with the topic: see `schedule_flush`).
     fn record_change(&mut self, key: String, meta: PresenceMeta, join: bool) {
-        self.change_seq += 1;
-        self.changes.push(Change {
-            seq: self.change_seq,
-            key,
-            meta,
-            join,
-        });
+        self.changes.record(key, meta, join);
         self.schedule_flush();
     }
 
@@ -832,12 +794,7 @@ impl TopicActor {
         if wait.is_zero() {
             return self.flush_presence();
         }
-        // A window's diff is a frame to every subscriber: a large topic batches longer, so
-        // that a crowd joining costs its subscribers a bounded number of frames per second
-        // (1 / PRESENCE_WINDOW_PER_SUBSCRIBER in all), not one per subscriber per window.
-        let wait = wait
-            .max(PRESENCE_WINDOW_PER_SUBSCRIBER * self.subs.len() as u32)
-            .min(PRESENCE_WINDOW_MAX);
+        let wait = presence::window(wait, self.subs.len());
         if !self.flush_scheduled {
             if let Some(me) = self.me.clone() {
                 self.flush_scheduled = true;
@@ -849,44 +806,15 @@ impl TopicActor {
         }
     }
 
-    /// The diff of the changes after `seen`: a meta that joined and left again within it
-    /// cancels out (phoenix.js applies a diff's joins before its leaves).
-    fn diff_after(&self, seen: u64) -> PresenceDiff {
-        let mut diff = PresenceDiff::default();
-        for c in self.changes.iter().filter(|c| c.seq > seen) {
-            if c.join {
-                let entry = diff.joins.entry(c.key.clone()).or_default();
-                entry.metas.push(c.meta.clone());
-                continue;
-            }
-            let joined = diff.joins.get_mut(&c.key).and_then(|e| {
-                let at = e.metas.iter().position(|m| m.phx_ref == c.meta.phx_ref)?;
-                e.metas.remove(at);
-                Some(e.metas.is_empty())
-            });
-            match joined {
-                Some(true) => {
-                    diff.joins.remove(&c.key);
-                }
-                Some(false) => {}
-                None => {
-                    let entry = diff.leaves.entry(c.key.clone()).or_default();
-                    entry.metas.push(c.meta.clone());
-                }
-            }
-        }
-        diff
-    }
-
     /// Sends each subscriber the changes its presence state does not hold yet: one shared
     /// diff for those that joined before the batch, their own for those that joined during it.
     fn flush_presence(&mut self) {
         self.flush_scheduled = false;
         self.send_waiting_states();
-        let Some(first) = self.changes.first().map(|c| c.seq) else {
+        let Some(first) = self.changes.first() else {
             return;
         };
-        let all = self.diff_after(first - 1);
+        let all = self.changes.diff_after(first - 1);
         let shared = (!all.is_empty()).then(|| Push::new(&self.name, "presence_diff", &all));
         let mut gone = Vec::new();
         let mut sent = 0;
@@ -894,8 +822,8 @@ impl TopicActor {
             let ok = if sub.presence_seen < first {
                 let Some(push) = &shared else { continue };
                 sub.conn.push_shared(&sub.head, push.tail(), 0)
-            } else if sub.presence_seen < self.change_seq {
-                let diff = self.diff_after(sub.presence_seen);
+            } else if sub.presence_seen < self.changes.last() {
+                let diff = self.changes.diff_after(sub.presence_seen);
                 if diff.is_empty() {
                     continue;
                 }
@@ -944,7 +872,7 @@ impl TopicActor {
             if sub.generation != generation {
                 continue;
             }
-            sub.presence_seen = self.change_seq;
+            sub.presence_seen = self.changes.last();
             sent += 1;
             if !sub.conn.push_shared(&sub.head, state.tail(), 0) {
                 gone.push(id);
@@ -1065,7 +993,7 @@ impl Actor for TopicActor {
             let log = self.env.log.clone();
             let fut = async move { log.latest_offset(ws).await };
             ctx.wait(fut.into_actor(self).map(|res, act, ctx| match res {
-                Ok(head) => act.head = head,
+                Ok(head) => act.seq.start_at(head),
                 Err(e) => {
                     tracing::error!(topic = %act.name, error = %e, "cannot read the log head");
                     act.stop_cleanly(ctx);
@@ -1143,19 +1071,19 @@ impl Handler<Join> for TopicActor {
             ctx.cancel_future(h);
         }
         let mut response = msg.info;
-        let mut cursor = self.head;
+        let head = self.seq.head();
+        let mut cursor = head;
         let mut catching_up = false;
         if self.workspace.is_some() {
             if let Some(since) = msg.since {
-                let recovered =
-                    since <= self.head && self.head - since <= self.env.limits.max_replay;
+                let recovered = since <= head && head - since <= self.env.limits.max_replay;
                 if recovered {
                     cursor = since;
-                    catching_up = since < self.head;
+                    catching_up = since < head;
                 }
                 response.insert("recovered".into(), json!(recovered));
             }
-            response.insert("offset".into(), json!(self.head));
+            response.insert("offset".into(), json!(head));
         }
         let generation = self.env.next_id();
         let wants_presence = msg.track && self.has_presence();
@@ -1188,7 +1116,7 @@ impl Handler<Join> for TopicActor {
             presence: presence.clone(),
             presence_limiter: Limiter::new(per_sec, per_sec),
             // Its own join (if tracked) is the next change, and its state will hold it.
-            presence_seen: self.change_seq + u64::from(presence.is_some()),
+            presence_seen: self.changes.last() + u64::from(presence.is_some()),
         };
         let reply = encode_reply(
             sub.join_ref.as_deref(),

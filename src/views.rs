@@ -1,12 +1,18 @@
-//! The JSON shapes the API returns, with their OpenAPI schemas.
+//! What clients see of the store's records: the JSON shapes REST returns (with their
+//! OpenAPI schemas) and channels push (events, notifications), one definition for both.
 
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::extract::encode_cursor;
 use crate::domain::{format_timestamp, Role};
 use crate::store::{Comment, Document, Event, Member, Notification, Page, User, Workspace};
+
+/// A cursor is the position to continue after: up to 18 digits, which every `i64` id of a
+/// page fits (the OpenAPI document states the same pattern).
+pub fn encode_cursor(after: i64) -> String {
+    after.to_string()
+}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserView {

@@ -1,0 +1,263 @@
+//! A document's text: what REST, search and reports see of a Yjs document, and a REST
+//! write of text made the smallest Yjs change.
+
+use yrs::{ReadTxn, Transact};
+
+/// The document's text: its `Y.Text` named `content`, or else its `Y.XmlFragment` named
+/// `default` (ProseMirror, TipTap) flattened, one line per block.
+pub fn text_of(doc: &yrs::Doc) -> String {
+    use yrs::GetString;
+    let txn = doc.transact();
+    if let Some(text) = txn.get_text("content") {
+        let s = text.get_string(&txn);
+        if !s.is_empty() {
+            return s;
+        }
+    }
+    match txn.get_xml_fragment("default") {
+        Some(fragment) => blocks_of(&txn, &fragment).join("\n"),
+        None => String::new(),
+    }
+}
+
+/// The text of each top-level block of a fragment (its text nodes, nested ones included).
+fn blocks_of<T: yrs::ReadTxn>(txn: &T, fragment: &yrs::XmlFragmentRef) -> Vec<String> {
+    use yrs::types::text::Text as _;
+    use yrs::{XmlFragment as _, XmlOut};
+    let mut blocks = Vec::new();
+    for child in fragment.children(txn) {
+        let mut block = String::new();
+        let mut add = |t: &yrs::XmlTextRef| {
+            for d in t.diff(txn, |_| ()) {
+                if let yrs::Out::Any(yrs::Any::String(s)) = d.insert {
+                    block.push_str(&s);
+                }
+            }
+        };
+        match child {
+            XmlOut::Text(t) => add(&t),
+            XmlOut::Element(e) => {
+                for node in e.successors(txn) {
+                    if let XmlOut::Text(t) = node {
+                        add(&t);
+                    }
+                }
+            }
+            XmlOut::Fragment(_) => {}
+        }
+        blocks.push(block);
+    }
+    blocks
+}
+
+/// Makes the document's text `text` with the smallest change, as the editors keep it: in
+/// the `content` text, or — for a document edited as a ProseMirror/TipTap fragment (an
+/// empty `content`, blocks in `default`) — in the fragment, one `paragraph` per line,
+/// keeping the blocks (and their formatting) that the write leaves as they were. The
+/// update, or `None` when the text is already `text`.
+pub fn write_text(doc: &yrs::Doc, text: &str) -> Option<Vec<u8>> {
+    use yrs::{GetString, Text, XmlElementPrelim, XmlFragment as _, XmlTextPrelim};
+    let blocks = {
+        let txn = doc.transact();
+        let content_empty = txn
+            .get_text("content")
+            .is_none_or(|t| t.get_string(&txn).is_empty());
+        let fragment = txn
+            .get_xml_fragment("default")
+            .filter(|f| content_empty && f.len(&txn) > 0);
+        fragment.map(|f| blocks_of(&txn, &f))
+    };
+    let Some(old) = blocks else {
+        let content = doc.get_or_insert_text("content");
+        let mut txn = doc.transact_mut();
+        let old = content.get_string(&txn);
+        let (start, end, insert) = changed_span(&old, text);
+        if start == end && insert.is_empty() {
+            return None;
+        }
+        if end > start {
+            content.remove_range(&mut txn, start as u32, (end - start) as u32);
+        }
+        if !insert.is_empty() {
+            content.insert(&mut txn, start as u32, insert);
+        }
+        return Some(txn.encode_update_v1());
+    };
+    let new: Vec<&str> = text.split('\n').collect();
+    let same = |a: usize, b: usize| old[a] == new[b];
+    let mut head = 0;
+    while head < old.len() && head < new.len() && same(head, head) {
+        head += 1;
+    }
+    let mut tail = 0;
+    while tail < old.len() - head
+        && tail < new.len() - head
+        && same(old.len() - 1 - tail, new.len() - 1 - tail)
+    {
+        tail += 1;
+    }
+    let (removed, added) = (old.len() - head - tail, &new[head..new.len() - tail]);
+    if removed == 0 && added.is_empty() {
+        return None;
+    }
+    let fragment = doc.get_or_insert_xml_fragment("default");
+    let mut txn = doc.transact_mut();
+    if removed > 0 {
+        fragment.remove_range(&mut txn, head as u32, removed as u32);
+    }
+    for (i, line) in added.iter().enumerate() {
+        let p = fragment.insert(
+            &mut txn,
+            (head + i) as u32,
+            XmlElementPrelim::empty("paragraph"),
+        );
+        if !line.is_empty() {
+            p.insert(&mut txn, 0, XmlTextPrelim::new(*line));
+        }
+    }
+    Some(txn.encode_update_v1())
+}
+
+/// The byte range of `old` that differs from `new`, and what replaces it.
+fn changed_span<'a>(old: &str, new: &'a str) -> (usize, usize, &'a str) {
+    let prefix = old
+        .char_indices()
+        .zip(new.chars())
+        .find(|((_, a), b)| a != b)
+        .map_or(old.len().min(new.len()), |((i, _), _)| i);
+    let prefix = (0..=prefix)
+        .rev()
+        .find(|i| new.is_char_boundary(*i))
+        .unwrap_or(0);
+    let (old_rest, new_rest) = (&old[prefix..], &new[prefix..]);
+    let suffix = old_rest
+        .chars()
+        .rev()
+        .zip(new_rest.chars().rev())
+        .take_while(|(a, b)| a == b)
+        .map(|(a, _)| a.len_utf8())
+        .sum::<usize>();
+    (
+        prefix,
+        prefix + old_rest.len() - suffix,
+        &new_rest[..new_rest.len() - suffix],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::STANDARD as BASE64;
+    use yrs::updates::decoder::Decode;
+    use yrs::{StateVector, Text, Update, XmlElementPrelim, XmlFragment, XmlTextPrelim};
+
+    #[test]
+    fn the_text_is_the_content_text_or_the_fragment_in_lines() {
+        let doc = yrs::Doc::new();
+        let fragment = doc.get_or_insert_xml_fragment("default");
+        {
+            let mut txn = doc.transact_mut();
+            for (i, line) in ["First paragraph", "Second one"].into_iter().enumerate() {
+                let p = fragment.insert(&mut txn, i as u32, XmlElementPrelim::empty("paragraph"));
+                p.insert(&mut txn, 0, XmlTextPrelim::new(line));
+            }
+        }
+        // A client's update, applied to a fresh doc, as the server gets it.
+        let update = doc
+            .transact()
+            .encode_state_as_update_v1(&StateVector::default());
+        let server = yrs::Doc::new();
+        server
+            .transact_mut()
+            .apply_update(Update::decode_v1(&update).unwrap())
+            .unwrap();
+        assert_eq!(text_of(&server), "First paragraph\nSecond one");
+        let content = server.get_or_insert_text("content");
+        content.insert(&mut server.transact_mut(), 0, "plain");
+        assert_eq!(text_of(&server), "plain");
+    }
+
+    #[test]
+    fn a_rest_write_to_a_fragment_document_edits_its_blocks() {
+        let doc = yrs::Doc::new();
+        let fragment = doc.get_or_insert_xml_fragment("default");
+        {
+            let mut txn = doc.transact_mut();
+            for (i, line) in ["Title", "keep me", "old", "last"].into_iter().enumerate() {
+                let p = fragment.insert(&mut txn, i as u32, XmlElementPrelim::empty("heading"));
+                p.insert(&mut txn, 0, XmlTextPrelim::new(line));
+            }
+        }
+        let before = doc.transact().state_vector();
+        let replica = yrs::Doc::new();
+        let all = doc
+            .transact()
+            .encode_state_as_update_v1(&StateVector::default());
+        replica
+            .transact_mut()
+            .apply_update(Update::decode_v1(&all).unwrap())
+            .unwrap();
+
+        let update = write_text(&doc, "Title\nkeep me\nnew one\n\nlast").expect("a change");
+        assert_eq!(text_of(&doc), "Title\nkeep me\nnew one\n\nlast");
+        // The text went into the fragment, not into a `content` the editor does not show.
+        let txn = doc.transact();
+        assert!(txn.get_text("content").is_none_or(|t| t.len(&txn) == 0));
+        // Untouched blocks are the same nodes (their element name kept); new ones are
+        // paragraphs.
+        let names: Vec<String> = fragment
+            .children(&txn)
+            .map(|c| match c {
+                yrs::XmlOut::Element(e) => e.tag().to_string(),
+                _ => "text".into(),
+            })
+            .collect();
+        assert_eq!(
+            names,
+            ["heading", "heading", "paragraph", "paragraph", "heading"]
+        );
+        drop(txn);
+        // Another editor applying the update sees the same.
+        replica
+            .transact_mut()
+            .apply_update(Update::decode_v1(&update).unwrap())
+            .unwrap();
+        assert_eq!(text_of(&replica), text_of(&doc));
+        assert!(doc.transact().state_vector() != before);
+        assert_eq!(write_text(&doc, "Title\nkeep me\nnew one\n\nlast"), None);
+        // A `content` document is still written in its text.
+        let plain = yrs::Doc::new();
+        assert!(write_text(&plain, "hello").is_some());
+        assert_eq!(text_of(&plain), "hello");
+    }
+
+    #[test]
+    fn a_fragment_made_by_the_js_client_is_read_as_lines() {
+        use base64::Engine;
+        // `Y.XmlFragment("default")` with two paragraphs, as yjs 13.6 encodes it.
+        let update = BASE64
+            .decode("AQb5kKvxCQAHAQdkZWZhdWx0AwlwYXJhZ3JhcGgHAPmQq/EJAAYEAPmQq/EJAQ9GaXJzdCBwYXJhZ3JhcGiH+ZCr8QkAAwlwYXJhZ3JhcGgHAPmQq/EJEQYEAPmQq/EJEgpTZWNvbmQgb25lAA==")
+            .unwrap();
+        let server = yrs::Doc::new();
+        server
+            .transact_mut()
+            .apply_update(Update::decode_v1(&update).unwrap())
+            .unwrap();
+        assert_eq!(text_of(&server), "First paragraph\nSecond one");
+    }
+
+    #[test]
+    fn the_changed_span_is_the_smallest_one() {
+        assert_eq!(
+            changed_span("hello world", "hello there world"),
+            (6, 6, "there ")
+        );
+        assert_eq!(changed_span("abc", "abc"), (3, 3, ""));
+        assert_eq!(changed_span("abc", ""), (0, 3, ""));
+        assert_eq!(changed_span("", "new"), (0, 0, "new"));
+        assert_eq!(changed_span("aXb", "aYb"), (1, 2, "Y"));
+        // Characters of several bytes are never cut.
+        assert_eq!(changed_span("héllo", "hallo"), (1, 3, "a"));
+        assert_eq!(changed_span("ab", "aéb"), (1, 1, "é"));
+    }
+}
