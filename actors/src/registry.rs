@@ -73,6 +73,10 @@ impl Restarts {
 
 pub(crate) struct Shared {
     pub(crate) env: Arc<Env>,
+    /// Presence work to do again shortly (see [`Shared::later`]).
+    redo: dashmap::DashSet<Redo>,
+    /// This node's core itself, for work it schedules for later.
+    me: std::sync::OnceLock<std::sync::Weak<Shared>>,
     pub(crate) authorizer: Arc<dyn Authorizer>,
     topics: DashMap<Topic, TopicRef>,
     /// The threads topic actors run on, apart from the threads serving sockets, so that a
@@ -318,8 +322,12 @@ impl Shared {
                 payload: Arc::new(payload),
                 born: crate::hist::stamp(),
             }),
-            Body::YjsUpdates { document, updates } => self.docs.heard_updates(document, updates),
-            Body::YjsAwareness { document, update } => self.docs.heard_awareness(document, update),
+            Body::YjsUpdates { document, updates } => {
+                self.docs.heard_updates(self.stats(), document, updates)
+            }
+            Body::YjsAwareness { document, update } => {
+                self.docs.heard_awareness(self.stats(), document, update)
+            }
             Body::Broadcast { topic, payload } => {
                 let Some(topic) = Topic::parse(&topic).ok().and_then(|t| self.live(t)) else {
                     return;
@@ -334,27 +342,42 @@ impl Shared {
                 writable,
             } => self.role_changed_local(workspace, user, writable),
             Body::SessionEnded(end) => self.session_ended_local(end),
+            // Presence from other nodes takes a ticket like every local message: a topic
+            // whose mailbox is full sheds it, and asks the other nodes for their whole
+            // presence again a moment later (their snapshots replace what it holds of them).
             Body::Presence {
                 topic,
                 joins,
                 leaves,
             } => {
-                if let Some(topic) = Topic::parse(&topic).ok().and_then(|t| self.live(t)) {
-                    topic.addr.do_send(RemotePresence {
+                if let Some(live) = Topic::parse(&topic).ok().and_then(|t| self.live(t)) {
+                    let delivered = self.offer(&live, |ticket| RemotePresence {
                         node,
                         joins,
                         leaves,
+                        ticket,
                     });
+                    if !delivered {
+                        self.later(Redo::AskPresence(topic));
+                    }
                 }
             }
             Body::PresenceSnapshot { topic, metas } => {
-                if let Some(topic) = Topic::parse(&topic).ok().and_then(|t| self.live(t)) {
-                    topic.addr.do_send(RemoteSnapshot { node, metas });
+                if let Some(live) = Topic::parse(&topic).ok().and_then(|t| self.live(t)) {
+                    if !self.offer(&live, |ticket| RemoteSnapshot {
+                        node,
+                        metas,
+                        ticket,
+                    }) {
+                        self.later(Redo::AskPresence(topic));
+                    }
                 }
             }
             Body::PresenceRequest { topic } => {
-                if let Some(topic) = Topic::parse(&topic).ok().and_then(|t| self.live(t)) {
-                    topic.addr.do_send(SendSnapshot);
+                if let Some(live) = Topic::parse(&topic).ok().and_then(|t| self.live(t)) {
+                    if !self.offer(&live, SendSnapshot) {
+                        self.later(Redo::SendPresence(topic));
+                    }
                 }
             }
             Body::Heartbeat {
@@ -521,17 +544,73 @@ impl Shared {
 
     /// Delivers a message a topic may do without (it heals from the log, or the client
     /// reads it over REST): dropped and counted when the topic's mailbox is full.
-    fn offer<M>(&self, topic: &TopicRef, msg: impl FnOnce(Ticket) -> M)
+    /// Whether it was delivered.
+    fn offer<M>(&self, topic: &TopicRef, msg: impl FnOnce(Ticket) -> M) -> bool
     where
         M: Message + Send + 'static,
         M::Result: Send,
         TopicActor: Handler<M>,
     {
         match topic.ticket(self.limits().topic_mailbox) {
-            Some(ticket) => topic.addr.do_send(msg(ticket)),
-            None => Stats::add(&self.stats().topic_shed, 1),
+            Some(ticket) => {
+                topic.addr.do_send(msg(ticket));
+                true
+            }
+            None => {
+                Stats::add(&self.stats().topic_shed, 1);
+                false
+            }
         }
     }
+
+    /// Does `redo` after [`REDO_AFTER`] (once, however many times it is asked for
+    /// meanwhile): what a topic shed of another node's presence is asked for again, and a
+    /// snapshot it could not take a request for is sent after all.
+    fn later(&self, redo: Redo) {
+        let Some(weak) = self.me.get().cloned() else {
+            return;
+        };
+        if !self.redo.insert(redo.clone()) {
+            return;
+        }
+        let task = async move {
+            actix::clock::sleep(REDO_AFTER).await;
+            let Some(shared) = weak.upgrade() else { return };
+            shared.redo.remove(&redo);
+            match redo {
+                Redo::AskPresence(topic) => {
+                    shared.bus_send(wire::CONTROL_CHANNEL, Body::PresenceRequest { topic });
+                }
+                Redo::SendPresence(topic) => {
+                    if let Some(live) = Topic::parse(&topic).ok().and_then(|t| shared.live(t)) {
+                        if !shared.offer(&live, SendSnapshot) {
+                            shared.later(Redo::SendPresence(topic));
+                        }
+                    }
+                }
+            }
+        };
+        match self.arbiters.first() {
+            Some(arbiter) => {
+                arbiter.spawn(task);
+            }
+            None => {
+                actix::spawn(task);
+            }
+        }
+    }
+}
+
+/// How long a topic that shed presence from another node waits before it asks again.
+const REDO_AFTER: Duration = Duration::from_secs(1);
+
+/// Presence work a full topic could not take, done again after [`REDO_AFTER`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Redo {
+    /// Ask the other nodes for their snapshots of this topic.
+    AskPresence(String),
+    /// Send this node's snapshot of this topic.
+    SendPresence(String),
 }
 
 /// Why a socket was not admitted.
@@ -628,8 +707,11 @@ impl Realtime {
                 ended: crate::ended::Ended::default(),
                 lag_observer: std::sync::OnceLock::new(),
                 docs: Arc::default(),
+                redo: dashmap::DashSet::new(),
+                me: std::sync::OnceLock::new(),
             }),
         };
+        let _ = realtime.shared.me.set(Arc::downgrade(&realtime.shared));
         let publisher: Arc<dyn crate::ports::Publisher> = realtime.shared.clone();
         realtime
             .shared

@@ -161,3 +161,73 @@ async fn the_in_process_bus_passes_the_conformance_suite() {
     let hub = LocalHub::new();
     common::conformance::run(|rt| Arc::new(hub.endpoint(rt.inbox()))).await;
 }
+
+/// Presence from another node waits in a topic's mailbox within the same bound as local
+/// messages: while the topic is stalled it is shed (and counted), and once the topic moves
+/// again it asks the other nodes for their whole presence, so the view comes out right.
+#[actix::test]
+async fn presence_shed_by_a_full_topic_is_asked_for_again() {
+    let gate = Arc::new(Gate::default());
+    let hub = LocalHub::new();
+    let limits = Limits {
+        topic_mailbox: 4,
+        ..Limits::default()
+    };
+    let node = |id: &str| {
+        let cluster = Cluster {
+            node_id: id.into(),
+            ..Cluster::default()
+        };
+        let rt = Realtime::in_cluster(gate.clone(), Arc::new(EmptyLog), limits.clone(), cluster);
+        rt.connect_bus(Arc::new(hub.endpoint(rt.inbox())));
+        rt
+    };
+    let (a, b) = (node("a"), node("b"));
+    let mut on_a = Harness::start_on(a.clone(), gate.clone());
+    on_a.send(json!(["1", "1", "document:5", "phx_join", {}]));
+    let mut view_a = std::collections::HashMap::new();
+    presence_until(&mut on_a.client, &mut view_a, &[("7", 1)]).await;
+
+    let mut on_b = Vec::new();
+    // Two rounds: node a's topic stalls, and twelve clients join on node b meanwhile, one
+    // after another, each join its own presence message to a. (The first round also
+    // outlasts the snapshot request a topic makes as it starts, so the second round's
+    // view can only come out right by asking again.)
+    for round in 1..=2 {
+        let shed_before = a
+            .stats()
+            .topic_shed
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert!(a.inject_stall(
+            stoa_protocol::Topic::Document(5),
+            std::time::Duration::from_millis(1500)
+        ));
+        for _ in 0..12 {
+            let mut h = Harness::start_on(b.clone(), gate.clone());
+            h.send(json!(["1", "1", "document:5", "phx_join", {}]));
+            assert_eq!(h.client.next_non_presence().await[4]["status"], "ok");
+            on_b.push(h);
+            // A presence window on b is 25 ms: each join goes to a on its own.
+            actix::clock::sleep(std::time::Duration::from_millis(40)).await;
+        }
+        let shed = a
+            .stats()
+            .topic_shed
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            shed > shed_before,
+            "round {round}: the stalled topic took everything"
+        );
+        let want = 1 + 12 * round;
+        let converged = actix::clock::timeout(
+            std::time::Duration::from_secs(10),
+            presence_until(&mut on_a.client, &mut view_a, &[("7", want)]),
+        )
+        .await;
+        assert!(
+            converged.is_ok(),
+            "round {round}: node a's view stayed at {:?}, not {want}",
+            view_a.get("7").map(Vec::len)
+        );
+    }
+}

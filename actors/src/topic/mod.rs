@@ -213,6 +213,8 @@ pub(crate) struct RemotePresence {
     pub node: String,
     pub joins: Vec<KeyedMeta>,
     pub leaves: Vec<String>,
+    #[allow(dead_code)]
+    pub ticket: Ticket,
 }
 
 /// Everything another node holds on this topic.
@@ -221,12 +223,14 @@ pub(crate) struct RemotePresence {
 pub(crate) struct RemoteSnapshot {
     pub node: String,
     pub metas: Vec<KeyedMeta>,
+    #[allow(dead_code)]
+    pub ticket: Ticket,
 }
 
 /// Another node asks what this node holds on the topic.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct SendSnapshot;
+pub(crate) struct SendSnapshot(#[allow(dead_code)] pub Ticket);
 
 /// The bus is back: tell the others what this node holds, and ask what they hold.
 #[derive(Message)]

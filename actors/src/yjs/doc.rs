@@ -52,6 +52,9 @@ pub(crate) struct Docs {
     live: std::sync::atomic::AtomicUsize,
     /// Publishes the events documents record.
     publisher: std::sync::OnceLock<Weak<dyn Publisher>>,
+    /// Documents that shed updates from other nodes and are to read their log (one
+    /// `Remote::Reread` in flight per document).
+    reread: dashmap::DashSet<i64>,
 }
 
 impl Docs {
@@ -68,8 +71,11 @@ impl Docs {
         self.live.load(Ordering::Relaxed)
     }
 
-    /// Updates another node applied and wrote.
-    pub(crate) fn heard_updates(&self, document: i64, updates: Vec<String>) {
+    /// Updates another node applied and wrote. They wait in the document's mailbox like
+    /// its own clients' messages, within its bound: a document whose mailbox is full sheds
+    /// them and reads its log instead (they are written before they are sent), once however
+    /// many were shed meanwhile.
+    pub(crate) fn heard_updates(&self, stats: &Stats, document: i64, updates: Vec<String>) {
         let Some(addr) = self.open.get(&document).map(|a| a.clone()) else {
             return;
         };
@@ -77,11 +83,17 @@ impl Docs {
             .iter()
             .filter_map(|u| BASE64.decode(u).ok())
             .collect();
-        addr.do_send(Remote::Updates(updates));
+        if addr.try_send(Remote::Updates(updates)).is_err() {
+            Stats::add(&stats.topic_shed, 1);
+            if self.reread.insert(document) {
+                addr.do_send(Remote::Reread);
+            }
+        }
     }
 
-    /// An awareness change from a client of another node.
-    pub(crate) fn heard_awareness(&self, document: i64, update: String) {
+    /// An awareness change from a client of another node (shed when the document's mailbox
+    /// is full: the next change of that client's cursor replaces it).
+    pub(crate) fn heard_awareness(&self, stats: &Stats, document: i64, update: String) {
         let Some(addr) = self.open.get(&document).map(|a| a.clone()) else {
             return;
         };
@@ -90,7 +102,9 @@ impl Docs {
             .ok()
             .and_then(|b| AwarenessUpdate::decode_v1(&b).ok())
         {
-            addr.do_send(Remote::Awareness(update));
+            if addr.try_send(Remote::Awareness(update)).is_err() {
+                Stats::add(&stats.topic_shed, 1);
+            }
         }
     }
 
@@ -979,6 +993,8 @@ impl Actor for DocActor {
             self.docs.live.fetch_sub(1, Ordering::Relaxed);
         }
         self.env.interest(&[doc_channel(self.id)], false);
+        // A reread asked for and not yet done: the next load reads the whole log anyway.
+        self.docs.reread.remove(&self.id);
     }
 }
 
@@ -1007,6 +1023,8 @@ impl actix::Message for DocMsg {
 enum Remote {
     Updates(Vec<Vec<u8>>),
     Awareness(AwarenessUpdate),
+    /// Updates from other nodes were shed: read the log for them.
+    Reread,
 }
 
 impl actix::Message for Remote {
@@ -1015,9 +1033,13 @@ impl actix::Message for Remote {
 
 impl Handler<Remote> for DocActor {
     type Result = ();
-    fn handle(&mut self, msg: Remote, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: Remote, ctx: &mut Context<Self>) {
         match msg {
             Remote::Updates(updates) => self.apply_remote(updates),
+            Remote::Reread => {
+                self.docs.reread.remove(&self.id);
+                self.catch_up(ctx);
+            }
             Remote::Awareness(update) => {
                 let relayed: Arc<[u8]> = Message::Awareness(update.clone()).encode_v1().into();
                 if self.awareness.apply_update(update).is_ok() {
