@@ -323,10 +323,10 @@ impl Shared {
                 born: crate::hist::stamp(),
             }),
             Body::YjsUpdates { document, updates } => {
-                self.docs.heard_updates(self.stats(), document, updates)
+                self.docs.heard_updates(&self.env, document, updates)
             }
             Body::YjsAwareness { document, update } => {
-                self.docs.heard_awareness(self.stats(), document, update)
+                self.docs.heard_awareness(&self.env, document, update)
             }
             Body::Broadcast { topic, payload } => {
                 let Some(topic) = Topic::parse(&topic).ok().and_then(|t| self.live(t)) else {

@@ -55,6 +55,18 @@ pub(crate) struct Docs {
     /// Documents that shed updates from other nodes and are to read their log (one
     /// `Remote::Reread` in flight per document).
     reread: dashmap::DashSet<i64>,
+    /// Messages from other nodes waiting in each document's mailbox.
+    remote_waiting: DashMap<i64, Arc<std::sync::atomic::AtomicUsize>>,
+}
+
+/// One place in a document's mailbox taken by a message from another node, given back when
+/// the message has been handled or dropped.
+struct RemoteTicket(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for RemoteTicket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Docs {
@@ -75,7 +87,7 @@ impl Docs {
     /// its own clients' messages, within its bound: a document whose mailbox is full sheds
     /// them and reads its log instead (they are written before they are sent), once however
     /// many were shed meanwhile.
-    pub(crate) fn heard_updates(&self, stats: &Stats, document: i64, updates: Vec<String>) {
+    pub(crate) fn heard_updates(&self, env: &Env, document: i64, updates: Vec<String>) {
         let Some(addr) = self.open.get(&document).map(|a| a.clone()) else {
             return;
         };
@@ -83,17 +95,30 @@ impl Docs {
             .iter()
             .filter_map(|u| BASE64.decode(u).ok())
             .collect();
-        if addr.try_send(Remote::Updates(updates)).is_err() {
-            Stats::add(&stats.topic_shed, 1);
-            if self.reread.insert(document) {
-                addr.do_send(Remote::Reread);
+        match self.ticket(env, document) {
+            Some(ticket) => addr.do_send(Remote::Updates(updates, ticket)),
+            None => {
+                Stats::add(&env.stats.topic_shed, 1);
+                if self.reread.insert(document) {
+                    addr.do_send(Remote::Reread);
+                }
             }
         }
     }
 
+    /// A place in the document's mailbox for a message from another node, or `None` when
+    /// `topic_mailbox` of them wait already. (actix's own bound is per sender: every new
+    /// sender may always add one more.)
+    fn ticket(&self, env: &Env, document: i64) -> Option<RemoteTicket> {
+        let waiting = self.remote_waiting.entry(document).or_default().clone();
+        let before = waiting.fetch_add(1, Ordering::AcqRel);
+        let ticket = RemoteTicket(waiting);
+        (before < env.limits.topic_mailbox).then_some(ticket)
+    }
+
     /// An awareness change from a client of another node (shed when the document's mailbox
     /// is full: the next change of that client's cursor replaces it).
-    pub(crate) fn heard_awareness(&self, stats: &Stats, document: i64, update: String) {
+    pub(crate) fn heard_awareness(&self, env: &Env, document: i64, update: String) {
         let Some(addr) = self.open.get(&document).map(|a| a.clone()) else {
             return;
         };
@@ -102,8 +127,9 @@ impl Docs {
             .ok()
             .and_then(|b| AwarenessUpdate::decode_v1(&b).ok())
         {
-            if addr.try_send(Remote::Awareness(update)).is_err() {
-                Stats::add(&stats.topic_shed, 1);
+            match self.ticket(env, document) {
+                Some(ticket) => addr.do_send(Remote::Awareness(update, ticket)),
+                None => Stats::add(&env.stats.topic_shed, 1),
             }
         }
     }
@@ -995,6 +1021,9 @@ impl Actor for DocActor {
         self.env.interest(&[doc_channel(self.id)], false);
         // A reread asked for and not yet done: the next load reads the whole log anyway.
         self.docs.reread.remove(&self.id);
+        self.docs
+            .remote_waiting
+            .remove_if(&self.id, |_, waiting| waiting.load(Ordering::Acquire) == 0);
     }
 }
 
@@ -1021,8 +1050,8 @@ impl actix::Message for DocMsg {
 
 /// What another node's clients did to the document.
 enum Remote {
-    Updates(Vec<Vec<u8>>),
-    Awareness(AwarenessUpdate),
+    Updates(Vec<Vec<u8>>, #[allow(dead_code)] RemoteTicket),
+    Awareness(AwarenessUpdate, #[allow(dead_code)] RemoteTicket),
     /// Updates from other nodes were shed: read the log for them.
     Reread,
 }
@@ -1035,12 +1064,12 @@ impl Handler<Remote> for DocActor {
     type Result = ();
     fn handle(&mut self, msg: Remote, ctx: &mut Context<Self>) {
         match msg {
-            Remote::Updates(updates) => self.apply_remote(updates),
+            Remote::Updates(updates, _) => self.apply_remote(updates),
             Remote::Reread => {
                 self.docs.reread.remove(&self.id);
                 self.catch_up(ctx);
             }
-            Remote::Awareness(update) => {
+            Remote::Awareness(update, _) => {
                 let relayed: Arc<[u8]> = Message::Awareness(update.clone()).encode_v1().into();
                 if self.awareness.apply_update(update).is_ok() {
                     self.relay(&relayed, None);
