@@ -4,11 +4,11 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 
+#[path = "common/binary.rs"]
+mod binary;
+
 fn stoa() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stoa"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    cmd
+    binary::bare()
 }
 
 #[test]

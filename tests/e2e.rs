@@ -14,7 +14,7 @@ use stoa::startup::Application;
 
 fn missing(what: &str) {
     let msg = format!("the e2e suite needs {what}; run `npm ci --prefix e2e` (.ci/run does)");
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
+    if common::binary::ci() {
         panic!("{msg}");
     }
     eprintln!("SKIPPED: {msg}");

@@ -8,12 +8,13 @@
 //! `STOA_SCHEMATHESIS` to use another. Without it the test is skipped with a notice, except
 //! under `CI=true`, where it fails.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 
 use serde_json::{json, Value};
+
+#[path = "common/binary.rs"]
+mod binary;
 
 fn schemathesis() -> Option<PathBuf> {
     if let Ok(path) = std::env::var("STOA_SCHEMATHESIS") {
@@ -46,47 +47,21 @@ fn call(port: u16, method: &str, path: &str, token: Option<&str>, body: Value) -
 fn schemathesis_finds_nothing_with_every_check() {
     let Some(st) = schemathesis() else {
         let msg = "schemathesis is not installed; .ci/run installs it into .ci/venv";
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
+        if binary::ci() {
             panic!("{msg}");
         }
         eprintln!("SKIPPED: {msg}");
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_stoa"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .current_dir(dir.path())
-        .env("STOA_SERVER__PORT", "0")
-        .env("STOA_LOG__FORMAT", "json")
+    let mut server = binary::server(dir.path())
         // Thousands of requests from one account as fast as the server answers: checked
         // for their form, not refused for their number.
         .env("STOA_HTTP__USER_REQUESTS_PER_SEC", "1000000")
         .env("STOA_HTTP__USER_REQUEST_BURST", "1000000")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
         .spawn()
         .expect("stoa starts");
-    let log = Arc::new(Mutex::new(Vec::<String>::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = server.stderr.take().unwrap();
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                if v["message"] == "stoa listening" {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(v["port"].as_u64().unwrap_or(0) as u16);
-                    }
-                }
-            }
-            sink.lock().unwrap().push(line);
-        }
-    });
-    let port = rx
-        .recv_timeout(std::time::Duration::from_secs(30))
-        .expect("stoa listening");
+    let binary::Listening { port, log } = binary::listening(&mut server);
 
     // Something to read and change: a user with a workspace, a document and a comment.
     let account = call(

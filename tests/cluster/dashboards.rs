@@ -34,7 +34,7 @@ impl Prometheus {
     fn start(targets: &[u16]) -> Option<Prometheus> {
         let bin = "/usr/bin/prometheus";
         if !std::path::Path::new(bin).exists() {
-            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+            let ci = crate::common::binary::ci();
             assert!(!ci, "the dashboard test needs Debian's prometheus under CI");
             eprintln!("SKIPPED: the dashboard test needs prometheus (apt-get install prometheus)");
             return None;
@@ -301,7 +301,7 @@ async fn every_panel_of_every_dashboard_returns_data_from_a_live_cluster() {
 #[test]
 fn the_alert_rules_and_dashboards_pass_promtool() {
     if !std::path::Path::new("/usr/bin/promtool").exists() {
-        let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+        let ci = crate::common::binary::ci();
         assert!(
             !ci,
             "the rule checks need Debian's prometheus (promtool) under CI"

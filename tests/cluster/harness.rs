@@ -9,9 +9,7 @@ use crate::support::{Got, RawWs, Server, PATIENCE};
 
 pub const SECRET: &str = "cluster-test-secret-0123456789abcdef-GHIJKLMNOPQRSTUV";
 
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
+use crate::common::binary::ci;
 
 fn missing(what: &str) -> bool {
     if ci() {

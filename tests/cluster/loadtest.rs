@@ -13,7 +13,7 @@ fn loadtest() -> Option<std::path::PathBuf> {
     if bin.exists() {
         return Some(bin);
     }
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    let ci = crate::common::binary::ci();
     assert!(
         !ci,
         "stoa-loadtest is not built beside the tests: {}",

@@ -24,7 +24,7 @@ async fn run(suite: &'static str) {
     let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e");
     if !e2e.join("node_modules/phoenix").is_dir() {
         let msg = "the cluster e2e suite needs e2e/node_modules (npm ci --prefix e2e)";
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
+        if crate::common::binary::ci() {
             panic!("{msg}");
         }
         eprintln!("SKIPPED: {msg}");

@@ -6,6 +6,8 @@
 
 use sqlx::{Connection, Executor};
 
+pub mod binary;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -18,9 +20,7 @@ pub fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
+use binary::ci;
 
 pub struct TestDb {
     pub url: String,

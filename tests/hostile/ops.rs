@@ -1,7 +1,7 @@
 //! The operator's commands against a running server: `stoa backup` while writes go on,
 //! `stoa restore` (refused while the server runs), and `stoa healthcheck`.
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -10,11 +10,8 @@ use serde_json::json;
 use crate::support::*;
 
 fn stoa(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stoa"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .current_dir(dir)
-        .args(args);
+    let mut cmd = crate::common::binary::bare();
+    cmd.current_dir(dir).args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -73,12 +73,7 @@ fn a_signal_during_start_up_stops_it_at_once() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stoa"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .current_dir(dir.path())
-        .env("STOA_SERVER__PORT", "0")
-        .env("STOA_LOG__FORMAT", "json")
+    let mut child = crate::common::binary::server(dir.path())
         .env(
             "STOA_DATABASE__URL",
             format!("postgres://stoa@127.0.0.1:{port}/stoa"),

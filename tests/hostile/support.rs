@@ -5,9 +5,9 @@
 //! WebSocket frames over plain TCP, so nothing between the test and the server tidies up
 //! what the test sends. The server's memory is read from `/proc`, outside its own process.
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,42 +32,14 @@ impl Server {
 
     /// Starts the binary in `dir` (whose `data` it may already hold).
     pub fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_stoa"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .current_dir(dir.path())
-            .env("STOA_SERVER__PORT", "0")
-            .env("STOA_LOG__FORMAT", "json")
-            .env("STOA_LOG__LEVEL", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        let mut cmd = crate::common::binary::server(dir.path());
+        cmd.env("STOA_LOG__LEVEL", "info");
         for (k, v) in env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("stoa starts");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if v["message"] == "stoa listening" {
-                        if let Some(tx) = tx.take() {
-                            let _ = tx.send(v["port"].as_u64().unwrap_or(0) as u16);
-                        }
-                    }
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let port = rx.recv_timeout(PATIENCE).unwrap_or_else(|_| {
-            panic!(
-                "stoa did not start; log: {:#?}",
-                log.lock().unwrap().clone()
-            )
-        });
+        let crate::common::binary::Listening { port, log } =
+            crate::common::binary::listening(&mut child);
         Server {
             child,
             port,
