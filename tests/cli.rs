@@ -1,7 +1,7 @@
 //! The `stoa` binary as an operator runs it: configuration errors stop start-up with a
 //! message naming the key, and SIGTERM shuts the server down cleanly.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 
 #[path = "common/binary.rs"]
@@ -71,22 +71,14 @@ fn serves_with_defaults_and_stops_cleanly_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starts");
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let mut port = None;
-    let mut seen = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        seen.push(line.clone());
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if v["message"] == "stoa listening" {
-            port = v["port"].as_u64();
-            break;
-        }
-    }
-    let port = port.unwrap_or_else(|| panic!("no listening line in {seen:#?}"));
+    let mut lines = binary::Lines::of(&mut child);
+    let (_, seen) = lines.until(|l| l.contains("stoa listening"));
+    let port = seen
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message"] == "stoa listening")
+        .and_then(|v| v["port"].as_u64())
+        .unwrap_or_else(|| panic!("no listening line in {seen:#?}"));
     assert!(
         seen.iter().any(|l| l.contains("generated JWT secret")),
         "development warns about its secret"
@@ -108,7 +100,7 @@ fn serves_with_defaults_and_stops_cleanly_on_sigterm() {
         .status()
         .unwrap();
     assert!(status.success());
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let rest = lines.rest();
     let exit = child.wait().unwrap();
     assert!(exit.success(), "exit {exit:?}; log: {rest:#?}");
     assert!(rest.iter().any(|l| l.contains("stoa stopped")), "{rest:#?}");
@@ -133,10 +125,10 @@ fn a_kubernetes_style_environment_starts_and_names_what_it_ignores() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starts");
-    let stderr = child.stderr.take().unwrap();
     let mut warned = Vec::new();
     let mut listening = false;
-    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+    let (_, lines) = binary::Lines::of(&mut child).until(|l| l.contains("stoa listening"));
+    for line in lines {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
             continue;
         };
@@ -188,19 +180,14 @@ fn starts_with(env: &[(&str, &str)]) -> Result<(), (Option<i32>, String)> {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().expect("starts");
-    let mut said = String::new();
-    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
-        let line = line.unwrap();
-        if line.contains("stoa listening") {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Ok(());
-        }
-        said.push_str(&line);
-        said.push('\n');
+    let (listening, said) = binary::Lines::of(&mut child).until(|l| l.contains("stoa listening"));
+    if listening {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Ok(());
     }
     let status = child.wait().unwrap();
-    Err((status.code(), said))
+    Err((status.code(), said.join("\n")))
 }
 
 /// `openssl rand -hex 32` shows all 16 digits only about three times in four: a secret is
@@ -346,17 +333,7 @@ fn logs_to_a_pipe_are_plain_and_say_where_to_go_next() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starts");
-    let mut seen = Vec::new();
-    for line in BufReader::new(child.stderr.take().unwrap())
-        .lines()
-        .map_while(Result::ok)
-    {
-        let next = line.contains("next:");
-        seen.push(line);
-        if next {
-            break;
-        }
-    }
+    let (_, seen) = binary::Lines::of(&mut child).until(|l| l.contains("next:"));
     let _ = child.kill();
     let _ = child.wait();
     assert!(
@@ -397,14 +374,8 @@ fn stoa_config_names_the_file_for_every_command() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starts");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    assert!(
-        lines
-            .by_ref()
-            .map_while(Result::ok)
-            .any(|l| l.contains("stoa listening")),
-        "the server did not start"
-    );
+    let (listening, _) = binary::Lines::of(&mut child).until(|l| l.contains("stoa listening"));
+    assert!(listening, "the server did not start");
     let health = |env: Option<&std::path::Path>| {
         let mut cmd = stoa();
         cmd.current_dir(dir.path());

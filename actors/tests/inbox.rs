@@ -36,7 +36,12 @@ async fn a_thread_too_far_behind_cuts_off_its_subscribers_and_not_the_sender() {
         .until(|seen| seen.iter().any(|f| f[3] == "phx_reply"))
         .await;
     behind.send(json!(["1", "1", "workspace:1", "phx_join", {}]));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while rt.stats().subscriptions.load(Relaxed) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second join never subscribed"
+        );
         actix::clock::sleep(Duration::from_millis(10)).await;
     }
     // The thread falls behind by the inbox's bound: large deliveries, then the smallest.

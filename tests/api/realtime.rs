@@ -673,7 +673,12 @@ async fn a_broadcast_reaches_exactly_the_subscribers_through_churn() {
         socks[i].take().expect("open").0.close_and_wait().await;
     }
     let subscribed = (N - 8 - 3 + 1) as f64;
+    let deadline = std::time::Instant::now() + PATIENCE;
     while app.metric("stoa_ws_subscriptions").await > subscribed {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the closed sockets' subscriptions were never dropped"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     for n in 1..=3 {

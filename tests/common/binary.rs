@@ -89,3 +89,52 @@ pub fn listening(child: &mut Child) -> Listening {
         }
     }
 }
+
+/// What a child writes to stderr, line by line, read on a thread of its own so that no wait
+/// for a line outlasts its deadline.
+pub struct Lines(std::sync::mpsc::Receiver<String>);
+
+impl Lines {
+    /// Takes `child`'s stderr (piped).
+    pub fn of(child: &mut Child) -> Lines {
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Lines(rx)
+    }
+
+    /// The lines up to and including the first for which `done` holds (`true`), or every
+    /// line if stderr ended first (`false`). Fails the test after [`START_PATIENCE`].
+    pub fn until(&mut self, done: impl Fn(&str) -> bool) -> (bool, Vec<String>) {
+        let deadline = std::time::Instant::now() + START_PATIENCE;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.0.recv_timeout(left) {
+                Ok(line) => {
+                    let found = done(&line);
+                    seen.push(line);
+                    if found {
+                        return (true, seen);
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return (false, seen),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("no such line within {START_PATIENCE:?}; read: {seen:#?}")
+                }
+            }
+        }
+    }
+
+    /// Every line until stderr ends (the child exited). Fails the test after
+    /// [`START_PATIENCE`].
+    pub fn rest(mut self) -> Vec<String> {
+        self.until(|_| false).1
+    }
+}

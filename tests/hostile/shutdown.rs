@@ -67,7 +67,6 @@ fn a_draining_server_sends_every_socket_away_with_1001_and_takes_no_new_ones() {
 /// or a long migration.
 #[test]
 fn a_signal_during_start_up_stops_it_at_once() {
-    use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     // Connections are accepted by the kernel and then left unanswered.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -83,13 +82,9 @@ fn a_signal_during_start_up_stops_it_at_once() {
         .stdout(Stdio::null())
         .spawn()
         .expect("stoa starts");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    loop {
-        let line = lines.next().expect("a log line").expect("readable");
-        if line.contains("stoa starting") {
-            break;
-        }
-    }
+    let mut lines = crate::common::binary::Lines::of(&mut child);
+    let (starting, log) = lines.until(|l| l.contains("stoa starting"));
+    assert!(starting, "no start-up line: {log:#?}");
     let sent = std::time::Instant::now();
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -105,7 +100,7 @@ fn a_signal_during_start_up_stops_it_at_once() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
     assert!(status.success(), "{status:?}");
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let rest = lines.rest();
     assert!(
         rest.iter().any(|l| l.contains("stopped during start-up")),
         "{rest:#?}"
