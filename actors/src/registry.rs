@@ -1122,3 +1122,28 @@ impl crate::ports::Publisher for Shared {
         self.publish_local(event);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_topic_restarts_at_most_three_times_in_ten_seconds() {
+        let mut restarts = Restarts::none();
+        for n in 1..=MAX_RESTARTS {
+            restarts = restarts.one_more().unwrap_or_else(|| panic!("restart {n}"));
+        }
+        assert!(restarts.one_more().is_none(), "a fourth within the window");
+        // Once the window has passed, the count starts again.
+        let Some(long_ago) = Instant::now().checked_sub(RESTART_WINDOW + Duration::from_secs(1))
+        else {
+            return;
+        };
+        let old = Restarts {
+            count: MAX_RESTARTS,
+            since: long_ago,
+        };
+        assert_eq!(old.one_more().map(|r| r.count), Some(1));
+        assert_eq!((MAX_RESTARTS, RESTART_WINDOW), (3, Duration::from_secs(10)));
+    }
+}

@@ -179,6 +179,44 @@ mod tests {
         assert!(!h.verify("x", Some("not a hash")));
     }
 
+    /// An unknown account costs one hash of the same cost as a real one: the decoy carries
+    /// the configured parameters, and checking it takes as long as checking a real hash.
+    #[test]
+    fn an_unknown_account_costs_what_a_known_one_does() {
+        let h = PasswordHasher::new(PasswordParams {
+            memory_kib: 8 * 1024,
+            iterations: 2,
+        })
+        .unwrap();
+        let real = h.hash("correct horse").unwrap();
+        let params = |phc: &str| {
+            let parsed = PasswordHash::new(phc).unwrap();
+            (
+                parsed.algorithm.to_string(),
+                Params::try_from(&parsed).unwrap(),
+            )
+        };
+        assert_eq!(params(&h.decoy), params(&real));
+        let once = |phc: Option<&str>| {
+            let started = std::time::Instant::now();
+            assert!(!h.verify("wrong horse", phc));
+            started.elapsed()
+        };
+        // Taken in turns, so that whatever else the machine does weighs on both alike.
+        let (mut known, mut unknown) = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            known.push(once(Some(&real)));
+            unknown.push(once(None));
+        }
+        known.sort();
+        unknown.sort();
+        let (known, unknown) = (known[2], unknown[2]);
+        assert!(
+            unknown * 2 > known && known * 2 > unknown,
+            "a known account's wrong password took {known:?}, an unknown account {unknown:?}"
+        );
+    }
+
     #[actix_web::test]
     async fn a_full_line_is_refused_not_queued() {
         let work = Arc::new(PasswordWork::new(

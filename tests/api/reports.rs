@@ -501,4 +501,16 @@ async fn reports_need_admin_and_refuse_bad_parameters(backend: Backend) {
             "{query}"
         );
     }
+    // At most 1,000 buckets: 1,000 hours are answered, one more is refused.
+    let hours = |to: &str| format!("{base}/activity?bucket=hour&from=2026-01-01T00:00:00Z&to={to}");
+    let res = app.get(&hours("2026-02-11T16:00:00Z"), &owner.token).await;
+    assert_eq!(res.status, 200, "{:?}", res.body);
+    assert_eq!(res.body["buckets"].as_array().unwrap().len(), 1000);
+    let res = app.get(&hours("2026-02-11T17:00:00Z"), &owner.token).await;
+    assert_eq!(res.status, 422, "{:?}", res.body);
+    assert!(
+        res.body["detail"].as_str().unwrap_or("").contains("1000"),
+        "{:?}",
+        res.body
+    );
 }
