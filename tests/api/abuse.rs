@@ -330,6 +330,35 @@ async fn presence_updates_draw_on_the_topic_budget() {
     assert!(limited >= 3, "{limited} of 8 refused");
 }
 
+/// `realtime.presence_updates_per_sec` (10 by default) bounds each connection's presence
+/// updates on a topic, whatever the topic's budget would still allow.
+#[actix_web::test]
+async fn a_connection_updates_its_presence_at_most_its_rate() {
+    let app = spawn_app(Backend::Sqlite).await.expect("sqlite");
+    let alice = app.register("alice").await;
+    let ws_id = app.create_workspace(&alice, "Team").await;
+    let topic = format!("workspace:{ws_id}");
+    let mut a = Ws::connect(&app, &alice.token).await;
+    let (jr, _) = a.join_ok(&topic, json!({})).await;
+    let mut refs = Vec::new();
+    for i in 0..30 {
+        refs.push(
+            a.push(Some(&jr), &topic, "presence:update", json!({"cursor": i}))
+                .await,
+        );
+    }
+    let mut accepted = 0;
+    for r in refs {
+        let reply = a.reply(&r).await.payload;
+        match reply["status"].as_str() {
+            Some("ok") => accepted += 1,
+            _ => assert_eq!(reply["response"]["reason"], "rate_limited", "{reply}"),
+        }
+    }
+    // A second's worth at once (a few more if the test was slow to send), never thirty.
+    assert!((10..=13).contains(&accepted), "{accepted} of 30 accepted");
+}
+
 #[actix_web::test]
 async fn sockets_that_close_right_after_joining_leave_no_subscription() {
     let app = spawn_app(Backend::Sqlite).await.expect("sqlite");
