@@ -1,6 +1,8 @@
-//! The Elasticsearch indexer's delivery, against a stand-in that speaks the four endpoints
-//! the indexer uses (create index, `_bulk`, `_delete_by_query`, `_refresh`) and records what
-//! it is sent. No Elasticsearch server can be installed where this suite usually runs; the
+//! The Elasticsearch indexer's delivery and search, against a stand-in that speaks the
+//! endpoints Stoa uses (create index, `_bulk`, `_delete_by_query`, `_refresh`, `_search`),
+//! records what it is sent, and refuses a search whose body is not of the documented shape
+//! (a bool query filtered by workspace, phrase groups on `title^10` and `body`, the
+//! score-kind-id sort, `search_after` of the same three). No Elasticsearch server can be installed where this suite usually runs; the
 //! search conformance suite (search.rs) runs against a real one when
 //! `STOA_TEST_ELASTICSEARCH_URL` is set. What is checked here is Stoa's side: bulk requests
 //! carry the current rows with their versions and deletes for what is gone, a failing bulk
@@ -26,6 +28,144 @@ struct Stand {
     refuse: AtomicU32,
     refused: AtomicU32,
     deleted_documents: Mutex<Vec<i64>>,
+    /// `_search` bodies received, in order.
+    searches: Mutex<Vec<Value>>,
+}
+
+/// What is wrong with a `_search` body, measured against the shape `search_body` documents.
+fn search_shape_errors(body: &Value) -> Vec<String> {
+    let mut errors = Vec::new();
+    let mut check = |ok: bool, what: &str| {
+        if !ok {
+            errors.push(what.to_string());
+        }
+    };
+    check(
+        body["size"].as_u64().is_some_and(|n| (1..=51).contains(&n)),
+        "size between 1 and 51",
+    );
+    check(body["track_total_hits"] == false, "track_total_hits false");
+    check(
+        body["sort"] == json!([{"_score": "desc"}, {"kind": "asc"}, {"id": "asc"}]),
+        "sort by score, kind, id",
+    );
+    let filter = body["query"]["bool"]["filter"].as_array();
+    check(
+        filter
+            .and_then(|f| f.first())
+            .and_then(|f| f["terms"]["workspace_id"].as_array())
+            .is_some_and(|ids| !ids.is_empty() && ids.iter().all(Value::is_i64)),
+        "the first filter is the caller's workspaces",
+    );
+    for f in filter.into_iter().flatten().skip(1) {
+        let known = f["term"]["kind"].is_string()
+            || f["term"]["author_id"].is_i64()
+            || f["range"]["at"].is_object();
+        check(known, "filters by kind, author or time only");
+    }
+    let groups = body["query"]["bool"]["must"][0]["bool"]["should"].as_array();
+    check(
+        groups.is_some_and(|g| !g.is_empty())
+            && body["query"]["bool"]["must"][0]["bool"]["minimum_should_match"] == 1,
+        "one or more phrase groups, any of which matches",
+    );
+    for group in groups.into_iter().flatten() {
+        let phrases = group["bool"]["must"]
+            .as_array()
+            .into_iter()
+            .chain(group["bool"]["must_not"].as_array())
+            .flatten();
+        for p in phrases {
+            let m = &p["multi_match"];
+            check(
+                m["query"].is_string()
+                    && m["fields"] == json!(["title^10", "body"])
+                    && (m["type"] == "phrase" || m["type"] == "phrase_prefix"),
+                "phrases over title^10 and body",
+            );
+        }
+    }
+    if let Some(after) = body.get("search_after") {
+        check(
+            after[0].is_number()
+                && (after[1] == "document" || after[1] == "comment")
+                && after[2].is_i64(),
+            "search_after of score, kind and id",
+        );
+    }
+    errors
+}
+
+/// The words of a body's phrases that must all be in a hit (the stand-in's whole search).
+fn wanted_words(body: &Value) -> Vec<String> {
+    body["query"]["bool"]["must"][0]["bool"]["should"][0]["bool"]["must"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["multi_match"]["query"].as_str())
+        .flat_map(|q| q.split_whitespace().map(str::to_lowercase))
+        .collect()
+}
+
+async fn search(stand: web::Data<Arc<Stand>>, body: web::Json<Value>) -> HttpResponse {
+    let body = body.into_inner();
+    stand.searches.lock().unwrap().push(body.clone());
+    let errors = search_shape_errors(&body);
+    if !errors.is_empty() {
+        return HttpResponse::BadRequest()
+            .insert_header(("x-elastic-product", "Elasticsearch"))
+            .json(
+                json!({"error": {"type": "parsing_exception", "reason": errors}, "status": 400}),
+            );
+    }
+    let workspaces: Vec<i64> = body["query"]["bool"]["filter"][0]["terms"]["workspace_id"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_i64)
+        .collect();
+    let kind = body["query"]["bool"]["filter"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|f| f["term"]["kind"].as_str().map(str::to_string));
+    let words = wanted_words(&body);
+    let mut hits: Vec<Value> = final_actions(&stand)
+        .into_values()
+        .filter(|(action, _)| action == "index")
+        .map(|(_, src)| src)
+        .filter(|src| workspaces.contains(&src["workspace_id"].as_i64().unwrap_or(-1)))
+        .filter(|src| kind.as_deref().is_none_or(|k| src["kind"] == k))
+        .filter(|src| {
+            let text = format!(
+                "{} {}",
+                src["title"].as_str().unwrap_or(""),
+                src["body"].as_str().unwrap_or("")
+            )
+            .to_lowercase();
+            words.iter().all(|w| text.contains(w.as_str()))
+        })
+        .map(|src| json!({"_source": src, "sort": [1.0, src["kind"], src["id"]]}))
+        .collect();
+    hits.sort_by_key(|h| {
+        (
+            h["sort"][1].as_str().unwrap().to_string(),
+            h["sort"][2].as_i64(),
+        )
+    });
+    if let Some(after) = body.get("search_after") {
+        let key = (after[1].as_str().unwrap().to_string(), after[2].as_i64());
+        hits.retain(|h| {
+            (
+                h["sort"][1].as_str().unwrap().to_string(),
+                h["sort"][2].as_i64(),
+            ) > key
+        });
+    }
+    hits.truncate(body["size"].as_u64().unwrap() as usize);
+    HttpResponse::Ok()
+        .insert_header(("x-elastic-product", "Elasticsearch"))
+        .json(json!({"took": 1, "timed_out": false, "hits": {"hits": hits}}))
 }
 
 async fn bulk(stand: web::Data<Arc<Stand>>, body: web::Bytes) -> HttpResponse {
@@ -85,6 +225,7 @@ fn start_stand(stand: Arc<Stand>) -> String {
             .app_data(web::Data::new(stand.clone()))
             .route("/{index}/_bulk", web::post().to(bulk))
             .route("/{index}/_delete_by_query", web::post().to(delete_by_query))
+            .route("/{index}/_search", web::post().to(search))
             .default_service(web::to(other))
     })
     .workers(1)
@@ -256,4 +397,95 @@ async fn reindex_sends_every_document_and_comment_and_moves_positions_to_the_hea
         app.store.search_backlog(10).await.unwrap().is_empty(),
         "every position is at its log's head"
     );
+}
+
+/// Searches go to Elasticsearch in the documented shape, limited to the caller's
+/// workspaces, with filters and pages; what comes back is shown with the database's
+/// current text.
+#[actix_web::test]
+async fn searches_reach_elasticsearch_in_the_documented_shape() {
+    let stand = Arc::new(Stand::default());
+    let url = start_stand(stand.clone());
+    let Some(app) = spawn_app_with(Backend::Sqlite, |s| {
+        s.search.elasticsearch_url = url;
+        s.search.elasticsearch_index = "stoa-stand".into();
+    })
+    .await
+    else {
+        return;
+    };
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let ws = app.create_workspace(&alice, "Ours").await;
+    let theirs = app.create_workspace(&bob, "Theirs").await;
+    let doc = app.create_document(ws, &alice, "Roadmap for spring").await;
+    let comment = app
+        .create_comment(doc, &alice, "the roadmap needs dates")
+        .await;
+    app.create_document(theirs, &bob, "Roadmap of another team")
+        .await;
+    app.search_settled().await;
+
+    let get = |path: String| {
+        let app = &app;
+        let token = alice.token.clone();
+        async move {
+            let res = app.get(&path, &token).await;
+            assert_eq!(res.status, 200, "{path}: {:?}", res.body);
+            assert_eq!(res.body["backend"], "elasticsearch");
+            res.body
+        }
+    };
+    let found = |r: &Value| -> Vec<(String, i64)> {
+        r["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    h["kind"].as_str().unwrap().to_string(),
+                    h["id"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let all = get(format!("/api/v1/workspaces/{ws}/search?q=roadmap")).await;
+    assert_eq!(
+        found(&all),
+        [
+            ("comment".to_string(), comment),
+            ("document".to_string(), doc)
+        ],
+        "{all}"
+    );
+    let sent = stand.searches.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(
+        sent["query"]["bool"]["filter"][0]["terms"]["workspace_id"],
+        json!([ws]),
+        "{sent}"
+    );
+    // A filter and a page of one, then the next page after it.
+    let comments = get(format!(
+        "/api/v1/workspaces/{ws}/search?q=roadmap&kind=comment"
+    ))
+    .await;
+    assert_eq!(found(&comments), [("comment".to_string(), comment)]);
+    let first = get(format!("/api/v1/workspaces/{ws}/search?q=roadmap&limit=1")).await;
+    assert_eq!(found(&first).len(), 1);
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_string();
+    let second = get(format!(
+        "/api/v1/workspaces/{ws}/search?q=roadmap&limit=1&cursor={cursor}"
+    ))
+    .await;
+    assert_eq!(found(&second), [("document".to_string(), doc)]);
+    let sent = stand.searches.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(sent["search_after"][1], "comment", "{sent}");
+    assert_eq!(sent["search_after"][2], comment, "{sent}");
+    // Every body the stand-in received had the documented shape.
+    for body in stand.searches.lock().unwrap().iter() {
+        assert!(search_shape_errors(body).is_empty(), "{body}");
+    }
 }
