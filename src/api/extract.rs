@@ -16,7 +16,7 @@ use utoipa::IntoParams;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::domain::{FieldError, UserId};
+use crate::domain::{FieldError, Invalid, UserId};
 
 fn state(req: &HttpRequest) -> Result<&web::Data<AppState>, ApiError> {
     req.app_data::<web::Data<AppState>>()
@@ -316,10 +316,10 @@ fn parse_forwarded_ip(s: &str) -> Option<IpAddr> {
 pub struct Validation(Vec<FieldError>);
 
 impl Validation {
-    pub fn check<T>(&mut self, field: &str, parsed: Result<T, String>) -> Option<T> {
+    pub fn check<T>(&mut self, field: &str, parsed: Result<T, Invalid>) -> Option<T> {
         match parsed {
             Ok(v) => Some(v),
-            Err(message) => {
+            Err(Invalid(message)) => {
                 self.0.push(FieldError::new(field, message));
                 None
             }

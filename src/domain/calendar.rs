@@ -4,6 +4,7 @@
 //! The zone database is compiled in (jiff's bundled copy of the IANA database), so results
 //! do not depend on the host's `/usr/share/zoneinfo`.
 
+use super::Invalid;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan, ZonedDateTime};
@@ -40,7 +41,7 @@ pub struct Zone {
 
 impl Zone {
     /// `UTC`, or a zone of the IANA database such as `Europe/Berlin`.
-    pub fn parse(name: &str) -> Result<Zone, String> {
+    pub fn parse(name: &str) -> Result<Zone, Invalid> {
         // Names are short ASCII paths; anything else is not looked up at all.
         let plausible = !name.is_empty()
             && name.len() <= 64
@@ -68,7 +69,7 @@ impl Zone {
 
     /// An instant given as RFC 3339 (`2026-03-29T12:00:00Z`, any offset) or as a date
     /// (`2026-03-29`: that day's start in this zone), in milliseconds.
-    pub fn parse_instant(&self, text: &str) -> Result<i64, String> {
+    pub fn parse_instant(&self, text: &str) -> Result<i64, Invalid> {
         if text.len() == 10 {
             let date: Date = text
                 .parse()
@@ -76,7 +77,7 @@ impl Zone {
             let start = date
                 .to_zoned_datetime(self.tz.clone())
                 .and_then(|z| z.start_of_day())
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| Invalid(e.to_string()))?;
             return Ok(start.timestamp().as_millisecond());
         }
         let ts: Timestamp = text.parse().map_err(|_| {
@@ -93,14 +94,14 @@ impl Zone {
         }
     }
 
-    fn zoned(&self, ms: i64) -> Result<ZonedDateTime, String> {
+    fn zoned(&self, ms: i64) -> Result<ZonedDateTime, Invalid> {
         Timestamp::from_millisecond(ms)
             .map(|ts| ts.to_zoned_datetime(self.tz.clone()))
-            .map_err(|e| e.to_string())
+            .map_err(|e| Invalid(e.to_string()))
     }
 
     /// The start of the bucket that holds `ms`.
-    fn bucket_start(&self, unit: BucketUnit, ms: i64) -> Result<ZonedDateTime, String> {
+    fn bucket_start(&self, unit: BucketUnit, ms: i64) -> Result<ZonedDateTime, Invalid> {
         let z = self.zoned(ms)?;
         let start = match unit {
             BucketUnit::Hour => z.with().minute(0).second(0).subsec_nanosecond(0).build(),
@@ -113,10 +114,10 @@ impl Zone {
                     .and_then(|d| d.start_of_day())
             }
         };
-        start.map_err(|e| e.to_string())
+        start.map_err(|e| Invalid(e.to_string()))
     }
 
-    fn next(&self, unit: BucketUnit, start: &ZonedDateTime) -> Result<ZonedDateTime, String> {
+    fn next(&self, unit: BucketUnit, start: &ZonedDateTime) -> Result<ZonedDateTime, Invalid> {
         let next = match unit {
             BucketUnit::Hour => start.checked_add(1.hour()),
             BucketUnit::Day => start.tomorrow().and_then(|d| d.start_of_day()),
@@ -126,14 +127,19 @@ impl Zone {
                 .and_then(|d| d.to_zoned_datetime(self.tz.clone()))
                 .and_then(|d| d.start_of_day()),
         };
-        next.map_err(|e| e.to_string())
+        next.map_err(|e| Invalid(e.to_string()))
     }
 
     /// The buckets covering `[from, to)`: the first holds `from`, the last holds `to - 1`.
     /// `Err` if the range is empty or needs more than [`MAX_BUCKETS`].
-    pub fn buckets(&self, unit: BucketUnit, from: i64, to: i64) -> Result<Vec<(i64, i64)>, String> {
+    pub fn buckets(
+        &self,
+        unit: BucketUnit,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, i64)>, Invalid> {
         if from >= to {
-            return Err("`from` must be before `to`".to_string());
+            return Err(Invalid::from("`from` must be before `to`"));
         }
         let mut start = self.bucket_start(unit, from)?;
         let mut out = Vec::new();
@@ -148,10 +154,10 @@ impl Zone {
                 return Ok(out);
             }
             if out.len() >= MAX_BUCKETS {
-                return Err(format!(
+                return Err(Invalid::from(format!(
                     "the range needs more than {MAX_BUCKETS} {} buckets; narrow it or use a longer bucket",
                     unit.as_str()
-                ));
+                )));
             }
             start = next;
         }

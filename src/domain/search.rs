@@ -7,6 +7,7 @@
 //!
 //! Also here: the highlighted snippet of a hit, made from the text itself, so that it is the
 //! same whichever backend found the hit.
+use super::Invalid;
 
 /// Longest query text accepted, in bytes.
 pub const MAX_QUERY_BYTES: usize = 512;
@@ -70,9 +71,11 @@ fn words(text: &str) -> Vec<String> {
 
 impl SearchQuery {
     /// Parses what a user typed; `Err` says why nothing can be searched.
-    pub fn parse(text: &str) -> Result<SearchQuery, String> {
+    pub fn parse(text: &str) -> Result<SearchQuery, Invalid> {
         if text.len() > MAX_QUERY_BYTES {
-            return Err(format!("the query is longer than {MAX_QUERY_BYTES} bytes"));
+            return Err(Invalid::from(format!(
+                "the query is longer than {MAX_QUERY_BYTES} bytes"
+            )));
         }
         let mut groups = vec![Group::default()];
         let mut rest = text;
@@ -123,13 +126,15 @@ impl SearchQuery {
             {
                 // `a*` matches nearly every text: ranking them all is a query any user could
                 // repeat to take the database's time.
-                return Err(format!(
+                return Err(Invalid::from(format!(
                     "a prefix needs at least {MIN_PREFIX_CHARS} characters before the *"
-                ));
+                )));
             }
             count += ws.len();
             if count > MAX_QUERY_WORDS {
-                return Err(format!("the query has more than {MAX_QUERY_WORDS} words"));
+                return Err(Invalid::from(format!(
+                    "the query has more than {MAX_QUERY_WORDS} words"
+                )));
             }
             let phrase = Phrase { words: ws, prefix };
             let group = groups.last_mut().expect("one group at least");
@@ -141,10 +146,12 @@ impl SearchQuery {
         }
         groups.retain(|g| !(g.include.is_empty() && g.exclude.is_empty()));
         if groups.is_empty() {
-            return Err("the query has no words to search for".to_string());
+            return Err(Invalid::from("the query has no words to search for"));
         }
         if groups.iter().any(|g| g.include.is_empty()) {
-            return Err("every alternative needs a word that is not excluded".to_string());
+            return Err(Invalid::from(
+                "every alternative needs a word that is not excluded",
+            ));
         }
         Ok(SearchQuery { groups })
     }
@@ -311,7 +318,7 @@ mod tests {
     fn a_prefix_needs_two_characters() {
         for short in ["a*", "plan x*", "\"road m\"*", "-b* a", "é*"] {
             let err = SearchQuery::parse(short).unwrap_err();
-            assert!(err.contains("at least 2 characters"), "{short:?}: {err}");
+            assert!(err.0.contains("at least 2 characters"), "{short:?}: {err}");
         }
         for fine in ["ab*", "x ab*", "\"road ma\"*", "東京*", "a"] {
             assert!(SearchQuery::parse(fine).is_ok(), "{fine:?}");

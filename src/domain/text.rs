@@ -1,5 +1,6 @@
 //! Text values a client supplies, each parsed once at the edge.
 
+use super::Invalid;
 use serde::Serialize;
 
 /// One field of a request that failed validation.
@@ -28,16 +29,20 @@ fn forbidden(c: char) -> bool {
 /// control characters (but newline and tab), kept without its surrounding whitespace. These
 /// are exactly the rules `BOUNDED_TEXT_PATTERN` and `maxLength` state in the OpenAPI
 /// document, so a request the document calls valid is never refused, and the reverse.
-fn bounded(value: &str, max: usize, what: &str) -> Result<String, String> {
+fn bounded(value: &str, max: usize, what: &str) -> Result<String, Invalid> {
     if value.chars().count() > max {
-        return Err(format!("{what} must be at most {max} characters"));
+        return Err(Invalid::from(format!(
+            "{what} must be at most {max} characters"
+        )));
     }
     if value.chars().any(forbidden) {
-        return Err(format!("{what} must not contain control characters"));
+        return Err(Invalid::from(format!(
+            "{what} must not contain control characters"
+        )));
     }
     let trimmed = value.trim();
     if trimmed.is_empty() {
-        return Err(format!("{what} must not be empty"));
+        return Err(Invalid::from(format!("{what} must not be empty")));
     }
     Ok(trimmed.to_string())
 }
@@ -66,16 +71,18 @@ pub struct Email {
 }
 
 impl Email {
-    pub fn parse(value: &str) -> Result<Email, String> {
+    pub fn parse(value: &str) -> Result<Email, Invalid> {
         if value.chars().count() > EMAIL_MAX {
-            return Err(format!("email must be at most {EMAIL_MAX} characters"));
+            return Err(Invalid::from(format!(
+                "email must be at most {EMAIL_MAX} characters"
+            )));
         }
         let v = value.trim_matches([' ', '\t', '\r', '\n']);
         if v.is_empty() {
-            return Err("email must not be empty".into());
+            return Err(Invalid::from("email must not be empty"));
         }
         let Some((local, domain)) = v.split_once('@') else {
-            return Err("email must contain @".into());
+            return Err(Invalid::from("email must contain @"));
         };
         let atom = |c: char| c.is_ascii_alphanumeric() || "%+'_-".contains(c);
         let dotted = |p: &str| {
@@ -84,7 +91,7 @@ impl Email {
                     .all(|run| !run.is_empty() && run.chars().all(atom))
         };
         if !dotted(local) || !dotted(domain) || !domain.contains('.') {
-            return Err("email is not a valid address".into());
+            return Err(Invalid::from("email is not a valid address"));
         }
         Ok(Email {
             display: v.to_string(),
@@ -109,7 +116,7 @@ macro_rules! bounded_text {
         pub struct $name(String);
 
         impl $name {
-            pub fn parse(value: &str) -> Result<$name, String> {
+            pub fn parse(value: &str) -> Result<$name, Invalid> {
                 bounded(value, $max, $what).map($name)
             }
 
@@ -148,13 +155,13 @@ bounded_text!(
 pub struct Password(String);
 
 impl Password {
-    pub fn parse(value: &str) -> Result<Password, String> {
+    pub fn parse(value: &str) -> Result<Password, Invalid> {
         let len = value.chars().count();
         if len < 8 {
-            return Err("password must be at least 8 characters".into());
+            return Err(Invalid::from("password must be at least 8 characters"));
         }
         if len > 256 {
-            return Err("password must be at most 256 characters".into());
+            return Err(Invalid::from("password must be at most 256 characters"));
         }
         Ok(Password(value.to_string()))
     }
@@ -175,16 +182,18 @@ impl std::fmt::Debug for Password {
 pub struct Slug(String);
 
 impl Slug {
-    pub fn parse(value: &str) -> Result<Slug, String> {
+    pub fn parse(value: &str) -> Result<Slug, Invalid> {
         let v = value;
         let valid_chars = v
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if v.len() < 2 || v.len() > 64 {
-            return Err("slug must be 2 to 64 characters".into());
+            return Err(Invalid::from("slug must be 2 to 64 characters"));
         }
         if !valid_chars || v.starts_with('-') || v.ends_with('-') || v.contains("--") {
-            return Err("slug may contain only a-z, 0-9 and single dashes between them".into());
+            return Err(Invalid::from(
+                "slug may contain only a-z, 0-9 and single dashes between them",
+            ));
         }
         Ok(Slug(v.to_string()))
     }
