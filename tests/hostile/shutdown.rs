@@ -49,10 +49,31 @@ fn a_draining_server_sends_every_socket_away_with_1001_and_takes_no_new_ones() {
         }
     };
     assert_eq!(refused.status, 503);
-    assert!(refused.header("retry-after").is_some());
-    for s in &mut sockets {
-        assert_eq!(s.close_code(), Some(1001));
+    assert_eq!(refused.header("retry-after").as_deref(), Some("1"));
+    // Each socket is sent away at its own moment over `drain_secs` (2 s), not all at once:
+    // the clients come back spread out too.
+    let readers: Vec<_> = sockets
+        .drain(..)
+        .map(|mut s| {
+            std::thread::spawn(move || {
+                let code = s.close_code();
+                (code, std::time::Instant::now())
+            })
+        })
+        .collect();
+    let mut at = Vec::new();
+    for reader in readers {
+        let (code, when) = reader.join().unwrap();
+        assert_eq!(code, Some(1001));
+        at.push(when);
     }
+    at.sort();
+    let spread = at[at.len() - 1] - at[0];
+    assert!(
+        spread >= std::time::Duration::from_millis(1000)
+            && spread <= std::time::Duration::from_millis(3500),
+        "the closes spread over {spread:?}, not about the 2 s drain"
+    );
     let status = server.terminate();
     assert!(status.success(), "{status:?}");
     assert!(
