@@ -118,6 +118,68 @@ async fn a_burst_of_joins_gets_exactly_one_reply_per_join() {
     }
 }
 
+/// While a join is being authorised, at most 64 of the connection's messages wait behind
+/// it; the 65th and later are refused at once with a reason, and those that waited are
+/// handled, in order, once the join is answered.
+#[actix::test]
+async fn at_most_64_messages_wait_behind_joins() {
+    let mut h = Harness::start(Limits {
+        messages_per_sec: 1_000,
+        message_burst: 1_000,
+        user_messages_per_sec: 1_000,
+        user_message_burst: 1_000,
+        topic_broadcasts_per_sec: 1_000,
+        ..Limits::default()
+    });
+    let (entered, open) = h.gate.hold_next();
+    h.send(join("1", "workspace:1"));
+    entered.await.unwrap();
+    for i in 0..80 {
+        h.send(json!(["1", format!("m{i}"), "workspace:1", "broadcast", {"n": i}]));
+    }
+    // The 16 over the bound are refused while the join still waits.
+    let refused = h
+        .client
+        .until(|seen| seen.iter().filter(|f| f[3] == "phx_reply").count() == 16)
+        .await;
+    let refused: Vec<String> = refused
+        .iter()
+        .filter(|f| f[3] == "phx_reply")
+        .map(|f| {
+            assert_eq!(
+                f[4]["response"]["reason"], "too many messages waiting for joins",
+                "{f}"
+            );
+            f[1].as_str().unwrap().to_string()
+        })
+        .collect();
+    let expected: Vec<String> = (64..80).map(|i| format!("m{i}")).collect();
+    assert_eq!(refused, expected);
+    // The join is answered, then the 64 that waited, in order.
+    open.send(()).unwrap();
+    let replies = h
+        .client
+        .until(|seen| seen.iter().filter(|f| f[3] == "phx_reply").count() == 65)
+        .await;
+    let order: Vec<(String, String)> = replies
+        .iter()
+        .filter(|f| f[3] == "phx_reply")
+        .map(|f| {
+            (
+                f[1].as_str().unwrap().to_string(),
+                f[4]["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(order[0], ("1".to_string(), "ok".to_string()));
+    for (i, (r, status)) in order[1..].iter().enumerate() {
+        assert_eq!(
+            (r.as_str(), status.as_str()),
+            (format!("m{i}").as_str(), "ok")
+        );
+    }
+}
+
 #[actix::test]
 async fn a_push_sent_before_the_join_reply_waits_for_the_join() {
     let mut h = Harness::start(Limits::default());
