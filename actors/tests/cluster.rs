@@ -231,3 +231,66 @@ async fn presence_shed_by_a_full_topic_is_asked_for_again() {
         );
     }
 }
+
+/// One bus message per broadcast per node that has subscribers, never one per subscriber,
+/// and none to a node without any.
+#[actix::test]
+async fn a_broadcast_is_one_bus_message_whatever_the_subscribers() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let gate = Arc::new(Gate::default());
+    let hub = LocalHub::new();
+    let node = |id: &str| {
+        let cluster = Cluster {
+            node_id: id.into(),
+            heartbeat: std::time::Duration::from_secs(600),
+            ..Cluster::default()
+        };
+        let rt = Realtime::in_cluster(gate.clone(), Arc::new(EmptyLog), Limits::default(), cluster);
+        rt.connect_bus(Arc::new(hub.endpoint(rt.inbox())));
+        rt
+    };
+    let (a, b, c) = (node("a"), node("b"), node("c"));
+    let mut sender = Harness::start_on(a.clone(), gate.clone());
+    sender.send(json!(["1", "1", "workspace:1", "phx_join", {"presence": false}]));
+    assert_eq!(sender.client.next_non_presence().await[4]["status"], "ok");
+    let mut subscribers = Vec::new();
+    for _ in 0..5 {
+        let mut h = Harness::start_on(b.clone(), gate.clone());
+        h.send(json!(["1", "1", "workspace:1", "phx_join", {"presence": false}]));
+        assert_eq!(h.client.next_non_presence().await[4]["status"], "ok");
+        subscribers.push(h);
+    }
+    let (out_a, in_b, in_c) = (
+        a.stats().bus_out.load(Relaxed),
+        b.stats().bus_in.load(Relaxed),
+        c.stats().bus_in.load(Relaxed),
+    );
+    for n in 0..10 {
+        sender.send(json!(["1", format!("b{n}"), "workspace:1", "broadcast", {"n": n}]));
+    }
+    for h in &mut subscribers {
+        for n in 0..10 {
+            let f = h.client.next_non_presence().await;
+            assert_eq!(
+                (f[3].as_str(), f[4]["n"].as_i64()),
+                (Some("broadcast"), Some(n))
+            );
+        }
+    }
+    // At most one control message (a topic's presence request) besides the broadcasts.
+    let sent = a.stats().bus_out.load(Relaxed) - out_a;
+    let heard_b = b.stats().bus_in.load(Relaxed) - in_b;
+    let heard_c = c.stats().bus_in.load(Relaxed) - in_c;
+    assert!(
+        (10..=11).contains(&sent),
+        "node a published {sent} messages"
+    );
+    assert!(
+        (10..=11).contains(&heard_b),
+        "node b heard {heard_b} messages"
+    );
+    assert!(
+        heard_c <= 1,
+        "node c, with no subscriber, heard {heard_c} messages"
+    );
+}
