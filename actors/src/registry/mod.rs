@@ -15,6 +15,13 @@
 //! A topic restarted `MAX_RESTARTS` times within `RESTART_WINDOW` is not restarted again, so
 //! a crash that recurs at once cannot loop; the next join starts it afresh.
 
+mod cluster;
+mod permit;
+mod supervise;
+
+use cluster::Redo;
+pub use permit::{Refusal, SocketPermit};
+
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -29,47 +36,14 @@ use crate::bus::{Bus, BusInbox, Cluster};
 use crate::env::{Env, Revoked};
 use crate::limit::UserLimiter;
 use crate::limits::Limits;
-use crate::ports::{Authorizer, EventLog, Grant, LiveEvent};
+use crate::ports::{Authorizer, EventLog, LiveEvent};
 use crate::stats::Stats;
-use crate::topic::{
-    CheckLog, ForgetNode, Notify, Publish, RemoteBroadcast, RemotePresence, RemoteSnapshot, Resync,
-    Revoke, SendSnapshot, Ticket, TopicActor, TopicRef,
-};
 #[cfg(feature = "faults")]
 use crate::topic::{Crash, CrashSessions, Stall};
+use crate::topic::{Notify, Publish, Revoke, Ticket, TopicActor, TopicRef};
 
-/// Restarts allowed to one topic within `RESTART_WINDOW`.
-const MAX_RESTARTS: u32 = 3;
 /// Documents caught up at once at start-up.
 const CATCH_UP_AT_ONCE: usize = 16;
-const RESTART_WINDOW: Duration = Duration::from_secs(10);
-
-/// A topic's recent restarts, carried from each actor to its successor.
-#[derive(Debug, Clone, Copy)]
-struct Restarts {
-    count: u32,
-    since: Instant,
-}
-
-impl Restarts {
-    fn none() -> Restarts {
-        Restarts {
-            count: 0,
-            since: Instant::now(),
-        }
-    }
-
-    /// Counts one more; `None` when that is more than the window allows.
-    fn one_more(self) -> Option<Restarts> {
-        let mut next = if self.since.elapsed() > RESTART_WINDOW {
-            Restarts::none()
-        } else {
-            self
-        };
-        next.count += 1;
-        (next.count <= MAX_RESTARTS).then_some(next)
-    }
-}
 
 pub(crate) struct Shared {
     pub(crate) env: Arc<Env>,
@@ -145,127 +119,6 @@ impl Shared {
             .filter(|t| t.addr.connected())
     }
 
-    /// The topic's actor, started if there is none (or the previous one died).
-    ///
-    /// A document topic is entered in `documents` (its workspace's index) and in `topics`
-    /// together, under the workspace's index entry, and leaves both together (`topic_ended`):
-    /// a revocation or publication for the workspace, which reads the index first, finds
-    /// every document topic that exists, including one being started or restarted. Lock
-    /// order, everywhere: a `documents` guard, then `topics`, never the reverse.
-    pub(crate) fn topic_actor(self: &Arc<Self>, topic: Topic, grant: &Grant) -> TopicRef {
-        if let Some(live) = self.live(topic) {
-            return live;
-        }
-        match (topic, grant.workspace_id) {
-            (Topic::Document(doc), Some(ws)) => {
-                let mut docs = self.documents.entry(ws).or_default();
-                docs.insert(doc);
-                self.entry(topic, Some(ws))
-            }
-            (_, workspace) => self.entry(topic, workspace),
-        }
-    }
-
-    /// The live actor in `topics`, started (or restarted) if needed.
-    fn entry(self: &Arc<Self>, topic: Topic, workspace: Option<i64>) -> TopicRef {
-        let mut entry = self
-            .topics
-            .entry(topic)
-            .or_insert_with(|| self.start_topic(topic, workspace, Restarts::none()));
-        if !entry.addr.connected() {
-            *entry = self.start_topic(topic, workspace, Restarts::none());
-        }
-        entry.clone()
-    }
-
-    /// Removes a topic that ended from `topics`, and a document topic from its workspace's
-    /// index with it (see [`Shared::topic_actor`]).
-    fn forget(&self, topic: Topic, workspace: Option<i64>, dead: &TopicRef) {
-        match (topic, workspace) {
-            (Topic::Document(doc), Some(ws)) => {
-                if let Some(mut docs) = self.documents.get_mut(&ws) {
-                    if self.topics.remove_if(&topic, |_, a| a == dead).is_some() {
-                        docs.remove(&doc);
-                    }
-                }
-            }
-            _ => {
-                self.topics.remove_if(&topic, |_, a| a == dead);
-            }
-        }
-        self.interest(&channels_of(topic, workspace), false);
-    }
-
-    /// Starts a topic actor on one of the topic threads, with its watcher beside it.
-    fn start_topic(
-        self: &Arc<Self>,
-        topic: Topic,
-        workspace: Option<i64>,
-        restarts: Restarts,
-    ) -> TopicRef {
-        let (goodbye, watch) = tokio::sync::oneshot::channel::<()>();
-        let actor = TopicActor::new(topic, workspace, self.env.clone(), goodbye);
-        let capacity = self.limits().topic_mailbox;
-        let slot = (self.env.next_id() as usize) % self.arbiters.len().max(1);
-        let arbiter = self.arbiters.get(slot);
-        let addr = match arbiter {
-            Some(arbiter) => TopicActor::start_in_arbiter(arbiter, move |ctx| {
-                ctx.set_mailbox_capacity(capacity);
-                actor
-            }),
-            None => TopicActor::create(move |ctx| {
-                ctx.set_mailbox_capacity(capacity);
-                actor
-            }),
-        };
-        let topic_ref = TopicRef::new(addr, self.limits());
-        if restarts.count == 0 {
-            // A successor after a crash inherits its predecessor's interest.
-            self.interest(&channels_of(topic, workspace), true);
-        }
-        let shared = self.clone();
-        let watched = topic_ref.clone();
-        let watcher = async move {
-            let clean = watch.await.is_ok();
-            shared.topic_ended(topic, workspace, &watched, clean, restarts);
-        };
-        match arbiter {
-            Some(arbiter) => {
-                arbiter.spawn(watcher);
-            }
-            None => {
-                actix::spawn(watcher);
-            }
-        }
-        topic_ref
-    }
-
-    /// The supervisor's decision when a topic actor ended.
-    fn topic_ended(
-        self: &Arc<Self>,
-        topic: Topic,
-        workspace: Option<i64>,
-        dead: &TopicRef,
-        clean: bool,
-        restarts: Restarts,
-    ) {
-        if clean || self.shutting_down() {
-            return self.forget(topic, workspace, dead);
-        }
-        Stats::add(&self.stats().topic_crashes, 1);
-        let Some(restarts) = restarts.one_more() else {
-            tracing::error!(%topic, "topic actor crashed again; not restarted until joined");
-            return self.forget(topic, workspace, dead);
-        };
-        tracing::error!(%topic, "topic actor crashed; starting a fresh one");
-        if let Some(mut entry) = self.topics.get_mut(&topic) {
-            if *entry == *dead {
-                *entry = self.start_topic(topic, workspace, restarts);
-                Stats::add(&self.stats().topic_restarts, 1);
-            }
-        }
-    }
-
     pub(crate) fn shutting_down(&self) -> bool {
         self.shutting_down
             .load(std::sync::atomic::Ordering::Acquire)
@@ -283,174 +136,6 @@ impl Shared {
     /// Counts interest in channels; the bus hears a channel while some topic needs it.
     pub(crate) fn interest(&self, channels: &[String], more: bool) {
         self.env.interest(channels, more);
-    }
-
-    /// A message another node sent.
-    pub(crate) fn heard(&self, channel: &str, message: &[u8]) {
-        let envelope = match self.env.key.open(channel, message, crate::clock::now_us()) {
-            Ok(envelope) => envelope,
-            Err(wire::Unsealed::Unreadable) => {
-                Stats::add(&self.stats().bus_undecodable, 1);
-                return;
-            }
-            Err(wire::Unsealed::Forged | wire::Unsealed::Stale) => {
-                // Not from a node of this cluster (or replayed): dropped, counted.
-                Stats::add(&self.stats().bus_rejected, 1);
-                return;
-            }
-        };
-        if envelope.node == self.cluster.node_id {
-            return; // our own, back from the bus
-        }
-        Stats::add(&self.stats().bus_in, 1);
-        if let (Some(at), Some(observe)) = (envelope.at, self.lag_observer.get()) {
-            observe(Duration::from_micros(
-                crate::clock::now_us().saturating_sub(at),
-            ));
-        }
-        let node = envelope.node;
-        match envelope.body {
-            Body::Event {
-                workspace,
-                offset,
-                document,
-                payload,
-            } => self.publish_local(LiveEvent {
-                workspace_id: workspace,
-                offset,
-                document_id: document,
-                payload: Arc::new(payload),
-                born: crate::hist::stamp(),
-            }),
-            Body::YjsUpdates { document, updates } => {
-                self.docs.heard_updates(&self.env, document, updates)
-            }
-            Body::YjsAwareness { document, update } => {
-                self.docs.heard_awareness(&self.env, document, update)
-            }
-            Body::Broadcast { topic, payload } => {
-                let Some(topic) = Topic::parse(&topic).ok().and_then(|t| self.live(t)) else {
-                    return;
-                };
-                self.offer(&topic, |ticket| RemoteBroadcast(payload, ticket));
-            }
-            Body::Notify { user, payload } => self.notify_local(user, payload),
-            Body::Revoke { what, reason } => self.revoke_local(what, known_reason(&reason)),
-            Body::RoleChanged {
-                workspace,
-                user,
-                writable,
-            } => self.role_changed_local(workspace, user, writable),
-            Body::SessionEnded(end) => self.session_ended_local(end),
-            // Presence from other nodes takes a ticket like every local message: a topic
-            // whose mailbox is full sheds it, and asks the other nodes for their whole
-            // presence again a moment later (their snapshots replace what it holds of them).
-            Body::Presence {
-                topic,
-                joins,
-                leaves,
-            } => {
-                if let Some(live) = Topic::parse(&topic).ok().and_then(|t| self.live(t)) {
-                    let delivered = self.offer(&live, |ticket| RemotePresence {
-                        node,
-                        joins,
-                        leaves,
-                        ticket,
-                    });
-                    if !delivered {
-                        self.later(Redo::AskPresence(topic));
-                    }
-                }
-            }
-            Body::PresenceSnapshot { topic, metas } => {
-                if let Some(live) = Topic::parse(&topic).ok().and_then(|t| self.live(t)) {
-                    if !self.offer(&live, |ticket| RemoteSnapshot {
-                        node,
-                        metas,
-                        ticket,
-                    }) {
-                        self.later(Redo::AskPresence(topic));
-                    }
-                }
-            }
-            Body::PresenceRequest { topic } => {
-                if let Some(live) = Topic::parse(&topic).ok().and_then(|t| self.live(t)) {
-                    if !self.offer(&live, SendSnapshot) {
-                        self.later(Redo::SendPresence(topic));
-                    }
-                }
-            }
-            Body::Heartbeat {
-                expiry_ms,
-                incarnation,
-            } => {
-                let expiry = Duration::from_millis(expiry_ms.clamp(100, 3_600_000));
-                match self
-                    .nodes
-                    .insert(node.clone(), (Instant::now(), expiry, incarnation))
-                {
-                    None => tracing::info!(%node, "a node joined the cluster"),
-                    Some((_, _, before)) if before != incarnation => {
-                        tracing::warn!(%node, "a node restarted; its earlier presences leave");
-                        self.forget_node(&node);
-                    }
-                    Some(_) => {}
-                }
-            }
-            Body::Leaving => {
-                tracing::info!(%node, "a node left the cluster");
-                self.nodes.remove(&node);
-                self.forget_node(&node);
-            }
-            Body::Unknown => {}
-        }
-    }
-
-    /// Every presence a node held leaves this node's topics.
-    fn forget_node(&self, node: &str) {
-        let topics: Vec<TopicRef> = self.topics.iter().map(|t| t.clone()).collect();
-        for topic in topics {
-            topic.addr.do_send(ForgetNode(node.to_string()));
-        }
-    }
-
-    /// Says this node is alive, and forgets nodes that stopped saying so.
-    fn heartbeat(&self) {
-        let expiry_ms = u64::try_from(self.cluster.node_expiry.as_millis()).unwrap_or(u64::MAX);
-        self.bus_send(
-            wire::CONTROL_CHANNEL,
-            Body::Heartbeat {
-                expiry_ms,
-                incarnation: self.env.incarnation,
-            },
-        );
-        let dead: Vec<String> = self
-            .nodes
-            .iter()
-            .filter(|n| n.value().0.elapsed() > n.value().1)
-            .map(|n| n.key().clone())
-            .collect();
-        for node in dead {
-            if self
-                .nodes
-                .remove_if(&node, |_, (seen, expiry, _)| seen.elapsed() > *expiry)
-                .is_some()
-            {
-                tracing::warn!(%node, "a node stopped answering; its presences leave");
-                Stats::add(&self.stats().nodes_expired, 1);
-                self.forget_node(&node);
-            }
-        }
-    }
-
-    /// The bus is back after an outage: every topic reads its log now rather than at its
-    /// next check (events published meanwhile were lost on the bus).
-    pub(crate) fn bus_reconnected(&self) {
-        let topics: Vec<TopicRef> = self.topics.iter().map(|t| t.clone()).collect();
-        for topic in topics {
-            topic.addr.do_send(CheckLog);
-            topic.addr.do_send(Resync);
-        }
     }
 
     /// Delivers an event to this node's topics of its workspace.
@@ -561,97 +246,6 @@ impl Shared {
                 false
             }
         }
-    }
-
-    /// Does `redo` after [`REDO_AFTER`] (once, however many times it is asked for
-    /// meanwhile): what a topic shed of another node's presence is asked for again, and a
-    /// snapshot it could not take a request for is sent after all.
-    fn later(&self, redo: Redo) {
-        let Some(weak) = self.me.get().cloned() else {
-            return;
-        };
-        if !self.redo.insert(redo.clone()) {
-            return;
-        }
-        let task = async move {
-            actix::clock::sleep(REDO_AFTER).await;
-            let Some(shared) = weak.upgrade() else { return };
-            shared.redo.remove(&redo);
-            match redo {
-                Redo::AskPresence(topic) => {
-                    shared.bus_send(wire::CONTROL_CHANNEL, Body::PresenceRequest { topic });
-                }
-                Redo::SendPresence(topic) => {
-                    if let Some(live) = Topic::parse(&topic).ok().and_then(|t| shared.live(t)) {
-                        if !shared.offer(&live, SendSnapshot) {
-                            shared.later(Redo::SendPresence(topic));
-                        }
-                    }
-                }
-            }
-        };
-        match self.arbiters.first() {
-            Some(arbiter) => {
-                arbiter.spawn(task);
-            }
-            None => {
-                actix::spawn(task);
-            }
-        }
-    }
-}
-
-/// How long a topic that shed presence from another node waits before it asks again.
-const REDO_AFTER: Duration = Duration::from_secs(1);
-
-/// Presence work a full topic could not take, done again after [`REDO_AFTER`].
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Redo {
-    /// Ask the other nodes for their snapshots of this topic.
-    AskPresence(String),
-    /// Send this node's snapshot of this topic.
-    SendPresence(String),
-}
-
-/// Why a socket was not admitted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// The user has `max_sockets_per_user` open on this node.
-    TooManySockets,
-    /// The user is over their message rate.
-    RateLimited,
-}
-
-/// One admitted socket of a user; the session holds it for as long as it lives.
-pub struct SocketPermit {
-    shared: Arc<Shared>,
-    user: i64,
-    token: crate::TokenTag,
-}
-
-impl SocketPermit {
-    pub fn user(&self) -> i64 {
-        self.user
-    }
-
-    /// The socket was opened with a token of this login, issued then: a session end that
-    /// covers it closes the socket.
-    pub fn with_token(mut self, token: crate::TokenTag) -> SocketPermit {
-        self.token = token;
-        self
-    }
-
-    pub(crate) fn token(&self) -> crate::TokenTag {
-        self.token.clone()
-    }
-}
-
-impl Drop for SocketPermit {
-    fn drop(&mut self) {
-        self.shared.users.remove_if_mut(&self.user, |_, open| {
-            *open = open.saturating_sub(1);
-            *open == 0
-        });
     }
 }
 
@@ -1098,16 +692,6 @@ impl Realtime {
     }
 }
 
-impl crate::bus::Listener for Shared {
-    fn heard(&self, channel: &str, message: &[u8]) {
-        Shared::heard(self, channel, message);
-    }
-
-    fn reconnected(&self) {
-        self.bus_reconnected();
-    }
-}
-
 impl crate::ports::Publisher for Shared {
     fn publish(&self, event: LiveEvent) {
         if self.has_bus() {
@@ -1120,30 +704,5 @@ impl crate::ports::Publisher for Shared {
             self.bus_send(&wire::event_channel(event.workspace_id), body);
         }
         self.publish_local(event);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_topic_restarts_at_most_three_times_in_ten_seconds() {
-        let mut restarts = Restarts::none();
-        for n in 1..=MAX_RESTARTS {
-            restarts = restarts.one_more().unwrap_or_else(|| panic!("restart {n}"));
-        }
-        assert!(restarts.one_more().is_none(), "a fourth within the window");
-        // Once the window has passed, the count starts again.
-        let Some(long_ago) = Instant::now().checked_sub(RESTART_WINDOW + Duration::from_secs(1))
-        else {
-            return;
-        };
-        let old = Restarts {
-            count: MAX_RESTARTS,
-            since: long_ago,
-        };
-        assert_eq!(old.one_more().map(|r| r.count), Some(1));
-        assert_eq!((MAX_RESTARTS, RESTART_WINDOW), (3, Duration::from_secs(10)));
     }
 }
