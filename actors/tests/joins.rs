@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use common::Harness;
 use serde_json::{json, Value};
-use stoa_actors::Limits;
+use stoa_actors::{Limits, WireIn};
 
 fn join(r: &str, topic: &str) -> Value {
     json!([r, r, topic, "phx_join", {}])
@@ -178,6 +178,46 @@ async fn at_most_64_messages_wait_behind_joins() {
             (format!("m{i}").as_str(), "ok")
         );
     }
+}
+
+/// A join still being authorised when its socket closes leaves nothing behind once the
+/// authorisation comes back: the topic holds no subscription and no presence of it.
+#[actix::test]
+async fn a_join_answered_after_its_socket_closed_leaves_no_subscription() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let h = Harness::start(Limits::default());
+    let rt = h.rt.clone();
+    let (entered, open) = h.gate.hold_next();
+    h.send(join("1", "workspace:1"));
+    entered.await.unwrap();
+    h.wire.send(WireIn::Close).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while rt.stats().connections.load(Relaxed) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the session did not end"
+        );
+        actix::clock::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // The authorisation comes back now, for a socket that is gone (or finds its asker
+    // gone: the session's end dropped the wait); then another client joins the same topic,
+    // with presence, and sees only itself.
+    let _ = open.send(());
+    let mut probe = Harness::start_on(rt.clone(), h.gate.clone());
+    probe.send(json!(["1", "1", "workspace:1", "phx_join", {}]));
+    let frames = probe
+        .client
+        .until(|seen| seen.iter().any(|f| f[3] == "presence_state"))
+        .await;
+    let state = frames.iter().find(|f| f[3] == "presence_state").unwrap();
+    let metas: usize = state[4]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|e| e["metas"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(metas, 1, "{state}");
+    assert_eq!(rt.stats().subscriptions.load(Relaxed), 1);
 }
 
 #[actix::test]

@@ -369,11 +369,15 @@ async fn sockets_that_close_right_after_joining_leave_no_subscription() {
     keep.join_ok(&topic, json!({})).await;
     for _ in 0..30 {
         let mut s = Ws::connect(&app, &alice.token).await;
-        s.push(Some("1"), &topic, "phx_join", json!({})).await;
+        s.join_ok(&topic, json!({})).await;
         s.close().await;
     }
-    // Every one of them is forgotten by the topic: one subscription is left, and the
-    // observer's presence ends with only itself.
+    // All thirty joins reached the topic (the wait below cannot end before them)...
+    assert_eq!(
+        app.metric("stoa_ws_joins_total{kind=\"workspace\"}").await,
+        31.0
+    );
+    // ...and every one of them is forgotten by it: one subscription is left.
     let deadline = std::time::Instant::now() + crate::ws::PATIENCE;
     while app.metric("stoa_ws_subscriptions").await > 1.0 {
         assert!(
