@@ -298,7 +298,10 @@ async fn closing_every_socket_gives_no_fresh_allowance() {
     a.close_and_wait().await;
     // A new socket is not a new allowance: the upgrade itself is refused.
     let path = format!("/socket/websocket?vsn=2.0.0&token={}", alice.token);
-    assert_eq!(Ws::try_connect(&app, &path, &[]).await.err(), Some(429));
+    assert_eq!(
+        Ws::refusal(&app, &path).await,
+        (429, "rate_limited".to_string())
+    );
 }
 
 #[actix_web::test]

@@ -1080,7 +1080,10 @@ async fn sockets_per_user_are_limited() {
     let first = Ws::connect(&app, &alice.token).await;
     let mut second = Ws::connect(&app, &alice.token).await;
     second.sync().await;
-    assert_eq!(Ws::try_connect(&app, &path, &[]).await.err(), Some(429));
+    assert_eq!(
+        Ws::refusal(&app, &path).await,
+        (429, "too_many_sockets".to_string())
+    );
     assert_eq!(app.metric("stoa_ws_sockets_refused_total").await, 1.0);
     // Someone else is not affected.
     Ws::connect(&app, &bob.token).await.sync().await;

@@ -69,6 +69,27 @@ impl Ws {
         }
     }
 
+    /// The problem an upgrade at `path` is refused with: its status and its `code`.
+    pub async fn refusal(app: &TestApp, path: &str) -> (u16, String) {
+        let res = app
+            .call(
+                awc::http::Method::GET,
+                path,
+                None,
+                None,
+                &[
+                    ("connection", "Upgrade"),
+                    ("upgrade", "websocket"),
+                    ("sec-websocket-version", "13"),
+                    ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                ],
+            )
+            .await;
+        assert_ne!(res.status, 101, "the upgrade was accepted");
+        let code = res.body["code"].as_str().unwrap_or_default().to_string();
+        (res.status, code)
+    }
+
     pub async fn send_text(&mut self, text: String) {
         self.send_raw(Message::Text(text.into())).await;
     }
