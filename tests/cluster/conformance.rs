@@ -16,3 +16,34 @@ async fn the_redis_bus_passes_the_conformance_suite() {
     let url = redis.url();
     conformance::run(|rt| Arc::new(RedisBus::start(&url, rt.inbox()).expect("bus starts"))).await;
 }
+
+/// While Redis is away, what waits to be published is bounded (65,536 messages): the rest
+/// is dropped at once and counted, never queued without end. No Redis is needed: the URL
+/// names a port nothing listens on.
+#[actix_web::test]
+async fn the_publish_queue_is_bounded_while_redis_is_away() {
+    use stoa_actors::Bus;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let rt = stoa_actors::Realtime::new(
+        Arc::new(crate::actors_common::Gate::default()),
+        Arc::new(crate::actors_common::EmptyLog),
+        stoa_actors::Limits::default(),
+    );
+    let bus = RedisBus::start(&format!("redis://127.0.0.1:{port}/"), rt.inbox()).expect("bus");
+    let offered = 70_000u64;
+    for n in 0..offered {
+        bus.publish("stoa:t:workspace:1", format!("message {n}").into_bytes());
+    }
+    let dropped = bus
+        .health
+        .dropped
+        .load(std::sync::atomic::Ordering::Relaxed);
+    // Everything beyond the queue and the one batch being sent was refused on the spot.
+    assert!(
+        dropped >= offered - 65_536 - 512,
+        "{dropped} of {offered} dropped while Redis is away"
+    );
+    assert!(!bus.health.connected());
+}
