@@ -6,23 +6,15 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{EmptyLog, Gate, Harness};
+use common::{Gate, Harness};
 use serde_json::json;
-use stoa_actors::{Cluster, Limits, LiveEvent, LocalHub, Realtime};
+use stoa_actors::{Limits, LiveEvent, LocalHub, Realtime};
 
 /// Two nodes on one hub.
 fn pair() -> (Realtime, Realtime, Arc<Gate>) {
     let gate = Arc::new(Gate::default());
     let hub = LocalHub::new();
-    let node = |id: &str| {
-        let cluster = Cluster {
-            node_id: id.into(),
-            ..Cluster::default()
-        };
-        let rt = Realtime::in_cluster(gate.clone(), Arc::new(EmptyLog), Limits::default(), cluster);
-        rt.connect_bus(Arc::new(hub.endpoint(rt.inbox())));
-        rt
-    };
+    let node = |id: &str| common::node_on(&hub, id, Limits::default(), &gate, |_| {});
     (node("a"), node("b"), gate)
 }
 
@@ -173,15 +165,7 @@ async fn presence_shed_by_a_full_topic_is_asked_for_again() {
         topic_mailbox: 4,
         ..Limits::default()
     };
-    let node = |id: &str| {
-        let cluster = Cluster {
-            node_id: id.into(),
-            ..Cluster::default()
-        };
-        let rt = Realtime::in_cluster(gate.clone(), Arc::new(EmptyLog), limits.clone(), cluster);
-        rt.connect_bus(Arc::new(hub.endpoint(rt.inbox())));
-        rt
-    };
+    let node = |id: &str| common::node_on(&hub, id, limits.clone(), &gate, |_| {});
     let (a, b) = (node("a"), node("b"));
     let mut on_a = Harness::start_on(a.clone(), gate.clone());
     on_a.send(json!(["1", "1", "document:5", "phx_join", {}]));
@@ -240,14 +224,9 @@ async fn a_broadcast_is_one_bus_message_whatever_the_subscribers() {
     let gate = Arc::new(Gate::default());
     let hub = LocalHub::new();
     let node = |id: &str| {
-        let cluster = Cluster {
-            node_id: id.into(),
-            heartbeat: std::time::Duration::from_secs(600),
-            ..Cluster::default()
-        };
-        let rt = Realtime::in_cluster(gate.clone(), Arc::new(EmptyLog), Limits::default(), cluster);
-        rt.connect_bus(Arc::new(hub.endpoint(rt.inbox())));
-        rt
+        common::node_on(&hub, id, Limits::default(), &gate, |c| {
+            c.heartbeat = std::time::Duration::from_secs(600)
+        })
     };
     let (a, b, c) = (node("a"), node("b"), node("c"));
     let mut sender = Harness::start_on(a.clone(), gate.clone());

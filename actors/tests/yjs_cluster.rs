@@ -9,11 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use common::{EmptyLog, Gate, Wire};
+use common::{Gate, Wire};
 use stoa_actors::outbox::{Outbound, OutboxReader, Take};
 use stoa_actors::{
-    Cluster, DocError, DocStore, Limits, LocalHub, Projection, Realtime, StoredDoc, WireIn,
-    YjsSession,
+    DocError, DocStore, Limits, LocalHub, Projection, Realtime, StoredDoc, WireIn, YjsSession,
 };
 use tokio::sync::mpsc;
 use yrs::sync::{Message, SyncMessage};
@@ -126,18 +125,9 @@ async fn updates_a_busy_document_shed_are_read_from_its_log() {
         topic_mailbox: 4,
         ..Limits::default()
     };
+    let gate = Arc::new(Gate::default());
     let node = |id: &str| {
-        let cluster = Cluster {
-            node_id: id.into(),
-            ..Cluster::default()
-        };
-        let rt = Realtime::in_cluster(
-            Arc::new(Gate::default()),
-            Arc::new(EmptyLog),
-            limits.clone(),
-            cluster,
-        );
-        rt.connect_bus(Arc::new(hub.endpoint(rt.inbox())));
+        let rt = common::node_on(&hub, id, limits.clone(), &gate, |_| {});
         rt.set_doc_store(store.clone());
         rt
     };

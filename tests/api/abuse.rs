@@ -5,7 +5,7 @@ use serde_json::json;
 use stoa_protocol::Topic;
 
 use crate::helpers::{spawn_app, spawn_app_with, Backend};
-use crate::ws::Ws;
+use crate::ws::{refused, Ws};
 
 /// Sends `n` broadcasts on `topic`; returns how many were accepted and the refusal reasons.
 async fn broadcast_n(ws: &mut Ws, jr: &str, topic: &str, n: usize) -> (usize, Vec<String>) {
@@ -316,19 +316,15 @@ async fn presence_updates_draw_on_the_topic_budget() {
     let topic = format!("workspace:{ws_id}");
     let mut a = Ws::connect(&app, &alice.token).await;
     let (jr, _) = a.join_ok(&topic, json!({})).await;
-    let mut refs = Vec::new();
-    for i in 0..8 {
-        refs.push(
-            a.push(Some(&jr), &topic, "presence:update", json!({"cursor": i}))
-                .await,
-        );
-    }
-    let mut limited = 0;
-    for r in refs {
-        if a.reply(&r).await.payload["response"]["reason"] == "rate_limited" {
-            limited += 1;
-        }
-    }
+    let replies = a
+        .push_all(
+            &jr,
+            &topic,
+            "presence:update",
+            (0..8).map(|i| json!({"cursor": i})),
+        )
+        .await;
+    let limited = refused(&replies, "rate_limited");
     // A burst of four, whatever the per-connection presence limit (ten) would allow.
     assert!(limited >= 3, "{limited} of 8 refused");
 }
@@ -343,21 +339,20 @@ async fn a_connection_updates_its_presence_at_most_its_rate() {
     let topic = format!("workspace:{ws_id}");
     let mut a = Ws::connect(&app, &alice.token).await;
     let (jr, _) = a.join_ok(&topic, json!({})).await;
-    let mut refs = Vec::new();
-    for i in 0..30 {
-        refs.push(
-            a.push(Some(&jr), &topic, "presence:update", json!({"cursor": i}))
-                .await,
-        );
-    }
-    let mut accepted = 0;
-    for r in refs {
-        let reply = a.reply(&r).await.payload;
-        match reply["status"].as_str() {
-            Some("ok") => accepted += 1,
-            _ => assert_eq!(reply["response"]["reason"], "rate_limited", "{reply}"),
-        }
-    }
+    let replies = a
+        .push_all(
+            &jr,
+            &topic,
+            "presence:update",
+            (0..30).map(|i| json!({"cursor": i})),
+        )
+        .await;
+    let accepted = replies.iter().filter(|r| r["status"] == "ok").count();
+    assert_eq!(
+        accepted + refused(&replies, "rate_limited"),
+        30,
+        "{replies:?}"
+    );
     // A second's worth at once (a few more if the test was slow to send), never thirty.
     assert!((10..=13).contains(&accepted), "{accepted} of 30 accepted");
 }

@@ -735,20 +735,10 @@ async fn flooding_is_answered_with_rate_limited() {
     let topic = format!("workspace:{ws_id}");
     let mut a = Ws::connect(&app, &alice.token).await;
     let (jr, _) = a.join_ok(&topic, json!({})).await;
-    let mut refs = Vec::new();
-    for i in 0..30 {
-        refs.push(
-            a.push(Some(&jr), &topic, "broadcast", json!({"i": i}))
-                .await,
-        );
-    }
-    let mut limited = 0;
-    for r in refs {
-        let reply = a.reply(&r).await.payload;
-        if reply["response"]["reason"] == "rate_limited" {
-            limited += 1;
-        }
-    }
+    let replies = a
+        .push_all(&jr, &topic, "broadcast", (0..30).map(|i| json!({"i": i})))
+        .await;
+    let limited = crate::ws::refused(&replies, "rate_limited");
     assert!(limited >= 20, "{limited} of 30 refused");
     // Heartbeats are never limited, so the connection stays healthy.
     a.sync().await;

@@ -178,6 +178,26 @@ impl Ws {
         .await
     }
 
+    /// Sends `event` on `topic` once with each payload, all at once, then reads every reply:
+    /// their payloads (`status`, `response`), in the order sent.
+    pub async fn push_all(
+        &mut self,
+        join_ref: &str,
+        topic: &str,
+        event: &str,
+        payloads: impl IntoIterator<Item = Value>,
+    ) -> Vec<Value> {
+        let mut refs = Vec::new();
+        for payload in payloads {
+            refs.push(self.push(Some(join_ref), topic, event, payload).await);
+        }
+        let mut replies = Vec::new();
+        for r in refs {
+            replies.push(self.reply(&r).await.payload);
+        }
+        replies
+    }
+
     /// Joins a topic; returns the reply's status and response.
     pub async fn join(&mut self, topic: &str, payload: Value) -> (String, Value) {
         self.next_ref += 1;
@@ -239,4 +259,12 @@ impl Ws {
         let _ = self.framed.send(Message::Close(None)).await;
         self.until_closed().await;
     }
+}
+
+/// How many of `replies` refused with `reason`.
+pub fn refused(replies: &[Value], reason: &str) -> usize {
+    replies
+        .iter()
+        .filter(|r| r["status"] == "error" && r["response"]["reason"] == reason)
+        .count()
 }

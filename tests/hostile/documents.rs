@@ -9,18 +9,6 @@ use serde_json::{json, Value};
 use crate::common::{Backend, TestDb};
 use crate::support::*;
 
-/// A new document in `ws_id` with `body` (title, content); its id.
-fn document(server: &Server, token: &str, ws_id: i64, body: Value) -> i64 {
-    let r = server.json(
-        "POST",
-        &format!("/api/v1/workspaces/{ws_id}/documents"),
-        Some(token),
-        body,
-    );
-    assert_eq!(r.status, 201, "{}", r.text());
-    r.value()["id"].as_i64().expect("id")
-}
-
 fn rest_text(server: &Server, doc: i64, token: &str) -> String {
     let r = server.json(
         "GET",
@@ -50,7 +38,7 @@ fn a_demoted_editor_is_read_only_at_once_and_a_promoted_one_may_write() {
     let (_, alice) = server.register("alice");
     let (bob_id, bob) = server.register("bob");
     let ws = server.workspace_with(&alice, &[(bob_id, "editor")]);
-    let doc = document(&server, &alice, ws, json!({"title": "Plan"}));
+    let doc = server.document(&alice, ws, json!({"title": "Plan"}));
     let mut a = YjsEditor::open(&server, doc, &alice);
     // Bob on two sockets: one types while he is a viewer, the other only once he is an
     // editor again (a refused edit stays in the client that made it, and what it types
@@ -110,7 +98,7 @@ fn documents_opened_by_rest_writes_are_unloaded_and_never_fill_the_cap() {
     let (_, alice) = server.register("alice");
     let ws = server.workspace_with(&alice, &[]);
     let docs: Vec<i64> = (0..31)
-        .map(|i| document(&server, &alice, ws, json!({"title": format!("D{i}")})))
+        .map(|i| server.document(&alice, ws, json!({"title": format!("D{i}")})))
         .collect();
     for (i, doc) in docs[..30].iter().enumerate() {
         let r = server.json(
@@ -155,12 +143,7 @@ fn an_edit_written_before_kill_9_reaches_rest_search_and_the_feed(backend: Backe
     let server = Server::start(&env);
     let (alice_id, alice) = server.register("alice");
     let ws = server.workspace_with(&alice, &[]);
-    let doc = document(
-        &server,
-        &alice,
-        ws,
-        json!({"title": "Notes", "content": "start"}),
-    );
+    let doc = server.document(&alice, ws, json!({"title": "Notes", "content": "start"}));
     let mut editor = YjsEditor::open(&server, doc, &alice);
     assert_eq!(editor.text(), "start");
     let written = server.metric("stoa_yjs_updates_written_total");
@@ -242,7 +225,7 @@ fn a_document_cannot_grow_past_its_limit_over_yjs_or_rest() {
     let (_, alice) = server.register("alice");
     let (bob_id, bob) = server.register("bob");
     let ws = server.workspace_with(&alice, &[(bob_id, "editor")]);
-    let doc = document(&server, &alice, ws, json!({"title": "Big"}));
+    let doc = server.document(&alice, ws, json!({"title": "Big"}));
     let mut a = YjsEditor::open(&server, doc, &alice);
     let mut b = YjsEditor::open(&server, doc, &bob);
     let piece = "x".repeat(20_000);
@@ -285,7 +268,7 @@ fn a_nul_in_live_text_is_saved_once_without_a_retry_loop(backend: Backend) {
     let server = Server::start(&[("STOA_DATABASE__URL", db.url.as_str())]);
     let (_, alice) = server.register("alice");
     let ws = server.workspace_with(&alice, &[]);
-    let doc = document(&server, &alice, ws, json!({"title": "Nul"}));
+    let doc = server.document(&alice, ws, json!({"title": "Nul"}));
     let mut a = YjsEditor::open(&server, doc, &alice);
     a.type_text("before\0after");
     a.settle();

@@ -134,6 +134,18 @@ impl Server {
         )
     }
 
+    /// A new document in `ws_id` with `body` (title, content); its id.
+    pub fn document(&self, token: &str, ws_id: i64, body: Value) -> i64 {
+        let r = self.json(
+            "POST",
+            &format!("/api/v1/workspaces/{ws_id}/documents"),
+            Some(token),
+            body,
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        r.value()["id"].as_i64().expect("id")
+    }
+
     pub fn healthy(&self) -> bool {
         self.http("GET", "/healthz", &[], b"").status == 200
     }

@@ -26,18 +26,6 @@ fn open(server: &Server, doc: i64, token: &str) -> RawWs {
     ws
 }
 
-/// A new document in `ws_id` with `body` (title, content); its id.
-fn document(server: &Server, token: &str, ws_id: i64, body: serde_json::Value) -> i64 {
-    let r = server.json(
-        "POST",
-        &format!("/api/v1/workspaces/{ws_id}/documents"),
-        Some(token),
-        body,
-    );
-    assert_eq!(r.status, 201, "{}", r.text());
-    r.value()["id"].as_i64().expect("id")
-}
-
 /// The document's text as a fresh client syncing now receives it.
 fn text_now(server: &Server, doc: i64, token: &str) -> String {
     let mut ws = open(server, doc, token);
@@ -65,8 +53,7 @@ fn hostile_yjs_messages_close_that_socket_and_change_nothing() {
     let server = Server::start(&[]);
     let (_, token) = server.register("mallory");
     let ws_id = server.workspace_with(&token, &[]);
-    let doc = document(
-        &server,
+    let doc = server.document(
         &token,
         ws_id,
         json!({"title": "Target", "content": "original"}),
@@ -134,7 +121,7 @@ fn a_flood_of_yjs_messages_is_cut_off_and_others_still_read_the_document() {
     // member looks at the document afterwards.
     let (reader, reader_token) = server.register("reader");
     let ws_id = server.workspace_with(&token, &[(reader, "viewer")]);
-    let doc = document(&server, &token, ws_id, json!({"title": "Target"}));
+    let doc = server.document(&token, ws_id, json!({"title": "Target"}));
     let mut ws = open(&server, doc, &token);
     // Awareness query after awareness query, far faster than any editor types.
     let mut code = None;
@@ -167,7 +154,7 @@ fn a_yjs_client_that_stops_reading_is_disconnected_as_a_slow_consumer() {
     let (_, writer_token) = server.register("writer");
     let (bob, bob_token) = server.register("bob");
     let ws_id = server.workspace_with(&writer_token, &[(bob, "viewer")]);
-    let doc = document(&server, &writer_token, ws_id, json!({"title": "Big"}));
+    let doc = server.document(&writer_token, ws_id, json!({"title": "Big"}));
 
     // Bob opens the document and never reads again.
     let mut stalled = open(&server, doc, &bob_token);
@@ -226,7 +213,7 @@ fn updates_are_compacted_and_survive_a_restart_on_sqlite() {
     let mut server = Server::start(&env);
     let (_, token) = server.register("alice");
     let ws_id = server.workspace_with(&token, &[]);
-    let doc = document(&server, &token, ws_id, json!({"title": "Long"}));
+    let doc = server.document(&token, ws_id, json!({"title": "Long"}));
 
     let mut editor_ws = open(&server, doc, &token);
     let editor = yrs::Doc::new();
@@ -296,7 +283,7 @@ fn a_node_at_its_cap_of_open_documents_refuses_one_more_but_serves_those_it_has(
     let (_, token) = server.register("alice");
     let ws_id = server.workspace_with(&token, &[]);
     let made: Vec<i64> = (0..2)
-        .map(|i| document(&server, &token, ws_id, json!({"title": format!("D{i}")})))
+        .map(|i| server.document(&token, ws_id, json!({"title": format!("D{i}")})))
         .collect();
     let _first = open(&server, made[0], &token);
     match RawWs::open(&server, &format!("/yjs/{}?token={token}", made[1])) {
@@ -319,12 +306,7 @@ fn a_yjs_socket_is_closed_when_its_token_expires() {
     let server = Server::start(&[("STOA_AUTH__ACCESS_TOKEN_TTL_SECS", "2")]);
     let (_, token) = server.register("ada");
     let ws_id = server.workspace_with(&token, &[]);
-    let doc = document(
-        &server,
-        &token,
-        ws_id,
-        json!({"title": "Notes", "content": "x"}),
-    );
+    let doc = server.document(&token, ws_id, json!({"title": "Notes", "content": "x"}));
     let opened = std::time::Instant::now();
     let mut ws = open(&server, doc, &token);
     assert_eq!(ws.close_code(), Some(1008), "closed as token_expired");
@@ -353,12 +335,7 @@ fn a_silent_yjs_socket_is_closed_and_a_talking_one_kept() {
     let server = Server::start(&[("STOA_REALTIME__HEARTBEAT_TIMEOUT_SECS", "1")]);
     let (_, token) = server.register("ada");
     let ws_id = server.workspace_with(&token, &[]);
-    let doc = document(
-        &server,
-        &token,
-        ws_id,
-        json!({"title": "Notes", "content": "x"}),
-    );
+    let doc = server.document(&token, ws_id, json!({"title": "Notes", "content": "x"}));
     let mut silent = open(&server, doc, &token);
     let mut talking = open(&server, doc, &token);
     let started = std::time::Instant::now();
@@ -392,7 +369,7 @@ fn a_frame_of_several_updates_reaches_the_other_editor_whole_and_a_single_one_as
     let server = Server::start(&[]);
     let (_, token) = server.register("alice");
     let ws_id = server.workspace_with(&token, &[]);
-    let doc = document(&server, &token, ws_id, json!({"title": "Pair"}));
+    let doc = server.document(&token, ws_id, json!({"title": "Pair"}));
     let mut a = open(&server, doc, &token);
     let mut b = open(&server, doc, &token);
 

@@ -179,3 +179,22 @@ impl Client {
         }
     }
 }
+
+/// A node of a cluster in this process: joined to `hub`, with `limits`, every join decided
+/// by `gate`.
+pub fn node_on(
+    hub: &Arc<stoa_actors::LocalHub>,
+    id: &str,
+    limits: Limits,
+    gate: &Arc<Gate>,
+    tune: impl FnOnce(&mut stoa_actors::Cluster),
+) -> Realtime {
+    let mut cluster = stoa_actors::Cluster {
+        node_id: id.into(),
+        ..stoa_actors::Cluster::default()
+    };
+    tune(&mut cluster);
+    let rt = Realtime::in_cluster(gate.clone(), Arc::new(EmptyLog), limits, cluster);
+    rt.connect_bus(Arc::new(hub.endpoint(rt.inbox())));
+    rt
+}
