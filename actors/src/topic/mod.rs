@@ -40,9 +40,11 @@ use stoa_protocol::{PresenceMeta, PresenceState, ReplyStatus, Topic};
 
 use crate::clock::now_ms;
 mod presence;
+mod remote;
 mod sequence;
 
 use presence::Changes;
+use remote::RemoteMetas;
 use sequence::Sequence;
 
 use crate::conn::Conn;
@@ -311,7 +313,7 @@ pub struct TopicActor {
     /// Subscribers whose connection appears in the presence.
     tracked: usize,
     /// Presences other nodes hold on this topic: node → `phx_ref` → meta.
-    remote: HashMap<String, HashMap<String, KeyedMeta>>,
+    remote: RemoteMetas,
     /// This node's presence changes not yet sent to the other nodes.
     bus_joins: Vec<KeyedMeta>,
     bus_leaves: Vec<String>,
@@ -345,7 +347,7 @@ impl TopicActor {
         TopicActor {
             goodbye: Some(goodbye),
             tracked: 0,
-            remote: HashMap::new(),
+            remote: RemoteMetas::default(),
             bus_joins: Vec::new(),
             bus_leaves: Vec::new(),
             topic,
@@ -694,14 +696,12 @@ impl TopicActor {
                     .push(meta.clone());
             }
         }
-        for held in self.remote.values() {
-            for km in held.values() {
-                state
-                    .entry(km.key.clone())
-                    .or_default()
-                    .metas
-                    .push(km.meta.clone());
-            }
+        for km in self.remote.metas() {
+            state
+                .entry(km.key.clone())
+                .or_default()
+                .metas
+                .push(km.meta.clone());
         }
         state
     }
@@ -744,40 +744,7 @@ impl TopicActor {
         leaves: Vec<String>,
         snapshot: bool,
     ) {
-        let held = self.remote.entry(node.clone()).or_default();
-        let mut changes = Vec::new();
-        if snapshot {
-            let fresh: HashMap<String, KeyedMeta> = joins
-                .into_iter()
-                .map(|km| (km.meta.phx_ref.clone(), km))
-                .collect();
-            let old = std::mem::take(held);
-            for (r, km) in &old {
-                if !fresh.contains_key(r) {
-                    changes.push((km.clone(), false));
-                }
-            }
-            for (r, km) in &fresh {
-                if !old.contains_key(r) {
-                    changes.push((km.clone(), true));
-                }
-            }
-            *held = fresh;
-        } else {
-            for km in joins {
-                if held.insert(km.meta.phx_ref.clone(), km.clone()).is_none() {
-                    changes.push((km, true));
-                }
-            }
-            for r in leaves {
-                if let Some(km) = held.remove(&r) {
-                    changes.push((km, false));
-                }
-            }
-        }
-        if self.remote.get(&node).is_some_and(HashMap::is_empty) {
-            self.remote.remove(&node);
-        }
+        let changes = self.remote.apply(&node, joins, leaves, snapshot);
         for (km, join) in changes {
             self.record_change(km.key, km.meta, join);
         }
@@ -1399,7 +1366,7 @@ impl Handler<ForgetNode> for TopicActor {
     type Result = ();
 
     fn handle(&mut self, msg: ForgetNode, _: &mut Context<Self>) {
-        if self.has_presence() && self.remote.contains_key(&msg.0) {
+        if self.has_presence() && self.remote.holds(&msg.0) {
             self.apply_remote(msg.0, Vec::new(), Vec::new(), true);
         }
     }
