@@ -47,3 +47,31 @@ async fn the_publish_queue_is_bounded_while_redis_is_away() {
     );
     assert!(!bus.health.connected());
 }
+
+/// A bus whose Redis keeps failing tries again with backoff (0.1 s doubling), not in a
+/// tight loop: over three seconds, a handful of attempts. The "Redis" here accepts each
+/// connection and closes it at once, and counts them.
+#[actix_web::test]
+async fn a_failing_redis_is_retried_with_backoff() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = attempts.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(conn);
+        }
+    });
+    let rt = stoa_actors::Realtime::new(
+        Arc::new(crate::actors_common::Gate::default()),
+        Arc::new(crate::actors_common::EmptyLog),
+        stoa_actors::Limits::default(),
+    );
+    let bus = RedisBus::start(&format!("redis://127.0.0.1:{port}/"), rt.inbox()).expect("bus");
+    // Attempts at about 0, 0.1, 0.3, 0.7, 1.5 and 3.1 s.
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(3300)).await;
+    let n = attempts.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((3..=12).contains(&n), "{n} connection attempts in 3.3 s");
+    assert!(!bus.health.connected());
+}
