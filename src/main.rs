@@ -225,8 +225,8 @@ fn run_command(settings: &Settings, command: Command) -> ExitCode {
         Command::Healthcheck { .. } => "healthcheck",
     };
     let result = actix_web::rt::System::new().block_on(async move {
-        match command {
-            Command::Seed(args) => stoa::seed::run(settings, &args.plan()).await,
+        let done: Result<(), Box<dyn std::error::Error>> = match command {
+            Command::Seed(args) => Ok(stoa::seed::run(settings, &args.plan()).await?),
             Command::User { action } => {
                 let (disabled, email) = match action {
                     UserAction::Disable { email } => (true, email),
@@ -244,9 +244,12 @@ fn run_command(settings: &Settings, command: Command) -> ExitCode {
                 println!("{}", stoa::ops::restore(settings, &file).await?);
                 Ok(())
             }
-            Command::Reindex => reindex(settings).await,
-            Command::Healthcheck { url } => stoa::ops::healthcheck(settings, url.as_deref()).await,
-        }
+            Command::Reindex => Ok(reindex(settings).await?),
+            Command::Healthcheck { url } => {
+                Ok(stoa::ops::healthcheck(settings, url.as_deref()).await?)
+            }
+        };
+        done
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -262,7 +265,9 @@ fn healthcheck(settings: &Settings, url: Option<&str>) -> ExitCode {
         .enable_all()
         .build();
     let result = match runtime {
-        Ok(rt) => rt.block_on(stoa::ops::healthcheck(settings, url)),
+        Ok(rt) => rt
+            .block_on(stoa::ops::healthcheck(settings, url))
+            .map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
     match result {

@@ -23,45 +23,71 @@ use crate::config::{DatabaseKind, Settings};
 
 const LOCK_FILE: &str = "stoa.lock";
 
+/// Why an operator's command failed: refused (it does not apply here, or would do harm),
+/// or failed (a file, the database or the node did not do what was asked). Its text is
+/// what `stoa` prints.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpsError {
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl OpsError {
+    fn refused(message: impl Into<String>) -> OpsError {
+        OpsError::Refused(message.into())
+    }
+
+    fn failed(message: impl std::fmt::Display) -> OpsError {
+        OpsError::Failed(message.to_string())
+    }
+}
+
 /// The running server's hold on its data directory (released when dropped).
 #[derive(Debug)]
 pub struct DataDirLock {
     _file: File,
 }
 
-fn lock_path(data_dir: &Path) -> Result<PathBuf, String> {
+fn lock_path(data_dir: &Path) -> Result<PathBuf, OpsError> {
     crate::files::private_dir(data_dir)
-        .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+        .map_err(|e| OpsError::failed(format!("cannot create {}: {e}", data_dir.display())))?;
     Ok(data_dir.join(LOCK_FILE))
 }
 
-fn open_lock(data_dir: &Path) -> Result<File, String> {
+fn open_lock(data_dir: &Path) -> Result<File, OpsError> {
     let path = lock_path(data_dir)?;
-    crate::files::touch_private(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))
+    crate::files::touch_private(&path)
+        .map_err(|e| OpsError::failed(format!("cannot open {}: {e}", path.display())))
 }
 
 /// Taken by a server at start-up: shared, so several servers may use one directory (with
 /// PostgreSQL), but not while a restore holds it.
-pub fn hold_data_dir(data_dir: &Path) -> Result<DataDirLock, String> {
+pub fn hold_data_dir(data_dir: &Path) -> Result<DataDirLock, OpsError> {
     let file = open_lock(data_dir)?;
     match file.try_lock_shared() {
         Ok(()) => Ok(DataDirLock { _file: file }),
-        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+        Err(std::fs::TryLockError::WouldBlock) => Err(OpsError::refused(format!(
             "a restore is running in {}; start the server once it has finished",
             data_dir.display()
-        )),
-        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock the data directory: {e}")),
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(OpsError::refused(format!(
+            "cannot lock the data directory: {e}"
+        ))),
     }
 }
 
 /// The SQLite file `database.url` names (None for PostgreSQL).
-fn sqlite_file(settings: &Settings) -> Result<Option<PathBuf>, String> {
+fn sqlite_file(settings: &Settings) -> Result<Option<PathBuf>, OpsError> {
     match settings.database.kind() {
         Some(DatabaseKind::Sqlite) => crate::store::sqlite_path(&settings.database.url)
             .map(|path| Some(PathBuf::from(path)))
-            .ok_or_else(|| "database.url names no SQLite file".into()),
+            .ok_or_else(|| OpsError::refused("database.url names no SQLite file")),
         Some(DatabaseKind::Postgres) => Ok(None),
-        None => Err("database.url is neither sqlite:// nor postgres://".into()),
+        None => Err(OpsError::refused(
+            "database.url is neither sqlite:// nor postgres://",
+        )),
     }
 }
 
@@ -69,61 +95,72 @@ const PG_POINTER: &str = "this server uses PostgreSQL: back it up with pg_dump a
      pg_restore (see docs/DEPLOY.md); `stoa backup` and `stoa restore` are for the embedded \
      SQLite database";
 
-async fn open(path: &Path, read_only: bool) -> Result<sqlx::SqliteConnection, String> {
+async fn open(path: &Path, read_only: bool) -> Result<sqlx::SqliteConnection, OpsError> {
     let url = format!("sqlite://{}", path.display());
     SqliteConnectOptions::from_str(&url)
-        .map_err(|e| e.to_string())?
+        .map_err(|e| OpsError::failed(e.to_string()))?
         .read_only(read_only)
         .create_if_missing(false)
         .busy_timeout(Duration::from_secs(30))
         .disable_statement_logging()
         .connect()
         .await
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))
+        .map_err(|e| OpsError::failed(format!("cannot open {}: {e}", path.display())))
 }
 
 /// Checks that `path` is a whole Stoa database: SQLite's own check, and the migrations'
 /// table; the number of migrations applied.
-async fn verify(path: &Path) -> Result<i64, String> {
+async fn verify(path: &Path) -> Result<i64, OpsError> {
     let mut conn = open(path, true).await?;
     let check: String = sqlx::query_scalar("PRAGMA quick_check")
         .fetch_one(&mut conn)
         .await
-        .map_err(|e| format!("{} is not a readable SQLite database: {e}", path.display()))?;
+        .map_err(|e| {
+            OpsError::failed(format!(
+                "{} is not a readable SQLite database: {e}",
+                path.display()
+            ))
+        })?;
     if check != "ok" {
-        return Err(format!("{} is damaged: {check}", path.display()));
+        return Err(OpsError::refused(format!(
+            "{} is damaged: {check}",
+            path.display()
+        )));
     }
     let migrations = sqlx::query("SELECT count(*) FROM _sqlx_migrations WHERE success")
         .fetch_one(&mut conn)
         .await
-        .map_err(|_| format!("{} is not a Stoa database", path.display()))?
+        .map_err(|_| OpsError::failed(format!("{} is not a Stoa database", path.display())))?
         .try_get::<i64, _>(0)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| OpsError::failed(e.to_string()))?;
     let _ = conn.close().await;
     Ok(migrations)
 }
 
 /// `stoa backup FILE`: a consistent copy of the SQLite database, taken while the server
 /// runs. Refuses to overwrite `FILE`.
-pub async fn backup(settings: &Settings, target: &Path) -> Result<Value, String> {
+pub async fn backup(settings: &Settings, target: &Path) -> Result<Value, OpsError> {
     let Some(source) = sqlite_file(settings)? else {
-        return Err(PG_POINTER.into());
+        return Err(OpsError::refused(PG_POINTER));
     };
     if !source.exists() {
-        return Err(format!("no database at {}", source.display()));
+        return Err(OpsError::refused(format!(
+            "no database at {}",
+            source.display()
+        )));
     }
     if target.exists() {
-        return Err(format!(
+        return Err(OpsError::refused(format!(
             "{} exists; choose a new file (a backup never overwrites)",
             target.display()
-        ));
+        )));
     }
     let partial = with_suffix(target, ".partial");
     let _ = std::fs::remove_file(&partial);
     // VACUUM INTO writes into an empty file that exists: made private first, the backup
     // (which holds every password hash and token digest) is never readable by others.
     crate::files::create_private(&partial)
-        .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
+        .map_err(|e| OpsError::failed(format!("cannot create {}: {e}", partial.display())))?;
     let started = Instant::now();
     let mut conn = open(&source, true).await?;
     let result = sqlx::query("VACUUM INTO ?")
@@ -133,7 +170,7 @@ pub async fn backup(settings: &Settings, target: &Path) -> Result<Value, String>
     let _ = conn.close().await;
     if let Err(e) = result {
         let _ = std::fs::remove_file(&partial);
-        return Err(format!("backup failed: {e}"));
+        return Err(OpsError::refused(format!("backup failed: {e}")));
     }
     let migrations = match verify(&partial).await {
         Ok(n) => n,
@@ -145,7 +182,7 @@ pub async fn backup(settings: &Settings, target: &Path) -> Result<Value, String>
     File::open(&partial)
         .and_then(|f| f.sync_all())
         .and_then(|()| std::fs::rename(&partial, target))
-        .map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+        .map_err(|e| OpsError::failed(format!("cannot write {}: {e}", target.display())))?;
     let bytes = std::fs::metadata(target).map(|m| m.len()).unwrap_or(0);
     Ok(json!({
         "backup": target.display().to_string(),
@@ -165,21 +202,23 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 /// `stoa restore FILE`: puts a backup in the database's place. Refuses while a server uses
 /// the data directory. The database it replaces is kept beside it as
 /// `<file>.before-restore-<unix seconds>`.
-pub async fn restore(settings: &Settings, backup: &Path) -> Result<Value, String> {
+pub async fn restore(settings: &Settings, backup: &Path) -> Result<Value, OpsError> {
     let Some(target) = sqlite_file(settings)? else {
-        return Err(PG_POINTER.into());
+        return Err(OpsError::refused(PG_POINTER));
     };
     let lock = open_lock(&settings.data_dir)?;
     match lock.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
-            return Err(format!(
+            return Err(OpsError::refused(format!(
                 "a server is using {}; stop it first (restore never replaces a database in use)",
                 settings.data_dir.display()
-            ))
+            )))
         }
         Err(std::fs::TryLockError::Error(e)) => {
-            return Err(format!("cannot lock the data directory: {e}"))
+            return Err(OpsError::refused(format!(
+                "cannot lock the data directory: {e}"
+            )))
         }
     }
     let migrations = verify(backup).await?;
@@ -191,7 +230,7 @@ pub async fn restore(settings: &Settings, backup: &Path) -> Result<Value, String
             std::io::copy(&mut from, &mut to)?;
             to.sync_all()
         })
-        .map_err(|e| format!("cannot copy {}: {e}", backup.display()))?;
+        .map_err(|e| OpsError::failed(format!("cannot copy {}: {e}", backup.display())))?;
     let mut kept = None;
     if target.exists() {
         // Fold the old database's WAL into it, so the copy kept is whole on its own.
@@ -205,8 +244,9 @@ pub async fn restore(settings: &Settings, backup: &Path) -> Result<Value, String
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let aside = with_suffix(&target, &format!(".before-restore-{secs}"));
-        std::fs::rename(&target, &aside)
-            .map_err(|e| format!("cannot move {} aside: {e}", target.display()))?;
+        std::fs::rename(&target, &aside).map_err(|e| {
+            OpsError::failed(format!("cannot move {} aside: {e}", target.display()))
+        })?;
         kept = Some(aside.display().to_string());
     }
     // A WAL or shared-memory file left from the old database must not meet the new one.
@@ -214,15 +254,15 @@ pub async fn restore(settings: &Settings, backup: &Path) -> Result<Value, String
         let _ = std::fs::remove_file(with_suffix(&target, suffix));
     }
     std::fs::rename(&incoming, &target)
-        .map_err(|e| format!("cannot move the backup into place: {e}"))?;
+        .map_err(|e| OpsError::failed(format!("cannot move the backup into place: {e}")))?;
     // The restored file is opened once in WAL mode, as the server will.
     let conn = SqliteConnectOptions::from_str(&format!("sqlite://{}", target.display()))
-        .map_err(|e| e.to_string())?
+        .map_err(|e| OpsError::failed(e.to_string()))?
         .journal_mode(SqliteJournalMode::Wal)
         .disable_statement_logging()
         .connect()
         .await
-        .map_err(|e| format!("cannot open the restored database: {e}"))?;
+        .map_err(|e| OpsError::failed(format!("cannot open the restored database: {e}")))?;
     let _ = conn.close().await;
     drop(lock);
     Ok(json!({
@@ -240,21 +280,23 @@ pub async fn set_user_disabled(
     settings: &Settings,
     email: &str,
     disabled: bool,
-) -> Result<Value, String> {
+) -> Result<Value, OpsError> {
     use crate::store::Accounts;
     let key = crate::domain::Email::parse(email)
         .map(|e| e.key().to_string())
-        .map_err(|e| format!("{email:?} is not an e-mail address: {e}"))?;
+        .map_err(|e| OpsError::failed(format!("{email:?} is not an e-mail address: {e}")))?;
     let store = crate::store::SqlStore::connect(&settings.database)
         .await
-        .map_err(|e| format!("database: {e}"))?;
+        .map_err(|e| OpsError::failed(format!("database: {e}")))?;
     let found = store
         .set_disabled(&key, disabled)
         .await
-        .map_err(|e| format!("database: {e}"));
+        .map_err(|e| OpsError::failed(format!("database: {e}")));
     store.close().await;
     let Some((user, ended)) = found? else {
-        return Err(format!("no account has the e-mail address {email}"));
+        return Err(OpsError::refused(format!(
+            "no account has the e-mail address {email}"
+        )));
     };
     let mut told = false;
     if let (Some(end), false) = (&ended, settings.redis.url.is_empty()) {
@@ -279,7 +321,7 @@ pub async fn set_user_disabled(
 /// `server.port`, over HTTPS when `server.tls_cert` is set) and succeeds on 200. For
 /// container health checks: the image needs no curl. Over HTTPS it checks that this
 /// process answers, not who it is, so the certificate is not verified.
-pub async fn healthcheck(settings: &Settings, url: Option<&str>) -> Result<(), String> {
+pub async fn healthcheck(settings: &Settings, url: Option<&str>) -> Result<(), OpsError> {
     let url = match url {
         Some(u) => u.to_string(),
         None => {
@@ -295,15 +337,15 @@ pub async fn healthcheck(settings: &Settings, url: Option<&str>) -> Result<(), S
         .timeout(Duration::from_secs(3))
         .danger_accept_invalid_certs(true)
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| OpsError::failed(e.to_string()))?;
     let res = client
         .get(&url)
         .send()
         .await
-        .map_err(|e| format!("{url}: {e}"))?;
+        .map_err(|e| OpsError::failed(format!("{url}: {e}")))?;
     if res.status() == reqwest::StatusCode::OK {
         Ok(())
     } else {
-        Err(format!("{url}: {}", res.status()))
+        Err(OpsError::refused(format!("{url}: {}", res.status())))
     }
 }

@@ -37,7 +37,7 @@ pub enum StartupError {
     #[error("configuration key `auth.password_hash_memory_kib`: {0}")]
     Password(String),
     #[error("data directory: {0}")]
-    DataDir(String),
+    DataDir(crate::ops::OpsError),
     #[error("TLS: {0}")]
     Tls(String),
     #[error("cannot listen for SIGTERM and SIGINT: {0}")]
