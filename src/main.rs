@@ -287,7 +287,7 @@ async fn reindex(settings: &Settings) -> Result<(), String> {
                 .into(),
         );
     }
-    let es = Elastic::new(&settings.search)?;
+    let es = Elastic::new(&settings.search).map_err(|e| e.to_string())?;
     let store = stoa::store::SqlStore::connect(&settings.database)
         .await
         .map_err(|e| format!("database: {e}"))?;

@@ -88,8 +88,9 @@ pub async fn run(settings: &Settings, plan: &SeedPlan) -> Result<(), String> {
     let hasher = PasswordHasher::new(PasswordParams {
         memory_kib: settings.auth.password_hash_memory_kib,
         iterations: settings.auth.password_hash_iterations,
-    })?;
-    let hash = hasher.hash(SEED_PASSWORD)?;
+    })
+    .map_err(|e| e.to_string())?;
+    let hash = hasher.hash(SEED_PASSWORD).map_err(|e| e.to_string())?;
     let err = |e: crate::store::StoreError| e.to_string();
     let mut rng = StdRng::seed_from_u64(plan.seed);
     let tag = crate::auth::random_hex(3);

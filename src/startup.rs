@@ -35,7 +35,7 @@ pub enum StartupError {
         source: std::io::Error,
     },
     #[error("configuration key `auth.password_hash_memory_kib`: {0}")]
-    Password(String),
+    Password(crate::auth::PasswordError),
     #[error("data directory: {0}")]
     DataDir(crate::ops::OpsError),
     #[error("TLS: {0}")]
@@ -166,10 +166,10 @@ impl Application {
                 Arc::new(crate::search::SqlSearch(store.clone()))
             } else {
                 use crate::search::elastic::{Elastic, ElasticSearch, Indexer};
-                let es = Elastic::new(&settings.search).map_err(|message| {
+                let es = Elastic::new(&settings.search).map_err(|e| {
                     StartupError::Config(ConfigError::Invalid {
                         key: "search.elasticsearch_url",
-                        message,
+                        message: e.to_string(),
                     })
                 })?;
                 let es = Arc::new(es);

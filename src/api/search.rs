@@ -152,7 +152,7 @@ async fn run(
     };
     let mut hits = state.search.search(&request).await.map_err(|e| match e {
         SearchError::Store(e) => ApiError::from(e),
-        SearchError::Unavailable(why) => {
+        SearchError::Unavailable(why) | SearchError::Misconfigured(why) => {
             tracing::warn!(backend = state.search.name(), error = %why, "search failed");
             ApiError::Unavailable("search is unavailable; try again shortly".into())
         }

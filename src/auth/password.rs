@@ -27,8 +27,9 @@ pub struct PasswordHasher {
 }
 
 impl PasswordHasher {
-    pub fn new(p: PasswordParams) -> Result<PasswordHasher, String> {
-        let params = Params::new(p.memory_kib, p.iterations, 1, None).map_err(|e| e.to_string())?;
+    pub fn new(p: PasswordParams) -> Result<PasswordHasher, PasswordError> {
+        let params = Params::new(p.memory_kib, p.iterations, 1, None)
+            .map_err(|e| PasswordError::Failed(e.to_string()))?;
         let mut hasher = PasswordHasher {
             params,
             decoy: String::new(),
@@ -42,12 +43,12 @@ impl PasswordHasher {
     }
 
     /// A PHC string (`$argon2id$v=19$m=…`) with a fresh random salt.
-    pub fn hash(&self, password: &str) -> Result<String, String> {
+    pub fn hash(&self, password: &str) -> Result<String, PasswordError> {
         let salt = SaltString::generate(&mut rand::rngs::OsRng);
         self.argon2()
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
-            .map_err(|e| e.to_string())
+            .map_err(|e| PasswordError::Failed(e.to_string()))
     }
 
     /// Whether `password` matches `phc`; `None` checks against the decoy and returns false.
@@ -97,9 +98,7 @@ impl PasswordWork {
 
     pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
         let hasher = self.hasher.clone();
-        self.run(move || hasher.hash(&password))
-            .await?
-            .map_err(PasswordError::Failed)
+        self.run(move || hasher.hash(&password)).await?
     }
 
     /// Whether `password` matches `phc` (`None`: checks a decoy and answers false).

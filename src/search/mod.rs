@@ -18,6 +18,9 @@ pub enum SearchError {
     /// The external index could not answer (unreachable, timed out, refused the request).
     #[error("search backend unavailable: {0}")]
     Unavailable(String),
+    /// `search.elasticsearch_url` cannot be used as it is.
+    #[error("{0}")]
+    Misconfigured(String),
 }
 
 pub mod elastic;

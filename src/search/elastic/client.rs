@@ -27,11 +27,13 @@ pub struct Elastic {
 impl Elastic {
     /// A client for `settings.elasticsearch_url` (credentials in the URL are sent as Basic
     /// authentication, not in the URL). Nothing is sent yet.
-    pub fn new(settings: &SearchSettings) -> Result<Elastic, String> {
+    pub fn new(settings: &SearchSettings) -> Result<Elastic, SearchError> {
         let mut url = url::Url::parse(&settings.elasticsearch_url)
-            .map_err(|e| format!("search.elasticsearch_url: {e}"))?;
+            .map_err(|e| SearchError::Misconfigured(format!("search.elasticsearch_url: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err("search.elasticsearch_url: use http:// or https://".into());
+            return Err(SearchError::Misconfigured(
+                "search.elasticsearch_url: use http:// or https://".into(),
+            ));
         }
         let credentials = if url.username().is_empty() {
             None
@@ -48,7 +50,9 @@ impl Elastic {
         if let Some(c) = credentials {
             transport = transport.auth(c);
         }
-        let transport = transport.build().map_err(|e| e.to_string())?;
+        let transport = transport
+            .build()
+            .map_err(|e| SearchError::Misconfigured(e.to_string()))?;
         Ok(Elastic {
             client: Elasticsearch::new(transport),
             index: settings.elasticsearch_index.clone(),
