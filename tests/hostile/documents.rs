@@ -32,6 +32,32 @@ fn database(backend: Backend) -> Option<TestDb> {
         .block_on(TestDb::create(backend))
 }
 
+/// What editors type reaches the REST text (and so search and reports) at most about 2 s
+/// later, while they keep typing: the text is saved once per editing window, not only when
+/// they stop.
+#[test]
+fn rest_text_follows_live_editors_within_two_seconds() {
+    let server = Server::start(&[]);
+    let (_, alice) = server.register("alice");
+    let ws = server.workspace_with(&alice, &[]);
+    let doc = server.document(&alice, ws, json!({"title": "Live"}));
+    let mut a = YjsEditor::open(&server, doc, &alice);
+    let mut worst = Duration::ZERO;
+    for n in 0..3 {
+        let piece = format!("piece {n}. ");
+        a.type_text(&piece);
+        let typed = Instant::now();
+        eventually("the REST text to show the edit", || {
+            rest_text(&server, doc, &alice).contains(&piece)
+        });
+        worst = worst.max(typed.elapsed());
+    }
+    assert!(
+        worst < Duration::from_millis(3000),
+        "REST showed an edit {worst:?} after it was typed"
+    );
+}
+
 #[test]
 fn a_demoted_editor_is_read_only_at_once_and_a_promoted_one_may_write() {
     let server = Server::start(&[]);
