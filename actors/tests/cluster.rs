@@ -3,10 +3,13 @@
 //! passes (tests/cluster/conformance.rs in the server crate).
 
 mod common;
+#[path = "../../tests/common/presence.rs"]
+mod presence;
 
 use std::sync::Arc;
 
 use common::{Gate, Harness};
+use presence::PresenceView;
 use serde_json::json;
 use stoa_actors::{Limits, LiveEvent, LocalHub, Realtime};
 
@@ -69,53 +72,19 @@ async fn events_broadcasts_notifications_and_revocations_cross_nodes() {
     assert!(a.stats().bus_in.load(std::sync::atomic::Ordering::Relaxed) >= 4);
 }
 
-/// Reads presence frames until `view` (key → number of metas) matches.
+/// Reads presence frames until `view` holds exactly `want` (key → number of metas).
 async fn presence_until(
     client: &mut common::Client,
-    view: &mut std::collections::HashMap<String, Vec<String>>,
+    view: &mut PresenceView,
     want: &[(&str, usize)],
 ) {
     loop {
-        let done = want
-            .iter()
-            .all(|(k, n)| view.get(*k).map_or(0, Vec::len) == *n)
-            && view.values().map(Vec::len).sum::<usize>()
-                == want.iter().map(|(_, n)| n).sum::<usize>();
+        let done = want.iter().all(|(k, n)| view.count(k) == *n)
+            && view.metas() == want.iter().map(|(_, n)| n).sum::<usize>();
         if done {
             return;
         }
-        let f = client.next().await;
-        match f[3].as_str() {
-            Some("presence_state") => {
-                view.clear();
-                for (k, e) in f[4].as_object().unwrap() {
-                    let refs = e["metas"].as_array().unwrap().iter();
-                    view.insert(
-                        k.clone(),
-                        refs.map(|m| m["phx_ref"].as_str().unwrap().to_string())
-                            .collect(),
-                    );
-                }
-            }
-            Some("presence_diff") => {
-                for (k, e) in f[4]["joins"].as_object().unwrap() {
-                    for m in e["metas"].as_array().unwrap() {
-                        view.entry(k.clone())
-                            .or_default()
-                            .push(m["phx_ref"].as_str().unwrap().into());
-                    }
-                }
-                for (k, e) in f[4]["leaves"].as_object().unwrap() {
-                    for m in e["metas"].as_array().unwrap() {
-                        if let Some(refs) = view.get_mut(k) {
-                            refs.retain(|r| r != m["phx_ref"].as_str().unwrap());
-                        }
-                    }
-                }
-                view.retain(|_, refs| !refs.is_empty());
-            }
-            _ => {}
-        }
+        view.apply_frame(&client.next().await);
     }
 }
 
@@ -124,22 +93,17 @@ async fn presence_is_one_view_across_nodes_and_a_leaving_node_takes_its_metas_al
     let (a, b, gate) = pair();
     let mut on_a = Harness::start_on(a.clone(), gate.clone());
     on_a.send(json!(["1", "1", "document:5", "phx_join", {}]));
-    let mut view_a = std::collections::HashMap::new();
+    let mut view_a = PresenceView::default();
     presence_until(&mut on_a.client, &mut view_a, &[("7", 1)]).await;
 
     // A second connection of the same user, on the other node: both see two metas.
     let mut on_b = Harness::start_on(b.clone(), gate.clone());
     on_b.send(json!(["1", "1", "document:5", "phx_join", {}]));
-    let mut view_b = std::collections::HashMap::new();
+    let mut view_b = PresenceView::default();
     presence_until(&mut on_b.client, &mut view_b, &[("7", 2)]).await;
     presence_until(&mut on_a.client, &mut view_a, &[("7", 2)]).await;
     assert_eq!(
-        view_a["7"]
-            .iter()
-            .collect::<std::collections::BTreeSet<_>>(),
-        view_b["7"]
-            .iter()
-            .collect::<std::collections::BTreeSet<_>>(),
+        view_a, view_b,
         "one view, with phx_refs unique across nodes"
     );
 
@@ -169,7 +133,7 @@ async fn presence_shed_by_a_full_topic_is_asked_for_again() {
     let (a, b) = (node("a"), node("b"));
     let mut on_a = Harness::start_on(a.clone(), gate.clone());
     on_a.send(json!(["1", "1", "document:5", "phx_join", {}]));
-    let mut view_a = std::collections::HashMap::new();
+    let mut view_a = PresenceView::default();
     presence_until(&mut on_a.client, &mut view_a, &[("7", 1)]).await;
 
     let mut on_b = Vec::new();
@@ -211,7 +175,7 @@ async fn presence_shed_by_a_full_topic_is_asked_for_again() {
         assert!(
             converged.is_ok(),
             "round {round}: node a's view stayed at {:?}, not {want}",
-            view_a.get("7").map(Vec::len)
+            view_a.count("7")
         );
     }
 }

@@ -467,52 +467,7 @@ async fn presence_state_then_diffs_across_three_clients() {
     assert_eq!(state[&a_id]["metas"].as_array().map(Vec::len), Some(3));
 }
 
-/// A client's view of a topic's presence, kept as phoenix.js keeps it: key → phx_refs.
-#[derive(Default, Debug, PartialEq)]
-struct PresenceView(std::collections::BTreeMap<String, std::collections::BTreeSet<String>>);
-
-impl PresenceView {
-    fn refs(entry: &serde_json::Value) -> Vec<String> {
-        entry["metas"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|m| m["phx_ref"].as_str().map(str::to_string))
-            .collect()
-    }
-
-    fn from_state(state: &serde_json::Value) -> PresenceView {
-        let mut view = PresenceView::default();
-        for (key, entry) in state.as_object().into_iter().flatten() {
-            view.0
-                .insert(key.clone(), Self::refs(entry).into_iter().collect());
-        }
-        view
-    }
-
-    /// Joins first, then leaves, as phoenix.js applies a diff.
-    fn apply(&mut self, diff: &serde_json::Value) {
-        for (key, entry) in diff["joins"].as_object().into_iter().flatten() {
-            self.0
-                .entry(key.clone())
-                .or_default()
-                .extend(Self::refs(entry));
-        }
-        for (key, entry) in diff["leaves"].as_object().into_iter().flatten() {
-            let gone = Self::refs(entry);
-            if let Some(refs) = self.0.get_mut(key) {
-                refs.retain(|r| !gone.contains(r));
-                if refs.is_empty() {
-                    self.0.remove(key);
-                }
-            }
-        }
-    }
-
-    fn metas(&self) -> usize {
-        self.0.values().map(|refs| refs.len()).sum()
-    }
-}
+use crate::common::presence::PresenceView;
 
 #[actix_web::test]
 async fn presence_changes_are_batched_and_converge() {
@@ -552,7 +507,7 @@ async fn presence_changes_are_batched_and_converge() {
             .as_object()
             .into_iter()
             .flatten()
-            .map(|(_, e)| PresenceView::refs(e).len())
+            .map(|(_, e)| PresenceView::refs_of(e).len())
             .sum::<usize>();
         view.apply(&diff);
     }

@@ -1,57 +1,29 @@
 //! Nodes and Redis failing: a killed node's presences leave the others in time; a Redis
 //! outage loses no event and leaves presence consistent.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::common::presence::PresenceView;
 use crate::harness::{until, Cluster};
 use crate::support::{RawWs, PATIENCE};
 
 const HEARTBEAT_MS: &str = "300";
 const EXPIRY_MS: &str = "1500";
 
-/// A client's view of a topic's presence: phx_refs, from presence_state and diffs.
+/// A client's view of a topic's presence, with a wait for a given set of nodes' metas.
 #[derive(Default)]
-struct View(HashMap<String, BTreeSet<String>>);
+struct View(PresenceView);
 
 impl View {
     fn apply(&mut self, frame: &Value) {
-        let refs = |e: &Value| -> Vec<String> {
-            e["metas"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|m| m["phx_ref"].as_str().map(str::to_string))
-                .collect()
-        };
-        match frame[3].as_str() {
-            Some("presence_state") => {
-                self.0.clear();
-                for (k, e) in frame[4].as_object().into_iter().flatten() {
-                    self.0.insert(k.clone(), refs(e).into_iter().collect());
-                }
-            }
-            Some("presence_diff") => {
-                for (k, e) in frame[4]["joins"].as_object().into_iter().flatten() {
-                    self.0.entry(k.clone()).or_default().extend(refs(e));
-                }
-                for (k, e) in frame[4]["leaves"].as_object().into_iter().flatten() {
-                    if let Some(set) = self.0.get_mut(k) {
-                        for r in refs(e) {
-                            set.remove(&r);
-                        }
-                    }
-                }
-                self.0.retain(|_, s| !s.is_empty());
-            }
-            _ => {}
-        }
+        self.0.apply_frame(frame);
     }
 
     fn refs(&self) -> BTreeSet<String> {
-        self.0.values().flatten().cloned().collect()
+        self.0.refs()
     }
 
     /// Reads `ws` until the view holds exactly refs starting with each of `nodes`, once
