@@ -1,11 +1,12 @@
 //! The `stoa` binary as an operator runs it: configuration errors stop start-up with a
 //! message naming the key, and SIGTERM shuts the server down cleanly.
 
-use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 
 #[path = "common/binary.rs"]
 mod binary;
+#[path = "common/http.rs"]
+mod http;
 
 fn stoa() -> Command {
     binary::bare()
@@ -88,12 +89,8 @@ fn serves_with_defaults_and_stops_cleanly_on_sigterm() {
     assert!(dir.path().join("data/stoa.db").exists());
     assert!(dir.path().join("data/jwt_secret").exists());
     // A plain HTTP exchange: the server is up and answering before it is told to stop.
-    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port as u16)).expect("connects");
-    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut answer = String::new();
-    conn.read_to_string(&mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let answer = http::send(port as u16, "GET", "/healthz", &[], b"");
+    assert_eq!(answer.status, 200, "{}", answer.text());
 
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -15,6 +15,8 @@ use serde_json::{json, Value};
 
 #[path = "common/binary.rs"]
 mod binary;
+#[path = "common/http.rs"]
+mod http;
 
 fn schemathesis() -> Option<PathBuf> {
     if let Ok(path) = std::env::var("STOA_SCHEMATHESIS") {
@@ -24,23 +26,20 @@ fn schemathesis() -> Option<PathBuf> {
     pinned.exists().then_some(pinned)
 }
 
-/// A minimal HTTP/1.1 JSON call (no client library needed beside the binary).
+/// A JSON call that must succeed; its answer.
 fn call(port: u16, method: &str, path: &str, token: Option<&str>, body: Value) -> Value {
-    use std::io::{Read, Write};
-    let body = body.to_string();
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let (head, rest) = out.split_once("\r\n\r\n").expect("response");
-    assert!(head.starts_with("HTTP/1.1 20"), "{method} {path}: {out}");
-    serde_json::from_str(rest).unwrap_or(Value::Null)
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a));
+    }
+    let res = http::send(port, method, path, &headers, body.to_string().as_bytes());
+    assert!(
+        (200..300).contains(&res.status),
+        "{method} {path}: {}",
+        res.text()
+    );
+    res.value()
 }
 
 #[test]

@@ -7,6 +7,7 @@
 use sqlx::{Connection, Executor};
 
 pub mod binary;
+pub mod http;
 pub mod presence;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
