@@ -400,7 +400,8 @@ impl TopicActor {
     // ---- events ---------------------------------------------------------------------
 
     fn accept(&mut self, ev: LiveEvent, ctx: &mut Context<Self>) {
-        for ev in self.seq.accept(ev) {
+        self.seq.offer(ev);
+        while let Some(ev) = self.seq.next_ready() {
             self.deliver(ev);
         }
         if self.seq.has_gap() && self.gap_fill.is_none() {

@@ -30,19 +30,26 @@ impl Sequence {
         self.head
     }
 
-    /// Takes an event from the live stream or the log; the events now in order, each given
-    /// once (an event at or below the head, or already waiting, is dropped).
-    pub(super) fn accept(&mut self, ev: LiveEvent) -> Vec<LiveEvent> {
-        if ev.offset <= self.head {
-            return Vec::new();
+    /// Takes an event from the live stream or the log (one at or below the head, or already
+    /// waiting, is dropped); [`Sequence::next_ready`] then gives the events now in order.
+    pub(super) fn offer(&mut self, ev: LiveEvent) {
+        if ev.offset > self.head {
+            self.pending.entry(ev.offset).or_insert(ev);
         }
-        self.pending.entry(ev.offset).or_insert(ev);
-        let mut ready = Vec::new();
-        while let Some(ev) = self.pending.remove(&(self.head + 1)) {
-            self.head = ev.offset;
-            ready.push(ev);
-        }
-        ready
+    }
+
+    /// The next event in order, if it has arrived; each is given once.
+    pub(super) fn next_ready(&mut self) -> Option<LiveEvent> {
+        let ev = self.pending.remove(&(self.head + 1))?;
+        self.head = ev.offset;
+        Some(ev)
+    }
+
+    /// [`Sequence::offer`], then every event it put in order.
+    #[cfg(test)]
+    fn accept(&mut self, ev: LiveEvent) -> Vec<LiveEvent> {
+        self.offer(ev);
+        std::iter::from_fn(|| self.next_ready()).collect()
     }
 
     /// Keeps a delivered event among the recent ones.
