@@ -279,7 +279,7 @@ fn healthcheck(settings: &Settings, url: Option<&str>) -> ExitCode {
     }
 }
 
-async fn reindex(settings: &Settings) -> Result<(), String> {
+async fn reindex(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
     use stoa::search::elastic::{reindex, Elastic};
     if settings.search.elasticsearch_url.is_empty() {
         return Err(

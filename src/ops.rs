@@ -35,12 +35,18 @@ pub enum OpsError {
 }
 
 impl OpsError {
-    fn refused(message: impl Into<String>) -> OpsError {
+    pub(crate) fn refused(message: impl Into<String>) -> OpsError {
         OpsError::Refused(message.into())
     }
 
-    fn failed(message: impl std::fmt::Display) -> OpsError {
+    pub(crate) fn failed(message: impl std::fmt::Display) -> OpsError {
         OpsError::Failed(message.to_string())
+    }
+}
+
+impl From<crate::domain::Invalid> for OpsError {
+    fn from(invalid: crate::domain::Invalid) -> OpsError {
+        OpsError::Refused(invalid.0)
     }
 }
 

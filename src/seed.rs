@@ -13,6 +13,7 @@ use serde_json::json;
 use crate::auth::{PasswordHasher, PasswordParams};
 use crate::config::Settings;
 use crate::domain::{now_ms, DisplayName, Email, EventKind, Role, WorkspaceName};
+use crate::ops::OpsError;
 use crate::store::prelude::*;
 use crate::store::{ImportedEvent, MemberRef, SqlStore};
 
@@ -80,18 +81,18 @@ fn words(rng: &mut StdRng, vocab: &[String], n: usize) -> String {
 }
 
 /// Builds the workspace; prints progress to stderr and a summary to stdout.
-pub async fn run(settings: &Settings, plan: &SeedPlan) -> Result<(), String> {
+pub async fn run(settings: &Settings, plan: &SeedPlan) -> Result<(), OpsError> {
     let started = Instant::now();
     let store = SqlStore::connect(&settings.database)
         .await
-        .map_err(|e| format!("database: {e}"))?;
+        .map_err(|e| OpsError::failed(format!("database: {e}")))?;
     let hasher = PasswordHasher::new(PasswordParams {
         memory_kib: settings.auth.password_hash_memory_kib,
         iterations: settings.auth.password_hash_iterations,
     })
-    .map_err(|e| e.to_string())?;
-    let hash = hasher.hash(SEED_PASSWORD).map_err(|e| e.to_string())?;
-    let err = |e: crate::store::StoreError| e.to_string();
+    .map_err(OpsError::failed)?;
+    let hash = hasher.hash(SEED_PASSWORD).map_err(OpsError::failed)?;
+    let err = |e: crate::store::StoreError| OpsError::failed(e);
     let mut rng = StdRng::seed_from_u64(plan.seed);
     let tag = crate::auth::random_hex(3);
 
