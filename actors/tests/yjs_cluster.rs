@@ -4,59 +4,18 @@
 
 mod common;
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use common::{Gate, Wire};
+use common::{Gate, MemDocs, Wire};
 use stoa_actors::outbox::{Outbound, OutboxReader, Take};
-use stoa_actors::{
-    DocError, DocStore, Limits, LocalHub, Projection, Realtime, StoredDoc, WireIn, YjsSession,
-};
+use stoa_actors::{Limits, LocalHub, Realtime, WireIn, YjsSession};
 use tokio::sync::mpsc;
 use yrs::sync::{Message, SyncMessage};
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 use yrs::{GetString, ReadTxn, StateVector, Text, Transact, Update};
-
-/// One document log shared by the nodes, as the database is.
-#[derive(Default)]
-struct SharedDocs(Mutex<HashMap<i64, Vec<Vec<u8>>>>);
-
-#[async_trait]
-impl DocStore for SharedDocs {
-    async fn load(&self, document: i64, after: i64) -> Result<StoredDoc, DocError> {
-        let docs = self.0.lock().unwrap();
-        let log = docs.get(&document).cloned().unwrap_or_default();
-        let from = usize::try_from(after).unwrap_or(0).min(log.len());
-        Ok(StoredDoc {
-            last_seq: log.len() as i64,
-            updates: log[from..].to_vec(),
-            ..StoredDoc::default()
-        })
-    }
-    async fn append(
-        &self,
-        document: i64,
-        updates: &[Vec<u8>],
-        _: &[(i64, u32)],
-    ) -> Result<i64, DocError> {
-        let mut docs = self.0.lock().unwrap();
-        let log = docs.entry(document).or_default();
-        log.extend(updates.iter().cloned());
-        Ok(log.len() as i64)
-    }
-    async fn save_text(&self, _: i64, _: &str, _: i64) -> Result<Projection, DocError> {
-        Ok(Projection::default())
-    }
-    async fn text_in_log(&self, _: i64, _: i64) -> Result<(), DocError> {
-        Ok(())
-    }
-    async fn compact(&self, _: i64, _: &[u8], _: i64) -> Result<(), DocError> {
-        Ok(())
-    }
-}
 
 /// Opens a Yjs socket of user 7 on document 5 on `rt`, from the calling thread.
 fn open(rt: &Realtime) -> (mpsc::UnboundedSender<WireIn>, OutboxReader) {
@@ -119,7 +78,7 @@ async fn follow(
 
 #[actix::test]
 async fn updates_a_busy_document_shed_are_read_from_its_log() {
-    let store = Arc::new(SharedDocs::default());
+    let store = Arc::new(MemDocs::default());
     let hub = LocalHub::new();
     let limits = Limits {
         topic_mailbox: 4,

@@ -8,35 +8,10 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_trait::async_trait;
-use common::{EmptyLog, Gate, Wire};
+use common::{EmptyLog, Gate, MemDocs, Wire};
 use stoa_actors::outbox::{OutboxReader, Take};
-use stoa_actors::{
-    DocError, DocStore, Limits, Projection, Realtime, StoredDoc, WireIn, YjsSession,
-};
+use stoa_actors::{Limits, Realtime, WireIn, YjsSession};
 use tokio::sync::mpsc;
-
-/// A document store with nothing in it, that keeps nothing.
-struct NoDocs;
-
-#[async_trait]
-impl DocStore for NoDocs {
-    async fn load(&self, _: i64, _: i64) -> Result<StoredDoc, DocError> {
-        Ok(StoredDoc::default())
-    }
-    async fn append(&self, _: i64, _: &[Vec<u8>], _: &[(i64, u32)]) -> Result<i64, DocError> {
-        Ok(1)
-    }
-    async fn save_text(&self, _: i64, _: &str, _: i64) -> Result<Projection, DocError> {
-        Ok(Projection::default())
-    }
-    async fn text_in_log(&self, _: i64, _: i64) -> Result<(), DocError> {
-        Ok(())
-    }
-    async fn compact(&self, _: i64, _: &[u8], _: i64) -> Result<(), DocError> {
-        Ok(())
-    }
-}
 
 /// Opens a Yjs socket of user 7 on document 5 of workspace 1, as an editor checked at
 /// `checked`; the test's end of its write side.
@@ -67,7 +42,7 @@ fn node() -> Realtime {
         Arc::new(EmptyLog),
         Limits::default(),
     );
-    rt.set_doc_store(Arc::new(NoDocs));
+    rt.set_doc_store(Arc::new(MemDocs::default()));
     rt
 }
 

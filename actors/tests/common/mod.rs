@@ -5,6 +5,7 @@
 
 pub mod conformance;
 
+use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -15,7 +16,9 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 use stoa_actors::outbox::{Outbound, OutboxReader, Take};
 use stoa_actors::ports::{Authorizer, Denied, EventLog, Grant, Identity, LiveEvent, LogError};
-use stoa_actors::{Limits, Realtime, SessionActor, WireIn};
+use stoa_actors::{
+    DocError, DocStore, Limits, Projection, Realtime, SessionActor, StoredDoc, WireIn,
+};
 use stoa_protocol::Topic;
 use tokio::sync::{mpsc, oneshot};
 
@@ -197,4 +200,42 @@ pub fn node_on(
     let rt = Realtime::in_cluster(gate.clone(), Arc::new(EmptyLog), limits, cluster);
     rt.connect_bus(Arc::new(hub.endpoint(rt.inbox())));
     rt
+}
+
+/// Documents' update logs in memory, shared by every node given them, as the database is.
+#[derive(Default)]
+pub struct MemDocs(Mutex<HashMap<i64, Vec<Vec<u8>>>>);
+
+#[async_trait]
+impl DocStore for MemDocs {
+    async fn load(&self, document: i64, after: i64) -> Result<StoredDoc, DocError> {
+        let docs = self.0.lock().unwrap();
+        let log = docs.get(&document).cloned().unwrap_or_default();
+        let from = usize::try_from(after).unwrap_or(0).min(log.len());
+        Ok(StoredDoc {
+            last_seq: log.len() as i64,
+            updates: log[from..].to_vec(),
+            ..StoredDoc::default()
+        })
+    }
+    async fn append(
+        &self,
+        document: i64,
+        updates: &[Vec<u8>],
+        _: &[(i64, u32)],
+    ) -> Result<i64, DocError> {
+        let mut docs = self.0.lock().unwrap();
+        let log = docs.entry(document).or_default();
+        log.extend(updates.iter().cloned());
+        Ok(log.len() as i64)
+    }
+    async fn save_text(&self, _: i64, _: &str, _: i64) -> Result<Projection, DocError> {
+        Ok(Projection::default())
+    }
+    async fn text_in_log(&self, _: i64, _: i64) -> Result<(), DocError> {
+        Ok(())
+    }
+    async fn compact(&self, _: i64, _: &[u8], _: i64) -> Result<(), DocError> {
+        Ok(())
+    }
 }
