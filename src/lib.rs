@@ -7,6 +7,7 @@ pub mod api;
 pub mod auth;
 pub mod bus;
 pub mod config;
+pub mod console;
 pub mod domain;
 pub mod files;
 pub mod metrics;

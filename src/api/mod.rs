@@ -1,6 +1,8 @@
 //! The HTTP API: REST resources under `/api/v1`, operations endpoints (`/healthz`,
 //! `/readyz`, `/metrics`) and the OpenAPI document at `/api/openapi.json`, which is
 //! collected from the same handler registrations that serve the routes, so it cannot miss one.
+//! Other GETs and HEADs, outside `/api`, the sockets and those endpoints, are the web
+//! console's ([`crate::console`]), which the document does not describe.
 
 mod auth;
 mod cluster;
@@ -199,11 +201,15 @@ async fn openapi_json(doc: web::Data<OpenApiJson>) -> HttpResponse {
         .body(doc.0.clone())
 }
 
-/// No route: 405 with `Allow` when the path exists under other methods, else 404.
+/// No route: the console for a GET or HEAD of a path of its own (see [`crate::console`]),
+/// else 405 with `Allow` when the path exists under other methods, else 404.
 async fn not_found(
     req: HttpRequest,
     routes: web::Data<openapi::Routes>,
 ) -> Result<HttpResponse, ApiError> {
+    if let Some(console) = crate::console::respond(&req) {
+        return Ok(console);
+    }
     if let Some(allow) = routes.allowed(req.path()) {
         return Err(ApiError::MethodNotAllowed {
             method: req.method().to_string(),

@@ -11,12 +11,13 @@ use actix_web::{web, Error};
 use tracing::Instrument;
 
 use super::AppState;
+use crate::console::{self, Console};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// On every response. The API answers JSON, CSV and plain text, never a page: nothing may
-/// be sniffed into HTML, and should a browser render a response anyway, the policy lets it
-/// load, run, frame or submit nothing.
+/// On every response but the console's ([`console::SECURITY_HEADERS`]). The API answers JSON,
+/// CSV and plain text, never a page: nothing may be sniffed into HTML, and should a browser
+/// render a response anyway, the policy lets it load, run, frame or submit nothing.
 const SECURITY_HEADERS: [(&str, &str); 4] = [
     ("x-content-type-options", "nosniff"),
     (
@@ -91,10 +92,15 @@ pub async fn observe(
         }
     };
     let status = res.status().as_u16();
-    let route = res
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_string());
+    let console = res.response().extensions().contains::<Console>();
+    // The console's files and pages are one route: none of its paths becomes a label.
+    let route = if console {
+        "console".to_string()
+    } else {
+        res.request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".to_string())
+    };
     if let Some(m) = &metrics {
         m.http_requests
             .with_label_values(&[method_label, &route, &status.to_string()])
@@ -118,8 +124,14 @@ pub async fn observe(
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID, value);
     }
+    // The console's pages are pages, with a policy of their own; everything else the API's.
+    let security = if console {
+        console::SECURITY_HEADERS
+    } else {
+        SECURITY_HEADERS
+    };
     let headers = res.headers_mut();
-    for (name, value) in SECURITY_HEADERS {
+    for (name, value) in security {
         headers.insert(
             HeaderName::from_static(name),
             HeaderValue::from_static(value),

@@ -1,8 +1,9 @@
 //! `GET /socket/websocket?vsn=2.0.0&token=…`: the Phoenix Channels endpoint.
 //!
 //! The upgrade is refused (as an HTTP problem, before any WebSocket exists) for a foreign
-//! `Origin`, an unsupported `vsn`, or a missing, forged or expired token. The token comes
-//! from the `token` query parameter or, as phoenix.js's `authToken` option sends it, from
+//! `Origin` (neither configured nor the node's own), an unsupported `vsn`, or a missing,
+//! forged or expired token. The token comes from the `token` query parameter or, as
+//! phoenix.js's `authToken` option sends it, from
 //! `Sec-WebSocket-Protocol: phoenix, base64url.bearer.phx.<base64 token>`.
 //!
 //! This handler only decides: its 101 answer carries an [`Accepted`] for the upgrade
@@ -59,7 +60,38 @@ fn offered_protocols(req: &HttpRequest) -> (bool, Option<String>) {
     (phoenix, token)
 }
 
-/// Refuses a socket while the node drains, or from a foreign `Origin`.
+/// Whether `origin` is the node's own: the origin of the console page it served, whose
+/// scheme, host and port (the default one of the scheme when none is given) are those the
+/// request was sent to. The host and port are the `Host` header's; the scheme is `https`
+/// when this node terminates TLS, and either otherwise (no proxy header is trusted for it).
+fn same_origin(req: &HttpRequest, origin: &str, tls: bool) -> bool {
+    let Ok(origin) = url::Url::parse(origin) else {
+        return false;
+    };
+    let scheme = origin.scheme();
+    if !(scheme == "https" || (scheme == "http" && !tls)) {
+        return false;
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    // An authority alone: nothing that would make the parse below read a path or a user.
+    let Some(host) = host.filter(|h| {
+        !h.is_empty()
+            && !h
+                .bytes()
+                .any(|b| b"/\\@?#".contains(&b) || b.is_ascii_whitespace() || b.is_ascii_control())
+    }) else {
+        return false;
+    };
+    url::Url::parse(&format!("{scheme}://{host}"))
+        .is_ok_and(|own| own.origin() == origin.origin() && own.path() == "/")
+}
+
+/// Refuses a socket while the node drains, or from a foreign `Origin`: one that is neither
+/// in `http.cors_allowed_origins` nor the node's own (the console it serves).
 pub(super) fn check_origin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     if state.realtime.is_shutting_down() {
         return Err(ApiError::Busy {
@@ -67,9 +99,9 @@ pub(super) fn check_origin(req: &HttpRequest, state: &AppState) -> Result<(), Ap
         });
     }
     if let Some(origin) = req.headers().get(header::ORIGIN) {
-        let allowed = origin
-            .to_str()
-            .is_ok_and(|o| state.socket_origins.allows(o));
+        let allowed = origin.to_str().is_ok_and(|o| {
+            state.socket_origins.allows(o) || same_origin(req, o, state.tls_peers.is_some())
+        });
         if !allowed {
             return Err(ApiError::Forbidden(
                 "this Origin may not open a socket (see http.cors_allowed_origins)".into(),
@@ -192,4 +224,39 @@ pub async fn connect(
             kind: SocketKind::Channels,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn same(origin: &str, host: &str, tls: bool) -> bool {
+        let req = TestRequest::get()
+            .insert_header((header::HOST, host))
+            .to_http_request();
+        same_origin(&req, origin, tls)
+    }
+
+    #[test]
+    fn the_nodes_own_origin_is_the_host_it_was_asked_at() {
+        assert!(same("http://127.0.0.1:8080", "127.0.0.1:8080", false));
+        assert!(same("https://stoa.example", "stoa.example", false));
+        assert!(same("https://stoa.example", "STOA.example:443", true));
+        assert!(same("http://[::1]:8080", "[::1]:8080", false));
+        for (origin, host) in [
+            ("http://evil.example", "127.0.0.1:8080"),
+            ("http://127.0.0.1:8081", "127.0.0.1:8080"),
+            ("http://stoa.example", "stoa.example:8080"),
+            ("null", "stoa.example"),
+            ("chrome-extension://stoa.example", "stoa.example"),
+            ("http://127.0.0.1:8080", "evil.example@127.0.0.1:8080"),
+            ("http://127.0.0.1:8080", "127.0.0.1:8080/x"),
+            ("http://127.0.0.1:8080", ""),
+        ] {
+            assert!(!same(origin, host, false), "{origin} at {host}");
+        }
+        // Behind this node's own TLS, the page was https.
+        assert!(!same("http://stoa.example", "stoa.example", true));
+    }
 }

@@ -388,8 +388,9 @@ async fn openapi_document_covers_every_route() {
     );
 }
 
-/// Every kind of response — JSON, text, an error, a route that does not exist, a refused
-/// token — says it is not to be sniffed and carries a policy that lets nothing run.
+/// Every kind of API response — JSON, text, an error, a route that does not exist, a refused
+/// token — says it is not to be sniffed and carries a policy that lets nothing run. (The
+/// console's pages have their own policy: tests/api/console.rs.)
 #[actix_web::test]
 async fn every_response_carries_the_security_headers() {
     let app = spawn_app(Backend::Sqlite).await.expect("sqlite");
@@ -400,7 +401,9 @@ async fn every_response_carries_the_security_headers() {
         app.call(Method::GET, "/metrics", None, None, &[]).await,
         app.call(Method::GET, "/openapi.json", None, None, &[])
             .await,
-        app.call(Method::GET, "/no/such/page", None, None, &[])
+        app.call(Method::GET, "/api/no/such/page", None, None, &[])
+            .await,
+        app.call(Method::POST, "/no/such/page", None, None, &[])
             .await,
         app.call(
             Method::GET,

@@ -8,6 +8,7 @@ mod abuse;
 mod auth;
 mod auth_limits;
 mod authorization;
+mod console;
 mod documents;
 mod events;
 mod http;

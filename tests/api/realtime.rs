@@ -89,6 +89,58 @@ async fn the_upgrade_checks_token_version_and_origin() {
     ws.sync().await;
 }
 
+/// The console the node serves opens its sockets from the node's own origin, which is
+/// accepted whatever `http.cors_allowed_origins` names; a foreign one still is not.
+#[actix_web::test]
+async fn the_nodes_own_origin_may_open_sockets_in_production() {
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.environment = stoa::config::Environment::Production;
+        s.http.cors_allowed_origins = vec!["https://app.example".into()];
+    })
+    .await
+    .expect("sqlite");
+    let alice = app.register("alice").await;
+    let path = format!("/socket/websocket?vsn=2.0.0&token={}", alice.token);
+    // awc sends `Host: 127.0.0.1:<port>`, the authority of `app.base`.
+    let own = app.base.clone();
+    let port: u16 = own.rsplit(':').next().unwrap().parse().unwrap();
+    let mut ws = Ws::try_connect(&app, &path, &[("origin", &own)])
+        .await
+        .expect("the node's own origin");
+    ws.sync().await;
+    let mut ws = Ws::try_connect(&app, &path, &[("origin", "https://app.example")])
+        .await
+        .expect("a configured origin");
+    ws.sync().await;
+    let other_port = format!("http://127.0.0.1:{}", port.wrapping_add(1));
+    for origin in [
+        "http://evil.example",
+        other_port.as_str(),
+        "https://127.0.0.1",
+        "null",
+    ] {
+        assert_eq!(
+            Ws::try_connect(&app, &path, &[("origin", origin)])
+                .await
+                .err(),
+            Some(403),
+            "{origin}"
+        );
+    }
+    // The document socket makes the same check: past it, a missing document is 404.
+    let yjs = format!("/yjs/999999?token={}", alice.token);
+    assert_eq!(
+        Ws::try_connect(&app, &yjs, &[("origin", &own)]).await.err(),
+        Some(404)
+    );
+    assert_eq!(
+        Ws::try_connect(&app, &yjs, &[("origin", "http://evil.example")])
+            .await
+            .err(),
+        Some(403)
+    );
+}
+
 #[actix_web::test]
 async fn joins_are_authorised_by_membership_and_identity() {
     let app = spawn_app(Backend::Sqlite).await.expect("sqlite");

@@ -1,0 +1,397 @@
+// The console in real Chromium against the real binary: two people in two browser
+// contexts, everything through the pages a person uses; REST only to check what the
+// server holds, or for the other side's admin actions where the page under test is the
+// one receiving them.
+
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import { gzipSync } from "node:zlib";
+import { join } from "node:path";
+import { accessibility, browser, rest, server, shot, signUp, until, SHOTS } from "./support.mjs";
+
+const nodes = [];
+const browsers = [];
+after(async () => {
+  for (const b of browsers) await b.close().catch(() => {});
+  for (const n of nodes) await n.kill();
+});
+
+const figures = {};
+function record(name, value) {
+  figures[name] = value;
+  writeFileSync(join(SHOTS, "figures.json"), JSON.stringify(figures, null, 2));
+  console.log(`figure: ${name} = ${JSON.stringify(value)}`);
+}
+
+function percentile(values, p) {
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
+}
+
+async function people(node) {
+  const b = await browser();
+  browsers.push(b);
+  const ada = await (await b.newContext({ viewport: { width: 1280, height: 860 } })).newPage();
+  const bob = await (await b.newContext({ viewport: { width: 1280, height: 860 } })).newPage();
+  await signUp(bob, node.url, "Bob Brown", "bob@example.com");
+  await signUp(ada, node.url, "Ada Lovelace", "ada@example.com");
+  return { b, ada, bob };
+}
+
+async function editorText(page) {
+  // The paragraphs' text without the other people's cursors (their carets carry names).
+  return page.getByTestId("editor").evaluate((ed) =>
+    [...ed.querySelectorAll("p")]
+      .map((p) => {
+        const c = p.cloneNode(true);
+        c.querySelectorAll(".collaboration-cursor__caret").forEach((x) => x.remove());
+        return c.textContent;
+      })
+      .join("\n"),
+  );
+}
+
+async function live(page) {
+  await page.locator('[data-testid="editor-status"][data-state="live"]').waitFor({ timeout: 15_000 });
+}
+
+/** Ada makes a workspace, adds Bob as an editor and opens a new document; Bob opens it too. */
+async function shared(node, { ada, bob }, prefix = "") {
+  await ada.getByLabel("Name").fill("Product");
+  await ada.getByRole("button", { name: "Create workspace" }).click();
+  await ada.getByRole("heading", { name: "Product" }).waitFor();
+  const wsId = Number(/\/w\/(\d+)/.exec(ada.url())[1]);
+  await ada.getByRole("tab", { name: "Members" }).click();
+  await ada.getByLabel("Add by e-mail").fill("bob@example.com");
+  await ada.getByRole("button", { name: "Add member" }).click();
+  await ada.getByRole("cell", { name: "Bob Brown", exact: true }).waitFor();
+  if (prefix) await shot(ada, `${prefix}members`);
+  await ada.getByRole("tab", { name: "Documents" }).click();
+  await ada.getByRole("button", { name: "New document" }).click();
+  await ada.getByRole("dialog").getByLabel("Title").fill("Plan");
+  await ada.getByRole("button", { name: "Create", exact: true }).click();
+  await ada.waitForURL(/\/w\/\d+\/d\/\d+$/);
+  const docId = Number(/\/d\/(\d+)$/.exec(ada.url())[1]);
+  await bob.goto(ada.url());
+  await live(ada);
+  await live(bob);
+  return { wsId, docId, docUrl: ada.url() };
+}
+
+async function bothWrite(node, { ada, bob }, docId) {
+  await ada.getByTestId("editor").click();
+  await ada.keyboard.type("Ada writes about the quokka.");
+  await until("Bob sees Ada's words", async () => (await editorText(bob)).includes("quokka"));
+  await bob.getByTestId("editor").click();
+  await bob.keyboard.press("Control+End");
+  await bob.keyboard.press("Enter");
+  await bob.keyboard.type("Bob answers.");
+  await ada.keyboard.press("Control+End");
+  await ada.keyboard.type(" Ada again.");
+  const same = await until("the two texts converge", async () => {
+    const [x, y] = [await editorText(ada), await editorText(bob)];
+    return x === y && x.includes("Bob answers.") && x.includes("Ada again.") ? x : JSON.stringify([x, y]);
+  }, 10_000, (v) => typeof v === "string" && !v.startsWith("["));
+  await until("the REST text matches the editors", async () => (await rest(node.url, ada, "GET", `/api/v1/documents/${docId}`)).body.content === same);
+  return same;
+}
+
+async function theFlow(node, prefix) {
+  const p = await people(node);
+  const { ada, bob } = p;
+  const ids = await shared(node, p, prefix);
+  const text = await bothWrite(node, p, ids.docId);
+  // Each sees the other's cursor with their name, and their avatar among who is here.
+  await ada.locator(".collaboration-cursor__label", { hasText: "Bob Brown" }).waitFor();
+  await bob.locator(".collaboration-cursor__label", { hasText: "Ada Lovelace" }).waitFor();
+  await ada.locator('[data-testid="here"] [data-name="Bob Brown"]').waitFor();
+  await bob.locator('[data-testid="here"] [data-name="Ada Lovelace"]').waitFor();
+  return { ...p, ...ids, text };
+}
+
+test("two people sign up, share a workspace and write one document together, live", async () => {
+  const node = await server();
+  nodes.push(node);
+  const { ada, bob, docId, wsId } = await theFlow(node, "dev-");
+  await shot(ada, "document-two-editors");
+  await shot(bob, "document-two-editors-bob");
+
+  // A keystroke in one browser appears in the other: timestamps taken on both sides.
+  await ada.keyboard.press("Enter");
+  await bob.evaluate(() => {
+    const w = window;
+    w.__seen = [];
+    const ed = document.querySelector('[data-testid="editor"]');
+    new MutationObserver(() => {
+      const n = (ed.textContent.match(/z/g) ?? []).length;
+      while (w.__seen.length < n) w.__seen.push(Date.now());
+    }).observe(ed, { subtree: true, characterData: true, childList: true });
+  });
+  await ada.evaluate(() => {
+    window.__sent = [];
+    document.addEventListener("keydown", (e) => e.key === "z" && window.__sent.push(Date.now()), true);
+  });
+  const samples = 40;
+  for (let i = 1; i <= samples; i++) {
+    await ada.keyboard.press("z");
+    await until(`keystroke ${i} at Bob`, () => bob.evaluate((n) => window.__seen.length >= n, i));
+  }
+  const sent = await ada.evaluate(() => window.__sent);
+  const seen = await bob.evaluate(() => window.__seen);
+  const lat = sent.map((t, i) => seen[i] - t);
+  record("keystroke_to_other_browser_ms", { samples, p50: percentile(lat, 50), p95: percentile(lat, 95), max: Math.max(...lat) });
+
+  // The activity feed shows what happened, live.
+  await ada.goto(`${node.url}/w/${wsId}/activity`);
+  await ada.getByTestId("activity").getByText("Ada Lovelace created “Plan”").waitFor();
+  await shot(ada, "activity");
+  assert.ok(docId > 0);
+});
+
+test("a viewer's editor refuses input; a removed member's editor closes with the reason", async () => {
+  const node = await server();
+  nodes.push(node);
+  const p = await people(node);
+  const { ada, bob } = p;
+  const { wsId, docId } = await shared(node, p);
+  await ada.getByTestId("editor").click();
+  await ada.keyboard.type("Only Ada writes here.");
+  await until("Bob has the text", async () => (await editorText(bob)) === "Only Ada writes here.");
+
+  const bobId = (await rest(node.url, bob, "GET", "/api/v1/me")).body.id;
+  assert.equal((await rest(node.url, ada, "PATCH", `/api/v1/workspaces/${wsId}/members/${bobId}`, { role: "viewer" })).status, 200);
+  await bob.locator('[data-testid="editor"][contenteditable="false"]').waitFor();
+  await bob.getByTestId("read-only").waitFor();
+  await bob.getByTestId("editor").click();
+  await bob.keyboard.type("Bob tries anyway");
+  assert.equal(await editorText(bob), "Only Ada writes here.");
+  await shot(bob, "document-viewer");
+
+  assert.equal((await rest(node.url, ada, "DELETE", `/api/v1/workspaces/${wsId}/members/${bobId}`)).status, 204);
+  const closed = bob.getByTestId("editor-closed");
+  await closed.waitFor();
+  assert.match(await closed.innerText(), /You were removed from this workspace/);
+  await shot(bob, "document-removed");
+  await until("the server holds Ada's text only", async () => (await rest(node.url, ada, "GET", `/api/v1/documents/${docId}`)).body.content === "Only Ada writes here.");
+});
+
+test("a comment with an @mention raises the other's bell without a reload", async () => {
+  const node = await server();
+  nodes.push(node);
+  const p = await people(node);
+  const { ada, bob } = p;
+  const { docUrl } = await shared(node, p);
+  // Being added was a notification of its own: read it first.
+  assert.equal((await rest(node.url, bob, "POST", "/api/v1/notifications/read-all")).status, 200);
+  await bob.goto(`${node.url}/`);
+  const bell = bob.getByTestId("bell");
+  await until("Bob's bell at 0", async () => (await bell.getAttribute("aria-label")) === "Notifications, 0 unread");
+  const input = ada.getByTestId("comment-input").first();
+  await input.click();
+  await ada.keyboard.type("@bob");
+  await ada.locator(".ant-mentions-dropdown-menu-item", { hasText: "Bob Brown" }).waitFor();
+  await ada.keyboard.press("Enter");
+  await ada.keyboard.type("can you review?");
+  await ada.getByRole("button", { name: "Comment", exact: true }).click();
+  await ada.getByTestId("comment-body").getByText("@bob@example.com can you review?").waitFor();
+  await until("Bob's bell at 1", async () => (await bell.getAttribute("aria-label")) === "Notifications, 1 unread");
+  await bell.click();
+  await bob.getByText("You were mentioned: “@bob@example.com can you review?”").waitFor();
+  await shot(bob, "notifications");
+  await bob.getByRole("button", { name: "Mark all read" }).click();
+  await until("Bob's bell back at 0", async () => (await bell.getAttribute("aria-label")) === "Notifications, 0 unread");
+  assert.ok(docUrl);
+});
+
+test("reports chart the buckets the API returns, a CSV arrives, and search finds a typed word", async () => {
+  const node = await server();
+  nodes.push(node);
+  const p = await people(node);
+  const { ada } = p;
+  const { wsId, docId } = await shared(node, p);
+  await bothWrite(node, p, docId);
+
+  const answer = ada.waitForResponse((r) => r.url().includes("/reports/activity"));
+  await ada.goto(`${node.url}/w/${wsId}/reports`);
+  const report = await (await answer).json();
+  await ada.getByTestId("activity-chart").waitFor();
+  const bars = ada.getByTestId("bucket");
+  assert.equal(await bars.count(), report.buckets.length);
+  const totals = await bars.evaluateAll((gs) => gs.map((g) => Number(g.getAttribute("data-total"))));
+  assert.deepEqual(totals, report.buckets.map((b) => b.total));
+  assert.ok(report.total > 0, "the report counts the flow's events");
+  await shot(ada, "reports");
+
+  const download = ada.waitForEvent("download");
+  await ada.getByRole("button", { name: "Download CSV" }).nth(1).click();
+  const file = await download;
+  assert.match(file.suggestedFilename(), /members.*\.csv$/);
+  const csv = await (await file.createReadStream()).toArray();
+  const body = Buffer.concat(csv).toString("utf8");
+  assert.match(body.split("\n")[0], /user_id/);
+  assert.match(body, /bob@example\.com/);
+
+  await until(
+    "search finds the typed word",
+    async () => {
+      await ada.goto(`${node.url}/search?q=quokka`);
+      await ada.getByTestId("search-results").waitFor();
+      return (await ada.locator(".search-hit mark", { hasText: /quokka/i }).count()) > 0;
+    },
+    15_000,
+  );
+  await shot(ada, "search");
+});
+
+test("the server killed while both type: both say reconnecting, then converge with nothing lost", async () => {
+  const node = await server();
+  nodes.push(node);
+  const p = await people(node);
+  const { ada, bob } = p;
+  const { docId } = await shared(node, p);
+  await bothWrite(node, p, docId);
+  await node.kill();
+  await ada.locator('[data-testid="editor-status"][data-state="reconnecting"]').waitFor();
+  await bob.locator('[data-testid="editor-status"][data-state="reconnecting"]').waitFor();
+  await shot(ada, "document-reconnecting");
+  // What each types while the server is away is kept and synced when it is back.
+  await ada.keyboard.press("Control+End");
+  await ada.keyboard.type(" Written offline by Ada.");
+  await bob.keyboard.press("Control+End");
+  await bob.keyboard.type(" Written offline by Bob.");
+  await node.start();
+  await live(ada);
+  await live(bob);
+  const text = await until("the texts converge after the restart", async () => {
+    const [x, y] = [await editorText(ada), await editorText(bob)];
+    return x === y && x.includes("Written offline by Ada.") && x.includes("Written offline by Bob.") ? x : false;
+  }, 20_000);
+  await until("the server holds both", async () => (await rest(node.url, ada, "GET", `/api/v1/documents/${docId}`)).body.content === text, 10_000);
+});
+
+test("the whole flow again in production, with the console on its own origin", async () => {
+  const node = await server({
+    STOA_ENVIRONMENT: "production",
+    STOA_AUTH__JWT_SECRET: "browser-suite-secret-0123456789abcdefghijklmnop",
+    STOA_HTTP__CORS_ALLOWED_ORIGINS: "https://app.example.com",
+  });
+  nodes.push(node);
+  const { ada, bob, docId } = await theFlow(node, "");
+  const page = await ada.goto(ada.url());
+  const csp = page.headers()["content-security-policy"];
+  assert.match(csp, /script-src 'self'/);
+  assert.doesNotMatch(csp, /unsafe-eval/);
+  assert.ok(docId > 0 && bob);
+});
+
+test("quality: what the sign-in page loads, how fast a large document opens, accessibility of every page", async () => {
+  const node = await server();
+  nodes.push(node);
+  const b = await browser();
+  browsers.push(b);
+  const page = await (await b.newContext({ viewport: { width: 1280, height: 860 } })).newPage();
+  const scripts = [];
+  page.on("response", (r) => r.request().resourceType() === "script" && scripts.push(r.url()));
+  await page.goto(`${node.url}/signin`);
+  await page.getByRole("button", { name: "Sign in" }).waitFor();
+  let gz = 0;
+  for (const url of scripts) gz += gzipSync(Buffer.from(await (await fetch(url)).arrayBuffer())).length;
+  record("signin_javascript_gzip_bytes", gz);
+  assert.ok(gz <= 250 * 1024, `the sign-in route loads ${gz} bytes of gzipped JavaScript`);
+  const issues = { signin: await accessibility(page) };
+  await shot(page, "signin");
+
+  // Keyboard alone: sign up, and a workspace made, without the mouse.
+  await page.goto(`${node.url}/register`);
+  await page.keyboard.type("Kay Keys"); // the name field has focus
+  await page.keyboard.press("Tab");
+  await page.keyboard.type("kay@example.com");
+  await page.keyboard.press("Tab");
+  await page.keyboard.type("correct horse battery");
+  await page.keyboard.press("Enter");
+  await page.getByRole("heading", { name: "Workspaces" }).waitFor();
+  issues.workspaces = await accessibility(page);
+  await shot(page, "workspaces");
+  await page.getByLabel("Name").focus();
+  await page.keyboard.type("Keys");
+  await page.keyboard.press("Enter");
+  await page.getByRole("heading", { name: "Keys" }).waitFor();
+  const wsId = Number(/\/w\/(\d+)/.exec(page.url())[1]);
+  issues.documents = await accessibility(page);
+
+  // A document of 100 KB: made live, then written over REST into its fragment.
+  const made = await rest(node.url, page, "POST", `/api/v1/workspaces/${wsId}/documents`, { title: "Big" });
+  const docId = made.body.id;
+  await page.goto(`${node.url}/w/${wsId}/d/${docId}`);
+  await live(page);
+  await page.getByTestId("editor").click();
+  await page.keyboard.type("x");
+  await until("the fragment has a block", async () => (await rest(node.url, page, "GET", `/api/v1/documents/${docId}`)).body.content === "x");
+  const line = "A line of a long document, with enough words to be a realistic paragraph of text. ";
+  const lines = [];
+  let size = 0;
+  while (size < 100 * 1024) {
+    const l = `${lines.length} ${line}`;
+    lines.push(l);
+    size += l.length + 1;
+  }
+  const current = await rest(node.url, page, "GET", `/api/v1/documents/${docId}`);
+  const put = await fetch(`${node.url}/api/v1/documents/${docId}`, {
+    method: "PATCH",
+    headers: {
+      authorization: `Bearer ${(await page.evaluate(() => JSON.parse(localStorage.getItem("stoa.session")))).access}`,
+      "content-type": "application/json",
+      "if-match": `"${current.body.version}"`,
+    },
+    body: JSON.stringify({ content: lines.join("\n") }),
+  });
+  assert.equal(put.status, 200);
+  await until("the editor holds 100 KB", async () => { const n = (await editorText(page)).length; return n >= 100 * 1024 - 2000 ? n : `${n}`; }, 15_000, (v) => typeof v === "number");
+  issues.document = await accessibility(page);
+
+  // Opening it from the documents list (a route change), and cold (a fresh page load).
+  const opens = [];
+  for (let i = 0; i < 5; i++) {
+    await page.goto(`${node.url}/w/${wsId}`);
+    await page.getByRole("link", { name: "Big" }).waitFor();
+    const t0 = await page.evaluate(() => performance.now());
+    await page.getByRole("link", { name: "Big" }).click();
+    const t1 = await page.evaluate(async () => {
+      for (;;) {
+        const ed = document.querySelector('[data-testid="editor"][contenteditable="true"]');
+        if (ed && ed.textContent.length >= 100 * 1024 - 2000) return performance.now();
+        await new Promise((r) => requestAnimationFrame(r));
+      }
+    });
+    opens.push(Math.round(t1 - t0));
+  }
+  const cold = [];
+  for (let i = 0; i < 3; i++) {
+    await page.goto(`${node.url}/w/${wsId}/d/${docId}`);
+    cold.push(Math.round(await page.evaluate(async () => {
+      for (;;) {
+        const ed = document.querySelector('[data-testid="editor"][contenteditable="true"]');
+        if (ed && ed.textContent.length >= 100 * 1024 - 2000) return performance.now();
+        await new Promise((r) => requestAnimationFrame(r));
+      }
+    })));
+  }
+  record("open_100kb_document_ms", { from_list: opens, cold_page_load: cold, median_from_list: percentile(opens, 50) });
+
+  for (const [path, name] of [["members", "members"], ["activity", "activity"], ["reports", "reports"], ["settings", "settings"]]) {
+    await page.goto(`${node.url}/w/${wsId}/${path}`);
+    await page.getByRole("tab", { name: new RegExp(name, "i") }).waitFor();
+    await page.waitForLoadState("networkidle");
+    issues[name] = await accessibility(page);
+    await shot(page, name);
+  }
+  for (const [path, name] of [["/search?q=line", "search"], ["/notifications", "notifications"], ["/cluster", "cluster"]]) {
+    await page.goto(`${node.url}${path}`);
+    await page.waitForLoadState("networkidle");
+    issues[name] = await accessibility(page);
+    await shot(page, name);
+  }
+  const found = Object.entries(issues).filter(([, v]) => v.length > 0);
+  assert.deepEqual(found, [], `axe-core found serious or critical violations:\n${JSON.stringify(found, null, 2)}`);
+});

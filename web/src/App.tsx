@@ -1,0 +1,55 @@
+import { lazy, Suspense, useEffect } from "react";
+import { Navigate, Route, Routes, useLocation, useNavigate } from "react-router-dom";
+import { Spin } from "antd";
+import { useUser } from "./lib/auth";
+import { whenSignedOut } from "./lib/api";
+import { SignIn, Register } from "./pages/SignIn";
+
+// Everything behind sign-in is loaded on demand: the sign-in page carries only what it uses.
+const Shell = lazy(() => import("./pages/Shell"));
+
+function Loading() {
+  return (
+    <div style={{ display: "grid", placeItems: "center", height: "60vh" }}>
+      <Spin size="large" aria-label="Loading" />
+    </div>
+  );
+}
+
+/** Pages behind sign-in: a visitor without a session goes to sign-in and comes back after. */
+function RequireUser() {
+  const user = useUser();
+  const location = useLocation();
+  if (!user) {
+    const next = location.pathname + location.search;
+    return <Navigate to={`/signin?next=${encodeURIComponent(next)}`} replace />;
+  }
+  return (
+    <Suspense fallback={<Loading />}>
+      <Shell />
+    </Suspense>
+  );
+}
+
+export function App() {
+  const navigate = useNavigate();
+  const location = useLocation();
+  useEffect(() => {
+    whenSignedOut(() => {
+      if (!location.pathname.startsWith("/signin")) {
+        navigate(`/signin?next=${encodeURIComponent(location.pathname + location.search)}&expired=1`, { replace: true });
+      }
+    });
+  }, [navigate, location]);
+  return (
+    <Routes>
+      <Route path="/signin" element={<SignIn />} />
+      <Route path="/register" element={<Register />} />
+      <Route path="/*" element={<RequireUser />} />
+    </Routes>
+  );
+}
+
+export function Fallback() {
+  return <Loading />;
+}

@@ -1,0 +1,37 @@
+import type { StoaEvent } from "./types";
+
+/** One line for an event of the log, as the activity feed shows it. */
+export function eventText(e: StoaEvent, nameOf: (id: number | null) => string): string {
+  const who = nameOf(e.actor);
+  const d = e.data;
+  const title = typeof d.title === "string" ? `“${d.title}”` : "a document";
+  switch (e.kind) {
+    case "workspace.created": return `${who} created the workspace`;
+    case "workspace.updated": return `${who} renamed the workspace${typeof d.name === "string" ? ` to “${d.name}”` : ""}`;
+    case "member.added": return `${who} added ${nameOf(numberOr(d.user_id))} as ${String(d.role ?? "member")}`;
+    case "member.role_changed": return `${who} made ${nameOf(numberOr(d.user_id))} ${String(d.role ?? "")}`;
+    case "member.removed": return `${who} removed ${nameOf(numberOr(d.user_id))}`;
+    case "document.created": return `${who} created ${title}`;
+    case "document.updated": return `${who} updated ${title}`;
+    case "document.edited": return `${who} edited ${title}`;
+    case "document.deleted": return `${who} deleted ${title}`;
+    case "comment.created": return `${who} commented${typeof d.body === "string" ? `: “${d.body}”` : ""}`;
+    case "comment.updated": return `${who} edited a comment`;
+    case "comment.resolved": return `${who} resolved a comment`;
+    case "comment.unresolved": return `${who} reopened a comment`;
+    case "comment.deleted": return `${who} deleted a comment`;
+    default: return `${who}: ${e.kind}`;
+  }
+}
+
+function numberOr(v: unknown): number | null {
+  return typeof v === "number" ? v : null;
+}
+
+/** Adds live events to a feed: in offset order, no duplicate, at most `keep` of the newest. */
+export function mergeEvents(feed: StoaEvent[], incoming: StoaEvent[], keep = 200): StoaEvent[] {
+  const seen = new Set(feed.map((e) => e.offset));
+  const merged = feed.concat(incoming.filter((e) => !seen.has(e.offset)));
+  merged.sort((a, b) => a.offset - b.offset);
+  return merged.slice(-keep);
+}

@@ -1,0 +1,172 @@
+// The shapes the REST API answers (see /api/openapi.json).
+
+export type Role = "viewer" | "editor" | "admin" | "owner";
+
+export interface User {
+  id: number;
+  email: string;
+  display_name: string;
+  created_at: string;
+}
+
+export interface TokenResponse {
+  access_token: string;
+  token_type: string;
+  expires_in: number;
+  refresh_token: string;
+  user: User;
+}
+
+export interface Workspace {
+  id: number;
+  name: string;
+  slug: string;
+  role: Role;
+  last_offset: number;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface Member {
+  user_id: number;
+  email: string;
+  display_name: string;
+  role: Role;
+  joined_at: string;
+  updated_at: string;
+}
+
+export interface DocumentView {
+  id: number;
+  workspace_id: number;
+  title: string;
+  content?: string | null;
+  version: number;
+  created_by: number | null;
+  updated_by: number | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface Comment {
+  id: number;
+  workspace_id: number;
+  document_id: number;
+  parent_id: number | null;
+  author_id: number | null;
+  body: string;
+  mentions: number[];
+  resolved: boolean;
+  resolved_at: string | null;
+  resolved_by: number | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface StoaEvent {
+  offset: number;
+  kind: string;
+  actor: number | null;
+  subject: string;
+  data: Record<string, unknown>;
+  at: string;
+}
+
+export interface EventList {
+  items: StoaEvent[];
+  next_since: number;
+  latest_offset: number;
+}
+
+export interface Notification {
+  id: number;
+  kind: string;
+  workspace_id: number;
+  event_offset: number;
+  actor: number | null;
+  subject: string;
+  data: Record<string, unknown>;
+  read: boolean;
+  created_at: string;
+  read_at: string | null;
+}
+
+export interface Page<T> {
+  items: T[];
+  next_cursor: string | null;
+}
+
+export interface SearchHit {
+  kind: "document" | "comment";
+  id: number;
+  workspace_id: number;
+  document_id: number;
+  title: string;
+  title_html: string;
+  snippet: string | null;
+  author_id: number | null;
+  updated_at: string;
+  score: number;
+}
+
+export interface SearchResults extends Page<SearchHit> {
+  backend: string;
+}
+
+export type BucketUnit = "hour" | "day" | "week";
+
+export interface ActivityBucket {
+  start: string;
+  end: string;
+  total: number;
+  by_kind: Record<string, number>;
+}
+
+export interface ActivityReport {
+  workspace_id: number;
+  bucket: BucketUnit;
+  tz: string;
+  from: string;
+  to: string;
+  total: number;
+  kinds: string[];
+  buckets: ActivityBucket[];
+}
+
+export interface MemberRow {
+  user_id: number;
+  display_name: string;
+  email: string;
+  role: Role;
+  joined_at: string;
+  events: number;
+  documents_created: number;
+  documents_edited: number;
+  edits: number;
+  comments: number;
+  last_active: string | null;
+}
+
+export interface DocumentRow {
+  document_id: number;
+  title: string;
+  version: number;
+  created_by: number | null;
+  created_at: string;
+  edits: number;
+  comments: number;
+  editors: number;
+  last_activity: string | null;
+}
+
+export interface ClusterView {
+  node: string;
+  bus: { kind: string; connected: boolean; reason?: string | null };
+  nodes: { id: string; last_heard_ms: number }[];
+}
+
+export const ROLE_RANK: Record<Role, number> = { viewer: 0, editor: 1, admin: 2, owner: 3 };
+
+export function atLeast(role: Role | undefined, needed: Role): boolean {
+  return role !== undefined && ROLE_RANK[role] >= ROLE_RANK[needed];
+}

@@ -1,0 +1,245 @@
+import { useEffect, useMemo, useRef, useState } from "react";
+import { Link, useParams } from "react-router-dom";
+import { Alert, Avatar, Badge, Breadcrumb, Space, Spin, Tooltip, Typography } from "antd";
+import { useEditor, EditorContent } from "@tiptap/react";
+import StarterKit from "@tiptap/starter-kit";
+import Collaboration from "@tiptap/extension-collaboration";
+import CollaborationCursor from "@tiptap/extension-collaboration-cursor";
+import * as Y from "yjs";
+import { WebsocketProvider } from "y-websocket";
+import { api, session } from "../lib/api";
+import { useUser } from "../lib/auth";
+import { useChannel, useLoad } from "../lib/hooks";
+import { nextLink, type Link as LinkState, type LinkEvent } from "../lib/connection";
+import { closeReason, TERMINAL_REASONS } from "../lib/problem";
+import { colorFor } from "../lib/colors";
+import { atLeast, type DocumentView, type Member, type Page, type Workspace } from "../lib/types";
+import { ProblemAlert } from "../components/ProblemAlert";
+import { Comments } from "../components/Comments";
+import { initials } from "./Shell";
+
+interface Peer {
+  clientId: number;
+  name: string;
+  color: string;
+}
+
+function yjsBase(): string {
+  return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/yjs`;
+}
+
+/** The y-websocket provider of one document, with its connection state and who is here. */
+function useProvider(docId: number, name: string, userId: number) {
+  const [link, setLink] = useState<LinkState>({ state: "connecting" });
+  const [peers, setPeers] = useState<Peer[]>([]);
+  const [readOnlyByServer, setReadOnlyByServer] = useState(false);
+  const { ydoc, provider } = useMemo(() => {
+    const ydoc = new Y.Doc();
+    const provider = new WebsocketProvider(yjsBase(), String(docId), ydoc, {
+      params: { token: session.current()?.access ?? "" },
+      connect: false,
+      // A removal or a deletion is final: reconnecting would only be refused.
+      shouldReconnect: (ev: CloseEvent) => !TERMINAL_REASONS.has(ev.reason),
+    } as ConstructorParameters<typeof WebsocketProvider>[3]);
+    return { ydoc, provider };
+  }, [docId]);
+
+  useEffect(() => {
+    const step = (e: LinkEvent) => setLink((l) => nextLink(l, e));
+    const onStatus = ({ status }: { status: string }) => {
+      if (status === "connected") {
+        setReadOnlyByServer(false);
+        step({ type: "open" });
+      }
+    };
+    const onClose = (ev: CloseEvent | null) => {
+      // The next attempt carries the freshest token; an expired one is refreshed first.
+      if (ev?.reason === "token_expired") void session.refresh();
+      provider.params = { token: session.current()?.access ?? "" };
+      if (ev) step({ type: "close", reason: closeReason(ev.code, ev.reason), terminal: TERMINAL_REASONS.has(ev.reason) });
+      else step({ type: "close", reason: null, terminal: false });
+    };
+    const onError = () => step({ type: "close", reason: null, terminal: false });
+    const offline = () => step({ type: "offline" });
+    const online = () => step({ type: "online" });
+    const unsubscribe = session.subscribe((t) => {
+      provider.params = { token: t?.access ?? "" };
+    });
+    // The server says "read-only" (an auth message) when this user may not write.
+    const auth = provider.messageHandlers[2];
+    provider.messageHandlers[2] = (encoder, decoder, p, emitSynced, type) => {
+      setReadOnlyByServer(true);
+      auth?.(encoder, decoder, p, emitSynced, type);
+    };
+    provider.on("status", onStatus);
+    provider.on("connection-close", onClose);
+    provider.on("connection-error", onError);
+    window.addEventListener("offline", offline);
+    window.addEventListener("online", online);
+    if (!navigator.onLine) step({ type: "offline" });
+    const awareness = provider.awareness;
+    awareness.setLocalStateField("user", { name, color: colorFor(userId), id: userId });
+    const onAwareness = () => {
+      const list: Peer[] = [];
+      awareness.getStates().forEach((s, clientId) => {
+        const u = s.user as { name?: string; color?: string } | undefined;
+        if (u?.name) list.push({ clientId, name: u.name, color: u.color ?? "#555" });
+      });
+      setPeers(list);
+    };
+    awareness.on("change", onAwareness);
+    provider.connect();
+    return () => {
+      unsubscribe();
+      awareness.off("change", onAwareness);
+      window.removeEventListener("offline", offline);
+      window.removeEventListener("online", online);
+      provider.destroy();
+      ydoc.destroy();
+    };
+  }, [provider, ydoc, name, userId]);
+  return { ydoc, provider, link, peers, readOnlyByServer };
+}
+
+function LinkBadge({ link }: { link: LinkState }) {
+  const status = link.state === "live" ? "success" : link.state === "closed" ? "error" : link.state === "offline" ? "default" : "warning";
+  const text = link.state === "connecting" ? "connecting" : link.state;
+  return (
+    <span data-testid="editor-status" data-state={link.state} aria-live="polite">
+      <Badge status={status} text={text} />
+    </span>
+  );
+}
+
+function Editor({ docId, canEdit }: { docId: number; canEdit: boolean }) {
+  const user = useUser();
+  const { ydoc, provider, link, peers, readOnlyByServer } = useProvider(docId, user?.display_name ?? "?", user?.id ?? 0);
+  const editable = canEdit && !readOnlyByServer && link.state !== "closed";
+  const editor = useEditor(
+    {
+      extensions: [
+        StarterKit.configure({ history: false }),
+        Collaboration.configure({ document: ydoc, field: "default" }),
+        CollaborationCursor.configure({ provider, user: { name: user?.display_name ?? "?", color: colorFor(user?.id ?? 0) } }),
+      ],
+      editable,
+      editorProps: {
+        attributes: {
+          "aria-label": "Document text",
+          role: "textbox",
+          "aria-multiline": "true",
+          "data-testid": "editor",
+        },
+      },
+    },
+    [ydoc, provider],
+  );
+  useEffect(() => {
+    if (editor && editor.isEditable !== editable) editor.setEditable(editable);
+    editor?.view.dom.setAttribute("aria-readonly", String(!editable));
+  }, [editor, editable]);
+  const ready = useRef(false);
+  useEffect(() => {
+    const mark = () => {
+      if (!ready.current) {
+        ready.current = true;
+        performance.mark("stoa:document-synced");
+      }
+    };
+    provider.on("sync", mark);
+    return () => provider.off("sync", mark);
+  }, [provider]);
+  return (
+    <>
+      <Space style={{ justifyContent: "space-between", width: "100%", marginBottom: 8 }} wrap>
+        <Space>
+          <LinkBadge link={link} />
+          {!editable && link.state !== "closed" && <Typography.Text type="secondary" data-testid="read-only">Read only</Typography.Text>}
+        </Space>
+        <ul data-testid="here" aria-label="Who is here" style={{ display: "flex", gap: 4, listStyle: "none", margin: 0, padding: 0 }}>
+          {peers.map((p) => (
+            <li key={p.clientId} data-name={p.name}>
+              <Tooltip title={p.name}>
+                <Avatar style={{ background: p.color }} alt={p.name} aria-label={p.name}>
+                  {initials(p.name)}
+                </Avatar>
+              </Tooltip>
+            </li>
+          ))}
+        </ul>
+      </Space>
+      {link.state === "closed" && <Alert type="error" showIcon role="alert" data-testid="editor-closed" message={link.reason} style={{ marginBottom: 12 }} />}
+      {link.state === "reconnecting" && link.reason && (
+        <Alert type="warning" showIcon message={link.reason} style={{ marginBottom: 12 }} />
+      )}
+      <div style={{ border: "1px solid #d9d9d9", borderRadius: 6, background: editable ? "#fff" : "#fafafa" }}>
+        <EditorContent editor={editor} />
+      </div>
+    </>
+  );
+}
+
+export default function DocumentPage() {
+  const { wid, did } = useParams();
+  const wsId = Number(wid);
+  const docId = Number(did);
+  const me = useUser();
+  const ws = useLoad(() => api.get<Workspace>(`/api/v1/workspaces/${wsId}`), [wsId]);
+  const doc = useLoad(() => api.get<DocumentView>(`/api/v1/documents/${docId}`), [docId]);
+  const members = useLoad(() => api.get<Page<Member>>(`/api/v1/workspaces/${wsId}/members?limit=200`), [wsId]);
+  const [error, setError] = useState<unknown>(null);
+  // Role changes and removals arrive live on the workspace topic.
+  useChannel(
+    `workspace:${wsId}`,
+    {
+      event: (e: { kind: string; data: Record<string, unknown> }) => {
+        if (e.kind.startsWith("member.") && e.data.user_id === me?.id) ws.reload();
+        if (e.kind === "document.updated" && e.data.document_id === docId) doc.reload();
+      },
+    },
+    () => ({ presence: false }),
+  );
+  if (ws.error || doc.error) return <ProblemAlert error={ws.error || doc.error} />;
+  if (!ws.data || !doc.data) return <Spin aria-label="Loading" />;
+  const canEdit = atLeast(ws.data.role, "editor");
+  return (
+    <>
+      <Breadcrumb
+        style={{ marginBottom: 8 }}
+        items={[{ title: <Link to={`/w/${wsId}`}>{ws.data.name}</Link> }, { title: doc.data.title }]}
+      />
+      <ProblemAlert error={error} onClose={() => setError(null)} />
+      <Typography.Title
+        level={2}
+        style={{ marginTop: 0 }}
+        editable={
+          canEdit
+            ? {
+                triggerType: ["icon"],
+                tooltip: "Rename",
+                onChange: async (title) => {
+                  if (!title.trim() || title === doc.data?.title) return;
+                  try {
+                    await api.patch(`/api/v1/documents/${docId}`, { title });
+                    doc.reload();
+                  } catch (e) {
+                    setError(e);
+                  }
+                },
+              }
+            : false
+        }
+      >
+        {doc.data.title}
+      </Typography.Title>
+      <div style={{ display: "flex", gap: 24, alignItems: "flex-start", flexWrap: "wrap" }}>
+        <section style={{ flex: "3 1 520px", minWidth: 0 }} aria-label="Editor">
+          <Editor key={docId} docId={docId} canEdit={canEdit} />
+        </section>
+        <aside style={{ flex: "1 1 300px" }} aria-label="Comments">
+          <Comments docId={docId} role={ws.data.role} members={members.data?.items ?? []} />
+        </aside>
+      </div>
+    </>
+  );
+}

@@ -1,0 +1,40 @@
+import { Link } from "react-router-dom";
+import { Button, List, Space, Typography } from "antd";
+import { api } from "../lib/api";
+import { useLoad } from "../lib/hooks";
+import type { Notification, Page } from "../lib/types";
+import { notificationLink, notificationText } from "../components/Bell";
+import { ProblemAlert } from "../components/ProblemAlert";
+
+export function NotificationsPage() {
+  const list = useLoad(() => api.get<Page<Notification>>("/api/v1/notifications?limit=100"), []);
+  return (
+    <>
+      <Space style={{ justifyContent: "space-between", width: "100%" }}>
+        <Typography.Title level={2}>Notifications</Typography.Title>
+        <Button onClick={() => void api.post("/api/v1/notifications/read-all").then(list.reload)}>Mark all read</Button>
+      </Space>
+      <ProblemAlert error={list.error} />
+      <List
+        bordered
+        loading={list.loading}
+        dataSource={list.data?.items ?? []}
+        locale={{ emptyText: "No notifications" }}
+        renderItem={(n) => (
+          <List.Item
+            actions={n.read ? [] : [<Button key="r" size="small" onClick={() => void api.post(`/api/v1/notifications/${n.id}/read`).then(list.reload)}>Mark read</Button>]}
+          >
+            <Space direction="vertical" size={0}>
+              <Link to={notificationLink(n)} style={{ fontWeight: n.read ? 400 : 600 }}>
+                {notificationText(n)}
+              </Link>
+              <Typography.Text type="secondary" style={{ fontSize: 12 }}>
+                {new Date(n.created_at).toLocaleString()}
+              </Typography.Text>
+            </Space>
+          </List.Item>
+        )}
+      />
+    </>
+  );
+}

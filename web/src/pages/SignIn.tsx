@@ -1,0 +1,123 @@
+import { useState } from "react";
+import { Link, Navigate, useNavigate, useSearchParams } from "react-router-dom";
+import { Alert, Button, Card, Form, Input, Typography } from "antd";
+import { register, signIn } from "../lib/api";
+import { useUser } from "../lib/auth";
+import { ProblemAlert } from "../components/ProblemAlert";
+
+function safeNext(next: string | null): string {
+  // Only a path of this console: never another origin.
+  return next && next.startsWith("/") && !next.startsWith("//") ? next : "/";
+}
+
+function Frame({ title, children }: { title: string; children: React.ReactNode }) {
+  return (
+    <main style={{ minHeight: "100vh", display: "grid", placeItems: "center", background: "#f3f5f8", padding: 16 }}>
+      <Card style={{ width: 380, maxWidth: "100%" }}>
+        <Typography.Title level={1} style={{ fontSize: 26, marginTop: 0 }}>
+          Stoa
+        </Typography.Title>
+        <Typography.Title level={2} style={{ fontSize: 18, marginTop: 0 }}>
+          {title}
+        </Typography.Title>
+        {children}
+      </Card>
+    </main>
+  );
+}
+
+export function SignIn() {
+  const [params] = useSearchParams();
+  const navigate = useNavigate();
+  const user = useUser();
+  const [error, setError] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+  const next = safeNext(params.get("next"));
+  if (user) return <Navigate to={next} replace />;
+  return (
+    <Frame title="Sign in">
+      {params.get("expired") && !error && (
+        <Alert type="info" showIcon style={{ marginBottom: 16 }} message="Your session ended. Sign in to go on where you were." />
+      )}
+      <ProblemAlert error={error} />
+      <Form
+        layout="vertical"
+        onFinish={async (v: { email: string; password: string }) => {
+          setBusy(true);
+          setError(null);
+          try {
+            await signIn(v.email, v.password);
+            navigate(next, { replace: true });
+          } catch (e) {
+            setError(e);
+          } finally {
+            setBusy(false);
+          }
+        }}
+      >
+        <Form.Item label="E-mail" name="email" rules={[{ required: true, message: "Your e-mail address" }]}>
+          <Input type="email" autoComplete="username" autoFocus />
+        </Form.Item>
+        <Form.Item label="Password" name="password" rules={[{ required: true, message: "Your password" }]}>
+          <Input.Password autoComplete="current-password" />
+        </Form.Item>
+        <Button type="primary" htmlType="submit" block loading={busy}>
+          Sign in
+        </Button>
+      </Form>
+      <p style={{ marginTop: 16, marginBottom: 0 }}>
+        New here? <Link to={`/register${next !== "/" ? `?next=${encodeURIComponent(next)}` : ""}`}>Create an account</Link>
+      </p>
+    </Frame>
+  );
+}
+
+export function Register() {
+  const [params] = useSearchParams();
+  const navigate = useNavigate();
+  const user = useUser();
+  const [error, setError] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+  const next = safeNext(params.get("next"));
+  if (user) return <Navigate to={next} replace />;
+  return (
+    <Frame title="Create an account">
+      <ProblemAlert error={error} />
+      <Form
+        layout="vertical"
+        onFinish={async (v: { name: string; email: string; password: string }) => {
+          setBusy(true);
+          setError(null);
+          try {
+            await register(v.email, v.password, v.name);
+            navigate(next, { replace: true });
+          } catch (e) {
+            setError(e);
+          } finally {
+            setBusy(false);
+          }
+        }}
+      >
+        <Form.Item label="Name" name="name" rules={[{ required: true, message: "The name others see" }]}>
+          <Input autoComplete="name" autoFocus />
+        </Form.Item>
+        <Form.Item label="E-mail" name="email" rules={[{ required: true, message: "Your e-mail address" }]}>
+          <Input type="email" autoComplete="username" />
+        </Form.Item>
+        <Form.Item
+          label="Password"
+          name="password"
+          rules={[{ required: true, min: 8, message: "At least 8 characters" }]}
+        >
+          <Input.Password autoComplete="new-password" />
+        </Form.Item>
+        <Button type="primary" htmlType="submit" block loading={busy}>
+          Create account
+        </Button>
+      </Form>
+      <p style={{ marginTop: 16, marginBottom: 0 }}>
+        Have an account? <Link to={`/signin${next !== "/" ? `?next=${encodeURIComponent(next)}` : ""}`}>Sign in</Link>
+      </p>
+    </Frame>
+  );
+}
