@@ -172,6 +172,10 @@ pub enum Body {
         /// it expired has its earlier presences forgotten.
         #[serde(default)]
         incarnation: u64,
+        /// The sender's load as it sends: channel sessions, Yjs connections and documents
+        /// open (the cluster page shows them; older nodes send none).
+        #[serde(default)]
+        load: NodeLoad,
     },
     /// The sender is shutting down: its presences leave now.
     Leaving,
@@ -313,6 +317,20 @@ impl ClusterKey {
             _ => Err(Unsealed::Stale),
         }
     }
+}
+
+/// What a node carries, as its heartbeat says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeLoad {
+    /// Phoenix channel sessions.
+    #[serde(default)]
+    pub sessions: u64,
+    /// y-websocket connections.
+    #[serde(default)]
+    pub yjs_connections: u64,
+    /// Documents loaded by their actor.
+    #[serde(default)]
+    pub documents: u64,
 }
 
 #[cfg(test)]

@@ -13,7 +13,8 @@ pub struct ClusterView {
     /// This node's id.
     pub node: String,
     pub bus: BusView,
-    /// The other live nodes, by their heartbeats.
+    /// Every live node, this one first, then the others by their heartbeats, each with
+    /// its load.
     pub nodes: Vec<NodeView>,
 }
 
@@ -30,8 +31,26 @@ pub struct BusView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NodeView {
     pub id: String,
-    /// Milliseconds since the node was last heard.
+    /// Milliseconds since the node was last heard (0 for the node answering).
     pub last_heard_ms: u64,
+    /// Phoenix channel sessions open on it, as of its last heartbeat.
+    pub sessions: u64,
+    /// y-websocket connections open on it.
+    pub yjs_connections: u64,
+    /// Documents loaded on it.
+    pub documents: u64,
+}
+
+impl NodeView {
+    fn new(id: String, last_heard_ms: u64, load: stoa_protocol::bus::NodeLoad) -> Self {
+        Self {
+            id,
+            last_heard_ms,
+            sessions: load.sessions,
+            yjs_connections: load.yjs_connections,
+            documents: load.documents,
+        }
+    }
 }
 
 /// The cluster as this node sees it.
@@ -57,11 +76,19 @@ pub async fn cluster(
             reason: None,
         },
     };
-    let nodes = state
-        .realtime
-        .nodes()
-        .into_iter()
-        .map(|(id, last_heard_ms)| NodeView { id, last_heard_ms })
+    let own = NodeView::new(
+        state.realtime.node_id().to_string(),
+        0,
+        state.realtime.load(),
+    );
+    let nodes = std::iter::once(own)
+        .chain(
+            state
+                .realtime
+                .nodes()
+                .into_iter()
+                .map(|n| NodeView::new(n.id, n.last_heard_ms, n.load)),
+        )
         .collect();
     Ok(HttpResponse::Ok().json(ClusterView {
         node: state.realtime.node_id().to_string(),

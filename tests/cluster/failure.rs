@@ -87,21 +87,33 @@ async fn presence_crosses_nodes_and_a_killed_node_leaves_within_the_expiry() {
     eprintln!("a killed node's presence left after {took:?}");
     let bound = Duration::from_millis(1500 + 2 * 300 + 1000);
     assert!(took < bound, "took {took:?}, bound {bound:?}");
-    // And the cluster view says so.
-    let r = c.nodes[0].http(
-        "GET",
-        "/api/v1/cluster",
-        &[("Authorization", &format!("Bearer {alice}"))],
-        b"",
-    );
-    let body = r.value();
-    let nodes: Vec<&str> = body["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(nodes, vec!["node1"], "{}", r.text());
+    // And the cluster view says so: this node first, then the one still alive, each with
+    // the load its heartbeat carries (a session opened on the second shows on the first).
+    let mut on_b = c.nodes[1].ws(&alice);
+    on_b.join(&topic, json!({}));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let body = loop {
+        let r = c.nodes[0].http(
+            "GET",
+            "/api/v1/cluster",
+            &[("Authorization", &format!("Bearer {alice}"))],
+            b"",
+        );
+        let body = r.value();
+        let nodes: Vec<(&str, u64)> = body["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| (n["id"].as_str().unwrap(), n["sessions"].as_u64().unwrap()))
+            .collect();
+        if nodes == vec![("node0", 1), ("node1", 1)] {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "{}", r.text());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(body["nodes"][0]["last_heard_ms"], 0);
+    assert_eq!(body["nodes"][1]["documents"], 0);
     assert!(c.nodes[0].metric("stoa_cluster_nodes_expired_total") >= 1.0);
 }
 

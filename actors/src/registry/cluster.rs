@@ -105,14 +105,18 @@ impl Shared {
             Body::Heartbeat {
                 expiry_ms,
                 incarnation,
+                load,
             } => {
                 let expiry = Duration::from_millis(expiry_ms.clamp(100, 3_600_000));
-                match self
-                    .nodes
-                    .insert(node.clone(), (Instant::now(), expiry, incarnation))
-                {
+                let heard = Heard {
+                    at: Instant::now(),
+                    expiry,
+                    incarnation,
+                    load,
+                };
+                match self.nodes.insert(node.clone(), heard) {
                     None => tracing::info!(%node, "a node joined the cluster"),
-                    Some((_, _, before)) if before != incarnation => {
+                    Some(before) if before.incarnation != incarnation => {
                         tracing::warn!(%node, "a node restarted; its earlier presences leave");
                         self.forget_node(&node);
                     }
@@ -136,6 +140,19 @@ impl Shared {
         }
     }
 
+    /// This node's load, for its heartbeat and the cluster page.
+    pub(super) fn load(&self) -> stoa_protocol::bus::NodeLoad {
+        let count = |v: &std::sync::atomic::AtomicI64| {
+            u64::try_from(v.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(0)
+        };
+        let stats = self.stats();
+        stoa_protocol::bus::NodeLoad {
+            sessions: count(&stats.connections),
+            yjs_connections: count(&stats.yjs_connections),
+            documents: count(&stats.yjs_documents),
+        }
+    }
+
     /// Says this node is alive, and forgets nodes that stopped saying so.
     pub(super) fn heartbeat(&self) {
         let expiry_ms = u64::try_from(self.cluster.node_expiry.as_millis()).unwrap_or(u64::MAX);
@@ -144,18 +161,19 @@ impl Shared {
             Body::Heartbeat {
                 expiry_ms,
                 incarnation: self.env.incarnation,
+                load: self.load(),
             },
         );
         let dead: Vec<String> = self
             .nodes
             .iter()
-            .filter(|n| n.value().0.elapsed() > n.value().1)
+            .filter(|n| n.value().at.elapsed() > n.value().expiry)
             .map(|n| n.key().clone())
             .collect();
         for node in dead {
             if self
                 .nodes
-                .remove_if(&node, |_, (seen, expiry, _)| seen.elapsed() > *expiry)
+                .remove_if(&node, |_, heard| heard.at.elapsed() > heard.expiry)
                 .is_some()
             {
                 tracing::warn!(%node, "a node stopped answering; its presences leave");

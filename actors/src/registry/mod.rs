@@ -42,6 +42,25 @@ use crate::stats::Stats;
 use crate::topic::{Crash, CrashSessions, Stall};
 use crate::topic::{Notify, Publish, Revoke, Ticket, TopicActor, TopicRef};
 
+/// Another node as its last heartbeat left it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Heard {
+    pub(crate) at: Instant,
+    /// How long it said to wait for the next heartbeat.
+    pub(crate) expiry: Duration,
+    pub(crate) incarnation: u64,
+    pub(crate) load: stoa_protocol::bus::NodeLoad,
+}
+
+/// A live node of the cluster, as `GET /api/v1/cluster` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub id: String,
+    /// Milliseconds since it was last heard (0 for this node).
+    pub last_heard_ms: u64,
+    pub load: stoa_protocol::bus::NodeLoad,
+}
+
 /// Documents caught up at once at start-up.
 const CATCH_UP_AT_ONCE: usize = 16;
 
@@ -71,7 +90,7 @@ pub(crate) struct Shared {
     pub(crate) cluster: Cluster,
     /// The other nodes heard from: when last, how long they said to wait for the next,
     /// and which start of theirs.
-    nodes: DashMap<String, (Instant, Duration, u64)>,
+    nodes: DashMap<String, Heard>,
     /// Told how long each message took over the bus (for the metrics).
     lag_observer: std::sync::OnceLock<Box<dyn Fn(Duration) + Send + Sync>>,
     /// Every session of this node and its user, to send away when it shuts down or its
@@ -360,19 +379,26 @@ impl Realtime {
     }
 
     /// The other live nodes this node has heard from, with the time since each was last
-    /// heard, in milliseconds.
-    pub fn nodes(&self) -> Vec<(String, u64)> {
-        let mut nodes: Vec<(String, u64)> = self
+    /// heard and the load its heartbeat carried.
+    pub fn nodes(&self) -> Vec<NodeInfo> {
+        let mut nodes: Vec<NodeInfo> = self
             .shared
             .nodes
             .iter()
-            .map(|n| {
-                let ago = u64::try_from(n.value().0.elapsed().as_millis()).unwrap_or(u64::MAX);
-                (n.key().clone(), ago)
+            .map(|n| NodeInfo {
+                id: n.key().clone(),
+                last_heard_ms: u64::try_from(n.value().at.elapsed().as_millis())
+                    .unwrap_or(u64::MAX),
+                load: n.value().load,
             })
             .collect();
-        nodes.sort();
+        nodes.sort_by(|a, b| a.id.cmp(&b.id));
         nodes
+    }
+
+    /// This node's own load, as its heartbeat carries it.
+    pub fn load(&self) -> stoa_protocol::bus::NodeLoad {
+        self.shared.load()
     }
 
     pub fn limits(&self) -> &Limits {

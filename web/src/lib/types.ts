@@ -162,7 +162,7 @@ export interface DocumentRow {
 export interface ClusterView {
   node: string;
   bus: { kind: string; connected: boolean; reason?: string | null };
-  nodes: { id: string; last_heard_ms: number }[];
+  nodes: { id: string; last_heard_ms: number; sessions: number; yjs_connections: number; documents: number }[];
 }
 
 export const ROLE_RANK: Record<Role, number> = { viewer: 0, editor: 1, admin: 2, owner: 3 };

@@ -5,7 +5,8 @@ import { useLoad } from "../lib/hooks";
 import type { ClusterView } from "../lib/types";
 import { ProblemAlert } from "../components/ProblemAlert";
 
-/** The cluster as the node serving this page sees it, refreshed every 5 s. */
+/** The cluster as the node serving this page sees it, refreshed every 5 s: every live node
+ * with the sessions, editor connections and documents its last heartbeat reported. */
 export function Cluster() {
   const c = useLoad(() => api.get<ClusterView>("/api/v1/cluster"), []);
   useEffect(() => {
@@ -33,8 +34,15 @@ export function Cluster() {
             pagination={false}
             dataSource={c.data.nodes}
             columns={[
-              { title: "Node", dataIndex: "id" },
-              { title: "Last heard", dataIndex: "last_heard_ms", render: (ms: number) => `${(ms / 1000).toFixed(1)} s ago` },
+              { title: "Node", dataIndex: "id", render: (id: string) => (id === c.data?.node ? `${id} (this node)` : id) },
+              { title: "Channel sessions", dataIndex: "sessions" },
+              { title: "Editor connections", dataIndex: "yjs_connections" },
+              { title: "Open documents", dataIndex: "documents" },
+              {
+                title: "Last heard",
+                dataIndex: "last_heard_ms",
+                render: (ms: number, n: { id: string }) => (n.id === c.data?.node ? "now" : `${(ms / 1000).toFixed(1)} s ago`),
+              },
             ]}
           />
         </>
