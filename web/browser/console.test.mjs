@@ -270,6 +270,42 @@ test("the server killed while both type: both say reconnecting, then converge wi
   await until("the server holds both", async () => (await rest(node.url, ada, "GET", `/api/v1/documents/${docId}`)).body.content === text, 10_000);
 });
 
+test("two tabs stay signed in past several token lifetimes with one refresh at a time, and the live socket is never dropped", async () => {
+  // Access tokens of 8 s: each is refreshed 5 s before it ends.
+  const node = await server({ STOA_AUTH__ACCESS_TOKEN_TTL_SECS: "8" });
+  nodes.push(node);
+  const b = await browser();
+  browsers.push(b);
+  const ctx = await b.newContext();
+  const closes = [];
+  const watch = (page) => page.on("websocket", (ws) => ws.on("close", () => closes.push(ws.url())));
+  const one = await ctx.newPage();
+  watch(one);
+  await signUp(one, node.url, "Tess Tabs", "tess@example.com");
+  const two = await ctx.newPage();
+  watch(two);
+  await two.goto(`${node.url}/`);
+  await two.getByRole("heading", { name: "Workspaces" }).waitFor();
+  const spent = [];
+  ctx.on("request", (r) => {
+    if (r.url().endsWith("/api/v1/auth/refresh")) spent.push(JSON.parse(r.postData()).refresh_token);
+  });
+  for (const page of [one, two]) await page.getByTestId("socket-status").getByText("live").waitFor();
+  // Two and a half token lifetimes: the sockets would be closed (token_expired) at the
+  // first expiry if the refreshed token did not reach them.
+  await new Promise((r) => setTimeout(r, 20_000));
+  assert.ok(spent.length >= 3, `tokens were refreshed (${spent.length} times in 20 s)`);
+  assert.equal(new Set(spent).size, spent.length, `no refresh token was spent twice: ${spent}`);
+  assert.ok(spent.length <= 7, `one refresh per token lifetime for both tabs, not one per tab: ${spent.length}`);
+  assert.deepEqual(closes, []);
+  // Both still work: the workspaces page loads with a fresh token in each.
+  for (const page of [one, two]) {
+    await page.getByLabel("Name").fill(`From ${page === one ? "one" : "two"}`);
+    await page.getByRole("button", { name: "Create workspace" }).click();
+    await page.getByRole("heading", { name: `From ${page === one ? "one" : "two"}` }).waitFor();
+  }
+});
+
 test("the whole flow again in production, with the console on its own origin", async () => {
   const node = await server({
     STOA_ENVIRONMENT: "production",
