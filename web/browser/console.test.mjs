@@ -356,6 +356,19 @@ test("quality: what the sign-in page loads, how fast a large document opens, acc
   const wsId = Number(/\/w\/(\d+)/.exec(page.url())[1]);
   issues.documents = await accessibility(page);
 
+  // A document written over the API opens with its text in the editor, and stays that text.
+  const api = await rest(node.url, page, "POST", `/api/v1/workspaces/${wsId}/documents`, {
+    title: "From the API",
+    content: "Line one\nLine two",
+  });
+  await page.goto(`${node.url}/w/${wsId}/d/${api.body.id}`);
+  await live(page);
+  await until("the API's text in the editor", async () => (await editorText(page)) === "Line one\nLine two");
+  await page.getByTestId("editor").click();
+  await page.keyboard.press("Control+End");
+  await page.keyboard.type(" and more");
+  await until("the REST text follows the editor", async () => (await rest(node.url, page, "GET", `/api/v1/documents/${api.body.id}`)).body.content === "Line one\nLine two and more");
+
   // A document of 100 KB: made live, then written over REST into its fragment.
   const made = await rest(node.url, page, "POST", `/api/v1/workspaces/${wsId}/documents`, { title: "Big" });
   const docId = made.body.id;

@@ -24,6 +24,42 @@ interface Peer {
   color: string;
 }
 
+/** The client id of the one change that moves a document's plain text into the editor's
+ * fragment: every browser makes that change under this id, from the same state, so when two
+ * do it at once Yjs sees one change twice instead of two copies of the text. */
+const ADOPTER_ID = 1;
+
+/**
+ * A document written over the API before anyone opened it in an editor keeps its text in
+ * `content` (Y.Text). The editor shows the `default` fragment: on first sync an editor moves
+ * the text there, one paragraph per line, as one change (the server's REST text stays the same).
+ */
+export function adoptPlainText(ydoc: Y.Doc): boolean {
+  const fragment = ydoc.getXmlFragment("default");
+  const text = ydoc.getText("content");
+  if (fragment.length > 0 || text.length === 0) return false;
+  const copy = new Y.Doc();
+  copy.clientID = ADOPTER_ID;
+  Y.applyUpdate(copy, Y.encodeStateAsUpdate(ydoc));
+  const before = Y.encodeStateVector(copy);
+  copy.transact(() => {
+    const t = copy.getText("content");
+    const lines = t.toString().split("\n");
+    copy.getXmlFragment("default").insert(
+      0,
+      lines.map((line) => {
+        const p = new Y.XmlElement("paragraph");
+        if (line) p.insert(0, [new Y.XmlText(line)]);
+        return p;
+      }),
+    );
+    t.delete(0, t.length);
+  });
+  Y.applyUpdate(ydoc, Y.encodeStateAsUpdate(copy, before));
+  copy.destroy();
+  return true;
+}
+
 function yjsBase(): string {
   return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/yjs`;
 }
@@ -140,15 +176,16 @@ function Editor({ docId, canEdit }: { docId: number; canEdit: boolean }) {
   }, [editor, editable]);
   const ready = useRef(false);
   useEffect(() => {
-    const mark = () => {
-      if (!ready.current) {
+    const mark = (synced: boolean) => {
+      if (synced && !ready.current) {
         ready.current = true;
         performance.mark("stoa:document-synced");
+        if (canEdit) adoptPlainText(ydoc);
       }
     };
     provider.on("sync", mark);
     return () => provider.off("sync", mark);
-  }, [provider]);
+  }, [provider, ydoc, canEdit]);
   return (
     <>
       <Space style={{ justifyContent: "space-between", width: "100%", marginBottom: 8 }} wrap>
