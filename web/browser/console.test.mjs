@@ -435,12 +435,17 @@ test("quality: what the sign-in page loads, how fast a large document opens, acc
     issues[name] = await accessibility(page);
     await shot(page, name);
   }
-  for (const [path, name] of [["/search?q=line", "search"], ["/notifications", "notifications"], ["/cluster", "cluster"]]) {
+  for (const [path, name] of [["/search?q=line", "search"], ["/notifications", "notifications"], ["/cluster", "cluster"], ["/runbooks#stoabusdegraded", "runbooks"]]) {
     await page.goto(`${node.url}${path}`);
     await page.waitForLoadState("networkidle");
     issues[name] = await accessibility(page);
     await shot(page, name);
   }
+  // The page an alert links to, open without signing in, at the alert's section.
+  const anon = await (await b.newContext()).newPage();
+  await anon.goto(`${node.url}/runbooks#stoanodedown`);
+  await anon.locator("h2#stoanodedown").waitFor();
+  issues.runbooks_signed_out = await accessibility(anon);
   const found = Object.entries(issues).filter(([, v]) => v.length > 0);
   assert.deepEqual(found, [], `axe-core found serious or critical violations:\n${JSON.stringify(found, null, 2)}`);
 });

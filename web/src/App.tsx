@@ -7,6 +7,7 @@ import { SignIn, Register } from "./pages/SignIn";
 
 // Everything behind sign-in is loaded on demand: the sign-in page carries only what it uses.
 const Shell = lazy(() => import("./pages/Shell"));
+const Runbooks = lazy(() => import("./pages/Runbooks"));
 
 function Loading() {
   return (
@@ -45,6 +46,15 @@ export function App() {
     <Routes>
       <Route path="/signin" element={<SignIn />} />
       <Route path="/register" element={<Register />} />
+      {/* Public: the page an alert links to must open for whoever is on call. */}
+      <Route
+        path="/runbooks"
+        element={
+          <Suspense fallback={<Loading />}>
+            <Runbooks />
+          </Suspense>
+        }
+      />
       <Route path="/*" element={<RequireUser />} />
     </Routes>
   );
