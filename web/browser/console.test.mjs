@@ -159,8 +159,11 @@ test("a viewer's editor refuses input; a removed member's editor closes with the
   await ada.keyboard.type("Only Ada writes here.");
   await until("Bob has the text", async () => (await editorText(bob)) === "Only Ada writes here.");
 
-  const bobId = (await rest(node.url, bob, "GET", "/api/v1/me")).body.id;
-  assert.equal((await rest(node.url, ada, "PATCH", `/api/v1/workspaces/${wsId}/members/${bobId}`, { role: "viewer" })).status, 200);
+  // Ada makes Bob a viewer on the Members tab, in another tab of hers.
+  const admin = await ada.context().newPage();
+  await admin.goto(`${node.url}/w/${wsId}/members`);
+  await admin.locator(".ant-select", { has: admin.getByRole("combobox", { name: "Role of Bob Brown" }) }).click();
+  await admin.locator(".ant-select-item-option", { hasText: /^viewer$/ }).click();
   await bob.locator('[data-testid="editor"][contenteditable="false"]').waitFor();
   await bob.getByTestId("read-only").waitFor();
   await bob.getByTestId("editor").click();
@@ -168,7 +171,9 @@ test("a viewer's editor refuses input; a removed member's editor closes with the
   assert.equal(await editorText(bob), "Only Ada writes here.");
   await shot(bob, "document-viewer");
 
-  assert.equal((await rest(node.url, ada, "DELETE", `/api/v1/workspaces/${wsId}/members/${bobId}`)).status, 204);
+  await admin.getByRole("button", { name: "Remove Bob Brown" }).click();
+  await admin.getByRole("button", { name: "Remove", exact: true }).click();
+  await admin.getByRole("cell", { name: "Bob Brown", exact: true }).waitFor({ state: "detached" });
   const closed = bob.getByTestId("editor-closed");
   await closed.waitFor();
   assert.match(await closed.innerText(), /You were removed from this workspace/);
@@ -311,6 +316,8 @@ test("the whole flow again in production, with the console on its own origin", a
     STOA_ENVIRONMENT: "production",
     STOA_AUTH__JWT_SECRET: "browser-suite-secret-0123456789abcdefghijklmnop",
     STOA_HTTP__CORS_ALLOWED_ORIGINS: "https://app.example.com",
+    // Two sign-ups and a few wrong passwords within the minute.
+    STOA_AUTH__LOGIN_ATTEMPTS_PER_MINUTE: "5",
   });
   nodes.push(node);
   const { ada, bob, docId } = await theFlow(node, "");
@@ -319,6 +326,22 @@ test("the whole flow again in production, with the console on its own origin", a
   assert.match(csp, /script-src 'self'/);
   assert.doesNotMatch(csp, /unsafe-eval/);
   assert.ok(docId > 0 && bob);
+
+  // Sign-in attempts are limited per address (`auth.login_attempts_per_minute`): the page
+  // says when to try again.
+  const guess = await (await browsers.at(-1).newContext()).newPage();
+  await guess.goto(`${node.url}/signin`);
+  await guess.getByLabel("E-mail").fill("ada@example.com");
+  const alert = guess.getByRole("alert");
+  for (let i = 0; i < 20; i++) {
+    await guess.getByLabel("Password").fill(`wrong guess ${i}`);
+    await guess.getByRole("button", { name: "Sign in" }).click();
+    await alert.waitFor();
+    if (/Try again in \d+ seconds?\./.test(await alert.innerText())) break;
+    await guess.getByRole("button", { name: "Sign in" }).and(guess.locator(":not(.ant-btn-loading)")).waitFor();
+  }
+  assert.match(await alert.innerText(), /Too Many Requests[\s\S]*Try again in \d+ seconds?\./);
+  await shot(guess, "signin-rate-limited");
 });
 
 test("quality: what the sign-in page loads, how fast a large document opens, accessibility of every page", async () => {
@@ -442,10 +465,19 @@ test("quality: what the sign-in page loads, how fast a large document opens, acc
     await shot(page, name);
   }
   // The page an alert links to, open without signing in, at the alert's section.
-  const anon = await (await b.newContext()).newPage();
+  const anonContext = await b.newContext();
+  const anon = await anonContext.newPage();
   await anon.goto(`${node.url}/runbooks#stoanodedown`);
   await anon.locator("h2#stoanodedown").waitFor();
   issues.runbooks_signed_out = await accessibility(anon);
+  // A page behind sign-in sends a visitor to sign in, then back to it.
+  await anon.goto(`${node.url}/w/${wsId}/members`);
+  await anon.waitForURL(/\/signin\?next=/);
+  await anon.getByLabel("E-mail").fill("kay@example.com");
+  await anon.getByLabel("Password").fill("correct horse battery");
+  await anon.getByRole("button", { name: "Sign in" }).click();
+  await anon.waitForURL(`${node.url}/w/${wsId}/members`);
+  await anon.getByRole("cell", { name: "Kay Keys", exact: true }).waitFor();
   const found = Object.entries(issues).filter(([, v]) => v.length > 0);
   assert.deepEqual(found, [], `axe-core found serious or critical violations:\n${JSON.stringify(found, null, 2)}`);
 });
