@@ -249,6 +249,84 @@ test("reports chart the buckets the API returns, a CSV arrives, and search finds
   await shot(ada, "search");
 });
 
+test("the rest by hand: filter and delete documents, reply and resolve, search by kind, hourly reports in another zone, rename and delete the workspace", async () => {
+  const node = await server();
+  nodes.push(node);
+  const p = await people(node);
+  const { ada, bob } = p;
+  const { wsId, docId } = await shared(node, p);
+  await bothWrite(node, p, docId);
+
+  // A thread: Ada comments, Bob replies, Ada resolves it; each sees it without a reload.
+  await ada.getByTestId("comment-input").first().click();
+  await ada.keyboard.type("Is the quokka section done?");
+  await ada.getByRole("button", { name: "Comment", exact: true }).click();
+  await bob.getByTestId("comment-body").getByText("Is the quokka section done?").waitFor();
+  await bob.getByRole("button", { name: "Reply" }).click();
+  await bob.getByRole("textbox", { name: "Reply" }).click();
+  await bob.keyboard.type("Done, see the last paragraph.");
+  await bob.getByRole("button", { name: "Reply", exact: true }).last().click();
+  await ada.getByTestId("thread").getByText("Done, see the last paragraph.").waitFor();
+  await ada.getByRole("button", { name: "Resolve" }).click();
+  await bob.getByTestId("thread").getByText("resolved").waitFor();
+  await shot(bob, "comments");
+
+  // Search: only comments, then only documents.
+  await until("the comment is indexed", async () => {
+    await ada.goto(`${node.url}/search?q=quokka&kind=comment`);
+    await ada.getByTestId("search-results").waitFor();
+    return (await ada.locator(".search-hit .ant-tag", { hasText: "comment" }).count()) === 1;
+  }, 15_000);
+  assert.equal(await ada.locator(".search-hit .ant-tag", { hasText: "document" }).count(), 0);
+  await ada.getByText("Documents", { exact: true }).click();
+  await ada.locator(".search-hit .ant-tag", { hasText: "document" }).first().waitFor();
+  assert.equal(await ada.locator(".search-hit .ant-tag", { hasText: "comment" }).count(), 0);
+
+  // Reports by the hour in another time zone: the API is asked for exactly that.
+  await ada.goto(`${node.url}/w/${wsId}/reports`);
+  await ada.getByTestId("activity-chart").waitFor();
+  let asked = ada.waitForResponse((r) => r.url().includes("/reports/activity") && r.url().includes("bucket=hour"));
+  await ada.locator(".ant-select", { has: ada.getByRole("combobox", { name: "Bucket" }) }).click();
+  await ada.locator(".ant-select-item-option", { hasText: "Hourly" }).click();
+  let answer = await (await asked).json();
+  assert.equal(answer.bucket, "hour");
+  asked = ada.waitForResponse((r) => r.url().includes("/reports/activity") && r.url().includes("tz=Asia%2FTokyo"));
+  await ada.locator(".ant-select", { has: ada.getByRole("combobox", { name: "Time zone" }) }).click();
+  await ada.keyboard.type("Asia/Tokyo");
+  await ada.keyboard.press("Enter");
+  answer = await (await asked).json();
+  assert.equal(answer.tz, "Asia/Tokyo");
+  await until("the chart redrawn", async () => (await ada.getByTestId("bucket").count()) === answer.buckets.length);
+
+  // Documents: a second one, the list filtered by title, then deleted; Bob's list follows.
+  await ada.goto(`${node.url}/w/${wsId}`);
+  await ada.getByRole("button", { name: "New document" }).click();
+  await ada.getByRole("dialog").getByLabel("Title").fill("Budget");
+  await ada.getByRole("button", { name: "Create", exact: true }).click();
+  await ada.waitForURL(/\/d\/\d+$/);
+  await ada.goto(`${node.url}/w/${wsId}`);
+  await bob.goto(`${node.url}/w/${wsId}`);
+  await bob.getByRole("link", { name: "Budget" }).waitFor();
+  await ada.getByLabel("Filter documents by title").fill("bud");
+  await ada.getByRole("link", { name: "Budget" }).waitFor();
+  assert.equal(await ada.getByRole("link", { name: "Plan" }).count(), 0);
+  await ada.getByRole("button", { name: "Delete Budget" }).click();
+  await ada.getByRole("button", { name: "Delete", exact: true }).click();
+  await bob.getByRole("link", { name: "Budget" }).waitFor({ state: "detached" });
+
+  // The workspace renamed (Bob's side bar follows on his next page), then deleted.
+  await ada.goto(`${node.url}/w/${wsId}/settings`);
+  await ada.getByLabel("Workspace name").fill("Product, renamed");
+  await ada.getByRole("button", { name: "Rename" }).click();
+  await ada.getByRole("heading", { name: "Product, renamed" }).waitFor();
+  await bob.getByRole("heading", { name: "Product, renamed" }).waitFor();
+  await shot(ada, "settings");
+  await ada.getByRole("button", { name: "Delete workspace" }).click();
+  await ada.getByRole("button", { name: "Delete", exact: true }).click();
+  await ada.getByRole("heading", { name: "Workspaces" }).waitFor();
+  assert.equal((await rest(node.url, ada, "GET", `/api/v1/workspaces/${wsId}`)).status, 404);
+});
+
 test("the server killed while both type: both say reconnecting, then converge with nothing lost", async () => {
   const node = await server();
   nodes.push(node);
