@@ -370,8 +370,11 @@ test("two tabs stay signed in past several token lifetimes with one refresh at a
   await two.goto(`${node.url}/`);
   await two.getByRole("heading", { name: "Workspaces" }).waitFor();
   const spent = [];
+  const by = new Set();
   ctx.on("request", (r) => {
-    if (r.url().endsWith("/api/v1/auth/refresh")) spent.push(JSON.parse(r.postData()).refresh_token);
+    if (!r.url().endsWith("/api/v1/auth/refresh")) return;
+    spent.push(JSON.parse(r.postData()).refresh_token);
+    by.add(r.frame().page() === one ? "one" : "two");
   });
   for (const page of [one, two]) await page.getByTestId("socket-status").getByText("live").waitFor();
   // Two and a half token lifetimes: the sockets would be closed (token_expired) at the
@@ -381,6 +384,7 @@ test("two tabs stay signed in past several token lifetimes with one refresh at a
   assert.equal(new Set(spent).size, spent.length, `no refresh token was spent twice: ${spent}`);
   assert.ok(spent.length <= 7, `one refresh per token lifetime for both tabs, not one per tab: ${spent.length}`);
   assert.deepEqual(closes, []);
+  assert.equal(by.size, 1, "one tab refreshes on a timer, the other follows its tokens");
   // Both still work: the workspaces page loads with a fresh token in each.
   for (const page of [one, two]) {
     await page.getByLabel("Name").fill(`From ${page === one ? "one" : "two"}`);

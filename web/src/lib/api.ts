@@ -29,10 +29,20 @@ function exclusive<T>(fn: () => Promise<T>): Promise<T> {
   return fn();
 }
 
+function lead(elected: () => void): void {
+  if (typeof navigator === "undefined" || !navigator.locks) return elected();
+  // Held until the tab closes; then the next tab in line is granted it.
+  void navigator.locks.request("stoa.refresh-leader", () => {
+    elected();
+    return new Promise<never>(() => {});
+  });
+}
+
 export const session = new Session({
   storage: window.localStorage,
   refresh: postRefresh,
   exclusive,
+  lead,
   now: () => Date.now(),
 });
 

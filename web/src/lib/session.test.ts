@@ -75,6 +75,22 @@ describe("token refresh", () => {
     expect(refreshDelay(short, 19_000)).toBe(0);
   });
 
+  it("refreshes on a timer only in the leading tab; the others follow its tokens", async () => {
+    const storage = memoryStorage();
+    let elect: () => void = () => {};
+    const follower = new Session({
+      storage,
+      refresh: async () => answer(2),
+      exclusive: sharedLock(),
+      lead: (elected) => { elect = elected; },
+      now: () => 0,
+    });
+    follower.start();
+    expect(follower.isLeader()).toBe(false);
+    elect();
+    expect(follower.isLeader()).toBe(true);
+  });
+
   it("gives a token that is about to expire only after refreshing it", async () => {
     const storage = memoryStorage();
     let now = 0;

@@ -1,6 +1,9 @@
 // The signed-in session: tokens kept in localStorage so every tab shares them, refreshed
-// before they expire with one refresh in flight across all tabs (a Web Lock, then a look at
-// whether another tab already did it), and signed out everywhere at once.
+// before they expire by one tab (the leader, elected with a Web Lock), with one refresh in
+// flight across all tabs (another Web Lock, then a look at whether another tab already did
+// it), and signed out everywhere at once. Only the leader refreshes on a timer: a write to
+// localStorage reaches the other tabs' copies a moment later, so two tabs refreshing at the
+// same instant could both still read the old token and spend it twice.
 
 import type { TokenResponse, User } from "./types";
 
@@ -20,6 +23,11 @@ export interface SessionDeps {
   refresh: (refreshToken: string) => Promise<TokenResponse | null>;
   /** Runs `fn` while no other tab runs it (navigator.locks), or just runs it. */
   exclusive: <T>(fn: () => Promise<T>) => Promise<T>;
+  /**
+   * Calls `elected` once this tab is the one that refreshes on a timer (a Web Lock held
+   * for the tab's life; the next tab takes over when it closes). Without it, every tab is.
+   */
+  lead?: (elected: () => void) => void;
   now: () => number;
 }
 
@@ -30,7 +38,10 @@ export function fromResponse(r: TokenResponse, now: number): Tokens {
   return { access: r.access_token, refresh: r.refresh_token, expiresAt: now + ttlMs, ttlMs, user: r.user };
 }
 
-/** When to refresh: a tenth of the token's life before it ends, at least 5 s and at most 60 s before. */
+/** A tab that is not the leader refreshes on demand only this close to expiry, long after the leader would have. */
+export const LAST_MOMENT_MS = 2_000;
+
+/** When the leader refreshes: a tenth of the token's life before it ends, at least 5 s and at most 60 s before. */
 export function refreshDelay(t: Tokens, now: number): number {
   const margin = Math.min(60_000, Math.max(5_000, t.ttlMs / 10));
   return Math.max(0, t.expiresAt - margin - now);
@@ -42,8 +53,16 @@ export class Session {
   private inFlight: Promise<Tokens | null> | null = null;
   private listeners = new Set<Listener>();
   private timer: ReturnType<typeof setTimeout> | null = null;
+  private leader: boolean;
 
-  constructor(private deps: SessionDeps) {}
+  constructor(private deps: SessionDeps) {
+    this.leader = deps.lead === undefined;
+  }
+
+  /** Whether this tab refreshes on a timer. */
+  isLeader(): boolean {
+    return this.leader;
+  }
 
   current(): Tokens | null {
     const raw = this.deps.storage.getItem(STORAGE_KEY);
@@ -107,14 +126,14 @@ export class Session {
   async accessToken(): Promise<string | null> {
     const t = this.current();
     if (!t) return null;
-    if (t.expiresAt - this.deps.now() < 5_000) return (await this.refresh())?.access ?? null;
+    if (t.expiresAt - this.deps.now() < LAST_MOMENT_MS) return (await this.refresh())?.access ?? null;
     return t.access;
   }
 
   private schedule(t: Tokens | null): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    if (!t || typeof window === "undefined") return;
+    if (!t || !this.leader || typeof window === "undefined") return;
     this.timer = setTimeout(() => {
       this.refresh().catch(() => {
         // Offline or the server away: try again shortly; requests refresh on demand too.
@@ -124,6 +143,10 @@ export class Session {
   }
 
   start(): void {
+    this.deps.lead?.(() => {
+      this.leader = true;
+      this.schedule(this.current());
+    });
     this.schedule(this.current());
   }
 }
