@@ -149,7 +149,7 @@ test("two people sign up, share a workspace and write one document together, liv
   assert.ok(docId > 0);
 });
 
-test("a viewer's editor refuses input; a removed member's editor closes with the reason", async () => {
+test("a viewer's editor refuses input and writes again when made an editor; a removed member's editor closes with the reason", async () => {
   const node = await server();
   nodes.push(node);
   const p = await people(node);
@@ -171,6 +171,15 @@ test("a viewer's editor refuses input; a removed member's editor closes with the
   assert.equal(await editorText(bob), "Only Ada writes here.");
   await shot(bob, "document-viewer");
 
+  // An editor again: the same socket writes at once, without a reload.
+  await admin.locator(".ant-select", { has: admin.getByRole("combobox", { name: "Role of Bob Brown" }) }).click();
+  await admin.locator(".ant-select-item-option", { hasText: /^editor$/ }).click();
+  await bob.locator('[data-testid="editor"][contenteditable="true"]').waitFor();
+  await bob.getByTestId("editor").click();
+  await bob.keyboard.press("Control+End");
+  await bob.keyboard.type(" Bob may write again.");
+  await until("Ada sees Bob's words", async () => (await editorText(ada)) === "Only Ada writes here. Bob may write again.");
+
   await admin.getByRole("button", { name: "Remove Bob Brown" }).click();
   await admin.getByRole("button", { name: "Remove", exact: true }).click();
   await admin.getByRole("cell", { name: "Bob Brown", exact: true }).waitFor({ state: "detached" });
@@ -178,7 +187,7 @@ test("a viewer's editor refuses input; a removed member's editor closes with the
   await closed.waitFor();
   assert.match(await closed.innerText(), /You were removed from this workspace/);
   await shot(bob, "document-removed");
-  await until("the server holds Ada's text only", async () => (await rest(node.url, ada, "GET", `/api/v1/documents/${docId}`)).body.content === "Only Ada writes here.");
+  await until("the server holds what was written by whoever could write", async () => (await rest(node.url, ada, "GET", `/api/v1/documents/${docId}`)).body.content === "Only Ada writes here. Bob may write again.");
 });
 
 test("a comment with an @mention raises the other's bell without a reload", async () => {

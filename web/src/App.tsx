@@ -4,6 +4,7 @@ import { Spin } from "antd";
 import { useUser } from "./lib/auth";
 import { whenSignedOut } from "./lib/api";
 import { SignIn, Register } from "./pages/SignIn";
+import { Boundary } from "./components/Boundary";
 
 // Everything behind sign-in is loaded on demand: the sign-in page carries only what it uses.
 const Shell = lazy(() => import("./pages/Shell"));
@@ -43,6 +44,7 @@ export function App() {
     });
   }, [navigate, location]);
   return (
+    <Boundary>
     <Routes>
       <Route path="/signin" element={<SignIn />} />
       <Route path="/register" element={<Register />} />
@@ -57,6 +59,7 @@ export function App() {
       />
       <Route path="/*" element={<RequireUser />} />
     </Routes>
+    </Boundary>
   );
 }
 

@@ -1,10 +1,12 @@
-import { useState } from "react";
+import { useEffect, useState } from "react";
 import { Link } from "react-router-dom";
 import { BellOutlined } from "@ant-design/icons";
 import { Badge, Button, Empty, List, Popover, Space, Typography } from "antd";
 import { api } from "../lib/api";
 import { useChannel, useLoad } from "../lib/hooks";
 import type { Notification, Page } from "../lib/types";
+import { onUnread, unreadChanged } from "../lib/unread";
+import { ProblemAlert } from "./ProblemAlert";
 
 export function notificationText(n: Notification): string {
   const body = typeof n.data.body === "string" ? n.data.body : "";
@@ -27,6 +29,8 @@ export function notificationLink(n: Notification): string {
 export function Bell({ userId }: { userId: number }) {
   const [unread, setUnread] = useState<number | null>(null);
   const [open, setOpen] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  useEffect(() => onUnread(setUnread), []);
   const list = useLoad(() => api.get<Page<Notification>>("/api/v1/notifications?limit=10"), []);
   useChannel(
     `user:${userId}`,
@@ -41,11 +45,17 @@ export function Bell({ userId }: { userId: number }) {
       if (typeof reply.unread_count === "number") setUnread(reply.unread_count);
     },
   );
-  const markAll = async () => {
-    const r = await api.post<{ unread_count: number }>("/api/v1/notifications/read-all");
-    setUnread(r.unread_count);
-    list.reload();
+  const read = async (path: string) => {
+    try {
+      const r = await api.post<{ unread_count: number }>(path);
+      setError(null);
+      unreadChanged(r.unread_count);
+      list.reload();
+    } catch (e) {
+      setError(e);
+    }
   };
+  const markAll = () => read("/api/v1/notifications/read-all");
   const content = (
     <div style={{ width: 340 }}>
       <Space style={{ justifyContent: "space-between", width: "100%", marginBottom: 8 }}>
@@ -54,6 +64,7 @@ export function Bell({ userId }: { userId: number }) {
           Mark all read
         </Button>
       </Space>
+      <ProblemAlert error={error || list.error} onClose={() => setError(null)} />
       {list.data && list.data.items.length === 0 ? (
         <Empty description="Nothing yet" />
       ) : (
@@ -70,11 +81,7 @@ export function Bell({ userId }: { userId: number }) {
                         key="read"
                         size="small"
                         type="link"
-                        onClick={async () => {
-                          const r = await api.post<{ unread_count: number }>(`/api/v1/notifications/${n.id}/read`);
-                          setUnread(r.unread_count);
-                          list.reload();
-                        }}
+                        onClick={() => void read(`/api/v1/notifications/${n.id}/read`)}
                       >
                         Mark read
                       </Button>,

@@ -14,7 +14,8 @@ function Composer({
   members: Member[];
   placeholder: string;
   label: string;
-  onSend: (body: string) => Promise<void>;
+  /** Resolves true when sent; the text stays in the box otherwise. */
+  onSend: (body: string) => Promise<boolean>;
 }) {
   const [body, setBody] = useState("");
   const [busy, setBusy] = useState(false);
@@ -22,8 +23,7 @@ function Composer({
     if (!body.trim()) return;
     setBusy(true);
     try {
-      await onSend(body.trim());
-      setBody("");
+      if (await onSend(body.trim())) setBody("");
     } finally {
       setBusy(false);
     }
@@ -80,8 +80,12 @@ export function Comments({ docId, role, members }: { docId: number; role: Role; 
         setError(null);
         setReplyTo(null);
         comments.reload();
+        return true;
       })
-      .catch((e) => setError(e));
+      .catch((e) => {
+        setError(e);
+        return false;
+      });
   const one = (c: Comment) => (
     <div>
       <Space size={6}>
@@ -106,6 +110,9 @@ export function Comments({ docId, role, members }: { docId: number; role: Role; 
         <div style={{ marginBottom: 16 }}>
           <Composer members={members} label="Comment" placeholder="Write a comment; @ to mention" onSend={(b) => post(b, null)} />
         </div>
+      )}
+      {comments.data?.next_cursor && (
+        <Typography.Paragraph type="secondary">Showing the first 200 comments.</Typography.Paragraph>
       )}
       {threads.length === 0 && !comments.loading ? (
         <Empty description="No comments yet" />

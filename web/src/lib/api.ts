@@ -13,6 +13,8 @@ async function postRefresh(refreshToken: string): Promise<TokenResponse | null> 
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ refresh_token: refreshToken }),
+      // Held under the cross-tab lock: a hung request must not stall every tab.
+      signal: AbortSignal.timeout(10_000),
     });
   } catch (e) {
     throw new Unreachable(e);
@@ -157,10 +159,29 @@ export function qs(params: Record<string, string | number | boolean | null | und
   return s ? `?${s}` : "";
 }
 
-/** Downloads a CSV answer as a file, with the server's file name. */
+/** The `rel="next"` target of a Link header, resolved against the request's URL. */
+export function nextLink(link: string | null, base: string): string | null {
+  const m = link ? /<([^>]+)>\s*;\s*rel="next"/.exec(link) : null;
+  if (!m?.[1]) return null;
+  const url = new URL(m[1], new URL(base, "http://x"));
+  return url.pathname + url.search;
+}
+
+/**
+ * Downloads a CSV report as one file with the server's file name: every page (the server
+ * links the next with `Link: <…>; rel="next"`), the header row once.
+ */
 export async function download(path: string, fallbackName: string): Promise<void> {
   const res = await call<Response>("GET", path, { raw: true, headers: { accept: "text/csv" } });
-  const blob = await res.blob();
+  const parts = [await res.text()];
+  let next = nextLink(res.headers.get("link"), path);
+  while (next) {
+    const page = await call<Response>("GET", next, { raw: true, headers: { accept: "text/csv" } });
+    const text = await page.text();
+    parts.push(text.slice(text.indexOf("\n") + 1));
+    next = nextLink(page.headers.get("link"), next);
+  }
+  const blob = new Blob(parts, { type: "text/csv;charset=utf-8" });
   const disposition = res.headers.get("content-disposition") ?? "";
   const name = /filename="([^"]+)"/.exec(disposition)?.[1] ?? fallbackName;
   const url = URL.createObjectURL(blob);

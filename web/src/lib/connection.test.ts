@@ -57,3 +57,25 @@ describe("problems in words", () => {
     expect(closeReason(4000, "odd")).toBe("The server closed the connection (odd).");
   });
 });
+
+import { nextLink as linkAfter } from "./api";
+import { safeNext } from "../pages/SignIn";
+
+describe("links", () => {
+  it("follows a report's next page, keeping its path", () => {
+    expect(linkAfter('<?format=csv&cursor=abc>; rel="next"', "/api/v1/workspaces/1/reports/members?format=csv&limit=1000")).toBe(
+      "/api/v1/workspaces/1/reports/members?format=csv&cursor=abc",
+    );
+    expect(linkAfter(null, "/x")).toBeNull();
+  });
+
+  it("sends a signed-in visitor back only to a page of this console", () => {
+    const origin = "http://stoa.test";
+    expect(safeNext("/w/1/members?x=1#y", origin)).toBe("/w/1/members?x=1#y");
+    expect(safeNext("//evil.example/", origin)).toBe("/");
+    expect(safeNext("/\\evil.example", origin)).toBe("/");
+    expect(safeNext("/%09/evil.example", origin)).toBe("/%09/evil.example");
+    expect(safeNext("https://evil.example/", origin)).toBe("/");
+    expect(safeNext(null, origin)).toBe("/");
+  });
+});

@@ -16,8 +16,16 @@ export function useLoad<T>(load: () => Promise<T>, deps: unknown[]): Loaded<T> {
   const [loading, setLoading] = useState(true);
   const [tick, setTick] = useState(0);
   const generation = useRef(0);
+  const depsKey = JSON.stringify(deps);
+  const loadedFor = useRef(depsKey);
   useEffect(() => {
     const mine = ++generation.current;
+    // Another id: what was loaded for the previous one must not show meanwhile.
+    if (loadedFor.current !== depsKey) {
+      loadedFor.current = depsKey;
+      setData(undefined);
+      setError(null);
+    }
     setLoading(true);
     load().then(
       (d) => {
@@ -47,6 +55,7 @@ export function useChannel(
   on: Record<string, (payload: any) => void>,
   params: () => Record<string, unknown> = () => ({}),
   onJoin?: (reply: any) => void,
+  onRefused?: (reply: any) => void,
 ): Channel | null {
   const handlers = useRef(on);
   handlers.current = on;
@@ -54,6 +63,8 @@ export function useChannel(
   paramsRef.current = params;
   const joinRef = useRef(onJoin);
   joinRef.current = onJoin;
+  const refusedRef = useRef(onRefused);
+  refusedRef.current = onRefused;
   const [ch, setCh] = useState<Channel | null>(null);
   useEffect(() => {
     if (!topic) return;
@@ -61,7 +72,13 @@ export function useChannel(
     for (const event of Object.keys(handlers.current)) {
       c.on(event, (p) => handlers.current[event]?.(p));
     }
-    c.join().receive("ok", (reply) => joinRef.current?.(reply));
+    c.join()
+      .receive("ok", (reply) => joinRef.current?.(reply))
+      // Refused (not a member any more, deleted): retrying would only be refused again.
+      .receive("error", (reply) => {
+        leave(c);
+        refusedRef.current?.(reply);
+      });
     setCh(c);
     return () => {
       leave(c);

@@ -20,7 +20,14 @@ export function realtime(): Socket {
   s.onOpen(() => statusListeners.forEach((l) => l(true, null, null)));
   s.onClose((e: unknown) => {
     const ev = e as { code?: number; reason?: string } | undefined;
-    if (ev?.reason === "token_expired") void session.refresh();
+    // The session ended elsewhere (signed out, password changed, account disabled): this
+    // tab signs out too instead of reconnecting into refusals.
+    if (ev?.reason === "logged_out" || ev?.reason === "session_ended") {
+      session.set(null);
+      return;
+    }
+    // Refreshed only if it is really about to expire (the leading tab may already have).
+    if (ev?.reason === "token_expired") void session.accessToken();
     statusListeners.forEach((l) => l(false, ev?.reason ?? null, ev?.code ?? null));
   });
   s.connect();
@@ -37,6 +44,9 @@ export function onSocketStatus(l: StatusListener): () => void {
 export function channel(topic: string, params: () => Record<string, unknown>): Channel {
   const ch = realtime().channel(topic, params);
   joined.add(ch);
+  ch.onClose(() => {
+    joined.delete(ch);
+  });
   return ch;
 }
 

@@ -108,6 +108,10 @@ export class Session {
         return stored;
       }
       const answer = await this.deps.refresh(stored.refresh);
+      // Signed out (or rotated by another tab) while the request was out: keep what is
+      // stored now rather than bring back a session the user ended.
+      const after = this.current();
+      if (!after || after.refresh !== stored.refresh) return after;
       if (!answer) {
         this.set(null);
         return null;

@@ -1,4 +1,4 @@
-import { useEffect, useMemo, useRef, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import { Link, useParams } from "react-router-dom";
 import { Alert, Avatar, Badge, Breadcrumb, Space, Spin, Tooltip, Typography } from "antd";
 import { useEditor, EditorContent } from "@tiptap/react";
@@ -7,11 +7,12 @@ import Collaboration from "@tiptap/extension-collaboration";
 import CollaborationCursor from "@tiptap/extension-collaboration-cursor";
 import * as Y from "yjs";
 import { WebsocketProvider } from "y-websocket";
+import * as authProtocol from "y-protocols/auth";
 import { api, session } from "../lib/api";
 import { useUser } from "../lib/auth";
 import { useChannel, useLoad } from "../lib/hooks";
 import { nextLink, type Link as LinkState, type LinkEvent } from "../lib/connection";
-import { closeReason, TERMINAL_REASONS } from "../lib/problem";
+import { ApiProblem, closeReason, TERMINAL_REASONS } from "../lib/problem";
 import { colorFor } from "../lib/colors";
 import { atLeast, type DocumentView, type Member, type Page, type Workspace } from "../lib/types";
 import { ProblemAlert } from "../components/ProblemAlert";
@@ -64,12 +65,24 @@ function yjsBase(): string {
   return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/yjs`;
 }
 
-/** The y-websocket provider of one document, with its connection state and who is here. */
-function useProvider(docId: number, name: string, userId: number) {
+interface Connection {
+  ydoc: Y.Doc;
+  provider: WebsocketProvider;
+}
+
+/**
+ * The y-websocket provider of one document, with its connection state, who is here, and
+ * what the server said of this user's rights. Made and destroyed by one effect per
+ * document, so a re-run (StrictMode, a changed name) never reuses a destroyed provider.
+ */
+function useProvider(docId: number, name: string, userId: number, canEdit: boolean) {
   const [link, setLink] = useState<LinkState>({ state: "connecting" });
   const [peers, setPeers] = useState<Peer[]>([]);
   const [readOnlyByServer, setReadOnlyByServer] = useState(false);
-  const { ydoc, provider } = useMemo(() => {
+  const [tooLarge, setTooLarge] = useState(false);
+  const [conn, setConn] = useState<Connection | null>(null);
+
+  useEffect(() => {
     const ydoc = new Y.Doc();
     const provider = new WebsocketProvider(yjsBase(), String(docId), ydoc, {
       params: { token: session.current()?.access ?? "" },
@@ -77,35 +90,60 @@ function useProvider(docId: number, name: string, userId: number) {
       // A removal or a deletion is final: reconnecting would only be refused.
       shouldReconnect: (ev: CloseEvent) => !TERMINAL_REASONS.has(ev.reason),
     } as ConstructorParameters<typeof WebsocketProvider>[3]);
-    return { ydoc, provider };
-  }, [docId]);
-
-  useEffect(() => {
-    const step = (e: LinkEvent) => setLink((l) => nextLink(l, e));
+    let failures = 0;
+    let disposed = false;
+    const step = (e: LinkEvent) => {
+      if (e.type === "close" && e.terminal) provider.disconnect();
+      setLink((l) => nextLink(l, e));
+    };
     const onStatus = ({ status }: { status: string }) => {
       if (status === "connected") {
+        failures = 0;
         setReadOnlyByServer(false);
         step({ type: "open" });
       }
     };
-    const onClose = (ev: CloseEvent | null) => {
-      // The next attempt carries the freshest token; an expired one is refreshed first.
-      if (ev?.reason === "token_expired") void session.refresh();
+    const freshToken = () => {
       provider.params = { token: session.current()?.access ?? "" };
-      if (ev) step({ type: "close", reason: closeReason(ev.code, ev.reason), terminal: TERMINAL_REASONS.has(ev.reason) });
-      else step({ type: "close", reason: null, terminal: false });
     };
-    const onError = () => step({ type: "close", reason: null, terminal: false });
+    const onClose = (ev: CloseEvent | null) => {
+      freshToken();
+      if (ev?.reason === "token_expired") {
+        // Routine: the socket lives as long as its token; the next one carries a fresh token
+        // (refreshed here only if the leading tab has not already).
+        void session.accessToken().then(freshToken);
+        step({ type: "close", reason: null, terminal: false });
+      } else if (ev) {
+        step({ type: "close", reason: closeReason(ev.code, ev.reason), terminal: TERMINAL_REASONS.has(ev.reason) });
+      } else {
+        step({ type: "close", reason: null, terminal: false });
+      }
+    };
+    // A refused upgrade reaches the browser without a reason (1006). After a few in a row,
+    // ask the API whether the document is still there for this user.
+    const onError = () => {
+      step({ type: "close", reason: null, terminal: false });
+      failures += 1;
+      if (failures === 3) {
+        api.get(`/api/v1/documents/${docId}`).catch((e) => {
+          if (!disposed && e instanceof ApiProblem && e.status === 404) {
+            step({ type: "close", reason: "This document was deleted, or you are no longer a member of its workspace.", terminal: true });
+          }
+        });
+      }
+    };
     const offline = () => step({ type: "offline" });
     const online = () => step({ type: "online" });
     const unsubscribe = session.subscribe((t) => {
       provider.params = { token: t?.access ?? "" };
     });
-    // The server says "read-only" (an auth message) when this user may not write.
-    const auth = provider.messageHandlers[2];
-    provider.messageHandlers[2] = (encoder, decoder, p, emitSynced, type) => {
-      setReadOnlyByServer(true);
-      auth?.(encoder, decoder, p, emitSynced, type);
+    // The server's auth messages: "read-only" when this user may not write, or
+    // "document_too_large" when an update would take the document over its limit.
+    provider.messageHandlers[2] = (_encoder, decoder, p) => {
+      authProtocol.readAuthMessage(decoder, p.doc, (_doc, reason) => {
+        if (reason.includes("document_too_large")) setTooLarge(true);
+        else setReadOnlyByServer(true);
+      });
     };
     provider.on("status", onStatus);
     provider.on("connection-close", onClose);
@@ -114,18 +152,20 @@ function useProvider(docId: number, name: string, userId: number) {
     window.addEventListener("online", online);
     if (!navigator.onLine) step({ type: "offline" });
     const awareness = provider.awareness;
-    awareness.setLocalStateField("user", { name, color: colorFor(userId), id: userId });
     const onAwareness = () => {
       const list: Peer[] = [];
-      awareness.getStates().forEach((s, clientId) => {
-        const u = s.user as { name?: string; color?: string } | undefined;
+      awareness.getStates().forEach((st, clientId) => {
+        const u = st.user as { name?: string; color?: string } | undefined;
         if (u?.name) list.push({ clientId, name: u.name, color: u.color ?? "#555" });
       });
       setPeers(list);
     };
     awareness.on("change", onAwareness);
     provider.connect();
+    setConn({ ydoc, provider });
     return () => {
+      disposed = true;
+      setConn(null);
       unsubscribe();
       awareness.off("change", onAwareness);
       window.removeEventListener("offline", offline);
@@ -133,8 +173,18 @@ function useProvider(docId: number, name: string, userId: number) {
       provider.destroy();
       ydoc.destroy();
     };
-  }, [provider, ydoc, name, userId]);
-  return { ydoc, provider, link, peers, readOnlyByServer };
+  }, [docId]);
+
+  useEffect(() => {
+    conn?.provider.awareness.setLocalStateField("user", { name, color: colorFor(userId), id: userId });
+  }, [conn, name, userId]);
+
+  // Made an editor again (the server says nothing then): writable at once.
+  useEffect(() => {
+    if (canEdit) setReadOnlyByServer(false);
+  }, [canEdit]);
+
+  return { conn, link, peers, readOnlyByServer, tooLarge };
 }
 
 function LinkBadge({ link }: { link: LinkState }) {
@@ -149,8 +199,51 @@ function LinkBadge({ link }: { link: LinkState }) {
 
 function Editor({ docId, canEdit }: { docId: number; canEdit: boolean }) {
   const user = useUser();
-  const { ydoc, provider, link, peers, readOnlyByServer } = useProvider(docId, user?.display_name ?? "?", user?.id ?? 0);
-  const editable = canEdit && !readOnlyByServer && link.state !== "closed";
+  const { conn, link, peers, readOnlyByServer, tooLarge } = useProvider(docId, user?.display_name ?? "?", user?.id ?? 0, canEdit);
+  const editable = canEdit && !readOnlyByServer && !tooLarge && link.state !== "closed";
+  return (
+    <>
+      <Space style={{ justifyContent: "space-between", width: "100%", marginBottom: 8 }} wrap>
+        <Space>
+          <LinkBadge link={link} />
+          {!editable && link.state !== "closed" && <Typography.Text type="secondary" data-testid="read-only">Read only</Typography.Text>}
+        </Space>
+        <ul data-testid="here" aria-label="Who is here" style={{ display: "flex", gap: 4, listStyle: "none", margin: 0, padding: 0 }}>
+          {peers.map((p) => (
+            <li key={p.clientId} data-name={p.name}>
+              <Tooltip title={p.name}>
+                <Avatar style={{ background: p.color }} alt={p.name} aria-label={p.name}>
+                  {initials(p.name)}
+                </Avatar>
+              </Tooltip>
+            </li>
+          ))}
+        </ul>
+      </Space>
+      {link.state === "closed" && <Alert type="error" showIcon role="alert" data-testid="editor-closed" message={link.reason} style={{ marginBottom: 12 }} />}
+      {tooLarge && (
+        <Alert
+          type="error"
+          showIcon
+          role="alert"
+          message="The document reached its size limit: your last change was not saved. Reload to see the saved document."
+          style={{ marginBottom: 12 }}
+        />
+      )}
+      {link.state === "reconnecting" && link.reason && (
+        <Alert type="warning" showIcon message={link.reason} style={{ marginBottom: 12 }} />
+      )}
+      <div style={{ border: "1px solid #d9d9d9", borderRadius: 6, background: editable ? "#fff" : "#fafafa" }}>
+        {conn ? <Surface conn={conn} editable={editable} canEdit={canEdit} /> : <Spin aria-label="Loading" />}
+      </div>
+    </>
+  );
+}
+
+/** TipTap bound to one provider's document (the `default` fragment) and awareness. */
+function Surface({ conn, editable, canEdit }: { conn: Connection; editable: boolean; canEdit: boolean }) {
+  const user = useUser();
+  const { ydoc, provider } = conn;
   const editor = useEditor(
     {
       extensions: [
@@ -183,37 +276,11 @@ function Editor({ docId, canEdit }: { docId: number; canEdit: boolean }) {
         if (canEdit) adoptPlainText(ydoc);
       }
     };
+    if (provider.synced) mark(true);
     provider.on("sync", mark);
     return () => provider.off("sync", mark);
   }, [provider, ydoc, canEdit]);
-  return (
-    <>
-      <Space style={{ justifyContent: "space-between", width: "100%", marginBottom: 8 }} wrap>
-        <Space>
-          <LinkBadge link={link} />
-          {!editable && link.state !== "closed" && <Typography.Text type="secondary" data-testid="read-only">Read only</Typography.Text>}
-        </Space>
-        <ul data-testid="here" aria-label="Who is here" style={{ display: "flex", gap: 4, listStyle: "none", margin: 0, padding: 0 }}>
-          {peers.map((p) => (
-            <li key={p.clientId} data-name={p.name}>
-              <Tooltip title={p.name}>
-                <Avatar style={{ background: p.color }} alt={p.name} aria-label={p.name}>
-                  {initials(p.name)}
-                </Avatar>
-              </Tooltip>
-            </li>
-          ))}
-        </ul>
-      </Space>
-      {link.state === "closed" && <Alert type="error" showIcon role="alert" data-testid="editor-closed" message={link.reason} style={{ marginBottom: 12 }} />}
-      {link.state === "reconnecting" && link.reason && (
-        <Alert type="warning" showIcon message={link.reason} style={{ marginBottom: 12 }} />
-      )}
-      <div style={{ border: "1px solid #d9d9d9", borderRadius: 6, background: editable ? "#fff" : "#fafafa" }}>
-        <EditorContent editor={editor} />
-      </div>
-    </>
-  );
+  return <EditorContent editor={editor} />;
 }
 
 export default function DocumentPage() {
@@ -236,8 +303,8 @@ export default function DocumentPage() {
     },
     () => ({ presence: false }),
   );
-  if (ws.error || doc.error) return <ProblemAlert error={ws.error || doc.error} />;
-  if (!ws.data || !doc.data) return <Spin aria-label="Loading" />;
+  // A failed reload keeps the page (and the live editor) with the problem above it.
+  if (!ws.data || !doc.data) return ws.error || doc.error ? <ProblemAlert error={ws.error || doc.error} /> : <Spin aria-label="Loading" />;
   const canEdit = atLeast(ws.data.role, "editor");
   return (
     <>
@@ -245,7 +312,7 @@ export default function DocumentPage() {
         style={{ marginBottom: 8 }}
         items={[{ title: <Link to={`/w/${wsId}`}>{ws.data.name}</Link> }, { title: doc.data.title }]}
       />
-      <ProblemAlert error={error} onClose={() => setError(null)} />
+      <ProblemAlert error={error || ws.error || doc.error} onClose={() => setError(null)} />
       <Typography.Title
         level={2}
         style={{ marginTop: 0 }}

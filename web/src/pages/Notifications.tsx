@@ -1,20 +1,33 @@
 import { Link } from "react-router-dom";
 import { Button, List, Space, Typography } from "antd";
 import { api } from "../lib/api";
+import { useState } from "react";
 import { useLoad } from "../lib/hooks";
+import { unreadChanged } from "../lib/unread";
 import type { Notification, Page } from "../lib/types";
 import { notificationLink, notificationText } from "../components/Bell";
 import { ProblemAlert } from "../components/ProblemAlert";
 
 export function NotificationsPage() {
   const list = useLoad(() => api.get<Page<Notification>>("/api/v1/notifications?limit=100"), []);
+  const [error, setError] = useState<unknown>(null);
+  const read = async (path: string) => {
+    try {
+      const r = await api.post<{ unread_count: number }>(path);
+      setError(null);
+      unreadChanged(r.unread_count);
+      list.reload();
+    } catch (e) {
+      setError(e);
+    }
+  };
   return (
     <>
       <Space style={{ justifyContent: "space-between", width: "100%" }}>
         <Typography.Title level={2}>Notifications</Typography.Title>
-        <Button onClick={() => void api.post("/api/v1/notifications/read-all").then(list.reload)}>Mark all read</Button>
+        <Button onClick={() => void read("/api/v1/notifications/read-all")}>Mark all read</Button>
       </Space>
-      <ProblemAlert error={list.error} />
+      <ProblemAlert error={error || list.error} onClose={() => setError(null)} />
       <List
         bordered
         loading={list.loading}
@@ -22,7 +35,7 @@ export function NotificationsPage() {
         locale={{ emptyText: "No notifications" }}
         renderItem={(n) => (
           <List.Item
-            actions={n.read ? [] : [<Button key="r" size="small" onClick={() => void api.post(`/api/v1/notifications/${n.id}/read`).then(list.reload)}>Mark read</Button>]}
+            actions={n.read ? [] : [<Button key="r" size="small" onClick={() => void read(`/api/v1/notifications/${n.id}/read`)}>Mark read</Button>]}
           >
             <Space direction="vertical" size={0}>
               <Link to={notificationLink(n)} style={{ fontWeight: n.read ? 400 : 600 }}>

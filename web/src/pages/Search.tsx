@@ -13,28 +13,29 @@ export function SearchPage() {
   const [params, setParams] = useSearchParams();
   const q = params.get("q") ?? "";
   const kind = (params.get("kind") as Kind | null) ?? "all";
-  const [pages, setPages] = useState<SearchHit[][]>([]);
-  const [next, setNext] = useState<string | null>(null);
+  const key = `${kind}|${q}`;
+  // Later pages belong to the query they were asked for: an answer to an older query is dropped.
+  const [extra, setExtra] = useState<{ key: string; items: SearchHit[]; next: string | null }>({ key: "", items: [], next: null });
+  const [loadingMore, setLoadingMore] = useState(false);
   const [error, setError] = useState<unknown>(null);
-  const first = useLoad(async () => {
-    if (!q.trim()) return null;
-    const r = await api.get<SearchResults>(`/api/v1/search${qs({ q, kind: kind === "all" ? undefined : kind, limit: 20 })}`);
-    setPages([r.items]);
-    setNext(r.next_cursor);
-    return r;
-  }, [q, kind]);
+  const ask = (cursor?: string | null) =>
+    api.get<SearchResults>(`/api/v1/search${qs({ q, kind: kind === "all" ? undefined : kind, limit: 20, cursor })}`);
+  const first = useLoad(async () => (q.trim() ? ask() : null), [q, kind]);
+  const mine = extra.key === key;
+  const hits = [...(first.data?.items ?? []), ...(mine ? extra.items : [])];
+  const next = mine ? extra.next : first.data?.next_cursor ?? null;
   const more = async () => {
+    setLoadingMore(true);
     try {
-      const r = await api.get<SearchResults>(
-        `/api/v1/search${qs({ q, kind: kind === "all" ? undefined : kind, limit: 20, cursor: next })}`,
-      );
-      setPages((p) => [...p, r.items]);
-      setNext(r.next_cursor);
+      const r = await ask(next);
+      // Stored under the query it answers: if the query changed meanwhile, it is not shown.
+      setExtra((e) => ({ key, items: [...(e.key === key ? e.items : []), ...r.items], next: r.next_cursor }));
     } catch (e) {
       setError(e);
+    } finally {
+      setLoadingMore(false);
     }
   };
-  const hits = pages.flat();
   return (
     <>
       <Typography.Title level={2}>Search</Typography.Title>
@@ -80,7 +81,7 @@ export function SearchPage() {
         />
       )}
       {next && (
-        <Button style={{ marginTop: 12 }} onClick={() => void more()}>
+        <Button style={{ marginTop: 12 }} onClick={() => void more()} loading={loadingMore} disabled={loadingMore}>
           More results
         </Button>
       )}

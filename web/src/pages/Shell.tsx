@@ -7,6 +7,7 @@ import { useLoad } from "../lib/hooks";
 import { onSocketStatus, realtime } from "../lib/realtime";
 import type { Workspace } from "../lib/types";
 import { Bell } from "../components/Bell";
+import { Boundary } from "../components/Boundary";
 import { Workspaces } from "./Workspaces";
 import { WorkspacePage } from "./Workspace";
 import { SearchPage } from "./Search";
@@ -57,10 +58,8 @@ export default function Shell() {
         <form
           role="search"
           style={{ flex: 1, maxWidth: 420 }}
-          onSubmit={(e) => {
-            e.preventDefault();
-            if (query.trim()) navigate(`/search?q=${encodeURIComponent(query.trim())}`);
-          }}
+          // Input.Search navigates on Enter and on its button: the form only keeps the page.
+          onSubmit={(e) => e.preventDefault()}
         >
           <Input.Search
             aria-label="Search all workspaces"
@@ -112,6 +111,7 @@ export default function Shell() {
         </Layout.Sider>
         <Layout.Content style={{ padding: 24, background: "#fff" }}>
           <main>
+            <Boundary key={location.pathname}>
             <Suspense fallback={<Spin aria-label="Loading" />}>
               <Routes>
                 <Route path="/" element={<Workspaces onChange={workspaces.reload} />} />
@@ -123,6 +123,7 @@ export default function Shell() {
                 <Route path="*" element={<Typography.Title level={2}>No such page</Typography.Title>} />
               </Routes>
             </Suspense>
+            </Boundary>
           </main>
         </Layout.Content>
       </Layout>

@@ -5,9 +5,15 @@ import { register, signIn } from "../lib/api";
 import { useUser } from "../lib/auth";
 import { ProblemAlert } from "../components/ProblemAlert";
 
-function safeNext(next: string | null): string {
-  // Only a path of this console: never another origin.
-  return next && next.startsWith("/") && !next.startsWith("//") ? next : "/";
+/** Only a page of this console: `next` is resolved as the browser would and must stay on this origin. */
+export function safeNext(next: string | null, origin = window.location.origin): string {
+  if (!next) return "/";
+  try {
+    const url = new URL(next, origin);
+    return url.origin === origin ? url.pathname + url.search + url.hash : "/";
+  } catch {
+    return "/";
+  }
 }
 
 function Frame({ title, children }: { title: string; children: React.ReactNode }) {

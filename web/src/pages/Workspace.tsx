@@ -11,9 +11,13 @@ import { ProblemAlert } from "../components/ProblemAlert";
 
 const Reports = lazy(() => import("./Reports"));
 
+/** One page per workspace: moving to another starts afresh (its log has offsets of its own). */
 export function WorkspacePage({ onChange }: { onChange: () => void }) {
   const { wid } = useParams();
-  const id = Number(wid);
+  return <OneWorkspace key={wid} id={Number(wid)} onChange={onChange} />;
+}
+
+function OneWorkspace({ id, onChange }: { id: number; onChange: () => void }) {
   const me = useUser();
   const navigate = useNavigate();
   const location = useLocation();
@@ -23,7 +27,27 @@ export function WorkspacePage({ onChange }: { onChange: () => void }) {
   const [feed, setFeed] = useState<StoaEvent[]>([]);
   const [closed, setClosed] = useState<string | null>(null);
   const lastSeen = useRef<number | null>(null);
-  if (ws.data && lastSeen.current === null) lastSeen.current = Math.max(0, ws.data.last_offset - 50);
+  // Events up to the workspace's offset when the page loaded are already in what REST gave:
+  // replayed into the feed, they reload nothing.
+  const baseline = useRef<number | null>(null);
+  if (ws.data && lastSeen.current === null) {
+    lastSeen.current = Math.max(0, ws.data.last_offset - 50);
+    baseline.current = ws.data.last_offset;
+  }
+  const catchUp = async (offset: number) => {
+    // Too far behind for a replay: the last events over REST, then everything reloaded.
+    const from = Math.max(0, offset - 50);
+    try {
+      const page = await api.get<{ items: StoaEvent[] }>(`/api/v1/workspaces/${id}/events?since=${from}&limit=50`);
+      setFeed((f) => mergeEvents(f, page.items));
+    } catch {
+      // The feed stays as it was; the lists below are reloaded all the same.
+    }
+    lastSeen.current = Math.max(lastSeen.current ?? 0, offset);
+    docs.reload();
+    members.reload();
+    ws.reload();
+  };
 
   // The workspace's log, live: a rejoin after a reconnect resumes after the last event seen.
   useChannel(
@@ -32,7 +56,9 @@ export function WorkspacePage({ onChange }: { onChange: () => void }) {
       event: (e: StoaEvent) => {
         lastSeen.current = Math.max(lastSeen.current ?? 0, e.offset);
         setFeed((f) => mergeEvents(f, [e]));
-        if (e.kind.startsWith("document.")) docs.reload();
+        if (e.offset <= (baseline.current ?? 0)) return;
+        // Edits change no row of the list but its version: not worth a reload each time.
+        if (e.kind.startsWith("document.") && e.kind !== "document.edited") docs.reload();
         if (e.kind.startsWith("member.")) {
           members.reload();
           if (e.data.user_id === me?.id) ws.reload();
@@ -42,9 +68,17 @@ export function WorkspacePage({ onChange }: { onChange: () => void }) {
           onChange();
         }
       },
-      phx_close: (p: { reason?: string }) => setClosed(closeReason(1000, p?.reason ?? "")),
+      // The server's close carries a reason; our own leave (the page unmounting) does not.
+      phx_close: (p: unknown) => {
+        const reason = (p as { reason?: string } | null)?.reason;
+        if (reason) setClosed(closeReason(1000, reason));
+      },
     },
     () => ({ since: lastSeen.current ?? 0, presence: false }),
+    (reply: { recovered?: boolean; offset?: number }) => {
+      if (reply?.recovered === false && typeof reply.offset === "number") void catchUp(reply.offset);
+    },
+    (reply: { reason?: string }) => setClosed(closeReason(1000, reply?.reason ?? "membership_revoked")),
   );
 
   const nameOf = useMemo(() => {
@@ -52,8 +86,7 @@ export function WorkspacePage({ onChange }: { onChange: () => void }) {
     return (uid: number | null) => (uid === null ? "Stoa" : names.get(uid) ?? `user ${uid}`);
   }, [members.data]);
 
-  if (ws.error) return <ProblemAlert error={ws.error} />;
-  if (!ws.data) return <Spin aria-label="Loading" />;
+  if (!ws.data) return ws.error ? <ProblemAlert error={ws.error} /> : <Spin aria-label="Loading" />;
   const role = ws.data.role;
   const base = `/w/${id}`;
   const tab = location.pathname.slice(base.length).split("/")[1] || "documents";
@@ -66,6 +99,7 @@ export function WorkspacePage({ onChange }: { onChange: () => void }) {
         <Tag data-testid="my-role">{role}</Tag>
       </Space>
       {closed && <Alert type="warning" showIcon message={closed} style={{ marginBottom: 16 }} />}
+      {ws.error ? <ProblemAlert error={ws.error} /> : null}
       <Tabs
         activeKey={tab}
         onChange={(k) => navigate(k === "documents" ? base : `${base}/${k}`)}
@@ -121,6 +155,14 @@ function Documents({ ws, docs }: { ws: Workspace; docs: ReturnType<typeof useLoa
           </Button>
         )}
       </Space>
+      {docs.data?.next_cursor && (
+        <Alert
+          type="info"
+          showIcon
+          style={{ marginBottom: 12 }}
+          message="Showing the first 200 documents, and filtering only those: search finds any of them."
+        />
+      )}
       <Table<DocumentView>
         rowKey="id"
         loading={docs.loading && !docs.data}

@@ -1,0 +1,14 @@
+// The unread count shared by the bell and the notifications page of one tab: whoever marks
+// something read says the new count, and the bell shows it.
+
+type Listener = (count: number) => void;
+const listeners = new Set<Listener>();
+
+export function unreadChanged(count: number): void {
+  for (const l of listeners) l(count);
+}
+
+export function onUnread(l: Listener): () => void {
+  listeners.add(l);
+  return () => listeners.delete(l);
+}
