@@ -70,20 +70,30 @@ pub fn respond(req: &HttpRequest) -> Option<HttpResponse> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return None;
     }
-    let path = req.path().strip_prefix('/')?;
+    let name = target(req.path())?;
+    Bundle::get(name).map(|file| serve(req, name, file))
+}
+
+/// Whether a GET of `path` is the console's (a file of the bundle or a page): other methods
+/// on such a path are 405 with `Allow: GET, HEAD`.
+pub fn owns(path: &str) -> bool {
+    target(path).is_some_and(|name| Bundle::get(name).is_some())
+}
+
+/// The bundle's file that answers `path`: the file of that name, or `index.html` for a path
+/// of the console's whose last segment has no extension.
+fn target(path: &str) -> Option<&str> {
+    let path = path.strip_prefix('/')?;
     let first = path.split('/').next().unwrap_or_default();
     if NOT_CONSOLE.contains(&first) {
         return None;
     }
     let name = if path.is_empty() { "index.html" } else { path };
-    if let Some(file) = plain(name).then(|| Bundle::get(name)).flatten() {
-        return Some(serve(req, name, file));
+    if plain(name) && Bundle::get(name).is_some() {
+        return Some(name);
     }
     let last = path.rsplit('/').next().unwrap_or_default();
-    if last.contains('.') {
-        return None;
-    }
-    Bundle::get("index.html").map(|file| serve(req, "index.html", file))
+    (!last.contains('.')).then_some("index.html")
 }
 
 /// A name the bundle may hold: segments of letters, digits and `-_.~`, none of them `.` or

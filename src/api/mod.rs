@@ -202,13 +202,20 @@ async fn openapi_json(doc: web::Data<OpenApiJson>) -> HttpResponse {
 }
 
 /// No route: the console for a GET or HEAD of a path of its own (see [`crate::console`]),
-/// else 405 with `Allow` when the path exists under other methods, else 404.
+/// and 405 with `Allow: GET, HEAD` for other methods there; else 405 with `Allow` when the
+/// path exists under other methods, else 404.
 async fn not_found(
     req: HttpRequest,
     routes: web::Data<openapi::Routes>,
 ) -> Result<HttpResponse, ApiError> {
     if let Some(console) = crate::console::respond(&req) {
         return Ok(console);
+    }
+    if crate::console::owns(req.path()) {
+        return Err(ApiError::MethodNotAllowed {
+            method: req.method().to_string(),
+            allow: "GET, HEAD".into(),
+        });
     }
     if let Some(allow) = routes.allowed(req.path()) {
         return Err(ApiError::MethodNotAllowed {

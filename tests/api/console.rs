@@ -151,13 +151,18 @@ async fn the_page_is_served_at_the_root_and_at_every_client_route() {
         4.0
     );
 
-    // Another method on a page's path is not the page.
+    // Another method on a page's path is not the page: 405, and what the path allows.
     for method in [Method::POST, Method::PUT, Method::DELETE] {
         let res = raw(&app, method.clone(), "/", &[]).await;
-        assert_api_problem(&res, 404, method.as_str());
+        assert_api_problem(&res, 405, method.as_str());
+        assert_eq!(res.header("allow"), Some("GET, HEAD"), "{method}");
     }
     let res = raw(&app, Method::POST, "/workspaces/1", &[]).await;
-    assert_api_problem(&res, 404, "POST /workspaces/1");
+    assert_api_problem(&res, 405, "POST /workspaces/1");
+    assert_eq!(res.header("allow"), Some("GET, HEAD"));
+    // A missing file is missing whatever the method.
+    let res = raw(&app, Method::POST, "/assets/gone.js", &[]).await;
+    assert_api_problem(&res, 404, "POST /assets/gone.js");
 }
 
 #[actix_web::test]

@@ -181,9 +181,17 @@ async fn bad_input_gets_problem_json_and_changes_nothing(backend: Backend) {
         (405, Some("GET"))
     );
     let res = app
-        .call(Method::PUT, "/no/such/path", None, None, &[])
+        .call(Method::PUT, "/api/no/such/path", None, None, &[])
         .await;
     assert_eq!(res.status, 404);
+    // Any other path is a page of the console: GET and HEAD only.
+    let res = app
+        .call(Method::PUT, "/no/such/path", None, None, &[])
+        .await;
+    assert_eq!(
+        (res.status, res.header("allow").as_deref()),
+        (405, Some("GET, HEAD"))
+    );
 
     // Nothing above created anything.
     let list = app.get(&docs, t).await;
