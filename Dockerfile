@@ -35,10 +35,12 @@ RUN mkdir -p src protocol/src actors/src loadtest/src \
         target/release/deps/stoa* \
         target/release/deps/libstoa*
 
-# The sources: build script, compiled-in default configuration, embedded migrations, crates.
+# The sources: build script, compiled-in default configuration, embedded migrations, the
+# console's committed bundle (embedded too: no Node in the image), crates.
 COPY build.rs ./
 COPY config config
 COPY migrations migrations
+COPY web/dist web/dist
 COPY protocol/src protocol/src
 COPY actors/src actors/src
 COPY loadtest/src loadtest/src

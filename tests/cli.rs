@@ -412,3 +412,27 @@ fn stoa_config_names_the_file_for_every_command() {
     // With the server gone the same check fails.
     assert_ne!(health(Some(&file)).status.code(), Some(0));
 }
+
+/// The image builds from what the Dockerfile copies: everything compiled into the binary
+/// (each folder `build.rs` watches: the migrations, the console's bundle) is copied before
+/// the release build, or the image would fail to build or ship without it.
+#[test]
+fn the_image_copies_everything_the_binary_embeds() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let build = std::fs::read_to_string(root.join("build.rs")).expect("build.rs");
+    let docker = std::fs::read_to_string(root.join("Dockerfile")).expect("Dockerfile");
+    let watched: Vec<&str> = build
+        .lines()
+        .filter_map(|l| l.split("cargo:rerun-if-changed=").nth(1))
+        .map(|rest| rest.trim_end_matches([')', ';', '"']))
+        .collect();
+    assert!(watched.contains(&"web/dist"), "{watched:?}");
+    for path in watched {
+        assert!(
+            docker
+                .lines()
+                .any(|l| l.trim() == format!("COPY {path} {path}")),
+            "the Dockerfile does not copy {path}"
+        );
+    }
+}
