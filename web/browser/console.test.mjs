@@ -402,6 +402,38 @@ test("two tabs stay signed in past several token lifetimes with one refresh at a
   }
 });
 
+test("a change that would take a document over its size limit is refused, and the editor says so", async () => {
+  const node = await server({ STOA_REALTIME__MAX_DOCUMENT_BYTES: "4096" });
+  nodes.push(node);
+  const b = await browser();
+  browsers.push(b);
+  const page = await (await b.newContext()).newPage();
+  await signUp(page, node.url, "Lou Long", "lou@example.com");
+  await page.getByLabel("Name").fill("Limits");
+  await page.getByRole("button", { name: "Create workspace" }).click();
+  await page.getByRole("heading", { name: "Limits" }).waitFor();
+  await page.getByRole("button", { name: "New document" }).click();
+  await page.getByRole("dialog").getByLabel("Title").fill("Small");
+  await page.getByRole("button", { name: "Create", exact: true }).click();
+  await page.waitForURL(/\/d\/\d+$/);
+  const docId = Number(/\/d\/(\d+)$/.exec(page.url())[1]);
+  await live(page);
+  await page.getByTestId("editor").click();
+  await page.keyboard.type("Kept.");
+  await until("the first words saved", async () => (await rest(node.url, page, "GET", `/api/v1/documents/${docId}`)).body.content === "Kept.");
+  // One paste of 8 KB: a single update over the limit.
+  await page.evaluate(() => {
+    const data = new DataTransfer();
+    data.setData("text/plain", " and ".concat("x".repeat(8192)));
+    document.querySelector('[data-testid="editor"]').dispatchEvent(new ClipboardEvent("paste", { clipboardData: data, bubbles: true, cancelable: true }));
+  });
+  await page.getByRole("alert").getByText(/reached its size limit/).waitFor();
+  await page.locator('[data-testid="editor"][contenteditable="false"]').waitFor();
+  await shot(page, "document-too-large");
+  const saved = await rest(node.url, page, "GET", `/api/v1/documents/${docId}`);
+  assert.equal(saved.body.content, "Kept.");
+});
+
 test("the whole flow again in production, with the console on its own origin", async () => {
   const node = await server({
     STOA_ENVIRONMENT: "production",
