@@ -171,6 +171,15 @@ test("a viewer's editor refuses input and writes again when made an editor; a re
   assert.equal(await editorText(bob), "Only Ada writes here.");
   await shot(bob, "document-viewer");
 
+  // A document written over the API and never opened by an editor: a viewer reads its text.
+  const notes = await rest(node.url, ada, "POST", `/api/v1/workspaces/${wsId}/documents`, { title: "Notes", content: "Read me\nsecond line" });
+  const sharedUrl = bob.url();
+  await bob.goto(`${node.url}/w/${wsId}/d/${notes.body.id}`);
+  await until("Bob reads the API's text", async () => (await editorText(bob)) === "Read me\nsecond line");
+  assert.equal(await bob.getByTestId("editor").getAttribute("contenteditable"), "false");
+  await bob.goto(sharedUrl);
+  await bob.locator('[data-testid="editor"][contenteditable="false"]').waitFor();
+
   // An editor again: the same socket writes at once, without a reload.
   await admin.locator(".ant-select", { has: admin.getByRole("combobox", { name: "Role of Bob Brown" }) }).click();
   await admin.locator(".ant-select-item-option", { hasText: /^editor$/ }).click();

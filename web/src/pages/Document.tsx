@@ -280,6 +280,28 @@ function Surface({ conn, editable, canEdit }: { conn: Connection; editable: bool
     provider.on("sync", mark);
     return () => provider.off("sync", mark);
   }, [provider, ydoc, canEdit]);
+  // A reader of a document whose text was written over the API and never opened by an
+  // editor: the text itself, as it stands (an editor would have moved it into the fragment).
+  const [plain, setPlain] = useState<string | null>(null);
+  useEffect(() => {
+    if (canEdit) return;
+    const look = () => {
+      const text = ydoc.getText("content").toString();
+      setPlain(ydoc.getXmlFragment("default").length === 0 && text ? text : null);
+    };
+    look();
+    ydoc.on("update", look);
+    return () => ydoc.off("update", look);
+  }, [ydoc, canEdit]);
+  if (plain !== null) {
+    return (
+      <div data-testid="editor" contentEditable={false} aria-label="Document text" role="textbox" aria-readonly="true" className="ProseMirror">
+        {plain.split("\n").map((line, i) => (
+          <p key={i}>{line}</p>
+        ))}
+      </div>
+    );
+  }
   return <EditorContent editor={editor} />;
 }
 
