@@ -403,8 +403,22 @@ test("two tabs stay signed in past several token lifetimes with one refresh at a
   assert.ok(spent.length <= 7, `one refresh per token lifetime for both tabs, not one per tab: ${spent.length}`);
   assert.deepEqual(closes, []);
   assert.equal(by.size, 1, "one tab refreshes on a timer, the other follows its tokens");
+  // A new password from the account page ends every other sign-in (the second tab shares
+  // this one's tokens, so it goes on); the old password no longer signs in.
+  await one.goto(`${node.url}/account`);
+  await one.getByLabel("Current password").fill("correct horse battery");
+  await one.getByLabel("New password").fill("a better horse battery");
+  await one.getByRole("button", { name: "Change password" }).click();
+  await one.getByRole("status").getByText(/Password changed/).waitFor();
+  const old = await fetch(`${node.url}/api/v1/auth/login`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ email: "tess@example.com", password: "correct horse battery" }),
+  });
+  assert.equal(old.status, 401);
   // Both still work: the workspaces page loads with a fresh token in each.
   for (const page of [one, two]) {
+    await page.goto(`${node.url}/`);
     await page.getByLabel("Name").fill(`From ${page === one ? "one" : "two"}`);
     await page.getByRole("button", { name: "Create workspace" }).click();
     await page.getByRole("heading", { name: `From ${page === one ? "one" : "two"}` }).waitFor();
@@ -590,7 +604,7 @@ test("quality: what the sign-in page loads, how fast a large document opens, acc
     issues[name] = await accessibility(page);
     await shot(page, name);
   }
-  for (const [path, name] of [["/search?q=line", "search"], ["/notifications", "notifications"], ["/cluster", "cluster"], ["/runbooks#stoabusdegraded", "runbooks"]]) {
+  for (const [path, name] of [["/search?q=line", "search"], ["/notifications", "notifications"], ["/cluster", "cluster"], ["/account", "account"], ["/runbooks#stoabusdegraded", "runbooks"]]) {
     await page.goto(`${node.url}${path}`);
     await page.waitForLoadState("networkidle");
     issues[name] = await accessibility(page);

@@ -13,6 +13,7 @@ import { WorkspacePage } from "./Workspace";
 import { SearchPage } from "./Search";
 import { Cluster } from "./Cluster";
 import { NotificationsPage } from "./Notifications";
+import { Account } from "./Account";
 import { closeReason } from "../lib/problem";
 
 const DocumentPage = lazy(() => import("./Document"));
@@ -77,7 +78,9 @@ export default function Shell() {
           menu={{
             items: [
               { key: "who", label: user.email, disabled: true },
+              { key: "account", label: <Link to="/account">Account</Link> },
               { key: "cluster", label: <Link to="/cluster">Cluster</Link> },
+              { key: "runbooks", label: <Link to="/runbooks">Runbooks</Link> },
               { key: "out", label: "Sign out", onClick: () => void signOut().then(() => navigate("/signin")) },
             ],
           }}
@@ -120,6 +123,7 @@ export default function Shell() {
                 <Route path="/search" element={<SearchPage />} />
                 <Route path="/notifications" element={<NotificationsPage />} />
                 <Route path="/cluster" element={<Cluster />} />
+                <Route path="/account" element={<Account />} />
                 <Route path="*" element={<Typography.Title level={2}>No such page</Typography.Title>} />
               </Routes>
             </Suspense>
