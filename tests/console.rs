@@ -33,7 +33,10 @@ fn console_in_chromium() {
             "--test",
             "--test-concurrency=1",
             "--test-reporter=spec",
-            "--test-timeout=120000",
+            // Node 20 applies it to the whole file as well as to each test: the suite's ten
+            // tests take about two minutes together. A hung step fails sooner, at its own
+            // deadline (Playwright's 30 s, the suite's `until`).
+            "--test-timeout=600000",
             "--test-force-exit",
             "browser/",
         ])
