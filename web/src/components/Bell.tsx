@@ -5,7 +5,7 @@ import { Badge, Button, Empty, List, Popover, Space, Typography } from "antd";
 import { api } from "../lib/api";
 import { useChannel, useLoad } from "../lib/hooks";
 import type { Notification, Page } from "../lib/types";
-import { onUnread, unreadChanged } from "../lib/unread";
+import { markRead, onUnread } from "../lib/unread";
 import { ProblemAlert } from "./ProblemAlert";
 
 export function notificationText(n: Notification): string {
@@ -47,9 +47,8 @@ export function Bell({ userId }: { userId: number }) {
   );
   const read = async (path: string) => {
     try {
-      const r = await api.post<{ unread_count: number }>(path);
+      await markRead(path);
       setError(null);
-      unreadChanged(r.unread_count);
       list.reload();
     } catch (e) {
       setError(e);

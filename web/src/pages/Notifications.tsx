@@ -3,7 +3,7 @@ import { Button, List, Space, Typography } from "antd";
 import { api } from "../lib/api";
 import { useState } from "react";
 import { useLoad } from "../lib/hooks";
-import { unreadChanged } from "../lib/unread";
+import { markRead } from "../lib/unread";
 import type { Notification, Page } from "../lib/types";
 import { notificationLink, notificationText } from "../components/Bell";
 import { ProblemAlert } from "../components/ProblemAlert";
@@ -13,9 +13,8 @@ export function NotificationsPage() {
   const [error, setError] = useState<unknown>(null);
   const read = async (path: string) => {
     try {
-      const r = await api.post<{ unread_count: number }>(path);
+      await markRead(path);
       setError(null);
-      unreadChanged(r.unread_count);
       list.reload();
     } catch (e) {
       setError(e);

@@ -32,13 +32,31 @@ function Frame({ title, children }: { title: string; children: React.ReactNode }
   );
 }
 
-export function SignIn() {
-  const [params] = useSearchParams();
+/** A form's submission: busy while it runs, the problem kept, the next page after. */
+function useSubmit(next: string) {
   const navigate = useNavigate();
-  const user = useUser();
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
+  const submit = async (work: () => Promise<void>) => {
+    setBusy(true);
+    setError(null);
+    try {
+      await work();
+      navigate(next, { replace: true });
+    } catch (e) {
+      setError(e);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return { error, busy, submit };
+}
+
+export function SignIn() {
+  const [params] = useSearchParams();
+  const user = useUser();
   const next = safeNext(params.get("next"));
+  const { error, busy, submit } = useSubmit(next);
   if (user) return <Navigate to={next} replace />;
   return (
     <Frame title="Sign in">
@@ -48,18 +66,7 @@ export function SignIn() {
       <ProblemAlert error={error} />
       <Form
         layout="vertical"
-        onFinish={async (v: { email: string; password: string }) => {
-          setBusy(true);
-          setError(null);
-          try {
-            await signIn(v.email, v.password);
-            navigate(next, { replace: true });
-          } catch (e) {
-            setError(e);
-          } finally {
-            setBusy(false);
-          }
-        }}
+        onFinish={(v: { email: string; password: string }) => submit(() => signIn(v.email, v.password))}
       >
         <Form.Item label="E-mail" name="email" rules={[{ required: true, message: "Your e-mail address" }]}>
           <Input type="email" autoComplete="username" autoFocus />
@@ -80,29 +87,16 @@ export function SignIn() {
 
 export function Register() {
   const [params] = useSearchParams();
-  const navigate = useNavigate();
   const user = useUser();
-  const [error, setError] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
   const next = safeNext(params.get("next"));
+  const { error, busy, submit } = useSubmit(next);
   if (user) return <Navigate to={next} replace />;
   return (
     <Frame title="Create an account">
       <ProblemAlert error={error} />
       <Form
         layout="vertical"
-        onFinish={async (v: { name: string; email: string; password: string }) => {
-          setBusy(true);
-          setError(null);
-          try {
-            await register(v.email, v.password, v.name);
-            navigate(next, { replace: true });
-          } catch (e) {
-            setError(e);
-          } finally {
-            setBusy(false);
-          }
-        }}
+        onFinish={(v: { name: string; email: string; password: string }) => submit(() => register(v.email, v.password, v.name))}
       >
         <Form.Item label="Name" name="name" rules={[{ required: true, message: "The name others see" }]}>
           <Input autoComplete="name" autoFocus />
