@@ -203,6 +203,22 @@ pub struct AuthSettings {
     pub password_hash_iterations: u32,
     pub password_hash_concurrency: usize,
     pub password_hash_queue: usize,
+    pub external: ExternalAuthSettings,
+}
+
+/// Tokens minted by the product's own backend (`auth.external`, see `docs/IDENTITY.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalAuthSettings {
+    pub issuer: String,
+    pub audience: String,
+    pub hs256_secret: String,
+    pub jwks_url: String,
+    pub jwks_refresh_secs: u64,
+    pub user_id_claim: String,
+    pub email_claim: String,
+    pub name_claim: String,
+    pub roles_claim: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -536,6 +552,32 @@ impl Settings {
         }
         if self.auth.audience.is_empty() {
             return Err(invalid("auth.audience", "must not be empty"));
+        }
+        let external = &self.auth.external;
+        if !external.issuer.is_empty() {
+            if external.issuer == self.auth.issuer {
+                return Err(invalid(
+                    "auth.external.issuer",
+                    "must differ from auth.issuer (Stoa's own tokens)",
+                ));
+            }
+            if external.user_id_claim.is_empty() {
+                return Err(invalid("auth.external.user_id_claim", "must not be empty"));
+            }
+            crate::auth::external::ExternalTokens::new(external)
+                .map_err(|e| invalid("auth.external", e))?;
+        } else if !external.hs256_secret.is_empty() || !external.jwks_url.is_empty() {
+            return Err(invalid(
+                "auth.external.issuer",
+                "is required with hs256_secret or jwks_url (the `iss` the product's tokens carry)",
+            ));
+        }
+        let web = ["https://", "http://"];
+        if !external.jwks_url.is_empty() && !web.iter().any(|w| external.jwks_url.starts_with(w)) {
+            return Err(invalid(
+                "auth.external.jwks_url",
+                "must be an http(s):// URL",
+            ));
         }
         if self.auth.access_token_ttl_secs == 0 {
             return Err(invalid("auth.access_token_ttl_secs", "must be at least 1"));

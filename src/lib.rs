@@ -10,6 +10,7 @@ pub mod config;
 pub mod console;
 pub mod domain;
 pub mod files;
+pub mod identity;
 pub mod metrics;
 pub mod ops;
 pub mod realtime;

@@ -51,6 +51,11 @@ enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// API tokens for services (the product's backend).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Exit 0 when the node on server.port answers /readyz with 200.
     Healthcheck {
         /// Ask this URL's /readyz instead (e.g. http://10.0.0.5:8080).
@@ -66,6 +71,22 @@ enum UserAction {
     Disable { email: String },
     /// Let a disabled account sign in again.
     Enable { email: String },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Create a token and print it (it is shown this once; only its digest is kept).
+    Create {
+        /// What the token is for, e.g. the service that holds it.
+        #[arg(long)]
+        name: String,
+        /// A scope: `directory` (PUT/DELETE /api/v1/directory/…). Repeatable.
+        #[arg(long = "scope", required = true, value_parser = ["directory"])]
+        scopes: Vec<String>,
+        /// Days until it expires (none: it lasts until revoked).
+        #[arg(long, value_parser = count(1, 3650))]
+        expires_in_days: Option<u64>,
+    },
 }
 
 /// What `stoa seed` builds (`_` may separate digits: 1_000_000).
@@ -222,6 +243,7 @@ fn run_command(settings: &Settings, command: Command) -> ExitCode {
         Command::Backup { .. } => "backup",
         Command::Restore { .. } => "restore",
         Command::User { .. } => "user",
+        Command::Token { .. } => "token",
         Command::Healthcheck { .. } => "healthcheck",
     };
     let result = actix_web::rt::System::new().block_on(async move {
@@ -234,6 +256,19 @@ fn run_command(settings: &Settings, command: Command) -> ExitCode {
                 };
                 let done = stoa::ops::set_user_disabled(settings, &email, disabled).await?;
                 println!("{done}");
+                Ok(())
+            }
+            Command::Token {
+                action:
+                    TokenAction::Create {
+                        name,
+                        scopes,
+                        expires_in_days,
+                    },
+            } => {
+                let token =
+                    stoa::ops::create_api_token(settings, &name, &scopes, expires_in_days).await?;
+                println!("{token}");
                 Ok(())
             }
             Command::Backup { file } => {

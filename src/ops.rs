@@ -282,6 +282,44 @@ pub async fn restore(settings: &Settings, backup: &Path) -> Result<Value, OpsErr
 /// `stoa user disable|enable EMAIL`: disables an account (or enables it again). Disabling
 /// ends every session of the account: recorded in the database, which every node reads
 /// within a second, and told to the cluster over Redis at once when `redis.url` is set.
+/// Creates an API token and returns it with its record, the token in clear (shown once).
+pub async fn create_api_token(
+    settings: &Settings,
+    name: &str,
+    scopes: &[String],
+    expires_in_days: Option<u64>,
+) -> Result<Value, OpsError> {
+    use crate::store::Directory;
+    let name = name.trim();
+    if name.is_empty() || name.len() > 100 {
+        return Err(OpsError::refused("--name must be 1 to 100 characters"));
+    }
+    let store = crate::store::SqlStore::connect(&settings.database)
+        .await
+        .map_err(|e| OpsError::failed(format!("database: {e}")))?;
+    let token = format!(
+        "{}{}",
+        crate::api::directory::API_TOKEN_PREFIX,
+        crate::auth::random_token(32)
+    );
+    let expires_at = expires_in_days.map(|days| {
+        crate::domain::now_ms().saturating_add(i64::try_from(days).unwrap_or(3650) * 86_400_000)
+    });
+    let created = store
+        .create_api_token(name, &crate::auth::token_digest(&token), scopes, expires_at)
+        .await
+        .map_err(|e| OpsError::failed(format!("database: {e}")));
+    store.close().await;
+    let created = created?;
+    Ok(serde_json::json!({
+        "id": created.id,
+        "name": created.name,
+        "scopes": created.scopes,
+        "expires_at": created.expires_at.map(crate::domain::format_timestamp),
+        "token": token,
+    }))
+}
+
 pub async fn set_user_disabled(
     settings: &Settings,
     email: &str,

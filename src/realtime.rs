@@ -11,7 +11,6 @@ use stoa_actors::{
 };
 use stoa_protocol::Topic;
 
-use crate::auth::JwtKeys;
 use crate::domain::{EventKind, Role};
 use crate::store::{Event, Store, StoreError};
 use crate::views::{EventView, NotificationView};
@@ -22,7 +21,7 @@ pub use stoa_actors::{Limits, Realtime};
 /// workspace, `user:{id}` for that user only.
 pub struct StoreAuthorizer {
     pub store: Arc<dyn Store>,
-    pub jwt: JwtKeys,
+    pub identities: Arc<crate::identity::Identities>,
 }
 
 fn unavailable(e: StoreError) -> Denied {
@@ -79,10 +78,11 @@ impl Authorizer for StoreAuthorizer {
         })
     }
 
-    fn verify_token(&self, token: &str) -> Result<Identity, Denied> {
-        let now = crate::domain::now_ms() / 1000;
-        self.jwt
-            .verify(token, now)
+    async fn verify_token(&self, token: &str) -> Result<Identity, Denied> {
+        use crate::identity::IdentityError;
+        self.identities
+            .verify(token)
+            .await
             .map(|c| Identity {
                 user_id: c.user_id,
                 expires_at: c.expires_at,
@@ -90,7 +90,8 @@ impl Authorizer for StoreAuthorizer {
                 session: c.session,
             })
             .map_err(|e| match e {
-                crate::auth::TokenError::Expired => Denied::TokenExpired,
+                IdentityError::Token(crate::auth::TokenError::Expired) => Denied::TokenExpired,
+                IdentityError::Unavailable(_) => Denied::Unavailable,
                 _ => Denied::InvalidToken,
             })
     }
@@ -291,6 +292,23 @@ pub fn live_event(e: &Event) -> LiveEvent {
         payload: Arc::new(payload),
         born: stoa_actors::hist::stamp(),
     }
+}
+
+/// After a membership changed (over REST, by a token's role claims or by the directory
+/// API): the member's channels and documents of the workspace on every node follow it (a
+/// removed member's close, a viewer's documents turn read-only), then its event is pushed.
+pub async fn membership_changed(
+    realtime: &Realtime,
+    store: &dyn Store,
+    change: &crate::store::MembershipChange,
+) {
+    match change.role {
+        None => realtime.revoke_member(change.workspace_id, change.user_id, "membership_revoked"),
+        Some(role) => {
+            realtime.role_changed(change.workspace_id, change.user_id, role >= Role::Editor)
+        }
+    }
+    committed(realtime, store, &change.event).await;
 }
 
 /// After a change committed: pushes its event, then the notifications it created.

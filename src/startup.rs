@@ -126,10 +126,28 @@ impl Application {
             &settings.auth.audience,
             settings.auth.access_token_ttl_secs,
         );
+        let external = crate::auth::external::ExternalTokens::new(&settings.auth.external)
+            .map_err(|e| {
+                StartupError::Config(ConfigError::Invalid {
+                    key: "auth.external",
+                    message: e,
+                })
+            })?;
+        if let Some(external) = &external {
+            tracing::info!(
+                issuer = external.issuer(),
+                "accepting the product's own tokens"
+            );
+        }
+        let identities = Arc::new(crate::identity::Identities::new(
+            jwt.clone(),
+            external,
+            store.clone(),
+        ));
         let realtime = Realtime::in_cluster(
             Arc::new(StoreAuthorizer {
                 store: store.clone(),
-                jwt: jwt.clone(),
+                identities: identities.clone(),
             }),
             Arc::new(StoreEventLog {
                 store: store.clone(),
@@ -141,6 +159,7 @@ impl Application {
             },
             cluster,
         );
+        identities.attach(realtime.clone());
         realtime.set_doc_store(Arc::new(StoreDocs {
             store: store.clone(),
         }));
@@ -201,6 +220,7 @@ impl Application {
         let state = web::Data::new(AppState {
             store: store.clone(),
             jwt,
+            identities,
             passwords,
             auth_limits: AuthLimits::new(
                 settings.auth.login_attempts_per_minute,

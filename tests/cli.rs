@@ -233,6 +233,8 @@ fn every_command_takes_help_and_a_bad_value_is_refused() {
         &["restore"],
         &["user"],
         &["user", "disable"],
+        &["token"],
+        &["token", "create"],
         &["healthcheck"],
     ] {
         let out = stoa()
@@ -258,6 +260,11 @@ fn every_command_takes_help_and_a_bad_value_is_refused() {
         (&["backup"], "FILE"),
         (&["user", "delete", "a@b.c"], "delete"),
         (&["healthcheck", "--url"], "--url"),
+        (
+            &["token", "create", "--name", "x", "--scope", "root"],
+            "--scope",
+        ),
+        (&["token", "create", "--name", "x"], "--scope"),
     ] {
         let out = stoa()
             .current_dir(dir.path())
@@ -270,6 +277,38 @@ fn every_command_takes_help_and_a_bad_value_is_refused() {
     }
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "a refused command left {left:?}");
+}
+
+/// `stoa token create` prints a token once, in a form recognisable in a leak (`stoa_…`);
+/// the database keeps only its digest.
+#[test]
+fn token_create_prints_the_token_once_and_keeps_its_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = stoa()
+        .current_dir(dir.path())
+        .args([
+            "token",
+            "create",
+            "--name",
+            "backend",
+            "--scope",
+            "directory",
+        ])
+        .output()
+        .expect("runs");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    let made: serde_json::Value = serde_json::from_str(said.trim()).expect("JSON");
+    let token = made["token"].as_str().expect("the token");
+    assert!(token.starts_with("stoa_") && token.len() > 40, "{token}");
+    assert_eq!(made["scopes"], serde_json::json!(["directory"]));
+    let db = std::fs::read(dir.path().join("data/stoa.db")).expect("the database");
+    let raw = String::from_utf8_lossy(&db);
+    assert!(!raw.contains(token), "the token is stored in clear");
+    assert!(
+        raw.contains(&stoa::auth::token_digest(token)),
+        "its digest is kept"
+    );
 }
 
 /// What only a change of configuration mends exits 78, found while loading or while

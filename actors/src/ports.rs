@@ -77,8 +77,9 @@ pub trait Authorizer: Send + Sync + 'static {
     /// user themself for `user:{id}`.
     async fn authorize(&self, user: i64, topic: Topic) -> Result<Grant, Denied>;
 
-    /// Verifies an access token (the socket's, or one sent later with `access_token`).
-    fn verify_token(&self, token: &str) -> Result<Identity, Denied>;
+    /// Verifies an access token (the socket's, or one sent later with `access_token`). A
+    /// product's token may provision its user and apply its role claims on the way.
+    async fn verify_token(&self, token: &str) -> Result<Identity, Denied>;
 
     /// Whether `user` may open `document` live, and edit it: members of its workspace may
     /// read it, editors and above may write.

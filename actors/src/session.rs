@@ -618,26 +618,29 @@ impl SessionActor {
     }
 
     fn refresh_token(&mut self, frame: Frame, token: &str, ctx: &mut Context<Self>) {
-        match self.shared.authorizer.verify_token(token) {
-            Ok(id) if id.user_id == self.user_id => {
+        let authorizer = self.shared.authorizer.clone();
+        let token = token.to_string();
+        let fut = async move { authorizer.verify_token(&token).await };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(id) if id.user_id == act.user_id => {
                 let ended =
-                    self.shared
+                    act.shared
                         .ended
                         .ended(id.user_id, id.session.as_deref(), id.issued_at_ms);
                 if let Some(end) = ended {
-                    return self.error(&frame, crate::ended::close_reason(&end), ctx);
+                    return act.error(&frame, crate::ended::close_reason(&end), ctx);
                 }
-                self.token = crate::TokenTag {
+                act.token = crate::TokenTag {
                     session: id.session.map(Arc::from),
                     issued_at_ms: id.issued_at_ms,
                 };
-                let expires_at = self.liveness.extend(id.expires_at);
+                let expires_at = act.liveness.extend(id.expires_at);
                 let response = json!({ "expires_at": expires_at });
-                self.reply(&frame, ReplyStatus::Ok, response, ctx);
+                act.reply(&frame, ReplyStatus::Ok, response, ctx);
             }
-            Ok(_) => self.error(&frame, "token belongs to another user", ctx),
-            Err(e) => self.error(&frame, e.reason(), ctx),
-        }
+            Ok(_) => act.error(&frame, "token belongs to another user", ctx),
+            Err(e) => act.error(&frame, e.reason(), ctx),
+        }));
     }
 
     /// Closes the connection when it has been silent too long or its token expired, with

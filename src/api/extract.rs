@@ -136,10 +136,11 @@ pub struct AuthUser {
 
 impl FromRequest for AuthUser {
     type Error = ApiError;
-    type Future = std::future::Ready<Result<AuthUser, ApiError>>;
+    type Future = Pin<Box<dyn Future<Output = Result<AuthUser, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(authenticate(req))
+        let req = req.clone();
+        Box::pin(async move { authenticate(&req).await })
     }
 }
 
@@ -156,13 +157,13 @@ fn request_cost(req: &HttpRequest) -> u32 {
     }
 }
 
-fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError> {
-    let state = state(req)?;
+/// The bearer token of a request, if it has an `Authorization: Bearer` header.
+pub fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
     let value = req
         .headers()
         .get(header::AUTHORIZATION)
         .ok_or_else(|| ApiError::unauthorized("missing_token", "an access token is required"))?;
-    let token = value
+    value
         .to_str()
         .ok()
         .and_then(|v| {
@@ -172,45 +173,60 @@ fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError> {
         .map(str::trim)
         .ok_or_else(|| {
             ApiError::unauthorized("invalid_token", "use Authorization: Bearer <access token>")
-        })?;
-    let now = crate::domain::now_ms() / 1000;
-    match state.jwt.verify(token, now) {
-        Ok(claims) => {
-            let ended = state.realtime.session_ended(
-                claims.user_id,
-                claims.session.as_deref(),
-                claims.issued_at_ms,
-            );
-            if let Some(reason) = ended {
-                return Err(ApiError::unauthorized(
-                    "session_ended",
-                    format!("this token's session has ended ({reason}); sign in again"),
-                ));
-            }
-            state
-                .user_requests
-                .check_n(&claims.user_id, request_cost(req))
-                .map_err(|wait| {
-                    state
-                        .metrics
-                        .rate_limited
-                        .with_label_values(&["user_requests"])
-                        .inc();
-                    ApiError::RateLimited {
-                        retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
-                    }
-                })?;
-            Ok(AuthUser {
-                id: claims.user_id,
-                session: claims.session,
-            })
+        })
+}
+
+/// The problem a refused token gets.
+pub fn token_problem(e: crate::identity::IdentityError) -> ApiError {
+    use crate::identity::IdentityError;
+    match e {
+        IdentityError::Token(crate::auth::TokenError::Expired) => {
+            ApiError::unauthorized("token_expired", "the access token has expired; refresh it")
         }
-        Err(crate::auth::TokenError::Expired) => Err(ApiError::unauthorized(
-            "token_expired",
-            "the access token has expired; refresh it",
-        )),
-        Err(e) => Err(ApiError::unauthorized("invalid_token", e.to_string())),
+        IdentityError::Token(e) => ApiError::unauthorized("invalid_token", e.to_string()),
+        IdentityError::Disabled => {
+            ApiError::unauthorized("account_disabled", "this account is disabled")
+        }
+        IdentityError::Unavailable(e) => e.into(),
     }
+}
+
+async fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError> {
+    let state = state(req)?;
+    let token = bearer(req)?;
+    let claims = state
+        .identities
+        .verify(token)
+        .await
+        .map_err(token_problem)?;
+    let ended = state.realtime.session_ended(
+        claims.user_id,
+        claims.session.as_deref(),
+        claims.issued_at_ms,
+    );
+    if let Some(reason) = ended {
+        return Err(ApiError::unauthorized(
+            "session_ended",
+            format!("this token's session has ended ({reason}); sign in again"),
+        ));
+    }
+    state
+        .user_requests
+        .check_n(&claims.user_id, request_cost(req))
+        .map_err(|wait| {
+            state
+                .metrics
+                .rate_limited
+                .with_label_values(&["user_requests"])
+                .inc();
+            ApiError::RateLimited {
+                retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+            }
+        })?;
+    Ok(AuthUser {
+        id: claims.user_id,
+        session: claims.session,
+    })
 }
 
 /// `?limit=&cursor=` on every list. Other query parameters (a cache buster such as `?_=1`)

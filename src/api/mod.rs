@@ -7,6 +7,7 @@
 mod auth;
 mod cluster;
 mod comments;
+pub mod directory;
 mod documents;
 pub mod error;
 mod events;
@@ -38,6 +39,8 @@ pub use observe::{observe, REQUEST_ID};
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub jwt: JwtKeys,
+    /// Who a token stands for (Stoa's own tokens and the product's).
+    pub identities: Arc<crate::identity::Identities>,
     pub passwords: PasswordWork,
     pub auth_limits: AuthLimits,
     /// Each signed-in user's allowance of requests (`http.user_requests_per_sec`).
@@ -91,6 +94,7 @@ pub enum SocketOrigins {
         (name = "search", description = "Full-text search over documents and comments"),
         (name = "reports", description = "Workspace activity reports (admins), JSON or CSV"),
         (name = "operations", description = "Health, readiness, metrics"),
+        (name = "directory", description = "The product's users, workspaces and memberships, mirrored by its backend with an API token"),
     )
 )]
 struct ApiDoc;
@@ -295,7 +299,11 @@ pub fn app(
                 .service(notifications::get_unread_count)
                 .service(notifications::mark_read)
                 .service(notifications::mark_all_read)
-                .service(cluster::cluster),
+                .service(cluster::cluster)
+                .service(directory::put_user)
+                .service(directory::put_workspace)
+                .service(directory::put_membership)
+                .service(directory::delete_membership),
         )
         .split_for_parts();
     let doc = openapi::finish(&doc);

@@ -15,7 +15,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use stoa_actors::{Denied, Refusal, SocketPermit, Stats};
+use stoa_actors::{Refusal, SocketPermit, Stats};
 
 use super::error::ApiError;
 use super::{AppState, SocketOrigins};
@@ -112,21 +112,19 @@ pub(super) fn check_origin(req: &HttpRequest, state: &AppState) -> Result<(), Ap
 }
 
 /// The user of a socket's access token, unless its session has ended.
-pub(super) fn verify(state: &AppState, token: &str) -> Result<stoa_actors::Identity, ApiError> {
-    let identity = state
-        .realtime
-        .authorizer()
-        .verify_token(token)
-        .map_err(|e| match e {
-            Denied::TokenExpired => {
-                ApiError::unauthorized("token_expired", "the access token has expired; refresh it")
-            }
-            _ => ApiError::unauthorized("invalid_token", "the access token is invalid"),
-        })?;
+pub(super) async fn verify(
+    state: &AppState,
+    token: &str,
+) -> Result<stoa_actors::Identity, ApiError> {
+    let claims = state
+        .identities
+        .verify(token)
+        .await
+        .map_err(super::extract::token_problem)?;
     let ended = state.realtime.session_ended(
-        identity.user_id,
-        identity.session.as_deref(),
-        identity.issued_at_ms,
+        claims.user_id,
+        claims.session.as_deref(),
+        claims.issued_at_ms,
     );
     if let Some(reason) = ended {
         return Err(ApiError::unauthorized(
@@ -134,7 +132,12 @@ pub(super) fn verify(state: &AppState, token: &str) -> Result<stoa_actors::Ident
             format!("this token's session has ended ({reason}); sign in again"),
         ));
     }
-    Ok(identity)
+    Ok(stoa_actors::Identity {
+        user_id: claims.user_id,
+        expires_at: claims.expires_at,
+        issued_at_ms: claims.issued_at_ms,
+        session: claims.session,
+    })
 }
 
 /// A socket slot for the token's user (their socket count and message allowance), which
@@ -213,7 +216,7 @@ pub async fn connect(
             "pass an access token as ?token= or with the authToken option",
         )
     })?;
-    let identity = verify(&state, &token)?;
+    let identity = verify(&state, &token).await?;
     let permit = admit(&state, &identity)?;
     switch(
         &req,

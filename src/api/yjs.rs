@@ -41,7 +41,7 @@ pub async fn connect(
             "pass an access token as ?token= (the provider's params)",
         )
     })?;
-    let identity = verify(&state, &token)?;
+    let identity = verify(&state, &token).await?;
     // Taken before the check: a removal or role change that lands while it runs is applied
     // when the socket reaches its document.
     let authorized_at = std::time::Instant::now();

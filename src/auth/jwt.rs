@@ -1,6 +1,8 @@
 //! HS256 access tokens on `jsonwebtoken`. The algorithm is pinned twice: the validation
 //! accepts HS256 only (a header naming anything else, `none` included, is refused), and the
-//! crypto provider installed for the process can sign and verify HS256 and nothing else.
+//! crypto provider installed for the process signs HS256 and nothing else. It also verifies
+//! the public-key algorithms a product's own tokens may use (see [`super::external`]),
+//! each only with a key of its own family.
 //! Issuer, audience and the presence of `sub`, `iss`, `aud`, `exp`, `nbf`, `iat` and `typ`
 //! are checked by the crate; expiry, not-before and issued-at are checked here against the
 //! caller's clock (the crate reads the system clock itself), with 5 s of leeway.
@@ -37,6 +39,10 @@ pub enum TokenError {
     Issuer,
     #[error("the token is meant for someone else")]
     Audience,
+    #[error("the token is signed with a key the issuer does not publish")]
+    UnknownKey,
+    #[error("{0}")]
+    Claim(String),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -122,23 +128,111 @@ impl JwtVerifier for Hs256 {
     }
 }
 
-static HS256_ONLY: CryptoProvider = CryptoProvider {
+/// A public-key signature check through `ring`, for tokens minted by another party (see
+/// [`super::external`]): RSA PKCS#1 v1.5 and PSS, ECDSA P-256 and P-384, Ed25519. Nothing
+/// in the process signs with these; only Stoa's own HS256 tokens are signed here.
+struct PublicKey {
+    algorithm: Algorithm,
+    scheme: &'static dyn ring::signature::VerificationAlgorithm,
+    key: PublicKeyBytes,
+}
+
+enum PublicKeyBytes {
+    Rsa { n: Vec<u8>, e: Vec<u8> },
+    Raw(Vec<u8>),
+}
+
+impl Verifier<Vec<u8>> for PublicKey {
+    fn verify(&self, msg: &[u8], signature: &Vec<u8>) -> Result<(), SignatureError> {
+        let checked = match &self.key {
+            PublicKeyBytes::Rsa { n, e } => {
+                // `ring`'s RSA parameters take the components; the scheme fixes the hash.
+                let params = match self.algorithm {
+                    Algorithm::RS256 => &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+                    Algorithm::RS384 => &ring::signature::RSA_PKCS1_2048_8192_SHA384,
+                    Algorithm::RS512 => &ring::signature::RSA_PKCS1_2048_8192_SHA512,
+                    Algorithm::PS256 => &ring::signature::RSA_PSS_2048_8192_SHA256,
+                    Algorithm::PS384 => &ring::signature::RSA_PSS_2048_8192_SHA384,
+                    _ => &ring::signature::RSA_PSS_2048_8192_SHA512,
+                };
+                ring::signature::RsaPublicKeyComponents { n, e }.verify(params, msg, signature)
+            }
+            PublicKeyBytes::Raw(key) => {
+                ring::signature::UnparsedPublicKey::new(self.scheme, key).verify(msg, signature)
+            }
+        };
+        checked.map_err(|_| SignatureError::new())
+    }
+}
+
+impl JwtVerifier for PublicKey {
+    fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+}
+
+/// The verifier of a public-key algorithm for `key`, if the key is of that algorithm's
+/// family: an EC or RSA key is never taken for an HMAC secret, nor one family for another.
+fn public_key(alg: Algorithm, key: &DecodingKey) -> jsonwebtoken::errors::Result<PublicKey> {
+    use jsonwebtoken::AlgorithmFamily;
+    use jsonwebtoken::DecodingKeyKind;
+    use ring::signature as sig;
+    if key.family() != alg.family() || key.family() == AlgorithmFamily::Hmac {
+        return Err(ErrorKind::InvalidKeyFormat.into());
+    }
+    let scheme: &'static dyn sig::VerificationAlgorithm = match alg {
+        Algorithm::ES256 => &sig::ECDSA_P256_SHA256_FIXED,
+        Algorithm::ES384 => &sig::ECDSA_P384_SHA384_FIXED,
+        Algorithm::EdDSA => &sig::ED25519,
+        // RSA: the scheme is chosen in `verify` from the algorithm.
+        _ => &sig::RSA_PKCS1_2048_8192_SHA256,
+    };
+    let bytes = match key.kind() {
+        DecodingKeyKind::RsaModulusExponent { n, e } => PublicKeyBytes::Rsa {
+            n: n.clone(),
+            e: e.clone(),
+        },
+        DecodingKeyKind::SecretOrDer(raw) if key.family() != AlgorithmFamily::Rsa => {
+            PublicKeyBytes::Raw(raw.clone())
+        }
+        // An RSA key in DER form: not how a JWKS gives one.
+        DecodingKeyKind::SecretOrDer(_) => return Err(ErrorKind::InvalidKeyFormat.into()),
+    };
+    Ok(PublicKey {
+        algorithm: alg,
+        scheme,
+        key: bytes,
+    })
+}
+
+static PROVIDER: CryptoProvider = CryptoProvider {
     signer_factory: |alg, key| match alg {
         Algorithm::HS256 => Ok(Box::new(Hs256::new(key.as_bytes()))),
         _ => Err(ErrorKind::InvalidAlgorithm.into()),
     },
     verifier_factory: |alg, key| match alg {
-        Algorithm::HS256 => Ok(Box::new(Hs256::new(key.try_get_as_bytes()?))),
+        Algorithm::HS256 if key.family() == jsonwebtoken::AlgorithmFamily::Hmac => {
+            Ok(Box::new(Hs256::new(key.try_get_as_bytes()?)))
+        }
+        Algorithm::RS256
+        | Algorithm::RS384
+        | Algorithm::RS512
+        | Algorithm::PS256
+        | Algorithm::PS384
+        | Algorithm::PS512
+        | Algorithm::ES256
+        | Algorithm::ES384
+        | Algorithm::EdDSA => Ok(Box::new(public_key(*alg, key)?)),
         _ => Err(ErrorKind::InvalidAlgorithm.into()),
     },
     key_utils: KeyUtils::new_unimplemented(),
 };
 
-/// Installs the HS256-only provider for the process (once; later calls are no-ops).
-fn install_provider() {
+/// Installs the provider for the process (once; later calls are no-ops).
+pub(super) fn install_provider() {
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
-        let _ = HS256_ONLY.install_default();
+        let _ = PROVIDER.install_default();
     });
 }
 

@@ -1,6 +1,7 @@
 //! Authentication: access tokens (HS256 JWT), password hashing, refresh-token material and
 //! the login rate limiter. Nothing here touches HTTP or the database; the API wires it up.
 
+pub mod external;
 mod jwt;
 mod password;
 mod rate_limit;

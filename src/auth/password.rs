@@ -53,7 +53,10 @@ impl PasswordHasher {
 
     /// Whether `password` matches `phc`; `None` checks against the decoy and returns false.
     pub fn verify(&self, password: &str, phc: Option<&str>) -> bool {
-        let target = phc.unwrap_or(&self.decoy);
+        // An account without a password (one made for a product's user) costs the same
+        // time as a wrong password: the decoy is checked instead.
+        let usable = phc.and_then(|p| PasswordHash::new(p).ok().map(|_| p));
+        let target = usable.unwrap_or(&self.decoy);
         let Ok(parsed) = PasswordHash::new(target) else {
             return false;
         };
@@ -63,7 +66,7 @@ impl PasswordHasher {
             .argon2()
             .verify_password(password.as_bytes(), &parsed)
             .is_ok();
-        ok && phc.is_some()
+        ok && usable.is_some()
     }
 }
 

@@ -276,6 +276,7 @@ pub trait Store:
     + Notifications
     + Reports
     + Search
+    + Directory
     + Send
     + Sync
     + 'static
@@ -287,8 +288,8 @@ pub trait Store:
 /// The aggregate traits, for `use crate::store::prelude::*` wherever store methods are called.
 pub mod prelude {
     pub use super::{
-        Accounts, Comments, DocumentUpdates, Documents, Events, Notifications, Reports, Search,
-        Store, Workspaces,
+        Accounts, Comments, Directory, DocumentUpdates, Documents, Events, Notifications, Reports,
+        Search, Store, Workspaces,
     };
 }
 
@@ -352,6 +353,86 @@ pub trait Accounts: Send + Sync {
     /// Deletes refresh tokens that expired by `now` or were spent (or revoked) before
     /// `spent_before`, and families left without tokens; returns the tokens deleted.
     async fn prune_refresh_tokens(&self, now: i64, spent_before: i64) -> StoreResult<u64>;
+}
+
+/// A membership changed by the system (a token's role claims, the directory API), for the
+/// caller to tell the live side as the REST member routes do.
+#[derive(Debug, Clone)]
+pub struct MembershipChange {
+    pub workspace_id: WorkspaceId,
+    pub user_id: UserId,
+    /// The role now held; `None`: removed.
+    pub role: Option<Role>,
+    pub event: Event,
+}
+
+/// A service's API token, as stored (its secret is only ever held as a digest).
+#[derive(Debug, Clone)]
+pub struct ApiToken {
+    pub id: i64,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub user_id: Option<UserId>,
+    pub workspace_id: Option<WorkspaceId>,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub revoked: bool,
+    pub created_at: i64,
+}
+
+/// The product's users, workspaces and memberships, as its tokens and directory API name
+/// them; and API tokens.
+#[async_trait]
+pub trait Directory: Send + Sync {
+    /// The user the product knows as `subject` (created on first sight; its e-mail and name
+    /// kept up to date when given). A new user's e-mail already held by another account is
+    /// kept for display but does not match the account by e-mail.
+    async fn external_user(
+        &self,
+        issuer: &str,
+        subject: &str,
+        email: Option<&Email>,
+        name: Option<&DisplayName>,
+    ) -> StoreResult<User>;
+    /// The user known as `subject`, if any.
+    async fn external_user_id(&self, issuer: &str, subject: &str) -> StoreResult<Option<UserId>>;
+    /// Applies the role claims of a token issued at `issued_at_ms`: each named workspace
+    /// (by external id; unknown ones are skipped) gets the role, and a membership an earlier
+    /// token granted that this one no longer names is removed. A token older than the last
+    /// applied changes nothing. The last owner of a workspace is never removed or demoted.
+    async fn apply_role_claims(
+        &self,
+        user: UserId,
+        issuer: &str,
+        subject: &str,
+        roles: &[(String, Role)],
+        issued_at_ms: i64,
+    ) -> StoreResult<Vec<MembershipChange>>;
+    /// Creates the workspace with this external id, or renames it; `true` if created.
+    async fn directory_workspace(
+        &self,
+        external_id: &str,
+        name: &WorkspaceName,
+        slug: Option<&Slug>,
+    ) -> StoreResult<(Workspace, bool)>;
+    /// Sets (or with `None` removes) a user's role in the workspace with this external id.
+    async fn directory_membership(
+        &self,
+        external_id: &str,
+        user: UserId,
+        role: Option<Role>,
+    ) -> StoreResult<(WorkspaceId, Option<MembershipChange>)>;
+    async fn create_api_token(
+        &self,
+        name: &str,
+        digest: &str,
+        scopes: &[String],
+        expires_at: Option<i64>,
+    ) -> StoreResult<ApiToken>;
+    /// The token with this digest, unless revoked.
+    async fn api_token(&self, digest: &str) -> StoreResult<Option<ApiToken>>;
+    /// Records a use (at most once a minute is written).
+    async fn touch_api_token(&self, id: i64, at: i64) -> StoreResult<()>;
 }
 
 /// Workspaces and their members.

@@ -359,6 +359,16 @@ async fn openapi_document_covers_every_route() {
         ("post", "/api/v1/notifications/{id}/read"),
         ("post", "/api/v1/notifications/read-all"),
         ("get", "/api/v1/cluster"),
+        ("put", "/api/v1/directory/users/{subject}"),
+        ("put", "/api/v1/directory/workspaces/{external_id}"),
+        (
+            "put",
+            "/api/v1/directory/workspaces/{external_id}/members/{subject}",
+        ),
+        (
+            "delete",
+            "/api/v1/directory/workspaces/{external_id}/members/{subject}",
+        ),
         ("get", "/healthz"),
         ("get", "/readyz"),
         ("get", "/metrics"),

@@ -46,7 +46,7 @@ impl Authorizer for Gate {
         })
     }
 
-    fn verify_token(&self, _token: &str) -> Result<Identity, Denied> {
+    async fn verify_token(&self, _token: &str) -> Result<Identity, Denied> {
         Err(Denied::InvalidToken)
     }
 }

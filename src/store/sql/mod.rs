@@ -14,6 +14,7 @@
 
 mod accounts;
 mod comments;
+mod directory;
 mod document_updates;
 mod documents;
 mod events;
@@ -276,7 +277,8 @@ struct NewEvent {
     ws: WorkspaceId,
     offset: i64,
     kind: EventKind,
-    actor: UserId,
+    /// `None`: the system (the product's tokens or directory API), not a person.
+    actor: Option<UserId>,
     subject: String,
     data: Value,
     at: i64,
@@ -286,7 +288,7 @@ fn event(
     ws: WorkspaceId,
     offset: i64,
     kind: EventKind,
-    actor: UserId,
+    actor: impl Into<Option<UserId>>,
     subject: String,
     data: Value,
     at: i64,
@@ -295,7 +297,7 @@ fn event(
         ws,
         offset,
         kind,
-        actor,
+        actor: actor.into(),
         subject,
         data,
         at,
@@ -321,7 +323,7 @@ async fn append(conn: &mut AnyConnection, e: NewEvent) -> StoreResult<Event> {
         workspace_id: e.ws,
         offset: e.offset,
         kind: e.kind.as_str().to_string(),
-        actor_id: Some(e.actor),
+        actor_id: e.actor,
         subject: e.subject,
         data: e.data,
         at: e.at,
@@ -357,6 +359,10 @@ async fn count_for_reports(conn: &mut AnyConnection, e: &NewEvent) -> StoreResul
         .execute(&mut *conn)
         .await?;
     }
+    // The system's own changes (a product's token or directory API) are no one's activity.
+    let Some(actor) = e.actor else {
+        return Ok(());
+    };
     let doc = match e.kind {
         EventKind::DocumentDeleted => None,
         _ => e.data.get("document_id").and_then(Value::as_i64),
@@ -372,7 +378,7 @@ async fn count_for_reports(conn: &mut AnyConnection, e: &NewEvent) -> StoreResul
              RETURNING edits",
         )
         .bind(doc)
-        .bind(e.actor)
+        .bind(actor)
         .fetch_optional(&mut *conn)
         .await?;
         new_editor = i64::from(edits == Some(1));
@@ -390,7 +396,7 @@ async fn count_for_reports(conn: &mut AnyConnection, e: &NewEvent) -> StoreResul
                        THEN excluded.last_active ELSE member_activity.last_active END",
     )
     .bind(e.ws)
-    .bind(e.actor)
+    .bind(actor)
     .bind(created)
     .bind(new_editor)
     .bind(edit)
