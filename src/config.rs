@@ -47,6 +47,7 @@ pub struct Settings {
     pub server: ServerSettings,
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
+    pub smtp: SmtpSettings,
     pub http: HttpSettings,
     pub realtime: RealtimeSettings,
     pub redis: RedisSettings,
@@ -159,9 +160,27 @@ pub struct ServerSettings {
     /// PEM certificate chain and private key: with both set, the port speaks HTTPS/WSS.
     pub tls_cert: String,
     pub tls_key: String,
+    /// Where people reach Stoa (links in mail); empty: `http://host:port`.
+    pub public_url: String,
 }
 
 impl ServerSettings {
+    /// The address links in mail point at, without a trailing slash.
+    pub fn public_url(&self) -> String {
+        if !self.public_url.is_empty() {
+            return self.public_url.trim_end_matches('/').to_string();
+        }
+        let host = match self.host.as_str() {
+            "0.0.0.0" | "::" | "" => "localhost",
+            h => h,
+        };
+        let scheme = if self.tls_cert.is_empty() {
+            "http"
+        } else {
+            "https"
+        };
+        format!("{scheme}://{host}:{}", self.port)
+    }
     /// The trusted proxies as networks (validated at load, so none is dropped here).
     pub fn trusted_networks(&self) -> Vec<ipnet::IpNet> {
         self.trusted_proxies
@@ -204,6 +223,17 @@ pub struct AuthSettings {
     pub password_hash_concurrency: usize,
     pub password_hash_queue: usize,
     pub external: ExternalAuthSettings,
+    /// `auto`, `true` or `false`: whether only verified addresses match accounts by e-mail.
+    pub require_verified_email: String,
+    pub invitation_ttl_days: u32,
+}
+
+/// Outgoing mail (`[smtp]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettings {
+    pub url: String,
+    pub from: String,
 }
 
 /// Tokens minted by the product's own backend (`auth.external`, see `docs/IDENTITY.md`).
@@ -553,6 +583,27 @@ impl Settings {
         if self.auth.audience.is_empty() {
             return Err(invalid("auth.audience", "must not be empty"));
         }
+        if !["auto", "true", "false"].contains(&self.auth.require_verified_email.as_str()) {
+            return Err(invalid(
+                "auth.require_verified_email",
+                "must be \"auto\", \"true\" or \"false\"",
+            ));
+        }
+        if !(1..=365).contains(&self.auth.invitation_ttl_days) {
+            return Err(invalid(
+                "auth.invitation_ttl_days",
+                "must be between 1 and 365",
+            ));
+        }
+        if !self.smtp.url.is_empty() {
+            crate::mail::SmtpMailer::new(&self.smtp).map_err(|e| invalid("smtp.url", e))?;
+        }
+        if !self.server.public_url.is_empty()
+            && url::Url::parse(&self.server.public_url)
+                .map_or(true, |u| !matches!(u.scheme(), "http" | "https"))
+        {
+            return Err(invalid("server.public_url", "must be an http(s):// URL"));
+        }
         let external = &self.auth.external;
         if !external.issuer.is_empty() {
             if external.issuer == self.auth.issuer {
@@ -654,6 +705,17 @@ impl Settings {
 
     /// The JWT signing secret: the configured one, or in development a generated one kept in
     /// the data directory so tokens survive restarts. The bool says whether it was generated.
+    /// Whether an account's address must be verified before it matches by e-mail (members,
+    /// mentions, invitations): `auth.require_verified_email`, where `auto` is on in
+    /// production with `smtp.url` set.
+    pub fn require_verified_email(&self) -> bool {
+        match self.auth.require_verified_email.as_str() {
+            "true" => true,
+            "false" => false,
+            _ => self.environment == Environment::Production && !self.smtp.url.is_empty(),
+        }
+    }
+
     pub fn resolve_jwt_secret(&self) -> Result<(Vec<u8>, bool), ConfigError> {
         if !self.auth.jwt_secret.is_empty() {
             let key = crate::auth::secret_key(&self.auth.jwt_secret)

@@ -11,6 +11,7 @@ pub mod console;
 pub mod domain;
 pub mod files;
 pub mod identity;
+pub mod mail;
 pub mod metrics;
 pub mod ops;
 pub mod realtime;

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub refresh_tokens_pruned: IntCounter,
     pub auth_limiter_keys: IntGauge,
     pub password_busy: IntCounter,
+    /// Mails that could not be sent (after a retry).
+    pub mail_failures: IntCounter,
 }
 
 impl Metrics {
@@ -74,6 +76,11 @@ impl Metrics {
             "Logins and registrations refused because every password-hashing slot was busy",
         )
         .unwrap_or_else(|e| unreachable!("{e}"));
+        let mail_failures = IntCounter::new(
+            "mail_failures_total",
+            "Mails (verification, invitation, password reset) the SMTP server did not take after a retry",
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
         let build_info = IntGauge::with_opts(
             Opts::new("build_info", "Always 1; labels say which build is running")
                 .const_label("version", env!("CARGO_PKG_VERSION")),
@@ -89,6 +96,7 @@ impl Metrics {
             Box::new(refresh_tokens_pruned.clone()),
             Box::new(auth_limiter_keys.clone()),
             Box::new(password_busy.clone()),
+            Box::new(mail_failures.clone()),
             Box::new(build_info),
         ] {
             // Names are unique by construction; a clash would be a programming error.
@@ -106,6 +114,7 @@ impl Metrics {
             refresh_tokens_pruned,
             auth_limiter_keys,
             password_busy,
+            mail_failures,
         }
     }
 

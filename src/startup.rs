@@ -207,6 +207,19 @@ impl Application {
         if let Some(health) = &bus {
             metrics.observe_bus(health.clone());
         }
+        let mailer = crate::mail::Mailer::new(&settings.smtp, metrics.mail_failures.clone())
+            .map_err(|e| {
+                StartupError::Config(ConfigError::Invalid {
+                    key: "smtp.url",
+                    message: e,
+                })
+            })?;
+        if !mailer.sends() {
+            tracing::info!(
+                "smtp.url is not set: no mail is sent; the links it would carry are logged"
+            );
+        }
+        crate::store::Accounts::require_verified_email(&*store, settings.require_verified_email());
         let tls = if settings.server.tls_cert.is_empty() {
             None
         } else {
@@ -246,6 +259,9 @@ impl Application {
             bus,
             tls_peers: tls.as_ref().map(|(_, peers)| peers.clone()),
             metrics_token: Some(settings.metrics.token.clone()).filter(|t| !t.is_empty()),
+            mailer,
+            public_url: settings.server.public_url(),
+            invitation_ttl_ms: i64::from(settings.auth.invitation_ttl_days) * 86_400_000,
         });
 
         let addr = format!("{}:{}", settings.server.host, settings.server.port);

@@ -19,6 +19,10 @@ pub struct UserView {
     pub id: i64,
     pub email: String,
     pub display_name: String,
+    /// Whether the address was proved (the mailed link followed). Until it is, and with
+    /// `auth.require_verified_email` on, the account matches nobody by e-mail: adding the
+    /// address to a workspace sends an invitation, and mentions of it reach no one.
+    pub email_verified: bool,
     /// RFC 3339.
     pub created_at: String,
 }
@@ -29,7 +33,39 @@ impl From<&User> for UserView {
             id: u.id,
             email: u.email.clone(),
             display_name: u.display_name.clone(),
+            email_verified: u.email_verified,
             created_at: format_timestamp(u.created_at),
+        }
+    }
+}
+
+/// An invitation by e-mail, pending until accepted, revoked or expired.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InvitationView {
+    pub id: i64,
+    pub workspace_id: i64,
+    pub email: String,
+    pub role: Role,
+    pub invited_by: Option<i64>,
+    /// RFC 3339; after it the link no longer works (resend for a new one).
+    pub expires_at: String,
+    pub expired: bool,
+    pub sent_at: String,
+    pub created_at: String,
+}
+
+impl From<&crate::store::Invitation> for InvitationView {
+    fn from(i: &crate::store::Invitation) -> InvitationView {
+        InvitationView {
+            id: i.id,
+            workspace_id: i.workspace_id,
+            email: i.email.clone(),
+            role: i.role,
+            invited_by: i.invited_by,
+            expires_at: format_timestamp(i.expires_at),
+            expired: i.expires_at <= crate::domain::now_ms(),
+            sent_at: format_timestamp(i.sent_at),
+            created_at: format_timestamp(i.created_at),
         }
     }
 }
@@ -76,6 +112,7 @@ impl WorkspaceView {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MemberView {
+    pub workspace_id: i64,
     pub user_id: i64,
     pub email: String,
     pub display_name: String,
@@ -87,6 +124,7 @@ pub struct MemberView {
 impl From<&Member> for MemberView {
     fn from(m: &Member) -> MemberView {
         MemberView {
+            workspace_id: m.workspace_id,
             user_id: m.user_id,
             email: m.email.clone(),
             display_name: m.display_name.clone(),

@@ -46,6 +46,76 @@ async fn product_tokens_with_the_stock_clients_on_postgres() {
     run(Backend::Postgres).await;
 }
 
+#[actix_web::test]
+async fn mail_links_with_a_real_smtp_server_on_sqlite() {
+    mail(Backend::Sqlite).await;
+}
+
+#[actix_web::test]
+async fn mail_links_with_a_real_smtp_server_on_postgres() {
+    mail(Backend::Postgres).await;
+}
+
+/// Verification, invitations and password reset: Stoa sends to the SMTP server the suite
+/// runs (`e2e/identity/mail.mjs`, npm `smtp-server`), and the suite follows the links.
+async fn mail(backend: Backend) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let suite = root.join("e2e");
+    if !suite.join("node_modules/smtp-server").is_dir() {
+        return missing("e2e/node_modules");
+    }
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    // A free port for the suite's SMTP server, which listens before any mail is sent.
+    let smtp_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut settings = Settings::load_with_env(None, Vec::new()).expect("default settings");
+    settings.server.port = 0;
+    settings.server.workers = 2;
+    settings.server.public_url = "https://stoa.example.com".into();
+    settings.data_dir = db.dir.path().to_path_buf();
+    settings.database.url = db.url.clone();
+    settings.auth.jwt_secret = "e2e-test-secret-0123456789abcdef-GHIJKLMNOPQRSTUV".into();
+    settings.auth.password_hash_memory_kib = 1024;
+    settings.auth.password_hash_iterations = 1;
+    settings.auth.login_attempts_per_minute = 10_000;
+    settings.auth.require_verified_email = "true".into();
+    settings.smtp.url = format!("smtp://127.0.0.1:{smtp_port}");
+    settings.smtp.from = "Stoa <stoa@stoa.example.com>".into();
+    let app = Application::build(settings).await.expect("server starts");
+    let url = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    actix_web::rt::spawn(app.run_until_stopped());
+    let output = actix_web::rt::task::spawn_blocking(move || {
+        Command::new("node")
+            .args([
+                "--test",
+                "--test-concurrency=1",
+                "--test-reporter=spec",
+                "--test-timeout=60000",
+                "--test-force-exit",
+                "identity/mail.mjs",
+            ])
+            .current_dir(&suite)
+            .env("STOA_URL", &url)
+            .env("SMTP_PORT", smtp_port.to_string())
+            .env("PUBLIC_URL", "https://stoa.example.com")
+            .output()
+    })
+    .await
+    .expect("node runs")
+    .expect("node starts");
+    handle.stop(true).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    assert!(output.status.success(), "the mail suite failed");
+}
+
 async fn run(backend: Backend) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let suite = root.join("e2e");

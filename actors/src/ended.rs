@@ -78,6 +78,7 @@ pub(crate) fn close_reason(end: &SessionEnd) -> &'static str {
     match end.reason.as_str() {
         "logged_out" => "logged_out",
         "password_changed" => "password_changed",
+        "password_reset" => "password_reset",
         "account_disabled" => "account_disabled",
         "refresh_token_reused" => "refresh_token_reused",
         _ => "session_ended",

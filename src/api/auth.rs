@@ -118,6 +118,46 @@ fn legacy_key(email: &str) -> Option<String> {
     (plausible && clean).then(|| v.to_lowercase())
 }
 
+/// How long a verification link works.
+const VERIFICATION_TTL_MS: i64 = 48 * 3600 * 1000;
+/// How long a password-reset link works.
+const RESET_TTL_MS: i64 = 30 * 60 * 1000;
+
+/// A single-use link: its token (for the mail) and that token's digest (for the database).
+fn link_token() -> (String, String) {
+    let token = random_token(32);
+    let digest = token_digest(&token);
+    (token, digest)
+}
+
+/// Mails `user` a link proving their address.
+async fn send_verification_mail(state: &AppState, user: &User) -> Result<(), ApiError> {
+    let (token, digest) = link_token();
+    state
+        .store
+        .issue_email_token(
+            user.id,
+            "verify_email",
+            &user.email,
+            &digest,
+            now_ms() + VERIFICATION_TTL_MS,
+        )
+        .await?;
+    state.mailer.send_later(crate::mail::Mail {
+        to: user.email.clone(),
+        subject: "Confirm your e-mail address for Stoa".into(),
+        text: format!(
+            "Hello {name},\n\nConfirm that {email} is your address on Stoa by opening this link \
+             within 48 hours:\n\n{url}/verify-email?token={token}\n\nUntil you do, nobody can add \
+             you to a workspace by this address. If you did not make an account, ignore this mail.",
+            name = user.display_name,
+            email = user.email,
+            url = state.public_url,
+        ),
+    });
+    Ok(())
+}
+
 /// Create an account and sign in.
 #[utoipa::path(
     tag = "auth",
@@ -155,6 +195,7 @@ pub async fn register(
         .map_err(|e| hashing_failed(&state, e))?;
     let user = state.store.create_user(&email, &name, &hash).await?;
     tracing::info!(user_id = user.id, "account created");
+    send_verification_mail(&state, &user).await?;
     let tokens = issue_tokens(&state, &user, None).await?;
     Ok(HttpResponse::Created().json(tokens))
 }
@@ -398,6 +439,219 @@ pub async fn change_password(
         .realtime
         .end_sessions(crate::realtime::session_end(&end));
     tracing::info!(user_id = user.id, "password changed; other sessions ended");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkToken {
+    /// The `token` of the mailed link.
+    pub token: String,
+}
+
+fn link_invalid() -> ApiError {
+    ApiError::bad_request(
+        "link_invalid",
+        "this link is unknown, already used or expired; ask for a new one",
+    )
+}
+
+/// Prove your address: the token of the link mailed at registration (or asked for again).
+/// No sign-in needed: having the link is the proof.
+#[utoipa::path(
+    tag = "auth",
+    request_body = LinkToken,
+    responses(
+        (status = 200, description = "The account, its address proved", body = UserView),
+        (status = 400, description = "Unknown, used or expired link (`link_invalid`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/auth/verify-email")]
+pub async fn verify_email(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    ApiJson(body): ApiJson<LinkToken>,
+) -> Result<HttpResponse, ApiError> {
+    let client = address(&state, &req);
+    limit(
+        &state,
+        &state.auth_limits.tokens_by_address,
+        &client,
+        "token",
+    )?;
+    if body.token.len() > 200 {
+        return Err(link_invalid());
+    }
+    let user = state
+        .store
+        .verify_email(&token_digest(&body.token))
+        .await?
+        .ok_or_else(link_invalid)?;
+    tracing::info!(user_id = user.id, "e-mail address verified");
+    Ok(HttpResponse::Ok().json(UserView::from(&user)))
+}
+
+/// Mail the verification link again (at most 5 mails an hour to one address).
+#[utoipa::path(
+    tag = "auth",
+    responses(
+        (status = 202, description = "A new link is on its way"),
+        (status = 409, description = "The address is already verified (`already_verified`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many mails asked for", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/me/verification-email")]
+pub async fn send_verification(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    user: AuthUser,
+) -> Result<HttpResponse, ApiError> {
+    let account = state
+        .store
+        .user(user.id)
+        .await?
+        .ok_or(ApiError::NotFound("no such account".into()))?;
+    if account.email_verified {
+        return Err(ApiError::Conflict {
+            code: "already_verified",
+            detail: "this address is already verified".into(),
+        });
+    }
+    let client = address(&state, &req);
+    let limits = &state.auth_limits;
+    limit(&state, &limits.mail_by_address, &client, "mail")?;
+    let key = Email::parse(&account.email)
+        .map(|e| e.key().to_string())
+        .unwrap_or_else(|_| format!("user:{}", account.id));
+    limit(&state, &limits.mail_by_recipient, &key, "mail")?;
+    send_verification_mail(&state, &account).await?;
+    Ok(HttpResponse::Accepted().finish())
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetRequest {
+    pub email: String,
+}
+
+/// Ask for a password-reset link. The answer is the same whether an account has the
+/// address or not; a link is mailed only if one does (at most 5 an hour to one address).
+#[utoipa::path(
+    tag = "auth",
+    request_body = PasswordResetRequest,
+    responses(
+        (status = 202, description = "If an account has this address, a link is on its way"),
+        (status = 422, description = "Not an e-mail address", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many asked for, from this client or for this address", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/auth/password-reset")]
+pub async fn request_password_reset(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    ApiJson(body): ApiJson<PasswordResetRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let email = Email::parse(&body.email).map_err(|m| ApiError::validation("email", m))?;
+    let client = address(&state, &req);
+    let limits = &state.auth_limits;
+    limit(&state, &limits.mail_by_address, &client, "mail")?;
+    limit(
+        &state,
+        &limits.mail_by_recipient,
+        &email.key().to_string(),
+        "mail",
+    )?;
+    let account = state.store.user_by_email(email.key()).await?;
+    if let Some(account) = account.filter(|a| !a.disabled) {
+        // An account of the product's tokens has no password to reset.
+        let has_password = state
+            .store
+            .password_hash(account.id)
+            .await?
+            .is_some_and(|h| h.starts_with('$'));
+        if has_password {
+            let (token, digest) = link_token();
+            state
+                .store
+                .issue_email_token(
+                    account.id,
+                    "reset_password",
+                    &account.email,
+                    &digest,
+                    now_ms() + RESET_TTL_MS,
+                )
+                .await?;
+            state.mailer.send_later(crate::mail::Mail {
+                to: account.email.clone(),
+                subject: "Reset your Stoa password".into(),
+                text: format!(
+                    "Hello {name},\n\nSomeone (we hope you) asked to reset the password of your \
+                     Stoa account. Choose a new one within 30 minutes here:\n\n\
+                     {url}/reset-password?token={token}\n\nThe link works once. Setting a new \
+                     password signs you out everywhere. If you did not ask, ignore this mail: \
+                     your password stays as it is.",
+                    name = account.display_name,
+                    url = state.public_url,
+                ),
+            });
+        }
+    }
+    Ok(HttpResponse::Accepted().finish())
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetConfirm {
+    /// The `token` of the mailed link.
+    pub token: String,
+    /// 8 to 256 characters.
+    pub new_password: String,
+}
+
+/// Set a new password with a reset link (once, within 30 minutes of asking). Every login of
+/// the account ends, on every node: its sockets close with `password_reset`.
+#[utoipa::path(
+    tag = "auth",
+    request_body = PasswordResetConfirm,
+    responses(
+        (status = 204, description = "The password is set; every session ended"),
+        (status = 400, description = "Unknown, used or expired link (`link_invalid`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The new password is not acceptable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/auth/password-reset/confirm")]
+pub async fn confirm_password_reset(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    ApiJson(body): ApiJson<PasswordResetConfirm>,
+) -> Result<HttpResponse, ApiError> {
+    let client = address(&state, &req);
+    limit(
+        &state,
+        &state.auth_limits.tokens_by_address,
+        &client,
+        "token",
+    )?;
+    let password =
+        Password::parse(&body.new_password).map_err(|m| ApiError::validation("new_password", m))?;
+    if body.token.len() > 200 {
+        return Err(link_invalid());
+    }
+    let hash = state
+        .passwords
+        .hash(password.as_str().to_string())
+        .await
+        .map_err(|e| hashing_failed(&state, e))?;
+    let end = state
+        .store
+        .reset_password(&token_digest(&body.token), &hash)
+        .await?
+        .ok_or_else(link_invalid)?;
+    state
+        .realtime
+        .end_sessions(crate::realtime::session_end(&end));
+    tracing::info!(user_id = end.user_id, "password reset; every session ended");
     Ok(HttpResponse::NoContent().finish())
 }
 

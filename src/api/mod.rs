@@ -12,6 +12,7 @@ mod documents;
 pub mod error;
 mod events;
 mod extract;
+mod invitations;
 mod notifications;
 mod observe;
 pub mod openapi;
@@ -64,6 +65,12 @@ pub struct AppState {
     pub tls_peers: Option<Arc<crate::tls::TlsPeers>>,
     /// The bearer token `/metrics` requires (`metrics.token`), if any.
     pub metrics_token: Option<String>,
+    /// Outgoing mail (or the log, without `smtp.url`).
+    pub mailer: crate::mail::Mailer,
+    /// Where links in mail point (`server.public_url`).
+    pub public_url: String,
+    /// How long an invitation's link works (ms).
+    pub invitation_ttl_ms: i64,
 }
 
 /// Which `Origin` headers the WebSocket upgrade accepts (the CORS origins).
@@ -87,6 +94,7 @@ pub enum SocketOrigins {
         (name = "auth", description = "Accounts and tokens"),
         (name = "workspaces", description = "Workspaces"),
         (name = "members", description = "Workspace members and roles"),
+        (name = "invitations", description = "Invitations by e-mail to addresses without a verified account"),
         (name = "documents", description = "Documents"),
         (name = "comments", description = "Comments and threads"),
         (name = "events", description = "The workspace event log"),
@@ -268,6 +276,14 @@ pub fn app(
                 .service(auth::logout)
                 .service(auth::me)
                 .service(auth::change_password)
+                .service(auth::verify_email)
+                .service(auth::send_verification)
+                .service(auth::request_password_reset)
+                .service(auth::confirm_password_reset)
+                .service(invitations::list_invitations)
+                .service(invitations::resend_invitation)
+                .service(invitations::revoke_invitation)
+                .service(invitations::accept_invitation)
                 .service(workspaces::create_workspace)
                 .service(workspaces::list_workspaces)
                 .service(workspaces::get_workspace)

@@ -166,7 +166,18 @@ fn refine_bodies(v: &mut Value) {
     for schema in ["CreateComment", "UpdateComment"] {
         constrain(v, schema, "body", bounded(CommentBody::MAX));
     }
-    constrain(v, "AddMember", "email", email);
+    constrain(v, "AddMember", "email", email.clone());
+    constrain(v, "PasswordResetRequest", "email", email.clone());
+    constrain(
+        v,
+        "PasswordResetConfirm",
+        "new_password",
+        json!({"minLength": 8, "maxLength": 256}),
+    );
+    constrain(v, "PutUser", "email", email);
+    constrain(v, "PutUser", "display_name", bounded(DisplayName::MAX));
+    constrain(v, "PutWorkspace", "name", bounded(WorkspaceName::MAX));
+    constrain(v, "PutWorkspace", "slug", slug.clone());
     set(
         v,
         "UpdateWorkspace",
@@ -217,6 +228,13 @@ fn refine_bodies(v: &mut Value) {
         "UpdateDocument",
         "CreateComment",
         "UpdateComment",
+        "LinkToken",
+        "PasswordResetRequest",
+        "PasswordResetConfirm",
+        "AcceptInvitation",
+        "PutUser",
+        "PutWorkspace",
+        "PutMembership",
     ] {
         set(v, schema, "additionalProperties", Value::Bool(false));
     }

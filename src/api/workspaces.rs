@@ -9,7 +9,7 @@ use super::extract::{checked, ApiJson, AuthUser, PageQuery, Validation};
 use super::AppState;
 use crate::domain::{Email, Role, Slug, WorkspaceName};
 use crate::store::MemberRef;
-use crate::views::{List, MemberView, WorkspaceView};
+use crate::views::{InvitationView, List, MemberView, WorkspaceView};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -207,13 +207,16 @@ pub async fn list_members(
     Ok(HttpResponse::Ok().json(List::from_page(page, |m| MemberView::from(m))))
 }
 
-/// Add an existing user to the workspace (admins; only owners may add owners).
+/// Add a user to the workspace (admins; only owners may add owners): by id, or by e-mail.
+/// An address with no account (or, with `auth.require_verified_email`, no verified one) is
+/// invited instead: it is mailed a link, and the answer is 202 with the invitation.
 #[utoipa::path(
     tag = "members",
     params(("id" = i64, Path, description = "Workspace id")),
     request_body = AddMember,
     responses(
         (status = 201, description = "Added", body = MemberView),
+        (status = 202, description = "No account has the address yet: invited", body = InvitationView),
         (status = 403, description = "Role too low", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such workspace, or not a member", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already a member (`already_member`), or no such user (`unknown_user`)", body = Problem, content_type = "application/problem+json"),
@@ -239,18 +242,21 @@ pub async fn add_member(
             ))
         }
     };
-    let (member, event) = state
-        .store
-        .add_member(user.id, *id, &who, body.role)
-        .await
-        .map_err(|e| match e {
-            // The workspace exists (else "workspace not found"); the user to add does not.
-            crate::store::StoreError::NotFound("user") => ApiError::Conflict {
-                code: "unknown_user",
-                detail: "no active account has that id or email".into(),
-            },
-            e => e.into(),
-        })?;
+    let added = state.store.add_member(user.id, *id, &who, body.role).await;
+    if let (Err(crate::store::StoreError::NotFound("user")), MemberRef::Email(email)) =
+        (&added, &who)
+    {
+        let invitation = super::invitations::invite(&state, user.id, *id, email, body.role).await?;
+        return Ok(HttpResponse::Accepted().json(InvitationView::from(&invitation)));
+    }
+    let (member, event) = added.map_err(|e| match e {
+        // The workspace exists (else "workspace not found"); the user to add does not.
+        crate::store::StoreError::NotFound("user") => ApiError::Conflict {
+            code: "unknown_user",
+            detail: "no active account has that id or email".into(),
+        },
+        e => e.into(),
+    })?;
     crate::realtime::committed(&state.realtime, &*state.store, &event).await;
     Ok(HttpResponse::Created().json(MemberView::from(&member)))
 }

@@ -104,6 +104,9 @@ const KNOWN_ADDRESS_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Addresses remembered per account (the most recent).
 const KNOWN_ADDRESSES: usize = 8;
 
+/// Mails one address may be sent on request (reset, verification again) in an hour.
+pub const MAILS_PER_RECIPIENT_PER_HOUR: u32 = 5;
+
 /// Every limiter of the authentication endpoints.
 ///
 /// Logins are limited three ways. Per client address, over all accounts (credential
@@ -125,6 +128,10 @@ pub struct AuthLimits {
     pub register_by_address: KeyedLimiter<IpAddr>,
     /// Refreshes and logouts per client address.
     pub tokens_by_address: KeyedLimiter<IpAddr>,
+    /// Mail asked for (password reset, verification again) per client address.
+    pub mail_by_address: KeyedLimiter<IpAddr>,
+    /// Mail asked for per address it goes to: 5 an hour.
+    pub mail_by_recipient: KeyedLimiter<String>,
 }
 
 impl AuthLimits {
@@ -140,6 +147,8 @@ impl AuthLimits {
             known: dashmap::DashMap::new(),
             register_by_address: KeyedLimiter::per_minute(login_per_minute),
             tokens_by_address: KeyedLimiter::per_minute(tokens_per_minute),
+            mail_by_address: KeyedLimiter::per_minute(login_per_minute),
+            mail_by_recipient: KeyedLimiter::per_hour(MAILS_PER_RECIPIENT_PER_HOUR),
         }
     }
 
@@ -167,6 +176,8 @@ impl AuthLimits {
         self.login_by_account_anywhere.sweep();
         self.register_by_address.sweep();
         self.tokens_by_address.sweep();
+        self.mail_by_address.sweep();
+        self.mail_by_recipient.sweep();
         self.known.retain(|_, list| {
             list.retain(|(_, at)| at.elapsed() < KNOWN_ADDRESS_TTL);
             !list.is_empty()
@@ -181,6 +192,8 @@ impl AuthLimits {
             + self.login_by_account_anywhere.len()
             + self.register_by_address.len()
             + self.tokens_by_address.len()
+            + self.mail_by_address.len()
+            + self.mail_by_recipient.len()
             + self.known.len()
     }
 }

@@ -22,10 +22,14 @@ pub enum EventKind {
     CommentResolved,
     CommentUnresolved,
     CommentDeleted,
+    InvitationCreated,
+    InvitationResent,
+    InvitationRevoked,
+    InvitationAccepted,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 18] = [
         EventKind::WorkspaceCreated,
         EventKind::WorkspaceUpdated,
         EventKind::MemberAdded,
@@ -40,6 +44,10 @@ impl EventKind {
         EventKind::CommentResolved,
         EventKind::CommentUnresolved,
         EventKind::CommentDeleted,
+        EventKind::InvitationCreated,
+        EventKind::InvitationResent,
+        EventKind::InvitationRevoked,
+        EventKind::InvitationAccepted,
     ];
 
     /// The name the log stores.
@@ -59,6 +67,10 @@ impl EventKind {
             EventKind::CommentResolved => "comment.resolved",
             EventKind::CommentUnresolved => "comment.unresolved",
             EventKind::CommentDeleted => "comment.deleted",
+            EventKind::InvitationCreated => "invitation.created",
+            EventKind::InvitationResent => "invitation.resent",
+            EventKind::InvitationRevoked => "invitation.revoked",
+            EventKind::InvitationAccepted => "invitation.accepted",
         }
     }
 

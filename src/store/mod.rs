@@ -117,6 +117,9 @@ pub struct User {
     pub email: String,
     pub display_name: String,
     pub disabled: bool,
+    /// Whether the account's current address was proved (a mailed link followed, or the
+    /// product's token vouched for it).
+    pub email_verified: bool,
     pub created_at: i64,
 }
 
@@ -132,6 +135,7 @@ pub struct Workspace {
 
 #[derive(Debug, Clone)]
 pub struct Member {
+    pub workspace_id: WorkspaceId,
     pub user_id: UserId,
     pub email: String,
     pub display_name: String,
@@ -277,6 +281,7 @@ pub trait Store:
     + Reports
     + Search
     + Directory
+    + Invitations
     + Send
     + Sync
     + 'static
@@ -288,8 +293,8 @@ pub trait Store:
 /// The aggregate traits, for `use crate::store::prelude::*` wherever store methods are called.
 pub mod prelude {
     pub use super::{
-        Accounts, Comments, Directory, DocumentUpdates, Documents, Events, Notifications, Reports,
-        Search, Store, Workspaces,
+        Accounts, Comments, Directory, DocumentUpdates, Documents, Events, Invitations,
+        Notifications, Reports, Search, Store, Workspaces,
     };
 }
 
@@ -350,6 +355,30 @@ pub trait Accounts: Send + Sync {
     /// Deletes session ends recorded before `before` (ms): the tokens they name have
     /// expired.
     async fn prune_session_ends(&self, before: i64) -> StoreResult<u64>;
+    /// Whether only verified addresses match accounts by e-mail (members, mentions).
+    fn require_verified_email(&self, on: bool);
+    /// Keeps a mailed link's digest for `user` (`purpose`: `verify_email` for `email`, or
+    /// `reset_password`), good until `expires_at` (ms) and once.
+    async fn issue_email_token(
+        &self,
+        user: UserId,
+        purpose: &str,
+        email: &str,
+        digest: &str,
+        expires_at: i64,
+    ) -> StoreResult<()>;
+    /// Spends a verification link: the account's address is proved if it is still the one
+    /// the link was sent to. `None`: unknown, spent or expired.
+    async fn verify_email(&self, digest: &str) -> StoreResult<Option<User>>;
+    /// Spends a reset link and sets the new password, ending every login of the account.
+    /// `None`: unknown, spent or expired.
+    async fn reset_password(
+        &self,
+        digest: &str,
+        password_hash: &str,
+    ) -> StoreResult<Option<SessionEnd>>;
+    /// The account with this e-mail key, if any.
+    async fn user_by_email(&self, email_key: &str) -> StoreResult<Option<User>>;
     /// Deletes refresh tokens that expired by `now` or were spent (or revoked) before
     /// `spent_before`, and families left without tokens; returns the tokens deleted.
     async fn prune_refresh_tokens(&self, now: i64, spent_before: i64) -> StoreResult<u64>;
@@ -433,6 +462,54 @@ pub trait Directory: Send + Sync {
     async fn api_token(&self, digest: &str) -> StoreResult<Option<ApiToken>>;
     /// Records a use (at most once a minute is written).
     async fn touch_api_token(&self, id: i64, at: i64) -> StoreResult<()>;
+}
+
+/// A role offered to an address that has no (verified) account yet.
+#[derive(Debug, Clone)]
+pub struct Invitation {
+    pub id: i64,
+    pub workspace_id: WorkspaceId,
+    pub email: String,
+    pub role: Role,
+    pub invited_by: Option<UserId>,
+    pub expires_at: i64,
+    pub sent_at: i64,
+    pub created_at: i64,
+}
+
+/// Invitations by e-mail, for admins and owners of a workspace.
+#[async_trait]
+pub trait Invitations: Send + Sync {
+    /// Invites `email` with `role` (the caller may grant it), with the link's digest; an
+    /// address already invited gets the new link and role (the old link is void).
+    async fn invite(
+        &self,
+        actor: UserId,
+        ws: WorkspaceId,
+        email: &Email,
+        role: Role,
+        digest: &str,
+        expires_at: i64,
+    ) -> StoreResult<(Invitation, Event)>;
+    /// Pending invitations of a workspace, newest first (expired ones included).
+    async fn invitations(&self, actor: UserId, ws: WorkspaceId) -> StoreResult<Vec<Invitation>>;
+    /// A new link for a pending invitation.
+    async fn resend_invitation(
+        &self,
+        actor: UserId,
+        id: i64,
+        digest: &str,
+        expires_at: i64,
+    ) -> StoreResult<(Invitation, Event)>;
+    async fn revoke_invitation(&self, actor: UserId, id: i64) -> StoreResult<Event>;
+    /// Accepts the invitation whose link has this digest, for `user`, whose address must be
+    /// the one invited (following the link proves it). The membership's event and the
+    /// invitation's.
+    async fn accept_invitation(
+        &self,
+        user: UserId,
+        digest: &str,
+    ) -> StoreResult<(Member, Vec<Event>)>;
 }
 
 /// Workspaces and their members.

@@ -69,9 +69,20 @@ async fn members_can_leave_and_be_listed(backend: Backend) {
             json!({"email": "ghost@example.com", "role": "editor"}),
         )
         .await;
-    // The workspace exists; the user does not.
-    assert_eq!(nobody.status, 409);
-    assert_eq!(nobody.code(), "unknown_user");
+    // The workspace exists; no account has the address: it is invited instead.
+    assert_eq!(nobody.status, 202);
+    assert_eq!(nobody.body["email"], "ghost@example.com");
+    assert_eq!(nobody.body["role"], "editor");
+    let ghost = app
+        .post(
+            &format!("/api/v1/workspaces/{ws}/members"),
+            &alice.token,
+            json!({"user_id": 999_999, "role": "editor"}),
+        )
+        .await;
+    // By id, there is nobody to invite.
+    assert_eq!(ghost.status, 409);
+    assert_eq!(ghost.code(), "unknown_user");
     let both = app
         .post(
             &format!("/api/v1/workspaces/{ws}/members"),

@@ -490,6 +490,77 @@ test("the whole flow again in production, with the console on its own origin", a
   await shot(guess, "signin-rate-limited");
 });
 
+/** The newest link to `path` the server logged in place of a mail (no smtp.url). */
+async function mailedLink(node, path, to) {
+  const pattern = new RegExp(`(http://[^\\s"\\\\]+${path}\\?token=[A-Za-z0-9_-]+)`);
+  return until(`a mailed ${path} link for ${to}`, () => {
+    const line = [...node.log].reverse().find((l) => l.includes(to) && pattern.test(l));
+    return line && pattern.exec(line)[1];
+  });
+}
+
+test("mailed links: an invitation joins a new sign-up to the workspace, an address is confirmed, a forgotten password is reset", async () => {
+  const node = await server();
+  nodes.push(node);
+  const { b, ada } = await people(node);
+  const ws = await rest(node.url, ada, "POST", "/api/v1/workspaces", { name: "Invitations" });
+  await ada.goto(`${node.url}/w/${ws.body.id}/members`);
+  await ada.getByLabel("Add by e-mail").fill("cleo@example.com");
+  await ada.getByRole("button", { name: "Add member" }).click();
+  await ada.getByText("No account has cleo@example.com yet").waitFor();
+  await ada.getByRole("button", { name: "Revoke the invitation of cleo@example.com" }).waitFor();
+  await shot(ada, "invitations");
+
+  // Cleo follows the mail's link: signs up with that address, and is in.
+  const invite = await mailedLink(node, "/invitations/accept", "cleo@example.com");
+  const cleo = await (await b.newContext({ viewport: { width: 1280, height: 860 } })).newPage();
+  await cleo.goto(invite);
+  await cleo.getByRole("heading", { name: "Sign in" }).waitFor();
+  await cleo.getByRole("link", { name: "Create an account" }).click();
+  await cleo.getByLabel("Name").fill("Cleo Cole");
+  await cleo.getByLabel("E-mail").fill("cleo@example.com");
+  await cleo.getByLabel("Password").fill("correct horse battery");
+  await cleo.getByRole("button", { name: "Create account" }).click();
+  await cleo.waitForURL(`${node.url}/w/${ws.body.id}`);
+  await cleo.getByRole("heading", { name: "Invitations" }).waitFor();
+  await ada.reload();
+  await ada.getByRole("cell", { name: "Cleo Cole", exact: true }).waitFor();
+  assert.equal(await ada.getByRole("button", { name: "Revoke the invitation of cleo@example.com" }).count(), 0);
+
+  // Ada's own address: not verified until her link is followed.
+  await ada.goto(`${node.url}/account`);
+  await ada.getByText("not verified").waitFor();
+  const verify = await mailedLink(node, "/verify-email", "ada@example.com");
+  await ada.goto(verify);
+  await ada.getByText("Your address is confirmed").waitFor();
+  await ada.goto(`${node.url}/account`);
+  await ada.getByText("verified", { exact: true }).waitFor();
+
+  // A forgotten password, from the sign-in page to a new one.
+  const visitor = await (await b.newContext({ viewport: { width: 1280, height: 860 } })).newPage();
+  await visitor.goto(`${node.url}/signin`);
+  await visitor.getByRole("link", { name: "Forgot your password?" }).click();
+  await visitor.getByLabel("E-mail").fill("bob@example.com");
+  await visitor.getByRole("button", { name: "Mail me a link" }).click();
+  await visitor.getByText("If an account has this address").waitFor();
+  const reset = await mailedLink(node, "/reset-password", "bob@example.com");
+  await visitor.goto(reset);
+  await visitor.getByLabel("New password").fill("a brand new password");
+  await visitor.getByRole("button", { name: "Set password" }).click();
+  await visitor.getByText("Your password is set").waitFor();
+  await visitor.goto(`${node.url}/signin`);
+  await visitor.getByLabel("E-mail").fill("bob@example.com");
+  await visitor.getByLabel("Password").fill("a brand new password");
+  await visitor.getByRole("button", { name: "Sign in" }).click();
+  await visitor.getByRole("heading", { name: "Workspaces" }).waitFor();
+  // The link worked once.
+  await visitor.goto(reset);
+  await visitor.getByLabel("New password").fill("yet another password");
+  await visitor.getByRole("button", { name: "Set password" }).click();
+  await visitor.getByText("this link is unknown, already used or expired").waitFor();
+  assert.deepEqual(await accessibility(visitor), []);
+});
+
 test("quality: what the sign-in page loads, how fast a large document opens, accessibility of every page", async () => {
   const node = await server();
   nodes.push(node);
@@ -623,7 +694,10 @@ test("quality: what the sign-in page loads, how fast a large document opens, acc
   await anon.getByLabel("Password").fill("correct horse battery");
   await anon.getByRole("button", { name: "Sign in" }).click();
   await anon.waitForURL(`${node.url}/w/${wsId}/members`);
-  await anon.getByRole("cell", { name: "Kay Keys", exact: true }).waitFor();
+  await anon.getByRole("cell", { name: "Kay Keys", exact: true }).waitFor().catch(async (e) => {
+    await shot(anon, "members-after-sign-in-failed");
+    throw new Error(`${e.message}\nthe page said: ${(await anon.locator("body").innerText()).slice(0, 2000)}`);
+  });
   const found = Object.entries(issues).filter(([, v]) => v.length > 0);
   assert.deepEqual(found, [], `axe-core found serious or critical violations:\n${JSON.stringify(found, null, 2)}`);
 });

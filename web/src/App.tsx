@@ -9,6 +9,10 @@ import { Boundary } from "./components/Boundary";
 // Everything behind sign-in is loaded on demand: the sign-in page carries only what it uses.
 const Shell = lazy(() => import("./pages/Shell"));
 const Runbooks = lazy(() => import("./pages/Runbooks"));
+// The pages the links in mail open.
+const VerifyEmail = lazy(() => import("./pages/Links").then((m) => ({ default: m.VerifyEmail })));
+const ForgotPassword = lazy(() => import("./pages/Links").then((m) => ({ default: m.ForgotPassword })));
+const ResetPassword = lazy(() => import("./pages/Links").then((m) => ({ default: m.ResetPassword })));
 
 function Loading() {
   return (
@@ -48,6 +52,9 @@ export function App() {
     <Routes>
       <Route path="/signin" element={<SignIn />} />
       <Route path="/register" element={<Register />} />
+      <Route path="/verify-email" element={<Suspense fallback={<Loading />}><VerifyEmail /></Suspense>} />
+      <Route path="/forgot-password" element={<Suspense fallback={<Loading />}><ForgotPassword /></Suspense>} />
+      <Route path="/reset-password" element={<Suspense fallback={<Loading />}><ResetPassword /></Suspense>} />
       {/* Public: the page an alert links to must open for whoever is on call. */}
       <Route
         path="/runbooks"

@@ -42,12 +42,32 @@ async fn end_sessions(
     })
 }
 
+/// Spends a mailed link for `purpose`, once and before it expires: its user and address.
+async fn spend_email_token(
+    conn: &mut sqlx::AnyConnection,
+    digest: &str,
+    purpose: &str,
+    now: i64,
+) -> StoreResult<Option<(UserId, String)>> {
+    Ok(sqlx::query_as(
+        "UPDATE email_tokens SET used_at = $1 \
+         WHERE digest = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $1 \
+         RETURNING user_id, email",
+    )
+    .bind(now)
+    .bind(digest)
+    .bind(purpose)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
 #[derive(sqlx::FromRow)]
-struct UserRow {
+pub(super) struct UserRow {
     id: i64,
     email: String,
     display_name: String,
     disabled_at: Option<i64>,
+    email_verified_at: Option<i64>,
     created_at: i64,
 }
 
@@ -58,6 +78,7 @@ impl From<UserRow> for User {
             email: r.email,
             display_name: r.display_name,
             disabled: r.disabled_at.is_some(),
+            email_verified: r.email_verified_at.is_some(),
             created_at: r.created_at,
         }
     }
@@ -89,6 +110,7 @@ impl Accounts for SqlStore {
                 email: email.as_str().to_string(),
                 display_name: name.as_str().to_string(),
                 disabled: false,
+                email_verified: false,
                 created_at: now,
             }),
             Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict {
@@ -101,7 +123,7 @@ impl Accounts for SqlStore {
 
     async fn user(&self, id: UserId) -> StoreResult<Option<User>> {
         let row: Option<UserRow> = sqlx::query_as(
-            "SELECT id, email, display_name, disabled_at, created_at FROM users WHERE id = $1",
+            "SELECT id, email, display_name, disabled_at, email_verified_at, created_at FROM users WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.reader)
@@ -117,7 +139,7 @@ impl Accounts for SqlStore {
             password_hash: String,
         }
         let row: Option<Row> = sqlx::query_as(
-            "SELECT id, email, display_name, disabled_at, created_at, password_hash \
+            "SELECT id, email, display_name, disabled_at, email_verified_at, created_at, password_hash \
              FROM users WHERE email_key = $1",
         )
         .bind(email_key)
@@ -343,6 +365,110 @@ impl Accounts for SqlStore {
         )
     }
 
+    fn require_verified_email(&self, on: bool) {
+        self.require_verified
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    async fn issue_email_token(
+        &self,
+        user: UserId,
+        purpose: &str,
+        email: &str,
+        digest: &str,
+        expires_at: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO email_tokens (digest, purpose, user_id, email, expires_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(digest)
+        .bind(purpose)
+        .bind(user)
+        .bind(email)
+        .bind(expires_at)
+        .bind(now_ms())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn verify_email(&self, digest: &str) -> StoreResult<Option<User>> {
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        let Some((user, email)) = spend_email_token(&mut tx, digest, "verify_email", now).await?
+        else {
+            return Ok(None);
+        };
+        let row: Option<UserRow> = sqlx::query_as(
+            "UPDATE users SET email_verified_at = COALESCE(email_verified_at, $1), updated_at = $1 \
+             WHERE id = $2 AND email = $3 \
+             RETURNING id, email, display_name, disabled_at, email_verified_at, created_at",
+        )
+        .bind(now)
+        .bind(user)
+        .bind(&email)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(row.map(User::from))
+    }
+
+    async fn reset_password(
+        &self,
+        digest: &str,
+        password_hash: &str,
+    ) -> StoreResult<Option<SessionEnd>> {
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        let Some((user, email)) = spend_email_token(&mut tx, digest, "reset_password", now).await?
+        else {
+            return Ok(None);
+        };
+        // Following the link proved the address too.
+        sqlx::query(
+            "UPDATE users SET password_hash = $1, updated_at = $2, \
+             email_verified_at = CASE WHEN email = $4 THEN COALESCE(email_verified_at, $2) \
+             ELSE email_verified_at END WHERE id = $3",
+        )
+        .bind(password_hash)
+        .bind(now)
+        .bind(user)
+        .bind(&email)
+        .execute(&mut *tx)
+        .await?;
+        // Every link of the account spent with it: an older reset mail is void now.
+        sqlx::query(
+            "UPDATE email_tokens SET used_at = $1 \
+             WHERE user_id = $2 AND purpose = 'reset_password' AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE refresh_families SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+        let ended = end_sessions(&mut tx, user, None, Some(now), None, "password_reset").await?;
+        tx.commit().await?;
+        Ok(Some(ended))
+    }
+
+    async fn user_by_email(&self, email_key: &str) -> StoreResult<Option<User>> {
+        let row: Option<UserRow> = sqlx::query_as(
+            "SELECT id, email, display_name, disabled_at, email_verified_at, created_at \
+             FROM users WHERE email_key = $1",
+        )
+        .bind(email_key)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row.map(User::from))
+    }
+
     async fn change_password(
         &self,
         user: UserId,
@@ -386,7 +512,7 @@ impl Accounts for SqlStore {
         let row: Option<UserRow> = sqlx::query_as(
             "UPDATE users SET disabled_at = CASE WHEN $1 THEN COALESCE(disabled_at, $2) ELSE NULL END, \
              updated_at = $2 WHERE email_key = $3 \
-             RETURNING id, email, display_name, disabled_at, created_at",
+             RETURNING id, email, display_name, disabled_at, email_verified_at, created_at",
         )
         .bind(disabled)
         .bind(now)

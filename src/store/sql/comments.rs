@@ -72,13 +72,15 @@ async fn comment_in(conn: &mut AnyConnection, id: CommentId) -> StoreResult<Opti
 /// How many mention keys of one comment are looked at; the rest are ignored.
 const MAX_MENTIONS: usize = 50;
 
-/// Resolves mentioned e-mail keys to members of the workspace and records them, replacing
+/// Resolves mentioned e-mail keys to members of the workspace (whose address is proved,
+/// when `verified` says so) and records them, replacing
 /// the comment's previous mentions: one statement resolves and inserts them all.
 async fn record_mentions(
     conn: &mut AnyConnection,
     ws: WorkspaceId,
     comment: CommentId,
     keys: &[String],
+    verified: &str,
 ) -> StoreResult<Vec<UserId>> {
     sqlx::query("DELETE FROM comment_mentions WHERE comment_id = $1")
         .bind(comment)
@@ -97,7 +99,7 @@ async fn record_mentions(
     let sql = format!(
         "INSERT INTO comment_mentions (comment_id, user_id) \
          SELECT $1, u.id FROM users u JOIN memberships m ON m.user_id = u.id \
-         WHERE m.workspace_id = $2 AND u.email_key IN ({}) RETURNING user_id",
+         WHERE m.workspace_id = $2 AND {verified} AND u.email_key IN ({}) RETURNING user_id",
         placeholders(3, wanted.len())
     );
     let mut insert = sqlx::query_scalar(&sql).bind(comment).bind(ws);
@@ -169,7 +171,8 @@ impl Comments for SqlStore {
         .bind(now)
         .fetch_one(&mut *tx)
         .await?;
-        let mentions = record_mentions(&mut tx, ws, id, mention_keys).await?;
+        let mentions =
+            record_mentions(&mut tx, ws, id, mention_keys, self.matches_by_email()).await?;
         let comment = Comment {
             id,
             workspace_id: ws,
@@ -310,7 +313,7 @@ impl Comments for SqlStore {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
-                record_mentions(&mut tx, ws, id, keys).await?;
+                record_mentions(&mut tx, ws, id, keys, self.matches_by_email()).await?;
                 changed.push("body");
             }
         }

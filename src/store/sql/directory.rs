@@ -240,13 +240,18 @@ impl Directory for SqlStore {
                             None => email.key().to_string(),
                             Some(_) => private_email_key(issuer, subject),
                         };
+                        // The product vouches for the address it gives, when it is the
+                        // account's alone.
+                        let verified = (!key.starts_with("external:")).then_some(now);
                         sqlx::query(
-                            "UPDATE users SET email = $1, email_key = $2, updated_at = $3 WHERE id = $4",
+                            "UPDATE users SET email = $1, email_key = $2, updated_at = $3, \
+                             email_verified_at = $5 WHERE id = $4",
                         )
                         .bind(email.as_str())
                         .bind(key)
                         .bind(now)
                         .bind(id)
+                        .bind(verified)
                         .execute(&mut *tx)
                         .await?;
                     }
@@ -279,14 +284,15 @@ impl Directory for SqlStore {
                 }
                 let id: i64 = loop {
                     let inserted: Result<i64, sqlx::Error> = sqlx::query_scalar(
-                        "INSERT INTO users (email, email_key, display_name, password_hash, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+                        "INSERT INTO users (email, email_key, display_name, password_hash, created_at, updated_at, \
+                         email_verified_at) VALUES ($1, $2, $3, $4, $5, $5, $6) RETURNING id",
                     )
                     .bind(address)
                     .bind(&key)
                     .bind(display)
                     .bind(NO_PASSWORD)
                     .bind(now)
+                    .bind((!key.starts_with("external:")).then_some(now))
                     .fetch_one(&mut *tx)
                     .await;
                     match inserted {
@@ -323,10 +329,11 @@ impl Directory for SqlStore {
             email: String,
             display_name: String,
             disabled_at: Option<i64>,
+            email_verified_at: Option<i64>,
             created_at: i64,
         }
         let row: Row = sqlx::query_as(
-            "SELECT email, display_name, disabled_at, created_at FROM users WHERE id = $1",
+            "SELECT email, display_name, disabled_at, email_verified_at, created_at FROM users WHERE id = $1",
         )
         .bind(id)
         .fetch_one(&mut *tx)
@@ -337,6 +344,7 @@ impl Directory for SqlStore {
             email: row.email,
             display_name: row.display_name,
             disabled: row.disabled_at.is_some(),
+            email_verified: row.email_verified_at.is_some(),
             created_at: row.created_at,
         })
     }

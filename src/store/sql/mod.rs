@@ -18,6 +18,7 @@ mod directory;
 mod document_updates;
 mod documents;
 mod events;
+mod invitations;
 mod reports;
 mod search;
 mod seed;
@@ -46,6 +47,8 @@ pub struct SqlStore {
     reader: AnyPool,
     writer: AnyPool,
     kind: DatabaseKind,
+    /// `auth.require_verified_email`: only proved addresses match accounts by e-mail.
+    require_verified: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// `connect`, given up after `timeout` (`database.connect_timeout_secs`): the pool itself
@@ -106,6 +109,7 @@ impl SqlStore {
                     reader,
                     writer,
                     kind,
+                    require_verified: Default::default(),
                 }
             }
             DatabaseKind::Postgres => {
@@ -122,11 +126,24 @@ impl SqlStore {
                     reader: pool.clone(),
                     writer: pool,
                     kind,
+                    require_verified: Default::default(),
                 }
             }
         };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// The SQL condition on `users` alias `u` an account must meet to match by e-mail.
+    fn matches_by_email(&self) -> &'static str {
+        if self
+            .require_verified
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            "u.email_verified_at IS NOT NULL"
+        } else {
+            "TRUE"
+        }
     }
 
     async fn migrate(&self) -> StoreResult<()> {

@@ -127,7 +127,7 @@ impl Reports for SqlStore {
         let mut conn = self.reader.acquire().await?;
         reader_of_reports(&mut conn, ws, actor).await?;
         let rows: Vec<Row> = sqlx::query_as(
-            "SELECT m.user_id, u.email, u.display_name, m.role, m.created_at, m.updated_at, \
+            "SELECT m.workspace_id, m.user_id, u.email, u.display_name, m.role, m.created_at, m.updated_at, \
              COALESCE(a.events, 0) AS events, \
              COALESCE(a.documents_created, 0) AS documents_created, \
              COALESCE(a.documents_edited, 0) AS documents_edited, \

@@ -49,6 +49,7 @@ const WORKSPACE_COLUMNS: &str =
 
 #[derive(sqlx::FromRow)]
 pub(super) struct MemberRow {
+    workspace_id: i64,
     user_id: i64,
     email: String,
     display_name: String,
@@ -60,6 +61,7 @@ pub(super) struct MemberRow {
 impl MemberRow {
     pub(super) fn into_member(self) -> StoreResult<Member> {
         Ok(Member {
+            workspace_id: self.workspace_id,
             user_id: self.user_id,
             email: self.email,
             display_name: self.display_name,
@@ -71,10 +73,10 @@ impl MemberRow {
 }
 
 const MEMBER_SELECT: &str =
-    "SELECT m.user_id, u.email, u.display_name, m.role, m.created_at, m.updated_at \
+    "SELECT m.workspace_id, m.user_id, u.email, u.display_name, m.role, m.created_at, m.updated_at \
      FROM memberships m JOIN users u ON u.id = m.user_id";
 
-async fn member_in(
+pub(super) async fn member_in(
     conn: &mut AnyConnection,
     ws: WorkspaceId,
     user: UserId,
@@ -356,9 +358,10 @@ impl Workspaces for SqlStore {
                     .await?
             }
             MemberRef::Email(email) => {
-                sqlx::query_scalar(
-                    "SELECT id FROM users WHERE email_key = $1 AND disabled_at IS NULL",
-                )
+                sqlx::query_scalar(&format!(
+                    "SELECT id FROM users u WHERE email_key = $1 AND disabled_at IS NULL AND {}",
+                    self.matches_by_email()
+                ))
                 .bind(email.key())
                 .fetch_optional(&mut *tx)
                 .await?

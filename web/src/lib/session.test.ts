@@ -11,7 +11,7 @@ function memoryStorage() {
   };
 }
 
-const user = { id: 1, email: "a@example.com", display_name: "Ada", created_at: "" };
+const user = { id: 1, email: "a@example.com", display_name: "Ada", email_verified: true, created_at: "" };
 function answer(n: number): TokenResponse {
   return { access_token: `a${n}`, refresh_token: `r${n}`, expires_in: 900, token_type: "Bearer", user };
 }

@@ -6,6 +6,7 @@ export interface User {
   id: number;
   email: string;
   display_name: string;
+  email_verified: boolean;
   created_at: string;
 }
 
@@ -28,12 +29,25 @@ export interface Workspace {
 }
 
 export interface Member {
+  workspace_id: number;
   user_id: number;
   email: string;
   display_name: string;
   role: Role;
   joined_at: string;
   updated_at: string;
+}
+
+export interface Invitation {
+  id: number;
+  workspace_id: number;
+  email: string;
+  role: Role;
+  invited_by: number | null;
+  expires_at: string;
+  expired: boolean;
+  sent_at: string;
+  created_at: string;
 }
 
 export interface DocumentView {

@@ -1,8 +1,43 @@
 import { useState } from "react";
-import { Alert, Button, Card, Descriptions, Form, Input, Typography } from "antd";
+import { Alert, Button, Card, Descriptions, Form, Input, Tag, Typography } from "antd";
 import { api } from "../lib/api";
 import { useUser } from "../lib/auth";
+import { useLoad } from "../lib/hooks";
+import type { User } from "../lib/types";
 import { ProblemAlert } from "../components/ProblemAlert";
+
+/** Whether the address is proved, and the link mailed again if not. */
+function Verification() {
+  const me = useLoad(() => api.get<User>("/api/v1/me"), []);
+  const [error, setError] = useState<unknown>(null);
+  const [sent, setSent] = useState(false);
+  if (!me.data) return null;
+  if (me.data.email_verified) return <Tag>verified</Tag>;
+  return (
+    <>
+      <Tag>not verified</Tag>
+      {sent ? (
+        <span role="status">A new link is on its way.</span>
+      ) : (
+        <Button
+          size="small"
+          onClick={async () => {
+            setError(null);
+            try {
+              await api.post("/api/v1/me/verification-email");
+              setSent(true);
+            } catch (e) {
+              setError(e);
+            }
+          }}
+        >
+          Mail the link again
+        </Button>
+      )}
+      <ProblemAlert error={error} onClose={() => setError(null)} />
+    </>
+  );
+}
 
 /** Who is signed in, and a new password (every other sign-in of the account ends with it). */
 export function Account() {
@@ -17,7 +52,10 @@ export function Account() {
       <Typography.Title level={2}>Account</Typography.Title>
       <Descriptions column={1} size="small" style={{ marginBottom: 24 }}>
         <Descriptions.Item label="Name">{user.display_name}</Descriptions.Item>
-        <Descriptions.Item label="E-mail">{user.email}</Descriptions.Item>
+        <Descriptions.Item label="E-mail">
+          <span style={{ marginRight: 8 }}>{user.email}</span>
+          <Verification />
+        </Descriptions.Item>
       </Descriptions>
       <Card title="Change password">
         <ProblemAlert error={error} onClose={() => setError(null)} />

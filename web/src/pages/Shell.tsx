@@ -14,6 +14,7 @@ import { SearchPage } from "./Search";
 import { Cluster } from "./Cluster";
 import { NotificationsPage } from "./Notifications";
 import { Account } from "./Account";
+import { AcceptInvitation } from "./Links";
 import { closeReason } from "../lib/problem";
 
 const DocumentPage = lazy(() => import("./Document"));
@@ -124,6 +125,7 @@ export default function Shell() {
                 <Route path="/notifications" element={<NotificationsPage />} />
                 <Route path="/cluster" element={<Cluster />} />
                 <Route path="/account" element={<Account />} />
+                <Route path="/invitations/accept" element={<AcceptInvitation />} />
                 <Route path="*" element={<Typography.Title level={2}>No such page</Typography.Title>} />
               </Routes>
             </Suspense>

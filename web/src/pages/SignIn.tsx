@@ -16,7 +16,7 @@ export function safeNext(next: string | null, origin = window.location.origin): 
   }
 }
 
-function Frame({ title, children }: { title: string; children: React.ReactNode }) {
+export function Frame({ title, children }: { title: string; children: React.ReactNode }) {
   return (
     <main style={{ minHeight: "100vh", display: "grid", placeItems: "center", background: "#f3f5f8", padding: 16 }}>
       <Card style={{ width: 380, maxWidth: "100%" }}>
@@ -79,6 +79,9 @@ export function SignIn() {
         </Button>
       </Form>
       <p style={{ marginTop: 16, marginBottom: 0 }}>
+        <Link to="/forgot-password">Forgot your password?</Link>
+      </p>
+      <p style={{ marginTop: 8, marginBottom: 0 }}>
         New here? <Link to={`/register${next !== "/" ? `?next=${encodeURIComponent(next)}` : ""}`}>Create an account</Link>
       </p>
     </Frame>

@@ -6,7 +6,7 @@ import { useUser } from "../lib/auth";
 import { useChannel, useLoad } from "../lib/hooks";
 import { eventText, mergeEvents } from "../lib/events";
 import { closeReason } from "../lib/problem";
-import { atLeast, type DocumentView, type Member, type Page, type Role, type StoaEvent, type Workspace } from "../lib/types";
+import { atLeast, type DocumentView, type Invitation, type Member, type Page, type Role, type StoaEvent, type Workspace } from "../lib/types";
 import { ProblemAlert } from "../components/ProblemAlert";
 
 const Reports = lazy(() => import("./Reports"));
@@ -271,17 +271,76 @@ function Activity({ feed, nameOf }: { feed: StoaEvent[]; nameOf: (id: number | n
 
 const ROLES: Role[] = ["viewer", "editor", "admin", "owner"];
 
+/** Pending invitations (admins): resent with a new link, or revoked. */
+function Invitations({ ws, invitations, run }: {
+  ws: Workspace;
+  invitations: ReturnType<typeof useLoad<Page<Invitation>>>;
+  run: (f: () => Promise<unknown>) => Promise<void>;
+}) {
+  const items = invitations.data?.items ?? [];
+  if (items.length === 0) return null;
+  return (
+    <>
+      <Typography.Title level={3} style={{ fontSize: 16, marginTop: 24 }}>
+        Invited
+      </Typography.Title>
+      <Table<Invitation>
+        rowKey="id"
+        dataSource={items}
+        pagination={false}
+        columns={[
+          { title: "E-mail", dataIndex: "email" },
+          { title: "Role", dataIndex: "role", render: (r: Role) => <Tag>{r}</Tag> },
+          {
+            title: "Link",
+            key: "expires",
+            render: (_: unknown, i: Invitation) =>
+              i.expired ? <Tag>expired</Tag> : `works until ${new Date(i.expires_at).toLocaleDateString()}`,
+          },
+          {
+            title: <span className="sr-only">Actions</span>,
+            key: "actions",
+            render: (_: unknown, i: Invitation) => (
+              <span style={{ display: "inline-flex", gap: 8 }}>
+                <Button size="small" aria-label={`Send the invitation to ${i.email} again`} onClick={() => run(() => api.post(`/api/v1/invitations/${i.id}/resend`))}>
+                  Send again
+                </Button>
+                <Popconfirm
+                  title={`Revoke the invitation of ${i.email} to ${ws.name}?`}
+                  okText="Revoke"
+                  okButtonProps={{ danger: true }}
+                  onConfirm={() => run(() => api.del(`/api/v1/invitations/${i.id}`))}
+                >
+                  <Button danger size="small" aria-label={`Revoke the invitation of ${i.email}`}>
+                    Revoke
+                  </Button>
+                </Popconfirm>
+              </span>
+            ),
+          },
+        ]}
+      />
+    </>
+  );
+}
+
 function Members({ ws, members }: { ws: Workspace; members: ReturnType<typeof useLoad<Page<Member>>> }) {
   const [error, setError] = useState<unknown>(null);
+  const [invited, setInvited] = useState<string | null>(null);
   const [form] = Form.useForm();
   const admin = atLeast(ws.role, "admin");
   const owner = ws.role === "owner";
   const grantable = ROLES.filter((r) => owner || r !== "owner");
+  const invitations = useLoad(
+    () => (admin ? api.get<Page<Invitation>>(`/api/v1/workspaces/${ws.id}/invitations`) : Promise.resolve({ items: [], next_cursor: null })),
+    [ws.id, admin],
+  );
   const run = async (f: () => Promise<unknown>) => {
     setError(null);
     try {
       await f();
       members.reload();
+      invitations.reload();
     } catch (e) {
       setError(e);
     }
@@ -289,6 +348,17 @@ function Members({ ws, members }: { ws: Workspace; members: ReturnType<typeof us
   return (
     <>
       <ProblemAlert error={members.error || error} onClose={() => setError(null)} />
+      {invited && (
+        <Alert
+          type="info"
+          showIcon
+          role="status"
+          closable
+          onClose={() => setInvited(null)}
+          style={{ marginBottom: 16 }}
+          message={`No account has ${invited} yet: an invitation is on its way. It joins them once they sign up or in with that address.`}
+        />
+      )}
       {admin && (
         <Form
           form={form}
@@ -297,7 +367,10 @@ function Members({ ws, members }: { ws: Workspace; members: ReturnType<typeof us
           initialValues={{ role: "editor" }}
           onFinish={(v: { email: string; role: Role }) =>
             run(async () => {
-              await api.post(`/api/v1/workspaces/${ws.id}/members`, { email: v.email, role: v.role });
+              setInvited(null);
+              const added = await api.post<Member | Invitation>(`/api/v1/workspaces/${ws.id}/members`, { email: v.email, role: v.role });
+              // 202: nobody has (verified) the address yet; it was sent an invitation.
+              if (!("user_id" in added)) setInvited(added.email);
               form.resetFields(["email"]);
             })
           }
@@ -360,6 +433,7 @@ function Members({ ws, members }: { ws: Workspace; members: ReturnType<typeof us
             : []),
         ]}
       />
+      {admin && <Invitations ws={ws} invitations={invitations} run={run} />}
     </>
   );
 }
