@@ -16,5 +16,10 @@ describe("activity feed", () => {
     const name = (id: number | null) => (id === 1 ? "Ada" : id === 2 ? "Bob" : "someone");
     expect(eventText(ev(1), name)).toBe("Ada created “Plan”");
     expect(eventText(ev(2, "member.added", { user_id: 2, role: "editor" }), name)).toBe("Ada added Bob as editor");
+    expect(eventText(ev(3, "invitation.created", { email: "cfo@corp.example", role: "admin" }), name)).toBe(
+      "Ada invited cfo@corp.example as admin",
+    );
+    const system = { ...ev(4, "member.removed", { user_id: 2, granted_by: "token" }), actor: null };
+    expect(eventText(system, name)).toBe("The product's sign-in removed Bob");
   });
 });

@@ -2,8 +2,10 @@ import type { StoaEvent } from "./types";
 
 /** One line for an event of the log, as the activity feed shows it. */
 export function eventText(e: StoaEvent, nameOf: (id: number | null) => string): string {
-  const who = nameOf(e.actor);
   const d = e.data;
+  // Changes made by the product that Stoa is built into have no actor of their own.
+  const system = d.granted_by === "token" ? "The product's sign-in" : d.granted_by === "directory" ? "The product's directory" : null;
+  const who = e.actor === null && system ? system : nameOf(e.actor);
   const title = typeof d.title === "string" ? `“${d.title}”` : "a document";
   switch (e.kind) {
     case "workspace.created": return `${who} created the workspace`;
@@ -20,6 +22,10 @@ export function eventText(e: StoaEvent, nameOf: (id: number | null) => string): 
     case "comment.resolved": return `${who} resolved a comment`;
     case "comment.unresolved": return `${who} reopened a comment`;
     case "comment.deleted": return `${who} deleted a comment`;
+    case "invitation.created": return `${who} invited ${String(d.email ?? "someone")} as ${String(d.role ?? "member")}`;
+    case "invitation.resent": return `${who} sent the invitation of ${String(d.email ?? "someone")} again`;
+    case "invitation.revoked": return `${who} revoked the invitation of ${String(d.email ?? "someone")}`;
+    case "invitation.accepted": return `${who} accepted the invitation sent to ${String(d.email ?? "them")}`;
     default: return `${who}: ${e.kind}`;
   }
 }
