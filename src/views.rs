@@ -39,6 +39,45 @@ impl From<&User> for UserView {
     }
 }
 
+/// What the account wants to be told of by e-mail (sent as digests of what stays unread).
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationPreferences {
+    /// Mentions of me.
+    #[serde(default)]
+    pub email_mentions: bool,
+    /// Replies to my comments.
+    #[serde(default)]
+    pub email_replies: bool,
+    /// Being added to a workspace, or my role changed.
+    #[serde(default)]
+    pub email_membership: bool,
+}
+
+/// The signed-in account: who it is, and its preferences.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountView {
+    pub id: i64,
+    pub email: String,
+    pub display_name: String,
+    pub email_verified: bool,
+    pub created_at: String,
+    pub notification_preferences: NotificationPreferences,
+}
+
+impl AccountView {
+    pub fn new(u: &User, preferences: NotificationPreferences) -> AccountView {
+        AccountView {
+            id: u.id,
+            email: u.email.clone(),
+            display_name: u.display_name.clone(),
+            email_verified: u.email_verified,
+            created_at: format_timestamp(u.created_at),
+            notification_preferences: preferences,
+        }
+    }
+}
+
 /// An invitation by e-mail, pending until accepted, revoked or expired.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct InvitationView {

@@ -80,6 +80,7 @@ pub(crate) fn close_reason(end: &SessionEnd) -> &'static str {
         "password_changed" => "password_changed",
         "password_reset" => "password_reset",
         "account_disabled" => "account_disabled",
+        "account_deleted" => "account_deleted",
         "refresh_token_reused" => "refresh_token_reused",
         _ => "session_ended",
     }

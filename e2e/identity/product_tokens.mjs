@@ -247,3 +247,28 @@ test("the directory API needs an API token with its scope, and names what is wro
   const ownerless = await directory("GET", "/users/x");
   assert.equal(ownerless.status, 405);
 });
+
+test("the product deletes its user: sessions end, the membership goes, what they wrote stays", async () => {
+  const ws = await productWorkspace();
+  const sub = unique("leaver");
+  const token = await mint({ sub, email: `${sub}@product.example`, name: "Lee", roles: { [ws.external]: "editor" } });
+  const comment = await api("POST", `/api/v1/documents/${ws.doc}/comments`, token, { body: "written before leaving" });
+  assert.equal(comment.status, 201, JSON.stringify(comment.body));
+  const socket = connect(token);
+  const me = await api("GET", "/api/v1/me", token);
+  const own = socket.channel(`user:${me.body.id}`, {});
+  await join(own);
+  const closed = deferred("the socket's close");
+  socket.onClose((e) => closed.signal(e));
+  assert.equal((await api("DELETE", "/api/v1/me", token, { password: "x" })).status, 409, "no password to give");
+  const gone = await directory("DELETE", `/users/${sub}`);
+  assert.equal(gone.status, 204, JSON.stringify(gone.body));
+  assert.equal((await closed.promise).reason, "account_deleted");
+  socket.disconnect();
+  assert.equal((await api("GET", "/api/v1/me", token)).status, 401);
+  const kept = await api("GET", `/api/v1/comments/${comment.body.id}`, ws.ownerToken);
+  assert.equal(kept.body.body, "written before leaving");
+  const members = await api("GET", `/api/v1/workspaces/${ws.id}/members`, ws.ownerToken);
+  assert.ok(!members.body.items.some((m) => m.user_id === me.body.id));
+  assert.equal((await directory("DELETE", `/users/${sub}`)).status, 404);
+});

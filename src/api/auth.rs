@@ -1,6 +1,6 @@
 //! `/api/v1/auth/*` and `/api/v1/me`: accounts, login, token refresh and logout.
 
-use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -12,7 +12,7 @@ use crate::auth::{
 };
 use crate::domain::{now_ms, DisplayName, Email, Password};
 use crate::store::{Rotation, User};
-use crate::views::{TokenResponse, UserView};
+use crate::views::{AccountView, NotificationPreferences, TokenResponse, UserView};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -655,24 +655,178 @@ pub async fn confirm_password_reset(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// The signed-in user.
+async fn account_view(state: &AppState, user: i64) -> Result<AccountView, ApiError> {
+    let account = match state.store.user(user).await? {
+        Some(u) if !u.disabled => u,
+        _ => {
+            return Err(ApiError::unauthorized(
+                "invalid_token",
+                "the account no longer exists or is disabled",
+            ))
+        }
+    };
+    let stored = state.store.notification_preferences(user).await?;
+    let preferences = serde_json::from_value(stored).unwrap_or_default();
+    Ok(AccountView::new(&account, preferences))
+}
+
+/// The signed-in account.
 #[utoipa::path(
     tag = "auth",
     responses(
-        (status = 200, description = "The caller's account", body = UserView),
+        (status = 200, description = "The caller's account", body = AccountView),
         (status = 401, description = "Missing, invalid or expired access token", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
 #[get("/me")]
 pub async fn me(state: web::Data<AppState>, user: AuthUser) -> Result<HttpResponse, ApiError> {
-    match state.store.user(user.id).await? {
-        Some(u) if !u.disabled => Ok(HttpResponse::Ok().json(UserView::from(&u))),
-        _ => Err(ApiError::unauthorized(
-            "invalid_token",
-            "the account no longer exists or is disabled",
-        )),
+    Ok(HttpResponse::Ok().json(account_view(&state, user.id).await?))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateAccount {
+    pub display_name: Option<String>,
+    pub notification_preferences: Option<NotificationPreferences>,
+}
+
+/// Change your display name and what you are told of by e-mail.
+#[utoipa::path(
+    tag = "auth",
+    request_body = UpdateAccount,
+    responses(
+        (status = 200, description = "The account as it is now", body = AccountView),
+        (status = 422, description = "Invalid fields, or none given", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[patch("/me")]
+pub async fn update_me(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    ApiJson(body): ApiJson<UpdateAccount>,
+) -> Result<HttpResponse, ApiError> {
+    if body.display_name.is_none() && body.notification_preferences.is_none() {
+        return Err(ApiError::validation(
+            "body",
+            "give display_name, notification_preferences or both",
+        ));
     }
+    let name = body
+        .display_name
+        .as_deref()
+        .map(DisplayName::parse)
+        .transpose()
+        .map_err(|m| ApiError::validation("display_name", m))?;
+    let preferences = body
+        .notification_preferences
+        .as_ref()
+        .map(|p| serde_json::to_value(p).unwrap_or_default());
+    state
+        .store
+        .update_profile(user.id, name.as_ref(), preferences.as_ref())
+        .await?;
+    Ok(HttpResponse::Ok().json(account_view(&state, user.id).await?))
+}
+
+/// Everything Stoa keeps that you may read about yourself, as one JSON file: the account,
+/// memberships, documents you edited, your comments, notifications, events you caused,
+/// sign-ins, linked identities, invitations you sent.
+#[utoipa::path(
+    tag = "auth",
+    responses(
+        (status = 200, description = "The export (a download)", body = Object),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/me/export")]
+pub async fn export_me(
+    state: web::Data<AppState>,
+    user: AuthUser,
+) -> Result<HttpResponse, ApiError> {
+    // As costly as a report: it reads much of the database for one person.
+    let export = state.store.export_account(user.id).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((
+            actix_web::http::header::CONTENT_DISPOSITION,
+            "attachment; filename=\"stoa-account.json\"",
+        ))
+        .json(export))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteAccount {
+    /// Your password: deleting cannot be undone.
+    pub password: String,
+}
+
+/// Delete your account. Every sign-in ends on every node (sockets close with
+/// `account_deleted`), you leave every workspace, and everything personal is erased; what
+/// you wrote stays, by "Deleted user". Refused while you are the only owner of a workspace
+/// (`sole_owner`, naming them). An account of the product's sign-in is deleted by the
+/// product (`DELETE /api/v1/directory/users/{subject}`).
+#[utoipa::path(
+    tag = "auth",
+    request_body = DeleteAccount,
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "The password is wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The only owner of a workspace (`sole_owner`), or an account of the product's sign-in (`managed_by_product`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many attempts", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[delete("/me")]
+pub async fn delete_me(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    user: AuthUser,
+    ApiJson(body): ApiJson<DeleteAccount>,
+) -> Result<HttpResponse, ApiError> {
+    let client = address(&state, &req);
+    let limits = &state.auth_limits;
+    limit(&state, &limits.login_by_address, &client, "login")?;
+    limit(
+        &state,
+        &limits.login_by_account,
+        &(format!("user:{}", user.id), client),
+        "login",
+    )?;
+    let hash = state.store.password_hash(user.id).await?;
+    if !hash.as_deref().is_some_and(|h| h.starts_with('$')) {
+        return Err(ApiError::Conflict {
+            code: "managed_by_product",
+            detail: "this account belongs to the product's sign-in; the product deletes it".into(),
+        });
+    }
+    let ok = state
+        .passwords
+        .verify(body.password, hash)
+        .await
+        .map_err(|e| hashing_failed(&state, e))?;
+    if !ok {
+        return Err(ApiError::Forbidden("the password is wrong".into()));
+    }
+    delete_account(&state, user.id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Deletes an account and tells every node: its sessions end, its memberships close.
+pub(super) async fn delete_account(state: &AppState, user: i64) -> Result<(), ApiError> {
+    let (end, events) = state.store.delete_account(user).await?;
+    state
+        .realtime
+        .end_sessions(crate::realtime::session_end(&end));
+    for event in &events {
+        state
+            .realtime
+            .revoke_member(event.workspace_id, user, "account_deleted");
+        crate::realtime::committed(&state.realtime, &*state.store, event).await;
+    }
+    tracing::info!(user_id = user, "account deleted");
+    Ok(())
 }
 
 #[cfg(test)]

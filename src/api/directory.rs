@@ -340,3 +340,29 @@ pub async fn delete_membership(
     }
     Ok(HttpResponse::NoContent().finish())
 }
+
+/// Delete the product's user `subject`, as `DELETE /api/v1/me` does for a person: every
+/// sign-in ends on every node, every membership is removed, everything personal is erased,
+/// and what they wrote stays, by "Deleted user". Refused while they are the only owner of a
+/// workspace (`sole_owner`).
+#[utoipa::path(
+    tag = "directory",
+    params(("subject" = String, Path, description = "The product's id of the user")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No API token with the directory scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The only owner of a workspace (`sole_owner`)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[delete("/directory/users/{subject}")]
+pub async fn delete_user(
+    state: web::Data<AppState>,
+    _caller: DirectoryCaller,
+    subject: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let user = member_of(&state, &subject).await?;
+    super::auth::delete_account(&state, user).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

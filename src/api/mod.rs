@@ -275,6 +275,9 @@ pub fn app(
                 .service(auth::refresh)
                 .service(auth::logout)
                 .service(auth::me)
+                .service(auth::update_me)
+                .service(auth::export_me)
+                .service(auth::delete_me)
                 .service(auth::change_password)
                 .service(auth::verify_email)
                 .service(auth::send_verification)
@@ -319,7 +322,8 @@ pub fn app(
                 .service(directory::put_user)
                 .service(directory::put_workspace)
                 .service(directory::put_membership)
-                .service(directory::delete_membership),
+                .service(directory::delete_membership)
+                .service(directory::delete_user),
         )
         .split_for_parts();
     let doc = openapi::finish(&doc);

@@ -175,6 +175,21 @@ fn refine_bodies(v: &mut Value) {
         json!({"minLength": 8, "maxLength": 256}),
     );
     constrain(v, "PutUser", "email", email);
+    constrain(
+        v,
+        "UpdateAccount",
+        "display_name",
+        bounded(DisplayName::MAX),
+    );
+    set(
+        v,
+        "UpdateAccount",
+        "anyOf",
+        at_least_one(&[
+            ("display_name", json!({"type": "string"})),
+            ("notification_preferences", json!({"type": "object"})),
+        ]),
+    );
     constrain(v, "PutUser", "display_name", bounded(DisplayName::MAX));
     constrain(v, "PutWorkspace", "name", bounded(WorkspaceName::MAX));
     constrain(v, "PutWorkspace", "slug", slug.clone());
@@ -235,6 +250,9 @@ fn refine_bodies(v: &mut Value) {
         "PutUser",
         "PutWorkspace",
         "PutMembership",
+        "UpdateAccount",
+        "DeleteAccount",
+        "NotificationPreferences",
     ] {
         set(v, schema, "additionalProperties", Value::Bool(false));
     }

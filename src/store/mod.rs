@@ -379,6 +379,21 @@ pub trait Accounts: Send + Sync {
     ) -> StoreResult<Option<SessionEnd>>;
     /// The account with this e-mail key, if any.
     async fn user_by_email(&self, email_key: &str) -> StoreResult<Option<User>>;
+    /// The account's notification preferences (JSON; `{}` when never set).
+    async fn notification_preferences(&self, user: UserId) -> StoreResult<Value>;
+    /// Changes the display name and/or the notification preferences.
+    async fn update_profile(
+        &self,
+        user: UserId,
+        name: Option<&DisplayName>,
+        preferences: Option<&Value>,
+    ) -> StoreResult<User>;
+    /// Everything the account may read about itself, as one JSON document.
+    async fn export_account(&self, user: UserId) -> StoreResult<Value>;
+    /// Deletes the account: every login ends, its memberships are removed (one event each),
+    /// and everything personal is erased; what it wrote stays, by "Deleted user". Refused
+    /// (`sole_owner`) while it is the only owner of a workspace.
+    async fn delete_account(&self, user: UserId) -> StoreResult<(SessionEnd, Vec<Event>)>;
     /// Deletes refresh tokens that expired by `now` or were spent (or revoked) before
     /// `spent_before`, and families left without tokens; returns the tokens deleted.
     async fn prune_refresh_tokens(&self, now: i64, spent_before: i64) -> StoreResult<u64>;

@@ -5,6 +5,7 @@ mod common;
 mod helpers;
 
 mod abuse;
+mod account;
 mod auth;
 mod auth_limits;
 mod authorization;

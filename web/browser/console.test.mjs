@@ -6,6 +6,7 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { gzipSync } from "node:zlib";
 import { join } from "node:path";
 import { accessibility, browser, rest, server, shot, signUp, until, SHOTS } from "./support.mjs";
@@ -559,6 +560,34 @@ test("mailed links: an invitation joins a new sign-up to the workspace, an addre
   await visitor.getByRole("button", { name: "Set password" }).click();
   await visitor.getByText("this link is unknown, already used or expired").waitFor();
   assert.deepEqual(await accessibility(visitor), []);
+});
+
+test("the account page: a new name and mail preferences kept, the data downloaded, the account deleted", async () => {
+  const node = await server();
+  nodes.push(node);
+  const { ada, bob } = await people(node);
+  await bob.goto(`${node.url}/account`);
+  await bob.getByLabel("Display name").fill("Robert Brown");
+  await bob.getByLabel("mentions of me").check();
+  await bob.getByRole("button", { name: "Save" }).click();
+  await bob.getByText("Saved.").waitFor();
+  const me = await rest(node.url, bob, "GET", "/api/v1/me");
+  assert.equal(me.body.display_name, "Robert Brown");
+  assert.equal(me.body.notification_preferences.email_mentions, true);
+  const [download] = await Promise.all([bob.waitForEvent("download"), bob.getByRole("button", { name: "Download my data" }).click()]);
+  const exported = JSON.parse(await readFile(await download.path(), "utf8"));
+  assert.equal(exported.account.display_name, "Robert Brown");
+  await shot(bob, "account");
+  await bob.getByLabel("Password to delete the account").fill("correct horse battery");
+  await bob.getByRole("button", { name: "Delete my account" }).click();
+  await bob.waitForURL(/\/signin/);
+  assert.equal((await rest(node.url, ada, "GET", "/api/v1/me")).status, 200, "others go on");
+  const login = await fetch(`${node.url}/api/v1/auth/login`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ email: "bob@example.com", password: "correct horse battery" }),
+  });
+  assert.equal(login.status, 401);
 });
 
 test("quality: what the sign-in page loads, how fast a large document opens, accessibility of every page", async () => {

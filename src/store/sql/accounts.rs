@@ -10,7 +10,7 @@ use crate::store::{Accounts, Rotation, SessionEnd, StoreError, StoreResult, User
 
 /// Inside a write transaction: records the end of one login (`session`) or of every token
 /// of `user` issued by `before_ms` but those of `except`.
-async fn end_sessions(
+pub(super) async fn end_sessions(
     conn: &mut sqlx::AnyConnection,
     user: UserId,
     session: Option<&str>,
@@ -467,6 +467,30 @@ impl Accounts for SqlStore {
         .fetch_optional(&self.reader)
         .await?;
         Ok(row.map(User::from))
+    }
+
+    async fn notification_preferences(&self, user: UserId) -> StoreResult<serde_json::Value> {
+        self.preferences(user).await
+    }
+
+    async fn update_profile(
+        &self,
+        user: UserId,
+        name: Option<&DisplayName>,
+        preferences: Option<&serde_json::Value>,
+    ) -> StoreResult<User> {
+        self.profile(user, name, preferences).await
+    }
+
+    async fn export_account(&self, user: UserId) -> StoreResult<serde_json::Value> {
+        self.export(user).await
+    }
+
+    async fn delete_account(
+        &self,
+        user: UserId,
+    ) -> StoreResult<(SessionEnd, Vec<crate::store::Event>)> {
+        self.delete(user).await
     }
 
     async fn change_password(

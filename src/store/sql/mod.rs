@@ -12,6 +12,7 @@
 //! appending to the event log and paging. Each aggregate's queries live in a module of their
 //! own.
 
+mod account;
 mod accounts;
 mod comments;
 mod directory;

@@ -10,6 +10,17 @@ export interface User {
   created_at: string;
 }
 
+export interface NotificationPreferences {
+  email_mentions: boolean;
+  email_replies: boolean;
+  email_membership: boolean;
+}
+
+/** `GET /api/v1/me`: the account and its preferences. */
+export interface Account extends User {
+  notification_preferences: NotificationPreferences;
+}
+
 export interface TokenResponse {
   access_token: string;
   token_type: string;

@@ -1,18 +1,16 @@
 import { useState } from "react";
-import { Alert, Button, Card, Descriptions, Form, Input, Tag, Typography } from "antd";
-import { api } from "../lib/api";
+import { Alert, Button, Card, Checkbox, Descriptions, Form, Input, Tag, Typography } from "antd";
+import { api, call, signOut } from "../lib/api";
 import { useUser } from "../lib/auth";
 import { useLoad } from "../lib/hooks";
-import type { User } from "../lib/types";
+import type { Account as AccountView, User } from "../lib/types";
 import { ProblemAlert } from "../components/ProblemAlert";
 
 /** Whether the address is proved, and the link mailed again if not. */
-function Verification() {
-  const me = useLoad(() => api.get<User>("/api/v1/me"), []);
+function Verification({ me }: { me: User }) {
   const [error, setError] = useState<unknown>(null);
   const [sent, setSent] = useState(false);
-  if (!me.data) return null;
-  if (me.data.email_verified) return <Tag>verified</Tag>;
+  if (me.email_verified) return <Tag>verified</Tag>;
   return (
     <>
       <Tag>not verified</Tag>
@@ -39,64 +37,180 @@ function Verification() {
   );
 }
 
-/** Who is signed in, and a new password (every other sign-in of the account ends with it). */
-export function Account() {
-  const user = useUser();
+/** A card's form: busy while it runs, its problem kept, a word when done. */
+function useCardSubmit() {
   const [error, setError] = useState<unknown>(null);
   const [done, setDone] = useState(false);
   const [busy, setBusy] = useState(false);
+  const submit = async (work: () => Promise<void>) => {
+    setBusy(true);
+    setError(null);
+    setDone(false);
+    try {
+      await work();
+      setDone(true);
+    } catch (e) {
+      setError(e);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return { error, setError, done, busy, submit };
+}
+
+function Profile({ me, onSaved }: { me: AccountView; onSaved: () => void }) {
+  const { error, setError, done, busy, submit } = useCardSubmit();
+  return (
+    <Card title="Profile and e-mail" style={{ marginBottom: 24 }}>
+      <ProblemAlert error={error} onClose={() => setError(null)} />
+      {done && <Alert type="success" showIcon role="status" style={{ marginBottom: 16 }} message="Saved." />}
+      <Form
+        layout="vertical"
+        initialValues={{ name: me.display_name, ...me.notification_preferences }}
+        onFinish={(v: { name: string; email_mentions: boolean; email_replies: boolean; email_membership: boolean }) =>
+          submit(async () => {
+            await api.patch("/api/v1/me", {
+              display_name: v.name,
+              notification_preferences: {
+                email_mentions: Boolean(v.email_mentions),
+                email_replies: Boolean(v.email_replies),
+                email_membership: Boolean(v.email_membership),
+              },
+            });
+            onSaved();
+          })
+        }
+      >
+        <Form.Item label="Display name" name="name" rules={[{ required: true, message: "The name others see" }]}>
+          <Input autoComplete="name" />
+        </Form.Item>
+        <Typography.Paragraph style={{ marginBottom: 8 }}>Mail me about what stays unread:</Typography.Paragraph>
+        <Form.Item name="email_mentions" valuePropName="checked" style={{ marginBottom: 4 }}>
+          <Checkbox>mentions of me</Checkbox>
+        </Form.Item>
+        <Form.Item name="email_replies" valuePropName="checked" style={{ marginBottom: 4 }}>
+          <Checkbox>replies to my comments</Checkbox>
+        </Form.Item>
+        <Form.Item name="email_membership" valuePropName="checked">
+          <Checkbox>being added to a workspace, or a new role</Checkbox>
+        </Form.Item>
+        <Button type="primary" htmlType="submit" loading={busy}>
+          Save
+        </Button>
+      </Form>
+    </Card>
+  );
+}
+
+function Password() {
+  const { error, setError, done, busy, submit } = useCardSubmit();
   const [form] = Form.useForm();
+  return (
+    <Card title="Change password" style={{ marginBottom: 24 }}>
+      <ProblemAlert error={error} onClose={() => setError(null)} />
+      {done && (
+        <Alert
+          type="success"
+          showIcon
+          role="status"
+          style={{ marginBottom: 16 }}
+          message="Password changed. Every other sign-in of this account has been ended; this one goes on."
+        />
+      )}
+      <Form
+        form={form}
+        layout="vertical"
+        onFinish={(v: { current: string; next: string }) =>
+          submit(async () => {
+            await api.post("/api/v1/me/password", { current_password: v.current, new_password: v.next });
+            form.resetFields();
+          })
+        }
+      >
+        <Form.Item label="Current password" name="current" rules={[{ required: true, message: "Your current password" }]}>
+          <Input.Password autoComplete="current-password" />
+        </Form.Item>
+        <Form.Item label="New password" name="next" rules={[{ required: true, min: 8, message: "At least 8 characters" }]}>
+          <Input.Password autoComplete="new-password" />
+        </Form.Item>
+        <Button type="primary" htmlType="submit" loading={busy}>
+          Change password
+        </Button>
+      </Form>
+    </Card>
+  );
+}
+
+/** The export as a file, and deletion with the password. */
+function YourData() {
+  const { error, setError, busy, submit } = useCardSubmit();
+  return (
+    <Card title="Your data">
+      <ProblemAlert error={error} onClose={() => setError(null)} />
+      <Typography.Paragraph>
+        Everything Stoa keeps that you may read about yourself, as one JSON file.
+      </Typography.Paragraph>
+      <Button
+        style={{ marginBottom: 24 }}
+        onClick={() =>
+          submit(async () => {
+            const res = await call<Response>("GET", "/api/v1/me/export", { raw: true });
+            const url = URL.createObjectURL(await res.blob());
+            const a = document.createElement("a");
+            a.href = url;
+            a.download = "stoa-account.json";
+            document.body.appendChild(a);
+            a.click();
+            a.remove();
+            setTimeout(() => URL.revokeObjectURL(url), 10_000);
+          })
+        }
+      >
+        Download my data
+      </Button>
+      <Typography.Paragraph>
+        Deleting your account ends every sign-in and takes you out of every workspace. What you wrote stays, shown as
+        written by “Deleted user”. It cannot be undone. Hand over the workspaces you alone own first.
+      </Typography.Paragraph>
+      <Form
+        layout="inline"
+        onFinish={(v: { password: string }) =>
+          submit(async () => {
+            await api.del("/api/v1/me", { body: { password: v.password } });
+            await signOut();
+            window.location.assign("/signin");
+          })
+        }
+      >
+        <Form.Item label="Password" name="password" rules={[{ required: true, message: "Your password" }]}>
+          <Input.Password autoComplete="current-password" aria-label="Password to delete the account" />
+        </Form.Item>
+        <Button danger htmlType="submit" loading={busy}>
+          Delete my account
+        </Button>
+      </Form>
+    </Card>
+  );
+}
+
+/** Who is signed in: the profile, the password, the data. */
+export function Account() {
+  const user = useUser();
+  const me = useLoad(() => api.get<AccountView>("/api/v1/me"), []);
   if (!user) return null;
   return (
     <div style={{ maxWidth: 560 }}>
       <Typography.Title level={2}>Account</Typography.Title>
       <Descriptions column={1} size="small" style={{ marginBottom: 24 }}>
-        <Descriptions.Item label="Name">{user.display_name}</Descriptions.Item>
+        <Descriptions.Item label="Name">{me.data?.display_name ?? user.display_name}</Descriptions.Item>
         <Descriptions.Item label="E-mail">
           <span style={{ marginRight: 8 }}>{user.email}</span>
-          <Verification />
+          {me.data && <Verification me={me.data} />}
         </Descriptions.Item>
       </Descriptions>
-      <Card title="Change password">
-        <ProblemAlert error={error} onClose={() => setError(null)} />
-        {done && (
-          <Alert
-            type="success"
-            showIcon
-            role="status"
-            style={{ marginBottom: 16 }}
-            message="Password changed. Every other sign-in of this account has been ended; this one goes on."
-          />
-        )}
-        <Form
-          form={form}
-          layout="vertical"
-          onFinish={async (v: { current: string; next: string }) => {
-            setBusy(true);
-            setError(null);
-            setDone(false);
-            try {
-              await api.post("/api/v1/me/password", { current_password: v.current, new_password: v.next });
-              form.resetFields();
-              setDone(true);
-            } catch (e) {
-              setError(e);
-            } finally {
-              setBusy(false);
-            }
-          }}
-        >
-          <Form.Item label="Current password" name="current" rules={[{ required: true, message: "Your current password" }]}>
-            <Input.Password autoComplete="current-password" />
-          </Form.Item>
-          <Form.Item label="New password" name="next" rules={[{ required: true, min: 8, message: "At least 8 characters" }]}>
-            <Input.Password autoComplete="new-password" />
-          </Form.Item>
-          <Button type="primary" htmlType="submit" loading={busy}>
-            Change password
-          </Button>
-        </Form>
-      </Card>
+      {me.data && <Profile me={me.data} onSaved={me.reload} />}
+      <Password />
+      <YourData />
     </div>
   );
 }
