@@ -23,6 +23,33 @@ pub enum IdentityError {
     Unavailable(StoreError),
 }
 
+/// What an API token may do: its scopes (`read`, `write`, `admin`: each includes the ones
+/// before it) and, for a workspace token, the one workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenGrant {
+    pub id: i64,
+    pub scopes: Vec<String>,
+    pub workspace: Option<i64>,
+}
+
+impl TokenGrant {
+    /// Whether the token's scopes cover `need` (`read`, `write` or `admin`).
+    pub fn allows(&self, need: &str) -> bool {
+        let rank = |s: &str| match s {
+            "read" => 1,
+            "write" => 2,
+            "admin" => 3,
+            _ => 0,
+        };
+        let held = self.scopes.iter().map(|s| rank(s)).max().unwrap_or(0);
+        rank(need) > 0 && held >= rank(need)
+    }
+}
+
+/// Sockets opened with an API token are closed after this long, as a token's would be at
+/// its expiry, and reconnect with the same API token.
+const API_TOKEN_SOCKET_SECS: i64 = 30 * 24 * 3600;
+
 pub struct Identities {
     jwt: JwtKeys,
     external: Option<ExternalTokens>,
@@ -56,6 +83,77 @@ impl Identities {
     /// product's keys, its user created or updated, and its role claims applied (once per
     /// token: a token seen again is answered from memory until it expires).
     pub async fn verify(&self, token: &str) -> Result<AccessClaims, IdentityError> {
+        self.verify_grant(token).await.map(|(claims, _)| claims)
+    }
+
+    /// As [`Identities::verify`], and what an API token may do (`None` for other tokens).
+    pub async fn verify_grant(
+        &self,
+        token: &str,
+    ) -> Result<(AccessClaims, Option<TokenGrant>), IdentityError> {
+        if token.starts_with(crate::auth::API_TOKEN_PREFIX) {
+            return self.api_token(token).await.map(|(c, g)| (c, Some(g)));
+        }
+        self.verify_jwt(token).await.map(|c| (c, None))
+    }
+
+    /// A personal API token: unexpired, unrevoked, its account active. Looked up on every
+    /// use, so a revocation holds at once.
+    async fn api_token(&self, token: &str) -> Result<(AccessClaims, TokenGrant), IdentityError> {
+        let now_ms = crate::domain::now_ms();
+        if token.len() > 200 {
+            return Err(TokenError::Malformed.into());
+        }
+        let found = self
+            .store
+            .api_token(&crate::auth::token_digest(token))
+            .await
+            .map_err(IdentityError::Unavailable)?
+            .ok_or(TokenError::Signature)?;
+        if found.expires_at.is_some_and(|at| at <= now_ms) {
+            return Err(TokenError::Expired.into());
+        }
+        let Some(user) = found.user_id else {
+            return Err(TokenError::Claim(
+                "this token is a service's (directory) and acts as nobody here".into(),
+            )
+            .into());
+        };
+        match self
+            .store
+            .user(user)
+            .await
+            .map_err(IdentityError::Unavailable)?
+        {
+            Some(u) if !u.disabled => {}
+            _ => return Err(IdentityError::Disabled),
+        }
+        if found.last_used_at.is_none_or(|at| at < now_ms - 60_000) {
+            let store = self.store.clone();
+            actix_web::rt::spawn(async move {
+                if let Err(e) = store.touch_api_token(found.id, now_ms).await {
+                    tracing::debug!(error = %e, "cannot record an API token's use");
+                }
+            });
+        }
+        let cap = now_ms / 1000 + API_TOKEN_SOCKET_SECS;
+        let claims = AccessClaims {
+            user_id: user,
+            expires_at: found.expires_at.map_or(cap, |at| (at / 1000).min(cap)),
+            // Checked now: only ends recorded from now on (a revocation, the account
+            // disabled) cover what it opens.
+            issued_at_ms: now_ms,
+            session: Some(crate::store::api_token_session(found.id)),
+        };
+        let grant = TokenGrant {
+            id: found.id,
+            scopes: found.scopes,
+            workspace: found.workspace_id,
+        };
+        Ok((claims, grant))
+    }
+
+    async fn verify_jwt(&self, token: &str) -> Result<AccessClaims, IdentityError> {
         let now = crate::domain::now_ms() / 1000;
         let Some(external) = self
             .external

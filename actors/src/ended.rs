@@ -82,6 +82,7 @@ pub(crate) fn close_reason(end: &SessionEnd) -> &'static str {
         "account_disabled" => "account_disabled",
         "account_deleted" => "account_deleted",
         "refresh_token_reused" => "refresh_token_reused",
+        "token_revoked" => "token_revoked",
         _ => "session_ended",
     }
 }

@@ -17,8 +17,7 @@ use super::AppState;
 use crate::domain::format_timestamp;
 use crate::domain::{DisplayName, Email, Role, Slug, WorkspaceName};
 
-/// The prefix of every API token: a token is recognisable in a log or a leaked file.
-pub const API_TOKEN_PREFIX: &str = "stoa_";
+use crate::auth::API_TOKEN_PREFIX;
 
 /// A caller holding an unexpired, unrevoked API token with the `directory` scope.
 pub struct DirectoryCaller {

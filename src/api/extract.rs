@@ -194,11 +194,14 @@ pub fn token_problem(e: crate::identity::IdentityError) -> ApiError {
 async fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError> {
     let state = state(req)?;
     let token = bearer(req)?;
-    let claims = state
+    let (claims, grant) = state
         .identities
-        .verify(token)
+        .verify_grant(token)
         .await
         .map_err(token_problem)?;
+    if let Some(grant) = &grant {
+        check_grant(state, req, claims.user_id, grant).await?;
+    }
     let ended = state.realtime.session_ended(
         claims.user_id,
         claims.session.as_deref(),
@@ -210,9 +213,11 @@ async fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError> {
             format!("this token's session has ended ({reason}); sign in again"),
         ));
     }
+    // An API token has its own allowance, apart from its owner's: keyed below every user id.
+    let key = grant.as_ref().map_or(claims.user_id, |g| -g.id);
     state
         .user_requests
-        .check_n(&claims.user_id, request_cost(req))
+        .check_n(&key, request_cost(req))
         .map_err(|wait| {
             state
                 .metrics
@@ -227,6 +232,80 @@ async fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError> {
         id: claims.user_id,
         session: claims.session,
     })
+}
+
+/// The scope a REST request needs of an API token: reading needs `read`; changing needs
+/// `write`; members, invitations, reports and the workspace's own settings need `admin`;
+/// the account itself (password, tokens, deletion) is never an API token's business.
+pub fn needed_scope(method: &actix_web::http::Method, path: &str) -> Option<&'static str> {
+    let read = method == actix_web::http::Method::GET || method == actix_web::http::Method::HEAD;
+    let path = path.strip_prefix("/api/v1").unwrap_or(path);
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    Some(match segments.as_slice() {
+        ["me"] | ["me", "export"] if read => "read",
+        ["me", ..] => return None,
+        ["workspaces", _, "invitations", ..] | ["invitations", ..] => "admin",
+        ["workspaces", _, "reports", ..] => "admin",
+        ["workspaces", _, "members", ..] if !read => "admin",
+        ["workspaces", _] if !read => "admin",
+        _ if read => "read",
+        _ => "write",
+    })
+}
+
+/// Refuses what an API token's scopes or workspace do not cover.
+async fn check_grant(
+    state: &AppState,
+    req: &HttpRequest,
+    user: UserId,
+    grant: &crate::identity::TokenGrant,
+) -> Result<(), ApiError> {
+    let Some(need) = needed_scope(req.method(), req.path()) else {
+        return Err(ApiError::InsufficientScope(
+            "an API token cannot manage its account (password, tokens, profile, deletion): sign in"
+                .into(),
+        ));
+    };
+    if !grant.allows(need) {
+        return Err(ApiError::InsufficientScope(format!(
+            "this API token has the scopes {:?}; this request needs {need:?}",
+            grant.scopes
+        )));
+    }
+    let Some(only) = grant.workspace else {
+        return Ok(());
+    };
+    let path = req.path().strip_prefix("/api/v1").unwrap_or(req.path());
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let id = |s: &str| s.parse::<i64>().ok();
+    let target = match segments.as_slice() {
+        ["me"] | ["me", "export"] => return Ok(()),
+        ["workspaces", ws, ..] => id(ws),
+        ["documents", doc, ..] => match id(doc) {
+            Some(doc) => match state.store.document_role(user, doc).await {
+                Ok((ws, _)) => Some(ws),
+                // Not theirs, or gone: the handler says so.
+                Err(crate::store::StoreError::NotFound(_)) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            },
+            None => return Ok(()),
+        },
+        ["comments", comment, ..] => match id(comment) {
+            Some(comment) => match state.store.comment(user, comment).await {
+                Ok(c) => Some(c.workspace_id),
+                Err(crate::store::StoreError::NotFound(_)) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            },
+            None => return Ok(()),
+        },
+        _ => None,
+    };
+    if target != Some(only) {
+        return Err(ApiError::InsufficientScope(format!(
+            "this API token is for workspace {only} only"
+        )));
+    }
+    Ok(())
 }
 
 /// `?limit=&cursor=` on every list. Other query parameters (a cache buster such as `?_=1`)

@@ -19,6 +19,7 @@ pub mod openapi;
 mod reports;
 mod search;
 pub mod socket;
+mod tokens;
 mod workspaces;
 mod yjs;
 
@@ -278,6 +279,9 @@ pub fn app(
                 .service(auth::update_me)
                 .service(auth::export_me)
                 .service(auth::delete_me)
+                .service(tokens::create_api_token)
+                .service(tokens::list_api_tokens)
+                .service(tokens::revoke_api_token)
                 .service(auth::change_password)
                 .service(auth::verify_email)
                 .service(auth::send_verification)

@@ -181,6 +181,19 @@ fn refine_bodies(v: &mut Value) {
         "display_name",
         bounded(DisplayName::MAX),
     );
+    constrain(v, "CreateApiToken", "name", bounded(100));
+    constrain(
+        v,
+        "CreateApiToken",
+        "scopes",
+        json!({"minItems": 1, "items": {"type": "string", "enum": ["read", "write", "admin"]}}),
+    );
+    constrain(
+        v,
+        "CreateApiToken",
+        "expires_in_days",
+        json!({"minimum": 1, "maximum": 3650}),
+    );
     set(
         v,
         "UpdateAccount",
@@ -252,6 +265,7 @@ fn refine_bodies(v: &mut Value) {
         "PutMembership",
         "UpdateAccount",
         "DeleteAccount",
+        "CreateApiToken",
         "NotificationPreferences",
     ] {
         set(v, schema, "additionalProperties", Value::Bool(false));

@@ -116,11 +116,20 @@ pub(super) async fn verify(
     state: &AppState,
     token: &str,
 ) -> Result<stoa_actors::Identity, ApiError> {
-    let claims = state
+    let (claims, grant) = state
         .identities
-        .verify(token)
+        .verify_grant(token)
         .await
         .map_err(super::extract::token_problem)?;
+    // A socket may write and may join any of its user's workspaces: an API token opens one
+    // only when its scopes and reach say as much.
+    if let Some(grant) = grant {
+        if !grant.allows("write") || grant.workspace.is_some() {
+            return Err(ApiError::InsufficientScope(
+                "a socket needs an API token with the write scope for every workspace".into(),
+            ));
+        }
+    }
     let ended = state.realtime.session_ended(
         claims.user_id,
         claims.session.as_deref(),

@@ -15,6 +15,9 @@ use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+/// The prefix of every API token: a token is recognisable in a log or a leaked file.
+pub const API_TOKEN_PREFIX: &str = "stoa_";
+
 /// `bytes` random bytes from the OS generator, base64url encoded.
 pub fn random_token(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];

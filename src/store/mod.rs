@@ -13,6 +13,7 @@
 
 mod sql;
 
+pub use sql::directory::api_token_session;
 pub use sql::{sqlite_path, ImportedEvent, SqlStore};
 
 use std::collections::HashMap;
@@ -466,13 +467,23 @@ pub trait Directory: Send + Sync {
         user: UserId,
         role: Option<Role>,
     ) -> StoreResult<(WorkspaceId, Option<MembershipChange>)>;
+    /// A token of `owner` (personal, optionally for one workspace), or of nobody (a
+    /// service's, such as the directory's).
+    #[allow(clippy::too_many_arguments)]
     async fn create_api_token(
         &self,
+        owner: Option<UserId>,
+        workspace: Option<WorkspaceId>,
         name: &str,
         digest: &str,
         scopes: &[String],
         expires_at: Option<i64>,
     ) -> StoreResult<ApiToken>;
+    /// The user's tokens that are not revoked, newest first.
+    async fn api_tokens_of(&self, user: UserId) -> StoreResult<Vec<ApiToken>>;
+    /// Revokes one of the user's tokens, recording the end of its sessions (sockets opened
+    /// with it close); `NotFound` if it is not theirs or already revoked.
+    async fn revoke_api_token(&self, user: UserId, id: i64) -> StoreResult<SessionEnd>;
     /// The token with this digest, unless revoked.
     async fn api_token(&self, digest: &str) -> StoreResult<Option<ApiToken>>;
     /// Records a use (at most once a minute is written).

@@ -6,6 +6,7 @@ mod helpers;
 
 mod abuse;
 mod account;
+mod api_tokens;
 mod auth;
 mod auth_limits;
 mod authorization;

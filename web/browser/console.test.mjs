@@ -574,6 +574,16 @@ test("the account page: a new name and mail preferences kept, the data downloade
   const me = await rest(node.url, bob, "GET", "/api/v1/me");
   assert.equal(me.body.display_name, "Robert Brown");
   assert.equal(me.body.notification_preferences.email_mentions, true);
+  // An API token: shown once, works on the API, revoked.
+  await bob.getByLabel("Token name").fill("nightly export");
+  await bob.getByRole("button", { name: "Make token" }).click();
+  const secret = await bob.getByTestId("new-token").innerText();
+  assert.match(secret, /^stoa_/);
+  const viaToken = await fetch(`${node.url}/api/v1/me`, { headers: { authorization: `Bearer ${secret}` } });
+  assert.equal(viaToken.status, 200);
+  await bob.getByRole("button", { name: "Revoke the token nightly export" }).click();
+  await bob.getByRole("button", { name: "Revoke", exact: true }).click();
+  await until("the token refused", async () => (await fetch(`${node.url}/api/v1/me`, { headers: { authorization: `Bearer ${secret}` } })).status === 401);
   const [download] = await Promise.all([bob.waitForEvent("download"), bob.getByRole("button", { name: "Download my data" }).click()]);
   const exported = JSON.parse(await readFile(await download.path(), "utf8"));
   assert.equal(exported.account.display_name, "Robert Brown");

@@ -10,8 +10,13 @@ use super::{append, event, is_unique_violation, parse_role, SqlStore};
 use crate::domain::WorkspaceName;
 use crate::domain::{now_ms, DisplayName, Email, EventKind, Role, Slug, UserId, WorkspaceId};
 use crate::store::{
-    ApiToken, Directory, MembershipChange, StoreError, StoreResult, User, Workspace,
+    ApiToken, Directory, MembershipChange, SessionEnd, StoreError, StoreResult, User, Workspace,
 };
+
+/// The session an API token's sockets belong to: revoking the token ends it.
+pub fn api_token_session(id: i64) -> String {
+    format!("api:{id}")
+}
 
 /// Accounts made for the product's users have no password: this is never a valid hash.
 pub(super) const NO_PASSWORD: &str = "!external";
@@ -589,6 +594,8 @@ impl Directory for SqlStore {
 
     async fn create_api_token(
         &self,
+        owner: Option<UserId>,
+        workspace: Option<WorkspaceId>,
         name: &str,
         digest: &str,
         scopes: &[String],
@@ -596,12 +603,14 @@ impl Directory for SqlStore {
     ) -> StoreResult<ApiToken> {
         let now = now_ms();
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO api_tokens (name, digest, scopes, expires_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            "INSERT INTO api_tokens (name, digest, scopes, user_id, workspace_id, expires_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         )
         .bind(name)
         .bind(digest)
         .bind(scopes.join(" "))
+        .bind(owner)
+        .bind(workspace)
         .bind(expires_at)
         .bind(now)
         .fetch_one(&self.writer)
@@ -610,13 +619,53 @@ impl Directory for SqlStore {
             id,
             name: name.to_string(),
             scopes: scopes.to_vec(),
-            user_id: None,
-            workspace_id: None,
+            user_id: owner,
+            workspace_id: workspace,
             expires_at,
             last_used_at: None,
             revoked: false,
             created_at: now,
         })
+    }
+
+    async fn api_tokens_of(&self, user: UserId) -> StoreResult<Vec<ApiToken>> {
+        let rows: Vec<TokenRow> = sqlx::query_as(
+            "SELECT id, name, scopes, user_id, workspace_id, expires_at, last_used_at, revoked_at, \
+             created_at FROM api_tokens WHERE user_id = $1 AND revoked_at IS NULL ORDER BY id DESC \
+             LIMIT 1000",
+        )
+        .bind(user)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.into_iter().map(ApiToken::from).collect())
+    }
+
+    async fn revoke_api_token(&self, user: UserId, id: i64) -> StoreResult<SessionEnd> {
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        let revoked = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+        if revoked.rows_affected() == 0 {
+            return Err(StoreError::NotFound("api token"));
+        }
+        let session = api_token_session(id);
+        let ended = super::accounts::end_sessions(
+            &mut tx,
+            user,
+            Some(&session),
+            None,
+            None,
+            "token_revoked",
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(ended)
     }
 
     async fn api_token(&self, digest: &str) -> StoreResult<Option<ApiToken>> {

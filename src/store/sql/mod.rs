@@ -15,7 +15,7 @@
 mod account;
 mod accounts;
 mod comments;
-mod directory;
+pub mod directory;
 mod document_updates;
 mod documents;
 mod events;

@@ -21,6 +21,16 @@ export interface Account extends User {
   notification_preferences: NotificationPreferences;
 }
 
+export interface ApiToken {
+  id: number;
+  name: string;
+  scopes: string[];
+  workspace_id: number | null;
+  expires_at: string | null;
+  last_used_at: string | null;
+  created_at: string;
+}
+
 export interface TokenResponse {
   access_token: string;
   token_type: string;

@@ -1,9 +1,9 @@
 import { useState } from "react";
-import { Alert, Button, Card, Checkbox, Descriptions, Form, Input, Tag, Typography } from "antd";
+import { Alert, Button, Card, Checkbox, Descriptions, Form, Input, InputNumber, Popconfirm, Select, Table, Tag, Typography } from "antd";
 import { api, call, signOut } from "../lib/api";
 import { useUser } from "../lib/auth";
 import { useLoad } from "../lib/hooks";
-import type { Account as AccountView, User } from "../lib/types";
+import type { Account as AccountView, ApiToken, Page, User, Workspace } from "../lib/types";
 import { ProblemAlert } from "../components/ProblemAlert";
 
 /** Whether the address is proved, and the link mailed again if not. */
@@ -65,6 +65,7 @@ function Profile({ me, onSaved }: { me: AccountView; onSaved: () => void }) {
       <ProblemAlert error={error} onClose={() => setError(null)} />
       {done && <Alert type="success" showIcon role="status" style={{ marginBottom: 16 }} message="Saved." />}
       <Form
+        name="profile"
         layout="vertical"
         initialValues={{ name: me.display_name, ...me.notification_preferences }}
         onFinish={(v: { name: string; email_mentions: boolean; email_replies: boolean; email_membership: boolean }) =>
@@ -119,6 +120,7 @@ function Password() {
       )}
       <Form
         form={form}
+        name="password"
         layout="vertical"
         onFinish={(v: { current: string; next: string }) =>
           submit(async () => {
@@ -137,6 +139,113 @@ function Password() {
           Change password
         </Button>
       </Form>
+    </Card>
+  );
+}
+
+/** Personal API tokens: made (the secret shown once), listed, revoked. */
+function Tokens() {
+  const tokens = useLoad(() => api.get<Page<ApiToken>>("/api/v1/me/api-tokens"), []);
+  const workspaces = useLoad(() => api.get<Page<Workspace>>("/api/v1/workspaces?limit=200"), []);
+  const { error, setError, busy, submit } = useCardSubmit();
+  const [secret, setSecret] = useState<string | null>(null);
+  const [form] = Form.useForm();
+  const names = new Map((workspaces.data?.items ?? []).map((w) => [w.id, w.name]));
+  return (
+    <Card title="API tokens" style={{ marginBottom: 24 }}>
+      <ProblemAlert error={error || tokens.error} onClose={() => setError(null)} />
+      <Typography.Paragraph>
+        A token acts as you, within its scope: for scripts and services that call the API or open a socket.
+      </Typography.Paragraph>
+      {secret && (
+        <Alert
+          type="success"
+          showIcon
+          role="status"
+          style={{ marginBottom: 16 }}
+          message="Copy the token now: it is not shown again."
+          description={
+            <Typography.Paragraph copyable={{ text: secret }} style={{ marginBottom: 0 }}>
+              <code data-testid="new-token">{secret}</code>
+            </Typography.Paragraph>
+          }
+        />
+      )}
+      <Form
+        form={form}
+        name="token"
+        layout="vertical"
+        initialValues={{ scope: "read" }}
+        onFinish={(v: { name: string; scope: string; workspace_id?: number; days?: number }) =>
+          submit(async () => {
+            const made = await api.post<ApiToken & { token: string }>("/api/v1/me/api-tokens", {
+              name: v.name,
+              scopes: [v.scope],
+              workspace_id: v.workspace_id ?? null,
+              expires_in_days: v.days ?? null,
+            });
+            setSecret(made.token);
+            form.resetFields(["name"]);
+            tokens.reload();
+          })
+        }
+      >
+        <Form.Item label="Token name" name="name" rules={[{ required: true, message: "What it is for" }]}>
+          <Input placeholder="nightly export" />
+        </Form.Item>
+        <Form.Item label="Scope" name="scope">
+          <Select
+            aria-label="Scope"
+            options={[
+              { value: "read", label: "read: see what you see" },
+              { value: "write", label: "write: and change documents and comments" },
+              { value: "admin", label: "admin: and members, invitations, reports" },
+            ]}
+          />
+        </Form.Item>
+        <Form.Item label="Workspace" name="workspace_id">
+          <Select
+            aria-label="Workspace"
+            allowClear
+            placeholder="every workspace of yours"
+            options={(workspaces.data?.items ?? []).map((w) => ({ value: w.id, label: w.name }))}
+          />
+        </Form.Item>
+        <Form.Item label="Expires after (days)" name="days">
+          <InputNumber min={1} max={3650} placeholder="never" style={{ width: 160 }} />
+        </Form.Item>
+        <Button type="primary" htmlType="submit" loading={busy}>
+          Make token
+        </Button>
+      </Form>
+      <Table<ApiToken>
+        style={{ marginTop: 16 }}
+        rowKey="id"
+        pagination={false}
+        dataSource={tokens.data?.items ?? []}
+        columns={[
+          { title: "Name", dataIndex: "name" },
+          { title: "Scope", key: "scope", render: (_: unknown, t: ApiToken) => t.scopes.join(", ") },
+          { title: "Workspace", key: "ws", render: (_: unknown, t: ApiToken) => (t.workspace_id ? names.get(t.workspace_id) ?? `#${t.workspace_id}` : "all") },
+          { title: "Last used", key: "used", render: (_: unknown, t: ApiToken) => (t.last_used_at ? new Date(t.last_used_at).toLocaleString() : "never") },
+          {
+            title: <span className="sr-only">Actions</span>,
+            key: "actions",
+            render: (_: unknown, t: ApiToken) => (
+              <Popconfirm
+                title={`Revoke ${t.name}? What uses it stops working at once.`}
+                okText="Revoke"
+                okButtonProps={{ danger: true }}
+                onConfirm={() => submit(async () => { await api.del(`/api/v1/me/api-tokens/${t.id}`); tokens.reload(); })}
+              >
+                <Button danger size="small" aria-label={`Revoke the token ${t.name}`}>
+                  Revoke
+                </Button>
+              </Popconfirm>
+            ),
+          },
+        ]}
+      />
     </Card>
   );
 }
@@ -173,6 +282,7 @@ function YourData() {
         written by “Deleted user”. It cannot be undone. Hand over the workspaces you alone own first.
       </Typography.Paragraph>
       <Form
+        name="deletion"
         layout="inline"
         onFinish={(v: { password: string }) =>
           submit(async () => {
@@ -210,6 +320,7 @@ export function Account() {
       </Descriptions>
       {me.data && <Profile me={me.data} onSaved={me.reload} />}
       <Password />
+      <Tokens />
       <YourData />
     </div>
   );
