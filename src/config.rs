@@ -223,9 +223,30 @@ pub struct AuthSettings {
     pub password_hash_concurrency: usize,
     pub password_hash_queue: usize,
     pub external: ExternalAuthSettings,
+    pub ldap: LdapSettings,
     /// `auto`, `true` or `false`: whether only verified addresses match accounts by e-mail.
     pub require_verified_email: String,
     pub invitation_ttl_days: u32,
+}
+
+/// Sign-in with a directory (`auth.ldap`, see `docs/IDENTITY.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapSettings {
+    pub url: String,
+    pub starttls: bool,
+    pub ca_file: String,
+    pub bind_dn: String,
+    pub bind_password: String,
+    pub base_dn: String,
+    pub user_filter: String,
+    pub id_attribute: String,
+    pub email_attribute: String,
+    pub name_attribute: String,
+    pub groups_base_dn: String,
+    pub group_filter: String,
+    pub group_roles: Vec<String>,
+    pub timeout_secs: u64,
 }
 
 /// Outgoing mail (`[smtp]`).
@@ -603,6 +624,17 @@ impl Settings {
                 .map_or(true, |u| !matches!(u.scheme(), "http" | "https"))
         {
             return Err(invalid("server.public_url", "must be an http(s):// URL"));
+        }
+        crate::auth::ldap::LdapDirectory::new(&self.auth.ldap)
+            .map_err(|e| invalid("auth.ldap", e))?;
+        if self.environment == Environment::Production
+            && self.auth.ldap.url.starts_with("ldap://")
+            && !self.auth.ldap.starttls
+        {
+            return Err(invalid(
+                "auth.ldap.starttls",
+                "must be true in production with an ldap:// URL: passwords would cross the network in clear (or use ldaps://)",
+            ));
         }
         let external = &self.auth.external;
         if !external.issuer.is_empty() {

@@ -214,6 +214,14 @@ impl Application {
                     message: e,
                 })
             })?;
+        let ldap = crate::auth::ldap::LdapDirectory::new(&settings.auth.ldap)
+            .map_err(|e| {
+                StartupError::Config(ConfigError::Invalid {
+                    key: "auth.ldap",
+                    message: e,
+                })
+            })?
+            .map(Arc::new);
         if !mailer.sends() {
             tracing::info!(
                 "smtp.url is not set: no mail is sent; the links it would carry are logged"
@@ -262,6 +270,7 @@ impl Application {
             mailer,
             public_url: settings.server.public_url(),
             invitation_ttl_ms: i64::from(settings.auth.invitation_ttl_days) * 86_400_000,
+            ldap,
         });
 
         let addr = format!("{}:{}", settings.server.host, settings.server.port);

@@ -118,6 +118,119 @@ fn legacy_key(email: &str) -> Option<String> {
     (plausible && clean).then(|| v.to_lowercase())
 }
 
+/// Applies the roles a person's directory groups grant (a membership a group granted and no
+/// group grants now is removed), and tells the live side.
+async fn apply_directory_roles(
+    state: &AppState,
+    user: i64,
+    issuer: &str,
+    person: &crate::auth::ldap::DirectoryUser,
+) -> Result<(), ApiError> {
+    let changes = state
+        .store
+        .apply_role_claims(user, issuer, &person.id, &person.roles, now_ms())
+        .await?;
+    for change in &changes {
+        crate::realtime::membership_changed(&state.realtime, &*state.store, change).await;
+    }
+    Ok(())
+}
+
+/// How people can sign in here.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct SignInMethods {
+    /// E-mail and password (`/auth/login`).
+    pub password: bool,
+    /// A directory account (`/auth/ldap/login`).
+    pub ldap: bool,
+}
+
+/// How people can sign in here (the console asks before it draws its sign-in page).
+#[utoipa::path(
+    tag = "auth",
+    responses((status = 200, description = "The sign-in methods", body = SignInMethods))
+)]
+#[get("/auth/methods")]
+pub async fn sign_in_methods(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(SignInMethods {
+        password: true,
+        ldap: state.ldap.is_some(),
+    })
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LdapLoginRequest {
+    /// What the directory's `user_filter` looks for: an e-mail, a user name…
+    pub login: String,
+    pub password: String,
+}
+
+/// Sign in with a directory account (`auth.ldap`). The account is made at the first
+/// sign-in; the directory's groups grant workspace roles, read again at every refresh.
+#[utoipa::path(
+    tag = "auth",
+    request_body = LdapLoginRequest,
+    responses(
+        (status = 200, description = "Signed in", body = TokenResponse),
+        (status = 401, description = "Wrong login or password, or not an account of the directory (`invalid_credentials`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Directory sign-in is not configured", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many attempts; see `Retry-After`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The directory cannot be reached", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/auth/ldap/login")]
+pub async fn ldap_login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    ApiJson(body): ApiJson<LdapLoginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let dir = state.ldap.clone().ok_or_else(|| {
+        ApiError::NotFound("directory sign-in is not configured (auth.ldap.url)".into())
+    })?;
+    let client = address(&state, &req);
+    let limits = &state.auth_limits;
+    limit(&state, &limits.login_by_address, &client, "login")?;
+    let account = format!("ldap:{}", body.login.trim().to_lowercase());
+    limit(
+        &state,
+        &limits.login_by_account,
+        &(account, client),
+        "login",
+    )?;
+    let person = match dir.sign_in(body.login.trim(), &body.password).await {
+        Ok(person) => person,
+        Err(crate::auth::ldap::LdapError::Refused) => {
+            return Err(ApiError::unauthorized(
+                "invalid_credentials",
+                "wrong login or password",
+            ))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "directory sign-in failed");
+            return Err(ApiError::Unavailable(
+                "the directory cannot be reached; try again".into(),
+            ));
+        }
+    };
+    let issuer = dir.issuer();
+    let email = person.email.as_deref().and_then(|e| Email::parse(e).ok());
+    let name = person
+        .name
+        .as_deref()
+        .and_then(|n| DisplayName::parse(n).ok());
+    let user = state
+        .store
+        .external_user(&issuer, &person.id, email.as_ref(), name.as_ref())
+        .await?;
+    if user.disabled {
+        return Err(ApiError::Forbidden("this account is disabled".into()));
+    }
+    apply_directory_roles(&state, user.id, &issuer, &person).await?;
+    let tokens = issue_tokens(&state, &user, None).await?;
+    Ok(HttpResponse::Ok().json(tokens))
+}
+
 /// How long a verification link works.
 const VERIFICATION_TTL_MS: i64 = 48 * 3600 * 1000;
 /// How long a password-reset link works.
@@ -313,6 +426,48 @@ pub async fn refresh(
                         "the account no longer exists or is disabled",
                     )
                 })?;
+            // A person of the directory: still there, and in which groups, now.
+            if let Some(dir) = &state.ldap {
+                let issuer = dir.issuer();
+                if let Some(subject) = state.store.external_subject(user.id, &issuer).await? {
+                    match dir.lookup(&subject).await {
+                        Ok(Some(person)) => {
+                            apply_directory_roles(&state, user.id, &issuer, &person).await?;
+                        }
+                        Ok(None) => {
+                            // Gone from the directory (or disabled there): this login
+                            // ends, and with it what the groups granted.
+                            let gone = crate::auth::ldap::DirectoryUser {
+                                dn: String::new(),
+                                id: subject,
+                                email: None,
+                                name: None,
+                                roles: Vec::new(),
+                            };
+                            apply_directory_roles(&state, user.id, &issuer, &gone).await?;
+                            if let Some(end) = state
+                                .store
+                                .revoke_refresh_family(&token_digest(&new_token))
+                                .await?
+                            {
+                                state
+                                    .realtime
+                                    .end_sessions(crate::realtime::session_end(&end));
+                            }
+                            return Err(ApiError::unauthorized(
+                                "invalid_refresh_token",
+                                "the directory no longer has this account",
+                            ));
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot check a refresh with the directory");
+                            return Err(ApiError::Unavailable(
+                                "the directory cannot be reached; try again".into(),
+                            ));
+                        }
+                    }
+                }
+            }
             let tokens = issue_tokens(&state, &user, Some((new_token, family_id))).await?;
             Ok(HttpResponse::Ok().json(tokens))
         }

@@ -72,6 +72,8 @@ pub struct AppState {
     pub public_url: String,
     /// How long an invitation's link works (ms).
     pub invitation_ttl_ms: i64,
+    /// Sign-in with a directory (`auth.ldap`), when configured.
+    pub ldap: Option<Arc<crate::auth::ldap::LdapDirectory>>,
 }
 
 /// Which `Origin` headers the WebSocket upgrade accepts (the CORS origins).
@@ -284,6 +286,8 @@ pub fn app(
                 .service(tokens::revoke_api_token)
                 .service(auth::change_password)
                 .service(auth::verify_email)
+                .service(auth::ldap_login)
+                .service(auth::sign_in_methods)
                 .service(auth::send_verification)
                 .service(auth::request_password_reset)
                 .service(auth::confirm_password_reset)

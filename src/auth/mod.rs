@@ -3,6 +3,7 @@
 
 pub mod external;
 mod jwt;
+pub mod ldap;
 mod password;
 mod rate_limit;
 

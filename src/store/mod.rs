@@ -441,6 +441,8 @@ pub trait Directory: Send + Sync {
     ) -> StoreResult<User>;
     /// The user known as `subject`, if any.
     async fn external_user_id(&self, issuer: &str, subject: &str) -> StoreResult<Option<UserId>>;
+    /// The subject `user` is known by at `issuer`, if any.
+    async fn external_subject(&self, user: UserId, issuer: &str) -> StoreResult<Option<String>>;
     /// Applies the role claims of a token issued at `issued_at_ms`: each named workspace
     /// (by external id; unknown ones are skipped) gets the role, and a membership an earlier
     /// token granted that this one no longer names is removed. A token older than the last

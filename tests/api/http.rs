@@ -367,6 +367,8 @@ async fn openapi_document_covers_every_route() {
         ("get", "/api/v1/me/export"),
         ("delete", "/api/v1/directory/users/{subject}"),
         ("post", "/api/v1/auth/verify-email"),
+        ("post", "/api/v1/auth/ldap/login"),
+        ("get", "/api/v1/auth/methods"),
         ("post", "/api/v1/me/verification-email"),
         ("post", "/api/v1/auth/password-reset"),
         ("post", "/api/v1/auth/password-reset/confirm"),

@@ -3,6 +3,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod helpers;
+mod ldap;
 
 mod abuse;
 mod account;

@@ -614,6 +614,8 @@ test("quality: what the sign-in page loads, how fast a large document opens, acc
   for (const url of scripts) gz += gzipSync(Buffer.from(await (await fetch(url)).arrayBuffer())).length;
   record("signin_javascript_gzip_bytes", gz);
   assert.ok(gz <= 250 * 1024, `the sign-in route loads ${gz} bytes of gzipped JavaScript`);
+  // No directory configured: no way in through one is offered.
+  assert.equal(await page.getByRole("button", { name: "Sign in with your directory account" }).count(), 0);
   const issues = { signin: await accessibility(page) };
   await shot(page, "signin");
 

@@ -364,6 +364,16 @@ impl Directory for SqlStore {
         .await?)
     }
 
+    async fn external_subject(&self, user: UserId, issuer: &str) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT subject FROM external_identities WHERE user_id = $1 AND issuer = $2",
+        )
+        .bind(user)
+        .bind(issuer)
+        .fetch_optional(&self.reader)
+        .await?)
+    }
+
     async fn apply_role_claims(
         &self,
         user: UserId,
@@ -389,11 +399,14 @@ impl Directory for SqlStore {
         }
         let mut wanted: Vec<(WorkspaceId, Role)> = Vec::new();
         for (external_id, role) in roles {
-            let id: Option<i64> =
-                sqlx::query_scalar("SELECT id FROM workspaces WHERE external_id = $1")
-                    .bind(external_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            // By the product's id for it, or by slug for a workspace made in Stoa.
+            let id: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM workspaces WHERE external_id = $1 \
+                 OR (external_id IS NULL AND slug = $1) ORDER BY external_id IS NULL LIMIT 1",
+            )
+            .bind(external_id)
+            .fetch_optional(&mut *tx)
+            .await?;
             match id {
                 Some(id) => wanted.push((id, *role)),
                 None => tracing::debug!(

@@ -131,6 +131,12 @@ export async function signIn(email: string, password: string): Promise<void> {
   session.set(fromResponse(r, Date.now()));
 }
 
+/** Signs in with a directory (LDAP) account: the same tokens as a password sign-in. */
+export async function signInWithDirectory(login: string, password: string): Promise<void> {
+  const r = await call<TokenResponse>("POST", "/api/v1/auth/ldap/login", { body: { login, password }, anonymous: true });
+  session.set(fromResponse(r, Date.now()));
+}
+
 export async function register(email: string, password: string, displayName: string): Promise<void> {
   const r = await call<TokenResponse>("POST", "/api/v1/auth/register", {
     body: { email, password, display_name: displayName },

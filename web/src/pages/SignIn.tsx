@@ -1,7 +1,7 @@
-import { useState } from "react";
+import { useEffect, useState } from "react";
 import { Link, Navigate, useNavigate, useSearchParams } from "react-router-dom";
 import { Alert, Button, Card, Form, Input, Typography } from "antd";
-import { register, signIn } from "../lib/api";
+import { call, register, signIn, signInWithDirectory } from "../lib/api";
 import { useUser } from "../lib/auth";
 import { ProblemAlert } from "../components/ProblemAlert";
 
@@ -57,7 +57,41 @@ export function SignIn() {
   const user = useUser();
   const next = safeNext(params.get("next"));
   const { error, busy, submit } = useSubmit(next);
+  // With a directory configured, a second way in: its account name and password.
+  const [ldap, setLdap] = useState(false);
+  const [directory, setDirectory] = useState(false);
+  useEffect(() => {
+    call<{ ldap: boolean }>("GET", "/api/v1/auth/methods", { anonymous: true })
+      .then((m) => setLdap(m.ldap))
+      .catch(() => setLdap(false));
+  }, []);
   if (user) return <Navigate to={next} replace />;
+  if (directory) {
+    return (
+      <Frame title="Sign in with your directory account">
+        <ProblemAlert error={error} />
+        <Form
+          layout="vertical"
+          onFinish={(v: { login: string; password: string }) => submit(() => signInWithDirectory(v.login, v.password))}
+        >
+          <Form.Item label="Account" name="login" rules={[{ required: true, message: "Your directory account" }]}>
+            <Input autoComplete="username" autoFocus />
+          </Form.Item>
+          <Form.Item label="Password" name="password" rules={[{ required: true, message: "Your password" }]}>
+            <Input.Password autoComplete="current-password" />
+          </Form.Item>
+          <Button type="primary" htmlType="submit" block loading={busy}>
+            Sign in
+          </Button>
+        </Form>
+        <p style={{ marginTop: 16, marginBottom: 0 }}>
+          <Button type="link" style={{ padding: 0 }} onClick={() => setDirectory(false)}>
+            Sign in with e-mail and password instead
+          </Button>
+        </p>
+      </Frame>
+    );
+  }
   return (
     <Frame title="Sign in">
       {params.get("expired") && !error && (
@@ -81,6 +115,13 @@ export function SignIn() {
       <p style={{ marginTop: 16, marginBottom: 0 }}>
         <Link to="/forgot-password">Forgot your password?</Link>
       </p>
+      {ldap && (
+        <p style={{ marginTop: 8, marginBottom: 0 }}>
+          <Button type="link" style={{ padding: 0 }} onClick={() => setDirectory(true)}>
+            Sign in with your directory account
+          </Button>
+        </p>
+      )}
       <p style={{ marginTop: 8, marginBottom: 0 }}>
         New here? <Link to={`/register${next !== "/" ? `?next=${encodeURIComponent(next)}` : ""}`}>Create an account</Link>
       </p>
