@@ -31,7 +31,95 @@ on_every_backend!(
     every_foreign_key_column_is_indexed,
     document_updates_load_in_order_compact_and_go_with_their_document,
     live_edits_are_recorded_once_whoever_records_them,
+    role_claims_apply_in_issue_order_and_take_back_only_their_own,
 );
+
+/// Role claims: applied in the order tokens were issued, only by the issuer that knows
+/// the account, and taking back only what claims granted.
+async fn role_claims_apply_in_issue_order_and_take_back_only_their_own(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let store = open(&db).await;
+    let (w1, _) = store
+        .directory_workspace("w1", &name("One"), None)
+        .await
+        .unwrap();
+    let (w2, _) = store
+        .directory_workspace("w2", &name("Two"), None)
+        .await
+        .unwrap();
+    let ada = store
+        .external_user("product", "ada", None, None)
+        .await
+        .unwrap();
+    let roles = |list: &[(&str, Role)]| -> Vec<(String, Role)> {
+        list.iter().map(|(w, r)| (w.to_string(), *r)).collect()
+    };
+    let member_of = |ws: i64| {
+        let store = &store;
+        async move { store.role(ada.id, ws).await.ok() }
+    };
+    store
+        .apply_role_claims(
+            ada.id,
+            "product",
+            "ada",
+            &roles(&[("w1", Role::Editor)]),
+            1000,
+        )
+        .await
+        .unwrap();
+    // Another issuer's claims for this account change nothing: it is not theirs.
+    let foreign = store
+        .apply_role_claims(
+            ada.id,
+            "ldap:dc",
+            "ada",
+            &roles(&[("w2", Role::Viewer)]),
+            2000,
+        )
+        .await
+        .unwrap();
+    assert!(foreign.is_empty());
+    assert_eq!(member_of(w1.id).await, Some(Role::Editor));
+    assert_eq!(member_of(w2.id).await, None);
+    // An older product token changes nothing; a newer one without w1 takes it back.
+    store
+        .apply_role_claims(ada.id, "product", "ada", &roles(&[]), 500)
+        .await
+        .unwrap();
+    assert_eq!(member_of(w1.id).await, Some(Role::Editor));
+    let changes = store
+        .apply_role_claims(
+            ada.id,
+            "product",
+            "ada",
+            &roles(&[("w2", Role::Viewer)]),
+            3000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(changes.len(), 2);
+    assert_eq!(member_of(w1.id).await, None);
+    assert_eq!(member_of(w2.id).await, Some(Role::Viewer));
+    // A membership granted in Stoa is the claims' only when they name its workspace.
+    let owner = user(&store, "owner").await;
+    let (w3, _, _) = store
+        .create_workspace(owner.id, &name("Three"), None)
+        .await
+        .unwrap();
+    store
+        .add_member(owner.id, w3.id, &MemberRef::Id(ada.id), Role::Editor)
+        .await
+        .unwrap();
+    store
+        .apply_role_claims(ada.id, "product", "ada", &roles(&[]), 4000)
+        .await
+        .unwrap();
+    assert_eq!(member_of(w3.id).await, Some(Role::Editor));
+    assert_eq!(member_of(w2.id).await, None);
+}
 
 async fn open(db: &TestDb) -> SqlStore {
     let mut settings = Settings::load_with_env(None, Vec::new()).expect("defaults");

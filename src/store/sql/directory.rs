@@ -18,6 +18,12 @@ pub fn api_token_session(id: i64) -> String {
     format!("api:{id}")
 }
 
+/// What `memberships.granted_by` says of a membership the claims of `issuer` granted (a
+/// product's token roles, or a directory's groups).
+fn claims_tag(issuer: &str) -> String {
+    format!("claims:{issuer}")
+}
+
 /// Accounts made for the product's users have no password: this is never a valid hash.
 pub(super) const NO_PASSWORD: &str = "!external";
 
@@ -415,10 +421,14 @@ impl Directory for SqlStore {
                 ),
             }
         }
+        // Each issuer takes back only what its own claims granted: a product's tokens and a
+        // directory's groups do not undo each other.
+        let tag = claims_tag(issuer);
         let granted: Vec<i64> = sqlx::query_scalar(
-            "SELECT workspace_id FROM memberships WHERE user_id = $1 AND granted_by = 'token'",
+            "SELECT workspace_id FROM memberships WHERE user_id = $1 AND granted_by = $2",
         )
         .bind(user)
+        .bind(&tag)
         .fetch_all(&mut *tx)
         .await?;
         let mut plan: Vec<(WorkspaceId, Option<Role>)> =
@@ -434,7 +444,7 @@ impl Directory for SqlStore {
         plan.dedup_by_key(|(ws, _)| *ws);
         let mut changes = Vec::new();
         for (ws, role) in plan {
-            if let Some(change) = set_role(&mut tx, ws, user, role, "token", false).await? {
+            if let Some(change) = set_role(&mut tx, ws, user, role, &tag, false).await? {
                 changes.push(change);
             }
         }

@@ -19,7 +19,9 @@ describe("activity feed", () => {
     expect(eventText(ev(3, "invitation.created", { email: "cfo@corp.example", role: "admin" }), name)).toBe(
       "Ada invited cfo@corp.example as admin",
     );
-    const system = { ...ev(4, "member.removed", { user_id: 2, granted_by: "token" }), actor: null };
+    const system = { ...ev(4, "member.removed", { user_id: 2, granted_by: "claims:https://product.example" }), actor: null };
     expect(eventText(system, name)).toBe("The product's sign-in removed Bob");
+    const groups = { ...ev(5, "member.added", { user_id: 2, role: "editor", granted_by: "claims:ldap:ldaps://dc.corp" }), actor: null };
+    expect(eventText(groups, name)).toBe("The directory's groups added Bob as editor");
   });
 });

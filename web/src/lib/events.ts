@@ -4,7 +4,14 @@ import type { StoaEvent } from "./types";
 export function eventText(e: StoaEvent, nameOf: (id: number | null) => string): string {
   const d = e.data;
   // Changes made by the product that Stoa is built into have no actor of their own.
-  const system = d.granted_by === "token" ? "The product's sign-in" : d.granted_by === "directory" ? "The product's directory" : null;
+  const grant = typeof d.granted_by === "string" ? d.granted_by : "";
+  const system = grant.startsWith("claims:ldap:")
+    ? "The directory's groups"
+    : grant.startsWith("claims:")
+      ? "The product's sign-in"
+      : grant === "directory"
+        ? "The product's directory"
+        : null;
   const who = e.actor === null && system ? system : nameOf(e.actor);
   const title = typeof d.title === "string" ? `“${d.title}”` : "a document";
   switch (e.kind) {
