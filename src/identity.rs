@@ -9,7 +9,7 @@ use crate::auth::external::{ExternalIdentity, ExternalTokens, Seen, SeenTokens};
 use crate::auth::{AccessClaims, JwtKeys, TokenError};
 use crate::domain::{DisplayName, Email};
 use crate::realtime::Realtime;
-use crate::store::{Store, StoreError};
+use crate::store::{ApiToken, Store, StoreError};
 
 /// Why a token was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -97,11 +97,11 @@ impl Identities {
         self.verify_jwt(token).await.map(|c| (c, None))
     }
 
-    /// A personal API token: unexpired, unrevoked, its account active. Looked up on every
-    /// use, so a revocation holds at once.
-    async fn api_token(&self, token: &str) -> Result<(AccessClaims, TokenGrant), IdentityError> {
+    /// An API token, unexpired and unrevoked, by the token itself. Looked up on every use,
+    /// so a revocation holds at once; its use is recorded (at most once a minute).
+    pub async fn find_api_token(&self, token: &str) -> Result<ApiToken, IdentityError> {
         let now_ms = crate::domain::now_ms();
-        if token.len() > 200 {
+        if !token.starts_with(crate::auth::API_TOKEN_PREFIX) || token.len() > 200 {
             return Err(TokenError::Malformed.into());
         }
         let found = self
@@ -113,6 +113,22 @@ impl Identities {
         if found.expires_at.is_some_and(|at| at <= now_ms) {
             return Err(TokenError::Expired.into());
         }
+        if found.last_used_at.is_none_or(|at| at < now_ms - 60_000) {
+            let store = self.store.clone();
+            let id = found.id;
+            actix_web::rt::spawn(async move {
+                if let Err(e) = store.touch_api_token(id, now_ms).await {
+                    tracing::debug!(error = %e, "cannot record an API token's use");
+                }
+            });
+        }
+        Ok(found)
+    }
+
+    /// A personal API token: unexpired, unrevoked, its account active.
+    async fn api_token(&self, token: &str) -> Result<(AccessClaims, TokenGrant), IdentityError> {
+        let now_ms = crate::domain::now_ms();
+        let found = self.find_api_token(token).await?;
         let Some(user) = found.user_id else {
             return Err(TokenError::Claim(
                 "this token is a service's (directory) and acts as nobody here".into(),
@@ -127,14 +143,6 @@ impl Identities {
         {
             Some(u) if !u.disabled => {}
             _ => return Err(IdentityError::Disabled),
-        }
-        if found.last_used_at.is_none_or(|at| at < now_ms - 60_000) {
-            let store = self.store.clone();
-            actix_web::rt::spawn(async move {
-                if let Err(e) = store.touch_api_token(found.id, now_ms).await {
-                    tracing::debug!(error = %e, "cannot record an API token's use");
-                }
-            });
         }
         let cap = now_ms / 1000 + API_TOKEN_SOCKET_SECS;
         let claims = AccessClaims {

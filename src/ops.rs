@@ -297,23 +297,12 @@ pub async fn create_api_token(
     let store = crate::store::SqlStore::connect(&settings.database)
         .await
         .map_err(|e| OpsError::failed(format!("database: {e}")))?;
-    let token = format!(
-        "{}{}",
-        crate::auth::API_TOKEN_PREFIX,
-        crate::auth::random_token(32)
-    );
+    let (token, digest) = crate::auth::new_api_token();
     let expires_at = expires_in_days.map(|days| {
         crate::domain::now_ms().saturating_add(i64::try_from(days).unwrap_or(3650) * 86_400_000)
     });
     let created = store
-        .create_api_token(
-            None,
-            None,
-            name,
-            &crate::auth::token_digest(&token),
-            scopes,
-            expires_at,
-        )
+        .create_api_token(None, None, name, &digest, scopes, expires_at)
         .await
         .map_err(|e| OpsError::failed(format!("database: {e}")));
     store.close().await;

@@ -17,8 +17,6 @@ use super::AppState;
 use crate::domain::format_timestamp;
 use crate::domain::{DisplayName, Email, Role, Slug, WorkspaceName};
 
-use crate::auth::API_TOKEN_PREFIX;
-
 /// A caller holding an unexpired, unrevoked API token with the `directory` scope.
 pub struct DirectoryCaller {
     pub token_id: i64,
@@ -45,21 +43,18 @@ async fn api_token(req: &HttpRequest, scope: &str) -> Result<DirectoryCaller, Ap
             "an API token with the directory scope is required (stoa token create --scope directory)",
         )
     };
-    if !token.starts_with(API_TOKEN_PREFIX) || token.len() > 200 {
-        return Err(invalid());
-    }
-    let found = state
-        .store
-        .api_token(&crate::auth::token_digest(token))
-        .await?
-        .ok_or_else(invalid)?;
-    let now = crate::domain::now_ms();
-    if found.expires_at.is_some_and(|at| at <= now) {
-        return Err(ApiError::unauthorized(
-            "token_expired",
-            "this API token has expired",
-        ));
-    }
+    use crate::identity::IdentityError;
+    let found = match state.identities.find_api_token(token).await {
+        Ok(found) => found,
+        Err(IdentityError::Token(crate::auth::TokenError::Expired)) => {
+            return Err(ApiError::unauthorized(
+                "token_expired",
+                "this API token has expired",
+            ))
+        }
+        Err(IdentityError::Unavailable(e)) => return Err(e.into()),
+        Err(_) => return Err(invalid()),
+    };
     if !found.scopes.iter().any(|s| s == scope) {
         return Err(ApiError::Forbidden(format!(
             "this API token does not have the {scope} scope"
@@ -72,14 +67,6 @@ async fn api_token(req: &HttpRequest, scope: &str) -> Result<DirectoryCaller, Ap
         .map_err(|wait| ApiError::RateLimited {
             retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
         })?;
-    if found.last_used_at.is_none_or(|at| at < now - 60_000) {
-        let store = state.store.clone();
-        actix_web::rt::spawn(async move {
-            if let Err(e) = store.touch_api_token(found.id, now).await {
-                tracing::debug!(error = %e, "cannot record an API token's use");
-            }
-        });
-    }
     Ok(DirectoryCaller { token_id: found.id })
 }
 

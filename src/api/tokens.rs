@@ -10,7 +10,6 @@ use utoipa::ToSchema;
 use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, AuthUser};
 use super::AppState;
-use crate::auth::{random_token, token_digest, API_TOKEN_PREFIX};
 use crate::domain::{format_timestamp, now_ms};
 use crate::store::ApiToken;
 use crate::views::List;
@@ -119,14 +118,14 @@ pub async fn create_api_token(
         // A member's, or nothing: not found otherwise.
         state.store.role(user.id, ws).await?;
     }
-    let token = format!("{API_TOKEN_PREFIX}{}", random_token(32));
+    let (token, digest) = crate::auth::new_api_token();
     let made = state
         .store
         .create_api_token(
             Some(user.id),
             body.workspace_id,
             name,
-            &token_digest(&token),
+            &digest,
             &scopes,
             expires_at,
         )

@@ -19,6 +19,13 @@ use sha2::{Digest, Sha256};
 /// The prefix of every API token: a token is recognisable in a log or a leaked file.
 pub const API_TOKEN_PREFIX: &str = "stoa_";
 
+/// A new API token (its prefix and 256 random bits) and the digest it is kept as.
+pub fn new_api_token() -> (String, String) {
+    let token = format!("{API_TOKEN_PREFIX}{}", random_token(32));
+    let digest = token_digest(&token);
+    (token, digest)
+}
+
 /// `bytes` random bytes from the OS generator, base64url encoded.
 pub fn random_token(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];

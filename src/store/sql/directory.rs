@@ -510,21 +510,7 @@ impl Directory for SqlStore {
                 (id, false)
             }
             None => {
-                let slug = match slug {
-                    Some(s) => s.clone(),
-                    None => {
-                        let derived = Slug::derive(name.as_str());
-                        let taken: Option<i64> =
-                            sqlx::query_scalar("SELECT id FROM workspaces WHERE slug = $1")
-                                .bind(derived.as_str())
-                                .fetch_optional(&mut *tx)
-                                .await?;
-                        match taken {
-                            Some(_) => derived.with_suffix(&crate::auth::random_hex(3)),
-                            None => derived,
-                        }
-                    }
-                };
+                let slug = super::workspaces::slug_for(&mut tx, name, slug).await?;
                 let inserted: Result<i64, sqlx::Error> = sqlx::query_scalar(
                     "INSERT INTO workspaces (name, slug, external_id, last_offset, created_at, updated_at) \
                      VALUES ($1, $2, $3, 1, $4, $4) RETURNING id",

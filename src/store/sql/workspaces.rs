@@ -76,6 +76,27 @@ const MEMBER_SELECT: &str =
     "SELECT m.workspace_id, m.user_id, u.email, u.display_name, m.role, m.created_at, m.updated_at \
      FROM memberships m JOIN users u ON u.id = m.user_id";
 
+/// The slug a new workspace gets: the one asked for, or one derived from its name (with a
+/// random suffix when another workspace has it).
+pub(super) async fn slug_for(
+    conn: &mut AnyConnection,
+    name: &WorkspaceName,
+    asked: Option<&Slug>,
+) -> StoreResult<Slug> {
+    if let Some(s) = asked {
+        return Ok(s.clone());
+    }
+    let derived = Slug::derive(name.as_str());
+    let taken: Option<i64> = sqlx::query_scalar("SELECT id FROM workspaces WHERE slug = $1")
+        .bind(derived.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(match taken {
+        Some(_) => derived.with_suffix(&crate::auth::random_hex(3)),
+        None => derived,
+    })
+}
+
 pub(super) async fn member_in(
     conn: &mut AnyConnection,
     ws: WorkspaceId,
@@ -110,22 +131,7 @@ impl Workspaces for SqlStore {
     ) -> StoreResult<(Workspace, Role, Event)> {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
-        let slug = match slug {
-            Some(s) => s.clone(),
-            None => {
-                let derived = Slug::derive(name.as_str());
-                let taken: Option<i64> =
-                    sqlx::query_scalar("SELECT id FROM workspaces WHERE slug = $1")
-                        .bind(derived.as_str())
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                if taken.is_some() {
-                    derived.with_suffix(&crate::auth::random_hex(3))
-                } else {
-                    derived
-                }
-            }
-        };
+        let slug = slug_for(&mut tx, name, slug).await?;
         let id: Result<i64, sqlx::Error> = sqlx::query_scalar(
             "INSERT INTO workspaces (name, slug, last_offset, created_by, created_at, updated_at) \
              VALUES ($1, $2, 1, $3, $4, $4) RETURNING id",
