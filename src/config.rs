@@ -224,6 +224,9 @@ pub struct AuthSettings {
     pub password_hash_queue: usize,
     pub external: ExternalAuthSettings,
     pub ldap: LdapSettings,
+    /// Single sign-on providers (`[[auth.oidc]]`, see `docs/IDENTITY.md`).
+    #[serde(default)]
+    pub oidc: Vec<OidcProviderSettings>,
     /// `auto`, `true` or `false`: whether only verified addresses match accounts by e-mail.
     pub require_verified_email: String,
     pub invitation_ttl_days: u32,
@@ -247,6 +250,52 @@ pub struct LdapSettings {
     pub group_filter: String,
     pub group_roles: Vec<String>,
     pub timeout_secs: u64,
+}
+
+/// One OpenID Connect provider (`[[auth.oidc]]`, see `docs/IDENTITY.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProviderSettings {
+    /// In URLs (`/api/v1/auth/oidc/<name>/start`) and workspace rules: a-z, 0-9 and -.
+    pub name: String,
+    /// On the console's button ("Sign in with …"); the name when empty.
+    #[serde(default)]
+    pub display_name: String,
+    /// Discovery is at `<issuer>/.well-known/openid-configuration`.
+    pub issuer: String,
+    pub client_id: String,
+    /// Empty for a public client (PKCE alone).
+    #[serde(default)]
+    pub client_secret: String,
+    /// `basic` (client_secret_basic) or `post` (client_secret_post).
+    #[serde(default = "default_client_auth")]
+    pub client_auth: String,
+    #[serde(default = "default_oidc_scopes")]
+    pub scopes: Vec<String>,
+    /// Take the provider's addresses as verified though it sends no `email_verified`
+    /// (Entra ID does not): only for a provider that owns the addresses it gives.
+    #[serde(default)]
+    pub trust_email: bool,
+    #[serde(default = "default_metadata_refresh_secs")]
+    pub metadata_refresh_secs: u64,
+    #[serde(default = "default_oidc_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+fn default_client_auth() -> String {
+    "basic".into()
+}
+
+fn default_oidc_scopes() -> Vec<String> {
+    vec!["openid".into(), "email".into(), "profile".into()]
+}
+
+fn default_metadata_refresh_secs() -> u64 {
+    3600
+}
+
+fn default_oidc_timeout_secs() -> u64 {
+    10
 }
 
 /// Outgoing mail (`[smtp]`).
@@ -627,6 +676,8 @@ impl Settings {
         }
         crate::auth::ldap::LdapDirectory::new(&self.auth.ldap)
             .map_err(|e| invalid("auth.ldap", e))?;
+        crate::auth::oidc::OidcProviders::new(&self.auth.oidc, &self.server.public_url())
+            .map_err(|e| invalid("auth.oidc", e))?;
         if self.environment == Environment::Production
             && self.auth.ldap.url.starts_with("ldap://")
             && !self.auth.ldap.starttls

@@ -222,6 +222,16 @@ impl Application {
                 })
             })?
             .map(Arc::new);
+        let oidc = crate::auth::oidc::OidcProviders::new(
+            &settings.auth.oidc,
+            &settings.server.public_url(),
+        )
+        .map_err(|e| {
+            StartupError::Config(ConfigError::Invalid {
+                key: "auth.oidc",
+                message: e,
+            })
+        })?;
         if !mailer.sends() {
             tracing::info!(
                 "smtp.url is not set: no mail is sent; the links it would carry are logged"
@@ -271,6 +281,7 @@ impl Application {
             public_url: settings.server.public_url(),
             invitation_ttl_ms: i64::from(settings.auth.invitation_ttl_days) * 86_400_000,
             ldap,
+            oidc: Arc::new(oidc),
         });
 
         let addr = format!("{}:{}", settings.server.host, settings.server.port);

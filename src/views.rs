@@ -63,6 +63,13 @@ pub struct AccountView {
     pub email_verified: bool,
     pub created_at: String,
     pub notification_preferences: NotificationPreferences,
+    /// Whether the account has a password (accounts of single sign-on or of a directory
+    /// do not: they confirm a deletion with a fresh sign-in).
+    pub has_password: bool,
+    /// How this sign-in began: `password`, `ldap` or `oidc:<provider>`; absent for an API
+    /// token or a token of the product.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signed_in_with: Option<String>,
 }
 
 impl AccountView {
@@ -74,6 +81,8 @@ impl AccountView {
             email_verified: u.email_verified,
             created_at: format_timestamp(u.created_at),
             notification_preferences: preferences,
+            has_password: false,
+            signed_in_with: None,
         }
     }
 }

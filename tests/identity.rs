@@ -56,6 +56,102 @@ async fn mail_links_with_a_real_smtp_server_on_postgres() {
     mail(Backend::Postgres).await;
 }
 
+#[actix_web::test]
+async fn single_sign_on_with_a_real_provider_on_sqlite() {
+    oidc(Backend::Sqlite).await;
+}
+
+#[actix_web::test]
+async fn single_sign_on_with_a_real_provider_on_postgres() {
+    oidc(Backend::Postgres).await;
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// OpenID Connect single sign-on: npm `oidc-provider`, run by `e2e/identity/oidc.mjs` as
+/// the identity provider, and the suite drives browsers through the whole code flow.
+async fn oidc(backend: Backend) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let suite = root.join("e2e");
+    if !suite.join("node_modules/oidc-provider").is_dir() {
+        return missing("e2e/node_modules");
+    }
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    // The provider listens once the suite starts; Stoa asks it for its metadata only at
+    // the first sign-in. The redirect URL the provider knows needs Stoa's port up front.
+    let provider_port = free_port();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut settings = Settings::load_with_env(None, Vec::new()).expect("default settings");
+    settings.server.port = port;
+    settings.server.workers = 2;
+    settings.server.public_url = url.clone();
+    settings.data_dir = db.dir.path().to_path_buf();
+    settings.database.url = db.url.clone();
+    settings.auth.jwt_secret = "e2e-test-secret-0123456789abcdef-GHIJKLMNOPQRSTUV".into();
+    settings.auth.password_hash_memory_kib = 1024;
+    settings.auth.password_hash_iterations = 1;
+    settings.auth.login_attempts_per_minute = 10_000;
+    settings.auth.require_verified_email = "false".into();
+    settings.auth.oidc = vec![stoa::config::OidcProviderSettings {
+        name: "test".into(),
+        display_name: "Test IdP".into(),
+        issuer: format!("http://127.0.0.1:{provider_port}"),
+        client_id: "stoa".into(),
+        client_secret: "stoa-client-secret-0123456789".into(),
+        client_auth: "basic".into(),
+        scopes: vec!["openid".into(), "email".into(), "profile".into()],
+        trust_email: false,
+        metadata_refresh_secs: 3600,
+        timeout_secs: 10,
+    }];
+    let app = Application::build(settings).await.expect("server starts");
+    let store = app.store();
+    let handle = app.handle();
+    actix_web::rt::spawn(app.run_until_stopped());
+    let output = actix_web::rt::task::spawn_blocking(move || {
+        Command::new("node")
+            .args([
+                "--test",
+                "--test-concurrency=1",
+                "--test-reporter=spec",
+                "--test-timeout=60000",
+                "--test-force-exit",
+                "identity/oidc.mjs",
+            ])
+            .current_dir(&suite)
+            .env("STOA_URL", &url)
+            .env("PROVIDER_PORT", provider_port.to_string())
+            .output()
+    })
+    .await
+    .expect("node runs")
+    .expect("node starts");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    assert!(output.status.success(), "the single sign-on suite failed");
+    // Refused sign-ins left nothing behind: no account for the unverified address.
+    use stoa::store::prelude::*;
+    let mallory = store
+        .user_credentials("mallory@acme.test")
+        .await
+        .expect("the database answers");
+    assert!(
+        mallory.is_none(),
+        "an account was made for an unverified address"
+    );
+    handle.stop(true).await;
+}
+
 /// Verification, invitations and password reset: Stoa sends to the SMTP server the suite
 /// runs (`e2e/identity/mail.mjs`, npm `smtp-server`), and the suite follows the links.
 async fn mail(backend: Backend) {

@@ -83,6 +83,8 @@ pub(crate) fn close_reason(end: &SessionEnd) -> &'static str {
         "account_deleted" => "account_deleted",
         "refresh_token_reused" => "refresh_token_reused",
         "token_revoked" => "token_revoked",
+        "sso_required" => "sso_required",
+        "account_claimed" => "account_claimed",
         _ => "session_ended",
     }
 }

@@ -75,12 +75,14 @@ fn hashing_failed(state: &AppState, e: PasswordError) -> ApiError {
     }
 }
 
-/// Issues an access token and a refresh token; a new login starts a new token family.
+/// Issues an access token and a refresh token; a new login starts a new token family,
+/// recording how it began (`method`: `None` for a password, `ldap`, `oidc:<provider>`).
 /// `existing` is a rotated refresh token and the family (login) it belongs to.
-async fn issue_tokens(
+pub(super) async fn issue_tokens(
     state: &AppState,
     user: &User,
     existing: Option<(String, String)>,
+    method: Option<&str>,
 ) -> Result<TokenResponse, ApiError> {
     let now = now_ms();
     let (refresh_token, family) = match existing {
@@ -95,6 +97,7 @@ async fn issue_tokens(
                     &family,
                     &token_digest(&token),
                     now + state.refresh_ttl_secs * 1000,
+                    method,
                 )
                 .await?;
             (token, family)
@@ -136,6 +139,38 @@ async fn apply_directory_roles(
     Ok(())
 }
 
+/// Refuses a login that did not begin through the provider a workspace of the user
+/// requires for their address (`method`: how the login began).
+pub(super) async fn require_sso(
+    state: &AppState,
+    user: i64,
+    method: Option<&str>,
+) -> Result<(), ApiError> {
+    let Some(provider) = state.store.sso_requirement(user).await? else {
+        return Ok(());
+    };
+    let Some(configured) = state.oidc.get(&provider) else {
+        // A rule naming a provider this server no longer has would lock everyone out.
+        tracing::warn!(provider, "a workspace requires a single sign-on provider that is not configured (auth.oidc); the rule is not enforced");
+        return Ok(());
+    };
+    if method.and_then(|m| m.strip_prefix("oidc:")) == Some(provider.as_str()) {
+        return Ok(());
+    }
+    Err(ApiError::SsoRequired {
+        display: configured.display_name().to_string(),
+        provider,
+    })
+}
+
+/// A single sign-on provider, for the console's button.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct SsoProviderView {
+    /// Begin at `/api/v1/auth/oidc/<name>/start`.
+    pub name: String,
+    pub display_name: String,
+}
+
 /// How people can sign in here.
 #[derive(Debug, serde::Serialize, ToSchema)]
 pub struct SignInMethods {
@@ -143,6 +178,8 @@ pub struct SignInMethods {
     pub password: bool,
     /// A directory account (`/auth/ldap/login`).
     pub ldap: bool,
+    /// Single sign-on providers (`/auth/oidc/<name>/start`).
+    pub sso: Vec<SsoProviderView>,
 }
 
 /// How people can sign in here (the console asks before it draws its sign-in page).
@@ -155,6 +192,14 @@ pub async fn sign_in_methods(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(SignInMethods {
         password: true,
         ldap: state.ldap.is_some(),
+        sso: state
+            .oidc
+            .list()
+            .map(|p| SsoProviderView {
+                name: p.name().to_string(),
+                display_name: p.display_name().to_string(),
+            })
+            .collect(),
     })
 }
 
@@ -227,7 +272,8 @@ pub async fn ldap_login(
         return Err(ApiError::Forbidden("this account is disabled".into()));
     }
     apply_directory_roles(&state, user.id, &issuer, &person).await?;
-    let tokens = issue_tokens(&state, &user, None).await?;
+    require_sso(&state, user.id, Some("ldap")).await?;
+    let tokens = issue_tokens(&state, &user, None, Some("ldap")).await?;
     Ok(HttpResponse::Ok().json(tokens))
 }
 
@@ -309,7 +355,7 @@ pub async fn register(
     let user = state.store.create_user(&email, &name, &hash).await?;
     tracing::info!(user_id = user.id, "account created");
     send_verification_mail(&state, &user).await?;
-    let tokens = issue_tokens(&state, &user, None).await?;
+    let tokens = issue_tokens(&state, &user, None, None).await?;
     Ok(HttpResponse::Created().json(tokens))
 }
 
@@ -372,7 +418,8 @@ pub async fn login(
         return Err(ApiError::Forbidden("this account is disabled".into()));
     }
     limits.signed_in(&key, client);
-    Ok(HttpResponse::Ok().json(issue_tokens(&state, &user, None).await?))
+    require_sso(&state, user.id, None).await?;
+    Ok(HttpResponse::Ok().json(issue_tokens(&state, &user, None, None).await?))
 }
 
 /// Trade a refresh token for a new access token and a new refresh token.
@@ -468,7 +515,28 @@ pub async fn refresh(
                     }
                 }
             }
-            let tokens = issue_tokens(&state, &user, Some((new_token, family_id))).await?;
+            // A workspace that now requires single sign-on for this person ends a login
+            // that did not come from its provider.
+            if state.store.sso_requirement(user.id).await?.is_some() {
+                let method = state
+                    .store
+                    .session_info(&family_id)
+                    .await?
+                    .and_then(|s| s.method);
+                if let Err(e) = require_sso(&state, user.id, method.as_deref()).await {
+                    if let Some(end) = state
+                        .store
+                        .revoke_refresh_family(&token_digest(&new_token))
+                        .await?
+                    {
+                        state
+                            .realtime
+                            .end_sessions(crate::realtime::session_end(&end));
+                    }
+                    return Err(e);
+                }
+            }
+            let tokens = issue_tokens(&state, &user, Some((new_token, family_id)), None).await?;
             Ok(HttpResponse::Ok().json(tokens))
         }
         Rotation::Reused { ended } => {
@@ -810,7 +878,8 @@ pub async fn confirm_password_reset(
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn account_view(state: &AppState, user: i64) -> Result<AccountView, ApiError> {
+async fn account_view(state: &AppState, caller: &AuthUser) -> Result<AccountView, ApiError> {
+    let user = caller.id;
     let account = match state.store.user(user).await? {
         Some(u) if !u.disabled => u,
         _ => {
@@ -822,7 +891,20 @@ async fn account_view(state: &AppState, user: i64) -> Result<AccountView, ApiErr
     };
     let stored = state.store.notification_preferences(user).await?;
     let preferences = serde_json::from_value(stored).unwrap_or_default();
-    Ok(AccountView::new(&account, preferences))
+    let mut view = AccountView::new(&account, preferences);
+    view.has_password = state
+        .store
+        .password_hash(user)
+        .await?
+        .is_some_and(|h| h.starts_with('$'));
+    if let Some(family) = caller.session.as_deref() {
+        view.signed_in_with = state
+            .store
+            .session_info(family)
+            .await?
+            .map(|s| s.method.unwrap_or_else(|| "password".into()));
+    }
+    Ok(view)
 }
 
 /// The signed-in account.
@@ -836,7 +918,7 @@ async fn account_view(state: &AppState, user: i64) -> Result<AccountView, ApiErr
 )]
 #[get("/me")]
 pub async fn me(state: web::Data<AppState>, user: AuthUser) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(account_view(&state, user.id).await?))
+    Ok(HttpResponse::Ok().json(account_view(&state, &user).await?))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -882,7 +964,7 @@ pub async fn update_me(
         .store
         .update_profile(user.id, name.as_ref(), preferences.as_ref())
         .await?;
-    Ok(HttpResponse::Ok().json(account_view(&state, user.id).await?))
+    Ok(HttpResponse::Ok().json(account_view(&state, &user).await?))
 }
 
 /// Everything Stoa keeps that you may read about yourself, as one JSON file: the account,
@@ -913,9 +995,14 @@ pub async fn export_me(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteAccount {
-    /// Your password: deleting cannot be undone.
-    pub password: String,
+    /// Your password: deleting cannot be undone. An account without one (single sign-on, a
+    /// directory) sends none, from a sign-in made within the last 10 minutes.
+    #[serde(default)]
+    pub password: Option<String>,
 }
+
+/// How recent a sign-in must be to delete an account that has no password.
+const REAUTH_WINDOW_MS: i64 = 10 * 60 * 1000;
 
 /// Delete your account. Every sign-in ends on every node (sockets close with
 /// `account_deleted`), you leave every workspace, and everything personal is erased; what
@@ -951,18 +1038,34 @@ pub async fn delete_me(
     )?;
     let hash = state.store.password_hash(user.id).await?;
     if !hash.as_deref().is_some_and(|h| h.starts_with('$')) {
-        return Err(ApiError::Conflict {
-            code: "managed_by_product",
-            detail: "this account belongs to the product's sign-in; the product deletes it".into(),
-        });
-    }
-    let ok = state
-        .passwords
-        .verify(body.password, hash)
-        .await
-        .map_err(|e| hashing_failed(&state, e))?;
-    if !ok {
-        return Err(ApiError::Forbidden("the password is wrong".into()));
+        // No password: the sign-in itself must be a fresh one of single sign-on or of the
+        // directory (the console sends the person through their provider again).
+        let session = match user.session.as_deref() {
+            Some(family) => state.store.session_info(family).await?,
+            None => None,
+        };
+        let Some(session) = session.filter(|s| s.method.is_some()) else {
+            return Err(ApiError::Conflict {
+                code: "managed_by_product",
+                detail: "this account belongs to the product's sign-in; the product deletes it"
+                    .into(),
+            });
+        };
+        if session.created_at < now_ms() - REAUTH_WINDOW_MS {
+            return Err(ApiError::Forbidden(
+                "sign in again (within 10 minutes) to delete this account: it has no password to confirm with"
+                    .into(),
+            ));
+        }
+    } else {
+        let ok = state
+            .passwords
+            .verify(body.password.unwrap_or_default(), hash)
+            .await
+            .map_err(|e| hashing_failed(&state, e))?;
+        if !ok {
+            return Err(ApiError::Forbidden("the password is wrong".into()));
+        }
     }
     delete_account(&state, user.id).await?;
     Ok(HttpResponse::NoContent().finish())

@@ -30,6 +30,10 @@ pub struct Problem {
     /// The document's current version, when `code` is `version_mismatch`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_version: Option<i64>,
+    /// The single sign-on provider to sign in through (`/api/v1/auth/oidc/<provider>/start`),
+    /// when `code` is `sso_required`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +46,10 @@ pub enum ApiError {
     Unauthorized { code: &'static str, detail: String },
     #[error("{0}")]
     Forbidden(String),
+    /// A workspace the user belongs to requires single sign-on through `provider` for their
+    /// address's domain, and this login did not come from it.
+    #[error("a workspace you belong to requires signing in with {display} for your address; sign in with {display}")]
+    SsoRequired { provider: String, display: String },
     /// An API token whose scopes or workspace do not cover the request.
     #[error("{0}")]
     InsufficientScope(String),
@@ -95,6 +103,7 @@ impl ApiError {
             | ApiError::Unauthorized { code, .. }
             | ApiError::Conflict { code, .. } => code,
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::SsoRequired { .. } => "sso_required",
             ApiError::InsufficientScope(_) => "insufficient_scope",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
@@ -135,6 +144,10 @@ impl ApiError {
             code: self.code(),
             errors,
             current_version,
+            provider: match self {
+                ApiError::SsoRequired { provider, .. } => Some(provider.clone()),
+                _ => None,
+            },
         }
     }
 }
@@ -145,7 +158,9 @@ impl ResponseError for ApiError {
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) | ApiError::InsufficientScope(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_)
+            | ApiError::InsufficientScope(_)
+            | ApiError::SsoRequired { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,

@@ -248,6 +248,7 @@ pub fn needed_scope(method: &actix_web::http::Method, path: &str) -> Option<&'st
         ["workspaces", _, "reports", ..] => "admin",
         ["workspaces", _, "members", ..] if !read => "admin",
         ["workspaces", _] if !read => "admin",
+        ["workspaces", _, "sso"] if !read => "admin",
         _ if read => "read",
         _ => "write",
     })

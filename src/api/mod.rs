@@ -19,6 +19,7 @@ pub mod openapi;
 mod reports;
 mod search;
 pub mod socket;
+mod sso;
 mod tokens;
 mod workspaces;
 mod yjs;
@@ -74,6 +75,8 @@ pub struct AppState {
     pub invitation_ttl_ms: i64,
     /// Sign-in with a directory (`auth.ldap`), when configured.
     pub ldap: Option<Arc<crate::auth::ldap::LdapDirectory>>,
+    /// Single sign-on providers (`auth.oidc`), possibly none.
+    pub oidc: Arc<crate::auth::oidc::OidcProviders>,
 }
 
 /// Which `Origin` headers the WebSocket upgrade accepts (the CORS origins).
@@ -287,6 +290,12 @@ pub fn app(
                 .service(auth::change_password)
                 .service(auth::verify_email)
                 .service(auth::ldap_login)
+                .service(sso::start)
+                .service(sso::callback)
+                .service(sso::exchange)
+                .service(sso::get_workspace_sso)
+                .service(sso::put_workspace_sso)
+                .service(sso::delete_workspace_sso)
                 .service(auth::sign_in_methods)
                 .service(auth::send_verification)
                 .service(auth::request_password_reset)

@@ -267,6 +267,8 @@ fn refine_bodies(v: &mut Value) {
         "DeleteAccount",
         "CreateApiToken",
         "NotificationPreferences",
+        "ExchangeRequest",
+        "WorkspaceSsoView",
     ] {
         set(v, schema, "additionalProperties", Value::Bool(false));
     }

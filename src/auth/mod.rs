@@ -4,6 +4,7 @@
 pub mod external;
 mod jwt;
 pub mod ldap;
+pub mod oidc;
 mod password;
 mod rate_limit;
 

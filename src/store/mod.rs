@@ -14,6 +14,7 @@
 mod sql;
 
 pub use sql::directory::api_token_session;
+pub use sql::sso::email_domain;
 pub use sql::{sqlite_path, ImportedEvent, SqlStore};
 
 use std::collections::HashMap;
@@ -283,6 +284,7 @@ pub trait Store:
     + Search
     + Directory
     + Invitations
+    + SingleSignOn
     + Send
     + Sync
     + 'static
@@ -295,8 +297,93 @@ pub trait Store:
 pub mod prelude {
     pub use super::{
         Accounts, Comments, Directory, DocumentUpdates, Documents, Events, Invitations,
-        Notifications, Reports, Search, Store, Workspaces,
+        Notifications, Reports, Search, SingleSignOn, Store, Workspaces,
     };
+}
+
+/// A sign-in through an OpenID Connect provider in flight (see `oidc_flows`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcFlow {
+    /// The digest of the `state` parameter (kind `state`) or of the one-time code the
+    /// console trades for tokens (kind `handoff`).
+    pub id: String,
+    pub kind: String,
+    pub provider: String,
+    /// The digest of the cookie of the browser that began the sign-in.
+    pub browser: String,
+    pub nonce: Option<String>,
+    pub verifier: Option<String>,
+    /// Where the console goes once signed in (a path of its own).
+    pub next_path: Option<String>,
+    pub user_id: Option<UserId>,
+    pub expires_at: i64,
+}
+
+/// How a login began and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// `None` for a password, `ldap`, or `oidc:<provider name>`.
+    pub method: Option<String>,
+    pub created_at: i64,
+}
+
+/// A workspace's single sign-on rule: members whose address is in one of `domains` sign
+/// in through `provider` only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceSso {
+    pub provider: String,
+    pub domains: Vec<String>,
+    pub updated_at: i64,
+}
+
+/// Single sign-on: sign-ins in flight, accounts found or made by a provider's verified
+/// address, and workspaces that require it.
+#[async_trait]
+pub trait SingleSignOn: Send + Sync {
+    /// Stores a sign-in in flight (and drops those that have expired).
+    async fn insert_oidc_flow(&self, flow: &OidcFlow) -> StoreResult<()>;
+    /// Takes (deletes and returns) the unexpired flow of this id and kind: a second take of
+    /// the same one finds nothing.
+    async fn take_oidc_flow(&self, id: &str, kind: &str, now: i64)
+        -> StoreResult<Option<OidcFlow>>;
+    /// The account of a provider's person: the one linked to (`issuer`, `subject`);
+    /// otherwise the account holding the address the provider has verified, now linked; or
+    /// a new account. An account found by an address it had not verified itself loses its
+    /// password and its logins (returned): whoever registered the address without owning
+    /// it keeps nothing of it.
+    async fn sso_user(
+        &self,
+        issuer: &str,
+        subject: &str,
+        email: Option<&Email>,
+        name: Option<&DisplayName>,
+    ) -> StoreResult<(User, Option<SessionEnd>)>;
+    /// How a login (refresh family) began.
+    async fn session_info(&self, family: &str) -> StoreResult<Option<SessionInfo>>;
+    /// The provider the user must sign in through: that of a workspace they are a member of
+    /// whose single sign-on rule names their address's domain.
+    async fn sso_requirement(&self, user: UserId) -> StoreResult<Option<String>>;
+    async fn workspace_sso(&self, workspace: WorkspaceId) -> StoreResult<Option<WorkspaceSso>>;
+    /// Sets (or, with `None`, lifts) the workspace's rule.
+    async fn set_workspace_sso(
+        &self,
+        workspace: WorkspaceId,
+        rule: Option<(&str, &[String])>,
+    ) -> StoreResult<Option<WorkspaceSso>>;
+    /// The workspace's members whose address is in one of `domains`.
+    async fn members_in_domains(
+        &self,
+        workspace: WorkspaceId,
+        domains: &[String],
+    ) -> StoreResult<Vec<UserId>>;
+    /// Ends every live login of the user that did not begin with `method`: their refresh
+    /// families revoked, their access tokens refused. Returns the ends to tell the nodes.
+    async fn end_sessions_not_by(
+        &self,
+        user: UserId,
+        method: &str,
+        reason: &str,
+    ) -> StoreResult<Vec<SessionEnd>>;
 }
 
 /// Users and their refresh tokens.
@@ -317,6 +404,7 @@ pub trait Accounts: Send + Sync {
         family_id: &str,
         token_hash: &str,
         expires_at: i64,
+        method: Option<&str>,
     ) -> StoreResult<()>;
     /// Spends `presented_hash` and stores `new_hash` in the same family, atomically. A
     /// token spent within the last `reuse_interval_ms` and presented again with the same

@@ -74,6 +74,12 @@ async fn every_route_group_answers_each_scope_as_documented(backend: Backend) {
             Some("admin"),
         ),
         (
+            Method::DELETE,
+            format!("{ws_path}/sso"),
+            None,
+            Some("admin"),
+        ),
+        (
             Method::GET,
             format!("{ws_path}/documents"),
             None,

@@ -203,7 +203,10 @@ async fn directory_accounts_sign_in_and_their_groups_grant_roles_live(backend: B
         return;
     };
     let methods = app.get("/api/v1/auth/methods", "").await;
-    assert_eq!(methods.body, json!({"password": true, "ldap": true}));
+    assert_eq!(
+        methods.body,
+        json!({"password": true, "ldap": true, "sso": []})
+    );
     // A workspace made in Stoa, named by its slug in the group rule.
     let owner = app.register("owner").await;
     let ws = app

@@ -32,7 +32,159 @@ on_every_backend!(
     document_updates_load_in_order_compact_and_go_with_their_document,
     live_edits_are_recorded_once_whoever_records_them,
     role_claims_apply_in_issue_order_and_take_back_only_their_own,
+    single_sign_on_links_by_proved_address_and_flows_are_taken_once,
 );
+
+/// Single sign-on: a verified account is linked and keeps its password and logins; an
+/// unverified one is claimed (password and logins end); a flow is taken once, unexpired;
+/// a workspace rule names its members' domain; logins not of the provider end.
+async fn single_sign_on_links_by_proved_address_and_flows_are_taken_once(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let store = open(&db).await;
+    let issuer = "https://idp.example.com";
+    let far = stoa::domain::now_ms() + 3_600_000;
+    // Proved here before: linked, nothing ends.
+    let proved = user(&store, "proved").await;
+    store
+        .issue_email_token(
+            proved.id,
+            "verify_email",
+            "proved@example.com",
+            "digest-1",
+            far,
+        )
+        .await
+        .unwrap();
+    assert!(store.verify_email("digest-1").await.unwrap().is_some());
+    store
+        .insert_refresh_token(proved.id, "fam-proved", "p0", far, None)
+        .await
+        .unwrap();
+    let email = Email::parse("proved@example.com").unwrap();
+    let (linked, ended) = store
+        .sso_user(issuer, "sub-proved", Some(&email), None)
+        .await
+        .unwrap();
+    assert_eq!(linked.id, proved.id);
+    assert!(ended.is_none());
+    assert!(store
+        .password_hash(proved.id)
+        .await
+        .unwrap()
+        .is_some_and(|h| h.starts_with('$')));
+    // Found by subject from now on, whatever the address says.
+    let (again, _) = store
+        .sso_user(issuer, "sub-proved", None, None)
+        .await
+        .unwrap();
+    assert_eq!(again.id, proved.id);
+
+    // Never proved: claimed.
+    let squatter = user(&store, "squat").await;
+    store
+        .insert_refresh_token(squatter.id, "fam-squat", "s0", far, None)
+        .await
+        .unwrap();
+    let email = Email::parse("squat@example.com").unwrap();
+    let (claimed, ended) = store
+        .sso_user(issuer, "sub-squat", Some(&email), None)
+        .await
+        .unwrap();
+    assert_eq!(claimed.id, squatter.id);
+    assert!(claimed.email_verified);
+    let ended = ended.expect("the squatter's logins end");
+    assert_eq!(ended.reason, "account_claimed");
+    assert!(!store
+        .password_hash(squatter.id)
+        .await
+        .unwrap()
+        .is_some_and(|h| h.starts_with('$')));
+    assert!(matches!(
+        store
+            .rotate_refresh_token("s0", "s1", far, 0)
+            .await
+            .unwrap(),
+        Rotation::Invalid
+    ));
+
+    // A flow is taken once, and not after it expires.
+    let flow = |id: &str, expires_at: i64| stoa::store::OidcFlow {
+        id: id.into(),
+        kind: "state".into(),
+        provider: "okta".into(),
+        browser: "b".into(),
+        nonce: Some("n".into()),
+        verifier: Some("v".into()),
+        next_path: None,
+        user_id: None,
+        expires_at,
+    };
+    store.insert_oidc_flow(&flow("f1", far)).await.unwrap();
+    let now = stoa::domain::now_ms();
+    assert_eq!(
+        store.take_oidc_flow("f1", "handoff", now).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.take_oidc_flow("f1", "state", now).await.unwrap(),
+        Some(flow("f1", far))
+    );
+    assert_eq!(
+        store.take_oidc_flow("f1", "state", now).await.unwrap(),
+        None
+    );
+    store.insert_oidc_flow(&flow("f2", now + 1)).await.unwrap();
+    assert_eq!(
+        store.take_oidc_flow("f2", "state", now + 2).await.unwrap(),
+        None
+    );
+
+    // A workspace rule covers its members of the domain; their other logins end.
+    let (ws, _, _) = store
+        .create_workspace(proved.id, &name("Acme"), None)
+        .await
+        .unwrap();
+    assert_eq!(store.sso_requirement(proved.id).await.unwrap(), None);
+    store
+        .set_workspace_sso(ws.id, Some(("okta", &["example.com".to_string()])))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.sso_requirement(proved.id).await.unwrap().as_deref(),
+        Some("okta")
+    );
+    assert_eq!(
+        store.sso_requirement(squatter.id).await.unwrap(),
+        None,
+        "not a member"
+    );
+    store
+        .insert_refresh_token(proved.id, "fam-okta", "o0", far, Some("oidc:okta"))
+        .await
+        .unwrap();
+    let ends = store
+        .end_sessions_not_by(proved.id, "oidc:okta", "sso_required")
+        .await
+        .unwrap();
+    assert_eq!(
+        ends.iter().map(|e| e.session.clone()).collect::<Vec<_>>(),
+        [Some("fam-proved".to_string())]
+    );
+    assert_eq!(
+        store
+            .session_info("fam-okta")
+            .await
+            .unwrap()
+            .unwrap()
+            .method
+            .as_deref(),
+        Some("oidc:okta")
+    );
+    store.set_workspace_sso(ws.id, None).await.unwrap();
+    assert_eq!(store.sso_requirement(proved.id).await.unwrap(), None);
+}
 
 /// Role claims: applied in the order tokens were issued, only by the issuer that knows
 /// the account, and taking back only what claims granted.
@@ -153,7 +305,7 @@ async fn concurrent_refresh_of_one_token_lets_exactly_one_win(backend: Backend) 
     let alice = user(store.as_ref(), "alice").await;
     let far = stoa::domain::now_ms() + 3_600_000;
     store
-        .insert_refresh_token(alice.id, "family-1", "hash-0", far)
+        .insert_refresh_token(alice.id, "family-1", "hash-0", far, None)
         .await
         .unwrap();
     let attempts = (0..8).map(|i| {
@@ -190,7 +342,13 @@ async fn concurrent_refresh_of_one_token_lets_exactly_one_win(backend: Backend) 
         Rotation::Invalid
     );
     store
-        .insert_refresh_token(alice.id, "family-2", "expired", stoa::domain::now_ms() - 1)
+        .insert_refresh_token(
+            alice.id,
+            "family-2",
+            "expired",
+            stoa::domain::now_ms() - 1,
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -212,7 +370,7 @@ async fn a_spent_token_presented_again_soon_gets_the_same_successor(backend: Bac
     let alice = user(&store, "alice").await;
     let far = stoa::domain::now_ms() + 3_600_000;
     store
-        .insert_refresh_token(alice.id, "fam", "t0", far)
+        .insert_refresh_token(alice.id, "fam", "t0", far, None)
         .await
         .unwrap();
     let rotated = Rotation::Rotated {
@@ -252,7 +410,7 @@ async fn a_spent_token_presented_again_soon_gets_the_same_successor(backend: Bac
 
     // Once the successor itself was used, the old token is a replay.
     store
-        .insert_refresh_token(alice.id, "fam2", "u0", far)
+        .insert_refresh_token(alice.id, "fam2", "u0", far, None)
         .await
         .unwrap();
     store
@@ -286,7 +444,7 @@ async fn a_spent_token_presented_again_soon_gets_the_same_successor(backend: Bac
 
     // With no interval, presenting a spent token again is always a replay.
     store
-        .insert_refresh_token(alice.id, "fam3", "v0", far)
+        .insert_refresh_token(alice.id, "fam3", "v0", far, None)
         .await
         .unwrap();
     store
@@ -313,7 +471,7 @@ async fn a_replay_racing_a_rotation_leaves_no_live_token(backend: Backend) {
         let fam = format!("race-{round}");
         let (t0, t1, t2) = (format!("{fam}-0"), format!("{fam}-1"), format!("{fam}-2"));
         store
-            .insert_refresh_token(alice.id, &fam, &t0, far)
+            .insert_refresh_token(alice.id, &fam, &t0, far, None)
             .await
             .unwrap();
         store.rotate_refresh_token(&t0, &t1, far, 0).await.unwrap();
@@ -349,11 +507,11 @@ async fn expired_and_long_spent_refresh_tokens_are_pruned(backend: Backend) {
     let now = stoa::domain::now_ms();
     let far = now + 3_600_000;
     store
-        .insert_refresh_token(alice.id, "old", "expired", now - 1)
+        .insert_refresh_token(alice.id, "old", "expired", now - 1, None)
         .await
         .unwrap();
     store
-        .insert_refresh_token(alice.id, "live", "a", far)
+        .insert_refresh_token(alice.id, "live", "a", far, None)
         .await
         .unwrap();
     store.rotate_refresh_token("a", "b", far, 0).await.unwrap();

@@ -3,7 +3,7 @@ import { Navigate, Route, Routes, useLocation, useNavigate } from "react-router-
 import { Spin } from "antd";
 import { useUser } from "./lib/auth";
 import { whenSignedOut } from "./lib/api";
-import { SignIn, Register } from "./pages/SignIn";
+import { SignIn, Register, SsoLanding } from "./pages/SignIn";
 import { Boundary } from "./components/Boundary";
 
 // Everything behind sign-in is loaded on demand: the sign-in page carries only what it uses.
@@ -51,6 +51,7 @@ export function App() {
     <Boundary>
     <Routes>
       <Route path="/signin" element={<SignIn />} />
+      <Route path="/signin/sso" element={<SsoLanding />} />
       <Route path="/register" element={<Register />} />
       <Route path="/verify-email" element={<Suspense fallback={<Loading />}><VerifyEmail /></Suspense>} />
       <Route path="/forgot-password" element={<Suspense fallback={<Loading />}><ForgotPassword /></Suspense>} />

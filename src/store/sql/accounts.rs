@@ -154,16 +154,18 @@ impl Accounts for SqlStore {
         family_id: &str,
         token_hash: &str,
         expires_at: i64,
+        method: Option<&str>,
     ) -> StoreResult<()> {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
         sqlx::query(
-            "INSERT INTO refresh_families (id, user_id, created_at) VALUES ($1, $2, $3) \
+            "INSERT INTO refresh_families (id, user_id, created_at, method) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(family_id)
         .bind(user_id)
         .bind(now)
+        .bind(method)
         .execute(&mut *tx)
         .await?;
         sqlx::query(

@@ -23,6 +23,7 @@ mod invitations;
 mod reports;
 mod search;
 mod seed;
+pub mod sso;
 
 pub use seed::ImportedEvent;
 mod notifications;

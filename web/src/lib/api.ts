@@ -124,6 +124,7 @@ export const api = {
   post: <T>(path: string, body?: unknown, opts?: CallOptions) => call<T>("POST", path, { ...opts, body }),
   patch: <T>(path: string, body: unknown, opts?: CallOptions) => call<T>("PATCH", path, { ...opts, body }),
   del: <T>(path: string, opts?: CallOptions) => call<T>("DELETE", path, opts),
+  put: <T>(path: string, body: unknown, opts?: CallOptions) => call<T>("PUT", path, { ...opts, body }),
 };
 
 export async function signIn(email: string, password: string): Promise<void> {
@@ -135,6 +136,19 @@ export async function signIn(email: string, password: string): Promise<void> {
 export async function signInWithDirectory(login: string, password: string): Promise<void> {
   const r = await call<TokenResponse>("POST", "/api/v1/auth/ldap/login", { body: { login, password }, anonymous: true });
   session.set(fromResponse(r, Date.now()));
+}
+
+/** Trades the one-time code a finished single sign-on left in the page's URL for tokens. */
+export async function signInWithSso(handoff: string): Promise<void> {
+  const r = await call<TokenResponse>("POST", "/api/v1/auth/oidc/exchange", { body: { handoff }, anonymous: true });
+  session.set(fromResponse(r, Date.now()));
+}
+
+/** Where the browser begins a single sign-on through `provider`. */
+export function ssoStartUrl(provider: string, next: string, reauthenticate = false): string {
+  const query = new URLSearchParams({ next });
+  if (reauthenticate) query.set("reauthenticate", "true");
+  return `/api/v1/auth/oidc/${encodeURIComponent(provider)}/start?${query}`;
 }
 
 export async function register(email: string, password: string, displayName: string): Promise<void> {

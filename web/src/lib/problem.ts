@@ -108,6 +108,8 @@ const CLOSE_REASONS: Record<string, string> = {
   token_expired: "Your session expired; signing in again.",
   logged_out: "You signed out in another window.",
   session_ended: "Your session was ended.",
+  sso_required: "A workspace you belong to now requires single sign-on: sign in with it.",
+  account_claimed: "Your address was proved through single sign-on: sign in with it.",
   slow_consumer: "The connection could not keep up and was closed; reconnecting.",
   rate_limited: "Too many messages were sent too fast; reconnecting.",
   heartbeat_timeout: "The connection went quiet and was closed; reconnecting.",
@@ -136,4 +138,6 @@ export const TERMINAL_REASONS = new Set([
   "document_deleted",
   "logged_out",
   "session_ended",
+  "sso_required",
+  "account_claimed",
 ]);

@@ -19,6 +19,10 @@ export interface NotificationPreferences {
 /** `GET /api/v1/me`: the account and its preferences. */
 export interface Account extends User {
   notification_preferences: NotificationPreferences;
+  /** False for accounts of single sign-on or a directory. */
+  has_password?: boolean;
+  /** How this sign-in began: `password`, `ldap` or `oidc:<provider>`. */
+  signed_in_with?: string;
 }
 
 export interface ApiToken {

@@ -1,6 +1,6 @@
 import { useState } from "react";
 import { Alert, Button, Card, Checkbox, Descriptions, Form, Input, InputNumber, Popconfirm, Select, Table, Tag, Typography } from "antd";
-import { api, call, signOut } from "../lib/api";
+import { api, call, signOut, ssoStartUrl } from "../lib/api";
 import { useUser } from "../lib/auth";
 import { useLoad } from "../lib/hooks";
 import type { Account as AccountView, ApiToken, Page, User, Workspace } from "../lib/types";
@@ -250,8 +250,10 @@ function Tokens() {
   );
 }
 
-/** The export as a file, and deletion with the password. */
-function YourData() {
+/** The export as a file, and deletion with the password (or, without one, a fresh sign-in). */
+function YourData({ me }: { me?: AccountView }) {
+  const passwordless = me?.has_password === false;
+  const provider = me?.signed_in_with?.startsWith("oidc:") ? me.signed_in_with.slice(5) : null;
   const { error, setError, busy, submit } = useCardSubmit();
   return (
     <Card title="Your data">
@@ -281,24 +283,50 @@ function YourData() {
         Deleting your account ends every sign-in and takes you out of every workspace. What you wrote stays, shown as
         written by “Deleted user”. It cannot be undone. Hand over the workspaces you alone own first.
       </Typography.Paragraph>
-      <Form
-        name="deletion"
-        layout="inline"
-        onFinish={(v: { password: string }) =>
-          submit(async () => {
-            await api.del("/api/v1/me", { body: { password: v.password } });
-            await signOut();
-            window.location.assign("/signin");
-          })
-        }
-      >
-        <Form.Item label="Password" name="password" rules={[{ required: true, message: "Your password" }]}>
-          <Input.Password autoComplete="current-password" aria-label="Password to delete the account" />
-        </Form.Item>
-        <Button danger htmlType="submit" loading={busy}>
-          Delete my account
-        </Button>
-      </Form>
+      {passwordless ? (
+        <>
+          <Typography.Paragraph type="secondary">
+            Your account has no password: deleting it needs a sign-in from the last 10 minutes.
+          </Typography.Paragraph>
+          {provider && (
+            <Button style={{ marginRight: 8 }} onClick={() => window.location.assign(ssoStartUrl(provider, "/account", true))}>
+              Sign in again
+            </Button>
+          )}
+          <Button
+            danger
+            loading={busy}
+            onClick={() =>
+              submit(async () => {
+                await api.del("/api/v1/me", { body: {} });
+                await signOut();
+                window.location.assign("/signin");
+              })
+            }
+          >
+            Delete my account
+          </Button>
+        </>
+      ) : (
+        <Form
+          name="deletion"
+          layout="inline"
+          onFinish={(v: { password: string }) =>
+            submit(async () => {
+              await api.del("/api/v1/me", { body: { password: v.password } });
+              await signOut();
+              window.location.assign("/signin");
+            })
+          }
+        >
+          <Form.Item label="Password" name="password" rules={[{ required: true, message: "Your password" }]}>
+            <Input.Password autoComplete="current-password" aria-label="Password to delete the account" />
+          </Form.Item>
+          <Button danger htmlType="submit" loading={busy}>
+            Delete my account
+          </Button>
+        </Form>
+      )}
     </Card>
   );
 }
@@ -319,9 +347,9 @@ export function Account() {
         </Descriptions.Item>
       </Descriptions>
       {me.data && <Profile me={me.data} onSaved={me.reload} />}
-      <Password />
+      {me.data?.has_password !== false && <Password />}
       <Tokens />
-      <YourData />
+      <YourData me={me.data} />
     </div>
   );
 }

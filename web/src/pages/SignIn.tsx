@@ -1,7 +1,7 @@
-import { useEffect, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import { Link, Navigate, useNavigate, useSearchParams } from "react-router-dom";
 import { Alert, Button, Card, Form, Input, Typography } from "antd";
-import { call, register, signIn, signInWithDirectory } from "../lib/api";
+import { call, register, signIn, signInWithDirectory, signInWithSso, ssoStartUrl } from "../lib/api";
 import { useUser } from "../lib/auth";
 import { ProblemAlert } from "../components/ProblemAlert";
 
@@ -60,9 +60,13 @@ export function SignIn() {
   // With a directory configured, a second way in: its account name and password.
   const [ldap, setLdap] = useState(false);
   const [directory, setDirectory] = useState(false);
+  const [providers, setProviders] = useState<SsoProvider[]>([]);
   useEffect(() => {
-    call<{ ldap: boolean }>("GET", "/api/v1/auth/methods", { anonymous: true })
-      .then((m) => setLdap(m.ldap))
+    call<{ ldap: boolean; sso?: SsoProvider[] }>("GET", "/api/v1/auth/methods", { anonymous: true })
+      .then((m) => {
+        setLdap(m.ldap);
+        setProviders(m.sso ?? []);
+      })
       .catch(() => setLdap(false));
   }, []);
   if (user) return <Navigate to={next} replace />;
@@ -112,6 +116,16 @@ export function SignIn() {
           Sign in
         </Button>
       </Form>
+      {providers.map((p) => (
+        <Button
+          key={p.name}
+          block
+          style={{ marginTop: 8 }}
+          onClick={() => window.location.assign(ssoStartUrl(p.name, next))}
+        >
+          Sign in with {p.display_name}
+        </Button>
+      ))}
       <p style={{ marginTop: 16, marginBottom: 0 }}>
         <Link to="/forgot-password">Forgot your password?</Link>
       </p>
@@ -125,6 +139,57 @@ export function SignIn() {
       <p style={{ marginTop: 8, marginBottom: 0 }}>
         New here? <Link to={`/register${next !== "/" ? `?next=${encodeURIComponent(next)}` : ""}`}>Create an account</Link>
       </p>
+    </Frame>
+  );
+}
+
+type SsoProvider = { name: string; display_name: string };
+
+/** Where a single sign-on lands: the one-time code (or the refusal) is in the URL's fragment. */
+export function SsoLanding() {
+  const navigate = useNavigate();
+  const [outcome] = useState(() => {
+    const fragment = new URLSearchParams(window.location.hash.slice(1));
+    return {
+      handoff: fragment.get("handoff"),
+      next: safeNext(fragment.get("next")),
+      error: fragment.get("error"),
+      description: fragment.get("error_description"),
+    };
+  });
+  const [error, setError] = useState<unknown>(null);
+  // The code works once: traded once, even when effects run twice.
+  const started = useRef(false);
+  useEffect(() => {
+    // The code is for this page only: out of the address bar and the history at once.
+    window.history.replaceState(null, "", window.location.pathname);
+    if (!outcome.handoff || started.current) return;
+    started.current = true;
+    signInWithSso(outcome.handoff)
+      .then(() => navigate(outcome.next, { replace: true }))
+      .catch(setError);
+  }, [outcome, navigate]);
+  if (outcome.handoff && !error) {
+    return (
+      <Frame title="Signing in…">
+        <Typography.Paragraph>One moment.</Typography.Paragraph>
+      </Frame>
+    );
+  }
+  return (
+    <Frame title="Single sign-on did not finish">
+      {error ? (
+        <ProblemAlert error={error} />
+      ) : (
+        <Alert
+          type="error"
+          showIcon
+          style={{ marginBottom: 16 }}
+          message={outcome.description ?? "The sign-in was not completed."}
+          description={outcome.error ? `(${outcome.error})` : undefined}
+        />
+      )}
+      <Link to="/signin">Back to sign in</Link>
     </Frame>
   );
 }

@@ -1,4 +1,4 @@
-import { lazy, Suspense, useMemo, useRef, useState } from "react";
+import { lazy, Suspense, useEffect, useMemo, useRef, useState } from "react";
 import { Link, Route, Routes, useLocation, useNavigate, useParams } from "react-router-dom";
 import { Alert, Button, Form, Input, List, Modal, Popconfirm, Select, Space, Spin, Table, Tabs, Tag, Typography } from "antd";
 import { api } from "../lib/api";
@@ -468,6 +468,7 @@ function Settings({ ws, onChange }: { ws: Workspace; onChange: () => void }) {
           Rename
         </Button>
       </Form>
+      {atLeast(ws.role, "admin") && <SingleSignOn ws={ws} />}
       {ws.role === "owner" && (
         <div style={{ marginTop: 40 }}>
           <Typography.Title level={3}>Delete the workspace</Typography.Title>
@@ -490,6 +491,94 @@ function Settings({ ws, onChange }: { ws: Workspace; onChange: () => void }) {
           </Popconfirm>
         </div>
       )}
+    </div>
+  );
+}
+
+type SsoRule = { provider: string; domains: string[] };
+
+/** The workspace's single sign-on rule, when the server has providers. */
+function SingleSignOn({ ws }: { ws: Workspace }) {
+  const [providers, setProviders] = useState<{ name: string; display_name: string }[]>([]);
+  const [rule, setRule] = useState<SsoRule | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const [saved, setSaved] = useState(false);
+  const [form] = Form.useForm();
+  useEffect(() => {
+    let live = true;
+    (async () => {
+      const methods = await api.get<{ sso?: { name: string; display_name: string }[] }>("/api/v1/auth/methods");
+      if (!live) return;
+      setProviders(methods.sso ?? []);
+      if (!methods.sso?.length) return;
+      try {
+        const r = await api.get<SsoRule>(`/api/v1/workspaces/${ws.id}/sso`);
+        if (live) {
+          setRule(r);
+          form.setFieldsValue(r);
+        }
+      } catch {
+        // 404: no rule.
+      }
+    })().catch((e) => live && setError(e));
+    return () => {
+      live = false;
+    };
+  }, [ws.id, form]);
+  if (providers.length === 0) return null;
+  return (
+    <div style={{ marginTop: 40 }}>
+      <Typography.Title level={3}>Single sign-on</Typography.Title>
+      <p>
+        Members whose address is in one of these domains sign in through the provider only; their other sign-ins end at
+        once.
+      </p>
+      <ProblemAlert error={error} onClose={() => setError(null)} />
+      {saved && <Alert type="success" showIcon message="Saved" style={{ marginBottom: 16 }} />}
+      <Form
+        form={form}
+        layout="vertical"
+        initialValues={{ provider: providers[0]?.name, domains: [] }}
+        onFinish={async (v: SsoRule) => {
+          setError(null);
+          setSaved(false);
+          try {
+            setRule(await api.put<SsoRule>(`/api/v1/workspaces/${ws.id}/sso`, v));
+            setSaved(true);
+          } catch (e) {
+            setError(e);
+          }
+        }}
+      >
+        <Form.Item name="provider" label="Provider">
+          <Select options={providers.map((p) => ({ value: p.name, label: p.display_name }))} />
+        </Form.Item>
+        <Form.Item name="domains" label="E-mail domains" rules={[{ required: true, message: "At least one domain" }]}>
+          <Select mode="tags" tokenSeparators={[",", " "]} placeholder="example.com" aria-label="E-mail domains" />
+        </Form.Item>
+        <Space>
+          <Button type="primary" htmlType="submit">
+            Require single sign-on
+          </Button>
+          {rule && (
+            <Button
+              onClick={async () => {
+                setError(null);
+                try {
+                  await api.del(`/api/v1/workspaces/${ws.id}/sso`);
+                  setRule(null);
+                  setSaved(false);
+                  form.setFieldsValue({ domains: [] });
+                } catch (e) {
+                  setError(e);
+                }
+              }}
+            >
+              Lift the rule
+            </Button>
+          )}
+        </Space>
+      </Form>
     </div>
   );
 }
