@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import Provider from "oidc-provider";
 import { generateKeyPair, exportJWK } from "jose";
+import { existsSync } from "node:fs";
 
 import { BASE, api, connect, deferred } from "../support.mjs";
 
@@ -25,6 +26,8 @@ const PEOPLE = {
   "mallory@acme.test": { email_verified: false, name: "Mallory" },
   "carol@acme.test": { email_verified: true, name: "Carol Owner" },
   "dave@acme.test": { email_verified: true, name: "Dave Member" },
+  // Who signs in when Stoa passes no hint (the console's button).
+  "connie@acme.test": { email_verified: true, name: "Connie Console" },
 };
 
 async function signingKey() {
@@ -73,7 +76,7 @@ async function startProvider(key) {
     if (!req.url.startsWith("/interaction/")) return callback(req, res);
     try {
       const { params } = await provider.interactionDetails(req, res);
-      const who = params.login_hint;
+      const who = params.login_hint ?? "connie@acme.test";
       const result = PEOPLE[who]
         ? { login: { accountId: who } }
         : { error: "access_denied", error_description: "no such person" };
@@ -451,4 +454,47 @@ test("an account without a password is deleted from a fresh single sign-on", asy
   const noPassword = await api("DELETE", "/api/v1/me", alice.access_token, {});
   assert.equal(noPassword.status, 204, JSON.stringify(noPassword.body));
   assert.equal((await api("GET", "/api/v1/me", alice.access_token)).status, 401);
+});
+
+// The console, in Debian's Chromium (playwright-core of the console's own packages).
+const PLAYWRIGHT = new URL("../../web/node_modules/playwright-core/index.mjs", import.meta.url);
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+
+test("the console signs in through the provider, and deletes the account with a fresh sign-in", async (t) => {
+  if (!existsSync(PLAYWRIGHT) || !existsSync(CHROMIUM)) {
+    const why = "the console's part needs npm ci --prefix web and Debian's chromium";
+    if (process.env.CI === "true") assert.fail(why);
+    t.skip(why);
+    return;
+  }
+  const { chromium } = await import(PLAYWRIGHT.href);
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
+  });
+  try {
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(`${BASE}/signin?next=${encodeURIComponent("/account")}`);
+    await page.getByRole("button", { name: "Sign in with Test IdP" }).click();
+    // To the provider and back, the code traded, and on to the page asked for.
+    await page.waitForURL(`${BASE}/account`);
+    await page.getByText("Connie Console").first().waitFor();
+    assert.equal(new URL(page.url()).hash, "", "the one-time code is gone from the address");
+    // No password to change; deletion needs a fresh sign-in, which this one is.
+    await page.getByText("Your account has no password").waitFor();
+    assert.equal(await page.getByText("Change password").count(), 0);
+    await page.getByRole("button", { name: "Delete my account" }).click();
+    await page.waitForURL(/\/signin/);
+    const gone = await api("POST", "/api/v1/auth/login", null, { email: "connie@acme.test", password: PASSWORD });
+    assert.equal(gone.status, 401);
+
+    // A refused sign-in says why on the console's page (a browser the provider knows nobody in).
+    const other = await (await browser.newContext()).newPage();
+    await other.goto(`${BASE}/api/v1/auth/oidc/test/start?login_hint=mallory%40acme.test`);
+    await other.waitForURL(`${BASE}/signin/sso`);
+    await other.getByText("the provider has not verified your e-mail address").waitFor();
+    await other.getByRole("link", { name: "Back to sign in" }).waitFor();
+  } finally {
+    await browser.close();
+  }
 });
