@@ -23,6 +23,7 @@ CREATE TABLE oidc_flows (
     created_at BIGINT NOT NULL
 );
 CREATE INDEX oidc_flows_expiry ON oidc_flows (expires_at);
+CREATE INDEX oidc_flows_by_user ON oidc_flows (user_id);
 
 -- A workspace's members whose address is in one of `domains` (space-separated, lower case)
 -- must sign in through the provider `provider` (a name of `auth.oidc`).
