@@ -53,6 +53,7 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub cluster: ClusterSettings,
     pub search: SearchSettings,
+    pub documents: DocumentSettings,
     pub metrics: MetricsSettings,
     pub log: LogSettings,
     /// `STOA_*` variables that name no setting: ignored, and reported at start-up.
@@ -296,6 +297,18 @@ fn default_metadata_refresh_secs() -> u64 {
 
 fn default_oidc_timeout_secs() -> u64 {
     10
+}
+
+/// Document history (`[documents]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentSettings {
+    /// At most one automatic version per this many seconds of a document's editing.
+    pub version_interval_secs: u64,
+    /// Automatic versions: every one kept this long…
+    pub version_keep_all_hours: u64,
+    /// …then the newest of each hour this long, then the newest of each day.
+    pub version_keep_hourly_days: u64,
 }
 
 /// Outgoing mail (`[smtp]`).

@@ -10,6 +10,7 @@ pub mod config;
 pub mod console;
 pub mod domain;
 pub mod files;
+pub mod history;
 pub mod identity;
 pub mod mail;
 pub mod metrics;

@@ -100,6 +100,9 @@ impl Authorizer for StoreAuthorizer {
 /// Documents' Yjs updates, kept by the store.
 pub struct StoreDocs {
     pub store: Arc<dyn Store>,
+    /// At most one automatic version per this long (`documents.version_interval_secs`).
+    pub version_interval_ms: i64,
+    pub retention: crate::history::Retention,
 }
 
 fn doc_error(e: StoreError) -> DocError {
@@ -142,9 +145,36 @@ impl DocStore for StoreDocs {
     ) -> Result<Projection, DocError> {
         let recorded = self
             .store
-            .record_live_edit(document, text, through)
+            .record_live_edit(document, text, through, self.version_interval_ms)
             .await
             .map_err(doc_error)?;
+        if let Some(due) = recorded.version.clone() {
+            // Made apart from the document's work: its Yjs side runs on the blocking pool.
+            let store = self.store.clone();
+            let retention = self.retention;
+            actix_web::rt::spawn(async move {
+                let of = crate::history::VersionOf {
+                    kind: "auto",
+                    name: None,
+                    authors: due.authors,
+                    created_by: None,
+                    restored_from: None,
+                };
+                match crate::history::make_version(&*store, document, due.updates, of).await {
+                    Ok(_) => {
+                        let now = crate::history::now();
+                        if let Err(e) =
+                            crate::history::thin(&*store, document, retention, now).await
+                        {
+                            tracing::warn!(document, error = %e, "cannot thin the document's versions");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(document, error = %e, "cannot make the document's version")
+                    }
+                }
+            });
+        }
         Ok(Projection {
             events: recorded.events.iter().map(live_event).collect(),
             adopt: recorded.adopt,

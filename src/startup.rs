@@ -162,6 +162,11 @@ impl Application {
         identities.attach(realtime.clone());
         realtime.set_doc_store(Arc::new(StoreDocs {
             store: store.clone(),
+            version_interval_ms: (settings.documents.version_interval_secs * 1000) as i64,
+            retention: crate::history::retention_of(
+                settings.documents.version_keep_all_hours,
+                settings.documents.version_keep_hourly_days,
+            ),
         }));
         let bus = if settings.redis.url.is_empty() {
             None

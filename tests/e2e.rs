@@ -48,6 +48,8 @@ async fn stock_phoenix_client_suite() {
     settings.realtime.topic_broadcast_bytes_per_sec = 1 << 30;
     // The Yjs suite watches a document unload once its editors have left.
     settings.realtime.document_idle_secs = 1;
+    // The history suite sees automatic versions of editing windows a second apart.
+    settings.documents.version_interval_secs = 1;
     let app = Application::build(settings).await.expect("server starts");
     let url = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();

@@ -48,4 +48,5 @@ pub use session::{SessionActor, WireIn, PRESENCE_META_OVERHEAD};
 pub use stats::{Out, Stats, FRAMES_IN, FRAMES_OUT, TOPIC_KINDS};
 pub use stoa_protocol::bus::SessionEnd;
 pub use topic::TopicActor;
+pub use yjs::text as doc_text;
 pub use yjs::YjsSession;

@@ -122,6 +122,20 @@ pub async fn create_document(
         .create_document(user.id, *id, &title, &content)
         .await?;
     crate::realtime::committed(&state.realtime, &*state.store, &event).await;
+    if !content.is_empty() {
+        // Its first version, from the log the document starts (the document's actor puts
+        // the text there as its first update).
+        let of = crate::history::VersionOf {
+            kind: "write",
+            name: None,
+            authors: vec![user.id],
+            created_by: Some(user.id),
+            restored_from: None,
+        };
+        if let Err(e) = super::versions::version_now(&state, doc.id, doc.workspace_id, of).await {
+            tracing::warn!(document = doc.id, error = ?e, "cannot make the document's first version");
+        }
+    }
     Ok(with_etag(HttpResponse::Created(), &doc))
 }
 
@@ -212,6 +226,7 @@ pub async fn update_document(
     let patch = DocumentPatch {
         title: title.map(checked).transpose()?,
         content: body.content,
+        restored_from: None,
     };
     let (doc, event) = state
         .store
@@ -223,6 +238,17 @@ pub async fn update_document(
         state
             .realtime
             .document_text_written(doc.id, doc.workspace_id, content, doc.version);
+        // A version of the document with the write in it.
+        let of = crate::history::VersionOf {
+            kind: "write",
+            name: None,
+            authors: vec![user.id],
+            created_by: Some(user.id),
+            restored_from: None,
+        };
+        if let Err(e) = super::versions::version_now(&state, doc.id, doc.workspace_id, of).await {
+            tracing::warn!(document = doc.id, error = ?e, "cannot make the version of a REST write");
+        }
     }
     Ok(with_etag(HttpResponse::Ok(), &doc))
 }

@@ -21,6 +21,7 @@ mod search;
 pub mod socket;
 mod sso;
 mod tokens;
+mod versions;
 mod workspaces;
 mod yjs;
 
@@ -290,6 +291,11 @@ pub fn app(
                 .service(auth::change_password)
                 .service(auth::verify_email)
                 .service(auth::ldap_login)
+                .service(versions::list_versions)
+                .service(versions::create_version)
+                .service(versions::get_version)
+                .service(versions::diff_version)
+                .service(versions::restore_version)
                 .service(sso::start)
                 .service(sso::callback)
                 .service(sso::exchange)

@@ -17,8 +17,8 @@
 use serde_json::{json, Map, Value};
 
 use crate::domain::{
-    CommentBody, DisplayName, DocumentTitle, WorkspaceName, BOUNDED_TEXT_PATTERN, EMAIL_MAX,
-    EMAIL_PATTERN, SLUG_PATTERN,
+    CommentBody, DisplayName, DocumentTitle, VersionName, WorkspaceName, BOUNDED_TEXT_PATTERN,
+    EMAIL_MAX, EMAIL_PATTERN, SLUG_PATTERN,
 };
 
 /// Text that may not contain NUL (which PostgreSQL cannot store).
@@ -205,6 +205,7 @@ fn refine_bodies(v: &mut Value) {
     );
     constrain(v, "PutUser", "display_name", bounded(DisplayName::MAX));
     constrain(v, "PutWorkspace", "name", bounded(WorkspaceName::MAX));
+    constrain(v, "CreateVersion", "name", bounded(VersionName::MAX));
     constrain(v, "PutWorkspace", "slug", slug.clone());
     set(
         v,
@@ -269,6 +270,7 @@ fn refine_bodies(v: &mut Value) {
         "NotificationPreferences",
         "ExchangeRequest",
         "WorkspaceSsoView",
+        "CreateVersion",
     ] {
         set(v, schema, "additionalProperties", Value::Bool(false));
     }

@@ -450,13 +450,20 @@ async fn require_admin(state: &AppState, user: i64, ws: i64) -> Result<(), ApiEr
     }
 }
 
-/// The workspace's single sign-on rule (404 when it has none).
+/// A workspace's single sign-on rule as it stands: none is `provider: null`, no domains.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkspaceSsoState {
+    pub provider: Option<String>,
+    pub domains: Vec<String>,
+}
+
+/// The workspace's single sign-on rule (`provider: null` when it has none).
 #[utoipa::path(
     tag = "workspaces",
     params(("id" = i64, Path, description = "Workspace id")),
     responses(
-        (status = 200, description = "The rule", body = WorkspaceSsoView),
-        (status = 404, description = "No rule, or no such workspace", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The rule", body = WorkspaceSsoState),
+        (status = 404, description = "No such workspace, or not a member", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -468,13 +475,16 @@ pub async fn get_workspace_sso(
 ) -> Result<HttpResponse, ApiError> {
     let ws = path.into_inner();
     state.store.role(user.id, ws).await?;
-    let rule =
-        state.store.workspace_sso(ws).await?.ok_or_else(|| {
-            ApiError::NotFound("this workspace requires no single sign-on".into())
-        })?;
-    Ok(HttpResponse::Ok().json(WorkspaceSsoView {
-        provider: rule.provider,
-        domains: rule.domains,
+    let rule = state.store.workspace_sso(ws).await?;
+    Ok(HttpResponse::Ok().json(match rule {
+        Some(rule) => WorkspaceSsoState {
+            provider: Some(rule.provider),
+            domains: rule.domains,
+        },
+        None => WorkspaceSsoState {
+            provider: None,
+            domains: Vec::new(),
+        },
     }))
 }
 

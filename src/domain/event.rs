@@ -17,6 +17,10 @@ pub enum EventKind {
     /// Live edits over Yjs, recorded once per editing window.
     DocumentEdited,
     DocumentDeleted,
+    /// A version saved by name.
+    DocumentVersioned,
+    /// The content turned back into that of a version (a REST write).
+    DocumentRestored,
     CommentCreated,
     CommentUpdated,
     CommentResolved,
@@ -29,7 +33,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 18] = [
+    pub const ALL: [EventKind; 20] = [
         EventKind::WorkspaceCreated,
         EventKind::WorkspaceUpdated,
         EventKind::MemberAdded,
@@ -39,6 +43,8 @@ impl EventKind {
         EventKind::DocumentUpdated,
         EventKind::DocumentEdited,
         EventKind::DocumentDeleted,
+        EventKind::DocumentVersioned,
+        EventKind::DocumentRestored,
         EventKind::CommentCreated,
         EventKind::CommentUpdated,
         EventKind::CommentResolved,
@@ -62,6 +68,8 @@ impl EventKind {
             EventKind::DocumentUpdated => "document.updated",
             EventKind::DocumentEdited => "document.edited",
             EventKind::DocumentDeleted => "document.deleted",
+            EventKind::DocumentVersioned => "document.versioned",
+            EventKind::DocumentRestored => "document.restored",
             EventKind::CommentCreated => "comment.created",
             EventKind::CommentUpdated => "comment.updated",
             EventKind::CommentResolved => "comment.resolved",
@@ -95,7 +103,10 @@ impl EventKind {
     pub fn changes_document(self) -> bool {
         matches!(
             self,
-            EventKind::DocumentCreated | EventKind::DocumentUpdated | EventKind::DocumentEdited
+            EventKind::DocumentCreated
+                | EventKind::DocumentUpdated
+                | EventKind::DocumentEdited
+                | EventKind::DocumentRestored
         )
     }
 

@@ -16,8 +16,8 @@ pub use mentions::parse_mentions;
 pub use role::Role;
 pub use search::{escape_html, snippet, Phrase, SearchQuery, MAX_QUERY_BYTES, SEARCHABLE_CHARS};
 pub use text::{
-    CommentBody, DisplayName, DocumentTitle, Email, FieldError, Password, Slug, WorkspaceName,
-    BOUNDED_TEXT_PATTERN, EMAIL_MAX, EMAIL_PATTERN, SLUG_PATTERN,
+    CommentBody, DisplayName, DocumentTitle, Email, FieldError, Password, Slug, VersionName,
+    WorkspaceName, BOUNDED_TEXT_PATTERN, EMAIL_MAX, EMAIL_PATTERN, SLUG_PATTERN,
 };
 pub use time::{format_timestamp, now_ms};
 

@@ -150,6 +150,10 @@ bounded_text!(
     /// A comment's body: 1 to 10,000 characters.
     CommentBody, 10_000, "body"
 );
+bounded_text!(
+    /// A document version's name: 1 to 100 characters.
+    VersionName, 100, "name"
+);
 
 /// A password: 8 to 256 characters. The upper bound keeps hashing cost bounded.
 pub struct Password(String);

@@ -50,6 +50,9 @@ pub enum StoreError {
     },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// Stored data that cannot be read back (a version's state).
+    #[error("stored data cannot be read: {0}")]
+    Corrupt(String),
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -92,7 +95,8 @@ impl StoreError {
             | StoreError::Forbidden(_)
             | StoreError::Conflict { .. }
             | StoreError::VersionMismatch { .. }
-            | StoreError::Invalid { .. } => true,
+            | StoreError::Invalid { .. }
+            | StoreError::Corrupt(_) => true,
         }
     }
 }
@@ -252,6 +256,8 @@ pub enum MemberRef {
 pub struct DocumentPatch {
     pub title: Option<DocumentTitle>,
     pub content: Option<String>,
+    /// The content is that of this version, restored: the event is `document.restored`.
+    pub restored_from: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -285,6 +291,7 @@ pub trait Store:
     + Directory
     + Invitations
     + SingleSignOn
+    + Versions
     + Send
     + Sync
     + 'static
@@ -297,8 +304,119 @@ pub trait Store:
 pub mod prelude {
     pub use super::{
         Accounts, Comments, Directory, DocumentUpdates, Documents, Events, Invitations,
-        Notifications, Reports, Search, SingleSignOn, Store, Workspaces,
+        Notifications, Reports, Search, SingleSignOn, Store, Versions, Workspaces,
     };
+}
+
+/// A version of a document (see `document_versions`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionMeta {
+    pub id: i64,
+    pub document_id: DocumentId,
+    /// `auto`, `write`, `restore` or `named`.
+    pub kind: String,
+    pub name: Option<String>,
+    /// Whose edits it holds since the version before it.
+    pub authors: Vec<UserId>,
+    pub created_by: Option<UserId>,
+    /// Characters of its text, and those added and removed since the version before.
+    pub size: i64,
+    pub added: i64,
+    pub removed: i64,
+    pub restored_from: Option<i64>,
+    pub base: bool,
+    pub created_at: i64,
+}
+
+/// A version to store: its state as a link of its chain, and what it says of itself.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    pub kind: &'static str,
+    pub name: Option<String>,
+    pub authors: Vec<UserId>,
+    pub created_by: Option<UserId>,
+    pub state_vector: Vec<u8>,
+    /// Deflated: the whole state (`base`) or what changed since the newest version.
+    pub delta: Vec<u8>,
+    pub base: bool,
+    pub chain: i64,
+    /// Deflated text, kept while this is the newest version.
+    pub text_z: Vec<u8>,
+    pub size: i64,
+    pub added: i64,
+    pub removed: i64,
+    pub restored_from: Option<i64>,
+}
+
+/// The newest version of a document, which the next one is made against.
+#[derive(Debug, Clone)]
+pub struct VersionHead {
+    pub id: i64,
+    pub state_vector: Vec<u8>,
+    pub chain: i64,
+    pub text_z: Option<Vec<u8>>,
+}
+
+/// One link of a version's chain: a deflated update, the whole state when `base`.
+#[derive(Debug, Clone)]
+pub struct VersionLink {
+    pub id: i64,
+    pub delta: Vec<u8>,
+    pub base: bool,
+}
+
+/// An automatic version due when a document's editing was recorded: the log up to the
+/// position recorded before (the document as the last window left it) and its authors.
+#[derive(Debug, Clone, Default)]
+pub struct DueVersion {
+    pub updates: Vec<Vec<u8>>,
+    pub authors: Vec<UserId>,
+}
+
+/// Document history: versions stored as chains of Yjs updates (`crate::history` makes and
+/// reads them).
+#[async_trait]
+pub trait Versions: Send + Sync {
+    async fn version_head(&self, doc: DocumentId) -> StoreResult<Option<VersionHead>>;
+    /// Stores a version (the newest, from now on). Versions other than automatic ones also
+    /// take the editors recorded since the last version as authors. `announce`: a
+    /// `document.versioned` event by `created_by` (a named version).
+    async fn insert_version(
+        &self,
+        doc: DocumentId,
+        version: &NewVersion,
+        announce: bool,
+    ) -> StoreResult<(VersionMeta, Option<Event>)>;
+    /// The document's versions, newest first.
+    async fn versions(&self, doc: DocumentId, page: PageRequest) -> StoreResult<Page<VersionMeta>>;
+    /// One version and, for the newest, its deflated text.
+    async fn version(
+        &self,
+        doc: DocumentId,
+        version: i64,
+    ) -> StoreResult<Option<(VersionMeta, Option<Vec<u8>>)>>;
+    /// The chain that makes `version`: from the nearest base at or before it, in order.
+    async fn version_chain(&self, doc: DocumentId, version: i64) -> StoreResult<Vec<VersionLink>>;
+    /// Every version of the document, oldest first (for thinning).
+    async fn all_versions(&self, doc: DocumentId) -> StoreResult<Vec<VersionMeta>>;
+    /// Removes `version`, its change folded into the version after it (`next`, now
+    /// holding `merged`, a base if `base`, with both versions' authors and counts).
+    async fn fold_version(
+        &self,
+        doc: DocumentId,
+        version: i64,
+        next: i64,
+        merged: &[u8],
+        base: bool,
+        authors: &[UserId],
+    ) -> StoreResult<()>;
+    /// The two links `fold_version` merges: the version's and the next one's.
+    async fn version_links(
+        &self,
+        doc: DocumentId,
+        version: i64,
+        next: i64,
+    ) -> StoreResult<Option<(VersionLink, VersionLink)>>;
 }
 
 /// A sign-in through an OpenID Connect provider in flight (see `oidc_flows`).
@@ -757,6 +875,7 @@ pub trait DocumentUpdates: Send + Sync {
         doc: DocumentId,
         text: &str,
         through: i64,
+        version_interval_ms: i64,
     ) -> StoreResult<LiveEdit>;
     /// The text of the REST write that made `version` is in the update log now.
     async fn text_in_log(&self, doc: DocumentId, version: i64) -> StoreResult<()>;
@@ -796,6 +915,9 @@ pub struct LiveEdit {
     /// A REST write whose text no node has put into the update log for a while (its node
     /// stopped in between): its text and version, for the caller to put there.
     pub adopt: Option<(String, i64)>,
+    /// An automatic version is due (none was made for `version_interval_ms` and the
+    /// document changed since the last one): the document as the previous window left it.
+    pub version: Option<DueVersion>,
 }
 
 /// Comments on documents and the members they mention.

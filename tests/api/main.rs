@@ -22,4 +22,5 @@ mod reports;
 mod search;
 mod search_indexer;
 mod sessions;
+mod versions;
 mod ws;

@@ -700,6 +700,7 @@ async fn emails_are_unique_and_version_checks_hold(backend: Backend) {
     let patch = DocumentPatch {
         title: None,
         content: Some("2".into()),
+        restored_from: None,
     };
     let (v2, _) = store
         .update_document(alice.id, doc.id, &patch, Some(1))
@@ -1157,7 +1158,10 @@ async fn document_updates_load_in_order_compact_and_go_with_their_document(backe
         .unwrap();
     let (updates, _) = store.document_updates(doc.id, 0).await.unwrap();
     assert_eq!(updates.len(), 3, "nothing recorded, nothing compacted");
-    store.record_live_edit(doc.id, "ab", s2).await.unwrap();
+    store
+        .record_live_edit(doc.id, "ab", s2, i64::MAX)
+        .await
+        .unwrap();
     store
         .compact_document_updates(doc.id, &snapshot, s3)
         .await
@@ -1241,7 +1245,10 @@ async fn live_edits_are_recorded_once_whoever_records_them(backend: Backend) {
     assert_eq!(behind(doc.id).await, vec![]);
 
     // Recording the first update alone: Alice's 3 edits, the text so far.
-    let first = store.record_live_edit(doc.id, "a", s1).await.unwrap();
+    let first = store
+        .record_live_edit(doc.id, "a", s1, i64::MAX)
+        .await
+        .unwrap();
     let edits = |r: &stoa::store::LiveEdit| {
         r.events
             .iter()
@@ -1254,8 +1261,8 @@ async fn live_edits_are_recorded_once_whoever_records_them(backend: Backend) {
     );
     // Two nodes recording the rest at once: each edit is recorded by one of them.
     let (x, y) = tokio::join!(
-        store.record_live_edit(doc.id, "ab", s2),
-        store.record_live_edit(doc.id, "ab", s2)
+        store.record_live_edit(doc.id, "ab", s2, i64::MAX),
+        store.record_live_edit(doc.id, "ab", s2, i64::MAX)
     );
     let mut rest: Vec<_> = edits(&x.unwrap());
     rest.extend(edits(&y.unwrap()));
@@ -1270,7 +1277,10 @@ async fn live_edits_are_recorded_once_whoever_records_them(backend: Backend) {
     assert_eq!((text.content.as_str(), text.text_seq), ("ab", s2));
     assert_eq!(behind(0).await, vec![]);
     // Nothing new: nothing recorded, no new version.
-    let again = store.record_live_edit(doc.id, "ab", s2).await.unwrap();
+    let again = store
+        .record_live_edit(doc.id, "ab", s2, i64::MAX)
+        .await
+        .unwrap();
     assert!(again.events.is_empty());
     assert_eq!(
         store.document_text(doc.id).await.unwrap().unwrap().version,
@@ -1282,6 +1292,7 @@ async fn live_edits_are_recorded_once_whoever_records_them(backend: Backend) {
     let patch = DocumentPatch {
         title: None,
         content: Some("from REST".into()),
+        restored_from: None,
     };
     let (written, _) = store
         .update_document(bob.id, doc.id, &patch, None)
@@ -1294,7 +1305,10 @@ async fn live_edits_are_recorded_once_whoever_records_them(backend: Backend) {
         .append_document_updates(doc.id, &[yjs_edit(&editor, "c")], &[(alice.id, 1)])
         .await
         .unwrap();
-    let live = store.record_live_edit(doc.id, "abc", s3).await.unwrap();
+    let live = store
+        .record_live_edit(doc.id, "abc", s3, i64::MAX)
+        .await
+        .unwrap();
     assert_eq!(live.events.len(), 1);
     assert!(
         live.adopt.is_none(),
@@ -1321,7 +1335,7 @@ async fn live_edits_are_recorded_once_whoever_records_them(backend: Backend) {
     );
     assert_eq!(behind(0).await, vec![]);
     let after = store
-        .record_live_edit(doc.id, "from REST!", s3)
+        .record_live_edit(doc.id, "from REST!", s3, i64::MAX)
         .await
         .unwrap();
     assert!(after.events.is_empty());
@@ -1342,7 +1356,7 @@ async fn live_edits_are_recorded_once_whoever_records_them(backend: Backend) {
     // A deleted document records nothing.
     store.delete_document(alice.id, doc.id, None).await.unwrap();
     assert!(store
-        .record_live_edit(doc.id, "x", s3)
+        .record_live_edit(doc.id, "x", s3, i64::MAX)
         .await
         .unwrap()
         .events

@@ -34,8 +34,6 @@ const RETRY: Duration = Duration::from_secs(1);
 /// How long edits gather before the document's text is saved and its editors' edits are
 /// recorded (one `document.edited` event per editor per window).
 const PROJECT_AFTER: Duration = Duration::from_secs(2);
-/// Client ids at and above this are the server's own (browsers pick 32-bit ones).
-const SERVER_CLIENTS: u64 = 1 << 32;
 
 /// When a loaded document reads the store again for updates written by other nodes between
 /// its load and the moment the bus began to bring them (subscribing takes a moment).
@@ -829,16 +827,7 @@ impl DocActor {
     /// its text, written by a server client of its own: two nodes seeding it at once make
     /// the same update, which Yjs applies once.
     fn seed(&mut self, text: &str, version: Option<i64>, ctx: &mut Context<Self>) {
-        use yrs::{ReadTxn, Text};
-        let seeder = yrs::Doc::with_options(yrs::Options {
-            client_id: yrs::ClientID::new(SERVER_CLIENTS + self.id as u64),
-            ..yrs::Options::default()
-        });
-        let content = seeder.get_or_insert_text("content");
-        content.insert(&mut seeder.transact_mut(), 0, text);
-        let update = seeder
-            .transact()
-            .encode_state_as_update_v1(&StateVector::default());
+        let update = super::text::seed_update(self.id, text);
         if let Ok(decoded) = Update::decode_v1(&update) {
             let _ = self.awareness.doc().transact_mut().apply_update(decoded);
             self.size = self.size.saturating_add(update.len());

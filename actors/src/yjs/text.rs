@@ -20,6 +20,41 @@ pub fn text_of(doc: &yrs::Doc) -> String {
     }
 }
 
+/// Whether the document is edited as a fragment (ProseMirror, TipTap): an empty `content`
+/// text and blocks in `default`. Its text is then one line per block.
+pub fn is_fragment(doc: &yrs::Doc) -> bool {
+    use yrs::{GetString, XmlFragment as _};
+    let txn = doc.transact();
+    let text_empty = txn
+        .get_text("content")
+        .is_none_or(|t| t.get_string(&txn).is_empty());
+    text_empty
+        && txn
+            .get_xml_fragment("default")
+            .is_some_and(|f| f.len(&txn) > 0)
+}
+
+/// Server clients' ids: above any a browser picks (2^32 + the document's id).
+pub const SERVER_CLIENTS: u64 = 1 << 32;
+
+/// The update that starts a document whose log is empty as its REST text: inserted by the
+/// document's own server client, so that whoever makes it (two nodes opening the document,
+/// or the first version of a document made over REST) makes the identical update, which
+/// Yjs applies once.
+pub fn seed_update(document: i64, text: &str) -> Vec<u8> {
+    use yrs::Text;
+    let seeder = yrs::Doc::with_options(yrs::Options {
+        client_id: yrs::ClientID::new(SERVER_CLIENTS + document as u64),
+        ..yrs::Options::default()
+    });
+    let content = seeder.get_or_insert_text("content");
+    content.insert(&mut seeder.transact_mut(), 0, text);
+    let update = seeder
+        .transact()
+        .encode_state_as_update_v1(&yrs::StateVector::default());
+    update
+}
+
 /// The text of each top-level block of a fragment (its text nodes, nested ones included).
 fn blocks_of<T: yrs::ReadTxn>(txn: &T, fragment: &yrs::XmlFragmentRef) -> Vec<String> {
     use yrs::types::text::Text as _;

@@ -26,6 +26,17 @@ fn encode_editors(editors: &[(UserId, u32)]) -> Option<String> {
     (!editors.is_empty()).then(|| json!(editors).to_string())
 }
 
+/// The people of `documents.version_authors` (a JSON array of ids).
+pub(super) fn parse_authors(stored: Option<&str>) -> Vec<UserId> {
+    stored
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default()
+}
+
+pub(super) fn encode_authors(authors: &[UserId]) -> Option<String> {
+    (!authors.is_empty()).then(|| json!(authors).to_string())
+}
+
 /// Adds the editors stored with one update to `into`, in the order they first appear.
 fn add_editors(into: &mut Vec<(UserId, u32)>, stored: &str) {
     let Ok(pairs) = serde_json::from_str::<Vec<(UserId, u32)>>(stored) else {
@@ -110,6 +121,7 @@ impl DocumentUpdates for SqlStore {
         doc: DocumentId,
         text: &str,
         through: i64,
+        version_interval_ms: i64,
     ) -> StoreResult<LiveEdit> {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
@@ -120,14 +132,34 @@ impl DocumentUpdates for SqlStore {
         // The workspace first, then the document, as every other writer locks them: what
         // is recorded here cannot interleave with a REST write of the same document.
         lock_workspace(&mut tx, ws).await?;
-        let state: Option<(i64, Option<i64>, String, i64, i64)> = sqlx::query_as(
+        #[derive(sqlx::FromRow)]
+        struct State {
+            text_seq: i64,
+            text_pending: Option<i64>,
+            content: String,
+            version: i64,
+            updated_at: i64,
+            version_authors: Option<String>,
+            auto_version_at: i64,
+        }
+        let state: Option<State> = sqlx::query_as(
             "UPDATE documents SET text_seq = text_seq WHERE id = $1 \
-             RETURNING text_seq, text_pending, content, version, updated_at",
+             RETURNING text_seq, text_pending, content, version, updated_at, version_authors, \
+             auto_version_at",
         )
         .bind(doc)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((text_seq, pending, content, version, updated_at)) = state else {
+        let Some(State {
+            text_seq,
+            text_pending: pending,
+            content,
+            version,
+            updated_at,
+            version_authors,
+            auto_version_at,
+        }) = state
+        else {
             return Ok(LiveEdit::default());
         };
         let stored: Vec<String> = sqlx::query_scalar(
@@ -142,6 +174,46 @@ impl DocumentUpdates for SqlStore {
         let mut editors = Vec::new();
         for who in &stored {
             add_editors(&mut editors, who);
+        }
+        // An automatic version of the document as the previous window left it (the log up
+        // to the position recorded before this one), when the last is older than the
+        // interval and someone edited since. The editors of this window are the next one's.
+        let mut authors = parse_authors(version_authors.as_deref());
+        let due = !authors.is_empty()
+            && text_seq > 0
+            && auto_version_at <= now.saturating_sub(version_interval_ms);
+        let version_due = if due {
+            let updates: Vec<Vec<u8>> = sqlx::query_scalar(
+                "SELECT data FROM document_updates WHERE document_id = $1 AND seq <= $2 ORDER BY seq",
+            )
+            .bind(doc)
+            .bind(text_seq)
+            .fetch_all(&mut *tx)
+            .await?;
+            let taken = std::mem::take(&mut authors);
+            (!updates.is_empty()).then_some(crate::store::DueVersion {
+                updates,
+                authors: taken,
+            })
+        } else {
+            None
+        };
+        for (editor, _) in &editors {
+            if !authors.contains(editor) {
+                authors.push(*editor);
+            }
+        }
+        if due || !editors.is_empty() {
+            sqlx::query(
+                "UPDATE documents SET version_authors = $1, \
+                 auto_version_at = CASE WHEN $2 THEN $3 ELSE auto_version_at END WHERE id = $4",
+            )
+            .bind(encode_authors(&authors))
+            .bind(version_due.is_some())
+            .bind(now)
+            .bind(doc)
+            .execute(&mut *tx)
+            .await?;
         }
         // While a REST write's text is on its way into the log, the REST text is ahead of
         // what the editors see: it stays as it is.
@@ -195,7 +267,11 @@ impl DocumentUpdates for SqlStore {
         let adopt = pending
             .filter(|_| now - updated_at >= ADOPT_AFTER_MS)
             .map(|v| (content, v));
-        Ok(LiveEdit { events, adopt })
+        Ok(LiveEdit {
+            events,
+            adopt,
+            version: version_due,
+        })
     }
 
     async fn text_in_log(&self, doc: DocumentId, version: i64) -> StoreResult<()> {

@@ -208,17 +208,19 @@ impl Documents for SqlStore {
         if patch.content.is_some() {
             changed.push("content");
         }
+        let (kind, data) = match patch.restored_from {
+            Some(from) => (
+                EventKind::DocumentRestored,
+                json!({"document_id": id, "title": doc.title, "version": doc.version, "restored_from": from}),
+            ),
+            None => (
+                EventKind::DocumentUpdated,
+                json!({"document_id": id, "title": doc.title, "version": doc.version, "changed": changed}),
+            ),
+        };
         let ev = append(
             &mut tx,
-            event(
-                ws,
-                offset,
-                EventKind::DocumentUpdated,
-                actor,
-                format!("document:{id}"),
-                json!({"document_id": id, "title": doc.title, "version": doc.version, "changed": changed}),
-                now,
-            ),
+            event(ws, offset, kind, actor, format!("document:{id}"), data, now),
         )
         .await?;
         tx.commit().await?;

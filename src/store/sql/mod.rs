@@ -24,6 +24,7 @@ mod reports;
 mod search;
 mod seed;
 pub mod sso;
+mod versions;
 
 pub use seed::ImportedEvent;
 mod notifications;
@@ -360,7 +361,7 @@ pub(super) const HOUR_MS: i64 = 3_600_000;
 async fn count_for_reports(conn: &mut AnyConnection, e: &NewEvent) -> StoreResult<()> {
     let edit = i64::from(matches!(
         e.kind,
-        EventKind::DocumentUpdated | EventKind::DocumentEdited
+        EventKind::DocumentUpdated | EventKind::DocumentEdited | EventKind::DocumentRestored
     ));
     let comment = i64::from(e.kind == EventKind::CommentCreated);
     let created = i64::from(e.kind == EventKind::DocumentCreated);

@@ -24,6 +24,8 @@ export function eventText(e: StoaEvent, nameOf: (id: number | null) => string): 
     case "document.updated": return `${who} updated ${title}`;
     case "document.edited": return `${who} edited ${title}`;
     case "document.deleted": return `${who} deleted ${title}`;
+    case "document.versioned": return `${who} saved version “${String(d.name ?? "")}” of ${title}`;
+    case "document.restored": return `${who} restored ${title} to an earlier version`;
     case "comment.created": return `${who} commented${typeof d.body === "string" ? `: “${d.body}”` : ""}`;
     case "comment.updated": return `${who} edited a comment`;
     case "comment.resolved": return `${who} resolved a comment`;

@@ -496,6 +496,7 @@ function Settings({ ws, onChange }: { ws: Workspace; onChange: () => void }) {
 }
 
 type SsoRule = { provider: string; domains: string[] };
+type SsoState = { provider: string | null; domains: string[] };
 
 /** The workspace's single sign-on rule, when the server has providers. */
 function SingleSignOn({ ws }: { ws: Workspace }) {
@@ -511,14 +512,11 @@ function SingleSignOn({ ws }: { ws: Workspace }) {
       if (!live) return;
       setProviders(methods.sso ?? []);
       if (!methods.sso?.length) return;
-      try {
-        const r = await api.get<SsoRule>(`/api/v1/workspaces/${ws.id}/sso`);
-        if (live) {
-          setRule(r);
-          form.setFieldsValue(r);
-        }
-      } catch {
-        // 404: no rule.
+      const r = await api.get<SsoState>(`/api/v1/workspaces/${ws.id}/sso`);
+      if (live && r.provider) {
+        const current = { provider: r.provider, domains: r.domains };
+        setRule(current);
+        form.setFieldsValue(current);
       }
     })().catch((e) => live && setError(e));
     return () => {

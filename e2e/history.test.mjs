@@ -1,0 +1,248 @@
+// Document history with the stock `yjs` and `y-websocket` clients: versions made by REST
+// writes and by name, read back as text and as Yjs state, compared, and restored while two
+// editors keep typing.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import WebSocket from "ws";
+import * as Y from "yjs";
+import { WebsocketProvider } from "y-websocket";
+
+import { BASE, WS_BASE, api, deferred, register, until, workspaceWith } from "./support.mjs";
+
+function open(doc, token) {
+  const ydoc = new Y.Doc();
+  const provider = new WebsocketProvider(`${WS_BASE}/yjs`, String(doc), ydoc, {
+    WebSocketPolyfill: WebSocket,
+    params: { token },
+    disableBc: true,
+    maxBackoffTime: 200,
+  });
+  return { ydoc, provider, text: ydoc.getText("content") };
+}
+
+function synced(provider) {
+  if (provider.synced) return Promise.resolve();
+  const { promise, signal } = deferred("sync");
+  provider.once("sync", (ok) => ok && signal());
+  return promise;
+}
+
+function textIs(client, want) {
+  return until(
+    `text ${JSON.stringify(want)}`,
+    (f) => client.text.observe(f),
+    () => client.text.toString() === want,
+  );
+}
+
+/** Polls `check` (a REST read) until it holds. */
+async function eventually(what, check, ms = 15_000) {
+  const end = Date.now() + ms;
+  let last;
+  for (;;) {
+    last = await check();
+    if (last === true) return;
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+test("versions of REST writes and by name read back as text and as Yjs state, and compare", async () => {
+  const alice = await register("alice");
+  const ws = await workspaceWith(alice);
+  const made = await api("POST", `/api/v1/workspaces/${ws}/documents`, alice.token, {
+    title: "History",
+    content: "one two three",
+  });
+  assert.equal(made.status, 201);
+  const doc = made.body.id;
+  const write = await api("PATCH", `/api/v1/documents/${doc}`, alice.token, { content: "one 2 three four" });
+  assert.equal(write.status, 200);
+  const named = await api("POST", `/api/v1/documents/${doc}/versions`, alice.token, { name: "Before review" });
+  assert.equal(named.status, 201, JSON.stringify(named.body));
+  assert.equal(named.body.kind, "named");
+  assert.equal(named.body.name, "Before review");
+
+  const list = await api("GET", `/api/v1/documents/${doc}/versions`, alice.token);
+  assert.equal(list.status, 200);
+  assert.deepEqual(
+    list.body.items.map((v) => v.kind),
+    ["named", "write", "write"],
+    "newest first",
+  );
+  const [, second, first] = list.body.items;
+  assert.deepEqual(first.authors, [alice.id]);
+  assert.equal(first.size, "one two three".length);
+  assert.equal(second.added, 6, "2 and ' four'");
+  assert.equal(second.removed, 3, "two");
+
+  const text = await api("GET", `/api/v1/documents/${doc}/versions/${first.id}`, alice.token);
+  assert.equal(text.body.text, "one two three");
+  // The Yjs state, as a client loads it.
+  const res = await fetch(`${BASE}/api/v1/documents/${doc}/versions/${first.id}`, {
+    headers: { authorization: `Bearer ${alice.token}`, accept: "application/octet-stream" },
+  });
+  assert.equal(res.headers.get("content-type"), "application/octet-stream");
+  const ydoc = new Y.Doc();
+  Y.applyUpdate(ydoc, new Uint8Array(await res.arrayBuffer()));
+  assert.equal(ydoc.getText("content").toString(), "one two three");
+
+  const diff = await api("GET", `/api/v1/documents/${doc}/versions/${first.id}/diff?against=${second.id}`, alice.token);
+  assert.equal(diff.status, 200);
+  assert.deepEqual(
+    diff.body.hunks.map((h) => [h.op, h.text]),
+    [
+      ["equal", "one "],
+      ["delete", "2"],
+      ["insert", "two"],
+      ["equal", " three"],
+      ["delete", " four"],
+    ],
+  );
+  const current = await api("GET", `/api/v1/documents/${doc}/versions/${second.id}/diff`, alice.token);
+  assert.equal(current.body.against, "current");
+  assert.deepEqual(current.body.hunks, [{ op: "equal", text: "one 2 three four", length: 16 }]);
+
+  const missing = await api("GET", `/api/v1/documents/${doc}/versions/999999`, alice.token);
+  assert.equal(missing.status, 404);
+});
+
+test("two editors type while a third restores a version: all converge on it and on what came after", async () => {
+  const alice = await register("alice");
+  const bob = await register("bob");
+  const carol = await register("carol");
+  const ws = await workspaceWith(alice, [
+    [bob, "editor"],
+    [carol, "editor"],
+  ]);
+  const made = await api("POST", `/api/v1/workspaces/${ws}/documents`, alice.token, {
+    title: "Race",
+    content: "The quick brown fox",
+  });
+  const doc = made.body.id;
+  const a = open(doc, alice.token);
+  const b = open(doc, bob.token);
+  try {
+    await Promise.all([synced(a.provider), synced(b.provider)]);
+    await textIs(a, "The quick brown fox");
+    a.text.insert(a.text.length, " jumps");
+    await textIs(b, "The quick brown fox jumps");
+    const saved = await api("POST", `/api/v1/documents/${doc}/versions`, carol.token, { name: "Clean" });
+    assert.equal(saved.status, 201);
+    a.text.insert(0, "AAA ");
+    b.text.insert(b.text.length, " over the zebra");
+    const messy = "AAA The quick brown fox jumps over the zebra";
+    await Promise.all([textIs(a, messy), textIs(b, messy)]);
+
+    // Both keep typing markers while Carol restores; what each types once it has seen the
+    // restore must survive.
+    const restoredText = "The quick brown fox jumps";
+    const typedAfter = { a: 0, b: 0 };
+    let typing = true;
+    const type = (client, mark, key) =>
+      (async () => {
+        while (typing) {
+          const seen = !client.text.toString().includes("AAA");
+          if (mark === "1") client.text.insert(client.text.length, mark);
+          else client.text.insert(0, mark);
+          if (seen) typedAfter[key] += 1;
+          await new Promise((r) => setTimeout(r, 5));
+        }
+      })();
+    const loops = [type(a, "1", "a"), type(b, "2", "b")];
+    const restore = await api("POST", `/api/v1/documents/${doc}/versions/${saved.body.id}/restore`, carol.token);
+    assert.equal(restore.status, 200, JSON.stringify(restore.body));
+    assert.equal(restore.body.version.kind, "restore");
+    assert.equal(restore.body.version.restored_from, saved.body.id);
+    // Both see the restore, then type a little more.
+    await until(
+      "both editors see the restore",
+      (f) => {
+        a.text.observe(f);
+        b.text.observe(f);
+      },
+      () => !a.text.toString().includes("AAA") && !b.text.toString().includes("AAA"),
+    );
+    await eventually("more typing after the restore", async () => typedAfter.a >= 10 && typedAfter.b >= 10);
+    typing = false;
+    await Promise.all(loops);
+    await until(
+      "convergence",
+      (f) => {
+        a.text.observe(f);
+        b.text.observe(f);
+      },
+      () => a.text.toString() === b.text.toString(),
+    );
+    const final = a.text.toString();
+    assert.equal(final.replace(/[12]/g, ""), restoredText, final);
+    assert.ok(final.split("1").length - 1 >= typedAfter.a, "no edit after the restore is lost");
+    assert.ok(final.split("2").length - 1 >= typedAfter.b, "no edit after the restore is lost");
+
+    // REST and search follow.
+    await eventually("the REST text", async () => {
+      const r = await api("GET", `/api/v1/documents/${doc}`, alice.token);
+      return r.body.content === final || r.body.content;
+    });
+    await eventually("search forgetting the zebra", async () => {
+      const r = await api("GET", `/api/v1/workspaces/${ws}/search?q=zebra`, alice.token);
+      return !r.body.items.some((hit) => hit.kind === "document" && hit.id === doc) || r.body.items;
+    });
+    const events = await api("GET", `/api/v1/workspaces/${ws}/events`, alice.token);
+    const restoredEvent = events.body.items.find((e) => e.kind === "document.restored");
+    assert.ok(restoredEvent, "a document.restored event");
+    assert.equal(restoredEvent.data.restored_from, saved.body.id);
+    assert.ok(events.body.items.some((e) => e.kind === "document.versioned" && e.data.name === "Clean"));
+
+    // A viewer may read versions but not restore them.
+    const dave = await register("dave");
+    await api("POST", `/api/v1/workspaces/${ws}/members`, alice.token, { user_id: dave.id, role: "viewer" });
+    assert.equal((await api("GET", `/api/v1/documents/${doc}/versions`, dave.token)).status, 200);
+    const refused = await api("POST", `/api/v1/documents/${doc}/versions/${saved.body.id}/restore`, dave.token);
+    assert.equal(refused.status, 403);
+    const outsider = await register("eve");
+    assert.equal((await api("GET", `/api/v1/documents/${doc}/versions`, outsider.token)).status, 404);
+  } finally {
+    a.provider.destroy();
+    b.provider.destroy();
+  }
+});
+
+test("an editing window becomes an automatic version when the next one begins", async () => {
+  const alice = await register("alice");
+  const bob = await register("bob");
+  const ws = await workspaceWith(alice, [[bob, "editor"]]);
+  const made = await api("POST", `/api/v1/workspaces/${ws}/documents`, alice.token, { title: "Auto" });
+  const doc = made.body.id;
+  const a = open(doc, alice.token);
+  const b = open(doc, bob.token);
+  try {
+    await Promise.all([synced(a.provider), synced(b.provider)]);
+    a.text.insert(0, "hello");
+    await textIs(b, "hello");
+    b.text.insert(5, " world");
+    await textIs(a, "hello world");
+    // The window is recorded (its text reaches REST)…
+    await eventually("the first window recorded", async () => {
+      const r = await api("GET", `/api/v1/documents/${doc}`, alice.token);
+      return r.body.content === "hello world" || r.body.content;
+    });
+    // …and once the interval (1 s here) has passed, the next window's record makes the
+    // version of the document as the first left it, with its two editors.
+    await new Promise((r) => setTimeout(r, 1100));
+    a.text.insert(11, "!");
+    let auto;
+    await eventually("an automatic version", async () => {
+      const r = await api("GET", `/api/v1/documents/${doc}/versions`, alice.token);
+      auto = r.body.items.find((v) => v.kind === "auto");
+      return Boolean(auto) || r.body.items;
+    });
+    assert.deepEqual([...auto.authors].sort(), [alice.id, bob.id].sort());
+    assert.equal(auto.size, "hello world".length);
+    const read = await api("GET", `/api/v1/documents/${doc}/versions/${auto.id}`, alice.token);
+    assert.equal(read.body.text, "hello world");
+  } finally {
+    a.provider.destroy();
+    b.provider.destroy();
+  }
+});
