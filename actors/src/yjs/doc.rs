@@ -221,6 +221,10 @@ pub struct DocActor {
     pending_editors: Vec<(i64, u32)>,
     /// The version of a REST write whose text is among `pending` (or is being written).
     pending_text_version: Option<i64>,
+    /// The newest REST write this actor made a change of: an older one reaching it later
+    /// (two writes taken at once on this node, their hand-offs crossing) is already
+    /// superseded and is not applied over it.
+    rest_version: i64,
     writing: bool,
     since_compact: usize,
     /// The position of the last update written (here or by the last load).
@@ -273,6 +277,7 @@ impl DocActor {
             pending: Vec::new(),
             pending_editors: Vec::new(),
             pending_text_version: None,
+            rest_version: 0,
             writing: false,
             since_compact: 0,
             last_seq: 0,
@@ -688,9 +693,15 @@ impl DocActor {
                             if act.since_compact >= COMPACT_AFTER {
                                 act.compact(ctx);
                             }
-                            // What was written is recorded within PROJECT_AFTER.
+                            // What was written is recorded within PROJECT_AFTER, or at
+                            // once when someone waits for everything to be written (a REST
+                            // write's version, a catch-up).
                             if act.last_seq > act.projected_seq {
-                                act.schedule_projection(ctx, PROJECT_AFTER);
+                                if act.flushed.is_empty() {
+                                    act.schedule_projection(ctx, PROJECT_AFTER);
+                                } else if !act.projecting {
+                                    act.project(ctx);
+                                }
                             }
                             act.write(ctx);
                         }
@@ -789,6 +800,9 @@ impl DocActor {
     /// it, the log and the bus carry it.
     fn set_text(&mut self, text: &str, version: Option<i64>, ctx: &mut Context<Self>) {
         self.idle_since = Instant::now();
+        if let Some(v) = version {
+            self.rest_version = self.rest_version.max(v);
+        }
         let Some(update) = write_text(self.awareness.doc(), text) else {
             // Already the text: only the mark is missing.
             if let Some(version) = version {
@@ -1150,6 +1164,9 @@ struct SetText(String, i64);
 impl Handler<SetText> for DocActor {
     type Result = ();
     fn handle(&mut self, msg: SetText, ctx: &mut Context<Self>) {
+        if msg.1 <= self.rest_version {
+            return;
+        }
         self.set_text(&msg.0, Some(msg.1), ctx);
     }
 }

@@ -101,13 +101,16 @@ impl Versions for SqlStore {
         let mut authors = v.authors.clone();
         if v.kind != "auto" {
             // The editors recorded since the last version are in this one.
-            let recorded: Option<Option<String>> = sqlx::query_scalar(
-                "UPDATE documents SET version_authors = NULL WHERE id = $1 \
-                 RETURNING version_authors",
-            )
-            .bind(doc)
-            .fetch_optional(&mut *tx)
-            .await?;
+            // (RETURNING would give the value after the update: read it first.)
+            let recorded: Option<Option<String>> =
+                sqlx::query_scalar("SELECT version_authors FROM documents WHERE id = $1")
+                    .bind(doc)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            sqlx::query("UPDATE documents SET version_authors = NULL WHERE id = $1")
+                .bind(doc)
+                .execute(&mut *tx)
+                .await?;
             for a in parse_authors(recorded.flatten().as_deref()) {
                 if !authors.contains(&a) {
                     authors.push(a);
