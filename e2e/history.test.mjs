@@ -7,7 +7,7 @@ import WebSocket from "ws";
 import * as Y from "yjs";
 import { WebsocketProvider } from "y-websocket";
 
-import { BASE, WS_BASE, api, deferred, register, until, workspaceWith } from "./support.mjs";
+import { BASE, WS_BASE, api, connect, deferred, join, register, until, workspaceWith } from "./support.mjs";
 
 function open(doc, token) {
   const ydoc = new Y.Doc();
@@ -241,8 +241,119 @@ test("an editing window becomes an automatic version when the next one begins", 
     assert.equal(auto.size, "hello world".length);
     const read = await api("GET", `/api/v1/documents/${doc}/versions/${auto.id}`, alice.token);
     assert.equal(read.body.text, "hello world");
+    // A version saved by name holds the edits since, and their editor.
+    b.text.insert(0, ">> ");
+    await textIs(a, ">> hello world!");
+    const named = await api("POST", `/api/v1/documents/${doc}/versions`, alice.token, { name: "Now" });
+    assert.equal(named.status, 201);
+    assert.ok(named.body.authors.includes(bob.id), JSON.stringify(named.body));
+    const now = await api("GET", `/api/v1/documents/${doc}/versions/${named.body.id}`, alice.token);
+    assert.equal(now.body.text, ">> hello world!");
   } finally {
     a.provider.destroy();
     b.provider.destroy();
+  }
+});
+
+test("comments pinned to text follow edits around them, reach live editors, and detach when their text goes", async () => {
+  const alice = await register("alice");
+  const bob = await register("bob");
+  const ws = await workspaceWith(alice, [[bob, "editor"]]);
+  const made = await api("POST", `/api/v1/workspaces/${ws}/documents`, alice.token, { title: "Pins" });
+  const doc = made.body.id;
+  const a = open(doc, alice.token);
+  const b = open(doc, bob.token);
+  const socket = connect(alice.token);
+  const channel = socket.channel(`document:${doc}`, {});
+  await join(channel);
+  const heard = deferred("the anchored comment on the document's channel");
+  channel.on("event", (e) => {
+    if (e.kind === "comment.created" && e.data.anchor) heard.signal(e);
+  });
+  const b64 = (bytes) => Buffer.from(bytes).toString("base64");
+  try {
+    await Promise.all([synced(a.provider), synced(b.provider)]);
+    a.text.insert(0, "the quick brown fox jumps");
+    await textIs(b, "the quick brown fox jumps");
+
+    // Pinned over REST by a quote…
+    const byQuote = await api("POST", `/api/v1/documents/${doc}/comments`, bob.token, {
+      body: "which brown?",
+      anchor: { quote: "brown" },
+    });
+    assert.equal(byQuote.status, 201, JSON.stringify(byQuote.body));
+    assert.deepEqual(
+      { quote: byQuote.body.anchor.quote, text: byQuote.body.anchor.text, detached: byQuote.body.anchor.detached },
+      { quote: "brown", text: "brown", detached: false },
+    );
+    // …which Alice's editor hears, and places in her own document.
+    const event = await heard.promise;
+    const start = Y.createAbsolutePositionFromRelativePosition(
+      Y.decodeRelativePosition(Buffer.from(event.data.anchor.start, "base64")),
+      a.ydoc,
+    );
+    const end = Y.createAbsolutePositionFromRelativePosition(
+      Y.decodeRelativePosition(Buffer.from(event.data.anchor.end, "base64")),
+      a.ydoc,
+    );
+    assert.equal(a.text.toString().slice(start.index, end.index), "brown");
+
+    // Pinned by an editor's selection: relative positions as y-prosemirror makes them.
+    const sel = {
+      start: b64(Y.encodeRelativePosition(Y.createRelativePositionFromTypeIndex(a.text, 4))),
+      end: b64(Y.encodeRelativePosition(Y.createRelativePositionFromTypeIndex(a.text, 9, -1))),
+    };
+    const bySelection = await api("POST", `/api/v1/documents/${doc}/comments`, alice.token, {
+      body: "quick indeed",
+      anchor: sel,
+    });
+    assert.equal(bySelection.status, 201, JSON.stringify(bySelection.body));
+    assert.equal(bySelection.body.anchor.text, "quick");
+
+    // Edits around both: the pins follow.
+    b.text.insert(0, "Look: ");
+    a.text.insert(a.text.toString().indexOf("quick") + 5, " and very");
+    const around = "Look: the quick and very brown fox jumps";
+    await Promise.all([textIs(a, around), textIs(b, around)]);
+    await eventually("the pins follow the edits", async () => {
+      const list = await api("GET", `/api/v1/documents/${doc}/comments`, alice.token);
+      const texts = list.body.items.map((c) => c.anchor?.text);
+      return JSON.stringify(texts) === JSON.stringify(["brown", "quick"]) || texts;
+    });
+
+    // Bob deletes "brown ": its comment stays, detached; the other is untouched.
+    const at = b.text.toString().indexOf("brown ");
+    b.text.delete(at, "brown ".length);
+    await textIs(a, "Look: the quick and very fox jumps");
+    await eventually("the deleted pin detaches", async () => {
+      const one = await api("GET", `/api/v1/comments/${byQuote.body.id}`, alice.token);
+      return (one.body.anchor.detached && one.body.anchor.text === "" && one.body.anchor.quote === "brown") || one.body;
+    });
+    const other = await api("GET", `/api/v1/comments/${bySelection.body.id}`, alice.token);
+    assert.equal(other.body.anchor.text, "quick");
+
+    // Bad anchors change nothing.
+    for (const anchor of [
+      { quote: "not in the text" },
+      { quote: "quick", occurrence: 2 },
+      { start: "!!!", end: "???" },
+      { start: sel.start },
+      { start: sel.start, end: sel.end, quote: "quick" },
+    ]) {
+      const r = await api("POST", `/api/v1/documents/${doc}/comments`, alice.token, { body: "x", anchor });
+      assert.equal(r.status, 422, `${JSON.stringify(anchor)}: ${JSON.stringify(r.body)}`);
+    }
+    const reply = await api("POST", `/api/v1/documents/${doc}/comments`, alice.token, {
+      body: "a reply",
+      parent_id: byQuote.body.id,
+      anchor: { quote: "quick" },
+    });
+    assert.equal(reply.status, 422);
+    const all = await api("GET", `/api/v1/documents/${doc}/comments`, alice.token);
+    assert.equal(all.body.items.length, 2);
+  } finally {
+    a.provider.destroy();
+    b.provider.destroy();
+    socket.disconnect();
   }
 });

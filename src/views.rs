@@ -231,6 +231,24 @@ pub struct CommentView {
     pub resolved_by: Option<i64>,
     pub created_at: String,
     pub updated_at: String,
+    /// The text the comment is pinned to, when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<AnchorView>,
+}
+
+/// Where an anchored comment's text is now.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AnchorView {
+    /// The range's ends as Yjs relative positions (base64 of `Y.encodeRelativePosition`),
+    /// for an editor to draw it: `Y.createAbsolutePositionFromRelativePosition`.
+    pub start: String,
+    pub end: String,
+    /// The text it held when the comment was made.
+    pub quote: String,
+    /// The text it holds now ("" once detached).
+    pub text: String,
+    /// Its text was deleted: the comment stays, pinned to nothing.
+    pub detached: bool,
 }
 
 impl From<&Comment> for CommentView {
@@ -248,6 +266,7 @@ impl From<&Comment> for CommentView {
             resolved_by: c.resolved_by,
             created_at: format_timestamp(c.created_at),
             updated_at: format_timestamp(c.updated_at),
+            anchor: None,
         }
     }
 }

@@ -19,6 +19,119 @@ pub struct CreateComment {
     /// Reply to this comment (same document).
     #[serde(default, deserialize_with = "super::extract::integral")]
     pub parent_id: Option<i64>,
+    /// Pin the comment to a range of the document's text (not for replies).
+    pub anchor: Option<AnchorInput>,
+}
+
+/// A range of the document's text: an editor's selection as two Yjs relative positions, or
+/// a quoted string and which occurrence of it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnchorInput {
+    /// Base64 of `Y.encodeRelativePosition` of the selection's start.
+    pub start: Option<String>,
+    /// Base64 of `Y.encodeRelativePosition` of the selection's end.
+    pub end: Option<String>,
+    /// Text of the document to pin to (one line per block for a fragment document).
+    pub quote: Option<String>,
+    /// Which occurrence of `quote`, 1 for the first (the default).
+    pub occurrence: Option<u32>,
+}
+
+/// Longest encoded relative position accepted (real ones are a few dozen bytes).
+const MAX_POSITION_B64: usize = 512;
+
+/// The anchor a request asks for, checked against the document as its log holds it now.
+async fn anchor_of(
+    state: &AppState,
+    doc: i64,
+    input: &AnchorInput,
+) -> Result<crate::store::CommentAnchor, ApiError> {
+    use base64::Engine;
+    use stoa_actors::doc_text::{anchor_range, resolve_anchor, text_of};
+    let invalid = |m: &str| ApiError::validation("anchor", m.to_string());
+    let current = crate::history::current(&*state.store, doc).await?;
+    match (&input.start, &input.end, &input.quote) {
+        (Some(start), Some(end), None) => {
+            if input.occurrence.is_some() {
+                return Err(invalid("occurrence goes with quote"));
+            }
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let decode = |s: &str| {
+                (s.len() <= MAX_POSITION_B64)
+                    .then(|| b64.decode(s).ok())
+                    .flatten()
+                    .ok_or_else(|| invalid("start and end must be base64 Yjs relative positions"))
+            };
+            let (start, end) = (decode(start)?, decode(end)?);
+            let (_, _, quote) = resolve_anchor(&current, &start, &end).ok_or_else(|| {
+                invalid("start and end are not positions of this document's text")
+            })?;
+            if quote.is_empty() {
+                return Err(invalid("the range is empty"));
+            }
+            Ok(crate::store::CommentAnchor { start, end, quote })
+        }
+        (None, None, Some(quote)) => {
+            if quote.is_empty() || quote.chars().count() > 10_000 {
+                return Err(invalid("quote must be 1 to 10000 characters"));
+            }
+            let n = input.occurrence.unwrap_or(1);
+            if n == 0 {
+                return Err(invalid("occurrence counts from 1"));
+            }
+            let text = text_of(&current);
+            let at = text
+                .match_indices(quote.as_str())
+                .nth(n as usize - 1)
+                .map(|(i, _)| i)
+                .ok_or_else(|| {
+                    invalid("the document's text does not have that occurrence of quote")
+                })?;
+            let (start, end) = anchor_range(&current, at, at + quote.len())
+                .ok_or_else(|| invalid("quote cannot be pinned there"))?;
+            Ok(crate::store::CommentAnchor {
+                start,
+                end,
+                quote: quote.clone(),
+            })
+        }
+        _ => Err(invalid("give start and end, or quote")),
+    }
+}
+
+/// Views of a document's comments, each pinned one with where its text is now.
+async fn views(
+    state: &AppState,
+    doc: i64,
+    comments: &[crate::store::Comment],
+) -> Result<Vec<CommentView>, ApiError> {
+    use base64::Engine;
+    let mut out: Vec<CommentView> = comments.iter().map(CommentView::from).collect();
+    let anchors = state.store.comment_anchors(doc).await?;
+    if !comments.iter().any(|c| anchors.contains_key(&c.id)) {
+        return Ok(out);
+    }
+    let current = crate::history::current(&*state.store, doc).await?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    for view in &mut out {
+        let Some(a) = anchors.get(&view.id) else {
+            continue;
+        };
+        let now = stoa_actors::doc_text::resolve_anchor(&current, &a.start, &a.end);
+        let (text, detached) = match now {
+            Some((_, _, text)) if !text.is_empty() => (text, false),
+            _ => (String::new(), true),
+        };
+        view.anchor = Some(crate::views::AnchorView {
+            start: b64.encode(&a.start),
+            end: b64.encode(&a.end),
+            quote: a.quote.clone(),
+            text,
+            detached,
+        });
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -69,9 +182,34 @@ pub async fn create_comment(
     v.finish()?;
     let text = checked(text)?;
     let mentions = parse_mentions(text.as_str());
+    let anchor = match &body.anchor {
+        Some(_) if body.parent_id.is_some() => {
+            return Err(ApiError::validation(
+                "anchor",
+                "a reply is pinned where its thread is",
+            ))
+        }
+        Some(input) => {
+            // What live editors applied is in the log first.
+            let (ws, _) = state.store.document_role(user.id, *id).await?;
+            state
+                .realtime
+                .catch_up_documents(&[(*id, ws)], std::time::Duration::from_secs(5))
+                .await;
+            Some(anchor_of(&state, *id, input).await?)
+        }
+        None => None,
+    };
     let (comment, event) = state
         .store
-        .create_comment(user.id, *id, body.parent_id, &text, &mentions)
+        .create_comment(
+            user.id,
+            *id,
+            body.parent_id,
+            &text,
+            &mentions,
+            anchor.as_ref(),
+        )
         .await
         .map_err(|e| match e {
             // A well-formed id that names no comment of this document: the request is
@@ -86,7 +224,8 @@ pub async fn create_comment(
             e => e.into(),
         })?;
     crate::realtime::committed(&state.realtime, &*state.store, &event).await;
-    Ok(HttpResponse::Created().json(CommentView::from(&comment)))
+    let view = views(&state, *id, std::slice::from_ref(&comment)).await?;
+    Ok(HttpResponse::Created().json(&view[0]))
 }
 
 /// The comments on a document, oldest first.
@@ -116,7 +255,11 @@ pub async fn list_comments(
         .store
         .comments(user.id, *id, query.resolved, page)
         .await?;
-    Ok(HttpResponse::Ok().json(List::from_page(page, |c| CommentView::from(c))))
+    let items = views(&state, *id, &page.items).await?;
+    Ok(HttpResponse::Ok().json(List {
+        items,
+        next_cursor: page.next.map(crate::views::encode_cursor),
+    }))
 }
 
 /// One comment.
@@ -136,7 +279,8 @@ pub async fn get_comment(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     let comment = state.store.comment(user.id, *id).await?;
-    Ok(HttpResponse::Ok().json(CommentView::from(&comment)))
+    let view = views(&state, comment.document_id, std::slice::from_ref(&comment)).await?;
+    Ok(HttpResponse::Ok().json(&view[0]))
 }
 
 /// Edit a comment's body (its author) or resolve/reopen it (editors and above).
@@ -180,7 +324,8 @@ pub async fn update_comment(
     if let Some(event) = &event {
         crate::realtime::committed(&state.realtime, &*state.store, event).await;
     }
-    Ok(HttpResponse::Ok().json(CommentView::from(&comment)))
+    let view = views(&state, comment.document_id, std::slice::from_ref(&comment)).await?;
+    Ok(HttpResponse::Ok().json(&view[0]))
 }
 
 /// Delete a comment and its replies (its author, or an admin).

@@ -271,6 +271,7 @@ fn refine_bodies(v: &mut Value) {
         "ExchangeRequest",
         "WorkspaceSsoView",
         "CreateVersion",
+        "AnchorInput",
     ] {
         set(v, schema, "additionalProperties", Value::Bool(false));
     }

@@ -179,6 +179,15 @@ pub struct Comment {
     pub updated_at: i64,
 }
 
+/// The text a comment is pinned to: two Yjs relative positions (encoded) and the text
+/// between them when the comment was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommentAnchor {
+    pub start: Vec<u8>,
+    pub end: Vec<u8>,
+    pub quote: String,
+}
+
 /// One entry of a workspace's append-only log.
 #[derive(Debug, Clone)]
 pub struct Event {
@@ -930,7 +939,13 @@ pub trait Comments: Send + Sync {
         parent: Option<CommentId>,
         body: &CommentBody,
         mention_keys: &[String],
+        anchor: Option<&CommentAnchor>,
     ) -> StoreResult<(Comment, Event)>;
+    /// The anchors of the document's comments, by comment.
+    async fn comment_anchors(
+        &self,
+        doc: DocumentId,
+    ) -> StoreResult<HashMap<CommentId, CommentAnchor>>;
     async fn comments(
         &self,
         actor: UserId,

@@ -569,7 +569,7 @@ async fn refused_changes_do_not_consume_offsets(backend: Backend) {
     assert_eq!(ev.offset, 3, "the refused attempts left no hole");
     let body = CommentBody::parse("looks good").unwrap();
     let (_, ev) = store
-        .create_comment(alice.id, doc.id, None, &body, &[])
+        .create_comment(alice.id, doc.id, None, &body, &[], None)
         .await
         .unwrap();
     assert_eq!(ev.offset, 4);
@@ -642,6 +642,7 @@ async fn deleting_a_workspace_removes_everything_in_it(backend: Backend) {
             None,
             &CommentBody::parse("c").unwrap(),
             &[],
+            None,
         )
         .await
         .unwrap();
@@ -765,7 +766,7 @@ async fn a_comment_mentioning_many_members_notifies_each_member_once(backend: Ba
     keys.push("nobody@example.com".into());
     let body = CommentBody::parse("hello all").unwrap();
     let (comment, ev) = store
-        .create_comment(alice.id, doc.id, None, &body, &keys)
+        .create_comment(alice.id, doc.id, None, &body, &keys, None)
         .await
         .unwrap();
     // The author is a member, so she is mentioned; she is not notified of her own comment.
@@ -799,7 +800,14 @@ async fn a_comment_mentioning_many_members_notifies_each_member_once(backend: Ba
     // A reply notifies the parent's author once: as a reply, or as a mention if named.
     let m0 = &members[0];
     let (_, ev) = store
-        .create_comment(m0.id, doc.id, Some(comment.id), &body, &[key(&members[1])])
+        .create_comment(
+            m0.id,
+            doc.id,
+            Some(comment.id),
+            &body,
+            &[key(&members[1])],
+            None,
+        )
         .await
         .unwrap();
     let notified = store
@@ -813,7 +821,7 @@ async fn a_comment_mentioning_many_members_notifies_each_member_once(backend: Ba
     expected_kinds.sort();
     assert_eq!(kinds_by_user(&notified), expected_kinds);
     let (_, ev) = store
-        .create_comment(m0.id, doc.id, Some(comment.id), &body, &[key(&alice)])
+        .create_comment(m0.id, doc.id, Some(comment.id), &body, &[key(&alice)], None)
         .await
         .unwrap();
     let notified = store
@@ -828,7 +836,7 @@ async fn a_comment_mentioning_many_members_notifies_each_member_once(backend: Ba
     // Sixty members named: only the first fifty names count.
     let keys: Vec<String> = members.iter().map(key).collect();
     let (many, ev) = store
-        .create_comment(alice.id, doc.id, None, &body, &keys)
+        .create_comment(alice.id, doc.id, None, &body, &keys, None)
         .await
         .unwrap();
     let first_fifty: Vec<i64> = members[..50].iter().map(|m| m.id).collect();
@@ -904,7 +912,7 @@ async fn unread_counts_of_several_users_come_in_one_call(backend: Backend) {
     let body = CommentBody::parse("ping").unwrap();
     for mentioned in [vec![key(&bob), key(&carol)], vec![key(&bob)]] {
         store
-            .create_comment(alice.id, doc.id, None, &body, &mentioned)
+            .create_comment(alice.id, doc.id, None, &body, &mentioned, None)
             .await
             .unwrap();
     }

@@ -268,6 +268,35 @@ test("reports chart the buckets the API returns, a CSV arrives, and search finds
   await shot(ada, "search");
 });
 
+test("a version saved by name shows what changed since, and restoring it reaches the other editor live", async () => {
+  const node = await server();
+  nodes.push(node);
+  const p = await people(node);
+  const { ada, bob } = p;
+  const { docId } = await shared(node, p);
+  const saved = await bothWrite(node, p, docId);
+  await ada.getByRole("button", { name: "History" }).click();
+  await ada.getByLabel("Version name").fill("Draft one");
+  await ada.getByRole("button", { name: "Save version" }).click();
+  await ada.getByText("Draft one").waitFor();
+  await ada.getByRole("button", { name: "Close" }).click();
+  // More writing after it.
+  await ada.getByTestId("editor").click();
+  await ada.keyboard.press("Control+End");
+  await ada.keyboard.type(" Extra words.");
+  await until("Bob sees the extra words", async () => (await editorText(bob)).includes("Extra words."));
+  await until("the REST text has them", async () => (await rest(node.url, ada, "GET", `/api/v1/documents/${docId}`)).body.content.includes("Extra words."));
+  await ada.getByRole("button", { name: "History" }).click();
+  await ada.getByText("Draft one").click();
+  // From now to that version: the extra words are taken out.
+  await ada.getByLabel("Differences").locator("del", { hasText: "Extra words." }).waitFor();
+  await shot(ada, "history-diff");
+  await ada.getByRole("button", { name: "Restore this version" }).click();
+  await ada.getByRole("button", { name: "Restore", exact: true }).click();
+  await until("Bob's editor is back at the version", async () => (await editorText(bob)) === saved);
+  await until("Ada's editor too", async () => (await editorText(ada)) === saved);
+});
+
 test("the rest by hand: filter and delete documents, reply and resolve, search by kind, hourly reports in another zone, rename and delete the workspace", async () => {
   const node = await server();
   nodes.push(node);

@@ -179,6 +179,113 @@ fn changed_span<'a>(old: &str, new: &'a str) -> (usize, usize, &'a str) {
     )
 }
 
+/// A piece of a document's text ([`text_of`]) and the type that holds it: `start` is the
+/// offset (in bytes) of its first character in the text, `len` its length.
+struct Span {
+    branch: yrs::branch::BranchPtr,
+    start: usize,
+    len: usize,
+}
+
+/// The document's text, and where each piece of it lives: the `content` text, or each text
+/// node of the fragment's blocks (one line per block, as [`text_of`] flattens them).
+fn layout(doc: &yrs::Doc) -> (String, Vec<Span>) {
+    use yrs::types::text::Text as _;
+    use yrs::{GetString, XmlFragment as _, XmlOut};
+    let txn = doc.transact();
+    if let Some(text) = txn.get_text("content") {
+        let s = text.get_string(&txn);
+        if !s.is_empty() {
+            let span = Span {
+                branch: yrs::branch::BranchPtr::from(AsRef::<yrs::branch::Branch>::as_ref(&text)),
+                start: 0,
+                len: s.len(),
+            };
+            return (s, vec![span]);
+        }
+    }
+    let Some(fragment) = txn.get_xml_fragment("default") else {
+        return (String::new(), Vec::new());
+    };
+    let mut out = String::new();
+    let mut spans = Vec::new();
+    for (i, child) in fragment.children(&txn).enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let mut add = |t: &yrs::XmlTextRef| {
+            let start = out.len();
+            for d in t.diff(&txn, |_| ()) {
+                if let yrs::Out::Any(yrs::Any::String(s)) = d.insert {
+                    out.push_str(&s);
+                }
+            }
+            spans.push(Span {
+                branch: yrs::branch::BranchPtr::from(AsRef::<yrs::branch::Branch>::as_ref(t)),
+                start,
+                len: out.len() - start,
+            });
+        };
+        match child {
+            XmlOut::Text(t) => add(&t),
+            XmlOut::Element(e) => {
+                for node in e.successors(&txn) {
+                    if let XmlOut::Text(t) = node {
+                        add(&t);
+                    }
+                }
+            }
+            XmlOut::Fragment(_) => {}
+        }
+    }
+    (out, spans)
+}
+
+/// A range of the document's text, `start..end` (byte offsets into [`text_of`]), as two Yjs
+/// relative positions (encoded as `Y.encodeRelativePosition` does): the start sticks to the
+/// range's first character, the end to its last, so the range moves with the edits around
+/// it. `None` when the range is not within one piece of text per end.
+pub fn anchor_range(doc: &yrs::Doc, start: usize, end: usize) -> Option<(Vec<u8>, Vec<u8>)> {
+    use yrs::updates::encoder::Encode;
+    use yrs::{Assoc, StickyIndex};
+    let (_, spans) = layout(doc);
+    let txn = doc.transact();
+    let at = |offset: usize, assoc: Assoc, is_end: bool| {
+        let span = spans.iter().find(|s| {
+            if is_end {
+                offset > s.start && offset <= s.start + s.len
+            } else {
+                offset >= s.start && offset < s.start + s.len
+            }
+        })?;
+        StickyIndex::at(&txn, span.branch, (offset - span.start) as u32, assoc)
+    };
+    let a = at(start, Assoc::After, false)?;
+    let b = at(end, Assoc::Before, true)?;
+    Some((a.encode_v1(), b.encode_v1()))
+}
+
+/// Where a range made by [`anchor_range`] (or by an editor's selection) is now: its byte
+/// offsets into [`text_of`], and the text itself. `None` when either end's text is gone;
+/// an empty range when everything between the ends was deleted.
+pub fn resolve_anchor(doc: &yrs::Doc, start: &[u8], end: &[u8]) -> Option<(usize, usize, String)> {
+    use yrs::updates::decoder::Decode;
+    use yrs::StickyIndex;
+    let a = StickyIndex::decode_v1(start).ok()?;
+    let b = StickyIndex::decode_v1(end).ok()?;
+    let (text, spans) = layout(doc);
+    let txn = doc.transact();
+    let offset = |p: &StickyIndex| {
+        let o = p.get_offset(&txn)?;
+        let span = spans.iter().find(|s| s.branch == o.branch)?;
+        Some(span.start + (o.index as usize).min(span.len))
+    };
+    let from = offset(&a)?;
+    let to = offset(&b)?.max(from);
+    let quoted = text.get(from..to)?.to_string();
+    Some((from, to, quoted))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,5 +401,43 @@ mod tests {
         // Characters of several bytes are never cut.
         assert_eq!(changed_span("héllo", "hallo"), (1, 3, "a"));
         assert_eq!(changed_span("ab", "aéb"), (1, 1, "é"));
+    }
+
+    #[test]
+    fn anchors_follow_edits_around_them_and_detach_when_their_text_goes() {
+        use yrs::Text;
+        let doc = yrs::Doc::new();
+        let content = doc.get_or_insert_text("content");
+        content.insert(&mut doc.transact_mut(), 0, "the quick brown fox");
+        let (a, b) = anchor_range(&doc, 4, 9).expect("an anchor");
+        assert_eq!(resolve_anchor(&doc, &a, &b).unwrap().2, "quick");
+        content.insert(&mut doc.transact_mut(), 0, "see: ");
+        content.insert(&mut doc.transact_mut(), 14, " very");
+        assert_eq!(resolve_anchor(&doc, &a, &b).unwrap().2, "quick");
+        assert_eq!(text_of(&doc), "see: the quick very brown fox");
+        content.remove_range(&mut doc.transact_mut(), 9, 5);
+        let (from, to, quoted) = resolve_anchor(&doc, &a, &b).unwrap();
+        assert_eq!((to - from, quoted.as_str()), (0, ""));
+        assert!(resolve_anchor(&doc, b"not a position", &b).is_none());
+    }
+
+    #[test]
+    fn anchors_in_a_fragment_point_into_its_blocks() {
+        use yrs::{XmlElementPrelim, XmlFragment, XmlTextPrelim};
+        let doc = yrs::Doc::new();
+        let fragment = doc.get_or_insert_xml_fragment("default");
+        {
+            let mut txn = doc.transact_mut();
+            for line in ["first block", "second block"] {
+                let p = fragment.push_back(&mut txn, XmlElementPrelim::empty("paragraph"));
+                p.push_back(&mut txn, XmlTextPrelim::new(line));
+            }
+        }
+        assert_eq!(text_of(&doc), "first block\nsecond block");
+        let (a, b) = anchor_range(&doc, 12, 18).expect("an anchor in the second block");
+        assert_eq!(resolve_anchor(&doc, &a, &b).unwrap().2, "second");
+        // Across blocks, too.
+        let (a, b) = anchor_range(&doc, 6, 18).expect("an anchor across blocks");
+        assert_eq!(resolve_anchor(&doc, &a, &b).unwrap().2, "block\nsecond");
     }
 }

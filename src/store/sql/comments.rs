@@ -14,7 +14,8 @@ use crate::domain::{
     now_ms, CommentBody, CommentId, DocumentId, EventKind, Role, UserId, WorkspaceId,
 };
 use crate::store::{
-    Comment, CommentPatch, Comments, Event, Page, PageRequest, StoreError, StoreResult,
+    Comment, CommentAnchor, CommentPatch, Comments, Event, Page, PageRequest, StoreError,
+    StoreResult,
 };
 
 #[derive(sqlx::FromRow)]
@@ -123,8 +124,32 @@ fn comment_json(c: &Comment) -> Value {
     })
 }
 
+/// An anchor as events carry it: its positions in base64, as editors decode them.
+pub fn anchor_json(a: &CommentAnchor) -> Value {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    json!({"start": b64.encode(&a.start), "end": b64.encode(&a.end), "quote": a.quote})
+}
+
 #[async_trait]
 impl Comments for SqlStore {
+    async fn comment_anchors(
+        &self,
+        doc: DocumentId,
+    ) -> StoreResult<std::collections::HashMap<CommentId, CommentAnchor>> {
+        let rows: Vec<(i64, Vec<u8>, Vec<u8>, String)> = sqlx::query_as(
+            "SELECT comment_id, anchor_start, anchor_end, quote FROM comment_anchors \
+             WHERE document_id = $1",
+        )
+        .bind(doc)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, start, end, quote)| (id, CommentAnchor { start, end, quote }))
+            .collect())
+    }
+
     async fn create_comment(
         &self,
         actor: UserId,
@@ -132,6 +157,7 @@ impl Comments for SqlStore {
         parent: Option<CommentId>,
         body: &CommentBody,
         mention_keys: &[String],
+        anchor: Option<&CommentAnchor>,
     ) -> StoreResult<(Comment, Event)> {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
@@ -173,6 +199,19 @@ impl Comments for SqlStore {
         .await?;
         let mentions =
             record_mentions(&mut tx, ws, id, mention_keys, self.matches_by_email()).await?;
+        if let Some(a) = anchor {
+            sqlx::query(
+                "INSERT INTO comment_anchors (comment_id, document_id, anchor_start, anchor_end, quote) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(id)
+            .bind(doc)
+            .bind(a.start.as_slice())
+            .bind(a.end.as_slice())
+            .bind(&a.quote)
+            .execute(&mut *tx)
+            .await?;
+        }
         let comment = Comment {
             id,
             workspace_id: ws,
@@ -194,7 +233,13 @@ impl Comments for SqlStore {
                 EventKind::CommentCreated,
                 actor,
                 format!("comment:{id}"),
-                comment_json(&comment),
+                {
+                    let mut data = comment_json(&comment);
+                    if let Some(a) = anchor {
+                        data["anchor"] = anchor_json(a);
+                    }
+                    data
+                },
                 now,
             ),
         )

@@ -94,7 +94,13 @@ export function Comments({ docId, role, members }: { docId: number; role: Role; 
           {new Date(c.created_at).toLocaleString()}
         </Typography.Text>
         {c.resolved && <Tag color="green">resolved</Tag>}
+        {c.anchor?.detached && <Tag title="The text it was pinned to was deleted">detached</Tag>}
       </Space>
+      {c.anchor && (
+        <blockquote style={{ margin: "4px 0", paddingLeft: 8, borderLeft: "3px solid #ffd666", color: "#595959" }}>
+          {c.anchor.detached ? <s>{c.anchor.quote}</s> : c.anchor.text}
+        </blockquote>
+      )}
       <div style={{ whiteSpace: "pre-wrap" }} data-testid="comment-body">
         {c.body}
       </div>

@@ -100,6 +100,8 @@ export interface Comment {
   resolved_by: number | null;
   created_at: string;
   updated_at: string;
+  /** The text the comment is pinned to, where it is now. */
+  anchor?: { start: string; end: string; quote: string; text: string; detached: boolean };
 }
 
 export interface StoaEvent {

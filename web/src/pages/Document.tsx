@@ -17,6 +17,7 @@ import { colorFor } from "../lib/colors";
 import { atLeast, type DocumentView, type Member, type Page, type Workspace } from "../lib/types";
 import { ProblemAlert } from "../components/ProblemAlert";
 import { Comments } from "../components/Comments";
+import { History } from "../components/History";
 import { initials } from "./Shell";
 
 interface Peer {
@@ -320,7 +321,7 @@ export default function DocumentPage() {
     {
       event: (e: { kind: string; data: Record<string, unknown> }) => {
         if (e.kind.startsWith("member.") && e.data.user_id === me?.id) ws.reload();
-        if (e.kind === "document.updated" && e.data.document_id === docId) doc.reload();
+        if ((e.kind === "document.updated" || e.kind === "document.restored") && e.data.document_id === docId) doc.reload();
       },
     },
     () => ({ presence: false }),
@@ -330,10 +331,10 @@ export default function DocumentPage() {
   const canEdit = atLeast(ws.data.role, "editor");
   return (
     <>
-      <Breadcrumb
-        style={{ marginBottom: 8 }}
-        items={[{ title: <Link to={`/w/${wsId}`}>{ws.data.name}</Link> }, { title: doc.data.title }]}
-      />
+      <div style={{ display: "flex", justifyContent: "space-between", alignItems: "center", marginBottom: 8 }}>
+        <Breadcrumb items={[{ title: <Link to={`/w/${wsId}`}>{ws.data.name}</Link> }, { title: doc.data.title }]} />
+        <History docId={docId} canEdit={canEdit} members={members.data?.items ?? []} onRestored={doc.reload} />
+      </div>
       <ProblemAlert error={error || ws.error || doc.error} onClose={() => setError(null)} />
       <Typography.Title
         level={2}
