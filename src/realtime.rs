@@ -181,9 +181,9 @@ impl DocStore for StoreDocs {
         })
     }
 
-    async fn text_in_log(&self, document: i64, version: i64) -> Result<(), DocError> {
+    async fn text_in_log(&self, document: i64, version: i64, seq: i64) -> Result<(), DocError> {
         self.store
-            .text_in_log(document, version)
+            .text_in_log(document, version, seq)
             .await
             .map_err(doc_error)
     }

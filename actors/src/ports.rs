@@ -170,8 +170,9 @@ pub trait DocStore: Send + Sync + 'static {
         text: &str,
         through: i64,
     ) -> Result<Projection, DocError>;
-    /// The text of the REST write that made `version` is in the log now.
-    async fn text_in_log(&self, document: i64, version: i64) -> Result<(), DocError>;
+    /// The text of the REST write that made `version` is in the log now, at or before
+    /// position `seq`.
+    async fn text_in_log(&self, document: i64, version: i64, seq: i64) -> Result<(), DocError>;
     /// Replaces every update up to `through` with `snapshot` (which holds them all).
     async fn compact(&self, document: i64, snapshot: &[u8], through: i64) -> Result<(), DocError>;
 }

@@ -34,3 +34,8 @@ CREATE INDEX document_versions_by_user ON document_versions (created_by);
 -- its last automatic version was made (one per `documents.version_interval_secs`).
 ALTER TABLE documents ADD COLUMN version_authors TEXT;
 ALTER TABLE documents ADD COLUMN auto_version_at BIGINT NOT NULL DEFAULT 0;
+
+-- The log position at which the latest REST write's text entered the update log: live
+-- recording made from a snapshot of the log before it (its text computed before the write
+-- reached the document's actor) never writes that older text over the REST write.
+ALTER TABLE documents ADD COLUMN rest_text_seq BIGINT NOT NULL DEFAULT 0;

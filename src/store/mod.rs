@@ -887,7 +887,7 @@ pub trait DocumentUpdates: Send + Sync {
         version_interval_ms: i64,
     ) -> StoreResult<LiveEdit>;
     /// The text of the REST write that made `version` is in the update log now.
-    async fn text_in_log(&self, doc: DocumentId, version: i64) -> StoreResult<()>;
+    async fn text_in_log(&self, doc: DocumentId, version: i64, seq: i64) -> StoreResult<()>;
     /// Documents (and their workspaces) after `after`, in id order, whose text, events or
     /// rollups are behind their update log, or whose REST text is not in it.
     async fn documents_behind(

@@ -140,7 +140,7 @@ async fn versions_are_made_read_compared_and_restored(backend: Backend) {
         .collect();
     assert!(kinds.contains(&"document.versioned"), "{kinds:?}");
     assert!(kinds.contains(&"document.restored"), "{kinds:?}");
-    // Restores count as edits in the reports.
+    // Restores count as edits in the reports: the REST write and the restore.
     let report = app
         .get(
             &format!("/api/v1/workspaces/{ws}/reports/documents"),
@@ -148,6 +148,14 @@ async fn versions_are_made_read_compared_and_restored(backend: Backend) {
         )
         .await;
     assert_eq!(report.status, 200, "{:?}", report.body);
+    let row = report.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["document_id"] == doc)
+        .expect("the document's row")
+        .clone();
+    assert_eq!(row["edits"], 2, "{row}");
 }
 
 async fn bad_version_requests_change_nothing(backend: Backend) {

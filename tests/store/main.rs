@@ -1326,7 +1326,7 @@ async fn live_edits_are_recorded_once_whoever_records_them(backend: Backend) {
     assert_eq!(kept.content, "from REST");
     // An older version's mark does nothing; the write's own clears it.
     store
-        .text_in_log(doc.id, written.version - 1)
+        .text_in_log(doc.id, written.version - 1, 0)
         .await
         .unwrap();
     assert!(store
@@ -1336,7 +1336,7 @@ async fn live_edits_are_recorded_once_whoever_records_them(backend: Backend) {
         .unwrap()
         .pending
         .is_some());
-    store.text_in_log(doc.id, written.version).await.unwrap();
+    store.text_in_log(doc.id, written.version, 0).await.unwrap();
     assert_eq!(
         store.document_text(doc.id).await.unwrap().unwrap().pending,
         None

@@ -663,8 +663,8 @@ impl DocActor {
         let started = crate::hist::stamp();
         let fut = async move {
             let result = store.append(id, &batch, &editors).await;
-            if let (Ok(_), Some(version)) = (&result, text_version) {
-                if let Err(e) = store.text_in_log(id, version).await {
+            if let (Ok(seq), Some(version)) = (&result, text_version) {
+                if let Err(e) = store.text_in_log(id, version, *seq).await {
                     // Harmless: the next load finds the text already in the log.
                     tracing::debug!(document = id, error = %e, "cannot mark the REST text written");
                 }
@@ -808,8 +808,9 @@ impl DocActor {
             if let Some(version) = version {
                 let store = self.store.clone();
                 let id = self.id;
+                let seq = self.last_seq;
                 ctx.spawn(
-                    async move { store.text_in_log(id, version).await }
+                    async move { store.text_in_log(id, version, seq).await }
                         .into_actor(self)
                         .map(|result, act, ctx| {
                             if let Err(e) = result {

@@ -232,7 +232,7 @@ impl DocStore for MemDocs {
     async fn save_text(&self, _: i64, _: &str, _: i64) -> Result<Projection, DocError> {
         Ok(Projection::default())
     }
-    async fn text_in_log(&self, _: i64, _: i64) -> Result<(), DocError> {
+    async fn text_in_log(&self, _: i64, _: i64, _: i64) -> Result<(), DocError> {
         Ok(())
     }
     async fn compact(&self, _: i64, _: &[u8], _: i64) -> Result<(), DocError> {

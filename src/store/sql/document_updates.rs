@@ -141,11 +141,12 @@ impl DocumentUpdates for SqlStore {
             updated_at: i64,
             version_authors: Option<String>,
             auto_version_at: i64,
+            rest_text_seq: i64,
         }
         let state: Option<State> = sqlx::query_as(
             "UPDATE documents SET text_seq = text_seq WHERE id = $1 \
              RETURNING text_seq, text_pending, content, version, updated_at, version_authors, \
-             auto_version_at",
+             auto_version_at, rest_text_seq",
         )
         .bind(doc)
         .fetch_optional(&mut *tx)
@@ -158,6 +159,7 @@ impl DocumentUpdates for SqlStore {
             updated_at,
             version_authors,
             auto_version_at,
+            rest_text_seq,
         }) = state
         else {
             return Ok(LiveEdit::default());
@@ -217,7 +219,9 @@ impl DocumentUpdates for SqlStore {
         }
         // While a REST write's text is on its way into the log, the REST text is ahead of
         // what the editors see: it stays as it is.
-        let changes_text = pending.is_none() && content != text;
+        // Nor is the REST text replaced by a text read from the log before that write's
+        // text entered it (the recording began before the write reached the actor).
+        let changes_text = pending.is_none() && content != text && through >= rest_text_seq;
         let seq = text_seq.max(through);
         let version = if changes_text {
             let last_editor = editors.last().map(|(u, _)| *u);
@@ -274,13 +278,17 @@ impl DocumentUpdates for SqlStore {
         })
     }
 
-    async fn text_in_log(&self, doc: DocumentId, version: i64) -> StoreResult<()> {
+    async fn text_in_log(&self, doc: DocumentId, version: i64, seq: i64) -> StoreResult<()> {
         let mut conn = self.writer.acquire().await?;
-        sqlx::query("UPDATE documents SET text_pending = NULL WHERE id = $1 AND text_pending = $2")
-            .bind(doc)
-            .bind(version)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "UPDATE documents SET text_pending = NULL, rest_text_seq = $3 \
+             WHERE id = $1 AND text_pending = $2",
+        )
+        .bind(doc)
+        .bind(version)
+        .bind(seq)
+        .execute(&mut *conn)
+        .await?;
         Ok(())
     }
 
