@@ -271,8 +271,15 @@ pub fn anchor_range(doc: &yrs::Doc, start: usize, end: usize) -> Option<(Vec<u8>
 pub fn resolve_anchor(doc: &yrs::Doc, start: &[u8], end: &[u8]) -> Option<(usize, usize, String)> {
     use yrs::updates::decoder::Decode;
     use yrs::StickyIndex;
-    let a = StickyIndex::decode_v1(start).ok()?;
-    let b = StickyIndex::decode_v1(end).ok()?;
+    // Positions come from clients: a decoder that panics on some input must not take the
+    // caller with it.
+    let decode = |bytes: &[u8]| {
+        std::panic::catch_unwind(|| StickyIndex::decode_v1(bytes))
+            .ok()?
+            .ok()
+    };
+    let a = decode(start)?;
+    let b = decode(end)?;
     let (text, spans) = layout(doc);
     let txn = doc.transact();
     let offset = |p: &StickyIndex| {
@@ -419,6 +426,19 @@ mod tests {
         let (from, to, quoted) = resolve_anchor(&doc, &a, &b).unwrap();
         assert_eq!((to - from, quoted.as_str()), (0, ""));
         assert!(resolve_anchor(&doc, b"not a position", &b).is_none());
+        // Whatever bytes a client sends, the answer is a position or none.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..2000 {
+            let bytes: Vec<u8> = (0..len % 64)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed as u8
+                })
+                .collect();
+            let _ = resolve_anchor(&doc, &bytes, &b);
+        }
     }
 
     #[test]
