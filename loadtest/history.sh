@@ -38,8 +38,8 @@ export STOA_HTTP__USER_REQUESTS_PER_SEC=1000000 STOA_HTTP__USER_REQUEST_BURST=10
 export STOA_SERVER__PORT=$PORT
 "$CARGO_TARGET_DIR/release/stoa" & SERVER=$!
 until curl -sf "http://127.0.0.1:$PORT/readyz" | grep -q '"ok"'; do sleep 0.2; done
-OUT=$(node loadtest/node/history-bench.mjs "http://127.0.0.1:$PORT" "$SIZE" "$VERSIONS" "$N" | tee /dev/stderr)
-DOC=$(echo "$OUT" | tail -1 | python3 -c "import json,sys; print(json.load(sys.stdin)['document'])")
+node loadtest/node/history-bench.mjs "http://127.0.0.1:$PORT" "$SIZE" "$VERSIONS" "$N" | tee "$DATA/out.jsonl"
+DOC=$(tail -1 "$DATA/out.jsonl" | python3 -c "import json,sys; print(json.load(sys.stdin)['document'])")
 Q="SELECT COUNT(*), SUM(base), SUM(LENGTH(delta)), COALESCE(SUM(LENGTH(text_z)), 0),
           (SELECT LENGTH(content) FROM documents WHERE id = $DOC),
           (SELECT SUM(LENGTH(data)) FROM document_updates WHERE document_id = $DOC)

@@ -78,6 +78,8 @@ pub struct VersionOf {
     pub authors: Vec<UserId>,
     pub created_by: Option<UserId>,
     pub restored_from: Option<i64>,
+    /// The log position `updates` reach, when they are the log's.
+    pub through: Option<i64>,
 }
 
 /// Makes a version of the document whose state `updates` make (its log, or a prefix of
@@ -126,6 +128,7 @@ pub async fn make_version(
             added: counts.added,
             removed: counts.removed,
             restored_from: of.restored_from,
+            through: of.through,
         })
     })
     .await?;

@@ -159,6 +159,7 @@ impl DocStore for StoreDocs {
                     authors: due.authors,
                     created_by: None,
                     restored_from: None,
+                    through: None,
                 };
                 match crate::history::make_version(&*store, document, due.updates, of).await {
                     Ok(_) => {

@@ -34,6 +34,9 @@ CREATE INDEX document_versions_by_user ON document_versions (created_by);
 -- its last automatic version was made (one per `documents.version_interval_secs`).
 ALTER TABLE documents ADD COLUMN version_authors TEXT;
 ALTER TABLE documents ADD COLUMN auto_version_at BIGINT NOT NULL DEFAULT 0;
+-- The log position the last version's authors reach: editors of updates at or before it
+-- are that version's, not the next one's.
+ALTER TABLE documents ADD COLUMN version_seq BIGINT NOT NULL DEFAULT 0;
 
 -- The log position at which the latest REST write's text entered the update log: live
 -- recording made from a snapshot of the log before it (its text computed before the write

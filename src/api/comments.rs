@@ -194,7 +194,7 @@ pub async fn create_comment(
             let (ws, _) = state.store.document_role(user.id, *id).await?;
             state
                 .realtime
-                .catch_up_documents(&[(*id, ws)], std::time::Duration::from_secs(5))
+                .document_written(*id, ws, std::time::Duration::from_secs(5))
                 .await;
             Some(anchor_of(&state, *id, input).await?)
         }

@@ -131,6 +131,7 @@ pub async fn create_document(
             authors: vec![user.id],
             created_by: Some(user.id),
             restored_from: None,
+            through: None,
         };
         if let Err(e) = super::versions::version_now(&state, doc.id, doc.workspace_id, of).await {
             tracing::warn!(document = doc.id, error = ?e, "cannot make the document's first version");
@@ -245,6 +246,7 @@ pub async fn update_document(
             authors: vec![user.id],
             created_by: Some(user.id),
             restored_from: None,
+            through: None,
         };
         if let Err(e) = super::versions::version_now(&state, doc.id, doc.workspace_id, of).await {
             tracing::warn!(document = doc.id, error = ?e, "cannot make the version of a REST write");

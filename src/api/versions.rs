@@ -138,9 +138,13 @@ pub(super) async fn version_now(
 ) -> Result<VersionMeta, ApiError> {
     state
         .realtime
-        .catch_up_documents(&[(doc, workspace)], FLUSH_LIMIT)
+        .document_written(doc, workspace, FLUSH_LIMIT)
         .await;
-    let (updates, _) = state.store.document_updates(doc, 0).await?;
+    let (updates, last) = state.store.document_updates(doc, 0).await?;
+    let of = VersionOf {
+        through: Some(last),
+        ..of
+    };
     let (meta, event) = history::make_version(&*state.store, doc, updates, of).await?;
     if let Some(event) = event {
         crate::realtime::committed(&state.realtime, &*state.store, &event).await;
@@ -208,6 +212,7 @@ pub async fn create_version(
             authors: Vec::new(),
             created_by: Some(user.id),
             restored_from: None,
+            through: None,
         },
     )
     .await?;
@@ -392,6 +397,7 @@ pub async fn restore_version(
             authors: vec![user.id],
             created_by: Some(user.id),
             restored_from: Some(v),
+            through: None,
         },
     )
     .await?;

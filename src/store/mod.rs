@@ -355,6 +355,8 @@ pub struct NewVersion {
     pub added: i64,
     pub removed: i64,
     pub restored_from: Option<i64>,
+    /// The log position the state reaches (what was read to make it).
+    pub through: Option<i64>,
 }
 
 /// The newest version of a document, which the next one is made against.

@@ -264,6 +264,7 @@ async fn retention_thins_automatic_versions_and_every_kept_version_reads_the_sam
                 authors: vec![alice.id],
                 created_by: Some(alice.id),
                 restored_from: None,
+                through: None,
             },
         )
         .await

@@ -654,6 +654,16 @@ impl Realtime {
         }
     }
 
+    /// Waits (at most `limit`) until what this node's actor of the document applied before
+    /// now is in the update log: a REST write handed to it, live edits. Editors typing on
+    /// do not hold it back.
+    pub async fn document_written(&self, document: i64, workspace: i64, limit: Duration) {
+        self.shared
+            .docs
+            .written(&self.shared.env, document, workspace, limit)
+            .await;
+    }
+
     /// Whether a Yjs socket on `document` may be opened: it is open here already, or
     /// fewer than `max_open_documents` have connections (a document loaded only to take a
     /// REST write or to catch up does not count).

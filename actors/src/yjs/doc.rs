@@ -235,6 +235,11 @@ pub struct DocActor {
     projected_seq: i64,
     /// Told when everything applied has been written.
     flushed: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// Batches of updates started and written: a barrier waits for the batch that holds
+    /// what was applied before it, not for the document to fall quiet.
+    batches_started: u64,
+    batches_written: u64,
+    barriers: Vec<(u64, tokio::sync::oneshot::Sender<()>)>,
     /// When the document last did something without a connection: its last connection
     /// left, it took a REST write or caught up. It is unloaded once written and quiet.
     idle_since: Instant,
@@ -284,6 +289,9 @@ impl DocActor {
             loaded_seq: 0,
             projected_seq: 0,
             flushed: Vec::new(),
+            batches_started: 0,
+            batches_written: 0,
+            barriers: Vec::new(),
             idle_since: Instant::now(),
             had_connections: false,
             saved_text: String::new(),
@@ -646,6 +654,8 @@ impl DocActor {
             return;
         }
         self.writing = true;
+        self.batches_started += 1;
+        let batch_no = self.batches_started;
         let batch = std::mem::take(&mut self.pending);
         let editors = std::mem::take(&mut self.pending_editors);
         let text_version = self.pending_text_version.take();
@@ -677,6 +687,11 @@ impl DocActor {
                     act.writing = false;
                     match result {
                         Ok(seq) => {
+                            act.batches_written = act.batches_written.max(batch_no);
+                            let done = act.batches_written;
+                            for (_, tx) in act.barriers.extract_if(.., |(need, _)| *need <= done) {
+                                let _ = tx.send(());
+                            }
                             if let Some(us) = crate::hist::since(started) {
                                 act.stats().yjs_persist_latency.observe(us);
                             }
@@ -1172,6 +1187,30 @@ impl Handler<SetText> for DocActor {
     }
 }
 
+/// Answered once every update applied before it has been written (however much is applied
+/// meanwhile: editors typing on do not hold it back).
+pub(crate) struct WrittenBarrier(pub tokio::sync::oneshot::Sender<()>);
+
+impl actix::Message for WrittenBarrier {
+    type Result = ();
+}
+
+impl Handler<WrittenBarrier> for DocActor {
+    type Result = ();
+    fn handle(&mut self, msg: WrittenBarrier, ctx: &mut Context<Self>) {
+        let need = if !self.pending.is_empty() {
+            self.batches_started + 1
+        } else if self.writing {
+            self.batches_started
+        } else {
+            let _ = msg.0.send(());
+            return;
+        };
+        self.barriers.push((need, msg.0));
+        self.write(ctx);
+    }
+}
+
 /// Answered once every update applied so far has been written.
 pub(crate) struct FlushDoc(pub tokio::sync::oneshot::Sender<()>);
 
@@ -1231,6 +1270,24 @@ impl Docs {
             }
         };
         let _ = actix::clock::timeout(limit, all).await;
+    }
+
+    /// Waits (at most `limit`) until what the document's actor on this node applied before
+    /// now is in the log (the actor is started, and loads the document, if need be).
+    pub(crate) async fn written(
+        self: &Arc<Self>,
+        env: &Arc<Env>,
+        document: i64,
+        workspace: i64,
+        limit: Duration,
+    ) {
+        let Some(addr) = self.actor(env, document, workspace) else {
+            return;
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if addr.try_send(WrittenBarrier(tx)).is_ok() {
+            let _ = actix::clock::timeout(limit, rx).await;
+        }
     }
 
     /// Waits (at most `limit`) until every open document has written what it applied.

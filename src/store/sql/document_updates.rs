@@ -142,11 +142,12 @@ impl DocumentUpdates for SqlStore {
             version_authors: Option<String>,
             auto_version_at: i64,
             rest_text_seq: i64,
+            version_seq: i64,
         }
         let state: Option<State> = sqlx::query_as(
             "UPDATE documents SET text_seq = text_seq WHERE id = $1 \
              RETURNING text_seq, text_pending, content, version, updated_at, version_authors, \
-             auto_version_at, rest_text_seq",
+             auto_version_at, rest_text_seq, version_seq",
         )
         .bind(doc)
         .fetch_optional(&mut *tx)
@@ -160,12 +161,13 @@ impl DocumentUpdates for SqlStore {
             version_authors,
             auto_version_at,
             rest_text_seq,
+            version_seq,
         }) = state
         else {
             return Ok(LiveEdit::default());
         };
-        let stored: Vec<String> = sqlx::query_scalar(
-            "SELECT editors FROM document_updates WHERE document_id = $1 AND seq > $2 \
+        let stored: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT seq, editors FROM document_updates WHERE document_id = $1 AND seq > $2 \
              AND seq <= $3 AND editors IS NOT NULL ORDER BY seq",
         )
         .bind(doc)
@@ -174,8 +176,14 @@ impl DocumentUpdates for SqlStore {
         .fetch_all(&mut *tx)
         .await?;
         let mut editors = Vec::new();
-        for who in &stored {
+        // Editors of updates a version already took (a named one, a REST write's) are not
+        // the next version's.
+        let mut unversioned = Vec::new();
+        for (seq, who) in &stored {
             add_editors(&mut editors, who);
+            if *seq > version_seq {
+                add_editors(&mut unversioned, who);
+            }
         }
         // An automatic version of the document as the previous window left it (the log up
         // to the position recorded before this one), when the last is older than the
@@ -200,20 +208,22 @@ impl DocumentUpdates for SqlStore {
         } else {
             None
         };
-        for (editor, _) in &editors {
+        for (editor, _) in &unversioned {
             if !authors.contains(editor) {
                 authors.push(*editor);
             }
         }
-        if due || !editors.is_empty() {
+        if due || !unversioned.is_empty() {
             sqlx::query(
                 "UPDATE documents SET version_authors = $1, \
-                 auto_version_at = CASE WHEN $2 THEN $3 ELSE auto_version_at END WHERE id = $4",
+                 auto_version_at = CASE WHEN $2 THEN $3 ELSE auto_version_at END, \
+                 version_seq = CASE WHEN $2 THEN $5 ELSE version_seq END WHERE id = $4",
             )
             .bind(encode_authors(&authors))
             .bind(version_due.is_some())
             .bind(now)
             .bind(doc)
+            .bind(text_seq)
             .execute(&mut *tx)
             .await?;
         }

@@ -101,17 +101,53 @@ impl Versions for SqlStore {
         let mut authors = v.authors.clone();
         if v.kind != "auto" {
             // The editors recorded since the last version are in this one.
-            // (RETURNING would give the value after the update: read it first.)
-            let recorded: Option<Option<String>> =
-                sqlx::query_scalar("SELECT version_authors FROM documents WHERE id = $1")
+            // (RETURNING would give the value after the update: read it first.) The
+            // editors of updates not recorded yet are this version's too, and the log
+            // position it reaches is where the next version's authors begin.
+            let recorded: Option<(Option<String>, i64, i64)> = sqlx::query_as(
+                "SELECT version_authors, text_seq, version_seq FROM documents WHERE id = $1",
+            )
+            .bind(doc)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let (stored, text_seq, version_seq) = recorded.unwrap_or((None, 0, 0));
+            let mut found = parse_authors(stored.as_deref());
+            let pending: Vec<(i64, String)> = sqlx::query_as(
+                "SELECT seq, editors FROM document_updates WHERE document_id = $1 AND seq > $2 \
+                 AND seq <= $3 AND editors IS NOT NULL ORDER BY seq",
+            )
+            .bind(doc)
+            .bind(text_seq.max(version_seq))
+            .bind(v.through.unwrap_or(i64::MAX))
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut reach = text_seq.max(version_seq);
+            for (seq, who) in &pending {
+                reach = reach.max(*seq);
+                if let Ok(pairs) = serde_json::from_str::<Vec<(i64, u32)>>(who) {
+                    found.extend(pairs.into_iter().map(|(u, _)| u));
+                }
+            }
+            let last: Option<i64> = match v.through {
+                Some(through) => Some(through),
+                None => {
+                    sqlx::query_scalar(
+                        "SELECT MAX(seq) FROM document_updates WHERE document_id = $1",
+                    )
                     .bind(doc)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            sqlx::query("UPDATE documents SET version_authors = NULL WHERE id = $1")
-                .bind(doc)
-                .execute(&mut *tx)
-                .await?;
-            for a in parse_authors(recorded.flatten().as_deref()) {
+                    .fetch_one(&mut *tx)
+                    .await?
+                }
+            };
+            reach = reach.max(last.unwrap_or(0));
+            sqlx::query(
+                "UPDATE documents SET version_authors = NULL, version_seq = $2 WHERE id = $1",
+            )
+            .bind(doc)
+            .bind(reach)
+            .execute(&mut *tx)
+            .await?;
+            for a in found {
                 if !authors.contains(&a) {
                     authors.push(a);
                 }
