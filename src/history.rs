@@ -211,56 +211,44 @@ pub struct Hunk {
     pub elided: Option<i64>,
 }
 
-/// The diff from `old` to `new`: by words, or for a fragment document (one line per block)
-/// by whole blocks, each changed block then by words. Counts are of characters.
+/// The diff from `old` to `new`: by lines (a fragment document's blocks), each changed
+/// line then by words. Counts are of characters.
 pub fn diff(old: &str, new: &str, blocks: bool) -> (Vec<Hunk>, Counts) {
+    // Lines (a fragment document's blocks) first, then words within the lines that
+    // changed: the word diff then runs over a few lines, not over the whole document.
+    let _ = blocks;
     let mut hunks = Vec::new();
     let mut counts = Counts::default();
-    if blocks {
-        // Each block with the line break after it: the hunks put together are the text.
-        let a: Vec<&str> = old.split_inclusive('\n').collect();
-        let b: Vec<&str> = new.split_inclusive('\n').collect();
-        let ops = similar::capture_diff_slices_deadline(
-            Algorithm::Myers,
-            &a,
-            &b,
-            Some(Instant::now() + DIFF_TIME),
-        );
-        for op in ops {
-            let (tag, o, n) = op.as_tag_tuple();
-            let join = |lines: &[&str]| lines.concat();
-            match tag {
-                DiffTag::Equal => push(&mut hunks, "equal", &join(&a[o])),
-                DiffTag::Delete => push(&mut hunks, "delete", &join(&a[o])),
-                DiffTag::Insert => push(&mut hunks, "insert", &join(&b[n])),
-                DiffTag::Replace => {
-                    // The blocks changed in place: by words within them.
-                    let (inner, _) = diff(&join(&a[o]), &join(&b[n]), false);
-                    for h in inner {
-                        push(&mut hunks, h.op, &h.text);
+    // Each line with the line break after it: the hunks put together are the text.
+    let a: Vec<&str> = old.split_inclusive('\n').collect();
+    let b: Vec<&str> = new.split_inclusive('\n').collect();
+    let deadline = Instant::now() + DIFF_TIME;
+    let ops = similar::capture_diff_slices_deadline(Algorithm::Myers, &a, &b, Some(deadline));
+    for op in ops {
+        let (tag, o, n) = op.as_tag_tuple();
+        let join = |lines: &[&str]| lines.concat();
+        match tag {
+            DiffTag::Equal => push(&mut hunks, "equal", &join(&a[o])),
+            DiffTag::Delete => push(&mut hunks, "delete", &join(&a[o])),
+            DiffTag::Insert => push(&mut hunks, "insert", &join(&b[n])),
+            DiffTag::Replace => {
+                let (old_words, new_words) = (join(&a[o]), join(&b[n]));
+                let x = words(&old_words);
+                let y = words(&new_words);
+                let inner =
+                    similar::capture_diff_slices_deadline(Algorithm::Myers, &x, &y, Some(deadline));
+                for op in inner {
+                    let (tag, o, n) = op.as_tag_tuple();
+                    let join = |tokens: &[&str]| tokens.concat();
+                    match tag {
+                        DiffTag::Equal => push(&mut hunks, "equal", &join(&x[o])),
+                        DiffTag::Delete => push(&mut hunks, "delete", &join(&x[o])),
+                        DiffTag::Insert => push(&mut hunks, "insert", &join(&y[n])),
+                        DiffTag::Replace => {
+                            push(&mut hunks, "delete", &join(&x[o]));
+                            push(&mut hunks, "insert", &join(&y[n]));
+                        }
                     }
-                }
-            }
-        }
-    } else {
-        let a = words(old);
-        let b = words(new);
-        let ops = similar::capture_diff_slices_deadline(
-            Algorithm::Myers,
-            &a,
-            &b,
-            Some(Instant::now() + DIFF_TIME),
-        );
-        for op in ops {
-            let (tag, o, n) = op.as_tag_tuple();
-            let join = |tokens: &[&str]| tokens.concat();
-            match tag {
-                DiffTag::Equal => push(&mut hunks, "equal", &join(&a[o])),
-                DiffTag::Delete => push(&mut hunks, "delete", &join(&a[o])),
-                DiffTag::Insert => push(&mut hunks, "insert", &join(&b[n])),
-                DiffTag::Replace => {
-                    push(&mut hunks, "delete", &join(&a[o]));
-                    push(&mut hunks, "insert", &join(&b[n]));
                 }
             }
         }

@@ -59,9 +59,16 @@ const doc = (await api("POST", `/api/v1/workspaces/${ws.id}/documents`, token, {
 // The document: SIZE bytes of words, in one editor's inserts.
 const writer = open(doc, token);
 await synced(writer.provider);
-const words = ["lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit", "sed", "do"];
+// Words of a 5,000-word vocabulary, skewed as prose is, so that the text compresses about
+// as prose does (a handful of repeated words would flatter the storage figures).
+let seed = 42;
+const rand = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+const vocabulary = Array.from({ length: 5000 }, () =>
+  Array.from({ length: 3 + Math.floor(rand() * 7) }, () => String.fromCharCode(97 + Math.floor(rand() * 26))).join(""));
 let body = "";
-for (let i = 0; body.length < SIZE; i++) body += words[(i * 7) % words.length] + (i % 12 === 11 ? "\n" : " ");
+for (let i = 0; body.length < SIZE; i++) {
+  body += vocabulary[Math.floor(vocabulary.length * rand() ** 3)] + (i % 12 === 11 ? "\n" : " ");
+}
 for (let at = 0; at < body.length; at += 256 * 1024) writer.text.insert(at, body.slice(at, at + 256 * 1024));
 for (;;) {
   const d = await api("GET", `/api/v1/documents/${doc}`, token);
