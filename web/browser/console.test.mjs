@@ -72,7 +72,10 @@ async function shared(node, { ada, bob }, prefix = "") {
   await ada.getByRole("button", { name: "New document" }).click();
   await ada.getByRole("dialog").getByLabel("Title").fill("Plan");
   await ada.getByRole("button", { name: "Create", exact: true }).click();
-  await ada.waitForURL(/\/w\/\d+\/d\/\d+$/);
+  await ada.waitForURL(/\/w\/\d+\/d\/\d+$/).catch(async (e) => {
+    // Seen once in CI: say what the page showed instead of the new document.
+    throw new Error(`${e.message}\nat ${ada.url()}, the page said: ${(await ada.locator("body").innerText()).slice(0, 2000)}`);
+  });
   const docId = Number(/\/d\/(\d+)$/.exec(ada.url())[1]);
   await bob.goto(ada.url());
   await live(ada);
