@@ -3,37 +3,11 @@
 // editors keep typing.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import WebSocket from "ws";
 import * as Y from "yjs";
-import { WebsocketProvider } from "y-websocket";
 
-import { BASE, WS_BASE, api, connect, deferred, join, register, until, workspaceWith } from "./support.mjs";
+import { BASE, api, connect, deferred, join, register, until, workspaceWith } from "./support.mjs";
+import { open, synced, textIs } from "./ydoc.mjs";
 
-function open(doc, token) {
-  const ydoc = new Y.Doc();
-  const provider = new WebsocketProvider(`${WS_BASE}/yjs`, String(doc), ydoc, {
-    WebSocketPolyfill: WebSocket,
-    params: { token },
-    disableBc: true,
-    maxBackoffTime: 200,
-  });
-  return { ydoc, provider, text: ydoc.getText("content") };
-}
-
-function synced(provider) {
-  if (provider.synced) return Promise.resolve();
-  const { promise, signal } = deferred("sync");
-  provider.once("sync", (ok) => ok && signal());
-  return promise;
-}
-
-function textIs(client, want) {
-  return until(
-    `text ${JSON.stringify(want)}`,
-    (f) => client.text.observe(f),
-    () => client.text.toString() === want,
-  );
-}
 
 /** Polls `check` (a REST read) until it holds. */
 async function eventually(what, check, ms = 15_000) {

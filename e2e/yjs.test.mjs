@@ -17,32 +17,8 @@ import {
   until,
   workspaceWith,
 } from "./support.mjs";
+import { open, synced, textIs } from "./ydoc.mjs";
 
-/** A provider for `doc` on a fresh Y.Doc, connected with `token`. */
-function open(doc, token, ydoc = new Y.Doc()) {
-  const provider = new WebsocketProvider(`${WS_BASE}/yjs`, String(doc), ydoc, {
-    WebSocketPolyfill: WebSocket,
-    params: { token },
-    disableBc: true,
-    maxBackoffTime: 200,
-  });
-  return { ydoc, provider, text: ydoc.getText("content") };
-}
-
-function synced(provider) {
-  if (provider.synced) return Promise.resolve();
-  const { promise, signal } = deferred("sync");
-  provider.once("sync", (ok) => ok && signal());
-  return promise;
-}
-
-function textIs(client, want) {
-  return until(
-    `text ${JSON.stringify(want)}`,
-    (f) => client.text.observe(f),
-    () => client.text.toString() === want,
-  );
-}
 
 async function documentIn(ws, owner) {
   const res = await api("POST", `/api/v1/workspaces/${ws}/documents`, owner.token, { title: "Y" });

@@ -37,7 +37,7 @@ pub struct RefreshRequest {
 }
 
 /// Takes one attempt from `limiter` for `key`, or refuses with 429 and `Retry-After`.
-fn limit<K: std::hash::Hash + Eq + Clone>(
+pub(super) fn limit<K: std::hash::Hash + Eq + Clone>(
     state: &AppState,
     limiter: &KeyedLimiter<K>,
     key: &K,
@@ -52,7 +52,7 @@ fn limit<K: std::hash::Hash + Eq + Clone>(
 }
 
 /// The rate-limit key of the request's client address.
-fn address(state: &AppState, req: &HttpRequest) -> std::net::IpAddr {
+pub(super) fn address(state: &AppState, req: &HttpRequest) -> std::net::IpAddr {
     address_key(client_ip(
         req,
         &state.trusted_proxies,

@@ -11,12 +11,12 @@ use actix_web::{delete, get, post, put, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::{issue_tokens, require_sso};
+use super::auth::{address, issue_tokens, limit, require_sso};
 use super::error::{ApiError, Problem};
-use super::extract::{client_ip, ApiJson, AuthUser};
+use super::extract::{ApiJson, AuthUser};
 use super::AppState;
 use crate::auth::oidc::OidcError;
-use crate::auth::{address_key, random_token, token_digest};
+use crate::auth::{random_token, token_digest};
 use crate::domain::{now_ms, DisplayName, Email, Role};
 use crate::store::email_domain;
 use crate::store::OidcFlow;
@@ -118,26 +118,10 @@ fn provider_or_404(
     })
 }
 
+/// Sign-ins from one client address are held to the login limit.
 fn limit_address(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
-    let client = address_key(client_ip(
-        req,
-        &state.trusted_proxies,
-        state.tls_peers.as_deref(),
-    ));
-    state
-        .auth_limits
-        .login_by_address
-        .check(&client)
-        .map_err(|wait| {
-            state
-                .metrics
-                .rate_limited
-                .with_label_values(&["login"])
-                .inc();
-            ApiError::RateLimited {
-                retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
-            }
-        })
+    let client = address(state, req);
+    limit(state, &state.auth_limits.login_by_address, &client, "login")
 }
 
 /// Begin signing in through a provider: the browser is sent there (302) with a fresh
