@@ -43,9 +43,10 @@ export async function workspaceWith(owner, members = []) {
   return ws.body.id;
 }
 
-/** A connected phoenix Socket; `options` are passed to the stock client. */
-export function connect(token, options = {}) {
-  const socket = new Socket(`${WS_BASE}/socket`, {
+/** A connected phoenix Socket to the server at `base` (a ws:// address) or the suite's
+ * one; `options` are passed to the stock client. */
+export function connect(token, options = {}, base = WS_BASE) {
+  const socket = new Socket(`${base}/socket`, {
     transport: WebSocket,
     params: { token },
     reconnectAfterMs: () => 50,

@@ -6,9 +6,10 @@ import { WebsocketProvider } from "y-websocket";
 
 import { WS_BASE, deferred, until } from "./support.mjs";
 
-/** A provider for `doc` on a fresh Y.Doc, connected with `token`. */
-export function open(doc, token, ydoc = new Y.Doc()) {
-  const provider = new WebsocketProvider(`${WS_BASE}/yjs`, String(doc), ydoc, {
+/** A provider for `doc` connected with `token`, on a fresh Y.Doc unless `ydoc` is given,
+ * to the server at `base` (a ws:// address) or the suite's one. */
+export function open(doc, token, { ydoc = new Y.Doc(), base = WS_BASE } = {}) {
+  const provider = new WebsocketProvider(`${base}/yjs`, String(doc), ydoc, {
     WebSocketPolyfill: WebSocket,
     params: { token },
     disableBc: true,

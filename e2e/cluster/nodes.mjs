@@ -9,6 +9,7 @@ const SECRET = "cluster-e2e-secret-0123456789abcdef-GHIJKLMNOPQRSTUVWX";
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export const url = (i) => `http://127.0.0.1:${PORTS[i]}`;
+export const wsUrl = (i) => `ws://127.0.0.1:${PORTS[i]}`;
 
 export class Node {
   constructor(i) {
@@ -90,3 +91,21 @@ export async function register(name) {
   return { id: res.body.user.id, token: res.body.access_token };
 }
 
+
+/** A workspace of `owner` with `members` ([user, role] pairs) and one document in it. */
+export async function documentFor(owner, members = [], content = undefined) {
+  const ws = (await api(0, "POST", "/api/v1/workspaces", owner.token, { name: "Y" })).body.id;
+  for (const [who, role] of members) {
+    const res = await api(0, "POST", `/api/v1/workspaces/${ws}/members`, owner.token, {
+      user_id: who.id,
+      role,
+    });
+    assert.equal(res.status, 201);
+  }
+  const res = await api(0, "POST", `/api/v1/workspaces/${ws}/documents`, owner.token, {
+    title: "Doc",
+    content,
+  });
+  assert.equal(res.status, 201);
+  return { ws, doc: res.body.id };
+}

@@ -3,21 +3,12 @@
 // private Redis, prepared by tests/cluster/phoenix.rs, which runs this file.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import WebSocket from "ws";
 import * as Y from "yjs";
-import { WebsocketProvider } from "y-websocket";
 
-import { PORTS, api, nodes, register } from "./nodes.mjs";
+import { documentFor, nodes, register, wsUrl } from "./nodes.mjs";
+import { open as openAt, synced } from "../ydoc.mjs";
 
-function open(i, doc, token, ydoc = new Y.Doc()) {
-  const provider = new WebsocketProvider(`ws://127.0.0.1:${PORTS[i]}/yjs`, String(doc), ydoc, {
-    WebSocketPolyfill: WebSocket,
-    params: { token },
-    disableBc: true,
-    maxBackoffTime: 200,
-  });
-  return { ydoc, provider, text: ydoc.getText("content") };
-}
+const open = (i, doc, token, ydoc = new Y.Doc()) => openAt(doc, token, { ydoc, base: wsUrl(i) });
 
 /** Resolves when `check()` holds, re-checked on every change of `ydocs`. */
 function until(what, ydocs, check, ms = 15000) {
@@ -35,35 +26,6 @@ function until(what, ydocs, check, ms = 15000) {
   });
 }
 
-function synced(provider) {
-  return new Promise((resolve, reject) => {
-    if (provider.synced) return resolve();
-    const timer = setTimeout(() => reject(new Error("sync timed out")), 15000);
-    provider.on("sync", (ok) => {
-      if (ok) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-  });
-}
-
-async function documentFor(owner, members = []) {
-  const ws = (await api(0, "POST", "/api/v1/workspaces", owner.token, { name: "Y" })).body.id;
-  for (const [who, role] of members) {
-    const res = await api(0, "POST", `/api/v1/workspaces/${ws}/members`, owner.token, {
-      user_id: who.id,
-      role,
-    });
-    assert.equal(res.status, 201);
-  }
-  const res = await api(0, "POST", `/api/v1/workspaces/${ws}/documents`, owner.token, {
-    title: "Doc",
-  });
-  assert.equal(res.status, 201);
-  return res.body.id;
-}
-
 before(async () => {
   for (const node of nodes) await node.start();
 });
@@ -75,7 +37,7 @@ after(async () => {
 test("editors on different nodes converge, and awareness crosses nodes", async () => {
   const alice = await register("alice");
   const bob = await register("bob");
-  const doc = await documentFor(alice, [[bob, "editor"]]);
+  const { doc } = await documentFor(alice, [[bob, "editor"]]);
   const a = open(0, doc, alice.token);
   const b = open(1, doc, bob.token);
   try {
@@ -119,7 +81,7 @@ test("editors on different nodes converge, and awareness crosses nodes", async (
 
 test("a restarted node serves every edit it had", async () => {
   const alice = await register("alice");
-  const doc = await documentFor(alice);
+  const { doc } = await documentFor(alice);
   const a = open(0, doc, alice.token);
   const b = open(0, doc, alice.token);
   await Promise.all([synced(a.provider), synced(b.provider)]);
@@ -141,7 +103,7 @@ test("a restarted node serves every edit it had", async () => {
 
 test("a node killed mid-edit loses nothing its client holds: it reconnects to another node", async () => {
   const alice = await register("alice");
-  const doc = await documentFor(alice);
+  const { doc } = await documentFor(alice);
   const a = open(1, doc, alice.token);
   await synced(a.provider);
   // Typing while the node dies.

@@ -114,24 +114,59 @@ async fn views(
     }
     let current = crate::history::current(&*state.store, doc).await?;
     let b64 = base64::engine::general_purpose::STANDARD;
+    let mut whole: Option<String> = None;
     for view in &mut out {
         let Some(a) = anchors.get(&view.id) else {
             continue;
         };
+        let mut a = a.clone();
         let now = stoa_actors::doc_text::resolve_anchor(&current, &a.start, &a.end);
         let (text, detached) = match now {
             Some((_, _, text)) if !text.is_empty() => (text, false),
-            _ => (String::new(), true),
+            _ => {
+                let whole = whole.get_or_insert_with(|| stoa_actors::doc_text::text_of(&current));
+                match moved_to(&current, whole, &a.quote) {
+                    Some((start, end)) => {
+                        state
+                            .store
+                            .move_comment_anchor(view.id, &start, &end)
+                            .await?;
+                        (a.start, a.end) = (start, end);
+                        (a.quote.clone(), false)
+                    }
+                    None => (String::new(), true),
+                }
+            }
         };
         view.anchor = Some(crate::views::AnchorView {
             start: b64.encode(&a.start),
             end: b64.encode(&a.end),
-            quote: a.quote.clone(),
+            quote: a.quote,
             text,
             detached,
         });
     }
     Ok(out)
+}
+
+/// A quote shorter than this is not followed when its characters go: a word or two found
+/// elsewhere is more likely another use of them than the pinned text moved.
+const MIN_MOVED_QUOTE: usize = 8;
+
+/// Where a pinned text whose own characters are gone went, if it was moved (cut and pasted
+/// elsewhere): the positions of the one place the text holds its quote now. None when the
+/// quote is short, nowhere, or in more than one place (which of them is ambiguous): the
+/// comment stays detached.
+fn moved_to(current: &yrs::Doc, text: &str, quote: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+    if quote.trim().chars().count() < MIN_MOVED_QUOTE {
+        return None;
+    }
+    let mut found = text.match_indices(quote).map(|(i, _)| i);
+    let at = found.next()?;
+    if found.next().is_some() {
+        return None;
+    }
+    stoa_actors::doc_text::anchor_range(current, at, at + quote.len())
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -948,6 +948,9 @@ pub trait Comments: Send + Sync {
         &self,
         doc: DocumentId,
     ) -> StoreResult<HashMap<CommentId, CommentAnchor>>;
+    /// Pins a comment to new positions (its quote, moved elsewhere in the text).
+    async fn move_comment_anchor(&self, id: CommentId, start: &[u8], end: &[u8])
+        -> StoreResult<()>;
     async fn comments(
         &self,
         actor: UserId,

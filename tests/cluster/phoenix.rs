@@ -1,6 +1,7 @@
 //! The cluster suites of the stock clients: phoenix (`e2e/cluster/suite.mjs`: cross-node
 //! events, broadcasts and presence, and a rolling restart of every node) and yjs with
-//! y-websocket (`e2e/cluster/yjs.mjs`: editors on different nodes, a restart, a kill -9).
+//! y-websocket (`e2e/cluster/yjs.mjs`: editors on different nodes, a restart, a kill -9), and
+//! document history (`e2e/cluster/history.mjs`: a restore and pinned comments across nodes).
 
 use std::path::Path;
 use std::process::Command;
@@ -16,6 +17,11 @@ async fn the_stock_phoenix_client_across_nodes_and_a_rolling_restart() {
 #[actix_web::test]
 async fn the_stock_yjs_provider_across_nodes_a_restart_and_a_kill() {
     run("cluster/yjs.mjs").await;
+}
+
+#[actix_web::test]
+async fn document_history_and_pinned_comments_across_nodes() {
+    run("cluster/history.mjs").await;
 }
 
 /// Runs one Node suite against three nodes it starts itself, sharing one PostgreSQL

@@ -150,6 +150,23 @@ impl Comments for SqlStore {
             .collect())
     }
 
+    async fn move_comment_anchor(
+        &self,
+        id: CommentId,
+        start: &[u8],
+        end: &[u8],
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE comment_anchors SET anchor_start = $1, anchor_end = $2 WHERE comment_id = $3",
+        )
+        .bind(start)
+        .bind(end)
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
     async fn create_comment(
         &self,
         actor: UserId,
