@@ -43,7 +43,7 @@ pub use ports::{
     Authorizer, Denied, DocAccess, DocError, DocStore, EventLog, Grant, Identity, LiveEvent,
     LogError, Projection, StoredDoc,
 };
-pub use registry::{Realtime, Refusal, SocketPermit};
+pub use registry::{PublishRefused, Realtime, Refusal, SocketPermit};
 pub use session::{SessionActor, WireIn, PRESENCE_META_OVERHEAD};
 pub use stats::{Out, Stats, FRAMES_IN, FRAMES_OUT, TOPIC_KINDS};
 pub use stoa_protocol::bus::SessionEnd;

@@ -38,28 +38,33 @@ impl Limiter {
     }
 }
 
-/// `rate` per second sustained, `burst` at once, per user id; users whose allowance is whole
-/// again are dropped by [`UserLimiter::sweep`].
-pub(crate) struct UserLimiter(
+/// `rate` per second sustained, `burst` at once, per key (a user id, a topic); keys whose
+/// allowance is whole again are dropped by [`KeyedLimiter::sweep`].
+pub(crate) struct KeyedLimiter<K: std::hash::Hash + Eq + Clone>(
     governor::RateLimiter<
-        i64,
-        governor::state::keyed::DashMapStateStore<i64>,
+        K,
+        governor::state::keyed::DashMapStateStore<K>,
         MonotonicClock,
         NoOpMiddleware<<MonotonicClock as governor::clock::Clock>::Instant>,
     >,
 );
 
-impl UserLimiter {
-    pub(crate) fn new(rate: u32, burst: u32) -> UserLimiter {
+impl<K: std::hash::Hash + Eq + Clone> KeyedLimiter<K> {
+    pub(crate) fn new(rate: u32, burst: u32) -> KeyedLimiter<K> {
         let quota = Quota::per_second(nonzero(rate)).allow_burst(nonzero(burst));
-        UserLimiter(governor::RateLimiter::dashmap_with_clock(
+        KeyedLimiter(governor::RateLimiter::dashmap_with_clock(
             quota,
             MonotonicClock,
         ))
     }
 
-    pub(crate) fn take(&self, user: i64) -> bool {
-        self.0.check_key(&user).is_ok()
+    pub(crate) fn take(&self, key: &K) -> bool {
+        self.0.check_key(key).is_ok()
+    }
+
+    /// Takes `n` at once; false when over the limit (or `n` exceeds the burst).
+    pub(crate) fn take_n(&self, key: &K, n: u32) -> bool {
+        matches!(self.0.check_key_n(key, nonzero(n)), Ok(Ok(())))
     }
 
     pub(crate) fn sweep(&self) {

@@ -570,6 +570,7 @@ impl SessionActor {
                 let body = Body::Broadcast {
                     topic: frame.topic.clone(),
                     payload,
+                    event: None,
                 };
                 let channel = match Topic::parse(&frame.topic) {
                     Ok(topic) => topic_channel(topic),

@@ -85,6 +85,48 @@ test("a broadcast on one node reaches the others, with the sender set by the ser
   [s0, s1, s2].forEach((s) => s.disconnect());
 });
 
+test("a backend's publish through one node reaches phoenix.js clients on every node", async () => {
+  const alice = await register("alice");
+  const bob = await register("bob");
+  const ws = (await api(0, "POST", "/api/v1/workspaces", alice.token, { name: "P" })).body.id;
+  await api(0, "POST", `/api/v1/workspaces/${ws}/members`, alice.token, { user_id: bob.id, role: "viewer" });
+  const doc = (await api(0, "POST", `/api/v1/workspaces/${ws}/documents`, alice.token, { title: "D" })).body.id;
+  // The backend holds an API token of Alice's with the `write` scope, and no socket.
+  const made = await api(0, "POST", "/api/v1/me/api-tokens", alice.token, { name: "crm", scopes: ["write"] });
+  assert.equal(made.status, 201, JSON.stringify(made.body));
+  const service = made.body.token;
+  const sockets = [connect(0, bob.token), connect(2, bob.token)];
+  const heard = [[], []];
+  for (const [k, socket] of sockets.entries()) {
+    for (const topic of [`workspace:${ws}`, `document:${doc}`]) {
+      const channel = socket.channel(topic, { presence: false });
+      channel.on("deal.updated", (p) => heard[k].push([topic, "deal.updated", p]));
+      channel.on("broadcast", (p) => heard[k].push([topic, "broadcast", p]));
+      await joined(channel);
+    }
+  }
+  const sent = await api(1, "POST", `/api/v1/workspaces/${ws}/broadcast`, service, {
+    topic: `workspace:${ws}`,
+    event: "deal.updated",
+    payload: { deal: 42, stage: "won" },
+  });
+  assert.equal(sent.status, 202, JSON.stringify(sent.body));
+  const plain = await api(1, "POST", `/api/v1/workspaces/${ws}/broadcast`, service, {
+    topic: `document:${doc}`,
+    payload: { note: "refreshed" },
+  });
+  assert.equal(plain.status, 202, JSON.stringify(plain.body));
+  await until("both pushes on nodes 0 and 2", () => heard.every((h) => h.length === 2));
+  const want = [
+    [`workspace:${ws}`, "deal.updated", { deal: 42, stage: "won", from: alice.id }],
+    [`document:${doc}`, "broadcast", { note: "refreshed", from: alice.id }],
+  ];
+  // Two topics are two streams: their order against each other is not promised.
+  const byTopic = (list) => [...list].sort((x, y) => x[0].localeCompare(y[0]));
+  for (const h of heard) assert.deepEqual(byTopic(h), byTopic(want));
+  sockets.forEach((s) => s.disconnect());
+});
+
 test("presence joined on one node appears on the others, and leaves with it", async () => {
   const alice = await register("alice");
   const bob = await register("bob");

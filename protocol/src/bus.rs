@@ -124,10 +124,13 @@ pub enum Body {
         document: Option<i64>,
         payload: Value,
     },
-    /// A client's broadcast on a topic (to every subscriber on the receiving node).
+    /// A client's broadcast on a topic (to every subscriber on the receiving node), or a
+    /// server-side publish, which names its own `event` (absent: `broadcast`).
     Broadcast {
         topic: String,
         payload: Map<String, Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        event: Option<String>,
     },
     /// Presence changes of the sender's connections on a topic.
     Presence {

@@ -5,6 +5,7 @@
 //! console's ([`crate::console`]), which the document does not describe.
 
 mod auth;
+mod broadcast;
 mod cluster;
 mod comments;
 pub mod directory;
@@ -105,6 +106,7 @@ pub enum SocketOrigins {
         (name = "documents", description = "Documents"),
         (name = "comments", description = "Comments and threads"),
         (name = "events", description = "The workspace event log"),
+        (name = "realtime", description = "Pushing to live clients from a backend service, without a socket"),
         (name = "notifications", description = "The caller's notifications"),
         (name = "search", description = "Full-text search over documents and comments"),
         (name = "reports", description = "Workspace activity reports (admins), JSON or CSV"),
@@ -291,6 +293,7 @@ pub fn app(
                 .service(auth::change_password)
                 .service(auth::verify_email)
                 .service(auth::ldap_login)
+                .service(broadcast::publish)
                 .service(versions::list_versions)
                 .service(versions::create_version)
                 .service(versions::get_version)

@@ -17,6 +17,7 @@ mod events;
 mod http;
 mod members;
 mod notifications;
+mod publish;
 mod realtime;
 mod reports;
 mod search;

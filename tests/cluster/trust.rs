@@ -57,6 +57,7 @@ async fn messages_not_sealed_by_a_node_are_dropped_and_counted() {
     let broadcast = forged(Body::Broadcast {
         topic: topic.clone(),
         payload: serde_json::from_value(json!({"type": "forged"})).unwrap(),
+        event: None,
     });
     let revoke = forged(Body::Revoke {
         what: Revocation::Member {
@@ -84,6 +85,18 @@ async fn messages_not_sealed_by_a_node_are_dropped_and_counted() {
     );
     publish(&url, &user_channel, right.seal(CONTROL_CHANNEL, &revoke)).await;
     sent += 1;
+    // Sealed right, on the right channel, as a publish naming an event the protocol keeps
+    // for itself: a node that heard it still delivers nothing (not a `phx_close`).
+    let reserved = Envelope::new(
+        "node0",
+        Body::Broadcast {
+            topic: topic.clone(),
+            payload: serde_json::from_value(json!({"reason": "forged"})).unwrap(),
+            event: Some("phx_close".into()),
+        },
+    )
+    .at(now_us());
+    publish(&url, &topic_channel, right.seal(&topic_channel, &reserved)).await;
     // And sealed right but a minute and a half old (a replay).
     let old = Envelope::new("node0", revoke.body.clone()).at(now_us() - 90_000_000);
     publish(&url, CONTROL_CHANNEL, right.seal(CONTROL_CHANNEL, &old)).await;
@@ -104,7 +117,17 @@ async fn messages_not_sealed_by_a_node_are_dropped_and_counted() {
         json!({"body": "@bob@example.com real"}),
     );
     assert_eq!(r.status, 201, "{}", r.text());
+    // Every frame before it is checked too: nothing forged may arrive first.
     let note = until(&mut inbox, "the real notification", |v| {
+        assert_ne!(v[3], "broadcast", "a forged broadcast arrived: {v}");
+        assert_ne!(
+            v[3], "phx_close",
+            "a forged message closed the channel: {v}"
+        );
+        assert_ne!(
+            v[4]["data"]["body"], "forged",
+            "a forged notification arrived: {v}"
+        );
         v[3] == "notification"
     });
     assert_eq!(note[4]["kind"], "mention", "{note}");

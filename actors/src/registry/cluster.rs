@@ -50,11 +50,26 @@ impl Shared {
             Body::YjsAwareness { document, update } => {
                 self.docs.heard_awareness(&self.env, document, update)
             }
-            Body::Broadcast { topic, payload } => {
+            Body::Broadcast {
+                topic,
+                payload,
+                event,
+            } => {
                 let Some(topic) = Topic::parse(&topic).ok().and_then(|t| self.live(t)) else {
                     return;
                 };
-                self.offer(&topic, |ticket| RemoteBroadcast(payload, ticket));
+                // Only a name a publish could have given: a sealed message from a node of
+                // an older or newer release is still checked like one from outside.
+                let event = match event {
+                    None => None,
+                    Some(name) if crate::topic::publishable_event(&name) => Some(name),
+                    Some(_) => return,
+                };
+                self.offer(&topic, |ticket| RemoteBroadcast {
+                    payload,
+                    event,
+                    ticket,
+                });
             }
             Body::Notify { user, payload } => self.notify_local(user, payload),
             Body::Revoke { what, reason } => self.revoke_local(what, known_reason(&reason)),

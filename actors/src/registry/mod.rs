@@ -28,19 +28,30 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use dashmap::DashMap;
-use serde_json::Value;
+use serde_json::{json, Map, Value};
 use stoa_protocol::bus::{self as wire, Body, Revocation, SessionEnd};
 use stoa_protocol::Topic;
 
 use crate::bus::{Bus, BusInbox, Cluster};
 use crate::env::{Env, Revoked};
-use crate::limit::UserLimiter;
+use crate::limit::KeyedLimiter;
 use crate::limits::Limits;
 use crate::ports::{Authorizer, EventLog, LiveEvent};
 use crate::stats::Stats;
 #[cfg(feature = "faults")]
 use crate::topic::{Crash, CrashSessions, Stall};
-use crate::topic::{Notify, Publish, Revoke, Ticket, TopicActor, TopicRef};
+use crate::topic::{Notify, Publish, RemoteBroadcast, Revoke, Ticket, TopicActor, TopicRef};
+
+/// Why a server-side publish was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishRefused {
+    #[error("the payload is {size} bytes; broadcasts are at most {limit}")]
+    TooLarge { size: usize, limit: usize },
+    #[error("event must be 1 to 64 letters, digits, _ . : or -, and not phx_*, event, presence_state, presence_diff or notification")]
+    Event,
+    #[error("the topic's broadcast budget is spent; try again shortly")]
+    RateLimited,
+}
 
 /// Another node as its last heartbeat left it.
 #[derive(Debug, Clone, Copy)]
@@ -84,7 +95,11 @@ pub(crate) struct Shared {
     /// The messages each user may send, over all their sockets together. Kept apart from
     /// the socket count, so that closing every socket and opening a new one does not give
     /// a fresh allowance; opening a socket costs one message too.
-    user_messages: UserLimiter,
+    user_messages: KeyedLimiter<i64>,
+    /// What the publish API may send to each topic from this node (count, bytes): the
+    /// same budget a topic gives its clients' broadcasts.
+    published: KeyedLimiter<Topic>,
+    published_bytes: KeyedLimiter<Topic>,
     /// The node is shutting down: actors stopped now are not crashing.
     shutting_down: std::sync::atomic::AtomicBool,
     pub(crate) cluster: Cluster,
@@ -229,7 +244,7 @@ impl Shared {
 
     /// Takes one message from `user`'s allowance (all their sockets together).
     pub(crate) fn user_allows(&self, user: i64) -> bool {
-        self.user_messages.take(user)
+        self.user_messages.take(&user)
     }
 
     /// The live actors of a workspace's topic and of its documents' topics.
@@ -297,7 +312,16 @@ impl Realtime {
             .map(|_| actix::Arbiter::new().handle())
             .collect();
         let user_messages =
-            UserLimiter::new(limits.user_messages_per_sec, limits.user_message_burst);
+            KeyedLimiter::new(limits.user_messages_per_sec, limits.user_message_burst);
+        let (per_sec, bytes) = (
+            limits.topic_broadcasts_per_sec,
+            limits.topic_broadcast_bytes_per_sec,
+        );
+        let published = KeyedLimiter::new(per_sec, per_sec.saturating_mul(2));
+        let published_bytes = KeyedLimiter::new(
+            bytes,
+            bytes.max(u32::try_from(limits.max_broadcast_bytes).unwrap_or(u32::MAX)),
+        );
         let realtime = Realtime {
             shared: Arc::new(Shared {
                 env: Arc::new(Env::new(
@@ -313,6 +337,8 @@ impl Realtime {
                 users: DashMap::new(),
                 inboxes: Mutex::default(),
                 user_messages,
+                published,
+                published_bytes,
                 shutting_down: std::sync::atomic::AtomicBool::new(false),
                 cluster,
                 nodes: DashMap::new(),
@@ -414,7 +440,7 @@ impl Realtime {
         if *open >= limits.max_sockets_per_user {
             return Err(Refusal::TooManySockets);
         }
-        if !self.shared.user_messages.take(user) {
+        if !self.shared.user_messages.take(&user) {
             return Err(Refusal::RateLimited);
         }
         *open += 1;
@@ -429,6 +455,8 @@ impl Realtime {
     /// every minute or so); returns how many users are still tracked.
     pub fn sweep(&self) -> usize {
         self.shared.ended.sweep(self.limits().token_lifetime);
+        self.shared.published.sweep();
+        self.shared.published_bytes.sweep();
         self.shared.user_messages.sweep();
         self.shared.user_messages.len()
     }
@@ -566,6 +594,52 @@ impl Realtime {
                 .bus_send(&wire::topic_channel(Topic::User(user)), body);
         }
         self.shared.notify_local(user, payload);
+    }
+
+    /// A server-side publish: `event` with `payload` (and `from`, set here) to every
+    /// subscriber of `topic` on every node, never stored. Refused when the payload is over
+    /// `max_broadcast_bytes`, when `event` is not a name a publish may use
+    /// ([`crate::topic::publishable_event`]), or when the topic's publish budget on this
+    /// node (the numbers of a topic's client broadcasts) is spent.
+    pub fn publish_broadcast(
+        &self,
+        topic: Topic,
+        event: &str,
+        mut payload: Map<String, Value>,
+        from: i64,
+    ) -> Result<(), PublishRefused> {
+        if !crate::topic::publishable_event(event) {
+            return Err(PublishRefused::Event);
+        }
+        payload.insert("from".into(), json!(from));
+        let size = serde_json::to_vec(&payload).map_or(usize::MAX, |v| v.len());
+        let limit = self.limits().max_broadcast_bytes;
+        if size > limit {
+            return Err(PublishRefused::TooLarge { size, limit });
+        }
+        let size = u32::try_from(size).unwrap_or(u32::MAX);
+        if !(self.shared.published.take(&topic) && self.shared.published_bytes.take_n(&topic, size))
+        {
+            Stats::add(&self.stats().topic_rate_limited, 1);
+            return Err(PublishRefused::RateLimited);
+        }
+        if self.shared.has_bus() {
+            let body = Body::Broadcast {
+                topic: topic.to_string(),
+                payload: payload.clone(),
+                event: Some(event.to_string()),
+            };
+            self.shared.bus_send(&wire::topic_channel(topic), body);
+        }
+        if let Some(live) = self.shared.live(topic) {
+            let event = Some(event.to_string());
+            self.shared.offer(&live, |ticket| RemoteBroadcast {
+                payload,
+                event,
+                ticket,
+            });
+        }
+        Ok(())
     }
 
     /// Marks the node as shutting down: sessions and topics stopped from now on are told

@@ -207,7 +207,26 @@ pub(crate) struct Notify(pub Arc<Value>, #[allow(dead_code)] pub Ticket);
 /// A broadcast relayed from another node: to every subscriber here.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct RemoteBroadcast(pub Map<String, Value>, #[allow(dead_code)] pub Ticket);
+pub(crate) struct RemoteBroadcast {
+    pub payload: Map<String, Value>,
+    /// The event a server-side publish named (`None`: `broadcast`).
+    pub event: Option<String>,
+    #[allow(dead_code)]
+    pub ticket: Ticket,
+}
+
+/// Whether `name` may be the event of a server-side publish: 1 to 64 letters, digits, `_`,
+/// `.`, `:` or `-`, and none of the names the protocol gives its own meaning (`phx_*`,
+/// presence, the log's `event`, `notification`).
+pub fn publishable_event(name: &str) -> bool {
+    const RESERVED: [&str; 4] = ["event", "presence_state", "presence_diff", "notification"];
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
+        && !name.starts_with("phx_")
+        && !RESERVED.contains(&name)
+}
 
 /// Presence changes another node made on this topic.
 #[derive(Message)]
@@ -1101,7 +1120,8 @@ impl Handler<RemoteBroadcast> for TopicActor {
 
     fn handle(&mut self, msg: RemoteBroadcast, _: &mut Context<Self>) {
         // The sending node set `from`; its sender is not here, so everyone receives it.
-        let push = Push::new(&self.name, "broadcast", &msg.0);
+        let event = msg.event.as_deref().unwrap_or("broadcast");
+        let push = Push::new(&self.name, event, &msg.payload);
         self.fan_out(&push, None, Out::Broadcast, crate::hist::stamp());
     }
 }
