@@ -176,14 +176,15 @@ impl Documents for SqlStore {
             .await?
             .ok_or(StoreError::NotFound("document"))?;
         require(role, Role::Editor, "viewers cannot edit documents")?;
-        let current = document_in(&mut tx, id)
+        // Only the version: the text may be megabytes, and is read once, below.
+        let current: i64 = sqlx::query_scalar("SELECT version FROM documents WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
             .await?
             .ok_or(StoreError::NotFound("document"))?;
         if let Some(expected) = expected_version {
-            if expected != current.version {
-                return Err(StoreError::VersionMismatch {
-                    current: current.version,
-                });
+            if expected != current {
+                return Err(StoreError::VersionMismatch { current });
             }
         }
         sqlx::query(
