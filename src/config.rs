@@ -54,6 +54,7 @@ pub struct Settings {
     pub cluster: ClusterSettings,
     pub search: SearchSettings,
     pub documents: DocumentSettings,
+    pub webhooks: WebhookSettings,
     pub metrics: MetricsSettings,
     pub log: LogSettings,
     /// `STOA_*` variables that name no setting: ignored, and reported at start-up.
@@ -311,6 +312,54 @@ pub struct DocumentSettings {
     pub version_keep_hourly_days: u64,
 }
 
+/// Outgoing webhooks (`[webhooks]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Let endpoints be on private, loopback and link-local addresses (tests, a closed
+    /// network).
+    pub allow_private_targets: bool,
+    /// Private ranges endpoints may reach all the same, as CIDRs (`10.0.5.0/24`).
+    pub allowed_targets: Vec<String>,
+    pub timeout_secs: u64,
+    pub backoff_base_ms: u64,
+    pub backoff_max_secs: u64,
+    pub pause_after_failures: u32,
+    pub lease_secs: u64,
+    pub deliveries_kept: u32,
+    pub max_per_workspace: u32,
+}
+
+impl WebhookSettings {
+    /// The deliverer's policy (`allowed_targets` checked at start-up).
+    pub fn policy(&self) -> Result<crate::webhooks::WebhookPolicy, ConfigError> {
+        let allowed_targets = self
+            .allowed_targets
+            .iter()
+            .map(|c| {
+                c.parse::<ipnet::IpNet>()
+                    .or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        invalid(
+                            "webhooks.allowed_targets",
+                            format!("{c:?} is not an address or a CIDR range"),
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(crate::webhooks::WebhookPolicy {
+            allow_private_targets: self.allow_private_targets,
+            allowed_targets,
+            timeout: std::time::Duration::from_secs(self.timeout_secs.clamp(1, 300)),
+            backoff_base: std::time::Duration::from_millis(self.backoff_base_ms.max(1)),
+            backoff_max: std::time::Duration::from_secs(self.backoff_max_secs.max(1)),
+            pause_after_failures: self.pause_after_failures.max(1),
+            lease: std::time::Duration::from_secs(self.lease_secs.max(2)),
+            deliveries_kept: self.deliveries_kept.max(10),
+        })
+    }
+}
+
 /// Outgoing mail (`[smtp]`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -537,6 +586,7 @@ impl Settings {
         if rt.max_frame_bytes < 1024 {
             return Err(invalid("realtime.max_frame_bytes", "must be at least 1024"));
         }
+        self.webhooks.policy()?;
         if rt.max_broadcast_bytes == 0 || rt.max_broadcast_bytes > rt.max_frame_bytes {
             return Err(invalid(
                 "realtime.max_broadcast_bytes",

@@ -24,3 +24,4 @@ pub mod telemetry;
 pub mod tls;
 pub mod transport;
 pub mod views;
+pub mod webhooks;

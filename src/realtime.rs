@@ -345,6 +345,7 @@ pub async fn membership_changed(
 /// After a change committed: pushes its event, then the notifications it created.
 pub async fn committed(realtime: &Realtime, store: &dyn Store, event: &Event) {
     realtime.publish(live_event(event));
+    crate::webhooks::events_committed();
     if !event.known_kind().is_some_and(EventKind::notifies) {
         return;
     }

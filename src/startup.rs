@@ -205,6 +205,23 @@ impl Application {
                 tracing::info!(index = es.index(), "search runs on Elasticsearch");
                 Arc::new(ElasticSearch { es, indexer })
             };
+        let webhook_policy = settings.webhooks.policy()?;
+        let webhooks = crate::webhooks::WebhookApi::new(
+            webhook_policy.clone(),
+            settings.webhooks.max_per_workspace,
+        )
+        .map_err(|e| {
+            StartupError::Config(ConfigError::Invalid {
+                key: "webhooks",
+                message: e.to_string(),
+            })
+        })?;
+        crate::webhooks::start(store.clone(), webhook_policy, realtime.clone()).map_err(|e| {
+            StartupError::Config(ConfigError::Invalid {
+                key: "webhooks",
+                message: e.to_string(),
+            })
+        })?;
         let metrics = Metrics::new(realtime.node_id());
         metrics.observe_realtime(realtime.clone());
         metrics.observe_database(store.clone());
@@ -287,6 +304,7 @@ impl Application {
             invitation_ttl_ms: i64::from(settings.auth.invitation_ttl_days) * 86_400_000,
             ldap,
             oidc: Arc::new(oidc),
+            webhooks,
         });
 
         let addr = format!("{}:{}", settings.server.host, settings.server.port);

@@ -249,6 +249,7 @@ pub fn needed_scope(method: &actix_web::http::Method, path: &str) -> Option<&'st
         ["workspaces", _, "members", ..] if !read => "admin",
         ["workspaces", _] if !read => "admin",
         ["workspaces", _, "sso"] if !read => "admin",
+        ["workspaces", _, "webhooks", ..] => "admin",
         _ if read => "read",
         _ => "write",
     })

@@ -23,6 +23,7 @@ pub mod socket;
 mod sso;
 mod tokens;
 mod versions;
+mod webhooks;
 mod workspaces;
 mod yjs;
 
@@ -79,6 +80,8 @@ pub struct AppState {
     pub ldap: Option<Arc<crate::auth::ldap::LdapDirectory>>,
     /// Single sign-on providers (`auth.oidc`), possibly none.
     pub oidc: Arc<crate::auth::oidc::OidcProviders>,
+    /// Outgoing webhooks: the guard and client of registrations and redeliveries.
+    pub webhooks: crate::webhooks::WebhookApi,
 }
 
 /// Which `Origin` headers the WebSocket upgrade accepts (the CORS origins).
@@ -106,6 +109,7 @@ pub enum SocketOrigins {
         (name = "documents", description = "Documents"),
         (name = "comments", description = "Comments and threads"),
         (name = "events", description = "The workspace event log"),
+        (name = "webhooks", description = "Outgoing webhooks: the event log POSTed, signed, to endpoints of a workspace"),
         (name = "realtime", description = "Pushing to live clients from a backend service, without a socket"),
         (name = "notifications", description = "The caller's notifications"),
         (name = "search", description = "Full-text search over documents and comments"),
@@ -294,6 +298,13 @@ pub fn app(
                 .service(auth::verify_email)
                 .service(auth::ldap_login)
                 .service(broadcast::publish)
+                .service(webhooks::create_webhook)
+                .service(webhooks::list_webhooks)
+                .service(webhooks::get_webhook)
+                .service(webhooks::update_webhook)
+                .service(webhooks::delete_webhook)
+                .service(webhooks::list_deliveries)
+                .service(webhooks::redeliver)
                 .service(versions::list_versions)
                 .service(versions::create_version)
                 .service(versions::get_version)

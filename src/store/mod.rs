@@ -301,6 +301,7 @@ pub trait Store:
     + Invitations
     + SingleSignOn
     + Versions
+    + Webhooks
     + Send
     + Sync
     + 'static
@@ -313,7 +314,7 @@ pub trait Store:
 pub mod prelude {
     pub use super::{
         Accounts, Comments, Directory, DocumentUpdates, Documents, Events, Invitations,
-        Notifications, Reports, Search, SingleSignOn, Store, Versions, Workspaces,
+        Notifications, Reports, Search, SingleSignOn, Store, Versions, Webhooks, Workspaces,
     };
 }
 
@@ -1219,4 +1220,110 @@ pub struct Indexable {
     pub title: String,
     /// The searchable prefix of the text.
     pub body: String,
+}
+
+/// An outgoing webhook of a workspace (see `webhooks`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub id: i64,
+    pub workspace_id: WorkspaceId,
+    pub url: String,
+    pub secret: String,
+    /// Event kinds delivered; empty: every kind.
+    pub kinds: Vec<String>,
+    /// The last offset dealt with (delivered, or not of its kinds).
+    pub delivered_offset: i64,
+    /// `active` or `paused`.
+    pub state: String,
+    pub paused_reason: Option<String>,
+    /// Failed attempts in a row at the next event, and when the next attempt is due.
+    pub failures: i64,
+    pub next_attempt_at: i64,
+    pub created_by: Option<UserId>,
+    pub created_at: i64,
+}
+
+/// What changes in a webhook (`None`: unchanged).
+#[derive(Debug, Clone, Default)]
+pub struct WebhookPatch {
+    pub url: Option<String>,
+    pub kinds: Option<Vec<String>>,
+    /// `active` (resumes: failures forgotten, due at once) or `paused` (by an admin).
+    pub state: Option<String>,
+}
+
+/// One attempt to deliver an event to a webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookDelivery {
+    pub id: i64,
+    pub webhook_id: i64,
+    pub event_offset: i64,
+    pub event_kind: String,
+    pub attempt: i64,
+    /// The HTTP status, if an answer came.
+    pub status: Option<i64>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+    /// Asked for over REST, apart from the stream.
+    pub redelivery: bool,
+    pub at: i64,
+}
+
+/// Outgoing webhooks: endpoints, the streams' positions and leases, and the delivery log.
+#[async_trait]
+pub trait Webhooks: Send + Sync {
+    /// Registers an endpoint that follows the log from its head now.
+    async fn create_webhook(
+        &self,
+        ws: WorkspaceId,
+        by: UserId,
+        url: &str,
+        secret: &str,
+        kinds: &[String],
+    ) -> StoreResult<Webhook>;
+    async fn webhooks(&self, ws: WorkspaceId) -> StoreResult<Vec<Webhook>>;
+    async fn webhook(&self, ws: WorkspaceId, id: i64) -> StoreResult<Option<Webhook>>;
+    async fn update_webhook(
+        &self,
+        ws: WorkspaceId,
+        id: i64,
+        patch: &WebhookPatch,
+    ) -> StoreResult<Option<Webhook>>;
+    async fn delete_webhook(&self, ws: WorkspaceId, id: i64) -> StoreResult<bool>;
+    /// Takes (or keeps) the lease of up to `limit` active endpoints that are due and behind
+    /// their workspace's log, for `node` until `until`; returns them.
+    async fn lease_due_webhooks(
+        &self,
+        node: &str,
+        now: i64,
+        until: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<Webhook>>;
+    /// Moves an endpoint's stream past `offset` (delivered, or skipped by its filter) if
+    /// `node` still holds its lease; false when it no longer does.
+    async fn webhook_delivered(&self, id: i64, node: &str, offset: i64) -> StoreResult<bool>;
+    /// An attempt failed: counts it and says when to try again, or pauses the endpoint
+    /// (`paused_reason`), if `node` still holds its lease.
+    async fn webhook_failed(
+        &self,
+        id: i64,
+        node: &str,
+        failures: i64,
+        next_attempt_at: i64,
+        paused_reason: Option<&str>,
+    ) -> StoreResult<bool>;
+    /// Logs an attempt; keeps the newest `keep` of the endpoint's.
+    async fn record_webhook_delivery(
+        &self,
+        delivery: &WebhookDelivery,
+        keep: u32,
+    ) -> StoreResult<WebhookDelivery>;
+    /// An endpoint's attempts, newest first.
+    async fn webhook_deliveries(
+        &self,
+        webhook: i64,
+        page: PageRequest,
+    ) -> StoreResult<Page<WebhookDelivery>>;
+    async fn webhook_delivery(&self, webhook: i64, id: i64)
+        -> StoreResult<Option<WebhookDelivery>>;
 }

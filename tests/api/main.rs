@@ -24,4 +24,5 @@ mod search;
 mod search_indexer;
 mod sessions;
 mod versions;
+mod webhooks;
 mod ws;

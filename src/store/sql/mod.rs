@@ -25,6 +25,7 @@ mod search;
 mod seed;
 pub mod sso;
 mod versions;
+mod webhooks;
 
 pub use seed::ImportedEvent;
 mod notifications;
