@@ -16,6 +16,8 @@
 # that is what they are for).
 # FLOOR=1 runs the same measurement against `stoa-loadtest floor` instead of Stoa: a plain
 # program writing each frame straight to every socket, i.e. what the machine costs.
+# VIA=rest sends through the publish API (POST …/broadcast, SENDERS keep-alive connections)
+# instead of a socket.
 # PEER=ws or PEER=socketio runs it against a Node reference server (loadtest/node: the `ws`
 # package, or Socket.IO 4 with the generator speaking Engine.IO), installed with npm ci.
 # The last line, `result …`, is what loadtest/compare.sh tabulates.
@@ -133,7 +135,7 @@ cpu() { if [ "${NODES:-1}" -gt 1 ]; then for pid in "${SERVERS[@]}"; do awk '{pr
 CPU0=$(cpu)
 [ -n "${FLOOR:-}" ] ||
   "$BIN/stoa-loadtest" send --api "$API" --token "$TOKEN" --topic "$TOPIC" --count "$COUNT" --rate "$RATE" --size "$SIZE" \
-    ${PROTOCOL[@]+"${PROTOCOL[@]}"}
+    ${PROTOCOL[@]+"${PROTOCOL[@]}"} ${VIA:+--via "$VIA" --senders "${SENDERS:-4}"}
 # The server's CPU is read once every generator has had its last delivery, before their
 # sockets close: the disconnections are no part of the fan-out (and the floor program never
 # handles them).

@@ -366,6 +366,10 @@ impl WebhookSettings {
 pub struct SmtpSettings {
     pub url: String,
     pub from: String,
+    /// A notification unread this long goes into its user's next digest.
+    pub digest_delay_secs: u64,
+    /// How often digests are looked for.
+    pub digest_every_secs: u64,
 }
 
 /// Tokens minted by the product's own backend (`auth.external`, see `docs/IDENTITY.md`).

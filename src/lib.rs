@@ -8,6 +8,7 @@ pub mod auth;
 pub mod bus;
 pub mod config;
 pub mod console;
+pub mod digest;
 pub mod domain;
 pub mod files;
 pub mod history;

@@ -20,6 +20,8 @@ pub struct Mail {
     pub subject: String,
     /// Plain text; the HTML part is this text, escaped, with its links made clickable.
     pub text: String,
+    /// A one-click unsubscribe address (`List-Unsubscribe`, `List-Unsubscribe-Post`).
+    pub unsubscribe: Option<String>,
 }
 
 pub struct SmtpMailer {
@@ -45,10 +47,23 @@ impl SmtpMailer {
             .to
             .parse::<Mailbox>()
             .map_err(|e| format!("not a mailbox: {e}"))?;
-        let message = Message::builder()
+        let mut builder = Message::builder()
             .from(self.from.clone())
             .to(to)
-            .subject(&mail.subject)
+            .subject(&mail.subject);
+        if let Some(url) = &mail.unsubscribe {
+            use lettre::message::header::{HeaderName, HeaderValue};
+            builder = builder
+                .raw_header(HeaderValue::new(
+                    HeaderName::new_from_ascii_str("List-Unsubscribe"),
+                    format!("<{url}>"),
+                ))
+                .raw_header(HeaderValue::new(
+                    HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+                    "List-Unsubscribe=One-Click".into(),
+                ));
+        }
+        let message = builder
             .multipart(
                 MultiPart::alternative()
                     .singlepart(
@@ -94,6 +109,18 @@ impl Mailer {
     /// Whether mail really leaves (SMTP is configured).
     pub fn sends(&self) -> bool {
         self.smtp.is_some()
+    }
+
+    /// Sends now (twice if the first try fails); an error when it could not, or when there
+    /// is no SMTP server.
+    pub async fn send_now(&self, mail: &Mail) -> Result<(), String> {
+        let Some(smtp) = &self.smtp else {
+            return Err("no smtp.url".into());
+        };
+        match smtp.send(mail).await {
+            Ok(()) => Ok(()),
+            Err(_) => smtp.send(mail).await.inspect_err(|_| self.failures.inc()),
+        }
     }
 
     /// Sends in the background; without SMTP, writes the mail to the log.

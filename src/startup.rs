@@ -119,6 +119,7 @@ impl Application {
         };
         let passwords = PasswordWork::new(passwords, hash_slots, settings.auth.password_hash_queue);
         let refresh_key = secret.clone();
+        let unsubscribe_key = secret.clone();
         let cluster = settings.cluster.cluster(&secret);
         let jwt = JwtKeys::new(
             secret,
@@ -256,8 +257,19 @@ impl Application {
         })?;
         if !mailer.sends() {
             tracing::info!(
-                "smtp.url is not set: no mail is sent; the links it would carry are logged"
+                "smtp.url is not set: no mail is sent (e-mail digests are off); the links it would carry are logged"
             );
+        } else {
+            let digests = crate::digest::Digests {
+                store: store.clone(),
+                mailer: mailer.clone(),
+                delay: std::time::Duration::from_secs(settings.smtp.digest_delay_secs),
+                every: std::time::Duration::from_secs(settings.smtp.digest_every_secs.max(1)),
+                public_url: settings.server.public_url(),
+                key: unsubscribe_key.clone(),
+                realtime: realtime.clone(),
+            };
+            tokio::spawn(digests.run());
         }
         crate::store::Accounts::require_verified_email(&*store, settings.require_verified_email());
         let tls = if settings.server.tls_cert.is_empty() {
@@ -305,6 +317,7 @@ impl Application {
             ldap,
             oidc: Arc::new(oidc),
             webhooks,
+            unsubscribe_key,
         });
 
         let addr = format!("{}:{}", settings.server.host, settings.server.port);

@@ -181,6 +181,9 @@ async fn mail(backend: Backend) {
     settings.auth.require_verified_email = "true".into();
     settings.smtp.url = format!("smtp://127.0.0.1:{smtp_port}");
     settings.smtp.from = "Stoa <stoa@stoa.example.com>".into();
+    // Digests of what stays unread a second, looked for every second.
+    settings.smtp.digest_delay_secs = 1;
+    settings.smtp.digest_every_secs = 1;
     let app = Application::build(settings).await.expect("server starts");
     let url = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();

@@ -6,7 +6,7 @@ import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { SMTPServer } from "smtp-server";
 
-import { api, connect, deferred, join, register } from "../support.mjs";
+import { BASE, api, connect, deferred, join, register } from "../support.mjs";
 
 const PUBLIC_URL = process.env.PUBLIC_URL;
 const inbox = [];
@@ -40,10 +40,12 @@ function parse(raw) {
     body = body
       .replace(/=\r?\n/g, "")
       .replace(/=([0-9A-F]{2})/gi, (_, h) => String.fromCharCode(parseInt(h, 16)));
+    // The escapes are bytes of UTF-8.
+    body = Buffer.from(body, "latin1").toString("utf8");
   } else if (/Content-Transfer-Encoding: base64/i.test(part)) {
     body = Buffer.from(body.replace(/\s/g, ""), "base64").toString("utf8");
   }
-  return { subject, text: body };
+  return { subject, text: body, raw };
 }
 
 /** The next mail to `address` whose subject matches, waited for (never slept for). */
@@ -222,4 +224,75 @@ test("a password reset: same answer for any address, one use, every session ende
     last = await api("POST", "/api/v1/auth/password-reset", null, { email: dora.email });
   }
   assert.equal(last.status, 429);
+});
+
+test("what stays unread is mailed as one digest to those who opted in, and its link unsubscribes", async () => {
+  const alice = await register("alice");
+  const bob = await register("bob");
+  const carol = await register("carol");
+  for (const who of [alice, bob, carol]) {
+    const token = linkToken(await mailTo(who.email, /Confirm your e-mail/), "/verify-email");
+    assert.equal((await api("POST", "/api/v1/auth/verify-email", null, { token })).status, 200);
+  }
+  // Bob and Carol opt in to mentions; Alice does not.
+  for (const who of [bob, carol]) {
+    const opted = await api("PATCH", "/api/v1/me", who.token, {
+      notification_preferences: { email_mentions: true },
+    });
+    assert.equal(opted.status, 200, JSON.stringify(opted.body));
+    assert.equal(opted.body.notification_preferences.email_mentions, true);
+  }
+  const ws = (await api("POST", "/api/v1/workspaces", alice.token, { name: "Digest" })).body.id;
+  for (const who of [bob, carol]) {
+    await api("POST", `/api/v1/workspaces/${ws}/members`, alice.token, { user_id: who.id, role: "editor" });
+  }
+  const doc = (await api("POST", `/api/v1/workspaces/${ws}/documents`, alice.token, { title: "D" })).body.id;
+  for (const text of ["first look", "second look"]) {
+    const c = await api("POST", `/api/v1/documents/${doc}/comments`, alice.token, { body: `@${bob.email} ${text}` });
+    assert.deepEqual(c.body.mentions, [bob.id]);
+  }
+  // Carol mentions Alice, who did not opt in: no mail for her.
+  await api("POST", `/api/v1/documents/${doc}/comments`, carol.token, { body: `@${alice.email} hello` });
+
+  // Both of Bob's mentions stay unread past the delay: one digest, plain and HTML, with a
+  // one-click unsubscribe.
+  const digest = await mailTo(bob.email, /unread notification/);
+  assert.equal(digest.subject, "2 unread notifications in Stoa");
+  assert.match(digest.text, /You were mentioned in a comment: “@\S+ first look”/);
+  assert.match(digest.text, /You were mentioned in a comment: “@\S+ second look”/);
+  assert.match(digest.raw, /Content-Type: text\/html/i);
+  const header = /^List-Unsubscribe: <([^>]+)>/m.exec(digest.raw);
+  assert.ok(header, digest.raw);
+  assert.match(digest.raw, /^List-Unsubscribe-Post: List-Unsubscribe=One-Click/m);
+  const link = /(https:\/\/stoa\.example\.com\/api\/v1\/unsubscribe\?user=\d+&token=[0-9a-f]{64})/.exec(digest.text);
+  assert.ok(link, digest.text);
+  assert.equal(link[1], header[1], "the text's link is the header's");
+
+  // The link, followed: a page whose button unsubscribes (opening it changes nothing).
+  const local = link[1].replace(PUBLIC_URL, BASE);
+  const page = await fetch(local);
+  assert.equal(page.status, 200);
+  assert.match(await page.text(), /<form method="post"/);
+  assert.equal((await api("GET", "/api/v1/me", bob.token)).body.notification_preferences.email_mentions, true);
+  const forged = await fetch(local.replace(/token=[0-9a-f]{4}/, "token=0000"), { method: "POST" });
+  assert.equal(forged.status, 403);
+  // The one-click, as a mail client sends it.
+  const clicked = await fetch(local, {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    body: "List-Unsubscribe=One-Click",
+  });
+  assert.equal(clicked.status, 200);
+  assert.equal((await api("GET", "/api/v1/me", bob.token)).body.notification_preferences.email_mentions, false);
+
+  // Mentioned again, with Carol: Carol's digest comes, and Bob's does not come with it.
+  for (const who of [bob, carol]) {
+    await api("POST", `/api/v1/documents/${doc}/comments`, alice.token, { body: `@${who.email} once more` });
+  }
+  const carols = await mailTo(carol.email, /unread notification/);
+  assert.equal(carols.subject, "1 unread notification in Stoa");
+  const bobs = inbox.filter((m) => m.to.includes(bob.email.toLowerCase()) && /unread notification/.test(m.subject));
+  assert.equal(bobs.length, 1, "one digest for Bob, and none after he unsubscribed");
+  const alices = inbox.filter((m) => m.to.includes(alice.email.toLowerCase()) && /unread notification/.test(m.subject));
+  assert.equal(alices.length, 0, "Alice never opted in");
 });

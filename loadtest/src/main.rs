@@ -11,7 +11,11 @@
 //!     (or 15 s pass without any); writes latencies (µs, one per line) to FILE and prints
 //!     a summary
 //! stoa-loadtest send --api URL --token T --topic workspace:1 --count K --rate R [--size B]
-//!     one socket broadcasting K timestamped messages at R per second
+//!     [--via rest] [--senders S]
+//!     one socket broadcasting K timestamped messages at R per second; with `--via rest`,
+//!     the publish API instead (`POST /api/v1/workspaces/{id}/broadcast`, no socket), from
+//!     S keep-alive connections taking turns; prints how many were accepted (202) and
+//!     refused, and the requests' own latency
 //!
 //! `hold` and `send` take `--protocol socketio` to drive a Socket.IO 4 server instead
 //! (Engine.IO 4 over a plain WebSocket: `/socket.io/?EIO=4&transport=websocket`, the
@@ -522,7 +526,74 @@ async fn hold(api: &str, flags: &HashMap<String, String>) -> Result<(), Error> {
     std::process::exit(0);
 }
 
+/// `send --via rest`: the publish API, at a rate, from `--senders` connections.
+async fn send_rest(api: &str, flags: &HashMap<String, String>) -> Result<(), Error> {
+    let token: String = flag(flags, "token", String::new());
+    let topic: String = flag(flags, "topic", String::new());
+    let count: u64 = flag(flags, "count", 100);
+    let rate: f64 = flag(flags, "rate", 10.0);
+    let size: usize = flag(flags, "size", 64);
+    let senders: u64 = flag(flags, "senders", 4u64).max(1);
+    let ws = topic
+        .strip_prefix("workspace:")
+        .ok_or("--via rest needs --topic workspace:ID")?
+        .to_string();
+    let path = format!("/api/v1/workspaces/{ws}/broadcast");
+    let pad = "p".repeat(size);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for k in 0..senders {
+        let (api, token, topic, path, pad) = (
+            api.to_string(),
+            token.clone(),
+            topic.clone(),
+            path.clone(),
+            pad.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut conn = scenario::KeepAlive::new(&api);
+            let (mut ok, mut refused) = (0u64, 0u64);
+            let mut took = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+            let mut i = k;
+            while i < count {
+                let due = start + Duration::from_secs_f64(i as f64 / rate);
+                tokio::time::sleep_until(due.into()).await;
+                let body =
+                    serde_json::json!({"topic": topic, "payload": {"t": now_us(), "pad": pad}});
+                let began = Instant::now();
+                match conn.call("POST", &path, Some(&token), &body).await {
+                    Ok((202, _)) => ok += 1,
+                    _ => refused += 1,
+                }
+                let _ = took.record(began.elapsed().as_micros() as u64);
+                i += senders;
+            }
+            (ok, refused, took)
+        }));
+    }
+    let (mut ok, mut refused) = (0, 0);
+    let mut took = hdrhistogram::Histogram::<u64>::new(3)?;
+    for t in tasks {
+        let (o, r, h) = t.await?;
+        ok += o;
+        refused += r;
+        took.add(h)?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "published {ok} (refused {refused}) in {secs:.2}s = {:.0}/s; request p50 {} µs, p99 {} µs",
+        ok as f64 / secs,
+        took.value_at_quantile(0.5),
+        took.value_at_quantile(0.99)
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(())
+}
+
 async fn send(api: &str, flags: &HashMap<String, String>) -> Result<(), Error> {
+    if flags.get("via").map(String::as_str) == Some("rest") {
+        return send_rest(api, flags).await;
+    }
     let token: String = flag(flags, "token", String::new());
     let topic: String = flag(flags, "topic", String::new());
     let count: u64 = flag(flags, "count", 100);

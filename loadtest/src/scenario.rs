@@ -752,20 +752,20 @@ async fn yjs(
 }
 
 /// One keep-alive HTTP/1.1 connection, opened again when the server closes it.
-struct KeepAlive {
+pub(crate) struct KeepAlive {
     host: String,
     stream: Option<tokio::io::BufReader<tokio::net::TcpStream>>,
 }
 
 impl KeepAlive {
-    fn new(api: &str) -> KeepAlive {
+    pub(crate) fn new(api: &str) -> KeepAlive {
         KeepAlive {
             host: crate::authority(api),
             stream: None,
         }
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &mut self,
         method: &str,
         path: &str,

@@ -313,6 +313,7 @@ async fn send_verification_mail(state: &AppState, user: &User) -> Result<(), Api
             email = user.email,
             url = state.public_url,
         ),
+        unsubscribe: None,
     });
     Ok(())
 }
@@ -817,6 +818,7 @@ pub async fn request_password_reset(
                     name = account.display_name,
                     url = state.public_url,
                 ),
+                unsubscribe: None,
             });
         }
     }

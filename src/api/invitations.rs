@@ -56,6 +56,7 @@ async fn mail(state: &AppState, actor: i64, invitation: &Invitation, token: &str
             url = state.public_url,
             email = invitation.email,
         ),
+        unsubscribe: None,
     });
 }
 

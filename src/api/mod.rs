@@ -82,6 +82,8 @@ pub struct AppState {
     pub oidc: Arc<crate::auth::oidc::OidcProviders>,
     /// Outgoing webhooks: the guard and client of registrations and redeliveries.
     pub webhooks: crate::webhooks::WebhookApi,
+    /// Signs the unsubscribe links of e-mail digests.
+    pub unsubscribe_key: Vec<u8>,
 }
 
 /// Which `Origin` headers the WebSocket upgrade accepts (the CORS origins).
@@ -298,6 +300,8 @@ pub fn app(
                 .service(auth::verify_email)
                 .service(auth::ldap_login)
                 .service(broadcast::publish)
+                .service(notifications::unsubscribe_page_get)
+                .service(notifications::unsubscribe)
                 .service(webhooks::create_webhook)
                 .service(webhooks::list_webhooks)
                 .service(webhooks::get_webhook)

@@ -112,3 +112,91 @@ pub async fn mark_all_read(
         unread_count,
     }))
 }
+
+/// The signed link of an e-mail digest: who, and the proof.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct UnsubscribeQuery {
+    /// The user the link was mailed to.
+    pub user: i64,
+    /// Its signature (hex).
+    #[param(pattern = "^[0-9a-f]{64}$")]
+    pub token: String,
+}
+
+fn unsubscribe_page(title: &str, body: &str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("Cache-Control", "no-store"))
+        .body(format!(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head>\
+             <body><h1>{title}</h1>{body}</body></html>"
+        ))
+}
+
+async fn unsubscribe_user(state: &AppState, q: &UnsubscribeQuery) -> Result<(), ApiError> {
+    if !crate::digest::unsubscribe_token_valid(&state.unsubscribe_key, q.user, &q.token) {
+        return Err(ApiError::Forbidden(
+            "this unsubscribe link is not valid".into(),
+        ));
+    }
+    let off = serde_json::json!({
+        "email_mentions": false, "email_replies": false, "email_membership": false
+    });
+    match state.store.update_profile(q.user, None, Some(&off)).await {
+        Ok(_) | Err(crate::store::StoreError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The unsubscribe link of an e-mail digest, opened: a page whose button unsubscribes (a
+/// link a mail scanner follows changes nothing).
+#[utoipa::path(
+    tag = "notifications",
+    params(UnsubscribeQuery),
+    responses(
+        (status = 200, description = "A page with the button", content_type = "text/html"),
+        (status = 403, description = "The link is not valid", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+#[get("/unsubscribe")]
+pub async fn unsubscribe_page_get(
+    state: web::Data<AppState>,
+    q: web::Query<UnsubscribeQuery>,
+) -> Result<HttpResponse, ApiError> {
+    if !crate::digest::unsubscribe_token_valid(&state.unsubscribe_key, q.user, &q.token) {
+        return Err(ApiError::Forbidden(
+            "this unsubscribe link is not valid".into(),
+        ));
+    }
+    Ok(unsubscribe_page(
+        "Stop e-mail from Stoa",
+        &format!(
+            "<form method=\"post\" action=\"/api/v1/unsubscribe?user={}&amp;token={}\">\
+             <button type=\"submit\">Stop these e-mails</button></form>",
+            q.user, q.token
+        ),
+    ))
+}
+
+/// Unsubscribes from every e-mail digest: the button of the page, or a mail client's
+/// one-click (`List-Unsubscribe-Post: List-Unsubscribe=One-Click`, RFC 8058). No sign-in:
+/// the signed link is the proof.
+#[utoipa::path(
+    tag = "notifications",
+    params(UnsubscribeQuery),
+    responses(
+        (status = 200, description = "Unsubscribed", content_type = "text/html"),
+        (status = 403, description = "The link is not valid", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+#[post("/unsubscribe")]
+pub async fn unsubscribe(
+    state: web::Data<AppState>,
+    q: web::Query<UnsubscribeQuery>,
+) -> Result<HttpResponse, ApiError> {
+    unsubscribe_user(&state, &q).await?;
+    Ok(unsubscribe_page(
+        "Unsubscribed",
+        "<p>You will get no more e-mail digests. Turn them on again in your account settings.</p>",
+    ))
+}

@@ -226,6 +226,15 @@ pub struct Notification {
     pub read_at: Option<i64>,
 }
 
+/// A notification taken for a digest, with what the digest needs of its user.
+#[derive(Debug, Clone)]
+pub struct DigestItem {
+    pub notification: Notification,
+    pub email: String,
+    pub display_name: String,
+    pub preferences: Value,
+}
+
 /// The outcome of presenting a refresh token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rotation {
@@ -1010,6 +1019,21 @@ pub trait Notifications: Send + Sync {
     async fn mark_read(&self, user: UserId, id: i64) -> StoreResult<Notification>;
     /// Marks all the caller's notifications read; returns how many were unread.
     async fn mark_all_read(&self, user: UserId) -> StoreResult<u64>;
+    /// Takes up to `limit` notifications unread since before `older_than`, not yet mailed,
+    /// and not taken since `claim_expired_before` (a node that took them and died), of
+    /// users with a verified address, for this node to mail; each with its user's address,
+    /// name and preferences.
+    async fn claim_digest_notifications(
+        &self,
+        now: i64,
+        older_than: i64,
+        claim_expired_before: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<DigestItem>>;
+    /// The notifications were mailed (or are not to be: the user did not opt in).
+    async fn notifications_mailed(&self, ids: &[i64], at: i64) -> StoreResult<()>;
+    /// Sending failed: the notifications may be taken again at once.
+    async fn release_digest_claims(&self, ids: &[i64]) -> StoreResult<()>;
 }
 
 /// One member's activity in a workspace, for the member report.

@@ -398,6 +398,8 @@ async fn openapi_document_covers_every_route() {
             "/api/v1/directory/workspaces/{external_id}/members/{subject}",
         ),
         ("post", "/api/v1/workspaces/{id}/broadcast"),
+        ("get", "/api/v1/unsubscribe"),
+        ("post", "/api/v1/unsubscribe"),
         ("post", "/api/v1/workspaces/{id}/webhooks"),
         ("get", "/api/v1/workspaces/{id}/webhooks"),
         ("get", "/api/v1/workspaces/{id}/webhooks/{hook}"),

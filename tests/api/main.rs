@@ -4,6 +4,8 @@
 mod common;
 mod helpers;
 mod ldap;
+#[path = "../webhooks/receiver.rs"]
+mod receiver;
 
 mod abuse;
 mod account;

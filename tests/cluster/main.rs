@@ -15,6 +15,8 @@ mod common;
 mod support;
 
 mod harness;
+#[path = "../webhooks/receiver.rs"]
+mod receiver;
 
 mod across;
 mod conformance;
@@ -23,3 +25,4 @@ mod failure;
 mod loadtest;
 mod phoenix;
 mod trust;
+mod webhooks;

@@ -344,7 +344,9 @@ fn memory_a_crowd_held_is_returned_when_it_leaves() {
     let before = server.rss_kib();
     let mut crowd = server.joined_sockets(&owner, &topic, 3000);
     let peak = server.rss_kib();
-    assert!(peak > before + 8 * 1024, "{before} KiB then {peak} KiB");
+    // The crowd held several megabytes (about 4.5 KB a socket in a debug build; the
+    // allocator may reuse some of what was free before it came).
+    assert!(peak > before + 6 * 1024, "{before} KiB then {peak} KiB");
     crowd.clear();
     let deadline = std::time::Instant::now() + PATIENCE;
     while server.metric("stoa_ws_sockets") > 0.0 {

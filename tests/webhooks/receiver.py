@@ -4,7 +4,7 @@ hmac (an implementation independent of the server's), answers 500 to the first
 prints one JSON line per request: what arrived and what it answered.
 
     python3 receiver.py --secret S [--host 127.0.0.1] [--fail-first N] [--fail-always]
-                        [--redirect-to URL]
+                        [--redirect-to URL] [--delay-ms MS]
 
 The first line printed is {"port": N}."""
 import argparse
@@ -21,6 +21,7 @@ parser.add_argument("--host", default="127.0.0.1")
 parser.add_argument("--fail-first", type=int, default=0)
 parser.add_argument("--fail-always", action="store_true")
 parser.add_argument("--redirect-to")
+parser.add_argument("--delay-ms", type=int, default=0)
 args = parser.parse_args()
 seen = {"n": 0}
 
@@ -37,6 +38,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("content-length", "0")))
         seen["n"] += 1
+        if args.delay_ms:
+            time.sleep(args.delay_ms / 1000)
         if args.redirect_to:
             status = 307
         elif args.fail_always or seen["n"] <= args.fail_first:

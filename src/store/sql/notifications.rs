@@ -77,6 +77,23 @@ pub(super) async fn notify(
 }
 
 #[derive(sqlx::FromRow)]
+struct DigestRow {
+    id: i64,
+    user_id: i64,
+    workspace_id: i64,
+    event_offset: i64,
+    kind: String,
+    actor_id: Option<i64>,
+    subject: String,
+    payload: String,
+    created_at: i64,
+    read_at: Option<i64>,
+    email: String,
+    display_name: String,
+    notification_preferences: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
 struct NotificationRow {
     id: i64,
     user_id: i64,
@@ -231,5 +248,104 @@ impl Notifications for SqlStore {
         .execute(&mut *conn)
         .await?;
         Ok(done.rows_affected())
+    }
+
+    async fn claim_digest_notifications(
+        &self,
+        now: i64,
+        older_than: i64,
+        claim_expired_before: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<crate::store::DigestItem>> {
+        // One statement takes the rows: a row another node took meanwhile no longer
+        // matches when its lock is had, so each notification goes into one digest.
+        let ids: Vec<i64> = sqlx::query_scalar(&format!(
+            "UPDATE notifications SET email_claimed_at = $1 WHERE id IN (\
+                 SELECT n.id FROM notifications n JOIN users u ON u.id = n.user_id \
+                 WHERE n.read_at IS NULL AND n.emailed_at IS NULL AND n.created_at <= $2 \
+                 AND (n.email_claimed_at IS NULL OR n.email_claimed_at < $3) \
+                 AND u.email_verified_at IS NOT NULL AND u.disabled_at IS NULL AND {STILL_MEMBER} \
+                 ORDER BY n.created_at LIMIT $4) \
+             AND read_at IS NULL AND emailed_at IS NULL \
+             AND (email_claimed_at IS NULL OR email_claimed_at < $3) \
+             RETURNING id"
+        ))
+        .bind(now)
+        .bind(older_than)
+        .bind(claim_expired_before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.writer)
+        .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for chunk in ids.chunks(super::ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT n.id, n.user_id, n.workspace_id, n.event_offset, n.kind, n.actor_id, \
+                 n.subject, n.payload, n.created_at, n.read_at, u.email, u.display_name, \
+                 u.notification_preferences FROM notifications n \
+                 JOIN users u ON u.id = n.user_id WHERE n.id IN ({}) ORDER BY n.id",
+                super::placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query_as::<_, DigestRow>(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for row in q.fetch_all(&self.writer).await? {
+                out.push(crate::store::DigestItem {
+                    email: row.email.clone(),
+                    display_name: row.display_name.clone(),
+                    preferences: row
+                        .notification_preferences
+                        .as_deref()
+                        .and_then(|p| serde_json::from_str(p).ok())
+                        .unwrap_or(Value::Null),
+                    notification: Notification::from(NotificationRow {
+                        id: row.id,
+                        user_id: row.user_id,
+                        workspace_id: row.workspace_id,
+                        event_offset: row.event_offset,
+                        kind: row.kind,
+                        actor_id: row.actor_id,
+                        subject: row.subject,
+                        payload: row.payload,
+                        created_at: row.created_at,
+                        read_at: row.read_at,
+                    }),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn notifications_mailed(&self, ids: &[i64], at: i64) -> StoreResult<()> {
+        for chunk in ids.chunks(super::ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE notifications SET emailed_at = $1 WHERE id IN ({})",
+                super::placeholders(2, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(at);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            q.execute(&self.writer).await?;
+        }
+        Ok(())
+    }
+
+    async fn release_digest_claims(&self, ids: &[i64]) -> StoreResult<()> {
+        for chunk in ids.chunks(super::ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE notifications SET email_claimed_at = NULL WHERE id IN ({})",
+                super::placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            q.execute(&self.writer).await?;
+        }
+        Ok(())
     }
 }
