@@ -439,60 +439,55 @@ impl Worker {
     }
 
     /// Delivers `hook`'s events in order until it is caught up, an attempt fails, or half
-    /// its lease has gone (the next pass renews the lease and goes on).
+    /// its lease has gone (the next pass renews the lease and goes on). The position and
+    /// the log are written every `BOOKKEEPING_EVERY` successes (and at every stop), not after
+    /// each: a node that dies sends at most that many again.
     async fn stream(&self, hook: &Webhook) -> Result<(), crate::store::StoreError> {
         let until = Instant::now() + self.policy.lease / 2;
-        let mut position = hook.delivered_offset;
+        let mut book = Book {
+            worker: self,
+            hook,
+            position: hook.delivered_offset,
+            written: hook.delivered_offset,
+            log: Vec::new(),
+        };
         // Failed attempts in a row at the next event to deliver.
         let mut failures = hook.failures;
         loop {
             let events = self
                 .store
-                .log_after(hook.workspace_id, position, EVENTS_PER_READ)
+                .log_after(hook.workspace_id, book.position, EVENTS_PER_READ)
                 .await?;
             if events.is_empty() {
+                book.write().await?;
                 return Ok(());
             }
-            let mut skipped = None;
             for event in &events {
                 if !hook.kinds.is_empty() && !hook.kinds.contains(&event.kind) {
-                    skipped = Some(event.offset);
+                    book.position = event.offset;
                     continue;
-                }
-                if let Some(past) = skipped.take() {
-                    if !self
-                        .store
-                        .webhook_delivered(hook.id, &self.node, past)
-                        .await?
-                    {
-                        return Ok(()); // the lease went to another node
-                    }
-                    failures = 0;
                 }
                 let body = body_of(hook, event);
                 let outcome = self
                     .sender
                     .send(hook, event.offset, &event.kind, &body)
                     .await;
-                self.store
-                    .record_webhook_delivery(
-                        &WebhookDelivery {
-                            id: 0,
-                            webhook_id: hook.id,
-                            event_offset: event.offset,
-                            event_kind: event.kind.clone(),
-                            attempt: failures + 1,
-                            status: outcome.status.map(i64::from),
-                            error: outcome.error.clone(),
-                            duration_ms: i64::try_from(outcome.duration.as_millis())
-                                .unwrap_or(i64::MAX),
-                            redelivery: false,
-                            at: now_ms(),
-                        },
-                        self.policy.deliveries_kept,
-                    )
-                    .await?;
+                book.log.push(WebhookDelivery {
+                    id: 0,
+                    webhook_id: hook.id,
+                    event_offset: event.offset,
+                    event_kind: event.kind.clone(),
+                    attempt: failures + 1,
+                    status: outcome.status.map(i64::from),
+                    error: outcome.error.clone(),
+                    duration_ms: i64::try_from(outcome.duration.as_millis()).unwrap_or(i64::MAX),
+                    redelivery: false,
+                    at: now_ms(),
+                });
                 if !outcome.ok() {
+                    if !book.write().await? {
+                        return Ok(());
+                    }
                     let failures = failures.saturating_add(1);
                     let failures_u32 = u32::try_from(failures).unwrap_or(u32::MAX);
                     let wait = backoff(&self.policy, failures_u32);
@@ -509,33 +504,58 @@ impl Worker {
                         .await?;
                     return Ok(());
                 }
-                if !self
-                    .store
-                    .webhook_delivered(hook.id, &self.node, event.offset)
-                    .await?
-                {
-                    return Ok(());
-                }
-                position = event.offset;
+                book.position = event.offset;
                 failures = 0;
+                if book.log.len() >= BOOKKEEPING_EVERY && !book.write().await? {
+                    return Ok(());
+                }
                 if Instant::now() > until {
+                    book.write().await?;
                     return Ok(());
                 }
-            }
-            if let Some(past) = skipped {
-                if !self
-                    .store
-                    .webhook_delivered(hook.id, &self.node, past)
-                    .await?
-                {
-                    return Ok(());
-                }
-                position = past;
             }
             if Instant::now() > until {
+                book.write().await?;
                 return Ok(());
             }
         }
+    }
+}
+
+/// Successes logged and the position moved at most this many deliveries apart.
+const BOOKKEEPING_EVERY: usize = 64;
+
+/// What a stream has done and not yet written.
+struct Book<'a> {
+    worker: &'a Worker,
+    hook: &'a Webhook,
+    /// Dealt with up to here (delivered, or not of the endpoint's kinds).
+    position: i64,
+    /// The position as written.
+    written: i64,
+    log: Vec<WebhookDelivery>,
+}
+
+impl Book<'_> {
+    /// Writes the log and the position; false when the lease went to another node.
+    async fn write(&mut self) -> Result<bool, crate::store::StoreError> {
+        let store = &self.worker.store;
+        if !self.log.is_empty() {
+            store
+                .record_webhook_deliveries(&self.log, self.worker.policy.deliveries_kept)
+                .await?;
+            self.log.clear();
+        }
+        if self.position > self.written {
+            if !store
+                .webhook_delivered(self.hook.id, &self.worker.node, self.position)
+                .await?
+            {
+                return Ok(false);
+            }
+            self.written = self.position;
+        }
+        Ok(true)
     }
 }
 

@@ -1342,6 +1342,13 @@ pub trait Webhooks: Send + Sync {
         delivery: &WebhookDelivery,
         keep: u32,
     ) -> StoreResult<WebhookDelivery>;
+    /// Logs attempts of the stream, in one statement; keeps the newest `keep` of each
+    /// endpoint's.
+    async fn record_webhook_deliveries(
+        &self,
+        deliveries: &[WebhookDelivery],
+        keep: u32,
+    ) -> StoreResult<()>;
     /// An endpoint's attempts, newest first.
     async fn webhook_deliveries(
         &self,

@@ -35,6 +35,9 @@ def verify(header, body):
 
 
 class Handler(BaseHTTPRequestHandler):
+    # Keep-alive, as real endpoints answer.
+    protocol_version = "HTTP/1.1"
+
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("content-length", "0")))
         seen["n"] += 1
@@ -51,6 +54,7 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             payload = None
         line = {
+            "arrived": time.time(),
             "status": status,
             "signed": verify(self.headers.get("stoa-signature"), body),
             "offset": int(self.headers.get("stoa-event-offset", "0")),
@@ -58,12 +62,14 @@ class Handler(BaseHTTPRequestHandler):
             "idempotency_key": self.headers.get("idempotency-key"),
             "body": payload,
         }
+        # Printed before the answer: the sender waits for it before its next request, so
+        # the lines are in the order the requests came.
+        print(json.dumps(line), flush=True)
         self.send_response(status)
         if args.redirect_to:
             self.send_header("location", args.redirect_to)
         self.send_header("content-length", "0")
         self.end_headers()
-        print(json.dumps(line), flush=True)
 
     def log_message(self, *a):
         pass

@@ -86,6 +86,20 @@ fn kinds_json(kinds: &[String]) -> String {
     serde_json::to_string(kinds).unwrap_or_else(|_| "[]".into())
 }
 
+/// The log keeps the newest `keep` attempts of each endpoint.
+async fn trim(store: &SqlStore, webhook: i64, keep: u32) -> StoreResult<()> {
+    sqlx::query(
+        "DELETE FROM webhook_deliveries WHERE webhook_id = $1 AND id <= \
+         (SELECT id FROM webhook_deliveries WHERE webhook_id = $1 \
+          ORDER BY id DESC LIMIT 1 OFFSET $2)",
+    )
+    .bind(webhook)
+    .bind(i64::from(keep))
+    .execute(&store.writer)
+    .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl Webhooks for SqlStore {
     async fn create_webhook(
@@ -256,19 +270,59 @@ impl Webhooks for SqlStore {
         .bind(d.at)
         .fetch_one(&self.writer)
         .await?;
-        // The log keeps the newest `keep` attempts of each endpoint.
         if row.id % 64 == 0 {
-            sqlx::query(
-                "DELETE FROM webhook_deliveries WHERE webhook_id = $1 AND id <= \
-                 (SELECT id FROM webhook_deliveries WHERE webhook_id = $1 \
-                  ORDER BY id DESC LIMIT 1 OFFSET $2)",
-            )
-            .bind(d.webhook_id)
-            .bind(i64::from(keep))
-            .execute(&self.writer)
-            .await?;
+            trim(self, d.webhook_id, keep).await?;
         }
         Ok(row.into())
+    }
+
+    async fn record_webhook_deliveries(
+        &self,
+        deliveries: &[WebhookDelivery],
+        keep: u32,
+    ) -> StoreResult<()> {
+        for chunk in deliveries.chunks(100) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let b = i * 9;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5,
+                        b + 6,
+                        b + 7,
+                        b + 8,
+                        b + 9
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO webhook_deliveries (webhook_id, event_offset, event_kind, attempt, \
+                 status, error, duration_ms, redelivery, at) VALUES {}",
+                rows.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for d in chunk {
+                q = q
+                    .bind(d.webhook_id)
+                    .bind(d.event_offset)
+                    .bind(d.event_kind.as_str())
+                    .bind(d.attempt)
+                    .bind(d.status)
+                    .bind(d.error.as_deref())
+                    .bind(d.duration_ms)
+                    .bind(i64::from(d.redelivery))
+                    .bind(d.at);
+            }
+            q.execute(&self.writer).await?;
+        }
+        if let Some(first) = deliveries.first() {
+            trim(self, first.webhook_id, keep).await?;
+        }
+        Ok(())
     }
 
     async fn webhook_deliveries(
