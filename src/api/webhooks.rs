@@ -95,6 +95,10 @@ pub struct UpdateWebhook {
     /// they stopped, failures forgotten.
     #[schema(pattern = "^(active|paused)$")]
     pub state: Option<String>,
+    /// A new signing key, 16 to 256 characters (rotation: requests are signed with it from
+    /// the next one on).
+    #[schema(min_length = 16, max_length = 256)]
+    pub secret: Option<String>,
 }
 
 /// One attempt to deliver an event.
@@ -293,7 +297,7 @@ pub async fn get_webhook(
     Ok(HttpResponse::Ok().json(WebhookView::from(&hook)))
 }
 
-/// Change an endpoint's URL or kinds, pause it (`state: paused`; its backlog is kept) or
+/// Change an endpoint's URL, kinds or secret, pause it (`state: paused`; its backlog is kept) or
 /// resume it (`state: active`: from where it stopped, at once).
 #[utoipa::path(
     tag = "webhooks",
@@ -322,6 +326,14 @@ pub async fn update_webhook(
             return Err(ApiError::validation("state", "must be active or paused"));
         }
     }
+    if let Some(secret) = &body.secret {
+        if !(16..=256).contains(&secret.chars().count()) {
+            return Err(ApiError::validation(
+                "secret",
+                "must be 16 to 256 characters",
+            ));
+        }
+    }
     let kinds = body.kinds.as_deref().map(checked_kinds).transpose()?;
     let url = match &body.url {
         Some(url) => Some(checked_url(&state, url).await?),
@@ -329,6 +341,7 @@ pub async fn update_webhook(
     };
     let patch = WebhookPatch {
         url,
+        secret: body.secret,
         kinds,
         state: body.state,
     };

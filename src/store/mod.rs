@@ -1271,6 +1271,8 @@ pub struct Webhook {
 #[derive(Debug, Clone, Default)]
 pub struct WebhookPatch {
     pub url: Option<String>,
+    /// A new signing key.
+    pub secret: Option<String>,
     pub kinds: Option<Vec<String>>,
     /// `active` (resumes: failures forgotten, due at once) or `paused` (by an admin).
     pub state: Option<String>,

@@ -17,6 +17,24 @@ async fn documents(app: &TestApp, ws: i64, by: &crate::helpers::Account, n: usiz
     }
 }
 
+/// Waits until the endpoint's position, as REST shows it, is `offset` (the position and the
+/// delivery log are written together, after the answers).
+async fn delivered_to(app: &TestApp, path: &str, token: &str, offset: i64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = app.get(path, token).await;
+        if r.body["delivered_offset"] == offset {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never delivered to {offset}: {}",
+            r.body
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn head(app: &TestApp, ws: i64, by: &crate::helpers::Account) -> i64 {
     let r = app
         .get(
@@ -128,6 +146,7 @@ async fn the_log_reaches_an_endpoint_in_order_signed_after_failures_and_pauses_a
     assert_eq!(seen[0]["kind"], "comment.created");
     assert_eq!(seen[0]["body"]["data"]["body"], "a comment");
 
+    delivered_to(&app, &format!("{hooks}/{all}"), &alice.token, last).await;
     // The delivery log: three failures, then the fourth attempt succeeds (newest first).
     let log = app
         .get(&format!("{hooks}/{all}/deliveries?limit=200"), &alice.token)
@@ -173,6 +192,48 @@ async fn the_log_reaches_an_endpoint_in_order_signed_after_failures_and_pauses_a
                 == 2
         })
         .await;
+
+    // A new secret: what follows is signed with it (the receiver, knowing only the old
+    // one, says so), and a short one is refused.
+    let r = app
+        .patch(
+            &format!("{hooks}/{all}"),
+            &alice.token,
+            json!({"secret": "too short"}),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    let r = app
+        .patch(
+            &format!("{hooks}/{all}"),
+            &alice.token,
+            json!({"secret": "another-secret-of-the-test"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.get("secret").is_none());
+    app.create_document(ws, &alice, "Signed anew").await;
+    let rotated = head(&app, ws, &alice).await;
+    let seen = flaky
+        .until("the event after the rotation", |s| {
+            accepted(s).contains(&rotated)
+        })
+        .await;
+    let last_seen = seen.iter().rev().find(|v| v["offset"] == rotated).unwrap();
+    assert_eq!(
+        last_seen["signed"], false,
+        "signed with the new secret, not the old"
+    );
+    let r = app
+        .patch(
+            &format!("{hooks}/{all}"),
+            &alice.token,
+            json!({"secret": SECRET}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let last = rotated;
+    delivered_to(&app, &format!("{hooks}/{all}"), &alice.token, last).await;
 
     // Paused by an admin: nothing more arrives, the backlog is kept; resumed: it arrives.
     let r = app

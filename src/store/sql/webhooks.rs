@@ -158,7 +158,7 @@ impl Webhooks for SqlStore {
         let pause = patch.state.as_deref() == Some("paused");
         let row: Option<Row> = sqlx::query_as(&format!(
             "UPDATE webhooks SET url = COALESCE($3, url), kinds = COALESCE($4, kinds), \
-             state = COALESCE($5, state), \
+             state = COALESCE($5, state), secret = COALESCE($8, secret), \
              paused_reason = CASE WHEN $6 THEN NULL WHEN $7 THEN 'paused by an admin' \
                                   ELSE paused_reason END, \
              failures = CASE WHEN $6 THEN 0 ELSE failures END, \
@@ -172,6 +172,7 @@ impl Webhooks for SqlStore {
         .bind(patch.state.as_deref())
         .bind(resume)
         .bind(pause)
+        .bind(patch.secret.as_deref())
         .fetch_optional(&self.writer)
         .await?;
         Ok(row.map(Webhook::from))
