@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import * as Y from "yjs";
 
 import { BASE, api, connect, deferred, join, register, until, workspaceWith } from "./support.mjs";
-import { open, synced, textIs } from "./ydoc.mjs";
+import { open, synced, textIs, typeThrough } from "./ydoc.mjs";
 
 
 /** Polls `check` (a REST read) until it holds. */
@@ -111,44 +111,12 @@ test("two editors type while a third restores a version: all converge on it and 
     // Both keep typing markers while Carol restores; what each types once it has seen the
     // restore must survive.
     const restoredText = "The quick brown fox jumps";
-    const typedAfter = { a: 0, b: 0 };
-    let typing = true;
-    const type = (client, mark, key) =>
-      (async () => {
-        while (typing) {
-          const seen = !client.text.toString().includes("AAA");
-          if (mark === "1") client.text.insert(client.text.length, mark);
-          else client.text.insert(0, mark);
-          if (seen) typedAfter[key] += 1;
-          await new Promise((r) => setTimeout(r, 5));
-        }
-      })();
-    const loops = [type(a, "1", "a"), type(b, "2", "b")];
-    const restore = await api("POST", `/api/v1/documents/${doc}/versions/${saved.body.id}/restore`, carol.token);
+    const { answer: restore, final, typedAfter } = await typeThrough(a, b, "AAA", () =>
+      api("POST", `/api/v1/documents/${doc}/versions/${saved.body.id}/restore`, carol.token),
+    );
     assert.equal(restore.status, 200, JSON.stringify(restore.body));
     assert.equal(restore.body.version.kind, "restore");
     assert.equal(restore.body.version.restored_from, saved.body.id);
-    // Both see the restore, then type a little more.
-    await until(
-      "both editors see the restore",
-      (f) => {
-        a.text.observe(f);
-        b.text.observe(f);
-      },
-      () => !a.text.toString().includes("AAA") && !b.text.toString().includes("AAA"),
-    );
-    await eventually("more typing after the restore", async () => typedAfter.a >= 10 && typedAfter.b >= 10);
-    typing = false;
-    await Promise.all(loops);
-    await until(
-      "convergence",
-      (f) => {
-        a.text.observe(f);
-        b.text.observe(f);
-      },
-      () => a.text.toString() === b.text.toString(),
-    );
-    const final = a.text.toString();
     assert.equal(final.replace(/[12]/g, ""), restoredText, final);
     assert.ok(final.split("1").length - 1 >= typedAfter.a, "no edit after the restore is lost");
     assert.ok(final.split("2").length - 1 >= typedAfter.b, "no edit after the restore is lost");

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import * as Y from "yjs";
 
 import { api, documentFor, nodes, register, sleep, wsUrl } from "./nodes.mjs";
-import { open as openAt, synced, textIs } from "../ydoc.mjs";
+import { open as openAt, synced, textIs, typeThrough } from "../ydoc.mjs";
 import { connect, deferred, join, until } from "../support.mjs";
 
 const open = (i, doc, token) => openAt(doc, token, { base: wsUrl(i) });
@@ -59,42 +59,10 @@ test("a restore made through a third node reaches editors typing on two others",
 
     // Both keep typing markers while Carol restores through node 2; what each types once
     // it has seen the restore must survive.
-    const typedAfter = { a: 0, b: 0 };
-    let typing = true;
-    const type = (client, mark, key) =>
-      (async () => {
-        while (typing) {
-          const seen = !client.text.toString().includes("AAA");
-          if (mark === "1") client.text.insert(client.text.length, mark);
-          else client.text.insert(0, mark);
-          if (seen) typedAfter[key] += 1;
-          await sleep(5);
-        }
-      })();
-    const loops = [type(a, "1", "a"), type(b, "2", "b")];
-    await sleep(100);
-    const restore = await api(2, "POST", `/api/v1/documents/${doc}/versions/${saved.body.id}/restore`, carol.token);
+    const { answer: restore, final, typedAfter } = await typeThrough(a, b, "AAA", () =>
+      api(2, "POST", `/api/v1/documents/${doc}/versions/${saved.body.id}/restore`, carol.token),
+    );
     assert.equal(restore.status, 200, JSON.stringify(restore.body));
-    await until(
-      "both editors see the restore",
-      (f) => {
-        a.text.observe(f);
-        b.text.observe(f);
-      },
-      () => !a.text.toString().includes("AAA") && !b.text.toString().includes("AAA"),
-    );
-    await eventually("more typing after the restore", async () => typedAfter.a >= 10 && typedAfter.b >= 10);
-    typing = false;
-    await Promise.all(loops);
-    await until(
-      "convergence",
-      (f) => {
-        a.text.observe(f);
-        b.text.observe(f);
-      },
-      () => a.text.toString() === b.text.toString(),
-    );
-    const final = a.text.toString();
     assert.equal(final.replace(/[12]/g, ""), "The quick brown fox jumps", final);
     assert.ok(final.split("1").length - 1 >= typedAfter.a, "no edit after the restore is lost");
     assert.ok(final.split("2").length - 1 >= typedAfter.b, "no edit after the restore is lost");

@@ -133,12 +133,19 @@ fn unsubscribe_page(title: &str, body: &str) -> HttpResponse {
         ))
 }
 
-async fn unsubscribe_user(state: &AppState, q: &UnsubscribeQuery) -> Result<(), ApiError> {
-    if !crate::digest::unsubscribe_token_valid(&state.unsubscribe_key, q.user, &q.token) {
-        return Err(ApiError::Forbidden(
+/// Refuses a link the server did not sign.
+fn signed_link(state: &AppState, q: &UnsubscribeQuery) -> Result<(), ApiError> {
+    if crate::digest::unsubscribe_token_valid(&state.unsubscribe_key, q.user, &q.token) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
             "this unsubscribe link is not valid".into(),
-        ));
+        ))
     }
+}
+
+async fn unsubscribe_user(state: &AppState, q: &UnsubscribeQuery) -> Result<(), ApiError> {
+    signed_link(state, q)?;
     let off = serde_json::json!({
         "email_mentions": false, "email_replies": false, "email_membership": false
     });
@@ -163,11 +170,7 @@ pub async fn unsubscribe_page_get(
     state: web::Data<AppState>,
     q: web::Query<UnsubscribeQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    if !crate::digest::unsubscribe_token_valid(&state.unsubscribe_key, q.user, &q.token) {
-        return Err(ApiError::Forbidden(
-            "this unsubscribe link is not valid".into(),
-        ));
-    }
+    signed_link(&state, &q)?;
     Ok(unsubscribe_page(
         "Stop e-mail from Stoa",
         &format!(
