@@ -55,6 +55,7 @@ pub struct Settings {
     pub search: SearchSettings,
     pub documents: DocumentSettings,
     pub webhooks: WebhookSettings,
+    pub storage: StorageSettings,
     pub metrics: MetricsSettings,
     pub log: LogSettings,
     /// `STOA_*` variables that name no setting: ignored, and reported at start-up.
@@ -310,6 +311,47 @@ pub struct DocumentSettings {
     pub version_keep_all_hours: u64,
     /// …then the newest of each hour this long, then the newest of each day.
     pub version_keep_hourly_days: u64,
+}
+
+/// Attachments and where their bytes are kept (`[storage]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSettings {
+    /// The directory of blobs (relative to `data_dir` unless absolute), without `s3_bucket`.
+    pub dir: PathBuf,
+    /// An S3-compatible bucket: when set, blobs go there instead.
+    pub s3_bucket: String,
+    /// The service's URL (MinIO, R2, …); empty for AWS itself.
+    pub s3_endpoint: String,
+    pub s3_region: String,
+    /// Empty: the `AWS_*` variables (or the instance's role) give the credentials.
+    pub s3_access_key_id: String,
+    pub s3_secret_access_key: String,
+    /// `https://bucket.host/` rather than `https://host/bucket/`.
+    pub s3_virtual_hosted: bool,
+    /// The largest file (bytes) and what one workspace's files may take together.
+    pub max_file_bytes: u64,
+    pub workspace_quota_bytes: u64,
+    /// Content types (as sniffed from the bytes) an upload may have: `type/subtype`,
+    /// `type/*`, or `*` for any.
+    pub allowed_types: Vec<String>,
+    /// An upload that never finished (its server died) is removed after this long.
+    pub upload_grace_secs: u64,
+    /// How often each node looks for blobs to remove (besides right after a deletion).
+    pub sweep_every_secs: u64,
+}
+
+impl StorageSettings {
+    /// Whether a sniffed content type is on the allow-list.
+    pub fn allows(&self, content_type: &str) -> bool {
+        let major = content_type.split('/').next().unwrap_or_default();
+        self.allowed_types.iter().any(|a| {
+            a == "*"
+                || a.eq_ignore_ascii_case(content_type)
+                || a.strip_suffix("/*")
+                    .is_some_and(|m| m.eq_ignore_ascii_case(major))
+        })
+    }
 }
 
 /// Outgoing webhooks (`[webhooks]`).
@@ -570,6 +612,7 @@ impl Settings {
                 .list_separator(",")
                 .with_list_parse_key("http.cors_allowed_origins")
                 .with_list_parse_key("server.trusted_proxies")
+                .with_list_parse_key("storage.allowed_types")
                 .try_parsing(true)
                 .source(Some(env)),
         );
@@ -591,6 +634,18 @@ impl Settings {
             return Err(invalid("realtime.max_frame_bytes", "must be at least 1024"));
         }
         self.webhooks.policy()?;
+        if self.storage.max_file_bytes == 0 {
+            return Err(invalid("storage.max_file_bytes", "must be at least 1"));
+        }
+        if !self.storage.s3_bucket.is_empty()
+            && self.storage.s3_access_key_id.is_empty()
+                != self.storage.s3_secret_access_key.is_empty()
+        {
+            return Err(invalid(
+                "storage.s3_access_key_id",
+                "set both the access key id and the secret, or neither (then the AWS_* variables are used)",
+            ));
+        }
         if rt.max_broadcast_bytes == 0 || rt.max_broadcast_bytes > rt.max_frame_bytes {
             return Err(invalid(
                 "realtime.max_broadcast_bytes",

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod blobs;
 pub mod bus;
 pub mod config;
 pub mod console;

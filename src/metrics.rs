@@ -22,6 +22,11 @@ pub struct Metrics {
     pub password_busy: IntCounter,
     /// Mails that could not be sent (after a retry).
     pub mail_failures: IntCounter,
+    /// Attachment bytes stored and served (`direction`: `in`, `out`).
+    pub attachment_bytes: IntCounterVec,
+    /// Blobs removed by the sweeper, and removals that failed (retried later).
+    pub blobs_removed: IntCounter,
+    pub blob_sweep_failures: IntCounter,
 }
 
 impl Metrics {
@@ -81,6 +86,24 @@ impl Metrics {
             "Mails (verification, invitation, password reset) the SMTP server did not take after a retry",
         )
         .unwrap_or_else(|e| unreachable!("{e}"));
+        let attachment_bytes = IntCounterVec::new(
+            Opts::new(
+                "attachment_bytes_total",
+                "Attachment bytes stored (in) and served (out)",
+            ),
+            &["direction"],
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        let blobs_removed = IntCounter::new(
+            "blobs_removed_total",
+            "Blobs of deleted attachments (or cut-off uploads) removed from the blob store",
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        let blob_sweep_failures = IntCounter::new(
+            "blob_sweep_failures_total",
+            "Blob removals the blob store refused or did not answer (retried at the next sweep)",
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
         let build_info = IntGauge::with_opts(
             Opts::new("build_info", "Always 1; labels say which build is running")
                 .const_label("version", env!("CARGO_PKG_VERSION")),
@@ -97,6 +120,9 @@ impl Metrics {
             Box::new(auth_limiter_keys.clone()),
             Box::new(password_busy.clone()),
             Box::new(mail_failures.clone()),
+            Box::new(attachment_bytes.clone()),
+            Box::new(blobs_removed.clone()),
+            Box::new(blob_sweep_failures.clone()),
             Box::new(build_info),
         ] {
             // Names are unique by construction; a clash would be a programming error.
@@ -115,6 +141,9 @@ impl Metrics {
             auth_limiter_keys,
             password_busy,
             mail_failures,
+            attachment_bytes,
+            blobs_removed,
+            blob_sweep_failures,
         }
     }
 

@@ -271,6 +271,21 @@ impl Application {
             };
             tokio::spawn(digests.run());
         }
+        let blobs =
+            crate::blobs::Blobs::open(&settings.storage, &settings.data_dir).map_err(|e| {
+                StartupError::Config(ConfigError::Invalid {
+                    key: "storage",
+                    message: e,
+                })
+            })?;
+        tracing::info!(store = %blobs.description, "attachments are kept in the {}", blobs.description);
+        let sweeper = crate::blobs::Sweeper::new(
+            store.clone(),
+            blobs.clone(),
+            std::time::Duration::from_secs(settings.storage.sweep_every_secs.max(1)),
+            metrics.clone(),
+        );
+        tokio::spawn(sweeper.clone().run());
         crate::store::Accounts::require_verified_email(&*store, settings.require_verified_email());
         let tls = if settings.server.tls_cert.is_empty() {
             None
@@ -318,6 +333,9 @@ impl Application {
             oidc: Arc::new(oidc),
             webhooks,
             unsubscribe_key,
+            blobs,
+            storage: settings.storage.clone(),
+            sweeper,
         });
 
         let addr = format!("{}:{}", settings.server.host, settings.server.port);

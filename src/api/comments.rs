@@ -381,6 +381,7 @@ pub async fn delete_comment(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     let event = state.store.delete_comment(user.id, *id).await?;
+    state.sweeper.nudge();
     crate::realtime::committed(&state.realtime, &*state.store, &event).await;
     Ok(HttpResponse::NoContent().finish())
 }

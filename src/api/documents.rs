@@ -281,5 +281,7 @@ pub async fn delete_document(
     let event = state.store.delete_document(user.id, *id, expected).await?;
     crate::realtime::committed(&state.realtime, &*state.store, &event).await;
     state.realtime.close_document(*id, "document_deleted");
+    // Its attachments' blobs were queued by the commit.
+    state.sweeper.nudge();
     Ok(HttpResponse::NoContent().finish())
 }

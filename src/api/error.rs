@@ -65,6 +65,15 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("the request body must be JSON (Content-Type: application/json)")]
     UnsupportedMediaType,
+    /// Over a limit other than the JSON body's (`file_too_large`, `quota_exceeded`).
+    #[error("{detail}")]
+    TooLarge { code: &'static str, detail: String },
+    /// A file whose sniffed content type is not on `storage.allowed_types`.
+    #[error("{0}")]
+    UnsupportedType(String),
+    /// A `Range` that starts past the end of a file of `size` bytes.
+    #[error("the range starts past the end of the file ({size} bytes)")]
+    RangeNotSatisfiable { size: u64 },
     #[error("too many attempts; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     #[error("this account already has {limit} open sockets on this server; close one first")]
@@ -101,7 +110,10 @@ impl ApiError {
             ApiError::Validation(_) => "validation_failed",
             ApiError::BadRequest { code, .. }
             | ApiError::Unauthorized { code, .. }
-            | ApiError::Conflict { code, .. } => code,
+            | ApiError::Conflict { code, .. }
+            | ApiError::TooLarge { code, .. } => code,
+            ApiError::UnsupportedType(_) => "unsupported_type",
+            ApiError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::SsoRequired { .. } => "sso_required",
             ApiError::InsufficientScope(_) => "insufficient_scope",
@@ -165,8 +177,13 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
-            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge { .. } | ApiError::TooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            ApiError::UnsupportedMediaType | ApiError::UnsupportedType(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::RateLimited { .. } | ApiError::TooManySockets { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -184,6 +201,9 @@ impl ResponseError for ApiError {
             }
             ApiError::MethodNotAllowed { allow, .. } => {
                 res.insert_header((header::ALLOW, allow.as_str()));
+            }
+            ApiError::RangeNotSatisfiable { size } => {
+                res.insert_header((header::CONTENT_RANGE, format!("bytes */{size}")));
             }
             ApiError::Unauthorized { code, .. } => {
                 let value = if *code == "missing_token" {
@@ -205,6 +225,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
             StoreError::Forbidden(why) => ApiError::Forbidden(why.to_string()),
             StoreError::Conflict { code, detail } => ApiError::Conflict { code, detail },
+            StoreError::TooLarge { code, detail } => ApiError::TooLarge { code, detail },
             StoreError::VersionMismatch { current } => ApiError::PreconditionFailed { current },
             StoreError::Invalid { field, message } => ApiError::validation(field, message),
             StoreError::Database(ref db) if is_unavailable(db) => {

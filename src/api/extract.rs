@@ -292,6 +292,14 @@ async fn check_grant(
             },
             None => return Ok(()),
         },
+        ["attachments", attachment, ..] => match id(attachment) {
+            Some(attachment) => match state.store.attachment(user, attachment).await {
+                Ok(a) => Some(a.workspace_id),
+                Err(crate::store::StoreError::NotFound(_)) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            },
+            None => return Ok(()),
+        },
         ["comments", comment, ..] => match id(comment) {
             Some(comment) => match state.store.comment(user, comment).await {
                 Ok(c) => Some(c.workspace_id),

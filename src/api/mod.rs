@@ -4,6 +4,7 @@
 //! Other GETs and HEADs, outside `/api`, the sockets and those endpoints, are the web
 //! console's ([`crate::console`]), which the document does not describe.
 
+mod attachments;
 mod auth;
 mod broadcast;
 mod cluster;
@@ -84,6 +85,10 @@ pub struct AppState {
     pub webhooks: crate::webhooks::WebhookApi,
     /// Signs the unsubscribe links of e-mail digests.
     pub unsubscribe_key: Vec<u8>,
+    /// Where attachments' bytes are, their limits, and what removes deleted ones.
+    pub blobs: crate::blobs::Blobs,
+    pub storage: crate::config::StorageSettings,
+    pub sweeper: crate::blobs::Sweeper,
 }
 
 /// Which `Origin` headers the WebSocket upgrade accepts (the CORS origins).
@@ -110,6 +115,7 @@ pub enum SocketOrigins {
         (name = "invitations", description = "Invitations by e-mail to addresses without a verified account"),
         (name = "documents", description = "Documents"),
         (name = "comments", description = "Comments and threads"),
+        (name = "attachments", description = "Files on documents and comments"),
         (name = "events", description = "The workspace event log"),
         (name = "webhooks", description = "Outgoing webhooks: the event log POSTed, signed, to endpoints of a workspace"),
         (name = "realtime", description = "Pushing to live clients from a backend service, without a socket"),
@@ -309,6 +315,12 @@ pub fn app(
                 .service(webhooks::delete_webhook)
                 .service(webhooks::list_deliveries)
                 .service(webhooks::redeliver)
+                .service(attachments::upload_attachment)
+                .service(attachments::list_attachments)
+                .service(attachments::get_attachment)
+                .service(attachments::download_attachment)
+                .service(attachments::delete_attachment)
+                .service(attachments::attachment_usage)
                 .service(versions::list_versions)
                 .service(versions::create_version)
                 .service(versions::get_version)

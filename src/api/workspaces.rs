@@ -179,6 +179,8 @@ pub async fn delete_workspace(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     state.store.delete_workspace(user.id, *id).await?;
+    // Its attachments' blobs were queued by the commit.
+    state.sweeper.nudge();
     state.realtime.close_workspace(*id, "workspace_deleted");
     Ok(HttpResponse::NoContent().finish())
 }

@@ -30,10 +30,13 @@ pub enum EventKind {
     InvitationResent,
     InvitationRevoked,
     InvitationAccepted,
+    /// A file attached to a document or one of its comments.
+    AttachmentAdded,
+    AttachmentRemoved,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 20] = [
+    pub const ALL: [EventKind; 22] = [
         EventKind::WorkspaceCreated,
         EventKind::WorkspaceUpdated,
         EventKind::MemberAdded,
@@ -54,6 +57,8 @@ impl EventKind {
         EventKind::InvitationResent,
         EventKind::InvitationRevoked,
         EventKind::InvitationAccepted,
+        EventKind::AttachmentAdded,
+        EventKind::AttachmentRemoved,
     ];
 
     /// The name the log stores.
@@ -79,6 +84,8 @@ impl EventKind {
             EventKind::InvitationResent => "invitation.resent",
             EventKind::InvitationRevoked => "invitation.revoked",
             EventKind::InvitationAccepted => "invitation.accepted",
+            EventKind::AttachmentAdded => "attachment.added",
+            EventKind::AttachmentRemoved => "attachment.removed",
         }
     }
 

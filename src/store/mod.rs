@@ -50,6 +50,9 @@ pub enum StoreError {
     },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The change would take something past a limit (`code`: `quota_exceeded`); 413.
+    #[error("{detail}")]
+    TooLarge { code: &'static str, detail: String },
     /// Stored data that cannot be read back (a version's state).
     #[error("stored data cannot be read: {0}")]
     Corrupt(String),
@@ -94,6 +97,7 @@ impl StoreError {
             StoreError::NotFound(_)
             | StoreError::Forbidden(_)
             | StoreError::Conflict { .. }
+            | StoreError::TooLarge { .. }
             | StoreError::VersionMismatch { .. }
             | StoreError::Invalid { .. }
             | StoreError::Corrupt(_) => true,
@@ -311,6 +315,7 @@ pub trait Store:
     + SingleSignOn
     + Versions
     + Webhooks
+    + Attachments
     + Send
     + Sync
     + 'static
@@ -322,8 +327,9 @@ pub trait Store:
 /// The aggregate traits, for `use crate::store::prelude::*` wherever store methods are called.
 pub mod prelude {
     pub use super::{
-        Accounts, Comments, Directory, DocumentUpdates, Documents, Events, Invitations,
-        Notifications, Reports, Search, SingleSignOn, Store, Versions, Webhooks, Workspaces,
+        Accounts, Attachments, Comments, Directory, DocumentUpdates, Documents, Events,
+        Invitations, Notifications, Reports, Search, SingleSignOn, Store, Versions, Webhooks,
+        Workspaces,
     };
 }
 
@@ -1244,6 +1250,75 @@ pub struct Indexable {
     pub title: String,
     /// The searchable prefix of the text.
     pub body: String,
+}
+
+/// A file on a document or on one of its comments (its bytes in the blob store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub id: i64,
+    pub workspace_id: WorkspaceId,
+    pub document_id: DocumentId,
+    pub comment_id: Option<CommentId>,
+    pub name: String,
+    pub size: i64,
+    pub content_type: String,
+    /// Hex.
+    pub sha256: String,
+    pub blob_key: String,
+    pub uploaded_by: Option<UserId>,
+    pub created_at: i64,
+}
+
+/// An attachment whose bytes are stored, to be recorded.
+#[derive(Debug, Clone)]
+pub struct NewAttachment {
+    pub document_id: DocumentId,
+    pub comment_id: Option<CommentId>,
+    pub name: String,
+    pub size: i64,
+    pub content_type: String,
+    pub sha256: String,
+    pub blob_key: String,
+}
+
+/// Attachments, and the outbox of blobs to remove (see `blobs`).
+#[async_trait]
+pub trait Attachments: Send + Sync {
+    /// Puts an upload's key in the outbox, due at `not_before` (ms), before its first byte
+    /// is stored: an upload that never finishes leaves it there for a sweep.
+    async fn reserve_blob(&self, key: &str, not_before: i64) -> StoreResult<()>;
+    /// Makes an outbox row due now (an upload given up, or refused after its bytes were
+    /// stored).
+    async fn release_blob(&self, key: &str) -> StoreResult<()>;
+    /// Records an attachment of an editor (or above) and takes its key out of the outbox,
+    /// in one transaction with its `attachment.added`; `TooLarge` when the workspace's
+    /// files would then take more than `quota` bytes.
+    async fn add_attachment(
+        &self,
+        actor: UserId,
+        new: &NewAttachment,
+        quota: i64,
+    ) -> StoreResult<(Attachment, Event)>;
+    /// A document's attachments, to its workspace's members.
+    async fn attachments(
+        &self,
+        actor: UserId,
+        doc: DocumentId,
+        page: PageRequest,
+    ) -> StoreResult<Page<Attachment>>;
+    /// One attachment, to its workspace's members (`NotFound` to anyone else).
+    async fn attachment(&self, actor: UserId, id: i64) -> StoreResult<Attachment>;
+    /// Deletes an attachment (editors and above) with its `attachment.removed`; its blob
+    /// goes into the outbox in the same transaction.
+    async fn delete_attachment(&self, actor: UserId, id: i64) -> StoreResult<(Attachment, Event)>;
+    /// What a workspace's files take (bytes, files), to its members.
+    async fn attachment_usage(&self, actor: UserId, ws: WorkspaceId) -> StoreResult<(i64, i64)>;
+    /// Up to `limit` outbox keys due at `now`, oldest due first.
+    async fn due_blob_deletions(&self, now: i64, limit: u32) -> StoreResult<Vec<String>>;
+    /// Takes removed keys out of the outbox.
+    async fn forget_blob_deletions(&self, keys: &[String]) -> StoreResult<()>;
+    /// Whether any attachment names `key`, or the outbox holds it (for `stoa blobs`).
+    async fn blob_known(&self, key: &str) -> StoreResult<bool>;
 }
 
 /// An outgoing webhook of a workspace (see `webhooks`).

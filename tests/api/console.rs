@@ -17,7 +17,7 @@ const CONSOLE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'sel
     frame-ancestors 'none'; base-uri 'self'; form-action 'self'; object-src 'none'";
 /// The API's, byte for byte.
 const API_CSP: &str =
-    "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+    "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'; sandbox";
 
 fn dist() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web/dist")

@@ -22,6 +22,8 @@ pub struct TestApp {
     pub search: std::sync::Arc<dyn stoa::search::SearchBackend>,
     /// The database the server uses.
     pub db_url: String,
+    /// The server's `data_dir` (its blobs are under `blobs/`).
+    pub data_dir: std::path::PathBuf,
     handle: ServerHandle,
     _db: TestDb,
 }
@@ -94,6 +96,7 @@ pub async fn spawn_app_with(
         store,
         search,
         db_url: db.url.clone(),
+        data_dir: db.dir.path().to_path_buf(),
         handle,
         _db: db,
     })

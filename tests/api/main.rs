@@ -10,6 +10,7 @@ mod receiver;
 mod abuse;
 mod account;
 mod api_tokens;
+mod attachments;
 mod auth;
 mod auth_limits;
 mod authorization;

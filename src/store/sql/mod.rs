@@ -14,6 +14,7 @@
 
 mod account;
 mod accounts;
+mod attachments;
 mod comments;
 pub mod directory;
 mod document_updates;
