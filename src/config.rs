@@ -335,6 +335,9 @@ pub struct StorageSettings {
     /// Content types (as sniffed from the bytes) an upload may have: `type/subtype`,
     /// `type/*`, or `*` for any.
     pub allowed_types: Vec<String>,
+    /// Uploads one node receives at once; more are answered 503 (each holds up to three
+    /// parts in memory: 24 MiB on S3, 3 MiB in a directory).
+    pub max_concurrent_uploads: u32,
     /// An upload that never finished (its server died) is removed after this long.
     pub upload_grace_secs: u64,
     /// How often each node looks for blobs to remove (besides right after a deletion).

@@ -46,6 +46,12 @@ enum Command {
         /// The backup to restore.
         file: PathBuf,
     },
+    /// Compare the blob store with the attachments the database records: bytes missing,
+    /// and bytes nothing names (after restoring a backup).
+    Blobs {
+        #[command(subcommand)]
+        action: BlobsAction,
+    },
     /// Disable or enable an account.
     User {
         #[command(subcommand)]
@@ -61,6 +67,16 @@ enum Command {
         /// Ask this URL's /readyz instead (e.g. http://10.0.0.5:8080).
         #[arg(long, value_name = "URL")]
         url: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BlobsAction {
+    /// Report attachments whose bytes are missing and blobs no attachment names.
+    Check {
+        /// Remove the blobs no attachment names.
+        #[arg(long)]
+        remove_orphans: bool,
     },
 }
 
@@ -242,6 +258,7 @@ fn run_command(settings: &Settings, command: Command) -> ExitCode {
         Command::Reindex => "reindex",
         Command::Backup { .. } => "backup",
         Command::Restore { .. } => "restore",
+        Command::Blobs { .. } => "blobs",
         Command::User { .. } => "user",
         Command::Token { .. } => "token",
         Command::Healthcheck { .. } => "healthcheck",
@@ -277,6 +294,15 @@ fn run_command(settings: &Settings, command: Command) -> ExitCode {
             }
             Command::Restore { file } => {
                 println!("{}", stoa::ops::restore(settings, &file).await?);
+                Ok(())
+            }
+            Command::Blobs {
+                action: BlobsAction::Check { remove_orphans },
+            } => {
+                println!(
+                    "{}",
+                    stoa::ops::blobs_check(settings, remove_orphans).await?
+                );
                 Ok(())
             }
             Command::Reindex => Ok(reindex(settings).await?),

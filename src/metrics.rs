@@ -24,6 +24,8 @@ pub struct Metrics {
     pub mail_failures: IntCounter,
     /// Attachment bytes stored and served (`direction`: `in`, `out`).
     pub attachment_bytes: IntCounterVec,
+    /// Uploads being received now (at most `storage.max_concurrent_uploads`).
+    pub attachment_uploads: IntGauge,
     /// Blobs removed by the sweeper, and removals that failed (retried later).
     pub blobs_removed: IntCounter,
     pub blob_sweep_failures: IntCounter,
@@ -94,6 +96,11 @@ impl Metrics {
             &["direction"],
         )
         .unwrap_or_else(|e| unreachable!("{e}"));
+        let attachment_uploads = IntGauge::new(
+            "attachment_uploads_in_progress",
+            "Attachment uploads being received (at most storage.max_concurrent_uploads)",
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
         let blobs_removed = IntCounter::new(
             "blobs_removed_total",
             "Blobs of deleted attachments (or cut-off uploads) removed from the blob store",
@@ -121,6 +128,7 @@ impl Metrics {
             Box::new(password_busy.clone()),
             Box::new(mail_failures.clone()),
             Box::new(attachment_bytes.clone()),
+            Box::new(attachment_uploads.clone()),
             Box::new(blobs_removed.clone()),
             Box::new(blob_sweep_failures.clone()),
             Box::new(build_info),
@@ -142,6 +150,7 @@ impl Metrics {
             password_busy,
             mail_failures,
             attachment_bytes,
+            attachment_uploads,
             blobs_removed,
             blob_sweep_failures,
         }

@@ -336,6 +336,9 @@ impl Application {
             blobs,
             storage: settings.storage.clone(),
             sweeper,
+            uploads: Arc::new(tokio::sync::Semaphore::new(
+                settings.storage.max_concurrent_uploads.max(1) as usize,
+            )),
         });
 
         let addr = format!("{}:{}", settings.server.host, settings.server.port);

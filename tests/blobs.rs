@@ -734,3 +734,106 @@ fn a_crash_between_a_deletion_and_its_blob_removal_leaves_what_a_sweep_finds() {
     stoa.start();
     swept_to(Kind::S3, &stoa, Some(&moto), 0);
 }
+
+#[test]
+fn backup_and_restore_say_where_the_bytes_are_and_blobs_check_finds_what_a_restore_leaves() {
+    let mut stoa = Stoa::new(Vec::new());
+    let (token, _, doc) = stoa.owner_with_document();
+    let auth = format!("Bearer {token}");
+    let (port, dir) = (stoa.port, stoa.dir.path().to_path_buf());
+    let upload = |name: &str, text: &str| {
+        let r = http::send(
+            port,
+            "POST",
+            &format!("/api/v1/documents/{doc}/attachments?name={name}"),
+            &[("Authorization", &auth)],
+            text.as_bytes(),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        r.value()["id"].as_i64().unwrap()
+    };
+    let command = |args: &[&str]| -> Value {
+        let out = binary::bare()
+            .current_dir(&dir)
+            .args(args)
+            .output()
+            .expect("stoa runs");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    };
+    let kept = upload("kept.txt", "in the backup");
+    let backup = dir.join("backup.db");
+    let b = command(&["backup", backup.to_str().unwrap()]);
+    assert_eq!(b["blobs"]["in_backup"], false);
+    assert_eq!(b["blobs"]["attachments"], 1);
+    assert_eq!(b["blobs"]["bytes"], 13);
+    assert!(b["blobs"]["store"]
+        .as_str()
+        .unwrap()
+        .starts_with("directory "));
+    assert!(b["blobs"]["note"]
+        .as_str()
+        .unwrap()
+        .contains("stoa blobs check"));
+
+    // After the backup: one file more, and the backed-up one deleted (its blob removed).
+    let later = upload("later.txt", "after the backup");
+    let r = stoa.json(
+        "DELETE",
+        &format!("/api/v1/attachments/{kept}"),
+        Some(&token),
+        json!(null),
+    );
+    assert_eq!(r.status, 204);
+    swept_to(Kind::Directory, &stoa, None, 1);
+    let c = command(&["blobs", "check"]);
+    assert_eq!(
+        (c["attachments"].clone(), c["blobs"].clone()),
+        (json!(1), json!(1))
+    );
+    assert_eq!(
+        (c["missing"].clone(), c["orphans"].clone()),
+        (json!([]), json!([]))
+    );
+
+    // The backup restored: its record's bytes are missing, the later file's bytes orphaned.
+    stoa.kill9();
+    let r = command(&["restore", backup.to_str().unwrap()]);
+    assert_eq!(r["blobs"]["attachments"], 1);
+    let c = command(&["blobs", "check"]);
+    let missing = c["missing"].as_array().unwrap();
+    assert_eq!(missing.len(), 1, "{c}");
+    assert_eq!(missing[0]["attachment_id"], kept);
+    let orphans = c["orphans"].as_array().unwrap();
+    assert_eq!(orphans.len(), 1, "{c}");
+    assert_eq!(orphans[0]["bytes"], 16);
+    assert_eq!(c["removed"], 0);
+    let c = command(&["blobs", "check", "--remove-orphans"]);
+    assert_eq!(c["removed"], 1);
+    let c = command(&["blobs", "check"]);
+    assert_eq!(
+        (c["blobs"].clone(), c["orphans"].clone()),
+        (json!(0), json!([]))
+    );
+
+    // The server again: the record without bytes answers 404 with a reason, not a 500.
+    stoa.start();
+    let r = http::send(
+        stoa.port,
+        "GET",
+        &format!("/api/v1/attachments/{kept}/content"),
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(
+        r.text().contains("missing from the blob store"),
+        "{}",
+        r.text()
+    );
+    let _ = later;
+}

@@ -170,7 +170,7 @@ fn quota_exceeded(used: i64, quota: u64, size: u64) -> ApiError {
         (status = 413, description = "Over `storage.max_file_bytes` (`file_too_large`) or the workspace's quota (`quota_exceeded`)", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Its sniffed type is not on `storage.allowed_types` (`unsupported_type`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid name, or no such comment on the document", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The blob store is unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The blob store is unavailable, or this node receives `storage.max_concurrent_uploads` already (`busy`, with `Retry-After`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -228,6 +228,7 @@ async fn upload(
         }
     }
 
+    let _receiving = Receiving::start(&state)?;
     // The first bytes decide the type before anything is stored.
     let mut head = BytesMut::new();
     let mut ended = false;
@@ -292,6 +293,37 @@ async fn upload(
             format!("/api/v1/attachments/{}", attachment.id),
         ))
         .json(AttachmentView::from(&attachment)))
+}
+
+/// One of the node's `storage.max_concurrent_uploads`, held while an upload is received.
+struct Receiving {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    gauge: prometheus::IntGauge,
+}
+
+impl Receiving {
+    /// A permit, or 503 when every one is taken.
+    fn start(state: &AppState) -> Result<Receiving, ApiError> {
+        let permit = state
+            .uploads
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::Busy {
+                retry_after_secs: 1,
+            })?;
+        let gauge = state.metrics.attachment_uploads.clone();
+        gauge.inc();
+        Ok(Receiving {
+            _permit: permit,
+            gauge,
+        })
+    }
+}
+
+impl Drop for Receiving {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
 }
 
 /// The client stopped sending, or sent something actix could not read.

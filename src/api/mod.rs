@@ -89,6 +89,8 @@ pub struct AppState {
     pub blobs: crate::blobs::Blobs,
     pub storage: crate::config::StorageSettings,
     pub sweeper: crate::blobs::Sweeper,
+    /// Uploads being received on this node (`storage.max_concurrent_uploads` permits).
+    pub uploads: Arc<tokio::sync::Semaphore>,
 }
 
 /// Which `Origin` headers the WebSocket upgrade accepts (the CORS origins).

@@ -1319,6 +1319,10 @@ pub trait Attachments: Send + Sync {
     async fn forget_blob_deletions(&self, keys: &[String]) -> StoreResult<()>;
     /// Whether any attachment names `key`, or the outbox holds it (for `stoa blobs`).
     async fn blob_known(&self, key: &str) -> StoreResult<bool>;
+    /// Every attachment's (id, blob key, size) with an id above `after`, up to `limit`, by
+    /// id (for `stoa blobs`).
+    async fn attachment_keys(&self, after: i64, limit: u32)
+        -> StoreResult<Vec<(i64, String, i64)>>;
 }
 
 /// An outgoing webhook of a workspace (see `webhooks`).

@@ -137,6 +137,52 @@ crate::on_every_backend!(
     every_way_an_attachment_goes_removes_its_blob,
 );
 
+#[actix_web::test]
+async fn uploads_past_the_nodes_limit_wait_their_turn_with_503() {
+    let app = spawn_app_with(Backend::Sqlite, |s| s.storage.max_concurrent_uploads = 1)
+        .await
+        .expect("sqlite");
+    let alice = app.register("alice").await;
+    let ws = app.create_workspace(&alice, "W").await;
+    let doc = app.create_document(ws, &alice, "Plan").await;
+
+    // One upload under way: its body comes as the test feeds it.
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Result<Bytes, std::io::Error>>();
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let first = app
+        .client
+        .post(app.url(&format!(
+            "/api/v1/documents/{doc}/attachments?name=slow.pdf"
+        )))
+        .insert_header(("authorization", format!("Bearer {}", alice.token)))
+        .send_stream(body);
+    let first = actix_web::rt::spawn(first);
+    tx.send(Ok(Bytes::from(pdf(10_000)))).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.metric("stoa_attachment_uploads_in_progress").await < 1.0 {
+        assert!(Instant::now() < deadline, "the first upload never began");
+        actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Another: refused at once, told when to come back; nothing of it kept.
+    let r = upload(&app, doc, &alice, "second.pdf", pdf(1000)).await;
+    assert_eq!((r.status, r.json()["code"].as_str()), (503, Some("busy")));
+    assert_eq!(r.header("retry-after").as_deref(), Some("1"));
+
+    // The first finishes; then there is room again.
+    tx.send(Ok(Bytes::from(vec![b'x'; 5000]))).unwrap();
+    drop(tx);
+    let mut res = first.await.unwrap().expect("first answered");
+    assert_eq!(res.status().as_u16(), 201);
+    let created: Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
+    assert_eq!(created["size"], 15_000);
+    let r = upload(&app, doc, &alice, "second.pdf", pdf(1000)).await;
+    assert_eq!(r.status, 201);
+    assert_eq!(app.metric("stoa_attachment_uploads_in_progress").await, 0.0);
+}
+
 async fn files_come_back_byte_for_byte_typed_by_their_bytes_and_never_as_a_page(backend: Backend) {
     let Some(app) = spawn_app_with(backend, |_| {}).await else {
         return;

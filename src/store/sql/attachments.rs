@@ -302,4 +302,18 @@ impl Attachments for SqlStore {
         .await?;
         Ok(n > 0)
     }
+
+    async fn attachment_keys(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<(i64, String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT id, blob_key, size FROM attachments WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?)
+    }
 }
