@@ -88,8 +88,10 @@ fn password_hashes_leave_no_memory_behind() {
         "fresh {} MiB; after each round of 4 hashes: +{grown:?} MiB",
         fresh / 1024
     );
+    // What the first round warms up (code paged in, a few threads' arenas) stays, 14–16 MiB
+    // in a debug build; one hash's block kept would add 19 MiB more, and each round more.
     assert!(
-        grown.iter().all(|mib| *mib < 16),
+        grown.iter().all(|mib| *mib < 19) && grown.windows(2).all(|w| w[1] - w[0] < 4),
         "12 password hashes left {grown:?} MiB behind"
     );
 }

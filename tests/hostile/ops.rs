@@ -215,9 +215,12 @@ fn the_data_directory_backups_and_restores_are_private() {
         0o600,
         "the restored database"
     );
+    // Files 0600; directories (the attachments' `blobs/`) 0700, so nothing in them can be
+    // reached by another user whatever its own mode.
     for entry in std::fs::read_dir(dir.path().join("data")).unwrap() {
         let path = entry.unwrap().path();
-        assert_eq!(mode(&path), 0o600, "{}", path.display());
+        let want = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode(&path), want, "{}", path.display());
     }
 }
 
