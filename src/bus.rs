@@ -50,11 +50,11 @@ impl BusHealth {
         Some(reason.clone().unwrap_or_else(|| "connecting".into()))
     }
 
-    fn up(&self) {
+    pub(crate) fn up(&self) {
         self.connected.store(true, Ordering::Release);
     }
 
-    fn down(&self, why: String) {
+    pub(crate) fn down(&self, why: String) {
         self.connected.store(false, Ordering::Release);
         *self.reason.lock().unwrap_or_else(PoisonError::into_inner) = Some(why);
     }
@@ -116,6 +116,10 @@ impl Bus for RedisBus {
         let _ = self
             .subscriptions
             .send(Subscription::Remove(channel.to_string()));
+    }
+
+    fn connected(&self) -> bool {
+        self.health.connected()
     }
 }
 

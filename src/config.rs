@@ -51,6 +51,7 @@ pub struct Settings {
     pub http: HttpSettings,
     pub realtime: RealtimeSettings,
     pub redis: RedisSettings,
+    pub bus: BusSettings,
     pub cluster: ClusterSettings,
     pub search: SearchSettings,
     pub documents: DocumentSettings,
@@ -510,6 +511,25 @@ pub struct RedisSettings {
     pub url: String,
 }
 
+/// The bus between the nodes (`[bus]`): `redis://…` or `amqp://…` (RabbitMQ).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusSettings {
+    pub url: String,
+}
+
+impl Settings {
+    /// The cluster's bus: `bus.url`, or `redis.url` (the older name of a Redis bus); empty
+    /// for a node on its own.
+    pub fn bus_url(&self) -> &str {
+        if self.bus.url.is_empty() {
+            &self.redis.url
+        } else {
+            &self.bus.url
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSettings {
@@ -736,6 +756,23 @@ impl Settings {
             return Err(invalid(
                 "redis.url",
                 "must start with redis:// (or be empty)",
+            ));
+        }
+        let bus = &self.bus.url;
+        if !(bus.is_empty()
+            || bus.starts_with("redis://")
+            || bus.starts_with("rediss://")
+            || bus.starts_with("amqp://"))
+        {
+            return Err(invalid(
+                "bus.url",
+                "must start with redis://, rediss:// or amqp:// (or be empty)",
+            ));
+        }
+        if !bus.is_empty() && !url.is_empty() {
+            return Err(invalid(
+                "bus.url",
+                "set bus.url or redis.url (its older name), not both",
             ));
         }
         let c = &self.cluster;
@@ -1008,6 +1045,22 @@ mod tests {
             Settings::load_with_env(Some(&file), env(&[("STOA_SERVER__PORT", "7001")])).unwrap();
         assert_eq!(s.server.host, "0.0.0.0");
         assert_eq!(s.server.port, 7001);
+    }
+
+    #[test]
+    fn the_bus_is_named_once_by_a_scheme_stoa_speaks() {
+        let load = |vars: &[(&str, &str)]| Settings::load_with_env(None, env(vars));
+        let s = load(&[("STOA_BUS__URL", "amqp://guest:guest@127.0.0.1:5672/")]).unwrap();
+        assert_eq!(s.bus_url(), "amqp://guest:guest@127.0.0.1:5672/");
+        let s = load(&[("STOA_REDIS__URL", "redis://127.0.0.1:6379/")]).unwrap();
+        assert_eq!(s.bus_url(), "redis://127.0.0.1:6379/");
+        let both = load(&[
+            ("STOA_BUS__URL", "amqp://127.0.0.1/"),
+            ("STOA_REDIS__URL", "redis://127.0.0.1/"),
+        ]);
+        assert!(both.unwrap_err().to_string().contains("bus.url"));
+        let other = load(&[("STOA_BUS__URL", "nats://127.0.0.1:4222")]);
+        assert!(other.unwrap_err().to_string().contains("amqp://"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! This crate is the server: configuration, the HTTP API, storage adapters and the wiring
 //! that builds them into one application ([`startup::Application`]).
 
+pub mod amqp;
 pub mod api;
 pub mod auth;
 pub mod blobs;

@@ -438,9 +438,12 @@ pub async fn set_user_disabled(
         )));
     };
     let mut told = false;
-    if let (Some(end), false) = (&ended, settings.redis.url.is_empty()) {
+    // Over a Redis bus the cluster is told at once; over RabbitMQ (or none), nodes read the
+    // database within a second.
+    let redis = Some(settings.bus_url()).filter(|u| u.starts_with("redis"));
+    if let (Some(end), Some(url)) = (&ended, redis) {
         let body = stoa_protocol::bus::Body::SessionEnded(crate::realtime::session_end(end));
-        match crate::bus::publish_once(&settings.redis.url, settings, body).await {
+        match crate::bus::publish_once(url, settings, body).await {
             Ok(()) => told = true,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot tell the cluster over Redis; nodes read the database within a second")

@@ -169,12 +169,32 @@ impl Application {
                 settings.documents.version_keep_hourly_days,
             ),
         }));
-        let bus = if settings.redis.url.is_empty() {
-            None
+        let bus_url = settings.bus_url();
+        let bus_key = if settings.bus.url.is_empty() {
+            "redis.url"
         } else {
-            let bus = RedisBus::start(&settings.redis.url, realtime.inbox()).map_err(|e| {
+            "bus.url"
+        };
+        let bus = if bus_url.is_empty() {
+            None
+        } else if bus_url.starts_with("amqp://") {
+            let bus = crate::amqp::RabbitBus::start(bus_url, realtime.inbox()).map_err(|e| {
                 StartupError::Config(ConfigError::Invalid {
-                    key: "redis.url",
+                    key: bus_key,
+                    message: e,
+                })
+            })?;
+            let health = bus.health.clone();
+            realtime.connect_bus(Arc::new(bus));
+            tracing::info!(
+                node = realtime.node_id(),
+                "joined the cluster through RabbitMQ"
+            );
+            Some(health)
+        } else {
+            let bus = RedisBus::start(bus_url, realtime.inbox()).map_err(|e| {
+                StartupError::Config(ConfigError::Invalid {
+                    key: bus_key,
                     message: e.to_string(),
                 })
             })?;

@@ -20,6 +20,11 @@ pub trait Bus: Send + Sync + 'static {
     fn subscribe(&self, channel: &str);
     /// Stops hearing a channel (when the last interest ends).
     fn unsubscribe(&self, channel: &str);
+    /// Whether the bus is connected now (an in-process bus always is). Nothing waits on
+    /// it; it says when a message published now can reach the other nodes.
+    fn connected(&self) -> bool {
+        true
+    }
 }
 
 /// The node's cluster identity and timing.

@@ -1,5 +1,6 @@
-//! The Redis bus runs the same conformance suite as the in-process hub
-//! (actors/tests/common/conformance.rs), here against a private `redis-server`.
+//! The Redis and RabbitMQ buses run the same conformance suite as the in-process hub
+//! (actors/tests/common/conformance.rs), here against a private `redis-server` and a
+//! virtual host of its own on the machine's RabbitMQ.
 
 use std::sync::Arc;
 
@@ -15,6 +16,18 @@ async fn the_redis_bus_passes_the_conformance_suite() {
     };
     let url = redis.url();
     conformance::run(|rt| Arc::new(RedisBus::start(&url, rt.inbox()).expect("bus starts"))).await;
+}
+
+#[actix_web::test]
+async fn the_rabbitmq_bus_passes_the_conformance_suite() {
+    let Some(vhost) = crate::harness::PrivateVhost::create() else {
+        return;
+    };
+    let url = vhost.url();
+    conformance::run_once_connected(|rt| {
+        Arc::new(stoa::amqp::RabbitBus::start(&url, rt.inbox()).expect("bus starts"))
+    })
+    .await;
 }
 
 /// While Redis is away, what waits to be published is bounded (65,536 messages): the rest

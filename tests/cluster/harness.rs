@@ -19,6 +19,71 @@ fn missing(what: &str) -> bool {
     false
 }
 
+/// A virtual host of its own on the machine's RabbitMQ (127.0.0.1:5672, guest), so that
+/// tests running at once never hear each other; deleted when dropped.
+pub struct PrivateVhost {
+    pub name: String,
+}
+
+impl PrivateVhost {
+    pub fn create() -> Option<PrivateVhost> {
+        if std::net::TcpStream::connect(("127.0.0.1", 5672)).is_err() {
+            missing("RabbitMQ on 127.0.0.1:5672 (rabbitmq-server -detached; .ci/run starts it)");
+            return None;
+        }
+        let name = format!("stoa-test-{}-{}", std::process::id(), rand_suffix());
+        for args in [
+            vec!["add_vhost", name.as_str()],
+            vec![
+                "set_permissions",
+                "-p",
+                name.as_str(),
+                "guest",
+                ".*",
+                ".*",
+                ".*",
+            ],
+        ] {
+            let out = Command::new("rabbitmqctl").args(&args).output();
+            match out {
+                Ok(o) if o.status.success() => {}
+                Ok(o) => panic!(
+                    "rabbitmqctl {args:?}: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                ),
+                Err(e) => {
+                    missing(&format!("rabbitmqctl ({e})"));
+                    return None;
+                }
+            }
+        }
+        Some(PrivateVhost { name })
+    }
+
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
+    }
+}
+
+impl Drop for PrivateVhost {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.name])
+            .output();
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish() % 1_000_000
+}
+
 /// A `redis-server` of the test's own, on a port nobody else uses.
 pub struct PrivateRedis {
     pub port: u16,
