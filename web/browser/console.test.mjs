@@ -653,6 +653,9 @@ test("quality: what the sign-in page loads, how fast a large document opens, acc
 
   // Keyboard alone: sign up, and a workspace made, without the mouse.
   await page.goto(`${node.url}/register`);
+  // The name field takes the focus once the page has rendered (a keystroke before that was
+  // lost in CI: "ay Keys").
+  await page.waitForFunction(() => document.activeElement?.tagName === "INPUT");
   await page.keyboard.type("Kay Keys"); // the name field has focus
   await page.keyboard.press("Tab");
   await page.keyboard.type("kay@example.com");
