@@ -57,13 +57,35 @@ else
   # NODES > 1 starts that many servers on PORT, PORT+1, … sharing one database and a
   # private redis-server (on PORT+1000) as their bus; the sockets are spread over them and
   # the sender's broadcasts reach the other nodes through Redis.
+  # BUS=rabbitmq makes that bus a private rabbitmq-server instead (AMQP on PORT+1000, its
+  # own node name and directories, no plugins).
   SERVERS=()
   if [ "${NODES:-1}" -gt 1 ]; then
     RPORT=$((PORT + 1000))
-    redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no \
-      --dir "$DATA" >/dev/null 2>&1 &
-    until redis-cli -p "$RPORT" ping >/dev/null 2>&1; do sleep 0.1; done
-    export STOA_REDIS__URL="redis://127.0.0.1:$RPORT/"
+    # (A previous run's bus may take a moment to go.)
+    for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$RPORT") 2>/dev/null || break; sleep 0.2; done
+    if (exec 3<>"/dev/tcp/127.0.0.1/$RPORT") 2>/dev/null; then
+      echo "port $RPORT (the bus's) is taken: set PORT" >&2; exit 1
+    fi
+    if [ "${BUS:-redis}" = rabbitmq ]; then
+      echo '[].' > "$DATA/enabled_plugins"; : > "$DATA/rabbitmq-env.conf"
+      HOME="$DATA" RABBITMQ_NODENAME="stoa-fanout-$$@localhost" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+      RABBITMQ_NODE_PORT="$RPORT" RABBITMQ_DIST_PORT=$((PORT + 2000)) \
+      RABBITMQ_CONF_ENV_FILE="$DATA/rabbitmq-env.conf" RABBITMQ_CONFIG_FILE="$DATA/rabbitmq" \
+      RABBITMQ_ADVANCED_CONFIG_FILE="$DATA/advanced.config" \
+      RABBITMQ_ENABLED_PLUGINS_FILE="$DATA/enabled_plugins" RABBITMQ_MNESIA_BASE="$DATA/mnesia" \
+      RABBITMQ_LOG_BASE="$DATA/log" RABBITMQ_PID_FILE="$DATA/rabbit.pid" \
+        setsid /usr/lib/rabbitmq/bin/rabbitmq-server >"$DATA/rabbit.out" 2>&1 & BROKER_GROUP=$!
+      trap 'kill $(jobs -p) 2>/dev/null || true; kill -KILL -- -$BROKER_GROUP 2>/dev/null || true; rm -rf "$DATA"' EXIT
+      until (exec 3<>"/dev/tcp/127.0.0.1/$RPORT") 2>/dev/null; do sleep 0.2; done
+      BROKER=$(pgrep -f "beam.smp.*-home $DATA " | head -1 || true)
+      export STOA_BUS__URL="amqp://guest:guest@127.0.0.1:$RPORT/%2f"
+    else
+      redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no \
+        --dir "$DATA" >/dev/null 2>&1 & BROKER=$!
+      until redis-cli -p "$RPORT" ping >/dev/null 2>&1; do sleep 0.1; done
+      export STOA_BUS__URL="redis://127.0.0.1:$RPORT/"
+    fi
   fi
   for n in $(seq 0 $(( ${NODES:-1} - 1 ))); do
     STOA_SERVER__PORT=$((PORT + n)) STOA_DATA_DIR="$DATA" STOA_LOG__LEVEL=warn \
@@ -133,6 +155,8 @@ if [ -n "${PERF:-}" ]; then
 fi
 cpu() { if [ "${NODES:-1}" -gt 1 ]; then for pid in "${SERVERS[@]}"; do awk '{print $14 + $15}' "/proc/$pid/stat"; done | awk '{s += $1} END {print s}'; else awk '{print $14 + $15}' "/proc/$SERVER/stat"; fi; }
 CPU0=$(cpu)
+bcpu() { [ -n "${BROKER:-}" ] && awk '{print $14 + $15}' "/proc/$BROKER/stat" || echo 0; }
+BCPU0=$(bcpu)
 [ -n "${FLOOR:-}" ] ||
   "$BIN/stoa-loadtest" send --api "$API" --token "$TOKEN" --topic "$TOPIC" --count "$COUNT" --rate "$RATE" --size "$SIZE" \
     ${PROTOCOL[@]+"${PROTOCOL[@]}"} ${VIA:+--via "$VIA" --senders "${SENDERS:-4}"}
@@ -145,12 +169,14 @@ for i in $(seq 1 "$PROCS"); do
   done
 done
 CPU1=$(cpu)
+BCPU1=$(bcpu)
 [ -n "${PERF:-}" ] && { kill -INT "$PERFPID"; wait "$PERFPID" || true; }
 for p in "${PIDS[@]}"; do wait "$p" || true; done
 for i in $(seq 1 "$PROCS"); do tail -n 3 "$DATA/hold.$i"; done
 echo "all generators:"
 "$BIN/stoa-loadtest" report "$DATA"/lat.* | tee "$DATA/report"
 echo "server CPU during the broadcasts: $(( (CPU1 - CPU0) * 10 )) ms${NODES:+ (all nodes)}"
+[ -n "${BROKER:-}" ] && echo "bus (${BUS:-redis}) CPU during the broadcasts: $(( (BCPU1 - BCPU0) * 10 )) ms"
 if [ "${NODES:-1}" -gt 1 ]; then
   for n in $(seq 0 $(( NODES - 1 ))); do
     m=$(curl -s "http://127.0.0.1:$((PORT + n))/metrics" \

@@ -12,6 +12,10 @@ use crate::support::{RawWs, PATIENCE};
 
 const HEARTBEAT_MS: &str = "300";
 const EXPIRY_MS: &str = "1500";
+pub const ENV: [(&str, &str); 2] = [
+    ("STOA_CLUSTER__HEARTBEAT_MS", HEARTBEAT_MS),
+    ("STOA_CLUSTER__NODE_EXPIRY_MS", EXPIRY_MS),
+];
 
 /// A client's view of a topic's presence, with a wait for a given set of nodes' metas.
 #[derive(Default)]
@@ -57,13 +61,15 @@ impl View {
 
 #[actix_web::test]
 async fn presence_crosses_nodes_and_a_killed_node_leaves_within_the_expiry() {
-    let env = [
-        ("STOA_CLUSTER__HEARTBEAT_MS", HEARTBEAT_MS),
-        ("STOA_CLUSTER__NODE_EXPIRY_MS", EXPIRY_MS),
-    ];
-    let Some(mut c) = Cluster::start(3, &env).await else {
+    let Some(c) = Cluster::start(3, &ENV).await else {
         return;
     };
+    a_killed_node_leaves(c);
+}
+
+/// Three nodes started with `ENV`'s heartbeat and expiry: presence crosses them, and the
+/// third's presences leave the first within the expiry of its kill -9.
+pub fn a_killed_node_leaves(mut c: Cluster) {
     let (_, alice) = c.nodes[0].register("alice");
     let ws = c.nodes[0].workspace_with(&alice, &[]);
     let topic = format!("workspace:{ws}");
@@ -160,9 +166,15 @@ async fn a_node_restarted_under_its_id_before_expiry_drops_its_earlier_presences
 
 #[actix_web::test]
 async fn a_redis_outage_loses_no_event_and_presence_reconciles() {
-    let Some(mut c) = Cluster::start(3, &[]).await else {
+    let Some(c) = Cluster::start(3, &[]).await else {
         return;
     };
+    an_outage_loses_nothing(c);
+}
+
+/// Three nodes lose their bus (killed), are written to through each meanwhile, and get it
+/// back: every client has every event, in order, once, and presence is reconciled.
+pub fn an_outage_loses_nothing(mut c: Cluster) {
     let (_, alice) = c.nodes[0].register("alice");
     let ws = c.nodes[0].workspace_with(&alice, &[]);
     let topic = format!("workspace:{ws}");
@@ -178,7 +190,7 @@ async fn a_redis_outage_loses_no_event_and_presence_reconciles() {
     let mut view = View::default();
     view.until(&mut socks[0], &["node0", "node1", "node2"]);
 
-    c.redis.stop();
+    c.broker.stop();
     for n in &c.nodes {
         let deadline = Instant::now() + PATIENCE;
         while n.http("GET", "/readyz", &[], b"").value()["status"] != "degraded" {
@@ -203,7 +215,7 @@ async fn a_redis_outage_loses_no_event_and_presence_reconciles() {
     drop(gone);
     let mut late = c.nodes[1].ws(&alice);
     late.join(&topic, json!({}));
-    c.redis.resume();
+    c.broker.resume();
 
     // Every client gets every event, in order, once.
     let head = 1 + 9; // workspace.created, then nine documents

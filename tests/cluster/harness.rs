@@ -1,4 +1,4 @@
-//! Nodes, a private Redis, and waiting for things to arrive.
+//! Nodes, a private Redis or RabbitMQ, and waiting for things to arrive.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -113,11 +113,7 @@ impl PrivateRedis {
             missing("redis-server");
             return None;
         }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
+        let port = free_port()?;
         let dir = tempfile::tempdir().ok()?;
         let (args, url) = setup(port, dir.path());
         let mut redis = PrivateRedis {
@@ -174,10 +170,171 @@ impl Drop for PrivateRedis {
     }
 }
 
-/// A database, a Redis and `n` nodes sharing them.
+/// A `rabbitmq-server` of the test's own: its own node name, AMQP and distribution ports,
+/// data and log directories, no plugins; started in a process group of its own so that
+/// `stop` kills the broker outright (kill -9), as a crash would.
+pub struct PrivateRabbit {
+    pub port: u16,
+    dist_port: u16,
+    name: String,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+/// The broker's own start script (`/usr/sbin/rabbitmq-server` switches to the rabbitmq
+/// user and the machine's node name).
+const RABBITMQ_SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+
+impl PrivateRabbit {
+    pub fn start() -> Option<PrivateRabbit> {
+        if !std::path::Path::new(RABBITMQ_SERVER).exists() {
+            missing(&format!("{RABBITMQ_SERVER} (Debian's rabbitmq-server)"));
+            return None;
+        }
+        let port = free_port()?;
+        let dist_port = free_port()?;
+        let dir = tempfile::tempdir().ok()?;
+        std::fs::write(dir.path().join("enabled_plugins"), "[].").ok()?;
+        std::fs::write(dir.path().join("rabbitmq-env.conf"), "").ok()?;
+        let mut rabbit = PrivateRabbit {
+            port,
+            dist_port,
+            name: format!(
+                "stoa-test-{}-{}@localhost",
+                std::process::id(),
+                rand_suffix()
+            ),
+            child: None,
+            dir,
+        };
+        rabbit.resume();
+        Some(rabbit)
+    }
+
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// Starts it (again, on the same data directory), and waits until it takes AMQP
+    /// connections (a broker's start takes some seconds).
+    pub fn resume(&mut self) {
+        use std::os::unix::process::CommandExt;
+        let d = self.dir.path();
+        let log = std::fs::File::create(d.join("server.out")).expect("log file");
+        let child = Command::new(RABBITMQ_SERVER)
+            .current_dir(d)
+            .env("HOME", d)
+            .env("RABBITMQ_NODENAME", &self.name)
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_PORT", self.port.to_string())
+            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
+            .env("RABBITMQ_CONF_ENV_FILE", d.join("rabbitmq-env.conf"))
+            .env("RABBITMQ_CONFIG_FILE", d.join("rabbitmq"))
+            .env("RABBITMQ_ADVANCED_CONFIG_FILE", d.join("advanced.config"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", d.join("enabled_plugins"))
+            .env("RABBITMQ_MNESIA_BASE", d.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", d.join("log"))
+            .env("RABBITMQ_PID_FILE", d.join("pid"))
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("rabbitmq-server starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if Instant::now() > deadline {
+                let out = std::fs::read_to_string(d.join("server.out")).unwrap_or_default();
+                panic!("rabbitmq-server did not start within 90 s:\n{out}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the broker and everything it started (kill -9 of its process group).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
+            let _ = child.kill();
+            let _ = child.wait();
+            // Its AMQP port is closed once the broker is gone.
+            let deadline = Instant::now() + PATIENCE;
+            while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                assert!(
+                    Instant::now() < deadline,
+                    "rabbitmq-server outlived kill -9"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+impl Drop for PrivateRabbit {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> Option<u16> {
+    Some(
+        TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port(),
+    )
+}
+
+/// The bus a cluster's nodes share.
+pub enum Broker {
+    Redis(PrivateRedis),
+    Rabbit(PrivateRabbit),
+}
+
+impl Broker {
+    pub fn url(&self) -> String {
+        match self {
+            Broker::Redis(r) => r.url(),
+            Broker::Rabbit(r) => r.url(),
+        }
+    }
+
+    /// Kills it, as an outage would.
+    pub fn stop(&mut self) {
+        match self {
+            Broker::Redis(r) => r.stop(),
+            Broker::Rabbit(r) => r.stop(),
+        }
+    }
+
+    /// Starts it again and waits until it answers.
+    pub fn resume(&mut self) {
+        match self {
+            Broker::Redis(r) => r.resume(),
+            Broker::Rabbit(r) => r.resume(),
+        }
+    }
+}
+
+impl From<PrivateRedis> for Broker {
+    fn from(r: PrivateRedis) -> Broker {
+        Broker::Redis(r)
+    }
+}
+
+impl From<PrivateRabbit> for Broker {
+    fn from(r: PrivateRabbit) -> Broker {
+        Broker::Rabbit(r)
+    }
+}
+
+/// A database, a bus (a private Redis or RabbitMQ) and `n` nodes sharing them.
 pub struct Cluster {
     pub nodes: Vec<Server>,
-    pub redis: PrivateRedis,
+    pub broker: Broker,
     pub db: TestDb,
 }
 
@@ -186,9 +343,14 @@ impl Cluster {
         Self::start_on(PrivateRedis::start()?, n, extra).await
     }
 
-    /// `n` nodes on `redis`.
+    /// `n` nodes on their own RabbitMQ.
+    pub async fn start_rabbit(n: usize, extra: &[(&str, &str)]) -> Option<Cluster> {
+        Self::start_on(PrivateRabbit::start()?, n, extra).await
+    }
+
+    /// `n` nodes on `broker`.
     pub async fn start_on(
-        redis: PrivateRedis,
+        broker: impl Into<Broker>,
         n: usize,
         extra: &[(&str, &str)],
     ) -> Option<Cluster> {
@@ -196,7 +358,7 @@ impl Cluster {
         let db = TestDb::create(Backend::Postgres).await?;
         let mut cluster = Cluster {
             nodes: Vec::new(),
-            redis,
+            broker: broker.into(),
             db,
         };
         for i in 0..n {
@@ -208,10 +370,10 @@ impl Cluster {
 
     /// Starts a node (not added to `nodes`).
     pub fn node(&self, id: &str, extra: &[(&str, &str)]) -> Server {
-        let redis = self.redis.url();
+        let bus = self.broker.url();
         let mut env: Vec<(&str, &str)> = vec![
             ("STOA_DATABASE__URL", &self.db.url),
-            ("STOA_REDIS__URL", &redis),
+            ("STOA_BUS__URL", &bus),
             ("STOA_CLUSTER__NODE_ID", id),
             ("STOA_AUTH__JWT_SECRET", SECRET),
             ("STOA_AUTH__LOGIN_ATTEMPTS_PER_MINUTE", "1000"),

@@ -1,8 +1,10 @@
 //! A cluster of real nodes: three processes of the `stoa` binary on loopback, one
 //! PostgreSQL database, and a private `redis-server` on a free port (the shared Redis is
-//! never touched). What a client on one node sees of what happens on the others.
+//! never touched), or a private `rabbitmq-server`. What a client on one node sees of what
+//! happens on the others.
 //!
-//! Needs `redis-server` on the PATH and PostgreSQL (`TEST_POSTGRES_URL` or the default);
+//! Needs `redis-server` on the PATH, Debian's `rabbitmq-server`, and PostgreSQL
+//! (`TEST_POSTGRES_URL` or the default);
 //! without them the tests are skipped with a notice, except under `CI=true`, where they
 //! fail.
 
@@ -24,5 +26,6 @@ mod dashboards;
 mod failure;
 mod loadtest;
 mod phoenix;
+mod rabbitmq;
 mod trust;
 mod webhooks;

@@ -48,7 +48,7 @@ async fn messages_not_sealed_by_a_node_are_dropped_and_counted() {
     // What a Redis client that is not a node might send: a notification, a broadcast, a
     // revocation of bob, each plain (as nodes used to), sealed with a wrong key, and a
     // real node's sealed message replayed onto another channel.
-    let url = c.redis.url();
+    let url = c.broker.url();
     let forged = |body: Body| Envelope::new("node0", body).at(now_us());
     let notify = forged(Body::Notify {
         user: bob_id,
