@@ -464,6 +464,8 @@ pub struct RealtimeSettings {
     pub outbound_queue_bytes: usize,
     pub topic_mailbox: usize,
     pub heartbeat_timeout_secs: u64,
+    pub longpoll_window_ms: u64,
+    pub longpoll_idle_ms: u64,
     pub max_replay_events: i64,
     pub log_check_ms: u64,
     pub max_yjs_message_bytes: usize,
@@ -473,6 +475,13 @@ pub struct RealtimeSettings {
 }
 
 impl RealtimeSettings {
+    pub fn longpoll(&self) -> crate::longpoll::Settings {
+        crate::longpoll::Settings {
+            window: std::time::Duration::from_millis(self.longpoll_window_ms),
+            idle: std::time::Duration::from_millis(self.longpoll_idle_ms),
+        }
+    }
+
     pub fn limits(&self) -> stoa_actors::Limits {
         stoa_actors::Limits {
             max_frame_bytes: self.max_frame_bytes,
@@ -717,6 +726,8 @@ impl Settings {
             ),
             ("realtime.outbound_queue", rt.outbound_queue as u64),
             ("realtime.heartbeat_timeout_secs", rt.heartbeat_timeout_secs),
+            ("realtime.longpoll_window_ms", rt.longpoll_window_ms),
+            ("realtime.longpoll_idle_ms", rt.longpoll_idle_ms),
             (
                 "realtime.max_yjs_message_bytes",
                 rt.max_yjs_message_bytes as u64,

@@ -15,6 +15,7 @@ pub mod domain;
 pub mod files;
 pub mod history;
 pub mod identity;
+pub mod longpoll;
 pub mod mail;
 pub mod metrics;
 pub mod ops;

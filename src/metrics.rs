@@ -29,6 +29,8 @@ pub struct Metrics {
     /// Blobs removed by the sweeper, and removals that failed (retried later).
     pub blobs_removed: IntCounter,
     pub blob_sweep_failures: IntCounter,
+    /// LongPoll sessions open on this node.
+    pub longpoll_sessions: IntGauge,
 }
 
 impl Metrics {
@@ -106,6 +108,11 @@ impl Metrics {
             "Blobs of deleted attachments (or cut-off uploads) removed from the blob store",
         )
         .unwrap_or_else(|e| unreachable!("{e}"));
+        let longpoll_sessions = IntGauge::new(
+            "longpoll_sessions",
+            "LongPoll sessions open on this node (clients whose network refuses WebSockets)",
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
         let blob_sweep_failures = IntCounter::new(
             "blob_sweep_failures_total",
             "Blob removals the blob store refused or did not answer (retried at the next sweep)",
@@ -129,6 +136,7 @@ impl Metrics {
             Box::new(mail_failures.clone()),
             Box::new(attachment_bytes.clone()),
             Box::new(attachment_uploads.clone()),
+            Box::new(longpoll_sessions.clone()),
             Box::new(blobs_removed.clone()),
             Box::new(blob_sweep_failures.clone()),
             Box::new(build_info),
@@ -151,6 +159,7 @@ impl Metrics {
             mail_failures,
             attachment_bytes,
             attachment_uploads,
+            longpoll_sessions,
             blobs_removed,
             blob_sweep_failures,
         }

@@ -317,6 +317,12 @@ impl Application {
             .map_err(StartupError::Tls)?;
             Some((config, Arc::new(crate::tls::TlsPeers::default())))
         };
+        let longpolls = crate::longpoll::LongPolls::new(
+            realtime.node_id(),
+            settings.realtime.longpoll(),
+            metrics.longpoll_sessions.clone(),
+        );
+        longpolls.spawn_reaper();
         let state = web::Data::new(AppState {
             store: store.clone(),
             jwt,
@@ -359,6 +365,7 @@ impl Application {
             uploads: Arc::new(tokio::sync::Semaphore::new(
                 settings.storage.max_concurrent_uploads.max(1) as usize,
             )),
+            longpolls: longpolls.clone(),
         });
 
         let addr = format!("{}:{}", settings.server.host, settings.server.port);
@@ -644,6 +651,8 @@ fn cors(settings: &Settings) -> Cors {
             header::IF_MATCH,
             header::ACCEPT,
             REQUEST_ID,
+            // phoenix.js's LongPoll sends the authToken option here.
+            header::HeaderName::from_static("x-phoenix-authtoken"),
         ])
         .expose_headers([header::ETAG, header::RETRY_AFTER, REQUEST_ID])
         .max_age(3600);

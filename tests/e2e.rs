@@ -50,6 +50,9 @@ async fn stock_phoenix_client_suite() {
     settings.realtime.document_idle_secs = 1;
     // The history suite sees automatic versions of editing windows a second apart.
     settings.documents.version_interval_secs = 1;
+    // The LongPoll suite watches a session nobody polls end, and polls wait less.
+    settings.realtime.longpoll_window_ms = 2_000;
+    settings.realtime.longpoll_idle_ms = 3_000;
     let app = Application::build(settings).await.expect("server starts");
     let url = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();

@@ -15,6 +15,7 @@ pub mod error;
 mod events;
 mod extract;
 mod invitations;
+mod longpoll;
 mod notifications;
 mod observe;
 pub mod openapi;
@@ -91,6 +92,8 @@ pub struct AppState {
     pub sweeper: crate::blobs::Sweeper,
     /// Uploads being received on this node (`storage.max_concurrent_uploads` permits).
     pub uploads: Arc<tokio::sync::Semaphore>,
+    /// This node's LongPoll sessions (`/socket/longpoll`).
+    pub longpolls: Arc<crate::longpoll::LongPolls>,
 }
 
 /// Which `Origin` headers the WebSocket upgrade accepts (the CORS origins).
@@ -277,6 +280,10 @@ pub fn app(
         InitError = (),
     >,
 > {
+    // A LongPoll request carries at most 100 frames, each with its line break.
+    let longpoll_body = web::PayloadConfig::new(
+        crate::longpoll::MAX_BATCH * (state.realtime.limits().max_frame_bytes + 2),
+    );
     let (app, doc) = actix_web::App::new()
         .into_utoipa_app()
         .openapi(ApiDoc::openapi())
@@ -384,11 +391,23 @@ pub fn app(
     let doc = openapi::finish(&doc);
     let routes = openapi::Routes::from_document(
         &doc,
-        &[("/socket/websocket", "get"), ("/yjs/{document_id}", "get")],
+        &[
+            ("/socket/websocket", "get"),
+            ("/socket/longpoll", "get"),
+            ("/socket/longpoll", "post"),
+            ("/yjs/{document_id}", "get"),
+        ],
     );
+
     app.app_data(web::Data::new(OpenApiJson(doc.to_string())))
         .app_data(web::Data::new(routes))
         .service(web::resource("/socket/websocket").route(web::get().to(socket::connect)))
+        .service(
+            web::resource("/socket/longpoll")
+                .app_data(longpoll_body)
+                .route(web::get().to(longpoll::poll))
+                .route(web::post().to(longpoll::send)),
+        )
         .service(web::resource("/yjs/{document_id}").route(web::get().to(yjs::connect)))
         .default_service(web::to(not_found))
 }
