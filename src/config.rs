@@ -479,6 +479,7 @@ impl RealtimeSettings {
         crate::longpoll::Settings {
             window: std::time::Duration::from_millis(self.longpoll_window_ms),
             idle: std::time::Duration::from_millis(self.longpoll_idle_ms),
+            ..Default::default()
         }
     }
 

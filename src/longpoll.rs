@@ -19,6 +19,14 @@
 //!
 //! A session nobody polls for [`Settings::idle`] ends (its presences leave), as a socket's
 //! does when its connection drops.
+//!
+//! In a cluster a request may land on any node, whatever node holds its session: a node
+//! that does not hold it relays the request over the bus to the node the token names
+//! ([`Realtime::relay`], a channel only that node hears) and answers with what comes back.
+//! A forwarded poll that gets no answer in time (the bus lost it) answers `204` with the
+//! token it came with, so the next poll gets the lost batch again; a forwarded send
+//! answers `500`, on which the client starts over. A token naming a node that is not
+//! alive is a session that is gone (`410`).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,9 +34,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
+use serde_json::{json, Value};
 use stoa_actors::outbox::{Outbound, OutboxReader, Take};
 use stoa_actors::{SessionActor, SocketPermit, WireIn};
-use tokio::sync::{mpsc, Mutex, Notify};
+use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 
 use crate::realtime::Realtime;
 
@@ -47,6 +56,10 @@ pub struct Settings {
     pub window: Duration,
     /// A session with no poll for this long ends.
     pub idle: Duration,
+    /// How long a request forwarded to a node this one has not heard of waits before its
+    /// session counts as gone: a node that just started hears every live node within a
+    /// heartbeat (`cluster.heartbeat_ms`; this is twice that).
+    pub unknown_node_grace: Duration,
 }
 
 impl Default for Settings {
@@ -54,8 +67,18 @@ impl Default for Settings {
         Settings {
             window: Duration::from_secs(10),
             idle: Duration::from_secs(15),
+            unknown_node_grace: Duration::from_secs(4),
         }
     }
+}
+
+/// A request forwarded to another node, waiting for its answer.
+struct Pending {
+    node: String,
+    /// Whether that node was alive (heard from) when the request left.
+    known: bool,
+    sent: std::time::Instant,
+    answer: oneshot::Sender<Answer>,
 }
 
 /// What a poll or a send comes to.
@@ -72,6 +95,49 @@ pub enum Answer {
     Sent,
     /// No such session (any more): the client starts a new one.
     Gone,
+    /// The node holding the session did not answer a forwarded send in time.
+    Failed,
+}
+
+/// How long a node waits for the answer to a request it forwarded, beyond the window.
+const FORWARD_GRACE: Duration = Duration::from_secs(5);
+
+impl Answer {
+    fn to_relay(&self, req: u64) -> Value {
+        let mut v = match self {
+            Answer::Messages { token, messages } => {
+                json!({"status": 200, "token": token, "messages": messages})
+            }
+            Answer::Nothing { token } => json!({"status": 204, "token": token}),
+            Answer::Sent => json!({"status": 200}),
+            Answer::Gone => json!({"status": 410}),
+            Answer::Failed => json!({"status": 500}),
+        };
+        v["lp"] = json!("answer");
+        v["req"] = json!(req);
+        v
+    }
+
+    fn from_relay(v: &Value) -> Answer {
+        let token = v["token"].as_str().map(str::to_string);
+        match (v["status"].as_u64(), token) {
+            (Some(200), Some(token)) => Answer::Messages {
+                token,
+                messages: v["messages"]
+                    .as_array()
+                    .map(|m| {
+                        m.iter()
+                            .filter_map(|s| s.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            },
+            (Some(200), None) => Answer::Sent,
+            (Some(204), Some(token)) => Answer::Nothing { token },
+            (Some(410), _) => Answer::Gone,
+            _ => Answer::Failed,
+        }
+    }
 }
 
 /// The parts of a session token.
@@ -152,6 +218,11 @@ pub struct LongPolls {
     sessions: DashMap<String, Arc<Session>>,
     started: std::time::Instant,
     gauge: prometheus::IntGauge,
+    /// The node's cluster side, once attached: who is alive, and the bus to relay over.
+    realtime: std::sync::OnceLock<Realtime>,
+    /// Requests forwarded to other nodes, waiting for their answers.
+    pending: DashMap<u64, Pending>,
+    next_request: AtomicU64,
 }
 
 impl LongPolls {
@@ -162,7 +233,91 @@ impl LongPolls {
             sessions: DashMap::new(),
             started: std::time::Instant::now(),
             gauge,
+            realtime: std::sync::OnceLock::new(),
+            pending: DashMap::new(),
+            next_request: AtomicU64::new(1),
         })
+    }
+
+    /// Serves requests other nodes forward here, and forwards those for sessions held
+    /// elsewhere, through `realtime`'s bus.
+    pub fn attach(self: &Arc<Self>, realtime: &Realtime) {
+        if self.realtime.set(realtime.clone()).is_err() {
+            return;
+        }
+        let polls = Arc::downgrade(self);
+        realtime.on_relay(move |from, payload| {
+            let Some(polls) = polls.upgrade() else { return };
+            let req = payload["req"].as_u64().unwrap_or(0);
+            match payload["lp"].as_str() {
+                Some("answer") => {
+                    if let Some((_, waiting)) = polls.pending.remove(&req) {
+                        let _ = waiting.answer.send(Answer::from_relay(&payload));
+                    }
+                }
+                Some(kind @ ("poll" | "send")) => {
+                    let token = SessionToken {
+                        node: polls.node.clone(),
+                        session: payload["session"].as_str().unwrap_or("").to_string(),
+                        seq: payload["seq"].as_u64().unwrap_or(0),
+                    };
+                    let send = kind == "send";
+                    tokio::spawn(async move {
+                        let answer = if send {
+                            let body = payload["lines"].as_str().unwrap_or("").as_bytes();
+                            match lines(body, polls.max_frame()) {
+                                Ok(frames) => polls.send_here(&token, frames).await,
+                                Err(_) => Answer::Failed,
+                            }
+                        } else {
+                            polls.poll_here(&token).await
+                        };
+                        if let Some(realtime) = polls.realtime.get() {
+                            realtime.relay(&from, answer.to_relay(req));
+                        }
+                    });
+                }
+                _ => {}
+            }
+        });
+    }
+
+    fn max_frame(&self) -> usize {
+        self.realtime
+            .get()
+            .map_or(64 * 1024, |r| r.limits().max_frame_bytes)
+    }
+
+    /// Whether `node` is this one.
+    fn here(&self, token: &SessionToken) -> bool {
+        token.node == self.node
+    }
+
+    /// Relays a request for a session held by another node, and waits for its answer;
+    /// `None` when none came in time. A node that leaves the cluster meanwhile, or one
+    /// never heard of within [`Settings::unknown_node_grace`], has no sessions: `Gone`
+    /// (see [`LongPolls::reap`]).
+    async fn forward(&self, token: &SessionToken, mut request: Value) -> Option<Answer> {
+        let realtime = self.realtime.get()?;
+        let known = realtime.nodes().iter().any(|n| n.id == token.node);
+        let req = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending.insert(
+            req,
+            Pending {
+                node: token.node.clone(),
+                known,
+                sent: std::time::Instant::now(),
+                answer: tx,
+            },
+        );
+        request["req"] = json!(req);
+        request["session"] = json!(token.session);
+        request["seq"] = json!(token.seq);
+        realtime.relay(&token.node, request);
+        let answer = tokio::time::timeout(self.settings.window + FORWARD_GRACE, rx).await;
+        self.pending.remove(&req);
+        answer.ok().and_then(Result::ok)
     }
 
     pub fn node(&self) -> &str {
@@ -224,8 +379,45 @@ impl LongPolls {
         }
     }
 
-    /// A `GET`: frames for the client, waiting up to the window for some.
+    /// A `GET`, on whichever node holds the session.
     pub async fn poll(&self, token: &SessionToken) -> Answer {
+        if self.here(token) {
+            return self.poll_here(token).await;
+        }
+        match self.forward(token, json!({"lp": "poll"})).await {
+            Some(answer) => answer,
+            // Lost on the way: the same token again brings the same batch.
+            None if self.realtime.get().is_some() => Answer::Nothing {
+                token: token.encode(),
+            },
+            None => Answer::Gone,
+        }
+    }
+
+    /// A `POST`, on whichever node holds the session (`body` as it came).
+    pub async fn send(&self, token: &SessionToken, body: &[u8]) -> Answer {
+        if self.here(token) {
+            return match lines(body, self.max_frame()) {
+                Ok(frames) => self.send_here(token, frames).await,
+                Err(_) => Answer::Failed,
+            };
+        }
+        let Ok(text) = std::str::from_utf8(body) else {
+            return Answer::Failed;
+        };
+        match self
+            .forward(token, json!({"lp": "send", "lines": text}))
+            .await
+        {
+            Some(answer) => answer,
+            None if self.realtime.get().is_some() => Answer::Failed,
+            None => Answer::Gone,
+        }
+    }
+
+    /// A `GET` for a session of this node: frames for the client, waiting up to the
+    /// window for some.
+    async fn poll_here(&self, token: &SessionToken) -> Answer {
         let Some(session) = self.get(token) else {
             return Answer::Gone;
         };
@@ -323,8 +515,8 @@ impl LongPolls {
         .encode()
     }
 
-    /// A `POST`: the lines, in order, as frames from the client.
-    pub async fn send(&self, token: &SessionToken, frames: Vec<WireIn>) -> Answer {
+    /// A `POST` for a session of this node: the lines, in order, as frames from the client.
+    async fn send_here(&self, token: &SessionToken, frames: Vec<WireIn>) -> Answer {
         let Some(session) = self.get(token) else {
             return Answer::Gone;
         };
@@ -349,6 +541,26 @@ impl LongPolls {
         });
         let after = self.sessions.len();
         self.gauge.set(after as i64);
+        // Requests forwarded to a node that has since left the cluster, or that was never
+        // heard of, get no answer: their sessions are gone with it.
+        if let Some(realtime) = self.realtime.get() {
+            if !self.pending.is_empty() {
+                let alive: std::collections::HashSet<String> =
+                    realtime.nodes().into_iter().map(|n| n.id).collect();
+                let grace = self.settings.unknown_node_grace;
+                let dead: Vec<u64> = self
+                    .pending
+                    .iter()
+                    .filter(|p| !alive.contains(&p.node) && (p.known || p.sent.elapsed() > grace))
+                    .map(|p| *p.key())
+                    .collect();
+                for req in dead {
+                    if let Some((_, waiting)) = self.pending.remove(&req) {
+                        let _ = waiting.answer.send(Answer::Gone);
+                    }
+                }
+            }
+        }
         before - after
     }
 

@@ -319,10 +319,16 @@ impl Application {
         };
         let longpolls = crate::longpoll::LongPolls::new(
             realtime.node_id(),
-            settings.realtime.longpoll(),
+            crate::longpoll::Settings {
+                unknown_node_grace: std::time::Duration::from_millis(
+                    settings.cluster.heartbeat_ms.saturating_mul(2),
+                ),
+                ..settings.realtime.longpoll()
+            },
             metrics.longpoll_sessions.clone(),
         );
         longpolls.spawn_reaper();
+        longpolls.attach(&realtime);
         let state = web::Data::new(AppState {
             store: store.clone(),
             jwt,

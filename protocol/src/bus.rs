@@ -31,6 +31,11 @@ pub const VERSION: u32 = 1;
 /// The channel every node always listens on.
 pub const CONTROL_CHANNEL: &str = "stoa:ctl";
 
+/// The channel only `node` hears (relays to it).
+pub fn node_channel(node: &str) -> String {
+    format!("{CONTROL_CHANNEL}:n:{node}")
+}
+
 /// The channel of a workspace's events.
 pub fn event_channel(workspace: i64) -> String {
     format!("stoa:e:{workspace}")
@@ -192,6 +197,13 @@ pub enum Body {
     YjsAwareness {
         document: i64,
         update: String,
+    },
+    /// For one node only, on its own channel ([`node_channel`]): a request forwarded to the
+    /// node that holds what it is about, or the answer to one (LongPoll sessions). What
+    /// `payload` says is the business of whoever registered to hear relays.
+    Relay {
+        to: String,
+        payload: Value,
     },
     /// A kind this release does not know (from a newer node): ignored.
     #[serde(other)]

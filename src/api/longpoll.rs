@@ -83,6 +83,7 @@ fn reply(a: Answer) -> HttpResponse {
         Answer::Nothing { token } => answer(json!({"status": 204, "token": token})),
         Answer::Sent => answer(json!({"status": 200})),
         Answer::Gone => answer(json!({"status": 410})),
+        Answer::Failed => answer(json!({"status": 500})),
     }
 }
 
@@ -131,9 +132,9 @@ pub async fn send(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes
     let Some(token) = session.as_deref().and_then(SessionToken::parse) else {
         return reply(Answer::Gone);
     };
-    let frames = match lines(&body, state.realtime.limits().max_frame_bytes) {
-        Ok(f) => f,
-        Err(e) => return answer(json!({"status": 400, "error": "too_many_messages", "detail": e})),
-    };
-    reply(state.longpolls.send(&token, frames).await)
+    // Checked here, wherever the session is: the whole request is refused.
+    if let Err(e) = lines(&body, state.realtime.limits().max_frame_bytes) {
+        return answer(json!({"status": 400, "error": "too_many_messages", "detail": e}));
+    }
+    reply(state.longpolls.send(&token, &body).await)
 }

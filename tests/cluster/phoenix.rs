@@ -1,7 +1,9 @@
 //! The cluster suites of the stock clients: phoenix (`e2e/cluster/suite.mjs`: cross-node
 //! events, broadcasts and presence, and a rolling restart of every node) and yjs with
 //! y-websocket (`e2e/cluster/yjs.mjs`: editors on different nodes, a restart, a kill -9), and
-//! document history (`e2e/cluster/history.mjs`: a restore and pinned comments across nodes).
+//! document history (`e2e/cluster/history.mjs`: a restore and pinned comments across nodes),
+//! and LongPoll behind a proxy that refuses WebSockets and sends each request to the next
+//! node (`e2e/cluster/longpoll.mjs`).
 
 use std::path::Path;
 use std::process::Command;
@@ -17,6 +19,12 @@ async fn the_stock_phoenix_client_across_nodes_and_a_rolling_restart() {
 #[actix_web::test]
 async fn the_stock_yjs_provider_across_nodes_a_restart_and_a_kill() {
     run("cluster/yjs.mjs").await;
+}
+
+/// LongPoll behind a proxy that refuses upgrades and spreads requests over every node.
+#[actix_web::test]
+async fn the_stock_phoenix_client_over_longpoll_across_nodes_and_a_kill() {
+    run("cluster/longpoll.mjs").await;
 }
 
 #[actix_web::test]

@@ -143,6 +143,13 @@ impl Shared {
                 self.nodes.remove(&node);
                 self.forget_node(&node);
             }
+            Body::Relay { to, payload } => {
+                if to == self.cluster.node_id {
+                    if let Some(hear) = self.relay_handler.get() {
+                        hear(node, payload);
+                    }
+                }
+            }
             Body::Unknown => {}
         }
     }

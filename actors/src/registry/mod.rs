@@ -64,6 +64,8 @@ pub(crate) struct Heard {
 }
 
 /// A live node of the cluster, as `GET /api/v1/cluster` shows it.
+type RelayHandler = Box<dyn Fn(String, Value) + Send + Sync>;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeInfo {
     pub id: String,
@@ -108,6 +110,8 @@ pub(crate) struct Shared {
     nodes: DashMap<String, Heard>,
     /// Told how long each message took over the bus (for the metrics).
     lag_observer: std::sync::OnceLock<Box<dyn Fn(Duration) + Send + Sync>>,
+    /// Hears relays to this node: the sending node and the payload.
+    relay_handler: std::sync::OnceLock<RelayHandler>,
     /// Every session of this node and its user, to send away when it shuts down or its
     /// login ends.
     pub(crate) sessions: DashMap<u64, (i64, Recipient<crate::notice::SessionNotice>)>,
@@ -345,6 +349,7 @@ impl Realtime {
                 sessions: DashMap::new(),
                 ended: crate::ended::Ended::default(),
                 lag_observer: std::sync::OnceLock::new(),
+                relay_handler: std::sync::OnceLock::new(),
                 docs: Arc::default(),
                 redo: dashmap::DashSet::new(),
                 me: std::sync::OnceLock::new(),
@@ -372,6 +377,7 @@ impl Realtime {
             return;
         }
         bus.subscribe(wire::CONTROL_CHANNEL);
+        bus.subscribe(&wire::node_channel(&self.shared.cluster.node_id));
         // Heartbeats, and expiry of the nodes that stop sending them.
         let weak = Arc::downgrade(&self.shared);
         let every = self.shared.cluster.heartbeat;
@@ -398,6 +404,24 @@ impl Realtime {
     /// sender's clock (once; later calls are ignored).
     pub fn on_bus_lag(&self, observe: impl Fn(Duration) + Send + Sync + 'static) {
         let _ = self.shared.lag_observer.set(Box::new(observe));
+    }
+
+    /// Calls `hear` with the sending node and the payload of every relay to this node
+    /// (once; later calls are ignored). It runs on the bus's task: it must not block.
+    pub fn on_relay(&self, hear: impl Fn(String, Value) + Send + Sync + 'static) {
+        let _ = self.shared.relay_handler.set(Box::new(hear));
+    }
+
+    /// Sends `payload` to node `to` alone (nothing without a bus). At most once, like
+    /// everything on the bus: the caller waits for an answer with a deadline.
+    pub fn relay(&self, to: &str, payload: Value) {
+        self.shared.bus_send(
+            &wire::node_channel(to),
+            Body::Relay {
+                to: to.to_string(),
+                payload,
+            },
+        );
     }
 
     pub fn node_id(&self) -> &str {
