@@ -21,6 +21,7 @@ mod harness;
 mod receiver;
 
 mod across;
+mod browser;
 mod conformance;
 mod dashboards;
 mod failure;
