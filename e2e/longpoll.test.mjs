@@ -212,6 +212,23 @@ test("LongPoll: bad input gets a clear answer and changes nothing", async () => 
   assert.equal(end.status, 410);
 });
 
+test("LongPoll: sessions count against realtime.max_sockets_per_user like sockets", async () => {
+  const carol = await register("carol");
+  // The suite's server allows 100 per user (the default); a WebSocket takes one too.
+  const socket = connect(carol.token);
+  await until("the socket open", (f) => socket.onOpen(f), () => socket.isConnected());
+  const opened = [];
+  for (let i = 0; i < 99; i++) {
+    const o = await raw("GET", `token=${encodeURIComponent(carol.token)}`);
+    assert.equal(o.status, 410, JSON.stringify(o));
+    opened.push(o.token);
+  }
+  const refused = await raw("GET", `token=${encodeURIComponent(carol.token)}`);
+  assert.equal(refused.status, 403);
+  assert.equal(refused.error, "too_many_sockets");
+  socket.disconnect();
+});
+
 test("LongPoll: an answer lost on the way is given again to the poll that still holds the old token", async () => {
   const alice = await register("alice");
   const ws = await workspaceWith(alice);

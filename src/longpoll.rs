@@ -299,6 +299,10 @@ impl LongPolls {
     /// (see [`LongPolls::reap`]).
     async fn forward(&self, token: &SessionToken, mut request: Value) -> Option<Answer> {
         let realtime = self.realtime.get()?;
+        if !realtime.has_bus() {
+            // A node on its own: no other node holds anything.
+            return Some(Answer::Gone);
+        }
         let known = realtime.nodes().iter().any(|n| n.id == token.node);
         let req = self.next_request.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();

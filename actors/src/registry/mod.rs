@@ -406,6 +406,11 @@ impl Realtime {
         let _ = self.shared.lag_observer.set(Box::new(observe));
     }
 
+    /// Whether the node has a bus to other nodes (it is in a cluster).
+    pub fn has_bus(&self) -> bool {
+        self.shared.has_bus()
+    }
+
     /// Calls `hear` with the sending node and the payload of every relay to this node
     /// (once; later calls are ignored). It runs on the bus's task: it must not block.
     pub fn on_relay(&self, hear: impl Fn(String, Value) + Send + Sync + 'static) {
