@@ -1,4 +1,4 @@
-//! The RabbitMQ bus between nodes (`bus.url = amqp://…`), behind the same `Bus` port as
+//! The RabbitMQ bus between nodes (`bus.url = amqp://…`, or `amqps://…` for TLS), behind the same `Bus` port as
 //! the Redis bus and the in-process hub.
 //!
 //! - One fanout exchange per kind of channel (`stoa.ctl`, `stoa.e` for workspaces' events,
@@ -57,11 +57,11 @@ pub struct RabbitBus {
 /// Where and as whom to connect, from `amqp://user:pass@host:port/vhost`.
 fn connection_arguments(url: &str) -> Result<OpenConnectionArguments, String> {
     let parsed = url::Url::parse(url).map_err(|e| format!("{url:?}: {e}"))?;
-    if parsed.scheme() != "amqp" {
-        return Err(format!(
-            "{url:?}: the scheme must be amqp:// (amqps:// is not supported yet)"
-        ));
-    }
+    let tls = match parsed.scheme() {
+        "amqp" => false,
+        "amqps" => true,
+        _ => return Err(format!("{url:?}: the scheme must be amqp:// or amqps://")),
+    };
     let host = parsed
         .host_str()
         .ok_or_else(|| format!("{url:?}: no host"))?;
@@ -78,9 +78,16 @@ fn connection_arguments(url: &str) -> Result<OpenConnectionArguments, String> {
         "" | "/" => "/".to_string(),
         path => decode(&path[1..])?,
     };
-    let mut args =
-        OpenConnectionArguments::new(host, parsed.port().unwrap_or(5672), &user, &password);
+    let port = parsed.port().unwrap_or(if tls { 5671 } else { 5672 });
+    let mut args = OpenConnectionArguments::new(host, port, &user, &password);
     args.virtual_host(&vhost).heartbeat(10);
+    if tls {
+        // The broker's certificate is checked against the system's CAs for the URL's host,
+        // as the Redis bus's is (`SSL_CERT_FILE` names a private CA).
+        let config = crate::tls::client_config("")?;
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        args.tls_adaptor(amqprs::tls::TlsAdaptor::new(connector, host.to_string()));
+    }
     Ok(args.finish())
 }
 
@@ -354,6 +361,7 @@ mod tests {
         assert!(connection_arguments("amqp://guest:guest@127.0.0.1:5672/").is_ok());
         assert!(connection_arguments("amqp://127.0.0.1").is_ok());
         assert!(connection_arguments("amqp://u%40x:p%2Fw@host/vh").is_ok());
+        assert!(connection_arguments("amqps://guest:guest@rabbit.example/").is_ok());
         assert!(connection_arguments("redis://127.0.0.1").is_err());
         assert!(connection_arguments("not a url").is_err());
     }

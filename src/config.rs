@@ -774,11 +774,12 @@ impl Settings {
         if !(bus.is_empty()
             || bus.starts_with("redis://")
             || bus.starts_with("rediss://")
-            || bus.starts_with("amqp://"))
+            || bus.starts_with("amqp://")
+            || bus.starts_with("amqps://"))
         {
             return Err(invalid(
                 "bus.url",
-                "must start with redis://, rediss:// or amqp:// (or be empty)",
+                "must start with redis://, rediss://, amqp:// or amqps:// (or be empty)",
             ));
         }
         if !bus.is_empty() && !url.is_empty() {
@@ -1064,6 +1065,9 @@ mod tests {
         let load = |vars: &[(&str, &str)]| Settings::load_with_env(None, env(vars));
         let s = load(&[("STOA_BUS__URL", "amqp://guest:guest@127.0.0.1:5672/")]).unwrap();
         assert_eq!(s.bus_url(), "amqp://guest:guest@127.0.0.1:5672/");
+        let s = load(&[("STOA_BUS__URL", "amqps://rabbit.example/stoa")]).unwrap();
+        assert_eq!(s.bus_url(), "amqps://rabbit.example/stoa");
+        assert!(load(&[("STOA_BUS__URL", "nats://127.0.0.1")]).is_err());
         let s = load(&[("STOA_REDIS__URL", "redis://127.0.0.1:6379/")]).unwrap();
         assert_eq!(s.bus_url(), "redis://127.0.0.1:6379/");
         let both = load(&[

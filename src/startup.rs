@@ -177,7 +177,7 @@ impl Application {
         };
         let bus = if bus_url.is_empty() {
             None
-        } else if bus_url.starts_with("amqp://") {
+        } else if bus_url.starts_with("amqp://") || bus_url.starts_with("amqps://") {
             let bus = crate::amqp::RabbitBus::start(bus_url, realtime.inbox()).map_err(|e| {
                 StartupError::Config(ConfigError::Invalid {
                     key: bus_key,

@@ -136,3 +136,29 @@ async fn relay(
     peers.0.remove(&seen_as);
     result.map(|_| ())
 }
+
+/// A TLS client's trust (rustls on ring): the certificates of the PEM `ca_file`, or the
+/// system's CAs (`SSL_CERT_FILE` and `SSL_CERT_DIR` change where those are read) without
+/// one. The directory (LDAPS, StartTLS) and the RabbitMQ bus (`amqps://`) connect with it.
+pub fn client_config(ca_file: &str) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    if ca_file.is_empty() {
+        let found = rustls_native_certs::load_native_certs();
+        roots.add_parsable_certificates(found.certs);
+    } else {
+        for cert in
+            CertificateDer::pem_file_iter(ca_file).map_err(|e| format!("ca_file {ca_file}: {e}"))?
+        {
+            let cert = cert.map_err(|e| format!("ca_file {ca_file}: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("ca_file {ca_file}: {e}"))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}

@@ -259,26 +259,5 @@ impl LdapDirectory {
 
 /// Trust for the directory's certificate: the PEM `ca_file`, or the system's CAs.
 fn client_config(ca_file: &str) -> Result<rustls::ClientConfig, String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
-    let mut roots = rustls::RootCertStore::empty();
-    if ca_file.is_empty() {
-        let found = rustls_native_certs::load_native_certs();
-        roots.add_parsable_certificates(found.certs);
-    } else {
-        for cert in
-            CertificateDer::pem_file_iter(ca_file).map_err(|e| format!("ca_file {ca_file}: {e}"))?
-        {
-            let cert = cert.map_err(|e| format!("ca_file {ca_file}: {e}"))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("ca_file {ca_file}: {e}"))?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+    crate::tls::client_config(ca_file)
 }

@@ -176,6 +176,10 @@ impl Drop for PrivateRedis {
 pub struct PrivateRabbit {
     pub port: u16,
     dist_port: u16,
+    /// With TLS on `port`: the CA, certificate and key files (plain AMQP then listens on
+    /// `plain_port`, which the tests do not use).
+    tls: Option<(String, String, String)>,
+    plain_port: u16,
     name: String,
     child: Option<Child>,
     dir: tempfile::TempDir,
@@ -187,6 +191,15 @@ const RABBITMQ_SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
 
 impl PrivateRabbit {
     pub fn start() -> Option<PrivateRabbit> {
+        Self::start_with(None)
+    }
+
+    /// With AMQP over TLS only on its port (`amqps://`), serving `cert` and `key`.
+    pub fn start_tls(ca: &str, cert: &str, key: &str) -> Option<PrivateRabbit> {
+        Self::start_with(Some((ca.into(), cert.into(), key.into())))
+    }
+
+    fn start_with(tls: Option<(String, String, String)>) -> Option<PrivateRabbit> {
         if !std::path::Path::new(RABBITMQ_SERVER).exists() {
             missing(&format!("{RABBITMQ_SERVER} (Debian's rabbitmq-server)"));
             return None;
@@ -199,6 +212,8 @@ impl PrivateRabbit {
         let mut rabbit = PrivateRabbit {
             port,
             dist_port,
+            tls,
+            plain_port: free_port()?,
             name: format!(
                 "stoa-test-{}-{}@localhost",
                 std::process::id(),
@@ -212,7 +227,8 @@ impl PrivateRabbit {
     }
 
     pub fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+        let scheme = if self.tls.is_some() { "amqps" } else { "amqp" };
+        format!("{scheme}://guest:guest@127.0.0.1:{}/%2f", self.port)
     }
 
     /// Starts it (again, on the same data directory), and waits until it takes AMQP
@@ -221,12 +237,29 @@ impl PrivateRabbit {
         use std::os::unix::process::CommandExt;
         let d = self.dir.path();
         let log = std::fs::File::create(d.join("server.out")).expect("log file");
+        let mut amqp_port = self.port;
+        if let Some((ca, cert, key)) = &self.tls {
+            amqp_port = self.plain_port;
+            std::fs::write(
+                d.join("rabbitmq.conf"),
+                format!(
+                    "listeners.ssl.default = {}\n\
+                     ssl_options.cacertfile = {ca}\n\
+                     ssl_options.certfile = {cert}\n\
+                     ssl_options.keyfile = {key}\n\
+                     ssl_options.verify = verify_none\n\
+                     ssl_options.fail_if_no_peer_cert = false\n",
+                    self.port
+                ),
+            )
+            .expect("rabbitmq.conf");
+        }
         let child = Command::new(RABBITMQ_SERVER)
             .current_dir(d)
             .env("HOME", d)
             .env("RABBITMQ_NODENAME", &self.name)
             .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
-            .env("RABBITMQ_NODE_PORT", self.port.to_string())
+            .env("RABBITMQ_NODE_PORT", amqp_port.to_string())
             .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
             .env("RABBITMQ_CONF_ENV_FILE", d.join("rabbitmq-env.conf"))
             .env("RABBITMQ_CONFIG_FILE", d.join("rabbitmq"))

@@ -153,7 +153,7 @@ async fn messages_not_sealed_by_a_node_are_dropped_and_counted() {
 
 /// A self-signed CA and a certificate for 127.0.0.1 it signed, made with `openssl`, in
 /// `dir`: (ca, cert, key).
-fn certificates(dir: &std::path::Path) -> Option<(String, String, String)> {
+pub fn certificates(dir: &std::path::Path) -> Option<(String, String, String)> {
     let path = |name: &str| dir.join(name).display().to_string();
     let (ca, ca_key, cert, key, csr) = (
         path("ca.pem"),
@@ -222,7 +222,7 @@ fn certificates(dir: &std::path::Path) -> Option<(String, String, String)> {
 }
 
 /// A write on the cluster's first node reaches a socket on its second.
-fn nodes_talk(c: &Cluster) {
+pub fn nodes_talk(c: &Cluster) {
     let (a, b) = (&c.nodes[0], &c.nodes[1]);
     let (_, alice) = a.register("alice");
     let ws = a.workspace_with(&alice, &[]);
