@@ -64,19 +64,25 @@ YEAR_AGO=$(date -u -d '-365 days' +%Y-%m-%dT%H:%M:%SZ)
 MONTH_AGO=$(date -u -d '-30 days' +%Y-%m-%dT%H:%M:%SZ)
 R="/api/v1/workspaces/$WS/reports"
 S="/api/v1/workspaces/$WS/search"
+REPORTS=(
+  "overview=$R/overview"
+  "members=$R/members"
+  "members.csv=$R/members"
+  "documents-1000=$R/documents?limit=1000"
+  "documents-1000.csv=$R/documents?limit=1000"
+  "activity-day-year-berlin=$R/activity?bucket=day&tz=Europe/Berlin&from=$YEAR_AGO"
+  "activity-day-year.csv=$R/activity?bucket=day&from=$YEAR_AGO"
+  "activity-week-year-kolkata=$R/activity?bucket=week&tz=Asia/Kolkata&from=$YEAR_AGO"
+  "activity-hour-month=$R/activity?bucket=hour&from=$MONTH_AGO"
+)
+# ONLY=search times the searches alone.
+[ "${ONLY:-}" = search ] && REPORTS=()
 node loadtest/node/http-bench.mjs "$BASE" "$TOKEN" "$N" \
-  "overview=$R/overview" \
-  "members=$R/members" \
-  "members.csv=$R/members" \
-  "documents-1000=$R/documents?limit=1000" \
-  "documents-1000.csv=$R/documents?limit=1000" \
-  "activity-day-year-berlin=$R/activity?bucket=day&tz=Europe/Berlin&from=$YEAR_AGO" \
-  "activity-day-year.csv=$R/activity?bucket=day&from=$YEAR_AGO" \
-  "activity-week-year-kolkata=$R/activity?bucket=week&tz=Asia/Kolkata&from=$YEAR_AGO" \
-  "activity-hour-month=$R/activity?bucket=hour&from=$MONTH_AGO" \
+  ${REPORTS[@]+"${REPORTS[@]}"} \
   "search-common=$S?q=$COMMON" \
   "search-rare=$S?q=$RARE" \
   "search-prefix=$S?q=${COMMON:0:3}*" \
+  "search-prefix-2=$S?q=${COMMON:0:2}*" \
   "search-two-words=$S?q=$COMMON%20$RARE" \
   "search-all-workspaces=/api/v1/search?q=$RARE"
 echo "rss_kib: $(ps -o rss= -p $SERVER)"

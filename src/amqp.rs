@@ -22,7 +22,6 @@
 //! The crate is `amqprs`: AMQP 0-9-1 on tokio with six dependencies of its own (`lapin`
 //! brings an executor abstraction and some three hundred crates more).
 
-use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,20 +35,15 @@ use amqprs::BasicProperties;
 use stoa_actors::{Bus, BusInbox};
 use tokio::sync::mpsc;
 
-use crate::bus::BusHealth;
+use crate::bus::{BusHealth, Reconnects, Subscription, Wanted};
 
 /// Messages waiting to be published; beyond this they are dropped (and counted).
 const QUEUE: usize = 65_536;
 /// AMQP's routing keys are short strings.
 const MAX_ROUTING_KEY: usize = 255;
 
-enum Command {
-    Add(String),
-    Remove(String),
-}
-
 pub struct RabbitBus {
-    commands: mpsc::UnboundedSender<Command>,
+    commands: mpsc::UnboundedSender<Subscription>,
     outgoing: mpsc::Sender<(String, Vec<u8>)>,
     pub health: Arc<BusHealth>,
 }
@@ -141,12 +135,14 @@ impl Bus for RabbitBus {
 
     fn subscribe(&self, channel: &str) {
         if channel.len() <= MAX_ROUTING_KEY {
-            let _ = self.commands.send(Command::Add(channel.to_string()));
+            let _ = self.commands.send(Subscription::Add(channel.to_string()));
         }
     }
 
     fn unsubscribe(&self, channel: &str) {
-        let _ = self.commands.send(Command::Remove(channel.to_string()));
+        let _ = self
+            .commands
+            .send(Subscription::Remove(channel.to_string()));
     }
 
     fn connected(&self) -> bool {
@@ -158,28 +154,18 @@ impl Bus for RabbitBus {
 /// publications until the connection fails; again after a backoff.
 async fn run(
     args: OpenConnectionArguments,
-    mut commands: mpsc::UnboundedReceiver<Command>,
+    mut commands: mpsc::UnboundedReceiver<Subscription>,
     mut outgoing: mpsc::Receiver<(String, Vec<u8>)>,
     inbox: BusInbox,
     health: Arc<BusHealth>,
 ) {
-    let mut wanted: BTreeSet<String> = BTreeSet::new();
-    let mut backoff = Duration::from_millis(100);
-    let mut first = true;
+    let mut wanted = Wanted::default();
+    let mut reconnects = Reconnects::new();
     loop {
-        while let Ok(c) = commands.try_recv() {
-            apply(&mut wanted, c);
-        }
+        wanted.catch_up(&mut commands);
         match connect(&args).await {
             Ok(mut link) => {
-                health.up();
-                backoff = Duration::from_millis(100);
-                if !first {
-                    health.reconnects.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!("bus reconnected; reading what may have been missed");
-                    inbox.reconnected();
-                }
-                first = false;
+                reconnects.up(&health, &inbox);
                 let why = loop {
                     // Subscriptions first: a channel asked for before a message on it was
                     // heard is wanted when the message is looked at.
@@ -187,7 +173,7 @@ async fn run(
                         biased;
                         command = commands.recv() => {
                             let Some(command) = command else { return };
-                            apply(&mut wanted, command);
+                            wanted.apply(command);
                         }
                         message = link.deliveries.recv() => {
                             let Some(message) = message else {
@@ -236,18 +222,9 @@ async fn run(
         }
         // Wait before trying again, taking subscription changes meanwhile; what is
         // published meanwhile waits in the queue until it is full.
-        let wait = tokio::time::sleep(backoff);
-        tokio::pin!(wait);
-        loop {
-            tokio::select! {
-                _ = &mut wait => break,
-                command = commands.recv() => match command {
-                    Some(c) => apply(&mut wanted, c),
-                    None => return,
-                },
-            }
+        if !reconnects.wait(&mut wanted, &mut commands).await {
+            return;
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 
@@ -327,17 +304,6 @@ async fn connect(args: &OpenConnectionArguments) -> Result<Link, String> {
         publisher,
         deliveries,
     })
-}
-
-fn apply(wanted: &mut BTreeSet<String>, command: Command) {
-    match command {
-        Command::Add(c) => {
-            wanted.insert(c);
-        }
-        Command::Remove(c) => {
-            wanted.remove(&c);
-        }
-    }
 }
 
 #[cfg(test)]

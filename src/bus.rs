@@ -60,9 +60,94 @@ impl BusHealth {
     }
 }
 
-enum Subscription {
+/// A change to the channels a node wants to hear, sent to the task that owns a bus's
+/// connection (the Redis bus and the RabbitMQ bus keep them alike).
+pub(crate) enum Subscription {
     Add(String),
     Remove(String),
+}
+
+/// The channels a node wants to hear, as its subscription changes come in.
+#[derive(Default)]
+pub(crate) struct Wanted(BTreeSet<String>);
+
+impl Wanted {
+    pub(crate) fn apply(&mut self, change: Subscription) {
+        match change {
+            Subscription::Add(c) => {
+                self.0.insert(c);
+            }
+            Subscription::Remove(c) => {
+                self.0.remove(&c);
+            }
+        }
+    }
+
+    /// Takes in every change already waiting.
+    pub(crate) fn catch_up(&mut self, changes: &mut mpsc::UnboundedReceiver<Subscription>) {
+        while let Ok(c) = changes.try_recv() {
+            self.apply(c);
+        }
+    }
+
+    pub(crate) fn contains(&self, channel: &str) -> bool {
+        self.0.contains(channel)
+    }
+
+    pub(crate) fn all(&self) -> Vec<&String> {
+        self.0.iter().collect()
+    }
+}
+
+/// A bus connection's life: up (again), or waiting before the next attempt with a backoff
+/// of 0.1 s doubling to 5 s.
+pub(crate) struct Reconnects {
+    backoff: Duration,
+    first: bool,
+}
+
+impl Reconnects {
+    pub(crate) fn new() -> Reconnects {
+        Reconnects {
+            backoff: Duration::from_millis(100),
+            first: true,
+        }
+    }
+
+    /// The connection is up: the bus is healthy, the backoff starts over, and after the
+    /// first time the node reads what it may have missed meanwhile.
+    pub(crate) fn up(&mut self, health: &BusHealth, inbox: &BusInbox) {
+        health.up();
+        self.backoff = Duration::from_millis(100);
+        if !self.first {
+            health.reconnects.fetch_add(1, Ordering::Relaxed);
+            tracing::info!("bus reconnected; reading what may have been missed");
+            inbox.reconnected();
+        }
+        self.first = false;
+    }
+
+    /// Waits before the next attempt, taking subscription changes meanwhile; false when
+    /// the node has gone (nobody will send changes any more).
+    pub(crate) async fn wait(
+        &mut self,
+        wanted: &mut Wanted,
+        changes: &mut mpsc::UnboundedReceiver<Subscription>,
+    ) -> bool {
+        let wait = tokio::time::sleep(self.backoff);
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                _ = &mut wait => break,
+                change = changes.recv() => match change {
+                    Some(c) => wanted.apply(c),
+                    None => return false,
+                },
+            }
+        }
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(5));
+        true
+    }
 }
 
 pub struct RedisBus {
@@ -154,9 +239,8 @@ async fn subscriber(
     inbox: BusInbox,
     health: Arc<BusHealth>,
 ) {
-    let mut wanted: BTreeSet<String> = BTreeSet::new();
-    let mut backoff = Duration::from_millis(100);
-    let mut first = true;
+    let mut wanted = Wanted::default();
+    let mut reconnects = Reconnects::new();
     loop {
         let connected = match client.get_async_pubsub().await {
             Ok(pubsub) => Some(pubsub.split()),
@@ -167,20 +251,11 @@ async fn subscriber(
         };
         if let Some((mut sink, mut stream)) = connected {
             // Take in what was asked meanwhile, then subscribe to all of it at once.
-            while let Ok(c) = commands.try_recv() {
-                apply(&mut wanted, c);
-            }
-            let all: Vec<&String> = wanted.iter().collect();
+            wanted.catch_up(&mut commands);
+            let all = wanted.all();
             let subscribed = all.is_empty() || sink.subscribe(all).await.is_ok();
             if subscribed {
-                health.up();
-                backoff = Duration::from_millis(100);
-                if !first {
-                    health.reconnects.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!("bus reconnected; reading what may have been missed");
-                    inbox.reconnected();
-                }
-                first = false;
+                reconnects.up(&health, &inbox);
                 let why = loop {
                     tokio::select! {
                         command = commands.recv() => {
@@ -194,7 +269,7 @@ async fn subscriber(
                                 }
                                 _ => Ok(()),
                             };
-                            apply(&mut wanted, command);
+                            wanted.apply(command);
                             if let Err(e) = result {
                                 break format!("redis: {e}");
                             }
@@ -212,29 +287,8 @@ async fn subscriber(
                 health.down(why);
             }
         }
-        // Wait before trying again, taking subscription changes meanwhile.
-        let wait = tokio::time::sleep(backoff);
-        tokio::pin!(wait);
-        loop {
-            tokio::select! {
-                _ = &mut wait => break,
-                command = commands.recv() => match command {
-                    Some(c) => apply(&mut wanted, c),
-                    None => return,
-                },
-            }
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
-}
-
-fn apply(wanted: &mut BTreeSet<String>, command: Subscription) {
-    match command {
-        Subscription::Add(c) => {
-            wanted.insert(c);
-        }
-        Subscription::Remove(c) => {
-            wanted.remove(&c);
+        if !reconnects.wait(&mut wanted, &mut commands).await {
+            return;
         }
     }
 }
