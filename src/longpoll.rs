@@ -235,7 +235,9 @@ impl LongPolls {
             gauge,
             realtime: std::sync::OnceLock::new(),
             pending: DashMap::new(),
-            next_request: AtomicU64::new(1),
+            // Random: an answer to a request made before this node restarted (still fresh
+            // on the bus) cannot match one made after.
+            next_request: AtomicU64::new(rand::random::<u64>() >> 1),
         })
     }
 
@@ -251,7 +253,9 @@ impl LongPolls {
             let req = payload["req"].as_u64().unwrap_or(0);
             match payload["lp"].as_str() {
                 Some("answer") => {
-                    if let Some((_, waiting)) = polls.pending.remove(&req) {
+                    // Only from the node the request went to.
+                    if let Some((_, waiting)) = polls.pending.remove_if(&req, |_, p| p.node == from)
+                    {
                         let _ = waiting.answer.send(Answer::from_relay(&payload));
                     }
                 }
@@ -434,9 +438,11 @@ impl LongPolls {
         session.newer.notify_waiters();
         let mut state = session.state.lock().await;
         if session.newest.load(Ordering::Acquire) != me {
-            // An even newer poll came while this one waited for the lock.
+            // An even newer poll came while this one waited for the lock. The client's own
+            // `seq` goes back: a batch owed to it is still owed (this poll acknowledged
+            // nothing).
             return Answer::Nothing {
-                token: self.token(token, state.seq),
+                token: self.token(token, token.seq),
             };
         }
         if let Some(batch) = &state.unacked {
@@ -449,11 +455,18 @@ impl LongPolls {
             }
             state.unacked = None;
         }
+        // Cleared however the wait ends, also when the request is dropped midway (its
+        // client went away): a session is not kept alive by a poll nobody makes.
+        struct Polling<'a>(&'a LongPolls, &'a Session);
+        impl Drop for Polling<'_> {
+            fn drop(&mut self) {
+                self.1.polling.store(false, Ordering::Relaxed);
+                self.1.seen_ms.store(self.0.now_ms(), Ordering::Relaxed);
+            }
+        }
         session.polling.store(true, Ordering::Relaxed);
-        let answer = self.wait(&session, me, &mut state, token).await;
-        session.polling.store(false, Ordering::Relaxed);
-        session.seen_ms.store(self.now_ms(), Ordering::Relaxed);
-        answer
+        let _polling = Polling(self, &session);
+        self.wait(&session, me, &mut state, token).await
     }
 
     async fn wait(
@@ -565,7 +578,8 @@ impl LongPolls {
                 }
             }
         }
-        before - after
+        // (Sessions opened meanwhile can make `after` the larger.)
+        before.saturating_sub(after)
     }
 
     /// Reaps every second, for as long as the node runs.
