@@ -91,6 +91,10 @@ async function bothWrite(node, { ada, bob }, docId) {
   await bob.keyboard.press("Control+End");
   await bob.keyboard.press("Enter");
   await bob.keyboard.type("Bob answers.");
+  // Ada appends once Bob's line has reached her: two people typing at the very same spot at
+  // once interleave their keystrokes (as any CRDT does), and the check below wants each
+  // sentence whole.
+  await until("Ada sees Bob's answer", async () => (await editorText(ada)).includes("Bob answers."));
   await ada.keyboard.press("Control+End");
   await ada.keyboard.type(" Ada again.");
   const same = await until("the two texts converge", async () => {
